@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { puts("pvmigd: not yet"); return 0; }
