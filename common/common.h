@@ -16,6 +16,7 @@
 #ifndef PVM_COMMON_H
 #define PVM_COMMON_H
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>

@@ -1,1 +1,683 @@
-#include "transport/transport.h"
+/*
+ * TLS 1.3 with mutual certificate authentication (OpenSSL 3), on
+ * non-blocking sockets, and the certificate helper behind `pvmig tls-init`.
+ *
+ *   pvm_tls_ctx_new()     one SSL_CTX: TLS 1.3 only, peer cert required
+ *   tp_conn_connect()     TCP connect + client handshake + name check
+ *   tp_conn_accept()      server handshake + name check on an accepted fd
+ *   tp_conn_read/write()  exact-length I/O; waits in poll() outside ssl_lock
+ *   pvm_tls_init_dir()    CA and host certificates for users and tests
+ */
+#include "transport/internal.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <ctype.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- context ----------------------------------------------------------- */
+
+void tp_ssl_error(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "no OpenSSL error recorded");
+	ERR_clear_error();
+}
+
+int pvm_tls_ctx_new(const struct pvm_tls_files *files,
+		    struct pvm_tls_ctx **out)
+{
+	struct pvm_tls_ctx *t;
+	char err[256];
+	const char *what;
+
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->ssl_ctx = SSL_CTX_new(TLS_method());
+	if (!t->ssl_ctx) {
+		what = "cannot create a TLS context";
+		goto out_err;
+	}
+	SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(t->ssl_ctx, TLS1_3_VERSION);
+	SSL_CTX_set_mode(t->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* No session tickets: channels are long-lived, and tickets are
+	 * post-handshake messages a peer might never read. */
+	SSL_CTX_set_num_tickets(t->ssl_ctx, 0);
+	SSL_CTX_set_verify(t->ssl_ctx,
+			   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   NULL);
+	what = "cannot load the CA certificate";
+	if (SSL_CTX_load_verify_locations(t->ssl_ctx, files->ca, NULL) != 1)
+		goto out_err;
+	what = "cannot load the host certificate";
+	if (SSL_CTX_use_certificate_chain_file(t->ssl_ctx, files->cert) != 1)
+		goto out_err;
+	what = "cannot load the private key";
+	if (SSL_CTX_use_PrivateKey_file(t->ssl_ctx, files->key,
+					SSL_FILETYPE_PEM) != 1)
+		goto out_err;
+	what = "the private key does not match the certificate";
+	if (SSL_CTX_check_private_key(t->ssl_ctx) != 1)
+		goto out_err;
+	*out = t;
+	return 0;
+
+out_err:
+	tp_ssl_error(err, sizeof(err));
+	pvm_err("tls: %s (ca %s, cert %s, key %s): %s", what, files->ca,
+		files->cert, files->key, err);
+	pvm_tls_ctx_free(t);
+	return -EINVAL;
+}
+
+void pvm_tls_ctx_free(struct pvm_tls_ctx *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->ssl_ctx);
+	free(t);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+void tp_conn_init(struct tp_conn *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	pthread_mutex_init(&c->ssl_lock, NULL);
+}
+
+void tp_conn_dispose(struct tp_conn *c)
+{
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	pthread_mutex_destroy(&c->ssl_lock);
+	/* Leave it re-initialisable. */
+	pthread_mutex_init(&c->ssl_lock, NULL);
+}
+
+static void set_socket_opts(int fd, unsigned timeout_ms)
+{
+	int one = 1, idle = 5, intvl = 2, cnt = 3;
+	unsigned user_to = timeout_ms;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Kernel keepalive finds a vanished host even when both sides are
+	 * idle; TCP_USER_TIMEOUT bounds how long sent data may stay
+	 * unacknowledged (a cut cable) before the kernel gives up. */
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_to, sizeof(user_to));
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void describe_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(buf, len, "%s:%u", host, port);
+}
+
+/* Waits for @events on @fd; 0, -ETIMEDOUT or -ECANCELED. */
+static int wait_fd(int fd, short events, unsigned timeout_ms, atomic_bool *stop)
+{
+	/* Poll in slices so a shutdown request is seen promptly even if the
+	 * socket shutdown() raced with our poll() setup. */
+	uint64_t deadline = pvm_now_ms() + timeout_ms;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = events };
+		uint64_t now = pvm_now_ms();
+		int slice, r;
+
+		if (stop && atomic_load(stop))
+			return -ECANCELED;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		slice = (int)(deadline - now < 200 ? deadline - now : 200);
+		r = poll(&p, 1, slice);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * Maps the result of an SSL call that returned <= 0 to an action:
+ * 1 = wait for read, 2 = wait for write, or a negative errno (with why).
+ */
+static int ssl_failure(SSL *ssl, int ret, int saved_errno, char *why,
+		       size_t why_len)
+{
+	int e = SSL_get_error(ssl, ret);
+	unsigned long code;
+	char buf[256];
+
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		return 1;
+	case SSL_ERROR_WANT_WRITE:
+		return 2;
+	case SSL_ERROR_ZERO_RETURN:
+		snprintf(why, why_len, "peer closed the TLS session");
+		return -ECONNRESET;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		if (saved_errno == 0 || saved_errno == EPIPE ||
+		    saved_errno == ECONNRESET) {
+			snprintf(why, why_len,
+				 "connection closed by peer (%s)",
+				 saved_errno ? strerror(saved_errno) :
+					       "end of stream");
+			return -ECONNRESET;
+		}
+		if (saved_errno == ETIMEDOUT) {
+			snprintf(why, why_len,
+				 "connection timed out (peer unreachable)");
+			return -ETIMEDOUT;
+		}
+		snprintf(why, why_len, "socket error: %s", strerror(saved_errno));
+		return -EIO;
+	case SSL_ERROR_SSL:
+		code = ERR_peek_last_error();
+		tp_ssl_error(buf, sizeof(buf));
+		if (ERR_GET_REASON(code) == SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC ||
+		    ERR_GET_REASON(code) == SSL_R_DECRYPTION_FAILED) {
+			snprintf(why, why_len,
+				 "TLS record failed authentication (data corrupted or tampered with in transit): %s",
+				 buf);
+			return -EBADMSG;
+		}
+		if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			snprintf(why, why_len,
+				 "connection closed by peer mid-record");
+			return -ECONNRESET;
+		}
+		snprintf(why, why_len, "TLS error: %s", buf);
+		return -EPROTO;
+	default:
+		snprintf(why, why_len, "TLS error %d", e);
+		return -EIO;
+	}
+}
+
+static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
+		      char *why, size_t why_len)
+{
+	X509 *peer = SSL_get1_peer_certificate(ssl);
+	X509_NAME *subj;
+	int rc = 0;
+
+	if (!peer) {
+		snprintf(why, why_len, "peer presented no certificate");
+		return -EACCES;
+	}
+	subj = X509_get_subject_name(peer);
+	cn[0] = '\0';
+	if (X509_NAME_get_text_by_NID(subj, NID_commonName, cn, (int)cn_len) < 0)
+		snprintf(cn, cn_len, "(no CN)");
+	if (peer_name && *peer_name &&
+	    X509_check_host(peer, peer_name, 0, 0, NULL) != 1) {
+		snprintf(why, why_len,
+			 "peer certificate is for '%s', expected '%s'", cn,
+			 peer_name);
+		rc = -EACCES;
+	}
+	X509_free(peer);
+	return rc;
+}
+
+/* Runs SSL_connect/SSL_accept to completion within @timeout_ms. */
+static int handshake(struct tp_conn *c, bool server, const char *peer_name,
+		     unsigned timeout_ms, char *why, size_t why_len)
+{
+	uint64_t deadline = pvm_now_ms() + timeout_ms;
+	int rc;
+
+	for (;;) {
+		int r, act;
+		uint64_t now;
+
+		ERR_clear_error();
+		errno = 0;
+		r = server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+		if (r == 1)
+			break;
+		act = ssl_failure(c->ssl, r, errno, why, why_len);
+		if (act < 0) {
+			long v = SSL_get_verify_result(c->ssl);
+
+			if (v != X509_V_OK) {
+				snprintf(why, why_len,
+					 "peer certificate rejected: %s",
+					 X509_verify_cert_error_string(v));
+				return -EACCES;
+			}
+			if (act == -EPROTO) {
+				char tmp[300];
+				snprintf(tmp, sizeof(tmp), "%s", why);
+				snprintf(why, why_len,
+					 "TLS handshake failed (%s)%s", tmp,
+					 server ? "; is the client speaking TLS 1.3 with a certificate?" : "");
+			}
+			return act == -EPROTO ? -EPROTO : act;
+		}
+		now = pvm_now_ms();
+		if (now >= deadline) {
+			snprintf(why, why_len, "TLS handshake timed out after %u ms",
+				 timeout_ms);
+			return -ETIMEDOUT;
+		}
+		rc = wait_fd(c->fd, act == 1 ? POLLIN : POLLOUT,
+			     (unsigned)(deadline - now), NULL);
+		if (rc == -ETIMEDOUT) {
+			snprintf(why, why_len, "TLS handshake timed out after %u ms",
+				 timeout_ms);
+			return rc;
+		}
+		if (rc)
+			return rc;
+	}
+	if (SSL_version(c->ssl) != TLS1_3_VERSION) {
+		snprintf(why, why_len, "peer negotiated %s, only TLS 1.3 is allowed",
+			 SSL_get_version(c->ssl));
+		return -EPROTO;
+	}
+	return check_peer(c->ssl, peer_name, c->peer_cn, sizeof(c->peer_cn),
+			  why, why_len);
+}
+
+static int conn_start_ssl(struct tp_conn *c, struct pvm_tls_ctx *tls,
+			  const char *sni, char *why, size_t why_len)
+{
+	c->ssl = SSL_new(tls->ssl_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+		snprintf(why, why_len, "cannot set up a TLS session");
+		return -ENOMEM;
+	}
+	if (sni && *sni && !isdigit((unsigned char)sni[0]))
+		SSL_set_tlsext_host_name(c->ssl, sni);
+	return 0;
+}
+
+int tp_conn_connect(struct tp_conn *c, struct pvm_tls_ctx *tls,
+		    const char *host, uint16_t port, const char *peer_name,
+		    unsigned timeout_ms, char *why, size_t why_len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char portstr[8];
+	int rc, err;
+	socklen_t elen = sizeof(err);
+
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc) {
+		snprintf(why, why_len, "cannot resolve '%s': %s", host,
+			 gai_strerror(rc));
+		return -EHOSTUNREACH;
+	}
+	c->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		rc = -errno;
+		snprintf(why, why_len, "socket: %s", strerror(errno));
+		goto out;
+	}
+	set_socket_opts(c->fd, timeout_ms);
+	describe_addr(res->ai_addr, c->peer_addr, sizeof(c->peer_addr));
+	if (connect(c->fd, res->ai_addr, res->ai_addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		rc = -errno;
+		snprintf(why, why_len, "connect to %s: %s", c->peer_addr,
+			 strerror(errno));
+		goto out;
+	}
+	rc = wait_fd(c->fd, POLLOUT, timeout_ms, NULL);
+	if (rc) {
+		snprintf(why, why_len, "connect to %s timed out", c->peer_addr);
+		goto out;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err) {
+		rc = -err;
+		snprintf(why, why_len, "connect to %s: %s", c->peer_addr,
+			 strerror(err));
+		goto out;
+	}
+	rc = conn_start_ssl(c, tls, peer_name ? peer_name : host, why, why_len);
+	if (rc)
+		goto out;
+	rc = handshake(c, false, peer_name, timeout_ms, why, why_len);
+out:
+	freeaddrinfo(res);
+	return rc;
+}
+
+int tp_conn_accept(struct tp_conn *c, struct pvm_tls_ctx *tls, int fd,
+		   const char *peer_name, unsigned timeout_ms, char *why,
+		   size_t why_len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc;
+
+	c->fd = fd;
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		describe_addr((struct sockaddr *)&ss, c->peer_addr,
+			      sizeof(c->peer_addr));
+	set_socket_opts(fd, timeout_ms);
+	rc = conn_start_ssl(c, tls, NULL, why, why_len);
+	if (rc)
+		return rc;
+	return handshake(c, true, peer_name, timeout_ms, why, why_len);
+}
+
+static int conn_io(struct tp_conn *c, bool writing, void *buf, size_t len,
+		   unsigned timeout_ms, atomic_bool *stop, char *why,
+		   size_t why_len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		int r, act, saved, rc;
+
+		if (stop && atomic_load(stop))
+			return -ECANCELED;
+		pthread_mutex_lock(&c->ssl_lock);
+		ERR_clear_error();
+		errno = 0;
+		r = writing ? SSL_write(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len))
+			    : SSL_read(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+		saved = errno;
+		act = r > 0 ? 0 : ssl_failure(c->ssl, r, saved, why, why_len);
+		pthread_mutex_unlock(&c->ssl_lock);
+		if (r > 0) {
+			p += r;
+			len -= (size_t)r;
+			continue;
+		}
+		if (act < 0)
+			return act;
+		rc = wait_fd(c->fd, act == 1 ? POLLIN : POLLOUT, timeout_ms,
+			     stop);
+		if (rc == -ETIMEDOUT) {
+			snprintf(why, why_len,
+				 writing ? "peer stopped reading: no progress for %u ms"
+					 : "peer silent: nothing received for %u ms",
+				 timeout_ms);
+			return rc;
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int tp_conn_read(struct tp_conn *c, void *buf, size_t len,
+		 unsigned timeout_ms, atomic_bool *stop, char *why,
+		 size_t why_len)
+{
+	return conn_io(c, false, buf, len, timeout_ms, stop, why, why_len);
+}
+
+int tp_conn_write(struct tp_conn *c, const void *buf, size_t len,
+		  unsigned timeout_ms, atomic_bool *stop, char *why,
+		  size_t why_len)
+{
+	return conn_io(c, true, (void *)buf, len, timeout_ms, stop, why,
+		       why_len);
+}
+
+/* ---- certificates ------------------------------------------------------ */
+
+static EVP_PKEY *load_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k;
+
+	if (!f)
+		return NULL;
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	return k;
+}
+
+static X509 *load_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+
+	if (!f)
+		return NULL;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	return x;
+}
+
+static int write_pem(const char *path, EVP_PKEY *key, X509 *cert)
+{
+	char tmp[4096];
+	FILE *f;
+	int fd, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  key ? 0600 : 0644);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return -errno;
+	}
+	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+		 : PEM_write_X509(f, cert);
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		ok = 0;
+	fclose(f);
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX v3;
+	X509_EXTENSION *ext;
+	int ok;
+
+	X509V3_set_ctx(&v3, issuer, cert, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+	if (!ext)
+		return -EINVAL;
+	ok = X509_add_ext(cert, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -EINVAL;
+}
+
+/* Makes a certificate for @cn with @key, signed by (@ca, @ca_key) or self. */
+static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *ca,
+		       EVP_PKEY *ca_key, bool is_ca, int not_before_days,
+		       int days)
+{
+	X509 *x = X509_new();
+	X509_NAME *name;
+	unsigned char serial[16];
+	BIGNUM *bn = NULL;
+	char san[300];
+	bool ok = false;
+
+	if (!x)
+		return NULL;
+	X509_set_version(x, 2);
+	if (RAND_bytes(serial, sizeof(serial)) != 1)
+		goto out;
+	serial[0] &= 0x7f;
+	bn = BN_bin2bn(serial, sizeof(serial), NULL);
+	if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+		goto out;
+	X509_gmtime_adj(X509_getm_notBefore(x), (long)not_before_days * 86400);
+	X509_gmtime_adj(X509_getm_notAfter(x),
+			((long)not_before_days + days) * 86400);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+				   (const unsigned char *)"pvmig", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
+	if (is_ca) {
+		if (add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") ||
+		    add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+		    add_ext(x, x, NID_subject_key_identifier, "hash"))
+			goto out;
+	} else {
+		snprintf(san, sizeof(san), "DNS:%s", cn);
+		if (add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") ||
+		    add_ext(x, ca, NID_key_usage,
+			    "critical,digitalSignature,keyEncipherment") ||
+		    add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth") ||
+		    add_ext(x, ca, NID_subject_alt_name, san) ||
+		    add_ext(x, ca, NID_authority_key_identifier, "keyid"))
+			goto out;
+	}
+	if (!X509_sign(x, ca_key ? ca_key : key, EVP_sha256()))
+		goto out;
+	ok = true;
+out:
+	BN_free(bn);
+	if (!ok) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static bool valid_host_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
+		    s[i] != '-' && s[i] != '_')
+			return false;
+	return true;
+}
+
+int pvm_tls_init_dir(const char *dir, const char *const *hosts, size_t nhosts,
+		     int not_before_days, int days)
+{
+	char ca_pem[4096], ca_keyf[4096], pem[4096], keyf[4096];
+	EVP_PKEY *ca_key = NULL, *key = NULL;
+	X509 *ca = NULL, *cert = NULL;
+	int rc = 0;
+
+	if (days <= 0) {
+		pvm_err("tls-init: validity must be at least one day");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < nhosts; i++) {
+		if (!valid_host_name(hosts[i]) || strcmp(hosts[i], "ca") == 0) {
+			pvm_err("tls-init: '%s' is not a usable host name (letters, digits, '.', '-', '_'; not 'ca')",
+				hosts[i]);
+			return -EINVAL;
+		}
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		pvm_err("tls-init: cannot create %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
+	snprintf(ca_keyf, sizeof(ca_keyf), "%s/ca.key", dir);
+
+	ca = load_cert(ca_pem);
+	ca_key = load_key(ca_keyf);
+	if (!ca || !ca_key) {
+		if (ca || ca_key || access(ca_pem, F_OK) == 0 ||
+		    access(ca_keyf, F_OK) == 0) {
+			pvm_err("tls-init: %s holds an unreadable or half CA (ca.pem/ca.key); remove both to make a new one",
+				dir);
+			rc = -EINVAL;
+			goto out;
+		}
+		ca_key = EVP_EC_gen("P-256");
+		ca = ca_key ? make_cert("pvmig CA", ca_key, NULL, NULL, true,
+					0, 3650) : NULL;
+		if (!ca || (rc = write_pem(ca_keyf, ca_key, NULL)) ||
+		    (rc = write_pem(ca_pem, NULL, ca))) {
+			pvm_err("tls-init: cannot create the CA in %s", dir);
+			rc = rc ? rc : -EIO;
+			goto out;
+		}
+		pvm_info("tls-init: created CA %s", ca_pem);
+	}
+	for (size_t i = 0; i < nhosts; i++) {
+		snprintf(pem, sizeof(pem), "%s/%s.pem", dir, hosts[i]);
+		snprintf(keyf, sizeof(keyf), "%s/%s.key", dir, hosts[i]);
+		key = EVP_EC_gen("P-256");
+		cert = key ? make_cert(hosts[i], key, ca, ca_key, false,
+				       not_before_days, days) : NULL;
+		if (!cert || (rc = write_pem(keyf, key, NULL)) ||
+		    (rc = write_pem(pem, NULL, cert))) {
+			pvm_err("tls-init: cannot create the certificate for %s",
+				hosts[i]);
+			rc = rc ? rc : -EIO;
+			goto out;
+		}
+		pvm_info("tls-init: created %s (key %s)", pem, keyf);
+		X509_free(cert);
+		EVP_PKEY_free(key);
+		cert = NULL;
+		key = NULL;
+	}
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	return rc;
+}
