@@ -1,0 +1,64 @@
+/* Record type names, for logs and for struct pvm_ckpt_info consumers. */
+#include "checkpoint/internal.h"
+
+static const char *const xc_names[PVM_CKPT_XC_REC_NR] = {
+	[PVM_CKPT_XC_REC_END] = "END",
+	[PVM_CKPT_XC_REC_PAGE_DATA] = "PAGE_DATA",
+	[PVM_CKPT_XC_REC_X86_PV_INFO] = "X86_PV_INFO",
+	[PVM_CKPT_XC_REC_X86_PV_P2M_FRAMES] = "X86_PV_P2M_FRAMES",
+	[PVM_CKPT_XC_REC_X86_PV_VCPU_BASIC] = "X86_PV_VCPU_BASIC",
+	[PVM_CKPT_XC_REC_X86_PV_VCPU_EXTENDED] = "X86_PV_VCPU_EXTENDED",
+	[PVM_CKPT_XC_REC_X86_PV_VCPU_XSAVE] = "X86_PV_VCPU_XSAVE",
+	[PVM_CKPT_XC_REC_SHARED_INFO] = "SHARED_INFO",
+	[PVM_CKPT_XC_REC_X86_TSC_INFO] = "X86_TSC_INFO",
+	[PVM_CKPT_XC_REC_HVM_CONTEXT] = "HVM_CONTEXT",
+	[PVM_CKPT_XC_REC_HVM_PARAMS] = "HVM_PARAMS",
+	[PVM_CKPT_XC_REC_TOOLSTACK] = "TOOLSTACK",
+	[PVM_CKPT_XC_REC_X86_PV_VCPU_MSRS] = "X86_PV_VCPU_MSRS",
+	[PVM_CKPT_XC_REC_VERIFY] = "VERIFY",
+	[PVM_CKPT_XC_REC_CHECKPOINT] = "CHECKPOINT",
+	[PVM_CKPT_XC_REC_CHECKPOINT_DIRTY_PFN_LIST] = "CHECKPOINT_DIRTY_PFN_LIST",
+	[PVM_CKPT_XC_REC_STATIC_DATA_END] = "STATIC_DATA_END",
+	[PVM_CKPT_XC_REC_X86_CPUID_POLICY] = "X86_CPUID_POLICY",
+	[PVM_CKPT_XC_REC_X86_MSR_POLICY] = "X86_MSR_POLICY",
+};
+
+static const char *const pvm_names[PVM_CKPT_PVM_REC_NR] = {
+	[PVM_CKPT_REC_META - PVM_CKPT_PVM_REC_BASE] = "PVMIG_META",
+	[PVM_CKPT_REC_XENSTORE - PVM_CKPT_PVM_REC_BASE] = "PVMIG_XENSTORE",
+	[PVM_CKPT_REC_DEVICE - PVM_CKPT_PVM_REC_BASE] = "PVMIG_DEVICE",
+	[PVM_CKPT_REC_EVTCHN - PVM_CKPT_PVM_REC_BASE] = "PVMIG_EVTCHN",
+	[PVM_CKPT_REC_GRANT - PVM_CKPT_PVM_REC_BASE] = "PVMIG_GRANT",
+	[PVM_CKPT_REC_CHECKSUM - PVM_CKPT_PVM_REC_BASE] = "PVMIG_CHECKSUM",
+};
+
+static const char *const xl_names[PVM_CKPT_XL_REC_NR] = {
+	[PVM_CKPT_XL_REC_END] = "END",
+	[PVM_CKPT_XL_REC_LIBXC_CONTEXT] = "LIBXC_CONTEXT",
+	[PVM_CKPT_XL_REC_EMULATOR_XENSTORE_DATA] = "EMULATOR_XENSTORE_DATA",
+	[PVM_CKPT_XL_REC_EMULATOR_CONTEXT] = "EMULATOR_CONTEXT",
+	[PVM_CKPT_XL_REC_CHECKPOINT_END] = "CHECKPOINT_END",
+	[PVM_CKPT_XL_REC_CHECKPOINT_STATE] = "CHECKPOINT_STATE",
+};
+
+const char *pvm_ckpt_record_name(uint32_t type)
+{
+	const char *n = NULL;
+
+	if (type < PVM_CKPT_XC_REC_NR)
+		n = xc_names[type];
+	else if (type - PVM_CKPT_PVM_REC_BASE < PVM_CKPT_PVM_REC_NR)
+		n = pvm_names[type - PVM_CKPT_PVM_REC_BASE];
+	if (n)
+		return n;
+	return (type & PVM_CKPT_REC_OPTIONAL) ? "unknown optional"
+					      : "unknown mandatory";
+}
+
+const char *pvm_ckpt_libxl_record_name(uint32_t type)
+{
+	if (type < PVM_CKPT_XL_REC_NR && xl_names[type])
+		return xl_names[type];
+	return (type & PVM_CKPT_REC_OPTIONAL) ? "unknown optional"
+					      : "unknown mandatory";
+}
