@@ -117,8 +117,8 @@ static int canonicalize(const struct xs_conn *c, const char *in, char *out,
 
 	if (relative)
 		*relative = false;
-	if (in[0] == '@' && allow_special) {
-		if (l > XENSTORE_REL_PATH_MAX)
+	if (in[0] == '@') {
+		if (!allow_special || l > XENSTORE_REL_PATH_MAX)
 			return -EINVAL;
 		memcpy(out, in, l + 1);
 		return 0;
@@ -674,6 +674,7 @@ void fire_watches(struct pvm_xenstored *srv, const char *path, bool recurse,
 
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
+		/* send_event() may drop @c (and free its watches). */
 		for (struct xs_watch *w = c->watches;
 		     w && c->state == XS_CONN_OPEN; w = w->next) {
 			const char *ep;
@@ -691,6 +692,8 @@ void fire_watches(struct pvm_xenstored *srv, const char *path, bool recurse,
 					      p, np) & XS_PERM_READ)))
 				continue;
 			send_event(c, w, ep);
+			if (c->state != XS_CONN_OPEN)
+				break;
 		}
 	}
 }
@@ -704,10 +707,13 @@ void fire_special(struct pvm_xenstored *srv, const char *name)
 		next = c->next;
 		if (c->domid != 0)
 			continue;
-		for (struct xs_watch *w = c->watches;
-		     w && c->state == XS_CONN_OPEN; w = w->next)
-			if (strcmp(w->path, name) == 0)
-				send_event(c, w, name);
+		for (struct xs_watch *w = c->watches; w; w = w->next) {
+			if (strcmp(w->path, name) != 0)
+				continue;
+			send_event(c, w, name);
+			if (c->state != XS_CONN_OPEN)
+				break; /* dropped: its watches are gone */
+		}
 	}
 }
 

@@ -205,7 +205,8 @@ static inline int tc_send_raw(struct tc *t, uint32_t type, uint32_t req,
 	pvm_put_le32(h + 12, len);
 	if (write_all(t->fd, h, 16))
 		return -EPIPE;
-	return len ? write_all(t->fd, payload, len) : 0;
+	/* NULL @payload: the header alone (a lying length). */
+	return len && payload ? write_all(t->fd, payload, len) : 0;
 }
 
 /* Next message; body NUL-terminated in @buf (XENSTORE_PAYLOAD_MAX + 1). */
