@@ -874,6 +874,10 @@ static int read_libxc(struct reader *r, const uint8_t first8[8])
 			return r->err;
 		count_type(r, rec.type, rec.length);
 		if (!d) {
+			if (r->seen_checksum)
+				return rfail(r, -EPROTO,
+					     "optional record %#x after PVMIG_CHECKSUM",
+					     rec.type);
 			pvm_info("checkpoint: skipping optional record %#x",
 				 rec.type);
 			r->info->optional_skipped++;
