@@ -1,0 +1,244 @@
+/*
+ * pvmig-simguest — the program a simulated domain runs (one process per
+ * domain). Started only by the simulated host (hv/sim/domain.c), with its
+ * control socket on fd 3 and its memory memfd on fd 4; see
+ * hv/sim/guest_abi.h for the handshake and the memory layout.
+ *
+ * Usage: pvmig-simguest NR_PAGES NR_VCPUS WORKLOAD
+ *
+ * WORKLOAD is "idle" or "dirty:FIRST:COUNT[:RATE]": each vCPU thread
+ * writes, round and round, its share (every NR_VCPUS-th page) of pfns
+ * [FIRST, FIRST+COUNT), one 8-byte counter per page per pass at a moving
+ * offset, RATE pages per second per vCPU (0 or absent: as fast as it can).
+ * Every pass is counted in the header page.
+ *
+ * The guest exits when its control socket reaches EOF (host gone).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hv/sim/guest_abi.h"
+#include "hv/sim/uapi_compat.h"
+
+#define PAGE 4096u
+
+struct workload {
+	uint64_t first, count, rate;
+	bool dirty;
+};
+
+struct vcpu {
+	pthread_t thread;
+	unsigned int id;
+};
+
+static uint8_t *mem;
+static uint64_t nr_pages;
+static unsigned int nr_vcpus;
+static struct workload wl;
+
+static int parse_workload(const char *s, struct workload *w)
+{
+	char *end;
+
+	memset(w, 0, sizeof(*w));
+	if (strcmp(s, "idle") == 0)
+		return 0;
+	if (strncmp(s, "dirty:", 6) != 0)
+		return -EINVAL;
+	s += 6;
+	w->first = strtoull(s, &end, 0);
+	if (*end != ':')
+		return -EINVAL;
+	w->count = strtoull(end + 1, &end, 0);
+	if (*end == ':')
+		w->rate = strtoull(end + 1, &end, 0);
+	if (*end)
+		return -EINVAL;
+	if (w->first < PVM_SIMGUEST_FIRST_FREE_PFN || w->first >= nr_pages)
+		return -EINVAL;
+	if (w->count > nr_pages - w->first)
+		w->count = nr_pages - w->first;
+	w->dirty = true;
+	return 0;
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct pvm_simguest_header *hdr = (void *)mem;
+	uint64_t pass = 0;
+	struct timespec gap = { 0, 0 };
+
+	if (!wl.dirty || wl.count == 0)
+		return NULL;
+	if (wl.rate) {
+		uint64_t ns = 1000000000ull / wl.rate;
+		gap.tv_sec = (time_t)(ns / 1000000000ull);
+		gap.tv_nsec = (long)(ns % 1000000000ull);
+	}
+	for (;;) {
+		pass++;
+		for (uint64_t j = v->id; j < wl.count; j += nr_vcpus) {
+			uint64_t pfn = wl.first + j;
+			volatile uint64_t *w =
+				(volatile uint64_t *)(mem + pfn * PAGE);
+
+			w[(pass + pfn) % (PAGE / 8)] = pass;
+			if (wl.rate)
+				nanosleep(&gap, NULL);
+		}
+		__atomic_store_n(&hdr->passes[v->id], pass, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static int send_ready(int status, uint64_t addr, uint64_t detail, int uffd)
+{
+	struct pvm_simguest_msg m = {
+		.type = PVM_SIMGUEST_READY,
+		.status = status,
+		.addr = addr,
+		.detail = detail,
+	};
+	struct iovec iov = { &m, sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (uffd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof(cbuf.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	}
+	return sendmsg(PVM_SIMGUEST_CTL_FD, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Creates the userfaultfd in this mm and registers @len bytes at @addr for
+ * asynchronous write-protect. Returns the fd or a negative errno and sets
+ * *step (guest_abi.h READY.detail). */
+static int setup_uffd(void *addr, uint64_t len, uint64_t *step)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = PVM_UFFD_FEATURE_WP_ASYNC |
+			    PVM_UFFD_FEATURE_WP_UNPOPULATED,
+	};
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	int fd, rc;
+
+	*step = 3;
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd,
+				  O_CLOEXEC | O_NONBLOCK | PVM_UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return -errno;
+	*step = 1;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		goto fail;
+	if (!(api.features & PVM_UFFD_FEATURE_WP_ASYNC)) {
+		errno = EOPNOTSUPP;
+		goto fail;
+	}
+	*step = 2;
+	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
+		goto fail;
+	return fd;
+fail:
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct pvm_simguest_msg m;
+	struct vcpu *vcpus;
+	uint64_t step = 0;
+	int uffd, rc;
+	ssize_t n;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (argc != 4) {
+		fprintf(stderr, "pvmig-simguest: started by the simulated host only\n");
+		return 2;
+	}
+	nr_pages = strtoull(argv[1], NULL, 0);
+	nr_vcpus = (unsigned int)strtoul(argv[2], NULL, 0);
+	if (nr_pages < PVM_SIMGUEST_MIN_PAGES || nr_vcpus < 1 ||
+	    nr_vcpus > PVM_SIMGUEST_MAX_VCPUS ||
+	    parse_workload(argv[3], &wl) < 0) {
+		fprintf(stderr, "pvmig-simguest: bad arguments\n");
+		return 2;
+	}
+
+	mem = mmap(NULL, nr_pages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   PVM_SIMGUEST_MEM_FD, 0);
+	if (mem == MAP_FAILED) {
+		send_ready(-errno, 0, 4, -1);
+		return 1;
+	}
+	close(PVM_SIMGUEST_MEM_FD);
+	uffd = setup_uffd(mem, nr_pages * PAGE, &step);
+	if (uffd < 0) {
+		send_ready(uffd, (uintptr_t)mem, step, -1);
+		return 1;
+	}
+	rc = send_ready(0, (uintptr_t)mem, 0, uffd);
+	close(uffd); /* the host's copy keeps the registration alive */
+	if (rc < 0)
+		return 1;
+
+	n = recv(PVM_SIMGUEST_CTL_FD, &m, sizeof(m), 0);
+	if (n != (ssize_t)sizeof(m) || m.type != PVM_SIMGUEST_RUN)
+		return 0; /* host gone before RUN */
+
+	{
+		struct pvm_simguest_header *hdr = (void *)mem;
+
+		hdr->magic = PVM_SIMGUEST_MAGIC;
+		hdr->nr_vcpus = nr_vcpus;
+	}
+	vcpus = calloc(nr_vcpus, sizeof(*vcpus));
+	if (!vcpus)
+		return 1;
+	for (unsigned int i = 0; i < nr_vcpus; i++) {
+		vcpus[i].id = i;
+		if (pthread_create(&vcpus[i].thread, NULL, vcpu_main, &vcpus[i]))
+			return 1;
+	}
+
+	/* The control socket stays open for the domain's life; EOF = host gone. */
+	for (;;) {
+		n = recv(PVM_SIMGUEST_CTL_FD, &m, sizeof(m), 0);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			_exit(0);
+	}
+}

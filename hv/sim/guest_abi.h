@@ -1,0 +1,74 @@
+/*
+ * What the simulated host and its guest program (pvmig-simguest,
+ * hv/sim/guest/) agree on: the start-up handshake over the control socket
+ * and the fixed layout of guest memory. Both ends are built from this tree
+ * and run on one machine, so messages are host-endian fixed-width structs
+ * on a SOCK_SEQPACKET socket (one message per packet).
+ *
+ * Start-up (hv/sim/domain.c sim_domain_create()):
+ *
+ *   host                                    guest (child process)
+ *   memfd, socketpair, fork+exec  ───────►  mmap memfd MAP_SHARED
+ *                                           userfaultfd(WP_ASYNC), register
+ *                                           its mapping for write-protect
+ *                                 ◄───────  READY {status, addr} + uffd
+ *   open /proc/PID/pagemap, probe                (SCM_RIGHTS)
+ *   [start_paused: SIGSTOP]
+ *   RUN                           ───────►  start nr_vcpus threads
+ *   ... socket EOF (host gone)    ───────►  exit
+ *
+ * The uffd is created in the guest because a userfaultfd watches the mm of
+ * the process that created it; the guest hands it over so that the host
+ * can write-protect everything (log-dirty enable) and un-protect
+ * (disable) without the guest's help, while PAGEMAP_SCAN reads and
+ * re-protects through /proc/PID/pagemap.
+ *
+ * Guest memory layout (pfns):
+ *
+ *   0                     header page: struct pvm_simguest_header
+ *   1 .. 1+GNTTAB_FRAMES  grant table, grant_entry_v1_t[] (512 per frame)
+ *   FIRST_FREE ..         free for the workload
+ */
+#ifndef PVM_SIM_GUEST_ABI_H
+#define PVM_SIM_GUEST_ABI_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#define PVM_SIMGUEST_HEADER_PFN 0u
+#define PVM_SIMGUEST_GNTTAB_PFN 1u
+#define PVM_SIMGUEST_GNTTAB_FRAMES 1u
+#define PVM_SIMGUEST_FIRST_FREE_PFN 16u
+#define PVM_SIMGUEST_MIN_PAGES 32u
+#define PVM_SIMGUEST_MAX_VCPUS 32u
+
+#define PVM_SIMGUEST_MAGIC 0x70766d73u /* "pvms" */
+
+/* Page 0. Written by the guest; the host only reads it. */
+struct pvm_simguest_header {
+	uint32_t magic;
+	uint32_t nr_vcpus;
+	/* Per vCPU: workload passes completed (each pass writes every page of
+	 * that vCPU's share of the working set once). */
+	uint64_t passes[PVM_SIMGUEST_MAX_VCPUS];
+};
+
+enum pvm_simguest_msg_type {
+	PVM_SIMGUEST_READY = 1, /* guest → host, carries the uffd */
+	PVM_SIMGUEST_RUN = 2,   /* host → guest: start the vCPUs */
+};
+
+struct pvm_simguest_msg {
+	uint32_t type;   /* enum pvm_simguest_msg_type */
+	int32_t status;  /* READY: 0 or the negative errno of set-up */
+	uint64_t addr;   /* READY: guest address of its memory mapping */
+	uint64_t detail; /* READY on failure: which step (1 api, 2 register,
+			  * 3 userfaultfd, 4 mmap) */
+};
+static_assert(sizeof(struct pvm_simguest_msg) == 24, "simguest msg");
+
+/* Fds the guest inherits, and its argv: PROG NR_PAGES NR_VCPUS WORKLOAD */
+#define PVM_SIMGUEST_CTL_FD 3
+#define PVM_SIMGUEST_MEM_FD 4
+
+#endif /* PVM_SIM_GUEST_ABI_H */

@@ -1,0 +1,208 @@
+/*
+ * Shared by the sources of the simulated host; nothing outside hv/sim/
+ * includes it.
+ *
+ *   host.c     the instance, its ops table, domain lookup, death reaping
+ *   domain.c   create/destroy/pause/unpause, foreign mappings, vCPU state
+ *   dirty.c    log-dirty (userfaultfd WP_ASYNC + PAGEMAP_SCAN), mark_dirty
+ *   grant.c    v1 grant tables: map/unmap/copy for backends, state
+ *   evtchn.c   event channels: ports, interdomain bindings, state
+ *
+ * Locking: one mutex per host (host->lock) guards every domain and every
+ * list below; each public entry point takes it once. Nothing blocks for
+ * long under it (the longest holds are a dirty scan, a few ms for 1 GiB,
+ * and waiting for a guest to stop or die after the signal).
+ *
+ * Domain state machine (one function, dom_set_state(), performs each
+ * transition and checks the from-state):
+ *
+ *          create                 pause (count 0→1)
+ *   (none) ─────► RUNNING ───────────────────────────► PAUSED
+ *     │              ▲  ◄─────────────────────────────    │
+ *     │ create       │     unpause (count 1→0)            │
+ *     │ (start_paused)                                    │
+ *     └──────────────────────────────────────────────────►│
+ *   RUNNING, PAUSED ── process exit seen (sim_reap) ──► DEAD
+ *   any ── destroy ──► (freed)
+ *
+ *   RUNNING: process alive, not stopped, pause_count == 0.
+ *   PAUSED:  process alive and SIGSTOPped (every thread), pause_count > 0.
+ *   DEAD:    process reaped; memory, uffd, ports and grant pins released;
+ *            only info/list/destroy succeed (others: -ESRCH).
+ */
+#ifndef PVM_SIM_INTERNAL_H
+#define PVM_SIM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+#include "hv/hv.h"
+#include "hv/sim/guest_abi.h"
+#include "hv/sim/sim.h"
+#include "hv/sim/uapi_compat.h"
+
+#define SIM_EVTCHN_MAX 1024u /* ports per domain (port 0 never used) */
+#define SIM_VCPU_CTX_SIZE 128u
+#define SIM_GNT_PER_FRAME (PVM_PAGE_SIZE / 8u)
+#define SIM_SCAN_VEC_LEN 4096u /* page_regions per PAGEMAP_SCAN call */
+
+enum sim_dom_state {
+	DOM_RUNNING,
+	DOM_PAUSED,
+	DOM_DEAD,
+};
+
+enum sim_port_state {
+	PORT_FREE = 0,
+	PORT_UNBOUND = 1,
+	PORT_INTERDOMAIN = 2,
+};
+
+struct sim_port {
+	uint8_t state;         /* enum sim_port_state */
+	uint16_t remote_domid; /* UNBOUND: who may bind; INTERDOMAIN: peer */
+	uint32_t remote_port;  /* INTERDOMAIN only */
+	int efd;               /* eventfd, -1 when FREE */
+};
+
+/* Xen's active grant entry: pins held by mappings/copies on this host. */
+struct sim_active_grant {
+	uint32_t pin_r; /* read-only pins */
+	uint32_t pin_w; /* writable pins */
+};
+
+struct sim_domain {
+	struct sim_domain *next; /* host->domains, ascending domid */
+	uint32_t domid;
+	uint64_t serial; /* unique per host: tells a reused domid apart */
+	char name[64];
+	enum sim_dom_state state;
+	unsigned int pause_count;
+	uint32_t shutdown_reason;
+	uint64_t nr_pages;
+	uint32_t nr_vcpus;
+	bool is_control; /* domain 0, the host itself: no process, no memory */
+
+	pid_t pid;
+	int pidfd;
+	int ctl_fd;
+	int memfd;
+	int uffd;
+	int pagemap_fd;
+	uint8_t *mem;        /* host's MAP_SHARED mapping of all guest memory */
+	uint64_t guest_addr; /* where the guest mapped it (for PAGEMAP_SCAN) */
+
+	bool logdirty;
+	struct pvm_bitmap marks; /* pages written by the host (mark_dirty) */
+	struct pvm_page_region *scan_vec;
+
+	uint8_t *vcpu_ctx; /* nr_vcpus * SIM_VCPU_CTX_SIZE */
+
+	struct sim_port *ports; /* SIM_EVTCHN_MAX entries */
+
+	uint64_t gnttab_pfn;
+	uint32_t gnttab_frames;
+	struct sim_active_grant *active; /* gnttab_frames * SIM_GNT_PER_FRAME */
+};
+
+/* A map_pages mapping, until unmap_pages. */
+struct sim_fmap {
+	struct sim_fmap *next;
+	uint8_t *addr;
+	size_t n;
+	uint32_t domid;
+	uint64_t serial;
+	bool writable;
+	uint64_t *pfns; /* writable only: what to mark dirty at unmap */
+};
+
+/* A grant mapping, until pvm_sim_grant_unmap. */
+struct sim_gmap {
+	struct sim_gmap *next;
+	uint32_t handle;
+	uint32_t domid; /* granting domain */
+	uint64_t serial;
+	uint32_t ref;
+	uint64_t frame;
+	bool writable;
+	void *addr;
+};
+
+struct sim_host {
+	struct pvm_hv hv; /* first: container of &hv */
+	pthread_mutex_t lock;
+	char *guest_prog;
+	struct sim_domain *domains; /* guests, ascending domid */
+	struct sim_domain dom0;     /* the control domain: backends' ports */
+	uint64_t next_serial;
+	int epfd; /* pidfds of live guests: readable when one exits */
+	struct sim_fmap *fmaps;
+	struct sim_gmap *gmaps;
+	uint32_t next_handle;
+};
+
+static inline struct sim_host *to_host(struct pvm_hv *hv)
+{
+	return (struct sim_host *)hv;
+}
+
+/* host.c */
+extern const struct pvm_hv_ops pvm_sim_ops;
+/* Looks up a domain (0 gives dom0). With @alive, DEAD domains and dom0 are
+ * -ESRCH. Caller holds the lock. Reaps first if the process exited. */
+int sim_dom_get(struct sim_host *h, uint32_t domid, bool alive,
+		struct sim_domain **out);
+void sim_dom_set_state(struct sim_domain *d, enum sim_dom_state from,
+		       enum sim_dom_state to);
+/* Checks @d's process without blocking; releases it if it exited.
+ * Caller holds the lock. True when @d is (now) DEAD. */
+bool sim_dom_check_dead(struct sim_host *h, struct sim_domain *d);
+/* SIGKILLs @d's process, waits for it and releases it (DEAD). */
+void sim_dom_kill(struct sim_host *h, struct sim_domain *d);
+/* Releases everything of a dead domain (its process already reaped). */
+void sim_dom_release(struct sim_host *h, struct sim_domain *d);
+void sim_dom_free(struct sim_domain *d);
+
+/* domain.c */
+int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
+		      uint32_t *domid_out);
+int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid);
+int sim_domain_pause(struct pvm_hv *hv, uint32_t domid);
+int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid);
+int sim_map_pages(struct pvm_hv *hv, uint32_t domid, enum pvm_hv_prot prot,
+		  const uint64_t *pfns, size_t n, int *errs, void **addr_out);
+int sim_unmap_pages(struct pvm_hv *hv, void *addr, size_t n);
+int sim_vcpu_context_get(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
+			 struct pvm_buf *out);
+int sim_vcpu_context_set(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
+			 const void *ctx, size_t len);
+
+/* dirty.c */
+int sim_logdirty_enable(struct pvm_hv *hv, uint32_t domid);
+int sim_logdirty_disable(struct pvm_hv *hv, uint32_t domid);
+int sim_logdirty_read_clear(struct pvm_hv *hv, uint32_t domid,
+			    struct pvm_bitmap *bm);
+/* Records a host write to @pfn when log-dirty is on. Lock held. */
+void sim_mark_dirty_locked(struct sim_domain *d, uint64_t pfn);
+/* Probes PAGEMAP_SCAN on a new domain: 0 or -EOPNOTSUPP (logged). */
+int sim_dirty_probe(struct sim_domain *d);
+
+/* grant.c */
+int sim_grant_state_get(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);
+int sim_grant_state_set(struct pvm_hv *hv, uint32_t domid, const void *state,
+			size_t len);
+/* Drops a dead domain's pins; its mappings stay until unmapped. */
+void sim_grant_release(struct sim_host *h, struct sim_domain *d);
+
+/* evtchn.c */
+int sim_evtchn_state_get(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);
+int sim_evtchn_state_set(struct pvm_hv *hv, uint32_t domid, const void *state,
+			 size_t len);
+int sim_evtchn_init(struct sim_domain *d);
+/* Closes every port of @d (peers become unbound) and frees the table. */
+void sim_evtchn_release(struct sim_host *h, struct sim_domain *d);
+
+#endif /* PVM_SIM_INTERNAL_H */

@@ -1,0 +1,157 @@
+/*
+ * hv/sim/ — the simulated Xen host, beyond the common ops table (hv/hv.h):
+ * creating a host, and the hypervisor services the simulated PV backends
+ * use (Xen's gntdev/gntshr and evtchn devices, and paging_mark_dirty).
+ *
+ * Each guest is its own process (pvmig-simguest), its memory a memfd the
+ * host maps MAP_SHARED; pause/unpause SIGSTOP/SIGCONT the whole process;
+ * log-dirty is the kernel's (userfaultfd WP_ASYNC + PAGEMAP_SCAN). The
+ * domain config's `image` is the workload:
+ *
+ *   NULL, "idle"                  vCPU threads start and do nothing
+ *   "dirty:FIRST:COUNT[:RATE]"    vCPUs keep writing pfns [FIRST,
+ *                                 FIRST+COUNT) (FIRST >= 16), RATE pages/s
+ *                                 per vCPU, 0 or absent: flat out
+ *
+ * Guest memory layout, the handshake with the guest and the header page
+ * the workload counts in: hv/sim/guest_abi.h. Design: docs/hv.md.
+ *
+ * Domain 0 is the host itself (the control/backend domain): it has event
+ * channels but no memory or process, and is not listed.
+ *
+ * The host reaps guests that die: pvm_sim_host_fd() becomes readable, and
+ * pvm_sim_host_reap() (also run by every domain operation on the domain it
+ * touches, and by domain_list) releases the dead domain's ports and grant
+ * pins; domain_info then reports it SHUTDOWN|DYING until destroyed. The
+ * calling process must not set SIGCHLD to SIG_IGN (guests are its children).
+ */
+#ifndef PVM_SIM_SIM_H
+#define PVM_SIM_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hv/hv.h"
+
+struct pvm_sim_config {
+	/* Path of pvmig-simguest; NULL: $PVM_SIMGUEST, else the file next
+	 * to the running executable. Borrowed for the call. */
+	const char *guest_prog;
+};
+
+/*
+ * Creates a simulated host. @cfg may be NULL (defaults). The caller owns
+ * *@hv_out and ends it with ops->close. 0 or a negative errno.
+ */
+int pvm_sim_host_create(const struct pvm_sim_config *cfg,
+			struct pvm_hv **hv_out);
+
+/* True if @hv is a simulated host (the pvm_sim_* calls need one). */
+bool pvm_sim_is_sim(const struct pvm_hv *hv);
+
+/* An fd that polls readable when a guest process has exited; borrowed,
+ * valid until close. Call pvm_sim_host_reap() then. */
+int pvm_sim_host_fd(struct pvm_hv *hv);
+
+/* Finds guests whose process exited and releases them (state DEAD).
+ * Returns how many it found, or a negative errno. */
+int pvm_sim_host_reap(struct pvm_hv *hv);
+
+/* The guest's process id (for tests: signals, /proc). */
+int pvm_sim_domain_pid(struct pvm_hv *hv, uint32_t domid, pid_t *pid_out);
+
+/*
+ * The host's own mapping of all guest memory (*@nr_pages_out pages), for
+ * tests and benchmarks. Borrowed: valid until the domain dies or is
+ * destroyed. Writes through it are NOT seen by log-dirty unless marked
+ * with pvm_sim_mark_dirty().
+ */
+int pvm_sim_domain_memory(struct pvm_hv *hv, uint32_t domid, void **mem_out,
+			  uint64_t *nr_pages_out);
+
+/*
+ * Xen's paging_mark_dirty: a backend that wrote guest page @pfn through a
+ * host mapping reports it, after the write and before telling the guest,
+ * so the next logdirty_read_clear includes it. A no-op while log-dirty is
+ * off. -ESRCH, -EINVAL (pfn out of range).
+ */
+int pvm_sim_mark_dirty(struct pvm_hv *hv, uint32_t domid, uint64_t pfn);
+
+/* ---- grant tables (as GNTTABOP_map/unmap_grant_ref, GNTTABOP_copy) ---- */
+
+#define PVM_SIM_GNTMAP_READONLY 1u
+
+/*
+ * Maps grant @ref of domain @domid into the caller (a backend running as
+ * domain @mapdomid), with Xen's checks on the v1 entry in guest memory:
+ * GTF_permit_access, entry domid == @mapdomid, and no GTF_readonly for a
+ * writable map; on success GTF_reading (and GTF_writing) are set in the
+ * entry until the last such pin goes. *@addr_out is one page, readable
+ * (and writable unless READONLY), owned by the caller until
+ * pvm_sim_grant_unmap(*@handle_out); it stays valid if the guest dies.
+ * Errors: -EINVAL ref or frame out of range, -EPERM entry does not grant
+ * this access to this domain, -EAGAIN entry changed under us 5 times,
+ * -ESRCH no such (live) domain.
+ */
+int pvm_sim_grant_map(struct pvm_hv *hv, uint32_t mapdomid, uint32_t domid,
+		      uint32_t ref, unsigned int flags, void **addr_out,
+		      uint32_t *handle_out);
+
+/* Unmaps; a writable mapping marks its page dirty. -ENOENT bad handle. */
+int pvm_sim_grant_unmap(struct pvm_hv *hv, uint32_t handle);
+
+/*
+ * GNTTABOP_copy between grant @ref of @domid (at @offset, @len bytes, not
+ * crossing the page) and caller-owned @buf; same checks as a map, for the
+ * duration of the copy. copy_to marks the page dirty. -EINVAL for a range
+ * outside the page.
+ */
+int pvm_sim_grant_copy_from(struct pvm_hv *hv, uint32_t mapdomid,
+			    uint32_t domid, uint32_t ref, uint32_t offset,
+			    void *buf, uint32_t len);
+int pvm_sim_grant_copy_to(struct pvm_hv *hv, uint32_t mapdomid, uint32_t domid,
+			  uint32_t ref, uint32_t offset, const void *buf,
+			  uint32_t len);
+
+/* ---- event channels (as EVTCHNOP_*) ---- */
+
+enum pvm_sim_evtchn_state {
+	PVM_SIM_EVTCHN_CLOSED = 0,
+	PVM_SIM_EVTCHN_UNBOUND = 1,
+	PVM_SIM_EVTCHN_INTERDOMAIN = 2,
+};
+
+struct pvm_sim_evtchn_status {
+	enum pvm_sim_evtchn_state state;
+	uint32_t remote_domid; /* UNBOUND: who may bind; INTERDOMAIN: peer */
+	uint32_t remote_port;  /* INTERDOMAIN */
+};
+
+/* A new port of @domid that @remote_domid may bind to. -ENOSPC. */
+int pvm_sim_evtchn_alloc_unbound(struct pvm_hv *hv, uint32_t domid,
+				 uint32_t remote_domid, uint32_t *port_out);
+
+/* A new port of @domid bound to @remote_port of @remote_domid, which must
+ * be unbound and reserved for @domid (-EINVAL otherwise). */
+int pvm_sim_evtchn_bind_interdomain(struct pvm_hv *hv, uint32_t domid,
+				    uint32_t remote_domid, uint32_t remote_port,
+				    uint32_t *port_out);
+
+/* Closes a port; an interdomain peer becomes unbound (reserved for us). */
+int pvm_sim_evtchn_close(struct pvm_hv *hv, uint32_t domid, uint32_t port);
+
+/* Signals the other end of an interdomain port (its eventfd counts up);
+ * on an unbound port the event is dropped (0), as Xen does. */
+int pvm_sim_evtchn_notify(struct pvm_hv *hv, uint32_t domid, uint32_t port);
+
+/* The eventfd that counts events arriving at @port: borrowed, valid until
+ * the port is closed; read 8 bytes to consume. */
+int pvm_sim_evtchn_fd(struct pvm_hv *hv, uint32_t domid, uint32_t port,
+		      int *fd_out);
+
+int pvm_sim_evtchn_status(struct pvm_hv *hv, uint32_t domid, uint32_t port,
+			  struct pvm_sim_evtchn_status *out);
+
+#endif /* PVM_SIM_SIM_H */
