@@ -3,8 +3,9 @@
  * (two states of interest: ECS_UNBOUND and ECS_INTERDOMAIN).
  *
  * Each domain has a table of SIM_EVTCHN_MAX ports; port 0 is never handed
- * out (Xen reserves it). Each open port owns an eventfd that counts events
- * delivered to it: notify on one end of an interdomain channel adds 1 to
+ * out (Xen reserves it). Each open port counts events delivered to it in an
+ * eventfd, made when someone first asks for it (until then in a counter, so
+ * a thousand idle ports cost no fds): notify on one end of an interdomain channel adds 1 to
  * the other end's eventfd, which whoever serves that end (a backend in the
  * host; later the guest, which will receive it over its control socket)
  * polls. Closing one end leaves the other UNBOUND and reserved for the
@@ -52,7 +53,6 @@ static struct sim_port *open_port(struct sim_domain *d, uint32_t port)
 static int port_take(struct sim_domain *d, uint32_t want, uint32_t *port_out)
 {
 	uint32_t p = want;
-	int efd;
 
 	if (!want)
 		for (p = 1; p < SIM_EVTCHN_MAX && d->ports[p].state != PORT_FREE;
@@ -62,10 +62,8 @@ static int port_take(struct sim_domain *d, uint32_t want, uint32_t *port_out)
 		return -ENOSPC;
 	if (d->ports[p].state != PORT_FREE)
 		return -EEXIST;
-	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd < 0)
-		return -errno;
-	d->ports[p].efd = efd;
+	d->ports[p].efd = -1;
+	d->ports[p].pending = 0;
 	*port_out = p;
 	return 0;
 }
@@ -197,9 +195,12 @@ int pvm_sim_evtchn_notify(struct pvm_hv *hv, uint32_t domid, uint32_t port)
 	if (p->state != PORT_INTERDOMAIN)
 		goto out_unlock; /* unbound: dropped, as Xen does */
 	if (evt_dom(h, p->remote_domid, &rd) == 0 &&
-	    (rp = open_port(rd, p->remote_port)) != NULL &&
-	    eventfd_write(rp->efd, 1) < 0)
-		rc = -errno;
+	    (rp = open_port(rd, p->remote_port)) != NULL) {
+		if (rp->efd < 0)
+			rp->pending++;
+		else if (eventfd_write(rp->efd, 1) < 0)
+			rc = -errno;
+	}
 out_unlock:
 	pthread_mutex_unlock(&h->lock);
 	return rc;
@@ -217,6 +218,15 @@ int pvm_sim_evtchn_fd(struct pvm_hv *hv, uint32_t domid, uint32_t port,
 	rc = evt_dom(h, domid, &d);
 	if (rc == 0 && !(p = open_port(d, port)))
 		rc = -EINVAL;
+	if (rc == 0 && p->efd < 0) {
+		/* Born with the events that arrived before anyone listened. */
+		p->efd = eventfd((unsigned int)(p->pending > UINT32_MAX ?
+						UINT32_MAX : p->pending),
+				 EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->efd < 0)
+			rc = -errno;
+		p->pending = 0;
+	}
 	if (rc == 0)
 		*fd_out = p->efd;
 	pthread_mutex_unlock(&h->lock);

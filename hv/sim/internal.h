@@ -65,7 +65,8 @@ struct sim_port {
 	uint8_t state;         /* enum sim_port_state */
 	uint16_t remote_domid; /* UNBOUND: who may bind; INTERDOMAIN: peer */
 	uint32_t remote_port;  /* INTERDOMAIN only */
-	int efd;               /* eventfd, -1 when FREE */
+	int efd;               /* eventfd, made on first pvm_sim_evtchn_fd */
+	uint64_t pending;      /* events delivered before the eventfd existed */
 };
 
 /* Xen's active grant entry: pins held by mappings/copies on this host. */
