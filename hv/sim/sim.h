@@ -24,6 +24,8 @@
  * touches, and by domain_list) releases the dead domain's ports and grant
  * pins; domain_info then reports it SHUTDOWN|DYING until destroyed. The
  * calling process must not set SIGCHLD to SIG_IGN (guests are its children).
+ * A guest dies with the host (PR_SET_PDEATHSIG), which Linux ties to the
+ * thread that created it: create domains from a thread that outlives them.
  */
 #ifndef PVM_SIM_SIM_H
 #define PVM_SIM_SIM_H
