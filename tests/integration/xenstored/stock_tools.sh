@@ -26,12 +26,13 @@ fail() { echo "FAIL: $*"; echo "--- pvmigd log:"; cat "$dir/log" 2>/dev/null; ex
 start() {
 	"$pvmigd" --backend sim --state-dir "$dir" --foreground 2>>"$dir/log" &
 	pid=$!
-	for _ in $(seq 100); do
-		[ -S "$dir/xenstore.sock" ] && return 0
+	# Ready when it answers (a killed server's stale socket may be there).
+	for _ in $(seq 200); do
+		XENSTORED_PATH=$dir/xenstore.sock xenstore-exists / 2>/dev/null && return 0
 		kill -0 "$pid" 2>/dev/null || fail "pvmigd exited at start"
 		sleep 0.05
 	done
-	fail "pvmigd did not create its socket"
+	fail "pvmigd does not answer on its socket"
 }
 
 # --help and bad arguments.
@@ -56,6 +57,7 @@ xenstore-chmod /vm/a r5 b7 || fail "xenstore-chmod"
 xenstore-ls -p /vm | grep -q 'a = "1".*(r5,b7)' || fail "xenstore-ls -p: $(xenstore-ls -p /vm)"
 
 # watch: the initial event, then a change below the watched path
+: >"$dir/watch.out"
 xenstore-watch -n 2 /vm/w >"$dir/watch.out" &
 watch_pid=$!
 for _ in $(seq 100); do grep -q '^/vm/w$' "$dir/watch.out" && break; sleep 0.05; done
