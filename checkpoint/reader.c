@@ -167,7 +167,7 @@ static int read_body(struct reader *r, uint32_t len, const char *what)
 			return r->err;
 		done += chunk;
 	}
-	if (!ckpt_is_zero(r->buf + len, plen - len))
+	if (plen > len && !ckpt_is_zero(r->buf + len, plen - len))
 		return rfail(r, -EBADMSG, "%s: padding is not zero", what);
 	return 0;
 }
@@ -228,11 +228,12 @@ static int h_page_data(struct reader *r, const struct pvm_ckpt_record *rec)
 {
 	uint32_t count, i, ndata = 0;
 	uint64_t want;
-	const uint8_t *pfns = rec->body + 8, *data;
+	const uint8_t *pfns, *data;
 
 	if (rec->length < 8 + 8)
 		return rfail(r, -EBADMSG, "PAGE_DATA: length %u too short",
 			     rec->length);
+	pfns = rec->body + 8;
 	count = pvm_get_le32(rec->body);
 	if (count == 0)
 		return rfail(r, -EBADMSG, "PAGE_DATA: count 0");

@@ -49,7 +49,7 @@ int main(void)
 				     ? "/usr/bin/python3"
 				     : "python3";
 	char libdir[PATH_MAX], dir[] = "/tmp/pvm-ckpt-xen-XXXXXX";
-	char xen_only[128], full[128], cmd[2048];
+	char xen_only[128], full[128], cmd[4 * PATH_MAX];
 	int rc = 1, full_rc;
 
 	for (size_t i = 0; !tool && i < PVM_ARRAY_SIZE(candidates); i++)
