@@ -530,7 +530,8 @@ static int do_directory(struct req *r)
 
 /*
  * Reply: "<gencnt>\0" then names from byte @offset, whole names only; the
- * chunk that reaches the end of the list carries one more "\0".
+ * chunk that reaches the end of the list carries one more "\0" (so an
+ * offset at or past the end gets just "<gencnt>\0\0").
  */
 static int do_directory_part(struct req *r)
 {
@@ -548,10 +549,9 @@ static int do_directory_part(struct req *r)
 	    (rc = get_node(r, path, XS_PERM_READ, &n)) ||
 	    (rc = children(n, &b, &len)))
 		return rc;
-	if (offset > len) {
-		free(b);
-		return -EINVAL;
-	}
+	/* Past the end: an empty list, as xenstored answers. */
+	if (offset > len)
+		offset = len;
 	glen = (size_t)snprintf(out, sizeof(out), "%llu",
 				(unsigned long long)n->gen) + 1;
 	while (offset + take < len) {
