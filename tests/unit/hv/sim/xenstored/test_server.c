@@ -382,6 +382,74 @@ static void test_second_server_refused(void **state)
 	assert_int_equal(pvm_xenstored_create(&o, &s2), -EINVAL);
 }
 
+/*
+ * Deterministic garbage: well-formed headers (len within the limit) with
+ * random types, transaction ids and payloads built from path-like pieces
+ * and NULs, from a dom0 and a domain connection. Every request must get a
+ * reply (never a crash or a dropped connection), and the server must still
+ * serve afterwards.
+ */
+static void test_random_requests(void **state)
+{
+	static const char *const pieces[] = {
+		"/", "/local", "/local/domain/4", "a", "b", "@introduceDomain",
+		"T", "F", "0", "4", "n4", "b0", "r4", "", "..", "//", "/x/y/z",
+		"data", "99999999999", "-1", "w4",
+	};
+	struct tc *t[2];
+	unsigned int seed = 12345;
+	char buf[XENSTORE_PAYLOAD_MAX + 1], out[XENSTORE_PAYLOAD_MAX + 1];
+
+	(void)state;
+	assert_int_equal(pvm_xenstored_introduce(F->srv, 4), 0);
+	t[0] = tc_open(F);
+	t[1] = tc_open_dom(F, 4);
+	for (int i = 0; i < 3000; i++) {
+		struct tc *c = t[i & 1];
+		uint32_t len = 0, type, tx, olen;
+		int n = rand_r(&seed) % 6, rt;
+
+		for (int k = 0; k < n; k++) {
+			const char *p = pieces[rand_r(&seed) % PVM_ARRAY_SIZE(pieces)];
+			size_t pl = strlen(p);
+
+			if (len + pl + 1 > 256)
+				break;
+			memcpy(buf + len, p, pl);
+			len += (uint32_t)pl;
+			if (rand_r(&seed) % 4)
+				buf[len++] = '\0';
+		}
+		if (rand_r(&seed) % 8 == 0) /* raw bytes */
+			for (uint32_t k = 0; k < len; k++)
+				buf[k] = (char)rand_r(&seed);
+		type = (uint32_t)(rand_r(&seed) % (XS_TYPE_COUNT + 3));
+		/* Never INTRODUCE/RELEASE/RESET from dom0 at random: they would
+		 * drop the domain's connection, which is their documented job. */
+		if (c == t[0] && (type == XS_RELEASE || type == XS_INTRODUCE))
+			type = XS_READ;
+		tx = rand_r(&seed) % 4 == 0 ? (uint32_t)(rand_r(&seed) % 4) : 0;
+		rt = tc_call(c, type, tx, buf, len, out, &olen);
+		if (rt < 0)
+			fail_msg("request %d (type %u, tx %u, len %u): no reply (%d)",
+				 i, type, tx, len, rt);
+	}
+	assert_string_equal(tc_one(t[1], XS_GET_DOMAIN_PATH, 0, "4"), "/local/domain/4");
+	tc_close(t[1]);
+	tc_close(t[0]);
+	assert_int_equal(pvm_xenstored_release(F->srv, 4), 0);
+	other_client_ok();
+	{
+		struct tc *c = tc_open(F);
+
+		tc_one(c, XS_RM, 0, "/x");
+		tc_one(c, XS_RM, 0, "/data");
+		tc_one(c, XS_RM, 0, "/a");
+		tc_one(c, XS_RM, 0, "/b");
+		tc_close(c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_outstanding_requests),
 		cmocka_unit_test(test_domain_quotas),
 		cmocka_unit_test(test_second_server_refused),
+		cmocka_unit_test(test_random_requests),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
