@@ -292,14 +292,34 @@ bool pvm_ckpt_file_is_lz4(const struct pvm_ckpt_file *f)
 	return f->lz4;
 }
 
+/* At the end of the frame: one frame per file, anything after it is damage. */
+static int check_after_frame(struct pvm_ckpt_file *f)
+{
+	size_t n = 0;
+	int rc;
+
+	if (f->io_pos == f->io_len) {
+		rc = read_some(f->fd, f->io, 1, &n);
+		if (rc)
+			return rc;
+		f->io_pos = 0;
+		f->io_len = n;
+	}
+	if (f->io_pos < f->io_len) {
+		pvm_err("checkpoint: %s: data after the lz4 frame", f->path);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static int read_lz4(struct pvm_ckpt_file *f, uint8_t *dst, size_t len,
 		    size_t *got_out)
 {
-	size_t done = 0;
+	size_t done = 0, n = 0;
 	int rc;
 
 	while (done < len && !f->frame_done) {
-		size_t in, out, hint, n = 0;
+		size_t in, out, hint;
 
 		if (f->io_pos == f->io_len) {
 			rc = read_some(f->fd, f->io, f->io_cap, &n);
@@ -326,6 +346,12 @@ static int read_lz4(struct pvm_ckpt_file *f, uint8_t *dst, size_t len,
 		done += out;
 		if (hint == 0)
 			f->frame_done = true;
+	}
+	/* A short read means end of stream: make sure it really is. */
+	if (done < len) {
+		rc = check_after_frame(f);
+		if (rc)
+			return rc;
 	}
 	*got_out = done;
 	return 0;
@@ -384,13 +410,18 @@ int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
 		return rc;
 	}
 	rc = pvm_ckpt_verify(pvm_ckpt_file_read, f, max_pfns, info);
-	if (!rc && !pvm_ckpt_file_read(f, &extra, 1, &got) && got) {
-		rc = -EBADMSG;
-		info->error = rc;
-		snprintf(info->error_msg, sizeof(info->error_msg),
-			 "offset %llu: bytes after the final END record",
-			 (unsigned long long)info->bytes);
-		pvm_err("checkpoint: %s: %s", path, info->error_msg);
+	if (!rc) {
+		/* The stream ended: the file must end there too. */
+		rc = pvm_ckpt_file_read(f, &extra, 1, &got);
+		if (!rc && got)
+			rc = -EBADMSG;
+		if (rc) {
+			info->error = rc;
+			snprintf(info->error_msg, sizeof(info->error_msg),
+				 "offset %llu: bytes after the final END record",
+				 (unsigned long long)info->bytes);
+			pvm_err("checkpoint: %s: %s", path, info->error_msg);
+		}
 	}
 	pvm_ckpt_file_close(f);
 	return rc;

@@ -49,6 +49,7 @@ struct reader {
 	uint64_t max_pfns;
 	uint32_t max_record;
 	int err;                             /* first error, sticky */
+	uint64_t where;                      /* offset of the current record */
 	struct ckpt_digest digest;
 	bool hashing;
 	uint64_t hashed;                     /* bytes fed to the digest */
@@ -84,7 +85,7 @@ static int rfail(struct reader *r, int rc, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	snprintf(r->info->error_msg, sizeof(r->info->error_msg),
-		 "offset %llu: %s", (unsigned long long)r->info->bytes, msg);
+		 "offset %llu: %s", (unsigned long long)r->where, msg);
 	pvm_err("checkpoint: stream %s", r->info->error_msg);
 	r->err = rc;
 	return rc;
@@ -112,7 +113,8 @@ static int pull(struct reader *r, void *buf, size_t n, const char *what)
 			return rfail(r, -EIO, "source returned too much");
 		if (!got)
 			return rfail(r, -EBADMSG,
-				     "truncated: stream ends inside %s", what);
+				     "truncated: stream ends inside %s, after %llu bytes",
+				     what, (unsigned long long)r->info->bytes);
 		done += got;
 		r->info->bytes += got;
 	}
@@ -841,12 +843,14 @@ static int read_libxc(struct reader *r, const uint8_t first8[8])
 	size_t slot = 0;
 	const char *name;
 
+	r->where = r->info->bytes - 8;
 	if (read_libxc_headers(r, first8))
 		return r->err;
 	for (;;) {
 		/* The header is hashed only once we know it is not the
 		 * CHECKSUM record's, whose digest stops just before it. */
 		r->hashing = false;
+		r->where = r->info->bytes;
 		pull(r, hdr, sizeof(hdr), "libxc record header");
 		r->hashing = true;
 		if (r->err)
@@ -945,6 +949,7 @@ static int read_libxl(struct reader *r)
 		return rfail(r, -EBADMSG,
 			     "libxl header: reserved option bits %#x", options);
 	for (;;) {
+		r->where = r->info->bytes;
 		if (pull(r, hdr, sizeof(hdr), "libxl record header"))
 			return r->err;
 		type = pvm_get_le32(hdr);

@@ -178,6 +178,24 @@ static void test_damaged_files(void **state)
 	truncate_to(path, st.st_size / 2);
 	assert_int_equal(pvm_ckpt_verify_file(path, 0, &info), -EBADMSG);
 
+	/* garbage after the lz4 frame */
+	path_of(path, sizeof(path), "tail.pvm.lz4");
+	write_file(path, PVM_CKPT_FILE_LZ4, 2);
+	fp = fopen(path, "ab");
+	assert_non_null(fp);
+	fputs("tail", fp);
+	fclose(fp);
+	assert_int_equal(pvm_ckpt_verify_file(path, 0, &info), -EBADMSG);
+
+	/* a file shorter than any header */
+	path_of(path, sizeof(path), "tiny.pvm");
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("ab", fp);
+	fclose(fp);
+	assert_int_equal(pvm_ckpt_verify_file(path, 0, &info), -EBADMSG);
+	assert_non_null(strstr(info.error_msg, "truncated"));
+
 	/* bytes after the final END */
 	path_of(path, sizeof(path), "tail.pvm");
 	write_file(path, 0, 2);
