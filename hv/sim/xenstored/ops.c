@@ -201,13 +201,24 @@ static int tx_touch_node(struct req *r, const struct xs_node *n)
 	return rc ? rc : tx_touch(r, p, n);
 }
 
+/* Recursive, with one path buffer for all levels (trees may be deep). */
+static int touch_subtree(struct req *r, const struct xs_node *n, char *p,
+			 size_t plen)
+{
+	int rc = node_path(n, p, plen);
+
+	if (!rc)
+		rc = tx_touch(r, p, n);
+	for (uint32_t i = 0; !rc && i < n->nkids; i++)
+		rc = touch_subtree(r, n->kids[i], p, plen);
+	return rc;
+}
+
 static int tx_touch_subtree(struct req *r, const struct xs_node *n)
 {
-	int rc = tx_touch_node(r, n);
+	char p[PATH_BUF];
 
-	for (uint32_t i = 0; !rc && i < n->nkids; i++)
-		rc = tx_touch_subtree(r, n->kids[i]);
-	return rc;
+	return touch_subtree(r, n, p, sizeof(p));
 }
 
 static int tx_change(struct req *r, const char *path, enum xs_change_kind k)

@@ -79,11 +79,13 @@ static void put_watch(struct pvm_buf *b, uint16_t domid,
 	pvm_buf_pad(b, 8);
 }
 
-static int put_nodes(struct pvm_buf *b, const struct xs_node *n)
+/* Pre-order, parents first. @path: one scratch buffer for all levels, so
+ * a deep tree costs no stack per level beyond the call itself. */
+static int put_nodes(struct pvm_buf *b, const struct xs_node *n, char *path,
+		     size_t pathlen)
 {
-	char path[XENSTORE_ABS_PATH_MAX + 64];
 	size_t pl;
-	int rc = node_path(n, path, sizeof(path));
+	int rc = node_path(n, path, pathlen);
 
 	if (rc)
 		return rc;
@@ -106,13 +108,14 @@ static int put_nodes(struct pvm_buf *b, const struct xs_node *n)
 	pvm_buf_put_bytes(b, n->value, n->vlen);
 	pvm_buf_pad(b, 8);
 	for (uint32_t i = 0; !rc && i < n->nkids; i++)
-		rc = put_nodes(b, n->kids[i]);
+		rc = put_nodes(b, n->kids[i], path, pathlen);
 	return rc;
 }
 
 int pvm_xs_export_domain(struct pvm_xenstored *srv, uint16_t domid,
 			 struct pvm_buf *out)
 {
+	char scratch[XENSTORE_ABS_PATH_MAX + 64]; /* one for all levels */
 	char path[40];
 	struct xs_node *n;
 	struct xs_dom *d;
@@ -150,7 +153,7 @@ int pvm_xs_export_domain(struct pvm_xenstored *srv, uint16_t domid,
 				put_watch(out, domid, w);
 	for (struct xs_watch *w = d ? d->saved_watches : NULL; w; w = w->next)
 		put_watch(out, domid, w);
-	rc = put_nodes(out, n);
+	rc = put_nodes(out, n, scratch, sizeof(scratch));
 	rec_begin(out, REC_END, 0);
 	if (!rc)
 		rc = out->err;
@@ -368,14 +371,13 @@ static void regen(struct pvm_xenstored *srv, struct xs_node *n)
 		regen(srv, n->kids[i]);
 }
 
-static void fire_all(struct pvm_xenstored *srv, struct xs_node *n)
+static void fire_all(struct pvm_xenstored *srv, struct xs_node *n, char *path,
+		     size_t pathlen)
 {
-	char path[XENSTORE_ABS_PATH_MAX + 64];
-
-	if (node_path(n, path, sizeof(path)) == 0)
+	if (node_path(n, path, pathlen) == 0)
 		fire_watches(srv, path, false, n->perms, n->nperms);
 	for (uint32_t i = 0; i < n->nkids; i++)
-		fire_all(srv, n->kids[i]);
+		fire_all(srv, n->kids[i], path, pathlen);
 }
 
 static int decode(struct import *im, const void *buf, size_t len)
@@ -435,6 +437,7 @@ static int decode(struct import *im, const void *buf, size_t len)
 int pvm_xs_import_domain(struct pvm_xenstored *srv, uint16_t domid,
 			 const void *buf, size_t len)
 {
+	char scratch[XENSTORE_ABS_PATH_MAX + 64]; /* one for all levels */
 	struct import im = { .new_domid = domid };
 	struct xs_node *parent, *old;
 	struct xs_conn *owner = NULL;
@@ -474,7 +477,7 @@ int pvm_xs_import_domain(struct pvm_xenstored *srv, uint16_t domid,
 	parent->gen = ++srv->gen;
 	regen(srv, im.root);
 	acct_subtree(srv, im.root, +1);
-	fire_all(srv, im.root);
+	fire_all(srv, im.root, scratch, sizeof(scratch));
 	im.root = NULL;
 	for (struct xs_conn *c = srv->conns; c && !owner; c = c->next)
 		if (c->domid == domid)

@@ -183,32 +183,31 @@ struct xs_node *tree_deepest(struct xs_node *root, const char *path)
 	return walk(root, path, &exact);
 }
 
+/* Two walks up the tree, no per-level buffer: trees may be ~1500 deep. */
 int node_path(const struct xs_node *n, char *buf, size_t len)
 {
-	const struct xs_node *chain[XENSTORE_ABS_PATH_MAX / 2 + 2];
-	size_t depth = 0, off = 0;
+	const struct xs_node *m;
+	size_t total = 0, off;
 
-	if (!n->parent) {
+	for (m = n; m->parent; m = m->parent)
+		total += 1 + strlen(m->name);
+	if (total == 0) {
 		if (len < 2)
 			return -ERANGE;
 		strcpy(buf, "/");
 		return 0;
 	}
-	for (const struct xs_node *m = n; m->parent; m = m->parent) {
-		if (depth == PVM_ARRAY_SIZE(chain))
-			return -ERANGE;
-		chain[depth++] = m;
-	}
-	while (depth--) {
-		size_t l = strlen(chain[depth]->name);
-
-		if (off + 1 + l + 1 > len)
-			return -ERANGE;
-		buf[off++] = '/';
-		memcpy(buf + off, chain[depth]->name, l);
-		off += l;
-	}
+	if (total + 1 > len)
+		return -ERANGE;
+	off = total;
 	buf[off] = '\0';
+	for (m = n; m->parent; m = m->parent) {
+		size_t l = strlen(m->name);
+
+		off -= l;
+		memcpy(buf + off, m->name, l);
+		buf[--off] = '/';
+	}
 	return 0;
 }
 

@@ -214,6 +214,37 @@ static void test_import_truncated_and_corrupt(void **state)
 	srv_stop(f);
 }
 
+/* A tree as deep as the path limits allow: export, import, remove. */
+static void test_deep_tree(void **state)
+{
+	struct srv_fixture *f = srv_start(NULL);
+	struct tc *t = tc_open(f);
+	static char path[XENSTORE_ABS_PATH_MAX + 1];
+	struct pvm_buf b;
+	size_t l;
+	uint32_t tx;
+
+	(void)state;
+	l = (size_t)snprintf(path, sizeof(path), "/local/domain/3");
+	/* 1024 levels: the most a path below /local/domain/3/ may have. */
+	while (l + 2 - 16 <= XENSTORE_REL_PATH_MAX)
+		l += (size_t)snprintf(path + l, sizeof(path) - l, "/d");
+	assert_string_equal(tc_write(t, 0, path, "bottom"), "OK");
+	pvm_buf_init(&b, 64u << 20);
+	assert_int_equal(pvm_xs_export_domain(f->srv, 3, &b), 0);
+	assert_string_equal(tc_one(t, XS_RM, 0, "/local/domain/3"), "OK");
+	assert_int_equal(pvm_xs_import_domain(f->srv, 3, b.data, b.len), 0);
+	assert_string_equal(tc_one(t, XS_READ, 0, path), "bottom");
+	pvm_buf_dispose(&b);
+	/* Removing it in a transaction touches every level. */
+	tx = (uint32_t)strtoul(tc_do(t, XS_TRANSACTION_START, 0, PL("\0")), NULL, 10);
+	assert_string_equal(tc_one(t, XS_RM, tx, "/local/domain/3"), "OK");
+	assert_string_equal(tc_one(t, XS_TRANSACTION_END, tx, "T"), "OK");
+	assert_string_equal(tc_one(t, XS_READ, 0, path), "ENOENT");
+	tc_close(t);
+	srv_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_import_golden),
 		cmocka_unit_test(test_import_other_domid),
 		cmocka_unit_test(test_import_truncated_and_corrupt),
+		cmocka_unit_test(test_deep_tree),
 	};
 
 	pvm_log_set_level(PVM_LOG_WARN);
