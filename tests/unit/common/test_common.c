@@ -1,0 +1,132 @@
+/* Unit tests for common/: cursor, buffer, bitmap, zero detection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/common.h"
+
+static void test_cursor_reads_le(void **state)
+{
+	/* u8 0x01 | u16 0x0302 | u32 0x07060504 | u64 0x0f0e0d0c0b0a0908 */
+	static const uint8_t golden[] = { 0x01, 0x02, 0x03, 0x04, 0x05,
+					  0x06, 0x07, 0x08, 0x09, 0x0a,
+					  0x0b, 0x0c, 0x0d, 0x0e, 0x0f };
+	struct pvm_cursor c;
+	uint8_t a;
+	uint16_t b;
+	uint32_t d;
+	uint64_t e;
+
+	pvm_cursor_init(&c, golden, sizeof(golden));
+	assert_int_equal(pvm_cursor_u8(&c, &a), 0);
+	assert_int_equal(pvm_cursor_u16(&c, &b), 0);
+	assert_int_equal(pvm_cursor_u32(&c, &d), 0);
+	assert_int_equal(pvm_cursor_u64(&c, &e), 0);
+	assert_int_equal(a, 0x01);
+	assert_int_equal(b, 0x0302);
+	assert_int_equal(d, 0x07060504u);
+	assert_true(e == 0x0f0e0d0c0b0a0908ull);
+	assert_int_equal(pvm_cursor_remaining(&c), 0);
+	assert_int_equal(pvm_cursor_u8(&c, &a), -EBADMSG);
+}
+
+static void test_cursor_error_sticks(void **state)
+{
+	static const uint8_t buf[6] = { 0 };
+	struct pvm_cursor c;
+	uint32_t v;
+	uint16_t w;
+	const uint8_t *p;
+
+	pvm_cursor_init(&c, buf, sizeof(buf));
+	assert_int_equal(pvm_cursor_u32(&c, &v), 0);
+	assert_int_equal(pvm_cursor_u32(&c, &v), -EBADMSG); /* 2 left */
+	/* Even a read that would fit fails once the cursor has failed. */
+	assert_int_equal(pvm_cursor_u16(&c, &w), -EBADMSG);
+	assert_int_equal(pvm_cursor_remaining(&c), 0);
+
+	pvm_cursor_init(&c, buf, sizeof(buf));
+	assert_int_equal(pvm_cursor_bytes(&c, SIZE_MAX, &p), -EBADMSG);
+	pvm_cursor_init(&c, buf, sizeof(buf));
+	assert_int_equal(pvm_cursor_skip(&c, 7), -EBADMSG);
+	pvm_cursor_init(&c, NULL, 100);
+	assert_int_equal(pvm_cursor_u8(&c, (uint8_t *)&w), -EBADMSG);
+}
+
+static void test_buf_encodes_and_caps(void **state)
+{
+	static const uint8_t golden[] = { 0xaa, 0x34, 0x12, 0x78, 0x56, 0x34,
+					  0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+	struct pvm_buf b;
+
+	pvm_buf_init(&b, 16);
+	pvm_buf_put_u8(&b, 0xaa);
+	pvm_buf_put_u16(&b, 0x1234);
+	pvm_buf_put_u32(&b, 0x12345678);
+	pvm_buf_pad(&b, 8);
+	assert_int_equal(b.err, 0);
+	assert_int_equal(b.len, 8);
+	pvm_buf_put_u64(&b, 0);
+	assert_int_equal(b.len, 16);
+	assert_memory_equal(b.data, golden, 16);
+	pvm_buf_put_u8(&b, 1); /* over the cap */
+	assert_int_equal(b.err, -E2BIG);
+	assert_int_equal(b.len, 16);
+	pvm_buf_dispose(&b);
+	pvm_buf_dispose(&b); /* idempotent */
+}
+
+static void test_bitmap(void **state)
+{
+	struct pvm_bitmap bm;
+
+	assert_int_equal(pvm_bitmap_init(&bm, 130), 0);
+	assert_int_equal(pvm_bitmap_next_set(&bm, 0), 130);
+	pvm_bitmap_set(&bm, 0);
+	pvm_bitmap_set(&bm, 64);
+	pvm_bitmap_set(&bm, 129);
+	pvm_bitmap_set(&bm, 130); /* out of range: ignored */
+	assert_int_equal(pvm_bitmap_count(&bm), 3);
+	assert_true(pvm_bitmap_test(&bm, 64));
+	assert_false(pvm_bitmap_test(&bm, 65));
+	assert_false(pvm_bitmap_test(&bm, 1000));
+	assert_int_equal(pvm_bitmap_next_set(&bm, 1), 64);
+	assert_int_equal(pvm_bitmap_next_set(&bm, 65), 129);
+	assert_int_equal(pvm_bitmap_next_set(&bm, 130), 130);
+	pvm_bitmap_clear(&bm, 64);
+	assert_int_equal(pvm_bitmap_next_set(&bm, 1), 129);
+	pvm_bitmap_clear_all(&bm);
+	assert_int_equal(pvm_bitmap_count(&bm), 0);
+	pvm_bitmap_dispose(&bm);
+}
+
+static void test_is_zero(void **state)
+{
+	uint64_t page[512];
+
+	memset(page, 0, sizeof(page));
+	assert_true(pvm_is_zero(page, sizeof(page)));
+	for (size_t i = 0; i < 512; i += 37) {
+		page[i] = 1;
+		assert_false(pvm_is_zero(page, sizeof(page)));
+		page[i] = 0;
+	}
+	page[511] = 1ull << 63;
+	assert_false(pvm_is_zero(page, sizeof(page)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cursor_reads_le),
+		cmocka_unit_test(test_cursor_error_sticks),
+		cmocka_unit_test(test_buf_encodes_and_caps),
+		cmocka_unit_test(test_bitmap),
+		cmocka_unit_test(test_is_zero),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
