@@ -89,7 +89,8 @@ int pvm_xenstored_release(struct pvm_xenstored *srv, uint16_t domid);
 /*
  * Returns in *fd_out one end of a connected socket pair whose other end
  * the server treats as a connection of @domid (which must be introduced,
- * or 0 for a privileged connection). The caller owns *fd_out. Watches
+ * or 0 for a privileged connection). The caller owns *fd_out, which has
+ * FD_CLOEXEC set: dup2() it into the guest process's fd table. Watches
  * imported for the domain and not yet claimed attach to this connection.
  */
 int pvm_xenstored_connect_domain(struct pvm_xenstored *srv, uint16_t domid,
