@@ -4,6 +4,7 @@
  *   server.c   sockets, the event loop, connections, domains
  *   ops.c      one handler per message type, watches, transactions
  *   records.c  export/import of one domain as migration records
+ *   layout.c   the toolstack's part: a domain's and a device's nodes
  *
  * Threading: everything here is touched only with srv->lock held.
  */
@@ -219,5 +220,14 @@ void acct_subtree(struct pvm_xenstored *srv, const struct xs_node *n, int sign);
 int watch_attach(struct xs_conn *c, struct xs_watch *w);
 /* First event of a new watch. */
 void watch_fire_initial(struct xs_conn *c, const struct xs_watch *w);
+/*
+ * The host's own changes, as dom0 on the committed tree, firing watches:
+ * host_write() creates @path if missing (parents inherit as for dom0),
+ * sets its value if @v is non-NULL and its ACL if @p is non-NULL;
+ * host_rm() removes a subtree (a missing node is fine).
+ */
+int host_write(struct pvm_xenstored *srv, const char *path, const char *v,
+	       const struct xs_perm *p, uint32_t np);
+int host_rm(struct pvm_xenstored *srv, const char *path);
 
 #endif /* PVM_XENSTORED_INTERNAL_H */

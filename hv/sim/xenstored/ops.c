@@ -1102,6 +1102,67 @@ static int do_control(struct req *r)
 	return -EINVAL;
 }
 
+/* ---- the host's own writes (layout.c) ----------------------------------- */
+
+/* A request context acting as the host (dom0) on the committed tree. */
+static void host_req(struct pvm_xenstored *srv, struct xs_conn *host,
+		     struct req *r)
+{
+	memset(host, 0, sizeof(*host));
+	host->srv = srv;
+	host->domid = 0;
+	host->state = XS_CONN_CLOSING; /* never sent to */
+	memset(r, 0, sizeof(*r));
+	r->c = host;
+	r->srv = srv;
+	r->root = srv->root;
+}
+
+int host_write(struct pvm_xenstored *srv, const char *path, const char *v,
+	       const struct xs_perm *p, uint32_t np)
+{
+	struct xs_conn host;
+	struct xs_node *n;
+	struct req r;
+	int rc;
+
+	if (!path_valid(path))
+		return -EINVAL;
+	host_req(srv, &host, &r);
+	n = tree_lookup(srv->root, path);
+	if (!n && (rc = create_path(&r, path, &n)))
+		return rc;
+	if (v && (rc = node_set_value(n, v, strlen(v))))
+		return rc;
+	if (p) {
+		acct_owner(srv, n->perms[0].domid, -1);
+		rc = node_set_perms(n, p, np);
+		acct_owner(srv, n->perms[0].domid, +1);
+		if (rc)
+			return rc;
+	}
+	n->gen = ++srv->gen;
+	fire_watches(srv, path, false, n->perms, n->nperms);
+	return 0;
+}
+
+int host_rm(struct pvm_xenstored *srv, const char *path)
+{
+	struct xs_node *n;
+
+	if (!path_valid(path) || strcmp(path, "/") == 0)
+		return -EINVAL;
+	n = tree_lookup(srv->root, path);
+	if (!n)
+		return 0;
+	fire_watches(srv, path, true, n->perms, n->nperms);
+	acct_subtree(srv, n, -1);
+	n->parent->gen = ++srv->gen;
+	node_unlink(n);
+	node_free(n);
+	return 0;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 enum { F_PRIV = 1, F_NOTX = 2 };

@@ -15,7 +15,9 @@
  *   pvm_xenstored_opts_default()   quotas = Xen's defaults
  *   pvm_xenstored_create()         binds the socket, locks the state dir
  *   pvm_xenstored_run()            event loop, returns after _stop()
+ *   pvm_xenstored_make_domain() / _add_device()   the toolstack's nodes
  *   pvm_xenstored_introduce() / _connect_domain() / _release()
+ *   pvm_xenstored_remove_domain()
  *   pvm_xs_export_domain() / pvm_xs_import_domain()   migration records
  *   pvm_xenstored_stop()           async-signal-safe
  *   pvm_xenstored_destroy()        closes everything, removes the sockets
@@ -100,6 +102,32 @@ int pvm_xenstored_connect_domain(struct pvm_xenstored *srv, uint16_t domid,
  * @len is too small, -ENOENT if the domain is not introduced. */
 int pvm_xenstored_domain_socket_path(struct pvm_xenstored *srv, uint16_t domid,
 				     char *buf, size_t len);
+
+/*
+ * The toolstack's part (what libxl writes), so guests and backends see
+ * Xen's layout; watches fire as for a dom0 toolstack's writes:
+ *
+ * _make_domain() (re)creates /local/domain/<domid>: host-owned and
+ * readable by the guest (name, domid, memory/static-max and
+ * memory/target in KiB, cpu, device, control), with the guest-owned
+ * control/shutdown, control/feature-*, control/sysrq,
+ * device/suspend/event-channel, data, drivers, feature, attr, error.
+ *
+ * _add_device() (re)creates a PV device in state 1 (Initialising):
+ * frontend /local/domain/<fe>/device/<type>/<devid> (owned by fe, read
+ * by be) with backend, backend-id, state; backend
+ * /local/domain/<be>/backend/<type>/<fe>/<devid> (owned by be, read by fe)
+ * with frontend, frontend-id, online, state. @type: [a-z0-9_-]{1,32}.
+ *
+ * _remove_domain() removes /local/domain/<domid> and every backend
+ * directory serving it.
+ */
+int pvm_xenstored_make_domain(struct pvm_xenstored *srv, uint16_t domid,
+			      const char *name, uint64_t mem_kib);
+int pvm_xenstored_add_device(struct pvm_xenstored *srv, const char *type,
+			     uint16_t fe_domid, uint16_t be_domid,
+			     uint32_t devid);
+int pvm_xenstored_remove_domain(struct pvm_xenstored *srv, uint16_t domid);
 
 /*
  * Migration records (docs/sim-host.md; layout of Xen's
