@@ -199,7 +199,9 @@ int sim_logdirty_read_clear(struct pvm_hv *hv, uint32_t domid,
 	int rc;
 
 	pthread_mutex_lock(&h->lock);
-	rc = sim_dom_get(h, domid, true, &d);
+	rc = sim_fault(h, PVM_SIM_FAULT_READ_CLEAR);
+	if (rc == 0)
+		rc = sim_dom_get(h, domid, true, &d);
 	if (rc < 0)
 		goto out_unlock;
 	rc = -EINVAL;

@@ -268,6 +268,9 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 	len = d->nr_pages * PVM_PAGE_SIZE;
 
 	pthread_mutex_lock(&h->lock);
+	rc = sim_fault(h, PVM_SIM_FAULT_CREATE);
+	if (rc < 0)
+		goto out_free;
 	rc = pick_domid(h, cfg->domid, &d->domid);
 	if (rc < 0) {
 		pvm_err("sim: cannot create domain %u: %s", cfg->domid,
@@ -416,7 +419,9 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	int rc;
 
 	pthread_mutex_lock(&h->lock);
-	rc = sim_dom_get(h, domid, true, &d);
+	rc = sim_fault(h, PVM_SIM_FAULT_PAUSE);
+	if (rc == 0)
+		rc = sim_dom_get(h, domid, true, &d);
 	if (rc == 0 && d->pause_count == 0) {
 		rc = stop_process(h, d);
 		if (rc == 0) {
@@ -468,7 +473,9 @@ int sim_map_pages(struct pvm_hv *hv, uint32_t domid, enum pvm_hv_prot prot,
 	    (prot != PVM_HV_MAP_READ && prot != PVM_HV_MAP_WRITE))
 		return -EINVAL;
 	pthread_mutex_lock(&h->lock);
-	rc = sim_dom_get(h, domid, true, &d);
+	rc = sim_fault(h, PVM_SIM_FAULT_MAP);
+	if (rc == 0)
+		rc = sim_dom_get(h, domid, true, &d);
 	if (rc < 0)
 		goto out_unlock;
 	rc = -ENOMEM;

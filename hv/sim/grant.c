@@ -136,7 +136,9 @@ int pvm_sim_grant_map(struct pvm_hv *hv, uint32_t mapdomid, uint32_t domid,
 	if (!g)
 		return -ENOMEM;
 	pthread_mutex_lock(&h->lock);
-	rc = sim_dom_get(h, domid, true, &d);
+	rc = sim_fault(h, PVM_SIM_FAULT_GRANT_MAP);
+	if (rc == 0)
+		rc = sim_dom_get(h, domid, true, &d);
 	if (rc < 0)
 		goto out_unlock;
 	rc = pin(d, mapdomid, ref, write, &frame);

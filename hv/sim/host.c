@@ -165,6 +165,34 @@ int pvm_sim_host_fd(struct pvm_hv *hv)
 	return to_host(hv)->epfd;
 }
 
+int sim_fault(struct sim_host *h, enum pvm_sim_fault point)
+{
+	struct sim_fault *f = &h->faults[point];
+
+	if (f->countdown == 0 || --f->countdown > 0)
+		return 0;
+	if (f->sticky)
+		f->countdown = 1;
+	pvm_err("sim: injected failure at point %d: %s", (int)point,
+		strerror(-f->err));
+	return f->err;
+}
+
+int pvm_sim_fault_set(struct pvm_hv *hv, enum pvm_sim_fault point,
+		      unsigned int nth, bool sticky, int err)
+{
+	struct sim_host *h = to_host(hv);
+
+	if ((unsigned int)point >= PVM_SIM_FAULT_NR || err >= 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	h->faults[point] = (struct sim_fault){
+		.countdown = nth, .sticky = sticky, .err = err,
+	};
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
 bool pvm_sim_is_sim(const struct pvm_hv *hv)
 {
 	return hv && hv->ops == &pvm_sim_ops;

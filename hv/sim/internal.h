@@ -132,8 +132,15 @@ struct sim_gmap {
 	void *addr;
 };
 
+struct sim_fault {
+	unsigned int countdown; /* 0: disarmed; fires when it reaches 0 */
+	bool sticky;
+	int err;
+};
+
 struct sim_host {
 	struct pvm_hv hv; /* first: container of &hv */
+	struct sim_fault faults[PVM_SIM_FAULT_NR];
 	pthread_mutex_t lock;
 	char *guest_prog;
 	struct sim_domain *domains; /* guests, ascending domid */
@@ -152,6 +159,8 @@ static inline struct sim_host *to_host(struct pvm_hv *hv)
 
 /* host.c */
 extern const struct pvm_hv_ops pvm_sim_ops;
+/* Counts a call at @point: 0, or the injected error (logged). Lock held. */
+int sim_fault(struct sim_host *h, enum pvm_sim_fault point);
 /* Looks up a domain (0 gives dom0). With @alive, DEAD domains and dom0 are
  * -ESRCH. Caller holds the lock. Reaps first if the process exited. */
 int sim_dom_get(struct sim_host *h, uint32_t domid, bool alive,

@@ -81,6 +81,26 @@ int pvm_sim_domain_memory(struct pvm_hv *hv, uint32_t domid, void **mem_out,
  */
 int pvm_sim_mark_dirty(struct pvm_hv *hv, uint32_t domid, uint64_t pfn);
 
+/* ---- fault injection (for tests of the layers above) ---- */
+
+enum pvm_sim_fault {
+	PVM_SIM_FAULT_CREATE,     /* domain_create */
+	PVM_SIM_FAULT_PAUSE,      /* domain_pause */
+	PVM_SIM_FAULT_READ_CLEAR, /* logdirty_read_clear */
+	PVM_SIM_FAULT_MAP,        /* map_pages */
+	PVM_SIM_FAULT_GRANT_MAP,  /* pvm_sim_grant_map */
+	PVM_SIM_FAULT_NR,
+};
+
+/*
+ * Makes the @nth next call at @point (1: the very next) fail with @err (a
+ * negative errno) before it does anything, once, or with @sticky that call
+ * and every later one. @nth 0 disarms the point. Calls at a point are
+ * counted whatever their domain. -EINVAL for a bad point or err >= 0.
+ */
+int pvm_sim_fault_set(struct pvm_hv *hv, enum pvm_sim_fault point,
+		      unsigned int nth, bool sticky, int err);
+
 /* ---- grant tables (as GNTTABOP_map/unmap_grant_ref, GNTTABOP_copy) ---- */
 
 #define PVM_SIM_GNTMAP_READONLY 1u

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "simtest.h"
@@ -262,6 +263,99 @@ static void test_death_while_paused(void **state)
 	hv->ops->close(hv);
 }
 
+static void quiet(void *ctx, enum pvm_log_level lvl, const char *line)
+{
+	(void)ctx;
+	(void)lvl;
+	(void)line;
+}
+
+/* A guest program that dies at start-up, or none at all. */
+static void test_create_failures(void **state)
+{
+	struct pvm_sim_config cfg = { .guest_prog = "/bin/false" };
+	struct pvm_hv_domain_config dc = {
+		.domid = PVM_HV_DOMID_ANY, .nr_pages = 64, .nr_vcpus = 1,
+	};
+	struct pvm_hv_dominfo info;
+	struct pvm_hv *hv = NULL;
+	uint32_t d;
+	size_t n = 9;
+
+	(void)state;
+	pvm_log_set_sink(quiet, NULL);
+	assert_int_equal(pvm_sim_host_create(&cfg, &hv), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &d), -ECHILD);
+	assert_int_equal(hv->ops->domain_list(hv, &info, 1, &n), 0);
+	assert_int_equal(n, 0);
+	/* The failed guest was reaped: this process has no child left. */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	hv->ops->close(hv);
+	cfg.guest_prog = "/nonexistent/pvmig-simguest";
+	assert_int_equal(pvm_sim_host_create(&cfg, &hv), -ENOENT);
+	pvm_log_set_sink(NULL, NULL);
+}
+
+static void test_fault_injection(void **state)
+{
+	struct pvm_hv *hv = simtest_host();
+	struct pvm_hv_domain_config dc = {
+		.domid = PVM_HV_DOMID_ANY, .nr_pages = 64, .nr_vcpus = 1,
+	};
+	uint64_t pfn = 20;
+	struct pvm_bitmap bm;
+	uint32_t d, e;
+	int err;
+	void *p;
+
+	(void)state;
+	pvm_log_set_sink(quiet, NULL);
+	assert_int_equal(pvm_bitmap_init(&bm, 64), 0);
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_NR, 1, false,
+					   -EIO), -EINVAL);
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_MAP, 1, false, 0),
+			 -EINVAL);
+
+	/* The 2nd create fails, once. */
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_CREATE, 2, false,
+					   -ENOMEM), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &d), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &e), -ENOMEM);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &e), 0);
+
+	/* Pause fails from the 1st call on, until disarmed. */
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_PAUSE, 1, true,
+					   -EIO), 0);
+	assert_int_equal(hv->ops->domain_pause(hv, d), -EIO);
+	assert_int_equal(hv->ops->domain_pause(hv, e), -EIO);
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_PAUSE, 0, false,
+					   -EIO), 0);
+	assert_int_equal(hv->ops->domain_pause(hv, d), 0);
+	assert_int_equal(hv->ops->domain_unpause(hv, d), 0);
+
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_MAP, 1, false,
+					   -EFAULT), 0);
+	assert_int_equal(hv->ops->map_pages(hv, d, PVM_HV_MAP_READ, &pfn, 1,
+					    &err, &p), -EFAULT);
+	assert_int_equal(hv->ops->map_pages(hv, d, PVM_HV_MAP_READ, &pfn, 1,
+					    &err, &p), 0);
+	assert_int_equal(hv->ops->unmap_pages(hv, p, 1), 0);
+
+	assert_int_equal(hv->ops->logdirty_enable(hv, d), 0);
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_READ_CLEAR, 1,
+					   false, -EIO), 0);
+	assert_int_equal(hv->ops->logdirty_read_clear(hv, d, &bm), -EIO);
+	assert_int_equal(hv->ops->logdirty_read_clear(hv, d, &bm), 0);
+
+	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_GRANT_MAP, 1,
+					   false, -ENOMEM), 0);
+	assert_int_equal(pvm_sim_grant_map(hv, 0, d, 1, 0, &p, &e), -ENOMEM);
+	pvm_log_set_sink(NULL, NULL);
+	pvm_bitmap_dispose(&bm);
+	hv->ops->close(hv);
+}
+
 static void test_open_by_name(void **state)
 {
 	struct pvm_hv *hv = NULL;
@@ -286,6 +380,8 @@ int main(void)
 		cmocka_unit_test(test_vcpu_context),
 		cmocka_unit_test(test_dead_guest_is_reaped),
 		cmocka_unit_test(test_death_while_paused),
+		cmocka_unit_test(test_create_failures),
+		cmocka_unit_test(test_fault_injection),
 	};
 
 	pvm_log_set_level(PVM_LOG_ERR);
