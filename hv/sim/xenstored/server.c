@@ -358,7 +358,7 @@ int srv_release(struct pvm_xenstored *srv, uint16_t domid)
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
 		if (c->domid == domid)
-			conn_close(c, "domain released");
+			conn_close(c, NULL); /* logged below */
 	}
 	if (d->lfd >= 0) {
 		close(d->lfd);
@@ -521,6 +521,7 @@ int conn_new(struct pvm_xenstored *srv, int fd, uint16_t domid,
 	return 0;
 }
 
+/* @why: logged as a warning (a misbehaving client); NULL logs nothing. */
 void conn_close(struct xs_conn *c, const char *why)
 {
 	struct pvm_xenstored *srv = c->srv;
@@ -531,7 +532,7 @@ void conn_close(struct xs_conn *c, const char *why)
 		return;
 	c->state = XS_CONN_CLOSING;
 	if (why)
-		pvm_info("xenstored: dropping connection %u (dom%u): %s", c->id,
+		pvm_warn("xenstored: dropping connection %u (dom%u): %s", c->id,
 			 (unsigned)c->domid, why);
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
@@ -667,7 +668,8 @@ static void conn_read(struct xs_conn *c)
 				conn_close(c, strerror(errno));
 			break;
 		}
-		if (n == 0 && !(c->have_hdr && c->in.len == 0)) {
+		/* (Never a zero-length recv: an empty body dispatches at once.) */
+		if (n == 0) {
 			if (c->hdr_got || c->have_hdr)
 				conn_close(c, "client went away in the middle of a message");
 			else
