@@ -34,6 +34,17 @@ static bool log_has(const char *s)
 	return r;
 }
 
+/* The server logs from its own thread: wait for a line (at most 5 s). */
+static bool wait_log(const char *s)
+{
+	for (int i = 0; i < 500; i++) {
+		if (log_has(s))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 static void log_clear(void)
 {
 	pthread_mutex_lock(&log_lock);
@@ -106,14 +117,17 @@ static void test_payload_too_long(void **state)
 {
 	struct tc *t = tc_open(F);
 	char big[XENSTORE_PAYLOAD_MAX + 1];
+	int rc;
 
 	(void)state;
 	log_clear();
 	memset(big, 'a', sizeof(big));
 	big[0] = '/';
 	big[sizeof(big) - 1] = '\0';
-	/* xenstored kills a connection that exceeds XENSTORE_PAYLOAD_MAX. */
-	assert_int_equal(tc_send_raw(t, XS_WRITE, 1, 0, big, sizeof(big)), 0);
+	/* xenstored kills a connection that exceeds XENSTORE_PAYLOAD_MAX; it
+	 * may do so before we finish sending the body. */
+	rc = tc_send_raw(t, XS_WRITE, 1, 0, big, sizeof(big));
+	assert_true(rc == 0 || rc == -EPIPE || rc == -ECONNRESET);
 	expect_dropped(t);
 	assert_true(log_has("over XENSTORE_PAYLOAD_MAX"));
 	tc_close(t);
@@ -248,7 +262,7 @@ static void test_disconnect_mid_message(void **state)
 	assert_int_equal(write_all(t->fd, "\x02\x00\x00", 3), 0);
 	tc_close(t);
 	other_client_ok();
-	assert_true(log_has("in the middle of a message"));
+	assert_true(wait_log("in the middle of a message"));
 }
 
 static void test_event_flood(void **state)
