@@ -245,6 +245,38 @@ static void test_deep_tree(void **state)
 	srv_stop(f);
 }
 
+/* Deterministic mutations of the golden stream: each import either
+ * succeeds or fails with EBADMSG; never anything else, never a crash. */
+static void test_import_mutations(void **state)
+{
+	struct srv_fixture *f = srv_start(NULL);
+	uint8_t bad[sizeof(golden)];
+	unsigned int seed = 4242;
+	int ok = 0, rejected = 0;
+
+	(void)state;
+	pvm_log_set_sink(quiet, NULL);
+	for (int i = 0; i < 3000; i++) {
+		int flips = 1 + rand_r(&seed) % 4, rc;
+
+		memcpy(bad, golden, sizeof(bad));
+		for (int k = 0; k < flips; k++)
+			bad[rand_r(&seed) % sizeof(bad)] ^= (uint8_t)(1u << (rand_r(&seed) % 8));
+		rc = pvm_xs_import_domain(f->srv, 3, bad, sizeof(bad));
+		if (rc == 0)
+			ok++;
+		else if (rc == -EBADMSG)
+			rejected++;
+		else
+			fail_msg("mutation %d: import returned %d", i, rc);
+	}
+	pvm_log_set_sink(NULL, NULL);
+	/* Both outcomes happen (flips in values and padding are harmless). */
+	assert_true(ok > 0);
+	assert_true(rejected > 0);
+	srv_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_import_other_domid),
 		cmocka_unit_test(test_import_truncated_and_corrupt),
 		cmocka_unit_test(test_deep_tree),
+		cmocka_unit_test(test_import_mutations),
 	};
 
 	pvm_log_set_level(PVM_LOG_WARN);
