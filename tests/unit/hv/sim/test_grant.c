@@ -1,5 +1,7 @@
 /* hv/sim/grant.c: v1 grant tables with Xen's map/unmap/copy semantics. */
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -252,6 +254,78 @@ static void test_garbage_entries(void **state)
 	assert_true(ok > 0);
 }
 
+struct writer {
+	struct fixture *f;
+	bool stop; /* __atomic */
+	uint64_t writes;
+	int rc;
+};
+
+/* A backend thread writing into granted page 40 (ref 1) by grant copy,
+ * a new value each time, as fast as it can. */
+static void *backend_writer(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t v = 0;
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED) && w->rc == 0) {
+		v++;
+		w->rc = pvm_sim_grant_copy_to(w->f->hv, 0, w->f->d, 1,
+					      (uint32_t)(v % 512) * 8, &v, 8);
+		__atomic_add_fetch(&w->writes, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Backend writes racing log-dirty reads are never lost: the copy the
+ * reads drive ends equal to guest memory. */
+static void test_backend_writes_not_lost(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *copy = malloc(NPAGES * PVM_PAGE_SIZE);
+	struct writer w = { .f = f };
+	struct pvm_bitmap bm;
+	uint64_t deadline = 0;
+	pthread_t t;
+
+	assert_non_null(copy);
+	assert_int_equal(pvm_bitmap_init(&bm, NPAGES), 0);
+	assert_int_equal(f->hv->ops->logdirty_enable(f->hv, f->d), 0);
+	memcpy(copy, f->mem, NPAGES * PVM_PAGE_SIZE);
+	assert_int_equal(pthread_create(&t, NULL, backend_writer, &w), 0);
+	/* At least 500 reads, and go on until the writer has got the lock
+	 * often (the mutex does not promise it fairness). */
+	for (int round = 0;
+	     round < 500 || __atomic_load_n(&w.writes, __ATOMIC_RELAXED) < 5000;
+	     round++) {
+		if (round == 500)
+			deadline = pvm_now_ms() + SIMTEST_WAIT_MS;
+		if (round > 500 && pvm_now_ms() > deadline)
+			fail_msg("backend thread made %llu writes",
+				 (unsigned long long)w.writes);
+		if (round % 50 == 0)
+			sched_yield();
+		assert_int_equal(f->hv->ops->logdirty_read_clear(f->hv, f->d, &bm),
+				 0);
+		for (size_t i = pvm_bitmap_next_set(&bm, 0); i < NPAGES;
+		     i = pvm_bitmap_next_set(&bm, i + 1))
+			memcpy(copy + i * PVM_PAGE_SIZE,
+			       f->mem + i * PVM_PAGE_SIZE, PVM_PAGE_SIZE);
+	}
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_true(w.writes > 0);
+	assert_int_equal(f->hv->ops->logdirty_read_clear(f->hv, f->d, &bm), 0);
+	for (size_t i = pvm_bitmap_next_set(&bm, 0); i < NPAGES;
+	     i = pvm_bitmap_next_set(&bm, i + 1))
+		memcpy(copy + i * PVM_PAGE_SIZE, f->mem + i * PVM_PAGE_SIZE,
+		       PVM_PAGE_SIZE);
+	assert_memory_equal(copy, f->mem, NPAGES * PVM_PAGE_SIZE);
+	pvm_bitmap_dispose(&bm);
+	free(copy);
+}
+
 static void test_state_roundtrip(void **state)
 {
 	struct fixture *f = *state;
@@ -322,6 +396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logdirty_sees_backend_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_writes_not_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_death_releases_grants, setup, teardown),
 	};
