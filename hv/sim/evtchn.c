@@ -76,15 +76,13 @@ static void port_free(struct sim_port *p)
 	p->efd = -1;
 }
 
-int pvm_sim_evtchn_alloc_unbound(struct pvm_hv *hv, uint32_t domid,
-				 uint32_t remote_domid, uint32_t *port_out)
+int sim_evtchn_alloc_unbound(struct sim_host *h, uint32_t domid,
+			     uint32_t remote_domid, uint32_t *port_out)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d, *rd;
 	uint32_t port;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
 	rc = evt_dom(h, domid, &d);
 	if (rc == 0)
 		rc = evt_dom(h, remote_domid, &rd);
@@ -95,45 +93,39 @@ int pvm_sim_evtchn_alloc_unbound(struct pvm_hv *hv, uint32_t domid,
 		d->ports[port].remote_domid = (uint16_t)remote_domid;
 		*port_out = port;
 	}
-	pthread_mutex_unlock(&h->lock);
 	return rc;
 }
 
-int pvm_sim_evtchn_bind_interdomain(struct pvm_hv *hv, uint32_t domid,
-				    uint32_t remote_domid, uint32_t remote_port,
-				    uint32_t *port_out)
+int sim_evtchn_bind_interdomain(struct sim_host *h, uint32_t domid,
+				uint32_t remote_domid, uint32_t remote_port,
+				uint32_t *port_out)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d, *rd;
 	struct sim_port *rp;
 	uint32_t port;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
 	rc = evt_dom(h, domid, &d);
 	if (rc == 0)
 		rc = evt_dom(h, remote_domid, &rd);
 	if (rc < 0)
-		goto out_unlock;
+		return rc;
 	rp = open_port(rd, remote_port);
 	if (!rp || rp->state != PORT_UNBOUND || rp->remote_domid != domid) {
 		pvm_err("sim: d%u cannot bind to d%u port %u: not unbound for it",
 			domid, remote_domid, remote_port);
-		rc = -EINVAL;
-		goto out_unlock;
+		return -EINVAL;
 	}
 	rc = port_take(d, 0, &port);
 	if (rc < 0)
-		goto out_unlock;
+		return rc;
 	d->ports[port].state = PORT_INTERDOMAIN;
 	d->ports[port].remote_domid = (uint16_t)remote_domid;
 	d->ports[port].remote_port = remote_port;
 	rp->state = PORT_INTERDOMAIN;
 	rp->remote_port = port;
 	*port_out = port;
-out_unlock:
-	pthread_mutex_unlock(&h->lock);
-	return rc;
+	return 0;
 }
 
 /* Closes @port of @d; an interdomain peer goes back to UNBOUND. */
@@ -160,40 +152,33 @@ static void close_port(struct sim_host *h, struct sim_domain *d, uint32_t port)
 	port_free(p);
 }
 
-int pvm_sim_evtchn_close(struct pvm_hv *hv, uint32_t domid, uint32_t port)
+int sim_evtchn_close(struct sim_host *h, uint32_t domid, uint32_t port)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
 	rc = evt_dom(h, domid, &d);
 	if (rc == 0 && !open_port(d, port))
 		rc = -EINVAL;
 	if (rc == 0)
 		close_port(h, d, port);
-	pthread_mutex_unlock(&h->lock);
 	return rc;
 }
 
-int pvm_sim_evtchn_notify(struct pvm_hv *hv, uint32_t domid, uint32_t port)
+int sim_evtchn_notify(struct sim_host *h, uint32_t domid, uint32_t port)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d, *rd;
 	struct sim_port *p, *rp;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
 	rc = evt_dom(h, domid, &d);
 	if (rc < 0)
-		goto out_unlock;
+		return rc;
 	p = open_port(d, port);
-	if (!p) {
-		rc = -EINVAL;
-		goto out_unlock;
-	}
+	if (!p)
+		return -EINVAL;
 	if (p->state != PORT_INTERDOMAIN)
-		goto out_unlock; /* unbound: dropped, as Xen does */
+		return 0; /* unbound: dropped, as Xen does */
 	if (evt_dom(h, p->remote_domid, &rd) == 0 &&
 	    (rp = open_port(rd, p->remote_port)) != NULL) {
 		if (rp->efd < 0)
@@ -201,20 +186,16 @@ int pvm_sim_evtchn_notify(struct pvm_hv *hv, uint32_t domid, uint32_t port)
 		else if (eventfd_write(rp->efd, 1) < 0)
 			rc = -errno;
 	}
-out_unlock:
-	pthread_mutex_unlock(&h->lock);
 	return rc;
 }
 
-int pvm_sim_evtchn_fd(struct pvm_hv *hv, uint32_t domid, uint32_t port,
-		      int *fd_out)
+int sim_evtchn_fd(struct sim_host *h, uint32_t domid, uint32_t port,
+		  int *fd_out)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d;
-	struct sim_port *p;
+	struct sim_port *p = NULL;
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
 	rc = evt_dom(h, domid, &d);
 	if (rc == 0 && !(p = open_port(d, port)))
 		rc = -EINVAL;
@@ -229,6 +210,65 @@ int pvm_sim_evtchn_fd(struct pvm_hv *hv, uint32_t domid, uint32_t port,
 	}
 	if (rc == 0)
 		*fd_out = p->efd;
+	return rc;
+}
+
+int pvm_sim_evtchn_alloc_unbound(struct pvm_hv *hv, uint32_t domid,
+				 uint32_t remote_domid, uint32_t *port_out)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_evtchn_alloc_unbound(h, domid, remote_domid, port_out);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+int pvm_sim_evtchn_bind_interdomain(struct pvm_hv *hv, uint32_t domid,
+				    uint32_t remote_domid, uint32_t remote_port,
+				    uint32_t *port_out)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_evtchn_bind_interdomain(h, domid, remote_domid, remote_port,
+					 port_out);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+int pvm_sim_evtchn_close(struct pvm_hv *hv, uint32_t domid, uint32_t port)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_evtchn_close(h, domid, port);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+int pvm_sim_evtchn_notify(struct pvm_hv *hv, uint32_t domid, uint32_t port)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_evtchn_notify(h, domid, port);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+int pvm_sim_evtchn_fd(struct pvm_hv *hv, uint32_t domid, uint32_t port,
+		      int *fd_out)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_evtchn_fd(h, domid, port, fd_out);
 	pthread_mutex_unlock(&h->lock);
 	return rc;
 }

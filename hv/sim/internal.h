@@ -212,6 +212,16 @@ int sim_evtchn_state_get(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out)
 int sim_evtchn_state_set(struct pvm_hv *hv, uint32_t domid, const void *state,
 			 size_t len);
 int sim_evtchn_init(struct sim_domain *d);
+/* The EVTCHNOPs, lock held (the pvm_sim_evtchn_* wrappers take it). */
+int sim_evtchn_alloc_unbound(struct sim_host *h, uint32_t domid,
+			     uint32_t remote_domid, uint32_t *port_out);
+int sim_evtchn_bind_interdomain(struct sim_host *h, uint32_t domid,
+				uint32_t remote_domid, uint32_t remote_port,
+				uint32_t *port_out);
+int sim_evtchn_close(struct sim_host *h, uint32_t domid, uint32_t port);
+int sim_evtchn_notify(struct sim_host *h, uint32_t domid, uint32_t port);
+int sim_evtchn_fd(struct sim_host *h, uint32_t domid, uint32_t port,
+		  int *fd_out);
 /* Closes every port of @d (peers become unbound) and frees the table. */
 void sim_evtchn_release(struct sim_host *h, struct sim_domain *d);
 
