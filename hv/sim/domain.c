@@ -364,6 +364,8 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 	}
 	/* A paused guest finds RUN waiting when it is continued. */
 	rc = send_run(d);
+	if (rc == 0)
+		rc = sim_svc_add(h, d);
 	if (rc < 0)
 		goto out_kill;
 	insert_sorted(h, d);

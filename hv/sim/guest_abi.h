@@ -15,6 +15,7 @@
  *   open /proc/PID/pagemap, probe                (SCM_RIGHTS)
  *   [start_paused: SIGSTOP]
  *   RUN                           ───────►  start nr_vcpus threads
+ *   service thread serves CALLs   ◄──────►  hypercalls (below)
  *   ... socket EOF (host gone)    ───────►  exit
  *
  * The uffd is created in the guest because a userfaultfd watches the mm of
@@ -51,21 +52,46 @@ struct pvm_simguest_header {
 	/* Per vCPU: workload passes completed (each pass writes every page of
 	 * that vCPU's share of the working set once). */
 	uint64_t passes[PVM_SIMGUEST_MAX_VCPUS];
+	/* "echo" workload: the port it offers to domain 0 (0 until then) and
+	 * how many events it has echoed back. */
+	uint32_t echo_port;
+	uint32_t reserved;
+	uint64_t echo_count;
 };
 
 enum pvm_simguest_msg_type {
 	PVM_SIMGUEST_READY = 1, /* guest → host, carries the uffd */
 	PVM_SIMGUEST_RUN = 2,   /* host → guest: start the vCPUs */
+	PVM_SIMGUEST_CALL = 3,  /* guest → host: a hypercall (op, args) */
+	PVM_SIMGUEST_REPLY = 4, /* host → guest: its status, results, fd */
+};
+
+/*
+ * Hypercalls, served by the host's service thread (hv/sim/hypercall.c).
+ * One call is outstanding at a time, made by one guest thread; REPLY.status
+ * is 0 or a negative errno. Ops returning a port attach that port's
+ * eventfd (SCM_RIGHTS): it counts events arriving at the port.
+ */
+enum pvm_simguest_op {
+	/* arg[0] remote domid → arg[0] port + eventfd */
+	PVM_SIMGUEST_EVTCHN_ALLOC_UNBOUND = 1,
+	/* arg[0] remote domid, arg[1] remote port → arg[0] port + eventfd */
+	PVM_SIMGUEST_EVTCHN_BIND_INTERDOMAIN = 2,
+	PVM_SIMGUEST_EVTCHN_SEND = 3,  /* arg[0] port */
+	PVM_SIMGUEST_EVTCHN_CLOSE = 4, /* arg[0] port */
+	PVM_SIMGUEST_EVTCHN_FD = 5,    /* arg[0] port → eventfd (after restore) */
 };
 
 struct pvm_simguest_msg {
 	uint32_t type;   /* enum pvm_simguest_msg_type */
-	int32_t status;  /* READY: 0 or the negative errno of set-up */
+	int32_t status;  /* READY, REPLY: 0 or a negative errno */
 	uint64_t addr;   /* READY: guest address of its memory mapping */
 	uint64_t detail; /* READY on failure: which step (1 api, 2 register,
 			  * 3 userfaultfd, 4 mmap) */
+	uint32_t op;     /* CALL, REPLY: enum pvm_simguest_op */
+	uint32_t arg[3]; /* CALL: arguments; REPLY: results */
 };
-static_assert(sizeof(struct pvm_simguest_msg) == 24, "simguest msg");
+static_assert(sizeof(struct pvm_simguest_msg) == 40, "simguest msg");
 
 /* Fds the guest inherits, and its argv: PROG NR_PAGES NR_VCPUS WORKLOAD */
 #define PVM_SIMGUEST_CTL_FD 3

@@ -41,6 +41,7 @@ void sim_dom_release(struct sim_host *h, struct sim_domain *d)
 	sim_grant_release(h, d);
 	if (d->pidfd >= 0)
 		epoll_ctl(h->epfd, EPOLL_CTL_DEL, d->pidfd, NULL);
+	sim_svc_del(h, d);
 	close_fd(&d->pidfd);
 	close_fd(&d->ctl_fd);
 	close_fd(&d->uffd);
@@ -288,6 +289,7 @@ static void sim_close(struct pvm_hv *hv)
 {
 	struct sim_host *h = to_host(hv);
 
+	sim_svc_stop(h); /* no hypercall runs from here on */
 	while (h->domains)
 		sim_domain_destroy(hv, h->domains->domid);
 	while (h->gmaps)
@@ -341,7 +343,7 @@ int pvm_sim_host_create(const struct pvm_sim_config *cfg,
 	if (!h)
 		return -ENOMEM;
 	h->hv.ops = &pvm_sim_ops;
-	h->epfd = -1;
+	h->epfd = h->svc_epfd = h->svc_stopfd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	h->next_serial = 1;
 	h->next_handle = 1;
@@ -369,6 +371,12 @@ int pvm_sim_host_create(const struct pvm_sim_config *cfg,
 	rc = sim_evtchn_init(&h->dom0);
 	if (rc < 0)
 		goto out_free;
+	rc = sim_svc_start(h);
+	if (rc < 0) {
+		pvm_err("sim: cannot start the service thread: %s",
+			strerror(-rc));
+		goto out_free;
+	}
 	*hv_out = &h->hv;
 	return 0;
 

@@ -7,9 +7,11 @@
  *   dirty.c    log-dirty (userfaultfd WP_ASYNC + PAGEMAP_SCAN), mark_dirty
  *   grant.c    v1 grant tables: map/unmap/copy for backends, state
  *   evtchn.c   event channels: ports, interdomain bindings, state
+ *   hypercall.c  the service thread serving guests' hypercalls
  *
  * Locking: one mutex per host (host->lock) guards every domain and every
- * list below; each public entry point takes it once. Nothing blocks for
+ * list below; each public entry point takes it once, and so does the
+ * service thread for each hypercall. Nothing blocks for
  * long under it (the longest holds are a dirty scan, a few ms for 1 GiB,
  * and waiting for a guest to stop or die after the signal).
  *
@@ -86,6 +88,7 @@ struct sim_domain {
 	uint64_t nr_pages;
 	uint32_t nr_vcpus;
 	bool is_control; /* domain 0, the host itself: no process, no memory */
+	bool svc;        /* ctl_fd is in the service thread's epoll set */
 
 	pid_t pid;
 	int pidfd;
@@ -147,6 +150,11 @@ struct sim_host {
 	struct sim_domain dom0;     /* the control domain: backends' ports */
 	uint64_t next_serial;
 	int epfd; /* pidfds of live guests: readable when one exits */
+	/* hypercall.c: the service thread and what it waits on */
+	int svc_epfd;
+	int svc_stopfd;
+	pthread_t svc_thread;
+	bool svc_running;
 	struct sim_fmap *fmaps;
 	struct sim_gmap *gmaps;
 	uint32_t next_handle;
@@ -189,6 +197,12 @@ int sim_vcpu_context_get(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 			 struct pvm_buf *out);
 int sim_vcpu_context_set(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 			 const void *ctx, size_t len);
+
+/* hypercall.c */
+int sim_svc_start(struct sim_host *h);
+void sim_svc_stop(struct sim_host *h);
+int sim_svc_add(struct sim_host *h, struct sim_domain *d);
+void sim_svc_del(struct sim_host *h, struct sim_domain *d);
 
 /* dirty.c */
 int sim_logdirty_enable(struct pvm_hv *hv, uint32_t domid);

@@ -9,6 +9,8 @@
  * domain config's `image` is the workload:
  *
  *   NULL, "idle"                  vCPU threads start and do nothing
+ *   "echo"                        offers an event channel to domain 0 (port
+ *                                 in the header page), answers each event
  *   "dirty:FIRST:COUNT[:RATE]"    vCPUs keep writing pfns [FIRST,
  *                                 FIRST+COUNT) (FIRST >= 16), RATE pages/s
  *                                 per vCPU, 0 or absent: flat out

@@ -6,7 +6,14 @@
  *
  * Usage: pvmig-simguest NR_PAGES NR_VCPUS WORKLOAD
  *
- * WORKLOAD is "idle" or "dirty:FIRST:COUNT[:RATE]": each vCPU thread
+ * WORKLOAD is "idle", "echo" or "dirty:FIRST:COUNT[:RATE]".
+ *
+ * echo: the main thread offers an event channel to domain 0 (hypercall
+ * EVTCHN_ALLOC_UNBOUND), publishes its port in the header page, and
+ * answers every event it receives with one notify back, counting them in
+ * the header. The vCPUs idle.
+ *
+ * dirty: each vCPU thread
  * writes, round and round, its share (every NR_VCPUS-th page) of pfns
  * [FIRST, FIRST+COUNT), one 8-byte counter per page per pass at a moving
  * offset, RATE pages per second per vCPU (0 or absent: as fast as it can).
@@ -17,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -26,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -39,6 +48,7 @@
 struct workload {
 	uint64_t first, count, rate;
 	bool dirty;
+	bool echo;
 };
 
 struct vcpu {
@@ -58,6 +68,10 @@ static int parse_workload(const char *s, struct workload *w)
 	memset(w, 0, sizeof(*w));
 	if (strcmp(s, "idle") == 0)
 		return 0;
+	if (strcmp(s, "echo") == 0) {
+		w->echo = true;
+		return 0;
+	}
 	if (strncmp(s, "dirty:", 6) != 0)
 		return -EINVAL;
 	s += 6;
@@ -177,6 +191,87 @@ fail:
 	return rc;
 }
 
+/*
+ * One hypercall (guest_abi.h): 0 or the host's negative errno; *@res0 the
+ * first result; *@fd_out the attached fd or -1. Main thread only.
+ */
+static int hypercall(uint32_t op, uint32_t a0, uint32_t a1, uint32_t *res0,
+		     int *fd_out)
+{
+	struct pvm_simguest_msg m = {
+		.type = PVM_SIMGUEST_CALL,
+		.op = op,
+		.arg = { a0, a1, 0 },
+	};
+	struct iovec iov = { &m, sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf.buf,
+		.msg_controllen = sizeof(cbuf.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (fd_out)
+		*fd_out = -1;
+	if (send(PVM_SIMGUEST_CTL_FD, &m, sizeof(m), MSG_NOSIGNAL) < 0)
+		_exit(0); /* host gone */
+	do
+		n = recvmsg(PVM_SIMGUEST_CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(m) || m.type != PVM_SIMGUEST_REPLY)
+		_exit(0);
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		int fd;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		if (fd_out && *fd_out < 0)
+			*fd_out = fd;
+		else
+			close(fd);
+	}
+	if (res0)
+		*res0 = m.arg[0];
+	return m.status;
+}
+
+/* The echo workload (main thread). Returns when the host is gone. */
+static void echo_main(void)
+{
+	struct pvm_simguest_header *hdr = (void *)mem;
+	uint32_t port = 0;
+	int efd = -1;
+
+	if (hypercall(PVM_SIMGUEST_EVTCHN_ALLOC_UNBOUND, 0, 0, &port, &efd) < 0 ||
+	    efd < 0)
+		_exit(1);
+	__atomic_store_n(&hdr->echo_port, port, __ATOMIC_RELEASE);
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = efd, .events = POLLIN },
+			{ .fd = PVM_SIMGUEST_CTL_FD, .events = POLLIN },
+		};
+		eventfd_t n;
+
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[1].revents)
+			return; /* no calls outstanding: only EOF comes here */
+		if (!(pfd[0].revents & POLLIN) || eventfd_read(efd, &n) < 0)
+			continue;
+		__atomic_add_fetch(&hdr->echo_count, n, __ATOMIC_RELEASE);
+		if (hypercall(PVM_SIMGUEST_EVTCHN_SEND, port, 0, NULL, NULL) < 0)
+			_exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct pvm_simguest_msg m;
@@ -235,6 +330,8 @@ int main(int argc, char **argv)
 			return 1;
 	}
 
+	if (wl.echo)
+		echo_main();
 	/* The control socket stays open for the domain's life; EOF = host gone. */
 	for (;;) {
 		n = recv(PVM_SIMGUEST_CTL_FD, &m, sizeof(m), 0);

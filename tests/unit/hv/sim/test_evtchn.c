@@ -178,6 +178,54 @@ static void test_state_roundtrip(void **state)
 	hv->ops->close(hv);
 }
 
+/* Waits (bounded) for the echo guest to publish its port. */
+static uint32_t echo_port(struct pvm_hv *hv, uint32_t d)
+{
+	const struct pvm_simguest_header *hdr = (const void *)simtest_mem(hv, d);
+	uint64_t deadline = pvm_now_ms() + SIMTEST_WAIT_MS;
+	uint32_t port;
+
+	while ((port = __atomic_load_n(&hdr->echo_port, __ATOMIC_ACQUIRE)) == 0) {
+		assert_true(pvm_now_ms() < deadline);
+		simtest_sleep_ms(1);
+	}
+	return port;
+}
+
+/* A guest process on the other end: its hypercalls allocate the port and
+ * notify back; pausing it stops the echo until unpause. */
+static void test_guest_echo(void **state)
+{
+	struct pvm_hv *hv = simtest_host();
+	uint32_t d = simtest_domain(hv, 64, 1, "echo", false);
+	const struct pvm_simguest_header *hdr = (const void *)simtest_mem(hv, d);
+	uint32_t gp = echo_port(hv, d), bp;
+	struct pollfd pfd = { .events = POLLIN };
+	eventfd_t v;
+
+	(void)state;
+	assert_status(hv, d, gp, PVM_SIM_EVTCHN_UNBOUND, 0, 0);
+	assert_int_equal(pvm_sim_evtchn_bind_interdomain(hv, 0, d, gp, &bp), 0);
+	assert_int_equal(pvm_sim_evtchn_fd(hv, 0, bp, &pfd.fd), 0);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(pvm_sim_evtchn_notify(hv, 0, bp), 0);
+		assert_int_equal(poll(&pfd, 1, SIMTEST_WAIT_MS), 1);
+		assert_int_equal(eventfd_read(pfd.fd, &v), 0);
+		assert_int_equal(v, 1);
+	}
+	assert_int_equal(__atomic_load_n(&hdr->echo_count, __ATOMIC_ACQUIRE),
+			 100);
+
+	assert_int_equal(hv->ops->domain_pause(hv, d), 0);
+	assert_int_equal(pvm_sim_evtchn_notify(hv, 0, bp), 0);
+	assert_int_equal(poll(&pfd, 1, 100), 0); /* stopped: no answer */
+	assert_int_equal(hv->ops->domain_unpause(hv, d), 0);
+	assert_int_equal(poll(&pfd, 1, SIMTEST_WAIT_MS), 1);
+	assert_int_equal(eventfd_read(pfd.fd, &v), 0);
+	assert_int_equal(hdr->echo_count, 101);
+	hv->ops->close(hv);
+}
+
 static void test_death_closes_ports(void **state)
 {
 	struct pvm_hv *hv = simtest_host();
@@ -207,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_bind_notify_close),
 		cmocka_unit_test(test_ports_run_out),
 		cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_guest_echo),
 		cmocka_unit_test(test_death_closes_ports),
 	};
 
