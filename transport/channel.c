@@ -672,7 +672,7 @@ static int rx_close(struct pvm_channel *ch)
 	if (rc)
 		return rc;
 	ch->peer_closed = true;
-	return -ECONNRESET;
+	return -ESHUTDOWN;
 }
 
 int pvm_channel_recv_msg(struct pvm_channel *ch, void **buf_out,
@@ -683,7 +683,7 @@ int pvm_channel_recv_msg(struct pvm_channel *ch, void **buf_out,
 	*buf_out = NULL;
 	*len_out = 0;
 	if (ch->peer_closed)
-		return -ECONNRESET;
+		return -ESHUTDOWN;
 	for (;;) {
 		uint8_t mh[TP_MSG_HDR_LEN];
 		uint16_t type;

@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 #include <ctype.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,11 +412,62 @@ int tp_conn_accept(struct tp_conn *c, struct pvm_tls_ctx *tls, int fd,
 	return handshake(c, true, peer_name, timeout_ms, why, why_len);
 }
 
+static int conn_io_loop(struct tp_conn *c, bool writing, uint8_t *p,
+			size_t len, unsigned timeout_ms, atomic_bool *stop,
+			char *why, size_t why_len);
+
+/*
+ * OpenSSL writes with write(2): to a reset connection that raises SIGPIPE,
+ * which would kill a process that never asked for it. Block SIGPIPE in this
+ * thread around the write, and consume one we caused before unblocking.
+ */
+static void sigpipe_block(sigset_t *old, bool *was_pending)
+{
+	sigset_t pipe, pending;
+
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	*was_pending = sigismember(&pending, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, old);
+}
+
+static void sigpipe_restore(const sigset_t *old, bool was_pending)
+{
+	if (!was_pending) {
+		sigset_t pipe, pending;
+		struct timespec zero = { 0, 0 };
+
+		sigemptyset(&pipe);
+		sigaddset(&pipe, SIGPIPE);
+		sigpending(&pending);
+		if (sigismember(&pending, SIGPIPE))
+			sigtimedwait(&pipe, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 static int conn_io(struct tp_conn *c, bool writing, void *buf, size_t len,
 		   unsigned timeout_ms, atomic_bool *stop, char *why,
 		   size_t why_len)
 {
 	uint8_t *p = buf;
+	sigset_t oldmask;
+	bool pipe_pending = false;
+	int rc = 0;
+
+	if (writing)
+		sigpipe_block(&oldmask, &pipe_pending);
+	rc = conn_io_loop(c, writing, p, len, timeout_ms, stop, why, why_len);
+	if (writing)
+		sigpipe_restore(&oldmask, pipe_pending);
+	return rc;
+}
+
+static int conn_io_loop(struct tp_conn *c, bool writing, uint8_t *p,
+			size_t len, unsigned timeout_ms, atomic_bool *stop,
+			char *why, size_t why_len)
+{
 
 	while (len) {
 		int r, act, saved, rc;

@@ -148,9 +148,11 @@ int pvm_channel_send_msg(struct pvm_channel *ch, const void *buf, size_t len);
 
 /*
  * Waits for the next control message. On success *buf_out is a malloc()ed
- * copy the caller frees, *len_out its length. -ECONNRESET when the peer
- * closed the channel cleanly (CLOSE) and nothing more will come; other
- * negative errnos for failures (see pvm_channel_error()).
+ * copy the caller frees, *len_out its length. -ESHUTDOWN when the peer
+ * closed the channel cleanly (pvm_channel_finish(): every page and message
+ * delivered) and nothing more will come; any other negative errno is a
+ * failure (-ECONNRESET: the connection ended without that close, e.g. a
+ * killed peer; see pvm_channel_error() for the explanation).
  */
 int pvm_channel_recv_msg(struct pvm_channel *ch, void **buf_out,
 			 size_t *len_out);

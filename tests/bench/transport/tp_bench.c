@@ -7,9 +7,11 @@
  *   recv PORT CERTDIR OUT    accept one channel, write every page at its pfn
  *                            into OUT (pre-sized, zero pages skipped), print
  *                            a JSON line of figures when the sender closes
- *   send HOST PORT CERTDIR IMG [--streams N] [--no-compress]
+ *   send HOST PORT CERTDIR IMG [--streams N] [--no-compress] [--pace-ms N]
  *                            read IMG 1 MiB at a time (as a migration maps
- *                            guest pages) and send it all, then finish
+ *                            guest pages) and send it all, then finish;
+ *                            --pace-ms sleeps after each MiB (tests use it
+ *                            to kill a peer mid-transfer for sure)
  *
  * Each side reports wall time, CPU seconds (getrusage) and the peak of its
  * anonymous memory (sampled), which is the transport's own footprint: the
@@ -223,7 +225,7 @@ static int do_recv(int port, const char *certs, const char *out)
 	free(msg);
 	rc = pvm_channel_recv_msg(ch, &msg, &len);
 	t1 = pvm_now_ns();
-	if (rc != -ECONNRESET) {
+	if (rc != -ESHUTDOWN) {
 		const char *why;
 		pvm_channel_error(ch, &why);
 		fprintf(stderr, "recv: channel ended with %d: %s\n", rc, why);
@@ -247,7 +249,8 @@ static int do_recv(int port, const char *certs, const char *out)
 /* ---- sender ------------------------------------------------------------ */
 
 static int do_send(const char *host, int port, const char *certs,
-		   const char *img, unsigned streams, bool compress)
+		   const char *img, unsigned streams, bool compress,
+		   unsigned pace_ms)
 {
 	struct pvm_tls_ctx *tls = NULL;
 	struct pvm_channel *ch = NULL;
@@ -288,6 +291,8 @@ static int do_send(const char *host, int port, const char *certs,
 			ptrs[i] = buf + i * PVM_PAGE_SIZE;
 		}
 		rc = pvm_channel_send_pages(ch, pfns, ptrs, n);
+		if (pace_ms)
+			usleep(pace_ms * 1000u);
 	}
 	if (!rc)
 		rc = pvm_channel_finish(ch);
@@ -327,18 +332,21 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "send")) {
 		unsigned streams = PVM_TP_STREAMS_DEFAULT;
 		bool compress = true;
+		unsigned pace_ms = 0;
 
 		for (int i = 6; i < argc; i++) {
 			if (!strcmp(argv[i], "--streams") && i + 1 < argc)
 				streams = (unsigned)atoi(argv[++i]);
 			else if (!strcmp(argv[i], "--no-compress"))
 				compress = false;
+			else if (!strcmp(argv[i], "--pace-ms") && i + 1 < argc)
+				pace_ms = (unsigned)atoi(argv[++i]);
 		}
 		return do_send(argv[2], atoi(argv[3]), argv[4], argv[5],
-			       streams, compress);
+			       streams, compress, pace_ms);
 	}
 	fprintf(stderr,
-		"usage: %s gen FILE MIB | recv PORT CERTDIR OUT | send HOST PORT CERTDIR IMG [--streams N] [--no-compress]\n",
+		"usage: %s gen FILE MIB | recv PORT CERTDIR OUT | send HOST PORT CERTDIR IMG [--streams N] [--no-compress] [--pace-ms N]\n",
 		argv[0]);
 	return 2;
 }
