@@ -11,6 +11,7 @@
  *   NULL, "idle"                  vCPU threads start and do nothing
  *   "echo"                        offers an event channel to domain 0 (port
  *                                 in the header page), answers each event
+ *                                 with one notify back
  *   "dirty:FIRST:COUNT[:RATE]"    vCPUs keep writing pfns [FIRST,
  *                                 FIRST+COUNT) (FIRST >= 16), RATE pages/s
  *                                 per vCPU, 0 or absent: flat out
