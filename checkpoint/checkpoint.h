@@ -280,7 +280,8 @@ struct pvm_ckpt_read_ops {
 	/* libxl EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT. */
 	int (*emulator)(void *ctx, uint32_t xl_type, uint32_t emu_id,
 			uint32_t index, const void *data, size_t len);
-	/* Every libxc record, after its typed slot. */
+	/* Every libxc record pvmig knows (skipped optional ones are not
+	 * delivered), after its typed slot. */
 	int (*record)(void *ctx, const struct pvm_ckpt_record *rec);
 };
 
