@@ -8,7 +8,8 @@
  *
  *   pvm_ckpt_file_create()          open path.tmp (plain or .lz4 frame)
  *   pvm_ckpt_writer_new()           writer over any sink (file, network)
- *   pvm_ckpt_write_begin()          headers, META, STATIC_DATA_END
+ *   pvm_ckpt_write_begin()          headers, META
+ *   pvm_ckpt_write_static()         X86_CPUID/MSR_POLICY, if any
  *   pvm_ckpt_write_pages()          PAGE_DATA, as often as needed
  *   pvm_ckpt_write_tsc_info/hvm_params/hvm_context
  *   pvm_ckpt_write_xenstore/device/evtchns/grants
@@ -219,9 +220,15 @@ uint64_t pvm_ckpt_writer_offset(const struct pvm_ckpt_writer *w);
  */
 
 /* libxl header, LIBXC_CONTEXT, libxc image + domain header (x86 HVM),
- * META (unless XEN_ONLY), STATIC_DATA_END. @meta->nr_pages bounds pfns. */
+ * META (unless XEN_ONLY). @meta->nr_pages bounds pfns. STATIC_DATA_END
+ * follows by itself before the first record of any other kind. */
 int pvm_ckpt_write_begin(struct pvm_ckpt_writer *w,
 			 const struct pvm_ckpt_meta *meta);
+/* A static record, between write_begin() and the first other record:
+ * X86_CPUID_POLICY (xen_cpuid_leaf_t[], 24 bytes each) or X86_MSR_POLICY
+ * (xen_msr_entry_t[], 16 bytes each), in Xen's layout. */
+int pvm_ckpt_write_static(struct pvm_ckpt_writer *w, uint32_t type,
+			  const void *body, size_t len);
 /* One PAGE_DATA record of @n (1..PVM_CKPT_PAGE_BATCH_MAX) pages. @types[i]
  * is a PVM_CKPT_PFN_* type (NULL: all NOTAB); @data[i] points to 4096 bytes,
  * or is ignored for BROKEN/XALLOC/XTAB. Pages are streamed, not copied. */

@@ -6,11 +6,15 @@
  *
  * States (one function, set_state(), moves between them):
  *
- *   W_NEW --write_begin()--> W_BODY --write_finish()--> W_DONE
+ *   W_NEW --write_begin()--> W_STATIC --first body record--> W_BODY
+ *                                      (enter_body() writes
+ *                                       STATIC_DATA_END)
+ *   W_BODY --write_finish()--> W_DONE
  *
- *   W_NEW   nothing written
- *   W_BODY  headers, META and STATIC_DATA_END written; record writes allowed
- *   W_DONE  both END records written; nothing more may be written
+ *   W_NEW     nothing written
+ *   W_STATIC  headers and META written; write_static() allowed
+ *   W_BODY    STATIC_DATA_END written; memory/register/device records allowed
+ *   W_DONE    both END records written; nothing more may be written
  *
  * A write in the wrong state is our caller's bug: -EPROTO, sticky.
  */
@@ -19,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum wstate { W_NEW, W_BODY, W_DONE };
+enum wstate { W_NEW, W_STATIC, W_BODY, W_DONE };
 
 struct pvm_ckpt_writer {
 	struct pvm_ckpt_write_cfg cfg;
@@ -68,8 +72,20 @@ static void emit(struct pvm_ckpt_writer *w, const void *p, size_t n)
 	w->off += n;
 }
 
+static void put_empty_record(struct pvm_ckpt_writer *w, uint32_t type);
+
+/* Closes the static section the first time a body record is written. */
+static void enter_body(struct pvm_ckpt_writer *w)
+{
+	if (w->err || w->state != W_STATIC)
+		return;
+	put_empty_record(w, PVM_CKPT_XC_REC_STATIC_DATA_END);
+	set_state(w, W_STATIC, W_BODY);
+}
+
 static bool body_ok(struct pvm_ckpt_writer *w, const char *what)
 {
+	enter_body(w);
 	if (w->err)
 		return false;
 	if (w->state != W_BODY) {
@@ -186,7 +202,7 @@ int pvm_ckpt_write_begin(struct pvm_ckpt_writer *w,
 		return fail(w, -EINVAL, "begin: META name too long");
 	if (meta->fe_gen > PVM_CKPT_FE_GEN_LEGACY)
 		return fail(w, -EINVAL, "begin: META frontend generation");
-	set_state(w, W_NEW, W_BODY);
+	set_state(w, W_NEW, W_STATIC);
 	if (w->err)
 		return w->err;
 	w->max_pfns = meta->nr_pages;
@@ -227,7 +243,32 @@ int pvm_ckpt_write_begin(struct pvm_ckpt_writer *w,
 		pvm_buf_put_u8(&w->rec, 0);
 		rec_end(w, 0);
 	}
-	put_empty_record(w, PVM_CKPT_XC_REC_STATIC_DATA_END);
+	return w->err;
+}
+
+int pvm_ckpt_write_static(struct pvm_ckpt_writer *w, uint32_t type,
+			  const void *body, size_t len)
+{
+	size_t unit = type == PVM_CKPT_XC_REC_X86_CPUID_POLICY
+			      ? PVM_CKPT_CPUID_LEAF_SIZE
+			      : PVM_CKPT_MSR_ENTRY_SIZE;
+
+	if (w->err)
+		return w->err;
+	if (w->state != W_STATIC) {
+		pvm_err("checkpoint: %s after the static section",
+			pvm_ckpt_record_name(type));
+		w->err = -EPROTO;
+		return w->err;
+	}
+	if ((type != PVM_CKPT_XC_REC_X86_CPUID_POLICY &&
+	     type != PVM_CKPT_XC_REC_X86_MSR_POLICY) ||
+	    !len || len % unit || !body ||
+	    len > PVM_CKPT_REC_LENGTH_XEN_MAX)
+		return fail(w, -EINVAL, "static record");
+	rec_begin(w, type);
+	pvm_buf_put_bytes(&w->rec, body, len);
+	rec_end(w, 0);
 	return w->err;
 }
 

@@ -405,6 +405,16 @@ static UNUSED_FN int write_sample(pvm_ckpt_write_fn write, void *ctx,
 		return -ENOMEM;
 	}
 	pvm_ckpt_write_begin(w, &meta);
+	{
+		/* one CPUID leaf and one MSR, in Xen's layouts */
+		uint8_t leaf[24] = { 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x11 };
+		uint8_t msr[16] = { 0xce, 0, 0, 0, 0, 0, 0, 0, 1 };
+
+		pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_CPUID_POLICY, leaf,
+				      sizeof(leaf));
+		pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_MSR_POLICY, msr,
+				      sizeof(msr));
+	}
 	for (uint64_t done = 0; done < npages;) {
 		size_t n = npages - done > 64 ? 64 : (size_t)(npages - done);
 

@@ -132,7 +132,8 @@ static void test_device_golden(void **state)
 
 	sample_device(&d, rings);
 	pvm_ckpt_write_begin(w, &m);
-	assert_int_equal(s.b.len, FIRST_REC_OFF);
+	/* STATIC_DATA_END comes with the first body record */
+	assert_int_equal(s.b.len, FIRST_REC_OFF - 8);
 	assert_int_equal(pvm_ckpt_write_device(w, &d), 0);
 	assert_int_equal(s.b.len, FIRST_REC_OFF + sizeof(want));
 	assert_bytes(s.b.data + FIRST_REC_OFF, want, sizeof(want));
@@ -212,6 +213,52 @@ static void test_page_data_streamed(void **state)
 	assert_bytes(s.b.data + FIRST_REC_OFF, want_head, sizeof(want_head));
 	assert_memory_equal(s.b.data + FIRST_REC_OFF + sizeof(want_head), page,
 			    4096);
+	pvm_ckpt_writer_free(w);
+	pvm_buf_dispose(&s.b);
+}
+
+static void test_static_records_golden(void **state)
+{
+	static const uint8_t want[] = {
+		/* 64: X86_CPUID_POLICY (0x11), length 24: one xen_cpuid_leaf_t */
+		0x11, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00, 0x00,
+		0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* leaf, subleaf */
+		0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, /* a, b */
+		0x03, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, /* c, d */
+		/* 96: X86_MSR_POLICY (0x12), length 16: one xen_msr_entry_t */
+		0x12, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,
+		0xce, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* idx, flags */
+		0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* val */
+		/* 120: STATIC_DATA_END, written by the first body record */
+		0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		/* 128: X86_TSC_INFO ... */
+		0x08, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00, 0x00,
+	};
+	uint8_t leaf[24] = { 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+			     2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0 };
+	uint8_t msr[16] = { 0xce, 0, 0, 0, 0, 0, 0, 0, 5 };
+	struct pvm_ckpt_tsc_info tsc = { 0 };
+	struct mem_sink s = { 0 };
+	struct pvm_ckpt_writer *w = new_writer(&s, PVM_CKPT_WRITE_XEN_ONLY);
+	struct pvm_ckpt_meta m = small_meta();
+
+	pvm_ckpt_write_begin(w, &m);
+	assert_int_equal(pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_CPUID_POLICY,
+					       leaf, sizeof(leaf)), 0);
+	assert_int_equal(pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_MSR_POLICY,
+					       msr, sizeof(msr)), 0);
+	assert_int_equal(pvm_ckpt_write_tsc_info(w, &tsc), 0);
+	assert_bytes(s.b.data + 64, want, sizeof(want));
+	/* too late now */
+	assert_int_equal(pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_MSR_POLICY,
+					       msr, sizeof(msr)), -EPROTO);
+	pvm_ckpt_writer_free(w);
+	pvm_buf_dispose(&s.b);
+
+	w = new_writer(&s, 0);
+	pvm_ckpt_write_begin(w, &m);
+	assert_int_equal(pvm_ckpt_write_static(w, PVM_CKPT_XC_REC_X86_MSR_POLICY,
+					       msr, 15), -EINVAL);
 	pvm_ckpt_writer_free(w);
 	pvm_buf_dispose(&s.b);
 }
@@ -300,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_device_golden),
 		cmocka_unit_test(test_grant_xenstore_golden),
 		cmocka_unit_test(test_page_data_streamed),
+		cmocka_unit_test(test_static_records_golden),
 		cmocka_unit_test(test_state_errors_stick),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_sink_failure_sticks),
