@@ -10,8 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd/cli.h"
 #include "common/common.h"
+#include "migrate/migrate.h"
 #include "transport/transport.h"
+
 
 struct subcmd {
 	const char *name;
@@ -68,9 +74,194 @@ static int cmd_tls_init(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+static void print_dom_row(const struct pvm_kv *kv, size_t index)
+{
+	if (index == 0)
+		printf("%-20s %6s %10s %5s %-9s\n", "Name", "ID", "Mem(MiB)",
+		       "VCPUs", "State");
+	printf("%-20s %6s %10s %5s %-9s\n", pvm_kv_get(kv, "name"),
+	       pvm_kv_get(kv, "domid"), pvm_kv_get(kv, "memory_mib"),
+	       pvm_kv_get(kv, "vcpus"), pvm_kv_get(kv, "state"));
+}
+
+static void print_kv(const struct pvm_kv *kv)
+{
+	for (size_t i = 0; i < kv->n; i++)
+		if (strcmp(kv->key[i], "status"))
+			printf("%-14s %s\n", kv->key[i], kv->val[i]);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	static const struct cli_printer pr = { .item = print_dom_row };
+	struct pvm_kv req;
+	bool json = false;
+	int rc = cli_parse_simple(argc, argv, "list [--json]",
+			      "Lists the domains of the local host.", &json);
+
+	if (rc >= 0)
+		return rc;
+	pvm_kv_init(&req);
+	pvm_kv_add(&req, "cmd", "list");
+	rc = cli_call("list", &req, json, &pr);
+	pvm_kv_dispose(&req);
+	return rc;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+	static const struct cli_printer pr = { .result = print_kv };
+	struct pvm_kv req;
+	bool json = false;
+	int rc = cli_parse_simple(argc, argv, "info [--json]",
+			      "Asks the local pvmigd who it is (version, backend, state dir).",
+			      &json);
+
+	if (rc >= 0)
+		return rc;
+	pvm_kv_init(&req);
+	pvm_kv_add(&req, "cmd", "ping");
+	rc = cli_call("info", &req, json, &pr);
+	pvm_kv_dispose(&req);
+	return rc;
+}
+
+/* status, destroy, pause, unpause: one DOMAIN argument. */
+static int domain_cmd(int argc, char **argv, const char *cmd, const char *help,
+		      const struct cli_printer *pr)
+{
+	char usage_line[64];
+	struct pvm_kv req;
+	bool json = false;
+	int rc;
+
+	snprintf(usage_line, sizeof(usage_line), "%s DOMAIN [--json]", cmd);
+	rc = cli_parse_simple(argc, argv, usage_line, help, &json);
+	if (rc >= 0)
+		return rc;
+	if (optind + 1 != argc) {
+		fprintf(stderr, "pvmig %s: give exactly one DOMAIN (name or id)\n", cmd);
+		return 2;
+	}
+	pvm_kv_init(&req);
+	pvm_kv_add(&req, "cmd", "%s", cmd);
+	if (pvm_kv_add(&req, "domain", "%s", argv[optind])) {
+		fprintf(stderr, "pvmig %s: DOMAIN is too long\n", cmd);
+		pvm_kv_dispose(&req);
+		return 2;
+	}
+	rc = cli_call(cmd, &req, json, pr);
+	pvm_kv_dispose(&req);
+	return rc;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct cli_printer pr = { .result = print_kv };
+
+	return domain_cmd(argc, argv, "status",
+			  "Shows a domain's state, memory, vCPUs and log-dirty mode.",
+			  &pr);
+}
+
+static int cmd_destroy(int argc, char **argv)
+{
+	return domain_cmd(argc, argv, "destroy",
+			  "Destroys a domain at once (like xl destroy).", NULL);
+}
+
+static int cmd_pause(int argc, char **argv)
+{
+	return domain_cmd(argc, argv, "pause", "Pauses every vCPU of a domain.",
+			  NULL);
+}
+
+static int cmd_unpause(int argc, char **argv)
+{
+	return domain_cmd(argc, argv, "unpause", "Lets a paused domain run again.",
+			  NULL);
+}
+
+static void print_created(const struct pvm_kv *kv)
+{
+	printf("created %s (domid %s)\n", pvm_kv_get(kv, "name"),
+	       pvm_kv_get(kv, "domid"));
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "paused", no_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct cli_printer pr = { .result = print_created };
+	struct pvm_kv req;
+	bool json = false;
+	int c, rc = 0;
+
+	pvm_kv_init(&req);
+	pvm_kv_add(&req, "cmd", "create");
+	while ((c = getopt_long(argc, argv, "n:m:c:w:pjh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': rc = pvm_kv_add(&req, "name", "%s", optarg); break;
+		case 'm': rc = pvm_kv_add(&req, "memory", "%s", optarg); break;
+		case 'c': rc = pvm_kv_add(&req, "vcpus", "%s", optarg); break;
+		case 'w': rc = pvm_kv_add(&req, "workload", "%s", optarg); break;
+		case 'p': rc = pvm_kv_add(&req, "paused", "1"); break;
+		case 'j': json = true; break;
+		case 'h':
+			printf("usage: pvmig create --name NAME [--memory SIZE] [--vcpus N]\n"
+			       "                    [--workload SPEC] [--paused] [--json]\n\n"
+			       "Creates and starts a guest on the local host.\n"
+			       "  --memory SIZE    e.g. 256M (default), 1G\n"
+			       "  --vcpus N        default 1\n"
+			       "  --workload SPEC  simulated host: idle (default), echo,\n"
+			       "                   dirty:FIRST:COUNT[:RATE] (see pvmig(1))\n"
+			       "  --paused         create it paused (pvmig unpause starts it)\n");
+			pvm_kv_dispose(&req);
+			return 0;
+		default:
+			pvm_kv_dispose(&req);
+			return 2;
+		}
+		if (rc) {
+			fprintf(stderr, "pvmig create: option value too long\n");
+			pvm_kv_dispose(&req);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "pvmig create: unexpected argument '%s'\n", argv[optind]);
+		pvm_kv_dispose(&req);
+		return 2;
+	}
+	if (!pvm_kv_get(&req, "name")) {
+		fprintf(stderr, "pvmig create: --name NAME is required\n");
+		pvm_kv_dispose(&req);
+		return 2;
+	}
+	rc = cli_call("create", &req, json, &pr);
+	pvm_kv_dispose(&req);
+	return rc;
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const struct subcmd cmds[] = {
+	{ "list", cmd_list, "[--json]", "list the host's domains" },
+	{ "create", cmd_create, "--name N [--memory M] ...",
+	  "create a guest (simulated host)" },
+	{ "status", cmd_status, "DOMAIN [--json]", "show one domain" },
+	{ "pause", cmd_pause, "DOMAIN", "pause a domain" },
+	{ "unpause", cmd_unpause, "DOMAIN", "unpause a domain" },
+	{ "destroy", cmd_destroy, "DOMAIN", "destroy a domain" },
+	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
 	{ "tls-init", cmd_tls_init, "DIR [HOST...] [--days N]",
 	  "make a CA and host certificates for pvmigd's TLS" },
 	{ "help", cmd_help, "[COMMAND]", "show help for pvmig or a command" },
@@ -86,13 +277,16 @@ static const struct subcmd *find_cmd(const char *name)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pvmig [-v] COMMAND [ARGS...]\n\n"
+	fprintf(f, "usage: pvmig [-H DIR|SOCKET] [-v] COMMAND [ARGS...]\n\n"
 		   "Save, restore, checkpoint and live-migrate Xen guests with PV drivers.\n\n"
 		   "Commands:\n");
 	for (size_t i = 0; i < PVM_ARRAY_SIZE(cmds); i++)
-		fprintf(f, "  %-10s %-28s %s\n", cmds[i].name, cmds[i].usage,
+		fprintf(f, "  %-9s %-27s %s\n", cmds[i].name, cmds[i].usage,
 			cmds[i].help);
-	fprintf(f, "\nOptions:\n  -v, --verbose   more log output (repeat for debug)\n"
+	fprintf(f, "\nOptions:\n"
+		   "  -H DIR|SOCKET   the local pvmigd: its state dir or control socket\n"
+		   "                  (default $PVMIG_HOST, else " PVM_STATE_DIR_DEFAULT ")\n"
+		   "  -v, --verbose   more log output (repeat for debug)\n"
 		   "  -h, --help      this help\n  --version       print the version\n\n"
 		   "'pvmig COMMAND --help' explains a command. See pvmig(1).\n");
 }
@@ -124,6 +318,9 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
 			verbose++;
+		else if ((!strcmp(argv[i], "-H") || !strcmp(argv[i], "--host")) &&
+			 i + 1 < argc)
+			cli_host = argv[++i];
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;

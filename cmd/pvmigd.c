@@ -1,7 +1,6 @@
 /*
- * pvmigd — the pvmig host daemon. With --backend sim it runs the simulated
- * Xen host, which at this stage is its xenstore server
- * (hv/sim/xenstored/xenstored.h) on STATE_DIR/xenstore.sock.
+ * pvmigd — the pvmig host daemon: argument parsing and the configuration
+ * file; the service itself is migrate/ (pvm_service_*).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -11,37 +10,48 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "hv/sim/xenstored/xenstored.h"
+#include "migrate/migrate.h"
 
-static struct pvm_xenstored *g_srv;
+static struct pvm_service *g_svc;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	if (g_srv)
-		pvm_xenstored_stop(g_srv);
+	if (g_svc)
+		pvm_service_stop(g_svc);
 }
 
 static void usage(FILE *f)
 {
-	fputs("Usage: pvmigd --backend sim --state-dir DIR [--foreground] [--verbose]\n"
+	fputs("Usage: pvmigd [--config FILE] [--backend sim|xen] [--state-dir DIR]\n"
+	      "              [--foreground] [--verbose]\n"
 	      "\n"
-	      "Runs the pvmig host daemon.\n"
-	      "  --backend sim     the embedded simulated Xen host (the only backend yet)\n"
-	      "  --state-dir DIR   where the host keeps its sockets; the xenstore server\n"
-	      "                    listens on DIR/xenstore.sock (use it with\n"
-	      "                    XENSTORED_PATH=DIR/xenstore.sock xenstore-ls)\n"
+	      "The pvmig host daemon: runs the hypervisor backend and answers the\n"
+	      "local pvmig command on DIR/control.sock.\n"
+	      "\n"
+	      "  --config FILE     configuration (default " PVM_CONFIG_DEFAULT ";\n"
+	      "                    a missing default file is not an error); options\n"
+	      "                    given here override it. See pvmigd.conf(5).\n"
+	      "  --backend sim     the embedded simulated Xen host (default)\n"
+	      "  --backend xen     the real Xen backend\n"
+	      "  --state-dir DIR   sockets and state (default " PVM_STATE_DIR_DEFAULT ");\n"
+	      "                    with the simulated host, its xenstore server is\n"
+	      "                    DIR/xenstore.sock (XENSTORED_PATH=DIR/xenstore.sock\n"
+	      "                    xenstore-ls works against it)\n"
 	      "  --foreground, -f  stay in the foreground and log to stderr\n"
 	      "                    (otherwise detach and log to syslog)\n"
 	      "  --verbose, -v     debug logging\n"
 	      "  --help, -h        this text\n"
-	      "SIGTERM or SIGINT stops the daemon and removes its sockets.\n",
+	      "\n"
+	      "SIGTERM or SIGINT stops the daemon, destroys the guests of a simulated\n"
+	      "host, and removes its sockets. Use it with: pvmig -H DIR list\n",
 	      f);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -49,15 +59,16 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct pvm_xenstored_opts opts;
-	const char *backend = "sim", *state_dir = NULL;
+	struct pvm_service_config cfg;
+	const char *config = NULL, *backend = NULL, *state_dir = NULL;
 	bool foreground = false;
 	struct sigaction sa;
 	int opt, rc;
 
 	pvm_log_set_prog("pvmigd");
-	while ((opt = getopt_long(argc, argv, "b:s:fvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:b:s:fvh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'c': config = optarg; break;
 		case 'b': backend = optarg; break;
 		case 's': state_dir = optarg; break;
 		case 'f': foreground = true; break;
@@ -67,37 +78,75 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "pvmigd: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+		fprintf(stderr, "pvmigd: unexpected argument '%s' (see pvmigd --help)\n",
+			argv[optind]);
 		return 2;
-	}
-	if (strcmp(backend, "sim") != 0) {
-		fprintf(stderr, "pvmigd: unknown backend '%s' (only 'sim' exists)\n",
-			backend);
-		return 2;
-	}
-	if (!state_dir) {
-		fprintf(stderr, "pvmigd: --state-dir DIR is required\n");
-		usage(stderr);
-		return 2;
-	}
-	if (access(state_dir, W_OK | X_OK) != 0) {
-		fprintf(stderr, "pvmigd: state dir %s: %s\n", state_dir,
-			strerror(errno));
-		return 1;
 	}
 
-	pvm_xenstored_opts_default(&opts);
-	opts.state_dir = state_dir;
-	rc = pvm_xenstored_create(&opts, &g_srv);
+	pvm_service_config_defaults(&cfg);
+	rc = pvm_service_config_load(&cfg, config ? config : PVM_CONFIG_DEFAULT);
+	if (rc == -ENOENT && !config)
+		rc = 0;
 	if (rc) {
-		if (rc == -EBUSY)
-			fprintf(stderr, "pvmigd: another pvmigd already serves %s\n",
-				state_dir);
-		else
-			fprintf(stderr, "pvmigd: cannot start the xenstore server in %s: %s\n",
-				state_dir, strerror(-rc));
-		return 1;
+		if (rc == -ENOENT || rc == -EACCES)
+			fprintf(stderr, "pvmigd: cannot read %s: %s\n", config,
+				strerror(-rc));
+		return 2;
+	}
+	if (backend) {
+		if (strcmp(backend, "sim") && strcmp(backend, "xen")) {
+			fprintf(stderr, "pvmigd: unknown backend '%s' (sim or xen)\n",
+				backend);
+			return 2;
+		}
+		snprintf(cfg.backend, sizeof(cfg.backend), "%s", backend);
+	}
+	if (state_dir) {
+		if (strlen(state_dir) >= sizeof(cfg.state_dir)) {
+			fprintf(stderr, "pvmigd: --state-dir is too long\n");
+			return 2;
+		}
+		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
+	}
+
+	/*
+	 * Detach before the service starts its threads (a fork keeps only the
+	 * calling thread). The parent waits for the child's verdict on a pipe,
+	 * so start-up errors still reach the terminal and the exit status.
+	 */
+	if (!foreground) {
+		int ready[2];
+		char verdict = 1;
+		pid_t pid;
+
+		if (pipe(ready) < 0 || (pid = fork()) < 0) {
+			fprintf(stderr, "pvmigd: cannot detach: %s\n", strerror(errno));
+			return 1;
+		}
+		if (pid > 0) {
+			close(ready[1]);
+			if (read(ready[0], &verdict, 1) != 1)
+				verdict = 1;
+			return verdict ? 1 : 0;
+		}
+		close(ready[0]);
+		setsid();
+		rc = pvm_service_create(&cfg, &g_svc);
+		verdict = rc ? 1 : 0;
+		if (write(ready[1], &verdict, 1) != 1 || rc)
+			return 1;
+		close(ready[1]);
+		if (chdir("/") < 0 || !freopen("/dev/null", "r", stdin) ||
+		    !freopen("/dev/null", "w", stdout) ||
+		    !freopen("/dev/null", "w", stderr))
+			return 1;
+		pvm_log_use_syslog("pvmigd");
+	} else {
+		rc = pvm_service_create(&cfg, &g_svc);
+		if (rc)
+			return 1; /* the service logged why */
+		if (cfg.log_syslog)
+			pvm_log_use_syslog("pvmigd");
 	}
 
 	memset(&sa, 0, sizeof(sa));
@@ -107,20 +156,11 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (!foreground) {
-		/* The lock and sockets are shared with the child, which keeps
-		 * them after the parent exits. */
-		if (daemon(1, 0) < 0) {
-			fprintf(stderr, "pvmigd: daemon: %s\n", strerror(errno));
-			pvm_xenstored_destroy(g_srv);
-			return 1;
-		}
-		pvm_log_use_syslog("pvmigd");
-	}
-	pvm_info("serving %s (backend sim)", pvm_xenstored_socket_path(g_srv));
-	rc = pvm_xenstored_run(g_srv);
+	pvm_info("serving %s (backend %s)", pvm_service_control_path(g_svc),
+		 cfg.backend);
+	rc = pvm_service_run(g_svc);
 	pvm_info("shutting down");
-	pvm_xenstored_destroy(g_srv);
-	g_srv = NULL;
+	pvm_service_destroy(g_svc);
+	g_svc = NULL;
 	return rc ? 1 : 0;
 }

@@ -1,0 +1,540 @@
+/*
+ * The pvmigd service: the backend, the control socket and the command
+ * handlers behind `pvmig`.
+ *
+ *   pvm_service_create()   lock STATE_DIR/pvmigd.lock, open the backend
+ *                          (sim: start its xenstore server in a thread and
+ *                          the simulated host), bind control.sock
+ *   pvm_service_run()      poll loop: accept a control connection, read one
+ *                          request (bounded wait), dispatch it through the
+ *                          handler table, answer ITEM/PROGRESS records and
+ *                          one RESULT
+ *   pvm_service_stop()     writes to a self-pipe (async-signal-safe)
+ *   pvm_service_destroy()  destroys the guests it started, stops xenstore
+ *
+ * Requests are handled one at a time in the thread that runs the loop. That
+ * thread lives as long as the service, which the simulated host needs:
+ * its guests die with the thread that created them.
+ */
+#include "migrate/internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hv/hv.h"
+#include "hv/sim/sim.h"
+#include "hv/sim/xenstored/xenstored.h"
+
+#define REQUEST_WAIT_MS 5000u
+#define MAX_DOMAINS 1024u
+
+
+/* ---- replies ----------------------------------------------------------- */
+
+int reply_result(struct req *r, int status, const struct pvm_kv *extra,
+			const char *fmt, ...)
+{
+	struct pvm_kv kv;
+	char msg[1024] = "";
+	va_list ap;
+	int rc;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "status", "%d", status < 0 ? -status : status);
+	if (status)
+		pvm_kv_add(&kv, "error", "%s", msg[0] ? msg : strerror(-status));
+	else if (msg[0])
+		pvm_kv_add(&kv, "message", "%s", msg);
+	for (size_t i = 0; extra && i < extra->n; i++)
+		pvm_kv_add(&kv, extra->key[i], "%s", extra->val[i]);
+	rc = pvm_ctl_send(r->fd, PVM_CTL_RESULT, &kv);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+int parse_size(const char *s, uint64_t *bytes_out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mult = 1ull << 10; end++; break;
+	case 'm': case 'M': mult = 1ull << 20; end++; break;
+	case 'g': case 'G': mult = 1ull << 30; end++; break;
+	case '\0': break;
+	default: return -EINVAL;
+	}
+	if ((*end == 'i' || *end == 'b' || *end == 'B') && mult > 1)
+		end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
+	if (*end || v == 0 || v > (1ull << 46) / mult)
+		return -EINVAL;
+	*bytes_out = v * mult;
+	return *bytes_out % PVM_PAGE_SIZE ? -EINVAL : 0;
+}
+
+static const char *state_name(const struct pvm_hv_dominfo *d)
+{
+	if (d->flags & PVM_HV_DOMINF_DYING)
+		return "dying";
+	if (d->flags & PVM_HV_DOMINF_SHUTDOWN)
+		return d->shutdown_reason == PVM_HV_SHUTDOWN_CRASH ? "crashed"
+								    : "shutdown";
+	if (d->flags & PVM_HV_DOMINF_PAUSED)
+		return "paused";
+	return "running";
+}
+
+int find_domain(struct req *r, struct pvm_hv_dominfo *out)
+{
+	struct pvm_hv *hv = r->svc->hv;
+	const char *want = pvm_kv_get(r->args, "domain");
+	struct pvm_hv_dominfo *all;
+	size_t n = 0;
+	int rc;
+
+	if (!want || !*want)
+		return reply_result(r, -EINVAL, NULL,
+				    "which domain? give a name or a domid"), -EINVAL;
+	all = calloc(MAX_DOMAINS, sizeof(*all));
+	if (!all)
+		return reply_result(r, -ENOMEM, NULL, NULL), -ENOMEM;
+	rc = hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
+	if (rc && rc != -ENOSPC) {
+		free(all);
+		return reply_result(r, rc, NULL, "cannot list domains: %s",
+				    strerror(-rc)), rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "%u", all[i].domid);
+		if (!strcmp(all[i].name, want) || !strcmp(id, want)) {
+			*out = all[i];
+			free(all);
+			return 0;
+		}
+	}
+	free(all);
+	reply_result(r, -ESRCH, NULL, "no domain '%s' on this host (see pvmig list)",
+		     want);
+	return -ESRCH;
+}
+
+void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)
+{
+	pvm_kv_add(kv, "domid", "%u", d->domid);
+	pvm_kv_add(kv, "name", "%s", d->name);
+	pvm_kv_add(kv, "state", "%s", state_name(d));
+	pvm_kv_add(kv, "memory_mib", "%llu",
+		   (unsigned long long)(d->nr_pages * PVM_PAGE_SIZE >> 20));
+	pvm_kv_add(kv, "vcpus", "%u", d->nr_vcpus);
+	pvm_kv_add(kv, "logdirty", "%s",
+		   d->flags & PVM_HV_DOMINF_LOGDIRTY ? "on" : "off");
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static int h_ping(struct req *r)
+{
+	struct pvm_kv kv;
+	int rc;
+
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "version", "0.1.0");
+	pvm_kv_add(&kv, "backend", "%s", r->svc->hv->ops->name);
+	pvm_kv_add(&kv, "state_dir", "%s", r->svc->cfg.state_dir);
+	rc = reply_result(r, 0, &kv, NULL);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+static int h_list(struct req *r)
+{
+	struct pvm_hv *hv = r->svc->hv;
+	struct pvm_hv_dominfo *all = calloc(MAX_DOMAINS, sizeof(*all));
+	size_t n = 0;
+	int rc;
+
+	if (!all)
+		return reply_result(r, -ENOMEM, NULL, NULL);
+	rc = hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
+	if (rc && rc != -ENOSPC) {
+		free(all);
+		return reply_result(r, rc, NULL, "cannot list domains: %s",
+				    strerror(-rc));
+	}
+	for (size_t i = 0; i < n && rc >= 0; i++) {
+		struct pvm_kv kv;
+
+		pvm_kv_init(&kv);
+		add_dominfo(&kv, &all[i]);
+		rc = pvm_ctl_send(r->fd, PVM_CTL_ITEM, &kv);
+		pvm_kv_dispose(&kv);
+	}
+	free(all);
+	return reply_result(r, 0, NULL, NULL);
+}
+
+static int h_create(struct req *r)
+{
+	struct pvm_hv *hv = r->svc->hv;
+	const char *name = pvm_kv_get(r->args, "name");
+	const char *mem = pvm_kv_get(r->args, "memory");
+	struct pvm_hv_domain_config cfg = { .domid = PVM_HV_DOMID_ANY,
+					    .nr_vcpus = 1 };
+	struct pvm_hv_dominfo info;
+	uint64_t bytes = 256ull << 20, vcpus = 1;
+	uint32_t domid;
+	struct pvm_kv kv;
+	int rc;
+
+	if (!name || !*name || strlen(name) >= sizeof(info.name))
+		return reply_result(r, -EINVAL, NULL,
+				    "create needs --name NAME (1..63 characters)");
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+		      *p == '.'))
+			return reply_result(r, -EINVAL, NULL,
+					    "bad name '%s': use letters, digits, '-', '_', '.'",
+					    name);
+	if (name[0] >= '0' && name[0] <= '9')
+		return reply_result(r, -EINVAL, NULL,
+				    "a name may not start with a digit (domids do)");
+	if (mem && parse_size(mem, &bytes))
+		return reply_result(r, -EINVAL, NULL,
+				    "bad --memory '%s': say e.g. 256M or 1G (whole pages)",
+				    mem);
+	rc = pvm_kv_get_u64(r->args, "vcpus", &vcpus);
+	if (rc == -EINVAL || vcpus == 0 || vcpus > 64)
+		return reply_result(r, -EINVAL, NULL, "bad --vcpus (1..64)");
+	{
+		/* Names are unique on a host, as with xl. */
+		struct pvm_hv_dominfo *all = calloc(MAX_DOMAINS, sizeof(*all));
+		size_t n = 0;
+
+		if (!all)
+			return reply_result(r, -ENOMEM, NULL, NULL);
+		hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(all[i].name, name)) {
+				uint32_t taken = all[i].domid;
+
+				free(all);
+				return reply_result(r, -EEXIST, NULL,
+						    "a domain named '%s' exists (domid %u)",
+						    name, taken);
+			}
+		free(all);
+	}
+	cfg.name = name;
+	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
+	cfg.nr_vcpus = (uint32_t)vcpus;
+	cfg.image = pvm_kv_get(r->args, "workload");
+	cfg.start_paused = pvm_kv_get(r->args, "paused") != NULL;
+	rc = hv->ops->domain_create(hv, &cfg, &domid);
+	if (rc)
+		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
+				    strerror(-rc));
+	pvm_info("created domain %u '%s' (%llu MiB, %u vCPUs)", domid, name,
+		 (unsigned long long)(bytes >> 20), cfg.nr_vcpus);
+	pvm_kv_init(&kv);
+	if (hv->ops->domain_info(hv, domid, &info) == 0)
+		add_dominfo(&kv, &info);
+	else
+		pvm_kv_add(&kv, "domid", "%u", domid);
+	rc = reply_result(r, 0, &kv, NULL);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+static int h_status(struct req *r)
+{
+	struct pvm_hv_dominfo d;
+	struct pvm_kv kv;
+	int rc;
+
+	if (find_domain(r, &d))
+		return 0;
+	pvm_kv_init(&kv);
+	add_dominfo(&kv, &d);
+	rc = reply_result(r, 0, &kv, NULL);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+/* destroy, pause, unpause: one domain, one ops slot. */
+static int h_simple(struct req *r, int (*op)(struct pvm_hv *, uint32_t),
+		    const char *verb)
+{
+	struct pvm_hv_dominfo d;
+	int rc;
+
+	if (find_domain(r, &d))
+		return 0;
+	rc = op(r->svc->hv, d.domid);
+	if (rc)
+		return reply_result(r, rc, NULL, "cannot %s '%s' (domid %u): %s",
+				    verb, d.name, d.domid,
+				    rc == -EINVAL && !strcmp(verb, "unpause") ?
+					    "it is not paused" : strerror(-rc));
+	pvm_info("%s domain %u '%s': done", verb, d.domid, d.name);
+	return reply_result(r, 0, NULL, NULL);
+}
+
+static int h_destroy(struct req *r)
+{
+	return h_simple(r, r->svc->hv->ops->domain_destroy, "destroy");
+}
+
+static int h_pause(struct req *r)
+{
+	return h_simple(r, r->svc->hv->ops->domain_pause, "pause");
+}
+
+static int h_unpause(struct req *r)
+{
+	return h_simple(r, r->svc->hv->ops->domain_unpause, "unpause");
+}
+
+/* The command table: every control command pvmigd answers. Handlers of
+ * other files are declared in migrate/internal.h. */
+static const struct handler {
+	const char *cmd;
+	int (*fn)(struct req *r);
+} handlers[] = {
+	{ "ping", h_ping },	  { "list", h_list },
+	{ "create", h_create },	  { "status", h_status },
+	{ "destroy", h_destroy }, { "pause", h_pause },
+	{ "unpause", h_unpause },
+};
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void serve_one(struct pvm_service *s, int fd)
+{
+	struct pvm_kv args;
+	enum pvm_ctl_kind kind;
+	struct req r = { .svc = s, .fd = fd, .args = &args };
+	const char *cmd;
+	int rc;
+
+	pvm_kv_init(&args);
+	rc = pvm_ctl_recv(fd, REQUEST_WAIT_MS, &kind, &args);
+	if (rc) {
+		pvm_warn("control: dropped a client: %s",
+			 rc == -EBADMSG ? "malformed request" : strerror(-rc));
+		goto out;
+	}
+	cmd = pvm_kv_get(&args, "cmd");
+	if (kind != PVM_CTL_REQUEST || !cmd) {
+		reply_result(&r, -EPROTO, NULL, "expected a request with a cmd");
+		goto out;
+	}
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(handlers); i++) {
+		if (!strcmp(handlers[i].cmd, cmd)) {
+			handlers[i].fn(&r);
+			goto out;
+		}
+	}
+	reply_result(&r, -EOPNOTSUPP, NULL,
+		     "this pvmigd does not know the command '%s'", cmd);
+out:
+	pvm_kv_dispose(&args);
+}
+
+int pvm_service_run(struct pvm_service *s)
+{
+	for (;;) {
+		struct pollfd pf[2] = {
+			{ .fd = s->ctl_fd, .events = POLLIN },
+			{ .fd = s->stop_pipe[0], .events = POLLIN },
+		};
+		int fd;
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (pf[1].revents)
+			return 0;
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		serve_one(s, fd);
+		close(fd);
+	}
+}
+
+void pvm_service_stop(struct pvm_service *s)
+{
+	char c = 1;
+	ssize_t n = write(s->stop_pipe[1], &c, 1);
+
+	(void)n;
+}
+
+const char *pvm_service_control_path(const struct pvm_service *s)
+{
+	return s->ctl_path;
+}
+
+/* ---- set-up and tear-down -------------------------------------------------- */
+
+static void *xs_main(void *arg)
+{
+	pvm_xenstored_run(arg);
+	return NULL;
+}
+
+static int bind_control(struct pvm_service *s)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+	int rc;
+
+	if (snprintf(s->ctl_path, sizeof(s->ctl_path), "%s/%s",
+		     s->cfg.state_dir, PVM_CTL_SOCKET_NAME) >=
+		    (int)sizeof(sa.sun_path)) {
+		pvm_err("control socket path under %s is too long",
+			s->cfg.state_dir);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, s->ctl_path);
+	unlink(s->ctl_path); /* stale: we hold the state dir's lock */
+	s->ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->ctl_fd < 0)
+		return -errno;
+	old = umask(0077);
+	rc = bind(s->ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || listen(s->ctl_fd, 16) < 0) {
+		rc = -errno;
+		pvm_err("cannot bind the control socket %s: %s", s->ctl_path,
+			strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
+int pvm_service_create(const struct pvm_service_config *c,
+		       struct pvm_service **out)
+{
+	struct pvm_service *s;
+	char path[400];
+	int rc;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *c;
+	s->lock_fd = s->ctl_fd = -1;
+	s->stop_pipe[0] = s->stop_pipe[1] = -1;
+	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (mkdir(c->state_dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		pvm_err("cannot create the state dir %s: %s", c->state_dir,
+			strerror(errno));
+		goto out_free;
+	}
+	snprintf(path, sizeof(path), "%s/pvmigd.lock", c->state_dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = s->lock_fd < 0 ? -errno : -EBUSY;
+		if (rc == -EBUSY)
+			pvm_err("another pvmigd already serves %s", c->state_dir);
+		else
+			pvm_err("cannot lock %s: %s", path, strerror(-rc));
+		goto out_free;
+	}
+	if (!strcmp(c->backend, "sim")) {
+		struct pvm_xenstored_opts xo;
+		struct pvm_sim_config sc = { 0 };
+
+		pvm_xenstored_opts_default(&xo);
+		xo.state_dir = c->state_dir;
+		rc = pvm_xenstored_create(&xo, &s->xs);
+		if (rc) {
+			pvm_err("cannot start the simulated host's xenstore in %s: %s",
+				c->state_dir, strerror(-rc));
+			goto out_free;
+		}
+		if (pthread_create(&s->xs_thread, NULL, xs_main, s->xs)) {
+			rc = -EAGAIN;
+			goto out_free;
+		}
+		s->xs_started = true;
+		rc = pvm_sim_host_create(&sc, &s->hv);
+	} else {
+		rc = pvm_hv_open(c->backend, &s->hv);
+	}
+	if (rc) {
+		pvm_err("cannot open the %s backend: %s", c->backend,
+			rc == -EOPNOTSUPP ? "not built into this pvmigd" :
+					    strerror(-rc));
+		goto out_free;
+	}
+	rc = bind_control(s);
+	if (rc)
+		goto out_free;
+	*out = s;
+	return 0;
+
+out_free:
+	pvm_service_destroy(s);
+	return rc;
+}
+
+void pvm_service_destroy(struct pvm_service *s)
+{
+	if (!s)
+		return;
+	if (s->hv)
+		s->hv->ops->close(s->hv); /* destroys the guests it started */
+	if (s->xs_started) {
+		pvm_xenstored_stop(s->xs);
+		pthread_join(s->xs_thread, NULL);
+	}
+	pvm_xenstored_destroy(s->xs);
+	if (s->ctl_fd >= 0) {
+		close(s->ctl_fd);
+		unlink(s->ctl_path);
+	}
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	if (s->stop_pipe[0] >= 0)
+		close(s->stop_pipe[0]);
+	if (s->stop_pipe[1] >= 0)
+		close(s->stop_pipe[1]);
+	free(s);
+}
