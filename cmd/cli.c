@@ -112,8 +112,11 @@ int cli_call(const char *what, const struct pvm_kv *req, bool json,
 			items++;
 			continue;
 		}
-		if (kind == PVM_CTL_PROGRESS)
+		if (kind == PVM_CTL_PROGRESS) {
+			if (pr && pr->progress)
+				pr->progress(&rec);
 			continue;
+		}
 		if (kind != PVM_CTL_RESULT) {
 			fprintf(stderr, "pvmig: %s: unexpected answer from pvmigd\n", what);
 			rc = 3;

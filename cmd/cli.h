@@ -21,6 +21,8 @@ void cli_control_path(char *buf, size_t len);
 struct cli_printer {
 	void (*item)(const struct pvm_kv *kv, size_t index);
 	void (*result)(const struct pvm_kv *kv);
+	/* PROGRESS records (also with --json: progress goes to stderr). */
+	void (*progress)(const struct pvm_kv *kv);
 };
 
 /*

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/commands.h"
 #include "common/common.h"
 #include "migrate/migrate.h"
 #include "transport/transport.h"
@@ -261,6 +262,10 @@ static const struct subcmd cmds[] = {
 	{ "pause", cmd_pause, "DOMAIN", "pause a domain" },
 	{ "unpause", cmd_unpause, "DOMAIN", "unpause a domain" },
 	{ "destroy", cmd_destroy, "DOMAIN", "destroy a domain" },
+	{ "migrate", cmd_migrate, "DOMAIN HOST[:PORT] [...]",
+	  "live-migrate a guest to another host's pvmigd" },
+	{ "migrations", cmd_migrations, "[--json]",
+	  "statistics of recent migrations" },
 	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
 	{ "tls-init", cmd_tls_init, "DIR [HOST...] [--days N]",
 	  "make a CA and host certificates for pvmigd's TLS" },

@@ -12,6 +12,25 @@
 #include "migrate/migrate.h"
 
 struct pvm_xenstored;
+struct pvm_tls_ctx;
+struct req;
+struct pvm_listener;
+
+/* A function the service's main thread runs for another thread. */
+struct main_call {
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+	bool done;
+	struct main_call *next;
+};
+
+/* The outcome of an incoming migration, kept for the source's query. */
+struct mig_outcome {
+	char id[33];
+	char state[16]; /* "receiving", "running", "aborted" */
+};
+#define MIG_OUTCOMES 64u
 
 struct pvm_service {
 	struct pvm_service_config cfg;
@@ -23,7 +42,61 @@ struct pvm_service {
 	int ctl_fd;                 /* listening control socket */
 	int stop_pipe[2];           /* pvm_service_stop() writes here */
 	char ctl_path[300];
+
+	pthread_mutex_t lock;       /* everything below */
+	pthread_cond_t cond;
+	bool stopping;
+	int main_efd;               /* wakes the loop for main_calls */
+	struct main_call *calls;    /* queued for the main thread */
+	pthread_t main_thread;
+	unsigned jobs;              /* job threads running */
+	unsigned incoming, outgoing;/* migrations running */
+	struct mig_outcome outcomes[MIG_OUTCOMES];
+	unsigned next_outcome;
+	struct pvm_kv last_stats[8];/* recent migrations' statistics */
+	unsigned next_stats;
+
+	/* What each domain was created with that the backend cannot tell
+	 * (the toolstack config, as libxl keeps it): its image/workload. */
+	struct dom_config {
+		uint32_t domid;
+		char image[256];
+	} configs[64];
+
+	struct pvm_tls_ctx *tls;    /* peer TLS, when configured */
+	struct pvm_listener *listener;
+	pthread_t listen_thread;
+	bool listen_started;
 };
+
+/* A handler that handed its request's fd to a job thread returns this;
+ * the job then sends the RESULT and closes the fd. */
+#define REQ_DETACHED 1
+
+/* Runs @fn(@arg) on the service's main thread (the one in _run()) and
+ * returns its result; runs it directly when called from that thread. The
+ * simulated host's guests die with the thread that created them, so every
+ * domain_create goes through here. -ECANCELED once the service stops. */
+int svc_on_main(struct pvm_service *s, int (*fn)(void *), void *arg);
+
+/* Starts a detached, counted job thread; _destroy() waits for all. */
+int svc_job_start(struct pvm_service *s, void *(*fn)(void *), void *arg);
+bool svc_stopping(struct pvm_service *s);
+
+/* Remembers / looks up / forgets a domain's toolstack config. The image
+ * is copied; svc_config_image() fills @out ("" when unknown). */
+void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image);
+void svc_config_image(struct pvm_service *s, uint32_t domid, char *out,
+		      size_t len);
+void svc_config_drop(struct pvm_service *s, uint32_t domid);
+
+/* ---- migration (migration.c) ---- */
+
+int h_migrate(struct req *r);
+int h_migrations(struct req *r);
+/* Starts the TLS peer listener if the config names one. */
+int mig_listener_start(struct pvm_service *s);
+void mig_listener_stop(struct pvm_service *s);
 
 /*
  * One control request being answered: the handler reads @args (borrowed
@@ -52,3 +125,41 @@ void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d);
 int parse_size(const char *s, uint64_t *bytes_out);
 
 #endif /* PVM_MIGRATE_INTERNAL_H */
+
+/* ---- convergence policy (policy.c) ---- */
+
+enum pvm_policy_verdict {
+	PVM_POLICY_CONTINUE,   /* another pre-copy round */
+	PVM_POLICY_STOP,       /* converged: stop-and-copy */
+	PVM_POLICY_STOP_ANYWAY /* not converged, but a limit says stop */
+};
+
+enum pvm_noconv {
+	PVM_NOCONV_STOP,       /* stop-and-copy once stuck (default) */
+	PVM_NOCONV_KEEP_GOING, /* keep going until max rounds / time */
+};
+
+struct pvm_policy {
+	uint64_t downtime_ms; /* target */
+	uint32_t max_rounds;  /* pre-copy rounds, >= 1 */
+	uint64_t max_time_ms; /* 0: none */
+	enum pvm_noconv no_converge;
+};
+
+/* What one pre-copy round measured. */
+struct pvm_round_stats {
+	uint32_t round;        /* 0 = the full copy */
+	uint64_t pages_sent;
+	uint64_t wire_bytes;
+	uint64_t ms;
+	double bytes_per_s;    /* of guest memory moved (pages × 4096 / s) */
+	uint64_t dirty_after;  /* dirtied while this round was sent */
+	double dirty_rate;     /* pages/s */
+	uint32_t stuck_rounds; /* consecutive rounds the dirty set did not shrink */
+};
+
+uint64_t pvm_policy_predict_ms(uint64_t dirty_pages, double bytes_per_s);
+enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
+					  const struct pvm_round_stats *r,
+					  uint64_t elapsed_ms,
+					  const char **why_out);

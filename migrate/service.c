@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -155,6 +156,45 @@ void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)
 		   d->flags & PVM_HV_DOMINF_LOGDIRTY ? "on" : "off");
 }
 
+void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image)
+{
+	struct dom_config *free_slot = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++) {
+		if (s->configs[i].domid == domid || (!free_slot && !s->configs[i].domid))
+			free_slot = &s->configs[i];
+		if (s->configs[i].domid == domid)
+			break;
+	}
+	if (free_slot) {
+		free_slot->domid = domid;
+		snprintf(free_slot->image, sizeof(free_slot->image), "%s",
+			 image ? image : "");
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void svc_config_image(struct pvm_service *s, uint32_t domid, char *out,
+		      size_t len)
+{
+	snprintf(out, len, "%s", "");
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++)
+		if (s->configs[i].domid == domid)
+			snprintf(out, len, "%s", s->configs[i].image);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void svc_config_drop(struct pvm_service *s, uint32_t domid)
+{
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++)
+		if (s->configs[i].domid == domid)
+			memset(&s->configs[i], 0, sizeof(s->configs[i]));
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static int h_ping(struct req *r)
@@ -259,6 +299,7 @@ static int h_create(struct req *r)
 	if (rc)
 		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
 				    strerror(-rc));
+	svc_config_set(r->svc, domid, cfg.image);
 	pvm_info("created domain %u '%s' (%llu MiB, %u vCPUs)", domid, name,
 		 (unsigned long long)(bytes >> 20), cfg.nr_vcpus);
 	pvm_kv_init(&kv);
@@ -307,7 +348,18 @@ static int h_simple(struct req *r, int (*op)(struct pvm_hv *, uint32_t),
 
 static int h_destroy(struct req *r)
 {
-	return h_simple(r, r->svc->hv->ops->domain_destroy, "destroy");
+	struct pvm_hv_dominfo d;
+	int rc;
+
+	if (find_domain(r, &d))
+		return 0;
+	rc = r->svc->hv->ops->domain_destroy(r->svc->hv, d.domid);
+	if (rc)
+		return reply_result(r, rc, NULL, "cannot destroy '%s' (domid %u): %s",
+				    d.name, d.domid, strerror(-rc));
+	svc_config_drop(r->svc, d.domid);
+	pvm_info("destroy domain %u '%s': done", d.domid, d.name);
+	return reply_result(r, 0, NULL, NULL);
 }
 
 static int h_pause(struct req *r)
@@ -329,13 +381,16 @@ static const struct handler {
 	{ "ping", h_ping },	  { "list", h_list },
 	{ "create", h_create },	  { "status", h_status },
 	{ "destroy", h_destroy }, { "pause", h_pause },
-	{ "unpause", h_unpause },
+	{ "unpause", h_unpause }, { "migrate", h_migrate },
+	{ "migrations", h_migrations },
 };
 
 /* ---- the loop ------------------------------------------------------------ */
 
-static void serve_one(struct pvm_service *s, int fd)
+/* Answers one request; false when a job thread took over @fd. */
+static bool serve_one(struct pvm_service *s, int fd)
 {
+	bool detached = false;
 	struct pvm_kv args;
 	enum pvm_ctl_kind kind;
 	struct req r = { .svc = s, .fd = fd, .args = &args };
@@ -356,7 +411,8 @@ static void serve_one(struct pvm_service *s, int fd)
 	}
 	for (size_t i = 0; i < PVM_ARRAY_SIZE(handlers); i++) {
 		if (!strcmp(handlers[i].cmd, cmd)) {
-			handlers[i].fn(&r);
+			if (handlers[i].fn(&r) == REQ_DETACHED)
+				detached = true;
 			goto out;
 		}
 	}
@@ -364,32 +420,159 @@ static void serve_one(struct pvm_service *s, int fd)
 		     "this pvmigd does not know the command '%s'", cmd);
 out:
 	pvm_kv_dispose(&args);
+	return !detached;
+}
+
+/* Runs the functions other threads queued for the main thread. */
+static void run_main_calls(struct pvm_service *s)
+{
+	uint64_t v;
+	ssize_t n = read(s->main_efd, &v, sizeof(v));
+
+	(void)n;
+	pthread_mutex_lock(&s->lock);
+	while (s->calls) {
+		struct main_call *c = s->calls;
+
+		s->calls = c->next;
+		pthread_mutex_unlock(&s->lock);
+		c->rc = c->fn(c->arg);
+		pthread_mutex_lock(&s->lock);
+		c->done = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int svc_on_main(struct pvm_service *s, int (*fn)(void *), void *arg)
+{
+	struct main_call c = { .fn = fn, .arg = arg };
+	uint64_t one = 1;
+	ssize_t n;
+
+	if (pthread_equal(pthread_self(), s->main_thread))
+		return fn(arg);
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return -ECANCELED;
+	}
+	c.next = s->calls;
+	s->calls = &c;
+	pthread_mutex_unlock(&s->lock);
+	n = write(s->main_efd, &one, sizeof(one));
+	(void)n;
+	pthread_mutex_lock(&s->lock);
+	while (!c.done)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return c.rc;
+}
+
+struct job_start {
+	struct pvm_service *s;
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *job_main(void *p)
+{
+	struct job_start js = *(struct job_start *)p;
+
+	free(p);
+	js.fn(js.arg);
+	pthread_mutex_lock(&js.s->lock);
+	js.s->jobs--;
+	pthread_cond_broadcast(&js.s->cond);
+	pthread_mutex_unlock(&js.s->lock);
+	return NULL;
+}
+
+int svc_job_start(struct pvm_service *s, void *(*fn)(void *), void *arg)
+{
+	struct job_start *js = malloc(sizeof(*js));
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (!js)
+		return -ENOMEM;
+	*js = (struct job_start){ s, fn, arg };
+	pthread_mutex_lock(&s->lock);
+	s->jobs++;
+	pthread_mutex_unlock(&s->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, job_main, js);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		free(js);
+		pthread_mutex_lock(&s->lock);
+		s->jobs--;
+		pthread_mutex_unlock(&s->lock);
+		return -rc;
+	}
+	return 0;
+}
+
+bool svc_stopping(struct pvm_service *s)
+{
+	bool v;
+
+	pthread_mutex_lock(&s->lock);
+	v = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return v;
 }
 
 int pvm_service_run(struct pvm_service *s)
 {
+	s->main_thread = pthread_self();
 	for (;;) {
-		struct pollfd pf[2] = {
+		struct pollfd pf[3] = {
 			{ .fd = s->ctl_fd, .events = POLLIN },
 			{ .fd = s->stop_pipe[0], .events = POLLIN },
+			{ .fd = s->main_efd, .events = POLLIN },
 		};
 		int fd;
 
-		if (poll(pf, 2, -1) < 0) {
+		if (poll(pf, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (pf[2].revents)
+			run_main_calls(s);
 		if (pf[1].revents)
-			return 0;
+			break;
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		serve_one(s, fd);
-		close(fd);
+		if (serve_one(s, fd))
+			close(fd);
 	}
+	/* Jobs may still need the main thread (domain_create) while they
+	 * wind down: keep serving their calls until the last one is gone. */
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+	mig_listener_stop(s);
+	for (;;) {
+		struct pollfd pf = { .fd = s->main_efd, .events = POLLIN };
+		unsigned jobs;
+
+		pthread_mutex_lock(&s->lock);
+		jobs = s->jobs;
+		pthread_mutex_unlock(&s->lock);
+		if (!jobs)
+			break;
+		if (poll(&pf, 1, 100) > 0)
+			run_main_calls(s);
+	}
+	run_main_calls(s);
+	return 0;
 }
 
 void pvm_service_stop(struct pvm_service *s)
@@ -456,6 +639,10 @@ int pvm_service_create(const struct pvm_service_config *c,
 		return -ENOMEM;
 	s->cfg = *c;
 	s->lock_fd = s->ctl_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->main_thread = pthread_self();
+	s->main_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = -errno;
@@ -507,6 +694,9 @@ int pvm_service_create(const struct pvm_service_config *c,
 	rc = bind_control(s);
 	if (rc)
 		goto out_free;
+	rc = mig_listener_start(s);
+	if (rc)
+		goto out_free;
 	*out = s;
 	return 0;
 
@@ -519,6 +709,20 @@ void pvm_service_destroy(struct pvm_service *s)
 {
 	if (!s)
 		return;
+	/* A service that never ran still has to stop its listener and wait
+	 * for jobs (none can need the main thread then). */
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+	mig_listener_stop(s);
+	pthread_mutex_lock(&s->lock);
+	while (s->jobs)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < PVM_ARRAY_SIZE(s->last_stats); i++)
+		pvm_kv_dispose(&s->last_stats[i]);
+	if (s->main_efd >= 0)
+		close(s->main_efd);
 	if (s->hv)
 		s->hv->ops->close(s->hv); /* destroys the guests it started */
 	if (s->xs_started) {
@@ -536,5 +740,7 @@ void pvm_service_destroy(struct pvm_service *s)
 		close(s->stop_pipe[0]);
 	if (s->stop_pipe[1] >= 0)
 		close(s->stop_pipe[1]);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
 	free(s);
 }

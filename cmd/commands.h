@@ -1,0 +1,8 @@
+/* The pvmig subcommands that live in their own files (cmd/pvmig_*.c). */
+#ifndef PVM_CMD_COMMANDS_H
+#define PVM_CMD_COMMANDS_H
+
+int cmd_migrate(int argc, char **argv);
+int cmd_migrations(int argc, char **argv);
+
+#endif /* PVM_CMD_COMMANDS_H */

@@ -1,0 +1,1288 @@
+/*
+ * Live migration between two pvmigd services (docs/migration-protocol.md).
+ *
+ * Source (job thread started by `pvmig migrate`):
+ *
+ *   CONNECT -> HELLO -> PRECOPY (round 0: every page; round n: pages
+ *   dirtied during round n-1) -> [policy says stop] -> PAUSED (pause, last
+ *   dirty pages, state) -> AWAIT_READY -> [READY] -> UNPAUSE sent ->
+ *   AWAIT_RUNNING -> [RUNNING] -> DONE (destroy the paused source copy)
+ *
+ *   Any failure before UNPAUSE is sent: ROLLBACK (unpause the source copy,
+ *   log-dirty off, tell the destination to abort). After UNPAUSE is sent
+ *   and before RUNNING arrives the outcome is in doubt: the source copy
+ *   stays paused and the source asks the destination (a new channel,
+ *   QUERY) what happened: "running" -> destroy; "aborted"/unknown id ->
+ *   resume; unreachable -> stay paused and say so (never two copies).
+ *
+ * Destination (job thread per accepted channel):
+ *
+ *   HELLO -> create the domain paused, map its memory -> ACCEPT ->
+ *   pages (transport on_pages, written at their pfn) and ROUND messages ->
+ *   STATE (vCPU, event channels, grants) -> READY -> UNPAUSE -> unpause ->
+ *   RUNNING. Any failure or a lost channel before UNPAUSE destroys the
+ *   destination copy; the outcome ("running"/"aborted") is kept by id.
+ *
+ * Messages on the channel's control stream: one type byte, then either a
+ * key=value record (control-protocol encoding without its length prefix)
+ * or, for STATE, tagged sections.
+ */
+#include "migrate/internal.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport/transport.h"
+
+enum msg_type {
+	M_HELLO = 'H',   /* src -> dst: id, name, nr_pages, vcpus, image */
+	M_ACCEPT = 'A',  /* dst -> src: domid */
+	M_ROUND = 'E',   /* src -> dst: end of a pre-copy round */
+	M_STATE = 'S',   /* src -> dst: tagged sections */
+	M_READY = 'D',   /* dst -> src: restored, paused */
+	M_UNPAUSE = 'U', /* src -> dst */
+	M_RUNNING = 'G', /* dst -> src */
+	M_ABORT = 'X',   /* either: error */
+	M_QUERY = 'Q',   /* src -> dst on a new channel: id */
+	M_OUTCOME = 'O', /* dst -> src: state */
+};
+
+enum state_tag {
+	ST_VCPU = 1,   /* one per vCPU, in order */
+	ST_EVTCHN = 2,
+	ST_GRANT = 3,
+	ST_MEM_SHA256 = 4, /* SHA-256 of all guest memory, while paused */
+};
+
+#define MAP_BATCH 1024u
+#define ACCEPT_WAIT_MS 1000u
+#define QUERY_TRIES 10u
+
+/*
+ * SHA-256 over every page of a paused domain, in pfn order, through
+ * map_pages(READ): what --verify-memory compares on both ends.
+ */
+static int memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			 uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint64_t pfns[MAP_BATCH];
+	int errs[MAP_BATCH];
+	unsigned int len = 32;
+	int rc = 0;
+
+	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		return -ENOMEM;
+	}
+	for (uint64_t base = 0; base < nr_pages && !rc; base += MAP_BATCH) {
+		size_t n = nr_pages - base < MAP_BATCH ? nr_pages - base : MAP_BATCH;
+		void *addr;
+
+		for (size_t i = 0; i < n; i++)
+			pfns[i] = base + i;
+		rc = hv->ops->map_pages(hv, domid, PVM_HV_MAP_READ, pfns, n, errs,
+					&addr);
+		if (rc)
+			break;
+		for (size_t i = 0; i < n && !rc; i++)
+			rc = errs[i];
+		if (!rc && EVP_DigestUpdate(md, addr, n * PVM_PAGE_SIZE) != 1)
+			rc = -EIO;
+		hv->ops->unmap_pages(hv, addr, n);
+	}
+	if (!rc && EVP_DigestFinal_ex(md, out, &len) != 1)
+		rc = -EIO;
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+static void hex32(const uint8_t d[32], char out[65])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static int send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
+{
+	struct pvm_buf b;
+	int rc;
+
+	pvm_buf_init(&b, PVM_CTL_FRAME_MAX + 8);
+	/* The control encoding minus its length prefix; our type byte
+	 * replaces its kind byte. */
+	rc = pvm_ctl_encode(PVM_CTL_ITEM, kv, &b);
+	if (!rc) {
+		b.data[4] = (uint8_t)type;
+		rc = pvm_channel_send_msg(ch, b.data + 4, b.len - 4);
+	}
+	pvm_buf_dispose(&b);
+	return rc;
+}
+
+static int send_simple(struct pvm_channel *ch, char type)
+{
+	struct pvm_kv kv;
+	int rc;
+
+	pvm_kv_init(&kv);
+	rc = send_kv(ch, type, &kv);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+static void send_abort(struct pvm_channel *ch, const char *why)
+{
+	struct pvm_kv kv;
+
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "error", "%s", why);
+	send_kv(ch, M_ABORT, &kv); /* best effort */
+	pvm_kv_dispose(&kv);
+}
+
+/*
+ * Receives the next message. For key=value types @kv is filled; for STATE
+ * the raw body is returned in *raw_out (caller frees). Returns the type
+ * (> 0) or a negative errno.
+ */
+static int recv_msg(struct pvm_channel *ch, struct pvm_kv *kv, void **raw_out,
+		    size_t *raw_len)
+{
+	void *buf;
+	size_t len;
+	enum pvm_ctl_kind kind;
+	int rc, type;
+
+	pvm_kv_dispose(kv);
+	if (raw_out)
+		*raw_out = NULL;
+	rc = pvm_channel_recv_msg(ch, &buf, &len);
+	if (rc)
+		return rc;
+	if (len < 1) {
+		free(buf);
+		return -EBADMSG;
+	}
+	type = ((uint8_t *)buf)[0];
+	if (type == M_STATE) {
+		if (!raw_out) {
+			free(buf);
+			return -EPROTO;
+		}
+		memmove(buf, (uint8_t *)buf + 1, len - 1);
+		*raw_out = buf;
+		*raw_len = len - 1;
+		return type;
+	}
+	((uint8_t *)buf)[0] = PVM_CTL_ITEM;
+	rc = pvm_ctl_decode(buf, len, &kind, kv);
+	free(buf);
+	return rc ? rc : type;
+}
+
+/* ---- outcomes (destination) ------------------------------------------------ */
+
+static void outcome_set(struct pvm_service *s, const char *id, const char *state)
+{
+	struct mig_outcome *o = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < MIG_OUTCOMES; i++)
+		if (!strcmp(s->outcomes[i].id, id))
+			o = &s->outcomes[i];
+	if (!o) {
+		o = &s->outcomes[s->next_outcome];
+		s->next_outcome = (s->next_outcome + 1) % MIG_OUTCOMES;
+		snprintf(o->id, sizeof(o->id), "%s", id);
+	}
+	snprintf(o->state, sizeof(o->state), "%s", state);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void outcome_get(struct pvm_service *s, const char *id, char *out,
+			size_t len)
+{
+	snprintf(out, len, "unknown");
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < MIG_OUTCOMES; i++)
+		if (s->outcomes[i].id[0] && !strcmp(s->outcomes[i].id, id))
+			snprintf(out, len, "%s", s->outcomes[i].state);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void stats_keep(struct pvm_service *s, const struct pvm_kv *kv)
+{
+	struct pvm_kv *slot;
+
+	pthread_mutex_lock(&s->lock);
+	slot = &s->last_stats[s->next_stats];
+	s->next_stats = (s->next_stats + 1) % PVM_ARRAY_SIZE(s->last_stats);
+	pvm_kv_dispose(slot);
+	for (size_t i = 0; i < kv->n; i++)
+		pvm_kv_add(slot, kv->key[i], "%s", kv->val[i]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int h_migrations(struct req *r)
+{
+	struct pvm_service *s = r->svc;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (unsigned k = 0; k < PVM_ARRAY_SIZE(s->last_stats) && !rc; k++) {
+		unsigned i = (s->next_stats + k) % PVM_ARRAY_SIZE(s->last_stats);
+
+		if (s->last_stats[i].n)
+			rc = pvm_ctl_send(r->fd, PVM_CTL_ITEM, &s->last_stats[i]);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return reply_result(r, 0, NULL, NULL);
+}
+
+/* ---- destination ------------------------------------------------------------ */
+
+struct dest {
+	struct pvm_service *svc;
+	struct pvm_channel *ch;
+	uint32_t domid;
+	bool created;
+	uint8_t *mem;       /* whole guest, mapped WRITE */
+	uint64_t nr_pages;
+	_Atomic uint64_t pages_in;
+	char id[33];
+	char name[64];
+	uint64_t vcpus;
+	const char *image;
+	bool verified;
+};
+
+/* Transport receive threads: write each page at its pfn. */
+static int dest_pages(void *ctx, const uint64_t *pfns,
+		      const uint8_t *const *pages, size_t n)
+{
+	struct dest *d = ctx;
+
+	if (!d->mem)
+		return -EPROTO;
+	for (size_t i = 0; i < n; i++) {
+		if (pfns[i] >= d->nr_pages)
+			return -ERANGE;
+		if (pages[i])
+			memcpy(d->mem + pfns[i] * PVM_PAGE_SIZE, pages[i],
+			       PVM_PAGE_SIZE);
+		else
+			memset(d->mem + pfns[i] * PVM_PAGE_SIZE, 0,
+			       PVM_PAGE_SIZE);
+	}
+	atomic_fetch_add(&d->pages_in, n);
+	return 0;
+}
+
+static int dest_create_on_main(void *arg)
+{
+	struct dest *d = arg;
+	struct pvm_hv *hv = d->svc->hv;
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
+		.nr_pages = d->nr_pages,
+		.nr_vcpus = (uint32_t)d->vcpus,
+		.start_paused = true,
+		.name = d->name,
+		.image = d->image,
+	};
+
+	int rc = hv->ops->domain_create(hv, &cfg, &d->domid);
+
+	if (!rc)
+		svc_config_set(d->svc, d->domid, d->image);
+	return rc;
+}
+
+static bool name_taken(struct pvm_hv *hv, const char *name)
+{
+	struct pvm_hv_dominfo *all = calloc(1024, sizeof(*all));
+	size_t n = 0;
+	bool taken = false;
+
+	if (!all)
+		return true;
+	hv->ops->domain_list(hv, all, 1024, &n);
+	for (size_t i = 0; i < n; i++)
+		taken |= !strcmp(all[i].name, name);
+	free(all);
+	return taken;
+}
+
+/* Applies the STATE sections to the paused destination domain. */
+static int dest_apply_state(struct dest *d, const uint8_t *p, size_t len,
+			    char *why, size_t why_len)
+{
+	struct pvm_hv *hv = d->svc->hv;
+	struct pvm_cursor c;
+	uint32_t vcpu = 0;
+	const uint8_t *want_digest = NULL;
+
+	pvm_cursor_init(&c, p, len);
+	while (pvm_cursor_remaining(&c)) {
+		uint32_t tag, slen;
+		const uint8_t *body;
+		int rc;
+
+		if (pvm_cursor_u32(&c, &tag) || pvm_cursor_u32(&c, &slen) ||
+		    pvm_cursor_bytes(&c, slen, &body)) {
+			snprintf(why, why_len, "STATE message is truncated");
+			return -EBADMSG;
+		}
+		switch (tag) {
+		case ST_VCPU:
+			rc = hv->ops->vcpu_context_set(hv, d->domid, vcpu++,
+						       body, slen);
+			break;
+		case ST_EVTCHN:
+			rc = hv->ops->evtchn_state_set(hv, d->domid, body, slen);
+			break;
+		case ST_GRANT:
+			rc = hv->ops->grant_state_set(hv, d->domid, body, slen);
+			break;
+		case ST_MEM_SHA256:
+			if (slen != 32) {
+				snprintf(why, why_len, "memory digest of %u bytes", slen);
+				return -EBADMSG;
+			}
+			want_digest = body;
+			rc = 0;
+			break;
+		default:
+			snprintf(why, why_len, "STATE section %u unknown", tag);
+			return -EBADMSG;
+		}
+		if (rc) {
+			snprintf(why, why_len, "cannot load state section %u: %s",
+				 tag, strerror(-rc));
+			return rc;
+		}
+	}
+	if (want_digest) {
+		uint8_t got[32];
+		char a[65], b[65];
+		int rc;
+
+		/* Our mapping is written by the receive threads, which are
+		 * done: every page came before this message. */
+		rc = memory_digest(hv, d->domid, d->nr_pages, got);
+		if (rc) {
+			snprintf(why, why_len, "cannot digest the received memory: %s",
+				 strerror(-rc));
+			return rc;
+		}
+		if (memcmp(got, want_digest, 32)) {
+			hex32(want_digest, a);
+			hex32(got, b);
+			snprintf(why, why_len,
+				 "memory differs from the source's (sha256 %.16s... here %.16s...)",
+				 a, b);
+			return -EIO;
+		}
+		d->verified = true;
+	}
+	return 0;
+}
+
+static void *dest_main(void *arg)
+{
+	struct dest *d = arg;
+	struct pvm_service *s = d->svc;
+	struct pvm_hv *hv = s->hv;
+	struct pvm_kv kv, reply;
+	uint64_t *pfns = NULL;
+	int *errs = NULL;
+	char why[300] = "";
+	bool running = false;
+	int type, rc;
+
+	pvm_kv_init(&kv);
+	pvm_kv_init(&reply);
+	type = recv_msg(d->ch, &kv, NULL, NULL);
+	if (type == M_QUERY) {
+		const char *id = pvm_kv_get(&kv, "id");
+		char state[16];
+
+		outcome_get(s, id ? id : "", state, sizeof(state));
+		pvm_kv_add(&reply, "state", "%s", state);
+		send_kv(d->ch, M_OUTCOME, &reply);
+		goto out;
+	}
+	if (type != M_HELLO) {
+		snprintf(why, sizeof(why), "expected HELLO, got %s",
+			 type < 0 ? strerror(-type) : "another message");
+		goto out;
+	}
+	{
+		const char *id = pvm_kv_get(&kv, "id");
+		const char *name = pvm_kv_get(&kv, "name");
+		const char *image = pvm_kv_get(&kv, "image");
+
+		if (!id || strlen(id) != 32 || !name || !*name ||
+		    strlen(name) >= sizeof(d->name) ||
+		    pvm_kv_get_u64(&kv, "nr_pages", &d->nr_pages) ||
+		    pvm_kv_get_u64(&kv, "vcpus", &d->vcpus) ||
+		    d->nr_pages == 0 || d->nr_pages > (1ull << 36) ||
+		    d->vcpus == 0 || d->vcpus > 64) {
+			snprintf(why, sizeof(why), "HELLO is malformed");
+			send_abort(d->ch, why);
+			goto out;
+		}
+		snprintf(d->id, sizeof(d->id), "%s", id);
+		snprintf(d->name, sizeof(d->name), "%s", name);
+		d->image = image;
+	}
+	outcome_set(s, d->id, "receiving");
+	if (name_taken(hv, d->name)) {
+		snprintf(why, sizeof(why),
+			 "a domain named '%s' already exists on the destination",
+			 d->name);
+		send_abort(d->ch, why);
+		goto out;
+	}
+	rc = svc_on_main(s, dest_create_on_main, d);
+	if (rc) {
+		snprintf(why, sizeof(why), "cannot create the domain: %s",
+			 strerror(-rc));
+		send_abort(d->ch, why);
+		goto out;
+	}
+	d->created = true;
+	pfns = malloc(d->nr_pages * sizeof(*pfns));
+	errs = calloc(d->nr_pages, sizeof(*errs));
+	if (!pfns || !errs) {
+		snprintf(why, sizeof(why), "out of memory");
+		send_abort(d->ch, why);
+		goto out;
+	}
+	for (uint64_t i = 0; i < d->nr_pages; i++)
+		pfns[i] = i;
+	{
+		void *mem;
+
+		rc = hv->ops->map_pages(hv, d->domid, PVM_HV_MAP_WRITE, pfns,
+					d->nr_pages, errs, &mem);
+		if (rc) {
+			snprintf(why, sizeof(why), "cannot map the new domain: %s",
+				 strerror(-rc));
+			send_abort(d->ch, why);
+			goto out;
+		}
+		d->mem = mem;
+	}
+	pvm_kv_dispose(&kv);
+	pvm_kv_add(&kv, "domid", "%u", d->domid);
+	rc = send_kv(d->ch, M_ACCEPT, &kv);
+	if (rc)
+		goto out_lost;
+	pvm_info("migration %.8s: receiving '%s' as domain %u (%llu pages)",
+		 d->id, d->name, d->domid, (unsigned long long)d->nr_pages);
+
+	for (;;) {
+		void *raw = NULL;
+		size_t raw_len = 0;
+
+		type = recv_msg(d->ch, &kv, &raw, &raw_len);
+		if (type < 0)
+			goto out_lost;
+		if (type == M_ROUND)
+			continue;
+		if (type == M_ABORT) {
+			snprintf(why, sizeof(why), "source aborted: %s",
+				 pvm_kv_get(&kv, "error") ?: "no reason");
+			goto out;
+		}
+		if (type == M_STATE) {
+			rc = dest_apply_state(d, raw, raw_len, why, sizeof(why));
+			free(raw);
+			if (rc) {
+				send_abort(d->ch, why);
+				goto out;
+			}
+			pvm_kv_dispose(&reply);
+			if (d->verified)
+				pvm_kv_add(&reply, "memory", "verified");
+			if (send_kv(d->ch, M_READY, &reply))
+				goto out_lost;
+			continue;
+		}
+		if (type == M_UNPAUSE) {
+			rc = hv->ops->domain_unpause(hv, d->domid);
+			if (rc) {
+				snprintf(why, sizeof(why), "cannot unpause: %s",
+					 strerror(-rc));
+				send_abort(d->ch, why);
+				goto out;
+			}
+			running = true;
+			outcome_set(s, d->id, "running");
+			pvm_info("migration %.8s: domain %u '%s' runs here",
+				 d->id, d->domid, d->name);
+			send_simple(d->ch, M_RUNNING);
+			/* Wait for the clean close; an error now changes
+			 * nothing: the guest is ours. */
+			while (recv_msg(d->ch, &kv, NULL, NULL) >= 0)
+				;
+			goto out;
+		}
+		snprintf(why, sizeof(why), "unexpected message '%c'", type);
+		send_abort(d->ch, why);
+		goto out;
+	}
+
+out_lost:
+	{
+		const char *cwhy;
+
+		pvm_channel_error(d->ch, &cwhy);
+		snprintf(why, sizeof(why), "lost the source: %s",
+			 cwhy && *cwhy ? cwhy : "channel closed");
+	}
+out:
+	if (d->mem)
+		hv->ops->unmap_pages(hv, d->mem, d->nr_pages);
+	if (!running && d->created) {
+		hv->ops->domain_destroy(hv, d->domid);
+		svc_config_drop(s, d->domid);
+		pvm_warn("migration %.8s: '%s' not received (%s); destination copy destroyed",
+			 d->id, d->name, why);
+	}
+	if (!running && d->id[0])
+		outcome_set(s, d->id, "aborted");
+	free(pfns);
+	free(errs);
+	pvm_kv_dispose(&kv);
+	pvm_kv_dispose(&reply);
+	pvm_channel_close(d->ch);
+	pthread_mutex_lock(&s->lock);
+	s->incoming--;
+	pthread_mutex_unlock(&s->lock);
+	free(d);
+	return NULL;
+}
+
+static void *listen_main(void *arg)
+{
+	struct pvm_service *s = arg;
+
+	while (!svc_stopping(s)) {
+		struct pvm_channel_opts o;
+		struct dest *d = calloc(1, sizeof(*d));
+		int rc;
+
+		if (!d)
+			break;
+		d->svc = s;
+		pvm_channel_opts_defaults(&o);
+		o.on_pages = dest_pages;
+		o.ctx = d;
+		rc = pvm_transport_accept(s->listener, s->tls, &o,
+					  ACCEPT_WAIT_MS, &d->ch);
+		if (rc) {
+			free(d);
+			continue;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (s->incoming >= s->cfg.max_migrations) {
+			pthread_mutex_unlock(&s->lock);
+			send_abort(d->ch, "too many migrations running on the destination");
+			pvm_channel_close(d->ch);
+			free(d);
+			continue;
+		}
+		s->incoming++;
+		pthread_mutex_unlock(&s->lock);
+		if (svc_job_start(s, dest_main, d)) {
+			pthread_mutex_lock(&s->lock);
+			s->incoming--;
+			pthread_mutex_unlock(&s->lock);
+			pvm_channel_close(d->ch);
+			free(d);
+		}
+	}
+	return NULL;
+}
+
+static int load_tls(struct pvm_service *s)
+{
+	struct pvm_tls_files f = { s->cfg.tls_ca, s->cfg.tls_cert,
+				   s->cfg.tls_key };
+
+	if (s->tls)
+		return 0;
+	if (!s->cfg.tls_ca[0] || !s->cfg.tls_cert[0] || !s->cfg.tls_key[0]) {
+		pvm_err("migration needs tls-ca, tls-cert and tls-key in pvmigd.conf (make them with pvmig tls-init)");
+		return -EINVAL;
+	}
+	return pvm_tls_ctx_new(&f, &s->tls);
+}
+
+int mig_listener_start(struct pvm_service *s)
+{
+	int rc;
+
+	if (!s->cfg.listen[0])
+		return 0;
+	rc = load_tls(s);
+	if (rc)
+		return rc;
+	rc = pvm_transport_listen(s->cfg.listen, s->cfg.port, &s->listener);
+	if (rc)
+		return rc;
+	if (pthread_create(&s->listen_thread, NULL, listen_main, s)) {
+		pvm_listener_close(s->listener);
+		s->listener = NULL;
+		return -EAGAIN;
+	}
+	s->listen_started = true;
+	pvm_info("accepting migrations on %s:%u", s->cfg.listen,
+		 pvm_listener_port(s->listener));
+	return 0;
+}
+
+void mig_listener_stop(struct pvm_service *s)
+{
+	if (s->listen_started) {
+		pthread_join(s->listen_thread, NULL);
+		s->listen_started = false;
+	}
+	pvm_listener_close(s->listener);
+	s->listener = NULL;
+	pvm_tls_ctx_free(s->tls);
+	s->tls = NULL;
+}
+
+/* ---- source ------------------------------------------------------------------ */
+
+struct source {
+	struct pvm_service *svc;
+	int fd;                /* the CLI's control connection */
+	struct pvm_hv_dominfo dom;
+	char host[128];
+	uint16_t port;
+	char id[33];
+	bool live;
+	bool compress;
+	bool verify;
+	unsigned streams;
+	struct pvm_policy policy;
+	char image[256];
+
+	struct pvm_channel *ch;
+	struct pvm_bitmap dirty;
+	bool logdirty;
+	bool paused;
+	uint64_t t_start, t_pause;
+	struct pvm_kv stats;
+};
+
+/* Cancel requested by the CLI (a CANCEL record, or it went away). */
+static bool cli_cancelled(struct source *m)
+{
+	struct pollfd pf = { .fd = m->fd, .events = POLLIN };
+
+	return poll(&pf, 1, 0) > 0; /* any byte or hang-up means stop */
+}
+
+static void progress(struct source *m, const struct pvm_round_stats *r,
+		     uint64_t predicted_ms, const char *phase)
+{
+	struct pvm_kv kv;
+
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "phase", "%s", phase);
+	pvm_kv_add(&kv, "round", "%u", r->round);
+	pvm_kv_add(&kv, "pages_sent", "%llu", (unsigned long long)r->pages_sent);
+	pvm_kv_add(&kv, "nr_pages", "%llu", (unsigned long long)m->dom.nr_pages);
+	pvm_kv_add(&kv, "mib_per_s", "%.1f", r->bytes_per_s / 1048576.0);
+	pvm_kv_add(&kv, "dirty_pages", "%llu", (unsigned long long)r->dirty_after);
+	pvm_kv_add(&kv, "predicted_downtime_ms", "%llu",
+		   (unsigned long long)predicted_ms);
+	pvm_ctl_send(m->fd, PVM_CTL_PROGRESS, &kv);
+	pvm_kv_dispose(&kv);
+}
+
+/* Sends every page set in @bm, in batches mapped READ. */
+static int send_dirty(struct source *m, const struct pvm_bitmap *bm,
+		      uint64_t *sent_out)
+{
+	struct pvm_hv *hv = m->svc->hv;
+	uint64_t pfns[MAP_BATCH];
+	const uint8_t *ptrs[MAP_BATCH];
+	int errs[MAP_BATCH];
+	size_t pfn = pvm_bitmap_next_set(bm, 0);
+	uint64_t sent = 0;
+
+	while (pfn < bm->nbits) {
+		size_t n = 0;
+		void *addr;
+		int rc;
+
+		while (pfn < bm->nbits && n < MAP_BATCH) {
+			pfns[n++] = pfn;
+			pfn = pvm_bitmap_next_set(bm, pfn + 1);
+		}
+		rc = hv->ops->map_pages(hv, m->dom.domid, PVM_HV_MAP_READ,
+					pfns, n, errs, &addr);
+		if (rc)
+			return rc;
+		for (size_t i = 0; i < n; i++) {
+			if (errs[i]) {
+				hv->ops->unmap_pages(hv, addr, n);
+				return errs[i];
+			}
+			ptrs[i] = (uint8_t *)addr + i * PVM_PAGE_SIZE;
+		}
+		rc = pvm_channel_send_pages(m->ch, pfns, ptrs, n);
+		hv->ops->unmap_pages(hv, addr, n);
+		if (rc)
+			return rc;
+		sent += n;
+	}
+	*sent_out = sent;
+	return 0;
+}
+
+static int add_section(struct pvm_buf *b, uint32_t tag,
+		       int (*get)(struct source *, struct pvm_buf *, uint32_t),
+		       struct source *m, uint32_t arg)
+{
+	size_t at = b->len;
+	int rc;
+
+	pvm_buf_put_u32(b, tag);
+	pvm_buf_put_u32(b, 0);
+	if (b->err)
+		return b->err;
+	rc = get(m, b, arg);
+	if (rc)
+		return rc;
+	pvm_put_le32(b->data + at + 4, (uint32_t)(b->len - at - 8));
+	return b->err;
+}
+
+static int get_vcpu(struct source *m, struct pvm_buf *b, uint32_t v)
+{
+	return m->svc->hv->ops->vcpu_context_get(m->svc->hv, m->dom.domid, v, b);
+}
+
+static int get_evtchn(struct source *m, struct pvm_buf *b, uint32_t v)
+{
+	return m->svc->hv->ops->evtchn_state_get(m->svc->hv, m->dom.domid, b);
+}
+
+static int get_grant(struct source *m, struct pvm_buf *b, uint32_t v)
+{
+	return m->svc->hv->ops->grant_state_get(m->svc->hv, m->dom.domid, b);
+}
+
+static void add_stat(struct source *m, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int send_state(struct source *m)
+{
+	struct pvm_buf b;
+	int rc = 0;
+
+	pvm_buf_init(&b, PVM_TP_MSG_MAX);
+	pvm_buf_put_u8(&b, M_STATE);
+	for (uint32_t v = 0; v < m->dom.nr_vcpus && !rc; v++)
+		rc = add_section(&b, ST_VCPU, get_vcpu, m, v);
+	if (!rc)
+		rc = add_section(&b, ST_EVTCHN, get_evtchn, m, 0);
+	if (!rc)
+		rc = add_section(&b, ST_GRANT, get_grant, m, 0);
+	if (!rc && m->verify) {
+		uint8_t dg[32];
+		char hex[65];
+
+		rc = memory_digest(m->svc->hv, m->dom.domid, m->dom.nr_pages, dg);
+		if (!rc) {
+			pvm_buf_put_u32(&b, ST_MEM_SHA256);
+			pvm_buf_put_u32(&b, 32);
+			pvm_buf_put_bytes(&b, dg, 32);
+			rc = b.err;
+			hex32(dg, hex);
+			add_stat(m, "memory_sha256", "%s", hex);
+		}
+	}
+	if (!rc)
+		rc = pvm_channel_send_msg(m->ch, b.data, b.len);
+	pvm_buf_dispose(&b);
+	return rc;
+}
+
+/* Waits for @want; M_ABORT becomes -ECONNABORTED with its reason. */
+static int expect(struct source *m, int want, struct pvm_kv *kv, char *why,
+		  size_t why_len)
+{
+	int type = recv_msg(m->ch, kv, NULL, NULL);
+
+	if (type == want)
+		return 0;
+	if (type == M_ABORT) {
+		snprintf(why, why_len, "destination refused: %s",
+			 pvm_kv_get(kv, "error") ?: "no reason");
+		return -ECONNABORTED;
+	}
+	if (type < 0) {
+		const char *cwhy;
+
+		pvm_channel_error(m->ch, &cwhy);
+		snprintf(why, why_len, "lost the destination: %s",
+			 cwhy && *cwhy ? cwhy : strerror(-type));
+		return type;
+	}
+	snprintf(why, why_len, "destination sent '%c', expected '%c'", type, want);
+	return -EPROTO;
+}
+
+/* After UNPAUSE went out and RUNNING did not come back: ask. */
+static int query_outcome(struct source *m, char *state, size_t len)
+{
+	for (unsigned t = 0; t < QUERY_TRIES; t++) {
+		struct pvm_channel_opts o;
+		struct pvm_channel *ch = NULL;
+		struct pvm_kv kv;
+		int type;
+
+		pvm_channel_opts_defaults(&o);
+		o.streams = 1;
+		o.timeout_ms = 5000;
+		if (t)
+			sleep(1);
+		if (pvm_transport_connect(m->host, m->port, m->svc->tls, &o, &ch))
+			continue;
+		pvm_kv_init(&kv);
+		pvm_kv_add(&kv, "id", "%s", m->id);
+		send_kv(ch, M_QUERY, &kv);
+		type = recv_msg(ch, &kv, NULL, NULL);
+		if (type == M_OUTCOME && pvm_kv_get(&kv, "state")) {
+			snprintf(state, len, "%s", pvm_kv_get(&kv, "state"));
+			pvm_kv_dispose(&kv);
+			pvm_channel_close(ch);
+			return 0;
+		}
+		pvm_kv_dispose(&kv);
+		pvm_channel_close(ch);
+	}
+	return -EHOSTUNREACH;
+}
+
+static void add_stat(struct source *m, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void add_stat(struct source *m, const char *key, const char *fmt, ...)
+{
+	char v[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	pvm_kv_add(&m->stats, key, "%s", v);
+}
+
+static int source_run(struct source *m, char *why, size_t why_len)
+{
+	struct pvm_hv *hv = m->svc->hv;
+	struct pvm_channel_opts o;
+	struct pvm_channel_stats cs0, cs1;
+	struct pvm_round_stats r = { 0 };
+	struct pvm_kv kv;
+	uint64_t prev_dirty = UINT64_MAX, total_pages = 0;
+	char rounds_desc[2048] = "";
+	int rc;
+
+	pvm_kv_init(&kv);
+	rc = load_tls(m->svc);
+	if (rc) {
+		snprintf(why, why_len, "TLS is not configured (tls-ca, tls-cert, tls-key in pvmigd.conf)");
+		return rc;
+	}
+	pvm_channel_opts_defaults(&o);
+	o.streams = m->streams;
+	o.compress = m->compress;
+	rc = pvm_transport_connect(m->host, m->port, m->svc->tls, &o, &m->ch);
+	if (rc) {
+		snprintf(why, why_len, "cannot reach pvmigd at %s:%u (%s); see the log for the TLS details",
+			 m->host, m->port, strerror(-rc));
+		return rc;
+	}
+	pvm_kv_add(&kv, "id", "%s", m->id);
+	pvm_kv_add(&kv, "name", "%s", m->dom.name);
+	pvm_kv_add(&kv, "nr_pages", "%llu", (unsigned long long)m->dom.nr_pages);
+	pvm_kv_add(&kv, "vcpus", "%u", m->dom.nr_vcpus);
+	if (m->image[0])
+		pvm_kv_add(&kv, "image", "%s", m->image);
+	rc = send_kv(m->ch, M_HELLO, &kv);
+	if (!rc)
+		rc = expect(m, M_ACCEPT, &kv, why, why_len);
+	if (rc)
+		goto out;
+
+	rc = pvm_bitmap_init(&m->dirty, m->dom.nr_pages);
+	if (rc)
+		goto out;
+	if (m->live) {
+		rc = hv->ops->logdirty_enable(hv, m->dom.domid);
+		if (rc) {
+			snprintf(why, why_len, "cannot enable log-dirty: %s",
+				 strerror(-rc));
+			goto out;
+		}
+		m->logdirty = true;
+	} else {
+		rc = hv->ops->domain_pause(hv, m->dom.domid);
+		if (rc)
+			goto out;
+		m->paused = true;
+		m->t_pause = pvm_now_ns();
+	}
+	for (uint64_t i = 0; i < m->dom.nr_pages; i++)
+		pvm_bitmap_set(&m->dirty, i);
+
+	/* Pre-copy. A cold migration makes round 0 its only round. */
+	for (r.round = 0; m->live; r.round++) {
+		uint64_t t0 = pvm_now_ns(), sent = 0, dirty;
+		const char *verdict_why;
+		enum pvm_policy_verdict v;
+
+		if (cli_cancelled(m)) {
+			snprintf(why, why_len, "cancelled");
+			rc = -ECANCELED;
+			goto out;
+		}
+		pvm_channel_stats(m->ch, &cs0);
+		rc = send_dirty(m, &m->dirty, &sent);
+		if (!rc) {
+			pvm_kv_dispose(&kv);
+			pvm_kv_add(&kv, "round", "%u", r.round);
+			rc = send_kv(m->ch, M_ROUND, &kv);
+		}
+		if (!rc)
+			rc = hv->ops->logdirty_read_clear(hv, m->dom.domid,
+							  &m->dirty);
+		if (rc) {
+			snprintf(why, why_len, "pre-copy round %u failed: %s",
+				 r.round, strerror(-rc));
+			goto out;
+		}
+		pvm_channel_stats(m->ch, &cs1);
+		dirty = pvm_bitmap_count(&m->dirty);
+		r.pages_sent = sent;
+		r.wire_bytes = cs1.wire_bytes - cs0.wire_bytes;
+		r.ms = (pvm_now_ns() - t0) / 1000000;
+		r.bytes_per_s = (double)sent * PVM_PAGE_SIZE /
+				((double)(pvm_now_ns() - t0) / 1e9);
+		r.dirty_rate = (double)dirty / ((double)(pvm_now_ns() - t0) / 1e9);
+		r.dirty_after = dirty;
+		r.stuck_rounds = dirty >= prev_dirty ? r.stuck_rounds + 1 : 0;
+		prev_dirty = dirty;
+		total_pages += sent;
+		v = pvm_policy_decide(&m->policy, &r,
+				      (pvm_now_ns() - m->t_start) / 1000000,
+				      &verdict_why);
+		progress(m, &r, pvm_policy_predict_ms(dirty, r.bytes_per_s),
+			 "precopy");
+		snprintf(rounds_desc + strlen(rounds_desc),
+			 sizeof(rounds_desc) - strlen(rounds_desc),
+			 "%s%u:%llu pages/%llu ms", r.round ? ", " : "", r.round,
+			 (unsigned long long)sent, (unsigned long long)r.ms);
+		pvm_debug("migration %.8s: round %u sent %llu pages in %llu ms, %llu dirty: %s",
+			  m->id, r.round, (unsigned long long)sent,
+			  (unsigned long long)r.ms, (unsigned long long)dirty,
+			  verdict_why);
+		if (v != PVM_POLICY_CONTINUE) {
+			add_stat(m, "stop_reason", "%s", verdict_why);
+			add_stat(m, "converged", "%s",
+				 v == PVM_POLICY_STOP ? "yes" : "no");
+			break;
+		}
+	}
+
+	/* Stop-and-copy. */
+	if (!m->paused) {
+		rc = hv->ops->domain_pause(hv, m->dom.domid);
+		if (rc) {
+			snprintf(why, why_len, "cannot pause: %s", strerror(-rc));
+			goto out;
+		}
+		m->paused = true;
+		m->t_pause = pvm_now_ns();
+		{
+			/* Pages dirtied since the last read, plus those the
+			 * last read reported, are what is left to send. */
+			struct pvm_bitmap more;
+
+			rc = pvm_bitmap_init(&more, m->dom.nr_pages);
+			if (!rc)
+				rc = hv->ops->logdirty_read_clear(hv, m->dom.domid,
+								  &more);
+			if (!rc)
+				for (size_t i = 0; i < (m->dom.nr_pages + 63) / 64; i++)
+					m->dirty.words[i] |= more.words[i];
+			pvm_bitmap_dispose(&more);
+			if (rc)
+				goto out;
+		}
+	}
+	{
+		uint64_t sent = 0;
+
+		rc = send_dirty(m, &m->dirty, &sent);
+		total_pages += sent;
+		add_stat(m, "final_pages", "%llu", (unsigned long long)sent);
+	}
+	if (!rc)
+		rc = send_state(m);
+	if (!rc)
+		rc = expect(m, M_READY, &kv, why, why_len);
+	if (!rc && m->verify)
+		add_stat(m, "memory", "%s",
+			 pvm_kv_get(&kv, "memory") ? "identical on both hosts" :
+						     "not verified by the destination");
+	if (rc) {
+		if (!why[0])
+			snprintf(why, why_len, "stop-and-copy failed: %s",
+				 strerror(-rc));
+		goto out;
+	}
+	/* The point of no return: from here the destination may run it. */
+	rc = send_simple(m->ch, M_UNPAUSE);
+	if (!rc)
+		rc = expect(m, M_RUNNING, &kv, why, why_len);
+	if (rc) {
+		char state[16];
+
+		pvm_warn("migration %.8s: outcome in doubt (%s); asking the destination",
+			 m->id, why);
+		if (query_outcome(m, state, sizeof(state)) == 0 &&
+		    strcmp(state, "running") != 0) {
+			snprintf(why + strlen(why), why_len - strlen(why),
+				 "; destination says '%s'", state);
+			goto out; /* rollback */
+		}
+		if (query_outcome(m, state, sizeof(state)) != 0) {
+			snprintf(why, why_len,
+				 "outcome unknown: the destination could not be asked. The guest stays PAUSED here (domid %u); check the destination, then 'pvmig destroy' or 'pvmig unpause' it here",
+				 m->dom.domid);
+			m->paused = false; /* keep it paused: no rollback */
+			m->logdirty = false;
+			rc = -EHOSTUNREACH;
+			goto out;
+		}
+	}
+	/* Running there: end the source copy. */
+	{
+		uint64_t down_ns = pvm_now_ns() - m->t_pause;
+
+		hv->ops->domain_destroy(hv, m->dom.domid);
+		svc_config_drop(m->svc, m->dom.domid);
+		m->paused = false;
+		m->logdirty = false;
+		pvm_channel_finish(m->ch);
+		pvm_channel_stats(m->ch, &cs1);
+		add_stat(m, "downtime_ms", "%.2f", (double)down_ns / 1e6);
+		add_stat(m, "total_ms", "%.1f",
+			 (double)(pvm_now_ns() - m->t_start) / 1e6);
+		add_stat(m, "rounds", "%u", m->live ? r.round + 1 : 0);
+		add_stat(m, "round_detail", "%s", rounds_desc);
+		add_stat(m, "pages_sent", "%llu", (unsigned long long)total_pages);
+		add_stat(m, "zero_pages", "%llu", (unsigned long long)cs1.zero_pages);
+		add_stat(m, "wire_bytes", "%llu", (unsigned long long)cs1.wire_bytes);
+		add_stat(m, "compression_ratio", "%.2f",
+			 cs1.wire_bytes ? (double)total_pages * PVM_PAGE_SIZE /
+						  (double)cs1.wire_bytes : 0.0);
+		add_stat(m, "throughput_mib_s", "%.1f",
+			 (double)total_pages * PVM_PAGE_SIZE / 1048576.0 /
+				 ((double)(pvm_now_ns() - m->t_start) / 1e9));
+		add_stat(m, "dirty_rate_pages_s", "%.0f", r.dirty_rate);
+		add_stat(m, "streams", "%u", pvm_channel_streams(m->ch));
+	}
+	rc = 0;
+out:
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+static void *source_main(void *arg)
+{
+	struct source *m = arg;
+	struct pvm_service *s = m->svc;
+	struct pvm_hv *hv = s->hv;
+	char why[512] = "";
+	int rc;
+
+	m->t_start = pvm_now_ns();
+	pvm_info("migration %.8s: '%s' (domain %u) to %s:%u, %s", m->id,
+		 m->dom.name, m->dom.domid, m->host, m->port,
+		 m->live ? "live" : "cold");
+	rc = source_run(m, why, sizeof(why));
+	if (rc) {
+		/* Roll back: the guest keeps running here. */
+		if (m->ch)
+			send_abort(m->ch, why[0] ? why : strerror(-rc));
+		if (m->logdirty)
+			hv->ops->logdirty_disable(hv, m->dom.domid);
+		if (m->paused)
+			hv->ops->domain_unpause(hv, m->dom.domid);
+		pvm_err("migration %.8s of '%s' failed: %s%s", m->id, m->dom.name,
+			why[0] ? why : strerror(-rc),
+			rc == -EHOSTUNREACH ? "" : "; the guest keeps running here");
+	} else {
+		pvm_info("migration %.8s: '%s' now runs on %s:%u", m->id,
+			 m->dom.name, m->host, m->port);
+	}
+	pvm_kv_add(&m->stats, "id", "%s", m->id);
+	pvm_kv_add(&m->stats, "domain", "%s", m->dom.name);
+	pvm_kv_add(&m->stats, "destination", "%s:%u", m->host, m->port);
+	pvm_kv_add(&m->stats, "result", "%s", rc ? "failed" : "done");
+	stats_keep(s, &m->stats);
+	{
+		struct req r = { .svc = s, .fd = m->fd, .args = NULL };
+
+		if (rc)
+			reply_result(&r, rc, &m->stats, "%s%s",
+				     why[0] ? why : strerror(-rc),
+				     rc == -EHOSTUNREACH ? "" :
+				     "; the guest keeps running on this host");
+		else
+			reply_result(&r, 0, &m->stats, NULL);
+	}
+	close(m->fd);
+	pvm_channel_close(m->ch);
+	pvm_bitmap_dispose(&m->dirty);
+	pvm_kv_dispose(&m->stats);
+	pthread_mutex_lock(&s->lock);
+	s->outgoing--;
+	pthread_mutex_unlock(&s->lock);
+	free(m);
+	return NULL;
+}
+
+static int parse_target(const char *t, char *host, size_t hlen, uint16_t *port)
+{
+	const char *colon = strrchr(t, ':');
+	size_t n = colon ? (size_t)(colon - t) : strlen(t);
+
+	*port = PVM_PORT_DEFAULT;
+	if (n == 0 || n >= hlen)
+		return -EINVAL;
+	memcpy(host, t, n);
+	host[n] = '\0';
+	if (colon) {
+		char *end;
+		unsigned long p = strtoul(colon + 1, &end, 10);
+
+		if (*end || p == 0 || p > 65535)
+			return -EINVAL;
+		*port = (uint16_t)p;
+	}
+	return 0;
+}
+
+int h_migrate(struct req *r)
+{
+	struct pvm_service *s = r->svc;
+	const char *target = pvm_kv_get(r->args, "target");
+	struct source *m;
+	uint64_t v;
+	uint8_t idb[16];
+	int rc;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return reply_result(r, -ENOMEM, NULL, NULL);
+	m->svc = s;
+	pvm_kv_init(&m->stats);
+	if (find_domain(r, &m->dom)) {
+		free(m);
+		return 0;
+	}
+	if (!target || parse_target(target, m->host, sizeof(m->host), &m->port)) {
+		free(m);
+		return reply_result(r, -EINVAL, NULL,
+				    "bad destination '%s': say HOST or HOST:PORT",
+				    target ? target : "");
+	}
+	m->live = !pvm_kv_get(r->args, "cold");
+	m->compress = !pvm_kv_get(r->args, "no_compress");
+	m->verify = pvm_kv_get(r->args, "verify") != NULL;
+	m->streams = s->cfg.streams;
+	if (pvm_kv_get_u64(r->args, "streams", &v) == 0) {
+		if (v < 1 || v > PVM_TP_STREAMS_MAX) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL, "--streams must be 1..%u",
+					    PVM_TP_STREAMS_MAX);
+		}
+		m->streams = (unsigned)v;
+	}
+	m->policy.downtime_ms = 30;
+	m->policy.max_rounds = 30;
+	m->policy.max_time_ms = 0;
+	m->policy.no_converge = PVM_NOCONV_STOP;
+	if (pvm_kv_get_u64(r->args, "downtime_ms", &v) == 0)
+		m->policy.downtime_ms = v;
+	if (pvm_kv_get_u64(r->args, "max_rounds", &v) == 0) {
+		if (v < 1 || v > 1000) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL, "--max-rounds must be 1..1000");
+		}
+		m->policy.max_rounds = (uint32_t)v;
+	}
+	if (pvm_kv_get_u64(r->args, "max_time_s", &v) == 0)
+		m->policy.max_time_ms = v * 1000;
+	svc_config_image(s, m->dom.domid, m->image, sizeof(m->image));
+	if (m->dom.flags & (PVM_HV_DOMINF_DYING | PVM_HV_DOMINF_SHUTDOWN)) {
+		rc = reply_result(r, -EINVAL, NULL, "'%s' is not running",
+				  m->dom.name);
+		free(m);
+		return rc;
+	}
+	if (m->dom.flags & PVM_HV_DOMINF_LOGDIRTY) {
+		rc = reply_result(r, -EBUSY, NULL,
+				  "'%s' is already being migrated or saved",
+				  m->dom.name);
+		free(m);
+		return rc;
+	}
+	if (RAND_bytes(idb, sizeof(idb)) != 1) {
+		free(m);
+		return reply_result(r, -EIO, NULL, "no randomness for an id");
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(m->id + 2 * i, 3, "%02x", idb[i]);
+	pthread_mutex_lock(&s->lock);
+	if (s->outgoing >= s->cfg.max_migrations) {
+		pthread_mutex_unlock(&s->lock);
+		free(m);
+		return reply_result(r, -EBUSY, NULL,
+				    "%u migrations are already running (max-migrations)",
+				    s->cfg.max_migrations);
+	}
+	s->outgoing++;
+	pthread_mutex_unlock(&s->lock);
+	m->fd = r->fd;
+	rc = svc_job_start(s, source_main, m);
+	if (rc) {
+		pthread_mutex_lock(&s->lock);
+		s->outgoing--;
+		pthread_mutex_unlock(&s->lock);
+		free(m);
+		return reply_result(r, rc, NULL, "cannot start the migration");
+	}
+	return REQ_DETACHED;
+}
