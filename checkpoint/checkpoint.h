@@ -393,4 +393,191 @@ void pvm_ckpt_file_close(struct pvm_ckpt_file *f);
 int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
 			 struct pvm_ckpt_info *info_out);
 
+
+/* ==== saving and restoring a domain (checkpoint/save.c, restore.c,
+ * epoch.c; docs/save-restore.md) ==========================================
+ *
+ * These connect a hypervisor backend (hv/hv.h, through its ops table only)
+ * to the stream above:
+ *
+ *   pvm_ckpt_save()        one domain into one file: cold (paused while
+ *                          written), live (log-dirty rounds, paused for the
+ *                          last), then destroyed or (KEEP) left running
+ *   pvm_ckpt_restore()     a file, or the newest committed epoch of a
+ *                          continuous-checkpoint directory, into a new domain
+ *   pvm_ckpt_inspect()     what a file or directory holds, and whether it is
+ *                          sound, without a hypervisor
+ *   pvm_ckpt_continuous()  continuous checkpoints of a running domain into a
+ *                          directory: a base image, one delta stream per
+ *                          epoch, a manifest renamed into place per epoch
+ *
+ * Every pvmig save file starts with an xl save-file header whose option
+ * data is the domain's configuration in xl.cfg syntax (name, memory,
+ * vcpus, the image to run; docs/stream-format.md §7): what a restore needs
+ * to re-create the domain before any record is read.
+ *
+ * All calls run on the caller's thread. pvm_ckpt_restore() creates the
+ * domain there: on the simulated host a guest dies with the thread that
+ * created it. Errors: 0 or a negative errno; the message naming what was
+ * wrong is in the stats' err_msg (and logged once).
+ */
+
+struct pvm_hv;
+
+/* A progress report: what is being done, in pages. Borrowed for the call. */
+struct pvm_ckpt_progress {
+	const char *phase; /* "precopy", "stop-and-copy", "copy", "restore" */
+	uint32_t round;    /* live save: 0 = the full pass */
+	uint64_t done;     /* pages handled in this phase/round */
+	uint64_t total;    /* pages this phase/round will handle */
+	uint64_t bytes;    /* stream bytes so far */
+};
+typedef void (*pvm_ckpt_progress_fn)(void *ctx,
+				     const struct pvm_ckpt_progress *p);
+
+#define PVM_CKPT_SAVE_LIVE 0x1u /* copy while running, pause for the last */
+#define PVM_CKPT_SAVE_KEEP 0x2u /* leave the domain running (xl save -c) */
+#define PVM_CKPT_SAVE_LZ4 0x4u  /* write an lz4 frame file */
+#define PVM_CKPT_SAVE_DIGEST 0x8u /* SHA-256 of all memory at the last
+				   * pause (tests; lengthens the pause) */
+
+#define PVM_CKPT_ERR_MAX 256u
+
+struct pvm_ckpt_save_cfg {
+	struct pvm_hv *hv;
+	uint32_t domid;
+	const char *path;      /* borrowed; replaced only once complete */
+	uint32_t flags;        /* PVM_CKPT_SAVE_* */
+	uint32_t max_rounds;   /* live: pre-copy rounds before the pause; 0: 8 */
+	pvm_ckpt_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+};
+
+struct pvm_ckpt_save_stats {
+	uint64_t pages;        /* page entries written, all rounds */
+	uint64_t bytes;        /* stream bytes (before lz4) */
+	uint32_t rounds;       /* live: pre-copy rounds, the full pass included */
+	uint64_t pause_ns;     /* the domain was paused this long */
+	uint64_t total_ns;
+	bool has_digest;
+	uint8_t mem_digest[32]; /* SAVE_DIGEST: memory at the last pause */
+	char err_msg[PVM_CKPT_ERR_MAX];
+};
+
+/* Saves domain @cfg->domid to @cfg->path (see the flags). On failure the
+ * domain runs on as before (unpaused if we paused it, log-dirty off) and
+ * nothing at @path has changed. @st_out may be NULL. */
+int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
+		  struct pvm_ckpt_save_stats *st_out);
+
+struct pvm_ckpt_restore_cfg {
+	struct pvm_hv *hv;
+	const char *path;   /* a save file or a checkpoint directory; borrowed */
+	bool paused;        /* leave the new domain paused */
+	bool digest;        /* SHA-256 of all memory before unpausing */
+	pvm_ckpt_progress_fn progress;
+	void *progress_ctx;
+};
+
+struct pvm_ckpt_restore_stats {
+	uint32_t domid;
+	char name[PVM_CKPT_NAME_MAX + 1];
+	uint64_t pages;   /* page entries applied */
+	uint64_t bytes;   /* stream bytes read */
+	uint32_t epoch;   /* directory: the epoch restored */
+	uint32_t files;   /* streams read */
+	uint64_t total_ns;
+	bool has_digest;
+	uint8_t mem_digest[32];
+	char err_msg[PVM_CKPT_ERR_MAX];
+};
+
+/*
+ * Re-creates the domain saved at @cfg->path: same name (-EEXIST if the
+ * host has a domain of that name), the saved domid if free, else any.
+ * The domain is created paused, filled, and unpaused only after every
+ * stream read has returned 0 (checksums verified) and its state is
+ * loaded. On failure the new domain is destroyed; nothing else on the
+ * host is touched. @st_out may be NULL.
+ */
+int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
+		     struct pvm_ckpt_restore_stats *st_out);
+
+/* What pvm_ckpt_inspect() found. */
+struct pvm_ckpt_image {
+	bool is_dir;           /* a continuous-checkpoint directory */
+	bool has_config;       /* a pvmig domain config was found */
+	char kind[8];          /* "full", "base", "delta" */
+	char name[PVM_CKPT_NAME_MAX + 1];
+	char image[256];       /* what the domain runs */
+	uint64_t nr_pages;
+	uint32_t nr_vcpus;
+	uint32_t domid;        /* on the saving host */
+	uint32_t epoch;        /* delta: its epoch; dir: newest committed */
+	bool lz4;              /* file (dir: base) is an lz4 frame */
+	uint32_t files;        /* streams walked */
+	uint64_t file_bytes;   /* their sizes on disk */
+	uint64_t pages;        /* page entries with data, all streams */
+	uint64_t records;      /* libxc records, all streams */
+	uint32_t devices, evtchns, grants;
+	struct pvm_ckpt_info info; /* of the (last) stream walked */
+	char err_msg[PVM_CKPT_ERR_MAX]; /* "" when sound */
+};
+
+/* Walks a save file or checkpoint directory with no side effects: 0 when
+ * sound, else the first error (and err_msg). @out is filled as far as the
+ * walk got. */
+int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out);
+
+/* One committed epoch of pvm_ckpt_continuous(). */
+struct pvm_ckpt_epoch_stats {
+	uint32_t epoch;       /* 0: the base image */
+	uint64_t pause_ns;    /* the domain was paused this long */
+	uint64_t pages;       /* pages in this epoch's stream */
+	uint64_t bytes;       /* stream bytes */
+	uint64_t commit_ns;   /* from the pause to the manifest's rename */
+	bool has_digest;
+	uint8_t mem_digest[32]; /* DIGEST: memory at this epoch's pause */
+};
+
+struct pvm_ckpt_cont_cfg {
+	struct pvm_hv *hv;
+	uint32_t domid;
+	const char *dir;        /* created if missing; borrowed */
+	uint32_t flags;         /* PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST */
+	uint32_t interval_ms;   /* between epoch starts, >= 1 */
+	uint32_t max_epochs;    /* after the base; 0: until told to stop */
+	uint64_t duration_ms;   /* 0: no limit */
+	uint64_t stage_bytes;   /* pause-time copy buffer; 0: 64 MiB */
+	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
+	 * or a negative errno. NULL: sleep. */
+	int (*wait)(void *ctx, uint32_t ms);
+	void *wait_ctx;
+	/* After each committed epoch (may be NULL). */
+	void (*epoch_done)(void *ctx, const struct pvm_ckpt_epoch_stats *e);
+	void *epoch_ctx;
+	pvm_ckpt_progress_fn progress; /* base image progress; may be NULL */
+	void *progress_ctx;
+};
+
+struct pvm_ckpt_cont_stats {
+	uint32_t epochs;        /* committed after the base */
+	uint64_t max_pause_ns, total_pause_ns;
+	uint64_t bytes;         /* all streams */
+	char err_msg[PVM_CKPT_ERR_MAX];
+};
+
+/*
+ * Keeps @cfg->dir an up-to-date restorable image of the running domain:
+ * writes the base (live), then every interval pauses the domain, copies
+ * the pages dirtied since the previous epoch into a buffer, unpauses it,
+ * writes them as a delta stream and commits the epoch by renaming a new
+ * manifest into place. A failure or crash at any point leaves the last
+ * committed epoch restorable; a failed epoch ends the run (its error is
+ * returned; the domain keeps running). Returns 0 after max_epochs,
+ * duration_ms or a stop from wait(). The domain keeps running.
+ */
+int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
+			struct pvm_ckpt_cont_stats *st_out);
+
 #endif /* PVM_CHECKPOINT_H */

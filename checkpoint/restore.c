@@ -1,0 +1,916 @@
+/*
+ * Restoring a domain, and inspecting save files and checkpoint directories.
+ *
+ *   pvm_ckpt_restore()
+ *     sr_in_open()          the xl header and its config (which domain)
+ *     check the name        unique on the host, as with xl
+ *     domain_create         paused; the saved domid if free
+ *     pvm_ckpt_read()       pages go into the domain as they arrive
+ *                           (batched through map_pages WRITE); the last
+ *                           vCPU/event-channel/grant state is kept aside
+ *     [dir] each committed delta stream, in epoch order, the same way
+ *     load state            only now: every stream's checksum matched
+ *     unpause               unless asked to stay paused
+ *
+ * Any failure destroys the new domain; nothing else on the host changes.
+ *
+ *   pvm_ckpt_inspect()     the same walk with no hypervisor (verify)
+ */
+#include "checkpoint/sr.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- the config header -------------------------------------------------- */
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		out[i] = (uint8_t)v;
+	}
+	return s[2 * n] == '\0' ? 0 : -EINVAL;
+}
+
+static int set_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size)
+		return -E2BIG;
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+/* Parses the config text (@len bytes, NUL padding allowed at the end). */
+static int parse_config(const char *text, size_t len, struct sr_config *c,
+			const char *path, struct sr_err *e)
+{
+	uint8_t want[CKPT_DIGEST_LEN], got[CKPT_DIGEST_LEN];
+	bool have_sum = false, have_pages = false;
+	struct ckpt_digest d;
+	size_t off = 0;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	while (len && text[len - 1] == '\0')
+		len--;
+	while (off < len) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t ll = nl ? (size_t)(nl - (text + off)) : len - off;
+		char line[512], key[64], val[400], *eq, *end;
+		const char *v;
+		unsigned long long num;
+
+		if (ll >= sizeof(line))
+			return sr_fail(e, -EBADMSG, "%s: config line at offset "
+				       "%zu is too long", path, off);
+		memcpy(line, text + off, ll);
+		line[ll] = '\0';
+		if (!strncmp(line, "pvmig_config_sha256 = \"", 23)) {
+			char *q = strchr(line + 23, '"');
+
+			ckpt_digest_init(&d);
+			rc = ckpt_digest_start(&d);
+			if (!rc) {
+				ckpt_digest_update(&d, text, off);
+				rc = ckpt_digest_peek(&d, got);
+			}
+			ckpt_digest_dispose(&d);
+			if (rc)
+				return sr_fail(e, rc, "cannot compute a digest");
+			if (!q || q[1] || (*q = '\0', unhex(line + 23, want,
+							    sizeof(want))))
+				return sr_fail(e, -EBADMSG, "%s: config "
+					       "checksum line is damaged", path);
+			if (memcmp(want, got, sizeof(got)))
+				return sr_fail(e, -EBADMSG, "%s: the domain "
+					       "config in the xl header is "
+					       "damaged (checksum mismatch)",
+					       path);
+			have_sum = true;
+			off += ll + (nl ? 1 : 0);
+			if (off < len)
+				return sr_fail(e, -EBADMSG, "%s: config text "
+					       "after its checksum", path);
+			break;
+		}
+		off += ll + (nl ? 1 : 0);
+		if (!ll || line[0] == '#')
+			continue;
+		eq = strstr(line, " = ");
+		if (!eq || eq == line || (size_t)(eq - line) >= sizeof(key))
+			return sr_fail(e, -EBADMSG, "%s: bad config line '%s'",
+				       path, line);
+		memcpy(key, line, (size_t)(eq - line));
+		key[eq - line] = '\0';
+		v = eq + 3;
+		if (v[0] == '"') {
+			size_t vl = strlen(v);
+
+			if (vl < 2 || v[vl - 1] != '"' ||
+			    memchr(v + 1, '"', vl - 2) || vl - 2 >= sizeof(val))
+				return sr_fail(e, -EBADMSG, "%s: bad config "
+					       "line '%s'", path, line);
+			memcpy(val, v + 1, vl - 2);
+			val[vl - 2] = '\0';
+			if (!strcmp(key, "name"))
+				rc = set_str(c->name, sizeof(c->name), val);
+			else if (!strcmp(key, "pvmig_image"))
+				rc = set_str(c->image, sizeof(c->image), val);
+			else if (!strcmp(key, "pvmig_kind"))
+				rc = set_str(c->kind, sizeof(c->kind), val);
+			else if (!strcmp(key, "pvmig_chain"))
+				rc = set_str(c->chain, sizeof(c->chain), val);
+			else
+				rc = 0;
+			if (rc)
+				return sr_fail(e, -EBADMSG, "%s: config value "
+					       "of '%s' is too long", path, key);
+			continue;
+		}
+		errno = 0;
+		num = strtoull(v, &end, 10);
+		if (v[0] >= '0' && v[0] <= '9' && !*end && !errno) {
+			if (!strcmp(key, "vcpus"))
+				c->nr_vcpus = num > 64 ? 0 : (uint32_t)num;
+			else if (!strcmp(key, "pvmig_nr_pages")) {
+				c->nr_pages = num;
+				have_pages = true;
+			} else if (!strcmp(key, "pvmig_domid"))
+				c->domid = num > PVM_HV_DOMID_MAX ? 0
+								  : (uint32_t)num;
+			else if (!strcmp(key, "pvmig_epoch"))
+				c->epoch = num > SR_EPOCHS_MAX ? UINT32_MAX
+							       : (uint32_t)num;
+			continue;
+		}
+		return sr_fail(e, -EBADMSG, "%s: bad config line '%s'", path,
+			       line);
+	}
+	if (!have_sum)
+		return sr_fail(e, -EBADMSG, "%s: the domain config has no "
+			       "checksum line (damaged or not written by "
+			       "pvmig)", path);
+	if (!c->name[0] || !have_pages || !c->nr_pages ||
+	    c->nr_pages > (1ull << 28) || !c->nr_vcpus ||
+	    (strcmp(c->kind, SR_KIND_FULL) && strcmp(c->kind, SR_KIND_BASE) &&
+	     strcmp(c->kind, SR_KIND_DELTA)))
+		return sr_fail(e, -EBADMSG, "%s: the domain config lacks a "
+			       "name, a size (1 page .. 1 TiB), vCPUs or a "
+			       "known kind", path);
+	return 0;
+}
+
+int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
+	       bool *has_config_out, struct sr_err *e)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t got = 0, n;
+	uint32_t optlen;
+	int rc;
+
+	memset(in, 0, sizeof(*in));
+	*has_config_out = false;
+	if (stat(path, &st) == 0)
+		in->size = (uint64_t)st.st_size;
+	rc = pvm_ckpt_file_open(path, &in->file);
+	if (rc)
+		return sr_fail(e, rc, "cannot open %s: %s", path, strerror(-rc));
+	while (got < sizeof(in->pre)) {
+		rc = pvm_ckpt_file_read(in->file, in->pre + got,
+					sizeof(in->pre) - got, &n);
+		if (rc) {
+			sr_fail(e, rc, "%s: cannot read: %s%s", path,
+				strerror(-rc), rc == -EBADMSG ?
+					" (damaged lz4 frame)" : "");
+			goto out_close;
+		}
+		if (!n)
+			break;
+		got += n;
+	}
+	in->pre_len = got;
+	if (got < sizeof(in->pre) ||
+	    memcmp(in->pre, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN))
+		return 0; /* no xl header: the stream reader judges it */
+	optlen = pvm_get_le32(in->pre + 44);
+	if (optlen > SR_CONFIG_MAX) {
+		in->pre_off = 0;
+		return 0; /* someone else's xl file; let the reader say */
+	}
+	text = malloc(optlen ? optlen : 1);
+	if (!text) {
+		rc = sr_fail(e, -ENOMEM, "out of memory");
+		goto out_close;
+	}
+	for (got = 0; got < optlen; got += n) {
+		rc = pvm_ckpt_file_read(in->file, text + got, optlen - got, &n);
+		if (!rc && !n)
+			rc = -EBADMSG;
+		if (rc) {
+			sr_fail(e, rc, "%s: truncated in the xl header's "
+				"config data", path);
+			goto out_close;
+		}
+	}
+	if (optlen < 8 || memcmp(text, "# pvmig ", 8)) {
+		/* An xl file with xl's own config: give the reader the
+		 * whole header again? It was consumed; treat as foreign. */
+		rc = sr_fail(e, -ENOTSUP, "%s: an xl save file without a "
+			     "pvmig domain config: pvmig restores only what "
+			     "pvmig saved", path);
+		goto out_close;
+	}
+	rc = parse_config(text, optlen, c, path, e);
+	if (rc)
+		goto out_close;
+	/* The xl header is consumed; the stream starts at the libxl header. */
+	in->pre_len = in->pre_off = 0;
+	*has_config_out = true;
+	free(text);
+	return 0;
+
+out_close:
+	free(text);
+	sr_in_close(in);
+	return rc;
+}
+
+int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out)
+{
+	struct sr_in *in = ctx;
+
+	if (in->pre_off < in->pre_len) {
+		size_t k = in->pre_len - in->pre_off;
+
+		if (k > len)
+			k = len;
+		memcpy(buf, in->pre + in->pre_off, k);
+		in->pre_off += k;
+		*got_out = k;
+		return 0;
+	}
+	return pvm_ckpt_file_read(in->file, buf, len, got_out);
+}
+
+void sr_in_close(struct sr_in *in)
+{
+	pvm_ckpt_file_close(in->file);
+	in->file = NULL;
+}
+
+/* After the stream's END: the file must end too. */
+static int check_eof(struct sr_in *in, const char *path, struct sr_err *e)
+{
+	uint8_t extra;
+	size_t got = 0;
+	int rc = sr_in_read(in, &extra, 1, &got);
+
+	if (rc)
+		return sr_fail(e, rc, "%s: after the stream: %s", path,
+			       strerror(-rc));
+	if (got)
+		return sr_fail(e, -EBADMSG, "%s: bytes after the final END "
+			       "record (damaged or appended to)", path);
+	return 0;
+}
+
+int sr_read_fail(struct sr_err *e, const char *path,
+		 const struct pvm_ckpt_info *info, int rc)
+{
+	if (e->rc)
+		return e->rc; /* a handler of ours failed first */
+	return sr_fail(e, rc, "%s: %s", path,
+		       info->error_msg[0] ? info->error_msg : strerror(-rc));
+}
+
+/* ---- the restore reader's handlers --------------------------------------- */
+
+struct rctx {
+	struct pvm_hv *hv;
+	uint32_t domid;
+	uint64_t nr_pages;
+	struct sr_err *e;
+	/* a batch of pages waiting for one map_pages(WRITE) */
+	uint64_t pfns[SR_BATCH];
+	uint8_t *stage; /* SR_BATCH pages, owned */
+	size_t n;
+	uint64_t pages;
+	/* the newest state seen, applied after the last stream */
+	struct pvm_buf vcpus;
+	struct pvm_ckpt_evtchn *evtchns; /* owned */
+	size_t nr_evtchns;
+	bool have_evtchns;
+	struct pvm_ckpt_grant *grants;   /* owned */
+	struct pvm_ckpt_grant_table gt;
+	bool have_grants;
+	/* progress */
+	const struct pvm_ckpt_restore_cfg *cfg;
+	uint64_t bytes_before, total_bytes, next_report;
+	struct sr_in *in;
+};
+
+static int flush(struct rctx *x)
+{
+	int errs[SR_BATCH];
+	void *map;
+	int rc;
+
+	if (!x->n)
+		return 0;
+	rc = x->hv->ops->map_pages(x->hv, x->domid, PVM_HV_MAP_WRITE, x->pfns,
+				   x->n, errs, &map);
+	if (rc)
+		return sr_fail(x->e, rc, "domain %u: cannot map pages to fill "
+			       "them: %s", x->domid, strerror(-rc));
+	for (size_t i = 0; i < x->n; i++) {
+		if (errs[i]) {
+			rc = sr_fail(x->e, errs[i], "domain %u: cannot map "
+				     "pfn %llu: %s", x->domid,
+				     (unsigned long long)x->pfns[i],
+				     strerror(-errs[i]));
+			break;
+		}
+		memcpy((uint8_t *)map + i * PVM_PAGE_SIZE,
+		       x->stage + i * PVM_PAGE_SIZE, PVM_PAGE_SIZE);
+	}
+	x->hv->ops->unmap_pages(x->hv, map, x->n);
+	x->pages += x->n;
+	x->n = 0;
+	return rc;
+}
+
+static void progress(struct rctx *x)
+{
+	struct pvm_ckpt_progress p = { .phase = "restore" };
+	uint64_t off = x->bytes_before;
+
+	if (!x->cfg->progress)
+		return;
+	/* pvm_ckpt_file_read counts nothing for us: estimate by pages. */
+	off += x->pages * (PVM_PAGE_SIZE + 8);
+	if (off < x->next_report)
+		return;
+	x->next_report = off + (16u << 20);
+	p.done = x->pages;
+	p.total = x->nr_pages;
+	p.bytes = off;
+	x->cfg->progress(x->cfg->progress_ctx, &p);
+}
+
+static int on_page(void *ctx, uint64_t pfn, unsigned type, const void *data)
+{
+	struct rctx *x = ctx;
+
+	if (!data)
+		return 0; /* XALLOC/XTAB/BROKEN: fresh memory is zero */
+	x->pfns[x->n] = pfn;
+	memcpy(x->stage + x->n * PVM_PAGE_SIZE, data, PVM_PAGE_SIZE);
+	if (++x->n == SR_BATCH) {
+		int rc = flush(x);
+
+		progress(x);
+		return rc;
+	}
+	return 0;
+}
+
+static int on_meta(void *ctx, const struct pvm_ckpt_meta *m)
+{
+	struct rctx *x = ctx;
+
+	if (m->nr_pages != x->nr_pages)
+		return sr_fail(x->e, -EBADMSG, "META says %llu pages, the "
+			       "config %llu: the file is inconsistent",
+			       (unsigned long long)m->nr_pages,
+			       (unsigned long long)x->nr_pages);
+	return 0;
+}
+
+static int on_hvm_context(void *ctx, const void *blob, size_t len)
+{
+	struct rctx *x = ctx;
+
+	pvm_buf_reset(&x->vcpus);
+	pvm_buf_put_bytes(&x->vcpus, blob, len);
+	return x->vcpus.err ? sr_fail(x->e, -E2BIG, "HVM_CONTEXT too large")
+			    : 0;
+}
+
+static int on_evtchns(void *ctx, const struct pvm_ckpt_evtchn *v, size_t n)
+{
+	struct rctx *x = ctx;
+	struct pvm_ckpt_evtchn *copy = malloc((n ? n : 1) * sizeof(*v));
+
+	if (!copy)
+		return sr_fail(x->e, -ENOMEM, "out of memory");
+	memcpy(copy, v, n * sizeof(*v));
+	free(x->evtchns);
+	x->evtchns = copy;
+	x->nr_evtchns = n;
+	x->have_evtchns = true;
+	return 0;
+}
+
+static int on_grants(void *ctx, const struct pvm_ckpt_grant_table *g)
+{
+	struct rctx *x = ctx;
+	struct pvm_ckpt_grant *copy =
+		malloc((g->count ? g->count : 1) * sizeof(*copy));
+
+	if (!copy)
+		return sr_fail(x->e, -ENOMEM, "out of memory");
+	memcpy(copy, g->entries, g->count * sizeof(*copy));
+	free(x->grants);
+	x->grants = copy;
+	x->gt = *g;
+	x->gt.entries = copy;
+	x->have_grants = true;
+	return 0;
+}
+
+static int on_device(void *ctx, const struct pvm_ckpt_device *d)
+{
+	/* PV device state is restored by pvquiesce (a later issue). */
+	pvm_warn("restore: device %u/%u in the stream is not re-created yet",
+		 d->dev_type, d->devid);
+	return 0;
+}
+
+static const struct pvm_ckpt_read_ops restore_ops = {
+	.meta = on_meta,
+	.page = on_page,
+	.hvm_context = on_hvm_context,
+	.evtchns = on_evtchns,
+	.grants = on_grants,
+	.device = on_device,
+};
+
+/* ---- loading the state --------------------------------------------------- */
+
+#define SR_VCPU_MAGIC 0x636d7670u
+
+static int load_vcpus(struct rctx *x, uint32_t nr_vcpus)
+{
+	struct pvm_cursor c;
+	uint32_t magic = 0, count = 0;
+
+	pvm_cursor_init(&c, x->vcpus.data, x->vcpus.len);
+	pvm_cursor_u32(&c, &magic);
+	pvm_cursor_u32(&c, &count);
+	if (c.err || magic != SR_VCPU_MAGIC || count != nr_vcpus)
+		return sr_fail(x->e, -EBADMSG, "HVM_CONTEXT: not pvmig's vCPU "
+			       "state for %u vCPUs", nr_vcpus);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t v = 0, len = 0;
+		const uint8_t *p = NULL;
+		int rc;
+
+		pvm_cursor_u32(&c, &v);
+		pvm_cursor_u32(&c, &len);
+		pvm_cursor_bytes(&c, len, &p);
+		pvm_cursor_skip(&c, (8 - len % 8) % 8);
+		if (c.err || v >= nr_vcpus)
+			return sr_fail(x->e, -EBADMSG, "HVM_CONTEXT: vCPU "
+				       "entry %u is malformed", i);
+		rc = x->hv->ops->vcpu_context_set(x->hv, x->domid, v, p, len);
+		if (rc)
+			return sr_fail(x->e, rc, "domain %u: cannot load vCPU "
+				       "%u: %s", x->domid, v, strerror(-rc));
+	}
+	return 0;
+}
+
+static int load_grants(struct rctx *x)
+{
+	struct pvm_buf cur, set;
+	struct pvm_cursor c;
+	uint32_t version = 0, frames = 0, nent = 0, res = 0;
+	uint64_t pfn = 0;
+	uint32_t *table = NULL;
+	int rc;
+
+	pvm_buf_init(&cur, SR_STATE_MAX);
+	pvm_buf_init(&set, SR_STATE_MAX);
+	/* The new domain's table layout, to put the saved entries in. */
+	rc = x->hv->ops->grant_state_get(x->hv, x->domid, &cur);
+	if (rc) {
+		sr_fail(x->e, rc, "domain %u: cannot read its grant table: %s",
+			x->domid, strerror(-rc));
+		goto out;
+	}
+	pvm_cursor_init(&c, cur.data, cur.len);
+	pvm_cursor_u32(&c, &version);
+	pvm_cursor_u32(&c, &frames);
+	pvm_cursor_u64(&c, &pfn);
+	pvm_cursor_u32(&c, &nent);
+	pvm_cursor_u32(&c, &res);
+	if (c.err || frames != x->gt.nr_frames ||
+	    nent > frames * PVM_CKPT_GRANT_V1_PER_FRAME) {
+		rc = sr_fail(x->e, -ENOTSUP, "the saved grant table has %u "
+			     "frames, this host's domain %u", x->gt.nr_frames,
+			     frames);
+		goto out;
+	}
+	table = calloc(nent ? nent : 1, 8);
+	if (!table) {
+		rc = sr_fail(x->e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < x->gt.count; i++) {
+		const struct pvm_ckpt_grant *g = &x->grants[i];
+
+		if (g->ref >= nent || g->frame > UINT32_MAX) {
+			rc = sr_fail(x->e, -EBADMSG, "PVMIG_GRANT: entry %u "
+				     "does not fit the table", g->ref);
+			goto out;
+		}
+		table[2 * g->ref] = g->flags | ((uint32_t)g->domid << 16);
+		table[2 * g->ref + 1] = (uint32_t)g->frame;
+	}
+	pvm_buf_put_u32(&set, version);
+	pvm_buf_put_u32(&set, frames);
+	pvm_buf_put_u64(&set, pfn);
+	pvm_buf_put_u32(&set, nent);
+	pvm_buf_put_u32(&set, 0);
+	for (uint32_t i = 0; i < 2 * nent; i++)
+		pvm_buf_put_u32(&set, table[i]);
+	rc = set.err ? set.err
+		     : x->hv->ops->grant_state_set(x->hv, x->domid, set.data,
+						   set.len);
+	if (rc)
+		sr_fail(x->e, rc, "domain %u: cannot load its grant table: %s",
+			x->domid, strerror(-rc));
+out:
+	free(table);
+	pvm_buf_dispose(&cur);
+	pvm_buf_dispose(&set);
+	return rc;
+}
+
+static int load_evtchns(struct rctx *x)
+{
+	struct pvm_buf b;
+	int rc;
+
+	pvm_buf_init(&b, SR_STATE_MAX);
+	pvm_buf_put_u32(&b, 1);
+	pvm_buf_put_u32(&b, (uint32_t)x->nr_evtchns);
+	for (size_t i = 0; i < x->nr_evtchns; i++) {
+		const struct pvm_ckpt_evtchn *v = &x->evtchns[i];
+
+		if (v->kind != PVM_CKPT_EVTCHN_UNBOUND &&
+		    v->kind != PVM_CKPT_EVTCHN_INTERDOMAIN) {
+			pvm_buf_dispose(&b);
+			return sr_fail(x->e, -ENOTSUP, "event channel %u: "
+				       "kind %u cannot be restored here",
+				       v->port, v->kind);
+		}
+		pvm_buf_put_u32(&b, v->port);
+		pvm_buf_put_u16(&b, v->kind == PVM_CKPT_EVTCHN_INTERDOMAIN ? 2
+									  : 1);
+		pvm_buf_put_u16(&b, v->remote_domid);
+		pvm_buf_put_u32(&b, v->remote);
+		pvm_buf_put_u32(&b, 0);
+	}
+	rc = b.err ? b.err
+		   : x->hv->ops->evtchn_state_set(x->hv, x->domid, b.data,
+						  b.len);
+	pvm_buf_dispose(&b);
+	if (rc)
+		return sr_fail(x->e, rc, "domain %u: cannot re-create its "
+			       "event channels: %s", x->domid, strerror(-rc));
+	return 0;
+}
+
+/* ---- the walk over one stream file ---------------------------------------- */
+
+/* Opens @path and checks its config against what the walk expects:
+ * @want_kind NULL for "full or base"; @chain/@epoch for a delta. */
+static int open_checked(struct sr_in *in, const char *path,
+			struct sr_config *c, const char *want_kind,
+			const struct sr_config *first, struct sr_err *e)
+{
+	bool has;
+
+	if (sr_in_open(in, path, c, &has, e))
+		return e->rc;
+	if (!has) {
+		sr_in_close(in);
+		return sr_fail(e, -ENOTSUP, "%s: no pvmig domain config (an "
+			       "xl header with it comes first in every file "
+			       "pvmig saves): cannot tell what domain to "
+			       "create", path);
+	}
+	if (!want_kind && !strcmp(c->kind, SR_KIND_DELTA)) {
+		sr_in_close(in);
+		return sr_fail(e, -EINVAL, "%s is epoch %u of a continuous "
+			       "checkpoint, not a whole image: restore its "
+			       "directory", path, c->epoch);
+	}
+	if (want_kind && (strcmp(c->kind, want_kind) ||
+			  (first && (strcmp(c->chain, first->chain) ||
+				     c->nr_pages != first->nr_pages)))) {
+		sr_in_close(in);
+		return sr_fail(e, -EBADMSG, "%s: not the %s of checkpoint run "
+			       "%s (kind %s, run %s)", path, want_kind,
+			       first ? first->chain : "?", c->kind, c->chain);
+	}
+	return 0;
+}
+
+static int read_one(struct rctx *x, struct sr_in *in, const char *path,
+		    uint64_t max_pfns, struct pvm_ckpt_info *info)
+{
+	struct pvm_ckpt_read_cfg rc_cfg = {
+		.read = sr_in_read,
+		.read_ctx = in,
+		.ops = x ? &restore_ops : NULL,
+		.ops_ctx = x,
+		.max_pfns = max_pfns,
+		.max_record = PVM_CKPT_REC_LENGTH_XEN_MAX,
+		.flags = PVM_CKPT_READ_REQUIRE_CHECKSUM,
+	};
+	struct sr_err *e = x->e;
+	int rc;
+
+	x->in = in;
+	rc = pvm_ckpt_read(&rc_cfg, info);
+	if (rc)
+		return sr_read_fail(e, path, info, rc);
+	if (check_eof(in, path, e))
+		return e->rc;
+	x->bytes_before += info->bytes;
+	return 0;
+}
+
+static bool name_taken(struct pvm_hv *hv, const char *name, uint32_t *domid)
+{
+	struct pvm_hv_dominfo *all = calloc(1024, sizeof(*all));
+	size_t n = 0;
+	bool taken = false;
+
+	if (!all)
+		return false;
+	hv->ops->domain_list(hv, all, 1024, &n);
+	for (size_t i = 0; i < n && !taken; i++)
+		if (!strcmp(all[i].name, name)) {
+			taken = true;
+			*domid = all[i].domid;
+		}
+	free(all);
+	return taken;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
+		     struct pvm_ckpt_restore_stats *st_out)
+{
+	struct pvm_ckpt_restore_stats local;
+	struct pvm_ckpt_restore_stats *st = st_out ? st_out : &local;
+	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_hv_domain_config dc = { 0 };
+	struct rctx x = { 0 };
+	struct sr_manifest m = { 0 };
+	struct sr_config c, first;
+	struct pvm_ckpt_info info;
+	struct sr_in in = { 0 };
+	struct pvm_hv *hv;
+	char path[4096];
+	bool created = false, dir;
+	uint32_t taken, last = 0;
+	uint64_t t0 = pvm_now_ns();
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	pvm_buf_init(&x.vcpus, SR_STATE_MAX);
+	if (!cfg || !cfg->hv || !cfg->path) {
+		rc = sr_fail(&e, -EINVAL, "bad restore arguments");
+		goto out;
+	}
+	hv = cfg->hv;
+	x.hv = hv;
+	x.e = &e;
+	x.cfg = cfg;
+	dir = is_dir(cfg->path);
+	if (dir) {
+		if (sr_manifest_read(cfg->path, &m, &e))
+			goto out_rc;
+		last = m.epoch;
+		sr_epoch_path(path, sizeof(path), cfg->path, m.chain, 0, m.lz4);
+	} else {
+		snprintf(path, sizeof(path), "%s", cfg->path);
+	}
+	if (open_checked(&in, path, &c, dir ? SR_KIND_BASE : NULL, NULL, &e))
+		goto out_rc;
+	if (dir && (strcmp(c.chain, m.chain) || c.nr_pages != m.nr_pages)) {
+		sr_fail(&e, -EBADMSG, "%s: does not belong to the manifest's "
+			"checkpoint run %s", path, m.chain);
+		goto out_close;
+	}
+	first = c;
+	if (name_taken(hv, c.name, &taken)) {
+		sr_fail(&e, -EEXIST, "a domain named '%s' exists on this host "
+			"(domid %u): destroy or rename it first", c.name, taken);
+		goto out_close;
+	}
+	x.stage = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
+	if (!x.stage) {
+		rc = sr_fail(&e, -ENOMEM, "out of memory");
+		goto out_close;
+	}
+	dc.domid = c.domid ? c.domid : PVM_HV_DOMID_ANY;
+	dc.nr_pages = c.nr_pages;
+	dc.nr_vcpus = c.nr_vcpus;
+	dc.start_paused = true;
+	dc.name = c.name;
+	dc.image = c.image[0] ? c.image : NULL;
+	rc = hv->ops->domain_create(hv, &dc, &x.domid);
+	if (rc == -EEXIST) {
+		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
+		rc = hv->ops->domain_create(hv, &dc, &x.domid);
+	}
+	if (rc) {
+		sr_fail(&e, rc, "cannot create domain '%s' (%llu MiB, %u "
+			"vCPUs): %s", c.name,
+			(unsigned long long)(c.nr_pages >> 8), c.nr_vcpus,
+			strerror(-rc));
+		goto out_close;
+	}
+	created = true;
+	x.nr_pages = c.nr_pages;
+	if (read_one(&x, &in, path, c.nr_pages, &info))
+		goto out_close;
+	sr_in_close(&in);
+	st->files = 1;
+	for (uint32_t ep = 1; dir && ep <= last; ep++) {
+		sr_epoch_path(path, sizeof(path), cfg->path, m.chain, ep, m.lz4);
+		if (open_checked(&in, path, &c, SR_KIND_DELTA, &first, &e))
+			goto out_rc;
+		if (c.epoch != ep) {
+			sr_fail(&e, -EBADMSG, "%s: holds epoch %u, expected %u",
+				path, c.epoch, ep);
+			goto out_close;
+		}
+		if (read_one(&x, &in, path, c.nr_pages, &info))
+			goto out_close;
+		sr_in_close(&in);
+		st->files++;
+	}
+	if (flush(&x))
+		goto out_rc;
+	/* Every stream's checksum matched: now the state may go in. */
+	if (!x.vcpus.len) {
+		sr_fail(&e, -EBADMSG, "%s: no HVM_CONTEXT (vCPU state)", path);
+		goto out_rc;
+	}
+	if (load_vcpus(&x, first.nr_vcpus))
+		goto out_rc;
+	if (x.have_grants && load_grants(&x))
+		goto out_rc;
+	if (x.have_evtchns && x.nr_evtchns && load_evtchns(&x))
+		goto out_rc;
+	if (cfg->digest) {
+		if (sr_mem_digest(hv, x.domid, first.nr_pages, st->mem_digest,
+				  &e))
+			goto out_rc;
+		st->has_digest = true;
+	}
+	if (!cfg->paused) {
+		rc = hv->ops->domain_unpause(hv, x.domid);
+		if (rc) {
+			sr_fail(&e, rc, "domain %u: cannot unpause it: %s",
+				x.domid, strerror(-rc));
+			goto out_rc;
+		}
+	}
+	st->domid = x.domid;
+	snprintf(st->name, sizeof(st->name), "%s", first.name);
+	st->pages = x.pages;
+	st->bytes = x.bytes_before;
+	st->epoch = last;
+	pvm_info("restored domain %u '%s' from %s%s", x.domid, first.name,
+		 cfg->path, cfg->paused ? " (paused)" : "");
+	rc = 0;
+	created = false;
+	goto out;
+
+out_close:
+	sr_in_close(&in);
+out_rc:
+	rc = e.rc ? e.rc : -EIO;
+out:
+	if (created)
+		hv->ops->domain_destroy(hv, x.domid);
+	free(x.stage);
+	free(x.evtchns);
+	free(x.grants);
+	pvm_buf_dispose(&x.vcpus);
+	st->total_ns = pvm_now_ns() - t0;
+	return rc;
+}
+
+/* ---- inspect --------------------------------------------------------------- */
+
+static void add_info(struct pvm_ckpt_image *out, const struct pvm_ckpt_info *i,
+		     uint64_t size)
+{
+	out->files++;
+	out->file_bytes += size;
+	out->pages += i->pages;
+	out->records += i->records;
+	out->devices += i->devices;
+	out->evtchns += i->evtchns;
+	out->grants += i->grants;
+	out->info = *i;
+}
+
+static int inspect_file(const char *path, struct pvm_ckpt_image *out,
+			const char *want_kind, const struct sr_config *first,
+			uint32_t want_epoch, struct sr_err *e)
+{
+	struct sr_in in;
+	struct sr_config c;
+	struct pvm_ckpt_info info;
+	bool has = false;
+	int rc;
+
+	if (sr_in_open(&in, path, &c, &has, e))
+		return e->rc;
+	out->lz4 = out->files == 0 ? pvm_ckpt_file_is_lz4(in.file) : out->lz4;
+	if (has && out->files == 0) {
+		out->has_config = true;
+		snprintf(out->kind, sizeof(out->kind), "%s", c.kind);
+		snprintf(out->name, sizeof(out->name), "%s", c.name);
+		snprintf(out->image, sizeof(out->image), "%s", c.image);
+		out->nr_pages = c.nr_pages;
+		out->nr_vcpus = c.nr_vcpus;
+		out->domid = c.domid;
+		out->epoch = c.epoch;
+	}
+	if (want_kind && (!has || strcmp(c.kind, want_kind) ||
+			  (first && (strcmp(c.chain, first->chain) ||
+				     c.epoch != want_epoch)))) {
+		sr_in_close(&in);
+		return sr_fail(e, -EBADMSG, "%s: not epoch %u of checkpoint "
+			       "run %s", path, want_epoch,
+			       first ? first->chain : "?");
+	}
+	rc = pvm_ckpt_verify(sr_in_read, &in, has ? c.nr_pages : 0, &info);
+	if (rc) {
+		out->info = info;
+		sr_read_fail(e, path, &info, rc);
+	} else if (!check_eof(&in, path, e)) {
+		if (has && info.has_meta && info.meta.nr_pages != c.nr_pages)
+			sr_fail(e, -EBADMSG, "%s: META and config disagree on "
+				"the size", path);
+		else if (info.checksum != PVM_CKPT_CSUM_OK && has)
+			sr_fail(e, -EBADMSG, "%s: no PVMIG_CHECKSUM record", path);
+		add_info(out, &info, in.size);
+	}
+	sr_in_close(&in);
+	return e->rc;
+}
+
+int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out)
+{
+	struct sr_err e = { .msg = out->err_msg };
+	struct sr_manifest m;
+	struct sr_config first = { 0 };
+	char p[4096];
+
+	memset(out, 0, sizeof(*out));
+	if (!path)
+		return sr_fail(&e, -EINVAL, "no path");
+	if (!is_dir(path))
+		return inspect_file(path, out, NULL, NULL, 0, &e);
+	out->is_dir = true;
+	if (sr_manifest_read(path, &m, &e))
+		return e.rc;
+	sr_epoch_path(p, sizeof(p), path, m.chain, 0, m.lz4);
+	snprintf(first.chain, sizeof(first.chain), "%s", m.chain);
+	if (inspect_file(p, out, SR_KIND_BASE, &first, 0, &e))
+		return e.rc;
+	for (uint32_t ep = 1; ep <= m.epoch; ep++) {
+		sr_epoch_path(p, sizeof(p), path, m.chain, ep, m.lz4);
+		if (inspect_file(p, out, SR_KIND_DELTA, &first, ep, &e))
+			return e.rc;
+	}
+	out->epoch = m.epoch;
+	snprintf(out->kind, sizeof(out->kind), "%s", "dir");
+	return 0;
+}

@@ -1,0 +1,752 @@
+/*
+ * Saving a domain: the hv ops on one side, the stream writer on the other.
+ *
+ *   pvm_ckpt_save()
+ *     sr_config_of()          what the domain is (name, size, image)
+ *     sr_out_open()           path.tmp, xl header + config, stream headers
+ *     [live] logdirty_enable, round 0 (every page), rounds of dirty pages
+ *            until precopy_policy() says stop
+ *     pause                   the one pause
+ *     [live] last dirty pages; [cold] every page
+ *     sr_state_get/write()    vCPUs (HVM_CONTEXT), event channels, grants
+ *     [keep] unpause
+ *     sr_out_commit()         CHECKSUM, END, fsync, rename over path
+ *     [!keep] destroy         only once the file is committed
+ *
+ * A failure anywhere before the commit unpauses the domain (if we paused
+ * it), turns log-dirty off and removes path.tmp: the domain runs on and
+ * an old file at path is untouched.
+ */
+#include "checkpoint/sr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "hv/sim/sim.h"
+
+int sr_fail(struct sr_err *e, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e->rc)
+		return e->rc;
+	e->rc = rc;
+	if (e->msg) {
+		va_start(ap, fmt);
+		vsnprintf(e->msg, PVM_CKPT_ERR_MAX, fmt, ap);
+		va_end(ap);
+		pvm_err("%s", e->msg);
+	}
+	return rc;
+}
+
+/* ---- the domain config header (docs/stream-format.md §7.1) ------------- */
+
+static bool config_string_ok(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+			return false;
+	return true;
+}
+
+static void hex(char *out, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* The option data: xl.cfg lines, the last one a SHA-256 of the others. */
+static int config_text(const struct sr_config *c, struct pvm_buf *b)
+{
+	struct ckpt_digest d;
+	uint8_t dg[CKPT_DIGEST_LEN];
+	char line[512], hx[2 * CKPT_DIGEST_LEN + 1];
+	int rc, n;
+
+	if (!config_string_ok(c->name) || !config_string_ok(c->image) ||
+	    !config_string_ok(c->chain))
+		return -EINVAL;
+#define LINE(...)                                                      \
+	do {                                                           \
+		n = snprintf(line, sizeof(line), __VA_ARGS__);         \
+		pvm_buf_put_bytes(b, line, (size_t)n);                 \
+	} while (0)
+	LINE("# pvmig domain config (xl.cfg syntax), version 1\n");
+	LINE("name = \"%s\"\n", c->name);
+	LINE("type = \"hvm\"\n");
+	LINE("memory = %llu\n", (unsigned long long)(c->nr_pages >> 8));
+	LINE("vcpus = %u\n", c->nr_vcpus);
+	LINE("pvmig_nr_pages = %llu\n", (unsigned long long)c->nr_pages);
+	LINE("pvmig_domid = %u\n", c->domid);
+	LINE("pvmig_image = \"%s\"\n", c->image);
+	LINE("pvmig_kind = \"%s\"\n", c->kind);
+	LINE("pvmig_chain = \"%s\"\n", c->chain);
+	LINE("pvmig_epoch = %u\n", c->epoch);
+	if (b->err)
+		return b->err;
+	ckpt_digest_init(&d);
+	rc = ckpt_digest_start(&d);
+	if (!rc) {
+		ckpt_digest_update(&d, b->data, b->len);
+		rc = ckpt_digest_peek(&d, dg);
+	}
+	ckpt_digest_dispose(&d);
+	if (rc)
+		return rc;
+	hex(hx, dg, sizeof(dg));
+	LINE("pvmig_config_sha256 = \"%s\"\n", hx);
+#undef LINE
+	pvm_buf_pad(b, 8);
+	return b->err;
+}
+
+int sr_out_open(struct sr_out *o, const char *path, bool lz4,
+		const struct sr_config *c, struct sr_err *e)
+{
+	struct pvm_ckpt_write_cfg wc = { .write = pvm_ckpt_file_write };
+	struct pvm_ckpt_meta meta = { 0 };
+	uint8_t hdr[PVM_CKPT_XL_HDR_SIZE];
+	struct pvm_buf text;
+	int rc;
+
+	o->file = NULL;
+	o->w = NULL;
+	pvm_buf_init(&text, SR_CONFIG_MAX);
+	rc = config_text(c, &text);
+	if (rc) {
+		sr_fail(e, rc, "domain %u: cannot describe its config (name "
+			"or image has characters a config cannot hold)", c->domid);
+		goto out;
+	}
+	rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0, &o->file);
+	if (rc) {
+		sr_fail(e, rc, "cannot create %s.tmp: %s (is the directory "
+			"there and writable?)", path, strerror(-rc));
+		goto out;
+	}
+	/* The xl save-file header: xl's own reader and ours skip to the
+	 * libxl stream after it; its option data is our config. */
+	memcpy(hdr, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN);
+	pvm_put_le32(hdr + 32, PVM_CKPT_XL_BYTEORDER);
+	pvm_put_le32(hdr + 36, PVM_CKPT_XL_MANDATORY_STREAMV2);
+	pvm_put_le32(hdr + 40, 0);
+	pvm_put_le32(hdr + 44, (uint32_t)text.len);
+	rc = pvm_ckpt_file_write(o->file, hdr, sizeof(hdr));
+	if (!rc)
+		rc = pvm_ckpt_file_write(o->file, text.data, text.len);
+	if (rc) {
+		sr_fail(e, rc, "cannot write %s.tmp: %s", path, strerror(-rc));
+		goto out_abort;
+	}
+	wc.write_ctx = o->file;
+	rc = pvm_ckpt_writer_new(&wc, &o->w);
+	if (rc) {
+		sr_fail(e, rc, "cannot start a stream writer: %s", strerror(-rc));
+		goto out_abort;
+	}
+	meta.nr_pages = c->nr_pages;
+	meta.nr_vcpus = c->nr_vcpus;
+	meta.domid = c->domid;
+	snprintf(meta.name, sizeof(meta.name), "%s", c->name);
+	rc = pvm_ckpt_write_begin(o->w, &meta);
+	if (rc) {
+		sr_fail(e, rc, "cannot write the stream headers to %s.tmp: %s",
+			path, strerror(-rc));
+		goto out_abort;
+	}
+	pvm_buf_dispose(&text);
+	return 0;
+
+out_abort:
+	sr_out_abort(o);
+out:
+	pvm_buf_dispose(&text);
+	return rc;
+}
+
+int sr_out_commit(struct sr_out *o, struct sr_err *e)
+{
+	int rc = pvm_ckpt_write_finish(o->w);
+
+	if (rc)
+		return sr_fail(e, rc, "cannot finish the stream: %s",
+			       strerror(-rc));
+	pvm_ckpt_writer_free(o->w);
+	o->w = NULL;
+	rc = pvm_ckpt_file_commit(o->file); /* frees it, also on failure */
+	o->file = NULL;
+	if (rc)
+		return sr_fail(e, rc, "cannot commit the file: %s (disk full?)",
+			       strerror(-rc));
+	return 0;
+}
+
+void sr_out_abort(struct sr_out *o)
+{
+	pvm_ckpt_writer_free(o->w);
+	o->w = NULL;
+	pvm_ckpt_file_abort(o->file);
+	o->file = NULL;
+}
+
+/*
+ * What the domain runs. The ops table has no slot for a domain's config
+ * (docs/save-restore.md, "changes needed"): the simulated host's guest
+ * carries its workload in its argv (PROG NR_PAGES NR_VCPUS WORKLOAD), read
+ * here from /proc. Other backends: empty (the image is in memory).
+ */
+static void domain_image(struct pvm_hv *hv, uint32_t domid, char *out,
+			 size_t len)
+{
+	char path[64], buf[1024];
+	ssize_t n;
+	pid_t pid;
+	int fd, field = 0;
+
+	out[0] = '\0';
+	if (!pvm_sim_is_sim(hv) || pvm_sim_domain_pid(hv, domid, &pid))
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i++) {
+		if (field == 3) {
+			snprintf(out, len, "%s", buf + i);
+			return;
+		}
+		if (buf[i] == '\0')
+			field++;
+	}
+}
+
+int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
+		 struct sr_err *e)
+{
+	struct pvm_hv_dominfo info;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = hv->ops->domain_info(hv, domid, &info);
+	if (rc)
+		return sr_fail(e, rc, "no domain %u on this host", domid);
+	if (info.flags & (PVM_HV_DOMINF_SHUTDOWN | PVM_HV_DOMINF_DYING))
+		return sr_fail(e, -ESRCH, "domain %u '%s' has shut down or "
+			       "died: nothing to save", domid, info.name);
+	snprintf(c->name, sizeof(c->name), "%s", info.name);
+	c->nr_pages = info.nr_pages;
+	c->nr_vcpus = info.nr_vcpus;
+	c->domid = domid;
+	domain_image(hv, domid, c->image, sizeof(c->image));
+	snprintf(c->kind, sizeof(c->kind), "%s", SR_KIND_FULL);
+	return 0;
+}
+
+/* ---- pages -------------------------------------------------------------- */
+
+int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
+		  const uint64_t *pfns, size_t n, bool zero_as_xalloc,
+		  uint8_t *bounce, struct sr_err *e)
+{
+	uint8_t types[SR_BATCH];
+	const void *data[SR_BATCH];
+	int errs[SR_BATCH];
+
+	for (size_t off = 0; off < n; off += SR_BATCH) {
+		size_t k = n - off < SR_BATCH ? n - off : SR_BATCH;
+		void *map = NULL;
+		int rc;
+
+		rc = hv->ops->map_pages(hv, domid, PVM_HV_MAP_READ, pfns + off,
+					k, errs, &map);
+		if (rc)
+			return sr_fail(e, rc, "domain %u: cannot map %zu pages "
+				       "from pfn %llu: %s", domid, k,
+				       (unsigned long long)pfns[off],
+				       strerror(-rc));
+		if (bounce) {
+			/* The guest runs: the writer reads each page twice
+			 * (digest, sink), so it must not change under it. */
+			memcpy(bounce, map, k * PVM_PAGE_SIZE);
+		}
+		for (size_t i = 0; i < k; i++) {
+			const uint8_t *p = (bounce ? bounce : (const uint8_t *)map) +
+					   i * PVM_PAGE_SIZE;
+
+			data[i] = p;
+			types[i] = PVM_CKPT_PFN_NOTAB;
+			if (errs[i])
+				types[i] = PVM_CKPT_PFN_XTAB; /* gone */
+			else if (zero_as_xalloc &&
+				 pvm_is_zero(p, PVM_PAGE_SIZE))
+				types[i] = PVM_CKPT_PFN_XALLOC;
+		}
+		rc = pvm_ckpt_write_pages(w, pfns + off, types, data, k);
+		hv->ops->unmap_pages(hv, map, k);
+		if (rc)
+			return sr_fail(e, rc, "domain %u: cannot write pages: %s",
+				       domid, strerror(-rc));
+	}
+	return 0;
+}
+
+int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+		  uint8_t out[32], struct sr_err *e)
+{
+	uint64_t pfns[SR_BATCH];
+	int errs[SR_BATCH];
+	struct ckpt_digest d;
+	int rc;
+
+	ckpt_digest_init(&d);
+	rc = ckpt_digest_start(&d);
+	for (uint64_t off = 0; !rc && off < nr_pages; off += SR_BATCH) {
+		size_t k = nr_pages - off < SR_BATCH ? nr_pages - off : SR_BATCH;
+		void *map;
+
+		for (size_t i = 0; i < k; i++)
+			pfns[i] = off + i;
+		rc = hv->ops->map_pages(hv, domid, PVM_HV_MAP_READ, pfns, k,
+					errs, &map);
+		if (rc)
+			break;
+		ckpt_digest_update(&d, map, k * PVM_PAGE_SIZE);
+		hv->ops->unmap_pages(hv, map, k);
+	}
+	if (!rc)
+		rc = ckpt_digest_peek(&d, out);
+	ckpt_digest_dispose(&d);
+	if (rc)
+		return sr_fail(e, rc, "domain %u: cannot digest memory: %s",
+			       domid, strerror(-rc));
+	return 0;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+void sr_state_init(struct sr_state *s)
+{
+	pvm_buf_init(&s->vcpus, SR_STATE_MAX);
+	pvm_buf_init(&s->evtchn, SR_STATE_MAX);
+	pvm_buf_init(&s->grant, SR_STATE_MAX);
+}
+
+void sr_state_dispose(struct sr_state *s)
+{
+	pvm_buf_dispose(&s->vcpus);
+	pvm_buf_dispose(&s->evtchn);
+	pvm_buf_dispose(&s->grant);
+}
+
+/* HVM_CONTEXT as pvmig writes it: "pvmc", count, then per vCPU
+ * {vcpu u32, len u32, context, pad to 8} (docs/stream-format.md §7.2). */
+#define SR_VCPU_MAGIC 0x636d7670u /* "pvmc" little-endian */
+
+int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
+		 struct sr_state *s, struct sr_err *e)
+{
+	struct pvm_buf one;
+	int rc = 0;
+
+	pvm_buf_reset(&s->vcpus);
+	pvm_buf_reset(&s->evtchn);
+	pvm_buf_reset(&s->grant);
+	pvm_buf_init(&one, 64 * 1024);
+	pvm_buf_put_u32(&s->vcpus, SR_VCPU_MAGIC);
+	pvm_buf_put_u32(&s->vcpus, nr_vcpus);
+	for (uint32_t v = 0; v < nr_vcpus && !rc; v++) {
+		pvm_buf_reset(&one);
+		rc = hv->ops->vcpu_context_get(hv, domid, v, &one);
+		if (rc) {
+			sr_fail(e, rc, "domain %u: cannot read vCPU %u: %s",
+				domid, v, strerror(-rc));
+			break;
+		}
+		pvm_buf_put_u32(&s->vcpus, v);
+		pvm_buf_put_u32(&s->vcpus, (uint32_t)one.len);
+		pvm_buf_put_bytes(&s->vcpus, one.data, one.len);
+		pvm_buf_pad(&s->vcpus, 8);
+	}
+	pvm_buf_dispose(&one);
+	if (rc)
+		return rc;
+	rc = hv->ops->evtchn_state_get(hv, domid, &s->evtchn);
+	if (rc)
+		return sr_fail(e, rc, "domain %u: cannot read its event "
+			       "channels: %s", domid, strerror(-rc));
+	rc = hv->ops->grant_state_get(hv, domid, &s->grant);
+	if (rc)
+		return sr_fail(e, rc, "domain %u: cannot read its grant "
+			       "table: %s", domid, strerror(-rc));
+	if (s->vcpus.err)
+		return sr_fail(e, s->vcpus.err, "domain %u: vCPU state too "
+			       "large", domid);
+	return 0;
+}
+
+/* hv evtchn format (docs/hv.md) -> PVMIG_EVTCHN entries. */
+static int write_evtchns(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
+			 struct sr_err *e)
+{
+	struct pvm_cursor c;
+	struct pvm_ckpt_evtchn *v = NULL;
+	uint32_t version = 0, count = 0;
+	int rc;
+
+	pvm_cursor_init(&c, b->data, b->len);
+	pvm_cursor_u32(&c, &version);
+	pvm_cursor_u32(&c, &count);
+	if (c.err || version != 1 || count > PVM_CKPT_EVTCHN_PORT_MAX ||
+	    pvm_cursor_remaining(&c) != (size_t)count * 16)
+		return sr_fail(e, -EBADMSG, "backend gave malformed event-"
+			       "channel state (%zu bytes)", b->len);
+	if (!count)
+		return 0;
+	v = calloc(count, sizeof(*v));
+	if (!v)
+		return sr_fail(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t port = 0, rport = 0, res = 0;
+		uint16_t st = 0, rdom = 0;
+
+		pvm_cursor_u32(&c, &port);
+		pvm_cursor_u16(&c, &st);
+		pvm_cursor_u16(&c, &rdom);
+		pvm_cursor_u32(&c, &rport);
+		pvm_cursor_u32(&c, &res);
+		v[i].port = port;
+		v[i].kind = st == 2 ? PVM_CKPT_EVTCHN_INTERDOMAIN
+				    : PVM_CKPT_EVTCHN_UNBOUND;
+		v[i].remote_domid = rdom;
+		v[i].remote = st == 2 ? rport : 0;
+	}
+	rc = pvm_ckpt_write_evtchns(w, v, count);
+	free(v);
+	if (rc)
+		return sr_fail(e, rc, "cannot write PVMIG_EVTCHN: %s",
+			       strerror(-rc));
+	return 0;
+}
+
+/* hv grant format -> PVMIG_GRANT (the in-use entries). */
+static int write_grants(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
+			struct sr_err *e)
+{
+	struct pvm_cursor c;
+	struct pvm_ckpt_grant *g = NULL;
+	struct pvm_ckpt_grant_table gt = { .version = 1 };
+	uint32_t version = 0, frames = 0, nent = 0, res = 0, n = 0;
+	uint64_t pfn = 0;
+	int rc;
+
+	pvm_cursor_init(&c, b->data, b->len);
+	pvm_cursor_u32(&c, &version);
+	pvm_cursor_u32(&c, &frames);
+	pvm_cursor_u64(&c, &pfn);
+	pvm_cursor_u32(&c, &nent);
+	pvm_cursor_u32(&c, &res);
+	if (c.err || version != 1 || !frames ||
+	    frames > PVM_CKPT_GRANT_FRAMES_MAX ||
+	    nent > frames * PVM_CKPT_GRANT_V1_PER_FRAME ||
+	    pvm_cursor_remaining(&c) != (size_t)nent * 8)
+		return sr_fail(e, -EBADMSG, "backend gave a malformed grant "
+			       "table (%zu bytes)", b->len);
+	g = calloc(nent ? nent : 1, sizeof(*g));
+	if (!g)
+		return sr_fail(e, -ENOMEM, "out of memory");
+	for (uint32_t ref = 0; ref < nent; ref++) {
+		uint32_t w0 = 0, frame = 0;
+
+		pvm_cursor_u32(&c, &w0);
+		pvm_cursor_u32(&c, &frame);
+		if (!w0 && !frame)
+			continue;
+		g[n].ref = ref;
+		g[n].flags = (uint16_t)w0;
+		g[n].domid = (uint16_t)(w0 >> 16);
+		g[n].frame = frame;
+		n++;
+	}
+	gt.nr_frames = frames;
+	gt.count = n;
+	gt.entries = g;
+	rc = pvm_ckpt_write_grants(w, &gt);
+	free(g);
+	if (rc)
+		return sr_fail(e, rc, "cannot write PVMIG_GRANT: %s",
+			       strerror(-rc));
+	return 0;
+}
+
+int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
+		   struct sr_err *e)
+{
+	int rc = pvm_ckpt_write_hvm_context(w, s->vcpus.data, s->vcpus.len);
+
+	if (rc)
+		return sr_fail(e, rc, "cannot write HVM_CONTEXT: %s",
+			       strerror(-rc));
+	if (write_evtchns(w, &s->evtchn, e) || write_grants(w, &s->grant, e))
+		return e->rc;
+	return 0;
+}
+
+/* ---- pvm_ckpt_save ------------------------------------------------------ */
+
+#define DEFAULT_ROUNDS 8u
+#define CONVERGED_PAGES 256u /* 1 MiB left: pause */
+
+/*
+ * The convergence decision, beside the loop rather than inside it (Xen's
+ * simple_precopy_policy): stop pre-copying when little is left, when the
+ * rounds are used up, or when a round did not shrink the dirty set.
+ */
+static bool precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
+			 size_t prev_dirty)
+{
+	return dirty <= CONVERGED_PAGES || round >= max_rounds ||
+	       (round > 2 && dirty >= prev_dirty);
+}
+
+static void report(const struct pvm_ckpt_save_cfg *cfg, const char *phase,
+		   uint32_t round, uint64_t done, uint64_t total,
+		   struct pvm_ckpt_writer *w)
+{
+	struct pvm_ckpt_progress p = {
+		.phase = phase, .round = round, .done = done, .total = total,
+		.bytes = pvm_ckpt_writer_offset(w),
+	};
+
+	if (cfg->progress)
+		cfg->progress(cfg->progress_ctx, &p);
+}
+
+/* Writes the pfns set in @bm (all of them when NULL), reporting progress
+ * every 16 MiB. */
+static int write_set(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
+		     const struct pvm_bitmap *bm, uint64_t nr_pages,
+		     const char *phase, uint32_t round, bool zero_as_xalloc,
+		     uint8_t *bounce, uint64_t *pages, struct sr_err *e)
+{
+	uint64_t pfns[SR_BATCH * 4];
+	uint64_t total = bm ? pvm_bitmap_count(bm) : nr_pages, done = 0;
+	size_t n = 0, next = 0;
+
+	for (uint64_t pfn = bm ? pvm_bitmap_next_set(bm, 0) : 0; pfn < nr_pages;
+	     pfn = bm ? pvm_bitmap_next_set(bm, pfn + 1) : pfn + 1) {
+		pfns[n++] = pfn;
+		if (n < PVM_ARRAY_SIZE(pfns) && pfn + 1 < nr_pages)
+			continue;
+		if (sr_write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
+				  zero_as_xalloc, bounce, e))
+			return e->rc;
+		done += n;
+		*pages += n;
+		n = 0;
+		if (done >= next || done == total) {
+			report(cfg, phase, round, done, total, o->w);
+			next = done + 4096;
+		}
+	}
+	if (n) {
+		if (sr_write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
+				  zero_as_xalloc, bounce, e))
+			return e->rc;
+		*pages += n;
+		report(cfg, phase, round, total, total, o->w);
+	}
+	return 0;
+}
+
+int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
+		  struct pvm_ckpt_save_stats *st_out)
+{
+	return sr_save(cfg, NULL, false, st_out);
+}
+
+int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
+	    bool keep_logdirty, struct pvm_ckpt_save_stats *st_out)
+{
+	struct pvm_ckpt_save_stats local;
+	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
+	struct sr_err e = { .msg = st->err_msg };
+	struct sr_out o = { 0 };
+	struct sr_config c;
+	struct sr_state state;
+	struct pvm_bitmap bm = { 0 };
+	struct pvm_hv *hv;
+	uint8_t *bounce = NULL; /* live: a private copy of each batch, owned */
+	bool live, logdirty = false, paused = false, committed = false;
+	uint32_t max_rounds;
+	uint64_t t0 = pvm_now_ns(), tp = 0;
+	size_t prev = SIZE_MAX;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	sr_state_init(&state);
+	if (!cfg || !cfg->hv || !cfg->path || !*cfg->path ||
+	    (cfg->flags & ~(PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
+			    PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
+		rc = sr_fail(&e, -EINVAL, "bad save arguments");
+		goto out;
+	}
+	hv = cfg->hv;
+	live = cfg->flags & PVM_CKPT_SAVE_LIVE;
+	max_rounds = cfg->max_rounds ? cfg->max_rounds : DEFAULT_ROUNDS;
+	if (as)
+		c = *as;
+	else if (sr_config_of(hv, cfg->domid, &c, &e))
+		goto out_rc;
+	if (pvm_bitmap_init(&bm, c.nr_pages)) {
+		rc = sr_fail(&e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (sr_out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, &c, &e))
+		goto out_rc;
+
+	if (live) {
+		rc = hv->ops->logdirty_enable(hv, cfg->domid);
+		if (rc) {
+			sr_fail(&e, rc, "domain %u: cannot turn on log-dirty "
+				"mode: %s%s", cfg->domid, strerror(-rc),
+				rc == -EBUSY ? " (another save or migration "
+					       "is running)" : "");
+			goto out_abort;
+		}
+		logdirty = true;
+		bounce = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
+		if (!bounce) {
+			sr_fail(&e, -ENOMEM, "out of memory");
+			goto out_abort;
+		}
+		/* Round 0: every page; the new domain starts zeroed. */
+		if (write_set(cfg, &o, NULL, c.nr_pages, "precopy", 0, true,
+			      bounce, &st->pages, &e))
+			goto out_abort;
+		st->rounds = 1;
+		for (uint32_t round = 1;; round++) {
+			size_t dirty;
+
+			rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &bm);
+			if (rc) {
+				sr_fail(&e, rc, "domain %u: cannot read the "
+					"dirty log: %s", cfg->domid,
+					strerror(-rc));
+				goto out_abort;
+			}
+			dirty = pvm_bitmap_count(&bm);
+			if (precopy_done(round, max_rounds, dirty, prev))
+				break; /* bm's pages go after the pause */
+			if (write_set(cfg, &o, &bm, c.nr_pages, "precopy",
+				      round, false, bounce, &st->pages, &e))
+				goto out_abort;
+			st->rounds++;
+			prev = dirty;
+		}
+	}
+
+	rc = hv->ops->domain_pause(hv, cfg->domid);
+	if (rc) {
+		sr_fail(&e, rc, "domain %u: cannot pause it: %s", cfg->domid,
+			strerror(-rc));
+		goto out_abort;
+	}
+	paused = true;
+	tp = pvm_now_ns();
+	if (live) {
+		/* Pages dirtied since the last read, plus the set the policy
+		 * left for now. */
+		struct pvm_bitmap last = { 0 };
+
+		if (pvm_bitmap_init(&last, c.nr_pages)) {
+			rc = sr_fail(&e, -ENOMEM, "out of memory");
+			goto out_abort;
+		}
+		rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &last);
+		for (size_t i = 0; !rc && i < (c.nr_pages + 63) / 64; i++)
+			bm.words[i] |= last.words[i];
+		pvm_bitmap_dispose(&last);
+		if (rc) {
+			sr_fail(&e, rc, "domain %u: cannot read the dirty log: "
+				"%s", cfg->domid, strerror(-rc));
+			goto out_abort;
+		}
+		if (write_set(cfg, &o, &bm, c.nr_pages, "stop-and-copy",
+			      st->rounds, false, NULL, &st->pages, &e))
+			goto out_abort;
+	} else {
+		if (write_set(cfg, &o, NULL, c.nr_pages, "copy", 0, true,
+			      NULL, &st->pages, &e))
+			goto out_abort;
+	}
+	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
+		if (sr_mem_digest(hv, cfg->domid, c.nr_pages, st->mem_digest,
+				  &e))
+			goto out_abort;
+		st->has_digest = true;
+	}
+	if (sr_state_get(hv, cfg->domid, c.nr_vcpus, &state, &e) ||
+	    sr_state_write(o.w, &state, &e))
+		goto out_abort;
+	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
+		/* Everything is in the writer's hands: the guest may run
+		 * while the file is finished and synced. */
+		rc = hv->ops->domain_unpause(hv, cfg->domid);
+		paused = false;
+		st->pause_ns = pvm_now_ns() - tp;
+		if (rc) {
+			sr_fail(&e, rc, "domain %u: cannot unpause it: %s",
+				cfg->domid, strerror(-rc));
+			goto out_abort;
+		}
+	}
+	st->bytes = pvm_ckpt_writer_offset(o.w);
+	if (sr_out_commit(&o, &e))
+		goto out_abort;
+	committed = true;
+	st->bytes += 16; /* the END records written by commit */
+	if (!(cfg->flags & PVM_CKPT_SAVE_KEEP)) {
+		rc = hv->ops->domain_destroy(hv, cfg->domid);
+		st->pause_ns = pvm_now_ns() - tp;
+		paused = false;
+		if (rc) {
+			/* The file is complete; the guest is still paused.
+			 * Say so rather than resume a guest that is also
+			 * on disk. */
+			sr_fail(&e, rc, "saved to %s, but cannot destroy "
+				"domain %u: %s (it is left paused)", cfg->path,
+				cfg->domid, strerror(-rc));
+			goto out_rc;
+		}
+	}
+	rc = 0;
+	goto out;
+
+out_abort:
+	sr_out_abort(&o);
+out_rc:
+	rc = e.rc ? e.rc : -EIO;
+out:
+	if (logdirty && !(committed && !(cfg->flags & PVM_CKPT_SAVE_KEEP)) &&
+	    !(keep_logdirty && rc == 0))
+		hv->ops->logdirty_disable(hv, cfg->domid);
+	if (paused && !committed) {
+		hv->ops->domain_unpause(hv, cfg->domid);
+		if (tp)
+			st->pause_ns = pvm_now_ns() - tp;
+	}
+	sr_state_dispose(&state);
+	pvm_bitmap_dispose(&bm);
+	free(bounce);
+	st->total_ns = pvm_now_ns() - t0;
+	return rc;
+}

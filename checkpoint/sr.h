@@ -1,0 +1,143 @@
+/*
+ * checkpoint/sr.h — shared by save.c, restore.c and epoch.c only (the
+ * hv-facing half of checkpoint/; the stream half's internals are in
+ * checkpoint/internal.h).
+ *
+ *   save.c     the domain config header, pages and state out of a domain
+ *              (sr_stream_*, sr_write_*), pvm_ckpt_save()
+ *   restore.c  the config header back, pages and state into a domain,
+ *              pvm_ckpt_restore(), pvm_ckpt_inspect()
+ *   epoch.c    the manifest, pvm_ckpt_continuous()
+ */
+#ifndef PVM_CHECKPOINT_SR_H
+#define PVM_CHECKPOINT_SR_H
+
+#include <stdarg.h>
+
+#include "checkpoint/internal.h"
+#include "hv/hv.h"
+
+#define SR_BATCH PVM_CKPT_PAGE_BATCH_MAX
+#define SR_CONFIG_MAX (64u * 1024u) /* xl option data we write or accept */
+#define SR_STATE_MAX (4u << 20)     /* vCPU/evtchn/grant state blobs */
+#define SR_IMAGE_MAX 256u
+
+/* Kinds of stream file (config key pvmig_kind). */
+#define SR_KIND_FULL "full"   /* a save: restorable on its own */
+#define SR_KIND_BASE "base"   /* epoch 0 of a checkpoint dir: also */
+#define SR_KIND_DELTA "delta" /* epoch N > 0: only after its predecessors */
+
+/* The domain config carried in the xl header's option data. */
+struct sr_config {
+	char name[PVM_CKPT_NAME_MAX + 1];
+	char image[SR_IMAGE_MAX];
+	char kind[8];
+	char chain[33];     /* base/delta: the checkpoint run, 32 hex digits */
+	uint64_t nr_pages;
+	uint32_t nr_vcpus;
+	uint32_t domid;
+	uint32_t epoch;
+};
+
+/* First-error message holder: sr_fail() keeps the first message only. */
+struct sr_err {
+	char *msg;  /* PVM_CKPT_ERR_MAX bytes, caller's */
+	int rc;
+};
+int sr_fail(struct sr_err *e, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- save side (save.c) ------------------------------------------------ */
+
+/* An output stream file with the config header written and META begun. */
+struct sr_out {
+	struct pvm_ckpt_file *file;     /* owned until commit/abort */
+	struct pvm_ckpt_writer *w;      /* owned */
+};
+
+/* Creates @path (tmp until commit), writes the xl header with @c, opens a
+ * writer and writes the stream headers and META. */
+int sr_out_open(struct sr_out *o, const char *path, bool lz4,
+		const struct sr_config *c, struct sr_err *e);
+/* Finishes the stream and commits the file (fsync, rename, fsync dir). */
+int sr_out_commit(struct sr_out *o, struct sr_err *e);
+/* Removes the tmp file; safe on an empty or committed sr_out. */
+void sr_out_abort(struct sr_out *o);
+
+/* The config of a live domain: name, size, vCPUs, image. */
+int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
+		 struct sr_err *e);
+
+/* Writes @n pages @pfns of the domain through map_pages(READ), in batches.
+ * @zero_as_xalloc: all-zero pages go as XALLOC (no data), for a stream
+ * whose reader starts from zeroed memory. @bounce (SR_BATCH pages, or
+ * NULL when the domain is paused): pages are copied there first. */
+int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
+		  const uint64_t *pfns, size_t n, bool zero_as_xalloc,
+		  uint8_t *bounce, struct sr_err *e);
+
+/* State of a paused domain, read into caller-owned blobs. */
+struct sr_state {
+	struct pvm_buf vcpus;  /* HVM_CONTEXT body (docs/stream-format.md §7.2) */
+	struct pvm_buf evtchn; /* hv evtchn_state_get format */
+	struct pvm_buf grant;  /* hv grant_state_get format */
+};
+void sr_state_init(struct sr_state *s);
+void sr_state_dispose(struct sr_state *s);
+int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
+		 struct sr_state *s, struct sr_err *e);
+/* HVM_CONTEXT, PVMIG_EVTCHN, PVMIG_GRANT from @s. */
+int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
+		   struct sr_err *e);
+
+/* SHA-256 over all memory, pfn order (through map_pages). */
+int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+		  uint8_t out[32], struct sr_err *e);
+
+/* pvm_ckpt_save() with the domain described by @as (NULL: as it is), and
+ * log-dirty left on after a successful LIVE|KEEP save (the base of a
+ * continuous checkpoint). */
+int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
+	    bool keep_logdirty, struct pvm_ckpt_save_stats *st_out);
+
+/* ---- restore side (restore.c) ----------------------------------------- */
+
+/* Reads the config header from an open file: 0 and *@c; -ENOENT when the
+ * file has no pvmig config (the bytes read are kept for the stream reader,
+ * see sr_in_read); -EBADMSG etc. with a message. */
+struct sr_in {
+	struct pvm_ckpt_file *file; /* owned */
+	uint8_t pre[PVM_CKPT_XL_HDR_SIZE];
+	size_t pre_len, pre_off;
+	uint64_t size;              /* on disk */
+};
+int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
+	       bool *has_config_out, struct sr_err *e);
+/* A pvm_ckpt_read_fn over the stream after the config header. */
+int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out);
+void sr_in_close(struct sr_in *in);
+
+/* The stream-level error of a read, as a message. */
+int sr_read_fail(struct sr_err *e, const char *path,
+		 const struct pvm_ckpt_info *info, int rc);
+
+/* ---- checkpoint directories (epoch.c) ---------------------------------- */
+
+#define SR_MANIFEST "MANIFEST"
+#define SR_EPOCHS_MAX 1000000u
+
+struct sr_manifest {
+	char chain[33];
+	bool lz4;
+	uint32_t epoch;       /* newest committed */
+	uint64_t nr_pages;
+};
+
+/* Reads DIR/MANIFEST. -ENOENT if absent, -EBADMSG if damaged. */
+int sr_manifest_read(const char *dir, struct sr_manifest *m,
+		     struct sr_err *e);
+/* "DIR/CHAIN-base.pvm[.lz4]" or "DIR/CHAIN-NNNNNN.pvm[.lz4]". */
+int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
+		  uint32_t epoch, bool lz4);
+
+#endif /* PVM_CHECKPOINT_SR_H */

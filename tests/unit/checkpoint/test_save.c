@@ -1,0 +1,390 @@
+/*
+ * checkpoint/save.c and restore.c against the simulated host: a guest
+ * running the dirty workload survives save→restore (cold, --checkpoint,
+ * --live, lz4) with every page intact, and bad files are refused with a
+ * message, nothing created and a bystander guest untouched.
+ */
+#include <openssl/sha.h>
+
+#include "sr_test.h"
+
+struct fx {
+	struct pvm_hv *hv;
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->hv = simtest_host();
+	sr_tmpdir(f->dir, sizeof(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/guest.pvm", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	f->hv->ops->close(f->hv);
+	sr_rm_rf(f->dir);
+	free(f);
+	return 0;
+}
+
+static void sha_mem(struct pvm_hv *hv, uint32_t domid, uint8_t out[32])
+{
+	SHA256(simtest_mem(hv, domid), (size_t)SR_PAGES * PVM_PAGE_SIZE, out);
+}
+
+/* Restores @path (paused) and returns the new domid. */
+static uint32_t restore_paused(struct fx *f, const char *path)
+{
+	struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = path,
+					   .paused = true };
+	struct pvm_ckpt_restore_stats st;
+
+	assert_int_equal(pvm_ckpt_restore(&rc, &st), 0);
+	assert_string_equal(st.name, "g1");
+	return st.domid;
+}
+
+/* A guest with a grant to dom0 and a bound event channel, running. */
+static uint32_t busy_guest(struct fx *f, uint32_t *gport)
+{
+	uint32_t d = sr_guest(f->hv, "g1", "dirty:16:2048"), bp;
+	uint8_t *mem = simtest_mem(f->hv, d);
+	uint16_t *gt = (uint16_t *)(mem + PVM_SIMGUEST_GNTTAB_PFN * PVM_PAGE_SIZE);
+
+	/* grant_entry_v1 ref 3: flags=permit_access(1), domid 0, frame 20 */
+	gt[3 * 4 + 1] = 0;
+	*(uint32_t *)&gt[3 * 4 + 2] = 20;
+	__atomic_store_n(&gt[3 * 4], 1, __ATOMIC_RELEASE);
+	assert_int_equal(pvm_sim_evtchn_alloc_unbound(f->hv, d, 0, gport), 0);
+	assert_int_equal(pvm_sim_evtchn_bind_interdomain(f->hv, 0, d, *gport,
+							 &bp), 0);
+	simtest_wait_passes(f->hv, d, 0, 2);
+	return d;
+}
+
+/* The restored guest has the saved memory; its state came back; it runs. */
+static void check_restored(struct fx *f, uint32_t nd, const uint8_t *snap,
+			   uint32_t gport)
+{
+	struct pvm_sim_evtchn_status es;
+	struct pvm_hv_dominfo info;
+	uint32_t x, h;
+	void *p;
+
+	if (snap)
+		assert_memory_equal(simtest_mem(f->hv, nd), snap,
+				    (size_t)SR_PAGES * PVM_PAGE_SIZE);
+	assert_int_equal(f->hv->ops->domain_info(f->hv, nd, &info), 0);
+	assert_true(info.flags & PVM_HV_DOMINF_PAUSED);
+	assert_int_equal(info.nr_vcpus, 2);
+	assert_int_equal(info.nr_pages, SR_PAGES);
+	/* Grant ref 3 still grants dom0; the port is waiting for dom0. */
+	assert_int_equal(pvm_sim_grant_map(f->hv, 0, nd, 3, 0, &p, &h), 0);
+	assert_int_equal(pvm_sim_grant_unmap(f->hv, h), 0);
+	assert_int_equal(pvm_sim_evtchn_status(f->hv, nd, gport, &es), 0);
+	assert_int_equal(es.state, PVM_SIM_EVTCHN_UNBOUND);
+	assert_int_equal(pvm_sim_evtchn_bind_interdomain(f->hv, 0, nd, gport,
+							 &x), 0);
+	/* It runs its workload again from the restored memory. */
+	assert_int_equal(f->hv->ops->domain_unpause(f->hv, nd), 0);
+	simtest_wait_passes(f->hv, nd, simtest_passes(f->hv, nd), 2);
+}
+
+static void test_cold_save_restore(void **state)
+{
+	struct fx *f = *state;
+	struct pvm_ckpt_save_cfg sc = { .hv = f->hv, .path = f->path,
+					.flags = PVM_CKPT_SAVE_DIGEST };
+	struct pvm_ckpt_save_stats st;
+	struct pvm_hv_dominfo info;
+	uint8_t *snap, sha[32];
+	uint32_t gport, d = busy_guest(f, &gport), nd;
+
+	/* Hold it still so the test can take its own copy first. */
+	assert_int_equal(f->hv->ops->domain_pause(f->hv, d), 0);
+	sr_mem_copy(f->hv, d, &snap);
+	sc.domid = d;
+	assert_int_equal(pvm_ckpt_save(&sc, &st), 0);
+	assert_int_equal(st.pages, SR_PAGES);
+	SHA256(snap, (size_t)SR_PAGES * PVM_PAGE_SIZE, sha);
+	assert_memory_equal(st.mem_digest, sha, 32);
+	/* xl save semantics: the guest is gone. */
+	assert_int_equal(f->hv->ops->domain_info(f->hv, d, &info), -ESRCH);
+	assert_int_equal(access(f->path, F_OK), 0);
+
+	nd = restore_paused(f, f->path);
+	assert_int_equal(nd, d); /* its domid was free again */
+	check_restored(f, nd, snap, gport);
+	free(snap);
+}
+
+static void test_checkpoint_keeps_running(void **state)
+{
+	struct fx *f = *state;
+	struct pvm_ckpt_save_cfg sc = { .hv = f->hv, .path = f->path,
+					.flags = PVM_CKPT_SAVE_KEEP };
+	struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = f->path };
+	struct pvm_ckpt_restore_stats rst;
+	struct pvm_hv_dominfo info;
+	uint8_t *snap;
+	uint32_t gport, d = busy_guest(f, &gport), nd;
+	size_t before;
+
+	assert_int_equal(f->hv->ops->domain_pause(f->hv, d), 0);
+	sr_mem_copy(f->hv, d, &snap);
+	sc.domid = d;
+	assert_int_equal(pvm_ckpt_save(&sc, NULL), 0);
+	/* Still there, paused only by us (the save's pause was undone). */
+	assert_int_equal(f->hv->ops->domain_unpause(f->hv, d), 0);
+	assert_int_equal(f->hv->ops->domain_info(f->hv, d, &info), 0);
+	assert_int_equal(info.flags & PVM_HV_DOMINF_PAUSED, 0);
+	simtest_wait_passes(f->hv, d, simtest_passes(f->hv, d), 2);
+
+	/* Same name on the host: refused, nothing created. */
+	before = sr_count_domains(f->hv);
+	assert_int_equal(pvm_ckpt_restore(&rc, &rst), -EEXIST);
+	assert_non_null(strstr(rst.err_msg, "'g1' exists"));
+	assert_int_equal(sr_count_domains(f->hv), before);
+
+	assert_int_equal(f->hv->ops->domain_destroy(f->hv, d), 0);
+	nd = restore_paused(f, f->path);
+	check_restored(f, nd, snap, gport);
+	free(snap);
+}
+
+static void test_live_lz4(void **state)
+{
+	struct fx *f = *state;
+	struct pvm_ckpt_save_cfg sc = {
+		.hv = f->hv, .path = f->path,
+		.flags = PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_LZ4 |
+			 PVM_CKPT_SAVE_DIGEST,
+		.max_rounds = 4,
+	};
+	struct pvm_ckpt_save_stats st;
+	struct pvm_ckpt_image im;
+	uint8_t sha[32];
+	uint32_t gport, d = busy_guest(f, &gport), nd;
+
+	snprintf(f->path, sizeof(f->path), "%s/guest.pvm.lz4", f->dir);
+	sc.path = f->path;
+	sc.domid = d;
+	assert_int_equal(pvm_ckpt_save(&sc, &st), 0);
+	assert_true(st.rounds >= 2);          /* the full pass and more */
+	assert_true(st.pages > SR_PAGES);     /* dirty pages went twice */
+	assert_int_equal(pvm_ckpt_inspect(f->path, &im), 0);
+	assert_true(im.lz4);
+	assert_string_equal(im.kind, "full");
+	assert_string_equal(im.image, "dirty:16:2048");
+
+	nd = restore_paused(f, f->path);
+	sha_mem(f->hv, nd, sha);
+	assert_memory_equal(sha, st.mem_digest, 32);
+	check_restored(f, nd, NULL, gport);
+}
+
+/* A failed save leaves the old file as it was and the guest running. */
+static void test_failed_save_keeps_old_file(void **state)
+{
+	struct fx *f = *state;
+	struct pvm_ckpt_save_cfg sc = { .hv = f->hv, .path = f->path,
+					.flags = PVM_CKPT_SAVE_KEEP };
+	struct pvm_ckpt_save_stats st;
+	struct pvm_hv_dominfo info;
+	uint8_t *old, *now;
+	size_t olen, nlen;
+	uint32_t gport, d = busy_guest(f, &gport);
+
+	sc.domid = d;
+	assert_int_equal(pvm_ckpt_save(&sc, NULL), 0);
+	old = sr_slurp(f->path, &olen);
+	sc.flags = 0; /* a real save: would destroy the guest on success */
+	assert_int_equal(pvm_sim_fault_set(f->hv, PVM_SIM_FAULT_MAP, 2, false,
+					   -EFAULT), 0);
+	assert_int_equal(pvm_ckpt_save(&sc, &st), -EFAULT);
+	assert_non_null(strstr(st.err_msg, "cannot map"));
+	now = sr_slurp(f->path, &nlen);
+	assert_int_equal(olen, nlen);
+	assert_memory_equal(old, now, olen);
+	snprintf((char *)now, 200, "%s.tmp", f->path);
+	assert_int_equal(access((char *)now, F_OK), -1);
+	assert_int_equal(f->hv->ops->domain_info(f->hv, d, &info), 0);
+	assert_int_equal(info.flags & (PVM_HV_DOMINF_PAUSED |
+				       PVM_HV_DOMINF_LOGDIRTY), 0);
+	free(old);
+	free(now);
+}
+
+/* ---- bad input ------------------------------------------------------------ */
+
+/* Record boundaries of a pvmig save file (xl header, libxl/libxc headers,
+ * each libxc record, the libxl END). */
+static size_t boundaries(const uint8_t *p, size_t len, size_t *out,
+			 size_t max, size_t *page_data, size_t *optional,
+			 size_t *meta, size_t *hvm_ctx)
+{
+	size_t n = 0, off = 48 + pvm_get_le32(p + 44);
+
+	out[n++] = 48;
+	out[n++] = off;
+	off += 16; /* libxl header */
+	out[n++] = off;
+	off += 8;  /* LIBXC_CONTEXT */
+	out[n++] = off;
+	off += 24 + 16; /* image + domain header */
+	while (off + 8 <= len && n < max) {
+		uint32_t type = pvm_get_le32(p + off);
+		uint32_t l = pvm_get_le32(p + off + 4);
+
+		out[n++] = off;
+		if (type == PVM_CKPT_XC_REC_PAGE_DATA && !*page_data)
+			*page_data = off;
+		if (type == PVM_CKPT_REC_GRANT)
+			*optional = off;
+		if (type == PVM_CKPT_REC_META)
+			*meta = off;
+		if (type == PVM_CKPT_XC_REC_HVM_CONTEXT)
+			*hvm_ctx = off;
+		off += 8 + ((l + 7u) & ~7u);
+		if (type == 0)
+			break;
+	}
+	out[n++] = off; /* libxl END */
+	return n;
+}
+
+/* Restoring @bytes fails with a message; the host is as it was. */
+static void expect_refused(struct fx *f, const uint8_t *bytes, size_t len,
+			   uint32_t bystander, const char *what)
+{
+	char bad[160];
+	struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = bad };
+	struct pvm_ckpt_restore_stats st;
+	struct pvm_ckpt_image im;
+	struct pvm_hv_dominfo info;
+	size_t before = sr_count_domains(f->hv);
+	int r;
+
+	snprintf(bad, sizeof(bad), "%s/bad.pvm", f->dir);
+	sr_spit(bad, bytes, len);
+	r = pvm_ckpt_restore(&rc, &st);
+	if (r == 0)
+		fail_msg("restore accepted %s", what);
+	assert_true(st.err_msg[0] != '\0');
+	assert_int_equal(sr_count_domains(f->hv), before);
+	assert_int_equal(f->hv->ops->domain_info(f->hv, bystander, &info), 0);
+	assert_int_equal(info.flags, 0);
+	if (pvm_ckpt_inspect(bad, &im) == 0)
+		fail_msg("verify accepted %s", what);
+	assert_true(im.err_msg[0] != '\0');
+}
+
+static void test_bad_files(void **state)
+{
+	struct fx *f = *state;
+	struct pvm_ckpt_save_cfg sc = { .hv = f->hv, .path = f->path };
+	size_t len, b[64], nb, pd = 0, opt = 0, meta = 0, ctx = 0;
+	uint8_t *good, *bad;
+	uint32_t by, d;
+	char what[64];
+
+	/* A small guest to save, and a bystander that must not notice. */
+	{
+		struct pvm_hv_domain_config cfg = {
+			.domid = PVM_HV_DOMID_ANY, .nr_pages = 64,
+			.nr_vcpus = 1, .name = "g1", .image = "dirty:16:32",
+		};
+
+		assert_int_equal(f->hv->ops->domain_create(f->hv, &cfg, &d), 0);
+	}
+	by = sr_guest(f->hv, "bystander", "dirty:16:64");
+	sc.domid = d;
+	assert_int_equal(pvm_ckpt_save(&sc, NULL), 0);
+	good = sr_slurp(f->path, &len);
+	bad = malloc(len + 16);
+	assert_non_null(bad);
+	nb = boundaries(good, len, b, 64, &pd, &opt, &meta, &ctx);
+	assert_true(nb > 10 && pd && opt && meta && ctx);
+
+	/* Truncated at every record boundary and in the middle of each. */
+	for (size_t i = 0; i < nb; i++) {
+		snprintf(what, sizeof(what), "a cut at %zu", b[i]);
+		expect_refused(f, good, b[i], by, what);
+		if (i + 1 < nb && b[i + 1] - b[i] > 1) {
+			size_t mid = b[i] + (b[i + 1] - b[i]) / 2;
+
+			snprintf(what, sizeof(what), "a cut at %zu", mid);
+			expect_refused(f, good, mid, by, what);
+		}
+	}
+	expect_refused(f, good, len - 1, by, "the last byte cut");
+	/* A flipped bit: in the libxl header, in PAGE_DATA's page data,
+	 * in an optional record's body, in the config. */
+	{
+		size_t at[] = { b[1] + 13, pd + 8 + 8 + 8 + 100, opt + 8 + 4, /* nr_frames */
+				60 };
+
+		for (size_t i = 0; i < PVM_ARRAY_SIZE(at); i++) {
+			memcpy(bad, good, len);
+			bad[at[i]] ^= 0x10;
+			snprintf(what, sizeof(what), "a bit flipped at %zu",
+				 at[i]);
+			expect_refused(f, bad, len, by, what);
+		}
+	}
+	/* A record length of 2^32-1. */
+	memcpy(bad, good, len);
+	pvm_put_le32(bad + pd + 4, 0xffffffffu);
+	expect_refused(f, bad, len, by, "a length of 2^32-1");
+	/* More pages than the domain: META and PAGE_DATA's count. */
+	memcpy(bad, good, len);
+	pvm_put_le64(bad + meta + 8, 1ull << 20);
+	expect_refused(f, bad, len, by, "META beyond the domain");
+	memcpy(bad, good, len);
+	pvm_put_le32(bad + pd + 8, 65);
+	expect_refused(f, bad, len, by, "a page count beyond the domain");
+	/* An unknown mandatory record type in place of HVM_CONTEXT. */
+	memcpy(bad, good, len);
+	pvm_put_le32(bad + ctx, 0x7f);
+	expect_refused(f, bad, len, by, "an unknown mandatory record");
+	/* Not a stream at all; empty; bytes appended. */
+	expect_refused(f, (const uint8_t *)"hello, world\n", 13, by, "text");
+	expect_refused(f, good, 0, by, "an empty file");
+	memcpy(bad, good, len);
+	memset(bad + len, 0, 16);
+	expect_refused(f, bad, len + 16, by, "bytes after END");
+	/* A delta of a checkpoint is not a whole image: tested in
+	 * test_epoch. The good file still restores (the save destroyed g1). */
+	d = restore_paused(f, f->path);
+	assert_true(d != by);
+	free(good);
+	free(bad);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cold_save_restore, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_keeps_running,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_lz4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_files, setup,
+						teardown),
+	};
+
+	pvm_log_set_level(PVM_LOG_ERR + (getenv("SR_TEST_VERBOSE") ? 3 : 0));
+	simtest_require_kernel();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
