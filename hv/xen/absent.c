@@ -1,0 +1,50 @@
+/*
+ * The Xen backend's entry points when pvmig is built without the Xen
+ * libraries (hv/xen/CMakeLists.txt picks this file instead of the real
+ * ones): every call says so and fails with -EOPNOTSUPP.
+ */
+#include "common/common.h"
+#include "hv/xen/xen.h"
+
+static int absent(void)
+{
+	pvm_err("hv: the Xen backend is not built in (libxenctrl was not "
+		"found at configure time)");
+	return -EOPNOTSUPP;
+}
+
+int pvm_hv_xen_open(struct pvm_hv **hv_out)
+{
+	(void)hv_out;
+	return absent();
+}
+
+bool pvm_hv_is_xen(const struct pvm_hv *hv)
+{
+	(void)hv;
+	return false;
+}
+
+int pvm_hv_xen_disk_attach(struct pvm_hv *hv, uint32_t domid,
+			   const struct pvm_hv_xen_disk *disk)
+{
+	return absent();
+}
+
+int pvm_hv_xen_disk_detach(struct pvm_hv *hv, uint32_t domid,
+			   const struct pvm_hv_xen_disk *disk)
+{
+	return absent();
+}
+
+int pvm_hv_xen_nic_attach(struct pvm_hv *hv, uint32_t domid,
+			  const struct pvm_hv_xen_nic *nic)
+{
+	return absent();
+}
+
+int pvm_hv_xen_nic_detach(struct pvm_hv *hv, uint32_t domid,
+			  const struct pvm_hv_xen_nic *nic)
+{
+	return absent();
+}

@@ -1,0 +1,1054 @@
+/* The fake Xen host behind the hv/xen unit tests; see fakexen.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xenstore.h>
+#include <libxl.h>
+#include <libxl_utils.h>
+
+#include "fakexen.h"
+
+struct fx_host fx = { .memfd = -1 };
+
+#define PAGE 4096u
+#define MEM_PAGES 16384u
+#define P2M_PER 512u
+
+/* ---- fault table and call counts ---------------------------------------- */
+
+struct failpoint {
+	char fn[64];
+	unsigned int nth; /* 0: unused */
+	int err;
+};
+static struct failpoint failpoints[16];
+
+struct callcount {
+	char fn[64];
+	unsigned int n;
+};
+static struct callcount calls[96];
+
+void fx_fail(const char *fn, unsigned int nth, int err)
+{
+	for (size_t i = 0; i < 16; i++) {
+		if (failpoints[i].nth == 0) {
+			snprintf(failpoints[i].fn, sizeof(failpoints[i].fn),
+				 "%s", fn);
+			failpoints[i].nth = nth;
+			failpoints[i].err = err;
+			return;
+		}
+	}
+	abort();
+}
+
+unsigned int fx_calls(const char *fn)
+{
+	for (size_t i = 0; i < 96; i++)
+		if (strcmp(calls[i].fn, fn) == 0)
+			return calls[i].n;
+	return 0;
+}
+
+/* Counts the call; the error to fail it with, or 0. */
+static int enter(const char *fn)
+{
+	size_t i;
+
+	for (i = 0; i < 96 && calls[i].fn[0]; i++)
+		if (strcmp(calls[i].fn, fn) == 0)
+			break;
+	if (i < 96) {
+		snprintf(calls[i].fn, sizeof(calls[i].fn), "%s", fn);
+		calls[i].n++;
+	}
+	for (i = 0; i < 16; i++) {
+		if (failpoints[i].nth && strcmp(failpoints[i].fn, fn) == 0 &&
+		    --failpoints[i].nth == 0)
+			return failpoints[i].err;
+	}
+	return 0;
+}
+
+#define FAILPOINT(ret)                                                       \
+	do {                                                                 \
+		int e_ = enter(__func__ + strlen("__wrap_"));                \
+		if (e_) {                                                    \
+			errno = e_;                                          \
+			return ret;                                          \
+		}                                                            \
+	} while (0)
+
+/* ---- the host ------------------------------------------------------------ */
+
+static void dom_free(struct fx_dom *d)
+{
+	free(d->p2m);
+	free(d->dirty);
+	free(d->vcpu);
+	memset(d, 0, sizeof(*d));
+}
+
+void fx_reset(void)
+{
+	for (size_t i = 0; i < FX_MAX_DOMS; i++)
+		dom_free(&fx.doms[i]);
+	if (fx.mem)
+		munmap(fx.mem, (size_t)fx.mem_pages * PAGE);
+	if (fx.memfd >= 0)
+		close(fx.memfd);
+	memset(&fx, 0, sizeof(fx));
+	memset(failpoints, 0, sizeof(failpoints));
+	memset(calls, 0, sizeof(calls));
+	fx.mem_pages = MEM_PAGES;
+	fx.memfd = memfd_create("fakexen", 0);
+	if (fx.memfd < 0 ||
+	    ftruncate(fx.memfd, (off_t)fx.mem_pages * PAGE) < 0)
+		abort();
+	fx.mem = mmap(NULL, (size_t)fx.mem_pages * PAGE,
+		      PROT_READ | PROT_WRITE, MAP_SHARED, fx.memfd, 0);
+	if (fx.mem == MAP_FAILED)
+		abort();
+	fx.next_mfn = 0x100;
+	/* dom0: present, never listed by the backend. */
+	fx_add_dom(0, 16, 1, false);
+	fx.doms[0].pause_count = 0;
+}
+
+struct fx_dom *fx_dom(uint32_t domid)
+{
+	for (size_t i = 0; i < FX_MAX_DOMS; i++)
+		if (fx.doms[i].exists && fx.doms[i].domid == domid)
+			return &fx.doms[i];
+	return NULL;
+}
+
+uint8_t *fx_mfn_page(xen_pfn_t mfn)
+{
+	if (mfn >= fx.mem_pages)
+		abort();
+	return fx.mem + mfn * PAGE;
+}
+
+uint8_t *fx_page(uint32_t domid, uint64_t pfn)
+{
+	struct fx_dom *d = fx_dom(domid);
+
+	if (!d || pfn >= d->nr_pages)
+		abort();
+	return fx_mfn_page(d->p2m[pfn]);
+}
+
+static xen_pfn_t alloc_mfns(uint64_t n)
+{
+	xen_pfn_t first = fx.next_mfn;
+
+	if (fx.next_mfn + n > fx.mem_pages)
+		abort();
+	fx.next_mfn += n;
+	return first;
+}
+
+struct fx_dom *fx_add_dom(uint32_t domid, uint64_t nr_pages,
+			  unsigned int vcpus, bool hvm)
+{
+	struct fx_dom *d = NULL;
+	xen_pfn_t base;
+
+	if (fx_dom(domid))
+		return NULL;
+	for (size_t i = 0; i < FX_MAX_DOMS; i++) {
+		if (!fx.doms[i].exists) {
+			d = &fx.doms[i];
+			break;
+		}
+	}
+	if (!d)
+		return NULL;
+	memset(d, 0, sizeof(*d));
+	d->exists = true;
+	d->domid = domid;
+	d->hvm = hvm;
+	d->pause_count = 1;
+	d->width = 8;
+	d->max_vcpus = vcpus;
+	d->nr_pages = nr_pages;
+	d->p2m = calloc(nr_pages, sizeof(xen_pfn_t));
+	d->dirty = calloc((nr_pages + 63) / 64, sizeof(uint64_t));
+	d->vcpu = calloc(vcpus, sizeof(*d->vcpu));
+	if (!d->p2m || !d->dirty || !d->vcpu)
+		abort();
+	/* Descending machine frames: mfn never equals pfn. */
+	base = alloc_mfns(nr_pages);
+	for (uint64_t pfn = 0; pfn < nr_pages; pfn++)
+		d->p2m[pfn] = base + nr_pages - 1 - pfn;
+	d->shinfo_mfn = alloc_mfns(1);
+	memset(fx_mfn_page(d->shinfo_mfn), 0, PAGE);
+	for (size_t i = 0; i < 16; i++)
+		d->handle[i] = (uint8_t)(domid * 16 + i + fx.next_mfn);
+	d->valid_ports = 64;
+	d->gnt_version = 1;
+	d->gnt_frames = 1;
+	d->gnt_max = 4;
+	base = alloc_mfns(FX_GNT_MAX_FRAMES);
+	for (size_t i = 0; i < FX_GNT_MAX_FRAMES; i++) {
+		d->gnt_mfn[i] = base + i;
+		memset(fx_mfn_page(base + i), 0, PAGE);
+	}
+	return d;
+}
+
+void fx_boot(uint32_t domid, bool linear_only)
+{
+	struct fx_dom *d = fx_dom(domid);
+	uint64_t nr = d->nr_pages;
+	uint64_t leaves = (nr + P2M_PER - 1) / P2M_PER;
+	uint64_t fls = (leaves + P2M_PER - 1) / P2M_PER;
+	uint64_t fll_pfn = nr - 1, fl_pfn0 = nr - 1 - fls;
+	uint64_t leaf_pfn0 = fl_pfn0 - leaves;
+	shared_info_t *si = (shared_info_t *)fx_mfn_page(d->shinfo_mfn);
+	xen_pfn_t *fll = (xen_pfn_t *)fx_page(domid, fll_pfn);
+
+	memset(fll, 0, PAGE);
+	for (uint64_t l = 0; l < leaves; l++) {
+		xen_pfn_t *leaf = (xen_pfn_t *)fx_page(domid, leaf_pfn0 + l);
+
+		for (uint64_t k = 0; k < P2M_PER; k++) {
+			uint64_t pfn = l * P2M_PER + k;
+
+			leaf[k] = pfn < nr ? d->p2m[pfn] : INVALID_MFN;
+		}
+		xen_pfn_t *fl = (xen_pfn_t *)fx_page(domid,
+						     fl_pfn0 + l / P2M_PER);
+		fl[l % P2M_PER] = d->p2m[leaf_pfn0 + l];
+	}
+	for (uint64_t f = 0; f < fls; f++)
+		fll[f] = d->p2m[fl_pfn0 + f];
+	si->arch.max_pfn = nr;
+	si->arch.pfn_to_mfn_frame_list_list =
+		linear_only ? INVALID_MFN : d->p2m[fll_pfn];
+}
+
+void fx_guest_write(uint32_t domid, uint64_t pfn, unsigned int off,
+		    uint8_t v)
+{
+	struct fx_dom *d = fx_dom(domid);
+
+	fx_page(domid, pfn)[off] = v;
+	if (d->logdirty)
+		d->dirty[pfn / 64] |= UINT64_C(1) << (pfn % 64);
+}
+
+static uint32_t port_lowest_free(struct fx_dom *d)
+{
+	for (uint32_t p = 1; p < FX_PORTS; p++)
+		if (d->ports[p].state == EVTCHNSTAT_closed)
+			return p;
+	return 0;
+}
+
+uint32_t fx_port_alloc(uint32_t domid, uint8_t state, uint16_t rdom,
+		       uint32_t rport, uint32_t virq)
+{
+	struct fx_dom *d = fx_dom(domid);
+	uint32_t p = port_lowest_free(d);
+
+	if (!p)
+		abort();
+	d->ports[p] = (struct fx_port){ state, rdom, rport, virq };
+	while (p >= d->valid_ports)
+		d->valid_ports += 64;
+	return p;
+}
+
+grant_entry_v1_t *fx_gnt_entry(uint32_t domid, uint32_t ref)
+{
+	struct fx_dom *d = fx_dom(domid);
+
+	return (grant_entry_v1_t *)fx_mfn_page(d->gnt_mfn[0]) + ref;
+}
+
+/* ---- handles ------------------------------------------------------------- */
+
+static int handle_token;
+
+xc_interface *__wrap_xc_interface_open(xentoollog_logger *l,
+				       xentoollog_logger *dl, unsigned f);
+xc_interface *__wrap_xc_interface_open(xentoollog_logger *l,
+				       xentoollog_logger *dl, unsigned f)
+{
+	FAILPOINT(NULL);
+	fx.handles_open++;
+	return (xc_interface *)&handle_token;
+}
+
+int __wrap_xc_interface_close(xc_interface *xch);
+int __wrap_xc_interface_close(xc_interface *xch)
+{
+	fx.handles_open--;
+	return 0;
+}
+
+xenforeignmemory_handle *__wrap_xenforeignmemory_open(xentoollog_logger *l,
+						      unsigned int f);
+xenforeignmemory_handle *__wrap_xenforeignmemory_open(xentoollog_logger *l,
+						      unsigned int f)
+{
+	FAILPOINT(NULL);
+	fx.handles_open++;
+	return (xenforeignmemory_handle *)&handle_token;
+}
+
+int __wrap_xenforeignmemory_close(xenforeignmemory_handle *h);
+int __wrap_xenforeignmemory_close(xenforeignmemory_handle *h)
+{
+	fx.handles_open--;
+	return 0;
+}
+
+struct xs_handle *__wrap_xs_open(unsigned long flags);
+struct xs_handle *__wrap_xs_open(unsigned long flags)
+{
+	FAILPOINT(NULL);
+	fx.handles_open++;
+	return (struct xs_handle *)&handle_token;
+}
+
+void __wrap_xs_close(struct xs_handle *h);
+void __wrap_xs_close(struct xs_handle *h)
+{
+	fx.handles_open--;
+}
+
+int __wrap_libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags,
+			   xentoollog_logger *lg);
+int __wrap_libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags,
+			   xentoollog_logger *lg)
+{
+	int e = enter("libxl_ctx_alloc");
+
+	if (e)
+		return ERROR_FAIL;
+	fx.handles_open++;
+	*pctx = (libxl_ctx *)&handle_token;
+	return 0;
+}
+
+int __wrap_libxl_ctx_free(libxl_ctx *ctx);
+int __wrap_libxl_ctx_free(libxl_ctx *ctx)
+{
+	if (ctx)
+		fx.handles_open--;
+	return 0;
+}
+
+/* ---- xenstore ------------------------------------------------------------ */
+
+void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
+		     const char *path, unsigned int *len);
+void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
+		     const char *path, unsigned int *len)
+{
+	unsigned int domid;
+	char tail[16];
+	struct fx_dom *d;
+
+	FAILPOINT(NULL);
+	if (sscanf(path, "/local/domain/%u/%15s", &domid, tail) != 2 ||
+	    strcmp(tail, "name") != 0 || !(d = fx_dom(domid)) ||
+	    !d->name[0]) {
+		errno = ENOENT;
+		return NULL;
+	}
+	*len = (unsigned int)strlen(d->name);
+	return strdup(d->name);
+}
+
+/* ---- domains ------------------------------------------------------------- */
+
+static void fill_info(const struct fx_dom *d, xc_domaininfo_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->domain = (domid_t)d->domid;
+	if (d->pause_count)
+		out->flags |= XEN_DOMINF_paused;
+	if (d->hvm)
+		out->flags |= XEN_DOMINF_hvm_guest;
+	if (d->dying)
+		out->flags |= XEN_DOMINF_dying;
+	if (d->shutdown)
+		out->flags |= XEN_DOMINF_shutdown |
+			      (d->shutdown_reason << XEN_DOMINF_shutdownshift);
+	out->tot_pages = d->nr_pages;
+	out->max_vcpu_id = d->max_vcpus - 1;
+	out->nr_online_vcpus = d->max_vcpus;
+	out->shared_info_frame = d->shinfo_mfn;
+	memcpy(out->handle, d->handle, sizeof(out->handle));
+}
+
+int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first,
+				 unsigned int max, xc_domaininfo_t *info);
+int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first,
+				 unsigned int max, xc_domaininfo_t *info)
+{
+	unsigned int n = 0;
+
+	FAILPOINT(-1);
+	for (uint32_t id = first; id < 0x7ff0 && n < max; id++) {
+		struct fx_dom *d = fx_dom(id);
+
+		if (d)
+			fill_info(d, &info[n++]);
+	}
+	return (int)n;
+}
+
+int __wrap_xc_domain_nr_gpfns(xc_interface *xch, uint32_t domid,
+			      xen_pfn_t *gpfns);
+int __wrap_xc_domain_nr_gpfns(xc_interface *xch, uint32_t domid,
+			      xen_pfn_t *gpfns)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	*gpfns = d->nr_pages;
+	return 0;
+}
+
+int __wrap_xc_domain_get_guest_width(xc_interface *xch, uint32_t domid,
+				     unsigned int *w);
+int __wrap_xc_domain_get_guest_width(xc_interface *xch, uint32_t domid,
+				     unsigned int *w)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	*w = d->width;
+	return 0;
+}
+
+int __wrap_xc_domain_pause(xc_interface *xch, uint32_t domid);
+int __wrap_xc_domain_pause(xc_interface *xch, uint32_t domid)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	d->pause_count++;
+	return 0;
+}
+
+int __wrap_xc_domain_unpause(xc_interface *xch, uint32_t domid);
+int __wrap_xc_domain_unpause(xc_interface *xch, uint32_t domid)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	if (d->pause_count == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	d->pause_count--;
+	return 0;
+}
+
+/* ---- log-dirty ------------------------------------------------------------ */
+
+int __wrap_xc_shadow_control(xc_interface *xch, uint32_t domid,
+			     unsigned int sop, unsigned int *mb,
+			     unsigned int mode);
+int __wrap_xc_shadow_control(xc_interface *xch, uint32_t domid,
+			     unsigned int sop, unsigned int *mb,
+			     unsigned int mode)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	switch (sop) {
+	case XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY:
+		if (d->logdirty) {
+			errno = EINVAL;
+			return -1;
+		}
+		d->logdirty = true;
+		memset(d->dirty, 0, (d->nr_pages + 63) / 64 * 8);
+		return 0;
+	case XEN_DOMCTL_SHADOW_OP_OFF:
+		d->logdirty = false;
+		return 0;
+	default:
+		errno = EINVAL;
+		return -1;
+	}
+}
+
+long long __wrap_xc_logdirty_control(xc_interface *xch, uint32_t domid,
+				     unsigned int sop,
+				     xc_hypercall_buffer_t *bm,
+				     unsigned long pages, unsigned int mode,
+				     xc_shadow_op_stats_t *stats);
+long long __wrap_xc_logdirty_control(xc_interface *xch, uint32_t domid,
+				     unsigned int sop,
+				     xc_hypercall_buffer_t *bm,
+				     unsigned long pages, unsigned int mode,
+				     xc_shadow_op_stats_t *stats)
+{
+	struct fx_dom *d;
+	uint64_t *out = bm->hbuf;
+	uint32_t count = 0;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	if (sop != XEN_DOMCTL_SHADOW_OP_CLEAN || !d->logdirty || !out) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (uint64_t pfn = 0; pfn < pages && pfn < d->nr_pages; pfn++) {
+		uint64_t bit = UINT64_C(1) << (pfn % 64);
+
+		if (d->dirty[pfn / 64] & bit) {
+			out[pfn / 64] |= bit;
+			count++;
+		} else {
+			out[pfn / 64] &= ~bit;
+		}
+	}
+	memset(d->dirty, 0, (d->nr_pages + 63) / 64 * 8);
+	if (stats)
+		stats->dirty_count = count;
+	return 0;
+}
+
+void *__wrap_xc__hypercall_buffer_alloc_pages(xc_interface *xch,
+					      xc_hypercall_buffer_t *b,
+					      int nr);
+void *__wrap_xc__hypercall_buffer_alloc_pages(xc_interface *xch,
+					      xc_hypercall_buffer_t *b,
+					      int nr)
+{
+	void *p;
+
+	FAILPOINT(NULL);
+	p = mmap(NULL, (size_t)nr * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Garbage, as a recycled buffer would hold. */
+	memset(p, 0xa5, (size_t)nr * PAGE);
+	b->hbuf = p;
+	fx.live_hbufs++;
+	return p;
+}
+
+void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
+					    xc_hypercall_buffer_t *b, int nr);
+void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
+					    xc_hypercall_buffer_t *b, int nr)
+{
+	if (!b->hbuf)
+		return;
+	munmap(b->hbuf, (size_t)nr * PAGE);
+	b->hbuf = NULL;
+	fx.live_hbufs--;
+}
+
+/* ---- foreign memory ------------------------------------------------------- */
+
+struct fx_map {
+	void *addr;
+	size_t n;
+};
+static struct fx_map maps[256];
+
+static void map_track(void *addr, size_t n)
+{
+	for (size_t i = 0; i < 256; i++) {
+		if (!maps[i].addr) {
+			maps[i] = (struct fx_map){ addr, n };
+			fx.live_maps++;
+			return;
+		}
+	}
+	abort();
+}
+
+static int map_untrack(void *addr, size_t n)
+{
+	for (size_t i = 0; i < 256; i++) {
+		if (maps[i].addr == addr && maps[i].n == n) {
+			maps[i].addr = NULL;
+			fx.live_maps--;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The machine frame @dom's foreign map of @frame reaches, or ~0. */
+static xen_pfn_t resolve(const struct fx_dom *d, xen_pfn_t frame)
+{
+	if (d->hvm)
+		return frame < d->nr_pages ? d->p2m[frame] : INVALID_MFN;
+	if (frame == d->shinfo_mfn)
+		return frame;
+	/* PV: the frame must be one of the domain's own. */
+	for (uint64_t pfn = 0; pfn < d->nr_pages; pfn++)
+		if (d->p2m[pfn] == frame)
+			return frame;
+	return INVALID_MFN;
+}
+
+void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom,
+				  int prot, size_t pages,
+				  const xen_pfn_t arr[], int err[]);
+void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom,
+				  int prot, size_t pages,
+				  const xen_pfn_t arr[], int err[])
+{
+	struct fx_dom *d;
+	uint8_t *base;
+
+	FAILPOINT(NULL);
+	if (!(d = fx_dom(dom))) {
+		errno = ESRCH;
+		return NULL;
+	}
+	base = mmap(NULL, pages * PAGE, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	for (size_t i = 0; i < pages; i++) {
+		xen_pfn_t mfn = resolve(d, arr[i]);
+
+		if (mfn == INVALID_MFN) {
+			err[i] = -EINVAL;
+			continue;
+		}
+		if (mmap(base + i * PAGE, PAGE, prot, MAP_SHARED | MAP_FIXED,
+			 fx.memfd, (off_t)(mfn * PAGE)) == MAP_FAILED)
+			abort();
+		err[i] = 0;
+	}
+	map_track(base, pages);
+	return base;
+}
+
+int __wrap_xenforeignmemory_unmap(xenforeignmemory_handle *h, void *addr,
+				  size_t pages);
+int __wrap_xenforeignmemory_unmap(xenforeignmemory_handle *h, void *addr,
+				  size_t pages)
+{
+	FAILPOINT(-1);
+	if (map_untrack(addr, pages)) {
+		errno = EINVAL;
+		return -1;
+	}
+	munmap(addr, pages * PAGE);
+	return 0;
+}
+
+struct fx_res {
+	void *addr;
+	size_t n;
+};
+
+xenforeignmemory_resource_handle *__wrap_xenforeignmemory_map_resource(
+	xenforeignmemory_handle *h, domid_t domid, unsigned int type,
+	unsigned int id, unsigned long frame, unsigned long nr, void **paddr,
+	int prot, int flags);
+xenforeignmemory_resource_handle *__wrap_xenforeignmemory_map_resource(
+	xenforeignmemory_handle *h, domid_t domid, unsigned int type,
+	unsigned int id, unsigned long frame, unsigned long nr, void **paddr,
+	int prot, int flags)
+{
+	struct fx_dom *d;
+	struct fx_res *r;
+	uint8_t *base;
+
+	FAILPOINT(NULL);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return NULL;
+	}
+	if (type != XENMEM_resource_grant_table ||
+	    id != XENMEM_resource_grant_table_id_shared || nr == 0 ||
+	    frame + nr > d->gnt_max) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Xen grows the table to cover what is asked for. */
+	if (frame + nr > d->gnt_frames)
+		d->gnt_frames = (uint32_t)(frame + nr);
+	base = mmap(NULL, nr * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		    -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	for (unsigned long i = 0; i < nr; i++)
+		if (mmap(base + i * PAGE, PAGE, prot, MAP_SHARED | MAP_FIXED,
+			 fx.memfd,
+			 (off_t)(d->gnt_mfn[frame + i] * PAGE)) == MAP_FAILED)
+			abort();
+	r = malloc(sizeof(*r));
+	r->addr = base;
+	r->n = nr;
+	*paddr = base;
+	fx.live_maps++;
+	return (xenforeignmemory_resource_handle *)r;
+}
+
+int __wrap_xenforeignmemory_unmap_resource(
+	xenforeignmemory_handle *h, xenforeignmemory_resource_handle *res);
+int __wrap_xenforeignmemory_unmap_resource(
+	xenforeignmemory_handle *h, xenforeignmemory_resource_handle *res)
+{
+	struct fx_res *r = (struct fx_res *)res;
+
+	if (!r)
+		return 0;
+	munmap(r->addr, r->n * PAGE);
+	free(r);
+	fx.live_maps--;
+	return enter("xenforeignmemory_unmap_resource") ? -1 : 0;
+}
+
+/* ---- vCPUs ---------------------------------------------------------------- */
+
+int __wrap_xc_vcpu_getcontext(xc_interface *xch, uint32_t domid,
+			      uint32_t vcpu, vcpu_guest_context_any_t *ctx);
+int __wrap_xc_vcpu_getcontext(xc_interface *xch, uint32_t domid,
+			      uint32_t vcpu, vcpu_guest_context_any_t *ctx)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid)) || vcpu >= d->max_vcpus) {
+		errno = d ? EINVAL : ESRCH;
+		return -1;
+	}
+	memcpy(&ctx->x64, &d->vcpu[vcpu], sizeof(ctx->x64));
+	return 0;
+}
+
+int __wrap_xc_vcpu_setcontext(xc_interface *xch, uint32_t domid,
+			      uint32_t vcpu, vcpu_guest_context_any_t *ctx);
+int __wrap_xc_vcpu_setcontext(xc_interface *xch, uint32_t domid,
+			      uint32_t vcpu, vcpu_guest_context_any_t *ctx)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid)) || vcpu >= d->max_vcpus) {
+		errno = d ? EINVAL : ESRCH;
+		return -1;
+	}
+	memcpy(&d->vcpu[vcpu], &ctx->x64, sizeof(ctx->x64));
+	return 0;
+}
+
+/* ---- event channels --------------------------------------------------------- */
+
+int __wrap_xc_evtchn_status(xc_interface *xch, xc_evtchn_status_t *st);
+int __wrap_xc_evtchn_status(xc_interface *xch, xc_evtchn_status_t *st)
+{
+	struct fx_dom *d;
+	struct fx_port *p;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(st->dom))) {
+		errno = ESRCH;
+		return -1;
+	}
+	if (st->port >= d->valid_ports) {
+		errno = EINVAL;
+		return -1;
+	}
+	p = &d->ports[st->port];
+	st->status = p->state;
+	st->vcpu = 0;
+	switch (p->state) {
+	case EVTCHNSTAT_unbound:
+		st->u.unbound.dom = p->rdom;
+		break;
+	case EVTCHNSTAT_interdomain:
+		st->u.interdomain.dom = p->rdom;
+		st->u.interdomain.port = p->rport;
+		break;
+	case EVTCHNSTAT_pirq:
+		st->u.pirq = p->virq;
+		break;
+	case EVTCHNSTAT_virq:
+		st->u.virq = p->virq;
+		break;
+	}
+	return 0;
+}
+
+xc_evtchn_port_or_error_t __wrap_xc_evtchn_alloc_unbound(xc_interface *xch,
+							 uint32_t dom,
+							 uint32_t remote);
+xc_evtchn_port_or_error_t __wrap_xc_evtchn_alloc_unbound(xc_interface *xch,
+							 uint32_t dom,
+							 uint32_t remote)
+{
+	struct fx_dom *d;
+	uint32_t p;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(dom))) {
+		errno = ESRCH;
+		return -1;
+	}
+	if (!(p = port_lowest_free(d))) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return (int)fx_port_alloc(dom, EVTCHNSTAT_unbound, (uint16_t)remote,
+				  0, 0);
+}
+
+/* ---- grant tables ------------------------------------------------------------ */
+
+int __wrap_xc_gnttab_get_version(xc_interface *xch, uint32_t domid);
+int __wrap_xc_gnttab_get_version(xc_interface *xch, uint32_t domid)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(domid))) {
+		errno = ESRCH;
+		return -1;
+	}
+	return d->gnt_version;
+}
+
+int __wrap_xc_gnttab_query_size(xc_interface *xch,
+				struct gnttab_query_size *q);
+int __wrap_xc_gnttab_query_size(xc_interface *xch,
+				struct gnttab_query_size *q)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = fx_dom(q->dom))) {
+		q->status = GNTST_bad_domain;
+		return 0;
+	}
+	q->nr_frames = d->gnt_frames;
+	q->max_nr_frames = d->gnt_max;
+	q->status = GNTST_okay;
+	return 0;
+}
+
+/* ---- libxl ------------------------------------------------------------------- */
+
+static int libxl_fail(const char *fn)
+{
+	int e = enter(fn);
+
+	if (!e)
+		return 0;
+	return e == EINVAL ? ERROR_INVAL : ERROR_FAIL;
+}
+
+int __wrap_libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *dc,
+				   uint32_t *domid,
+				   const libxl_asyncop_how *ao,
+				   const libxl_asyncprogress_how *aop);
+int __wrap_libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *dc,
+				   uint32_t *domid,
+				   const libxl_asyncop_how *ao,
+				   const libxl_asyncprogress_how *aop)
+{
+	uint32_t id = dc->c_info.domid;
+	int rc = libxl_fail("libxl_domain_create_new");
+	unsigned int avail = 0;
+	struct fx_dom *d;
+
+	*domid = (uint32_t)INVALID_DOMID;
+	if (rc)
+		return rc;
+	if (dc->c_info.type != LIBXL_DOMAIN_TYPE_PV ||
+	    dc->b_info.type != LIBXL_DOMAIN_TYPE_PV || !dc->b_info.kernel ||
+	    dc->b_info.max_vcpus < 1)
+		return ERROR_INVAL;
+	for (int i = 0; i < dc->b_info.max_vcpus; i++)
+		avail += libxl_bitmap_test(&dc->b_info.avail_vcpus, i);
+	if (avail != (unsigned int)dc->b_info.max_vcpus)
+		return ERROR_INVAL;
+	if (id >= 1 && id < 0x7ff0) {
+		if (fx_dom(id))
+			return ERROR_FAIL; /* XEN_DOMCTL_createdomain: EEXIST */
+	} else {
+		for (id = 1; fx_dom(id); id++)
+			;
+	}
+	d = fx_add_dom(id, dc->b_info.max_memkb / 4,
+		       (unsigned int)dc->b_info.max_vcpus, false);
+	if (!d)
+		return ERROR_NOMEM;
+	snprintf(d->name, sizeof(d->name), "%s",
+		 dc->c_info.name ? dc->c_info.name : "");
+	snprintf(d->kernel, sizeof(d->kernel), "%s", dc->b_info.kernel);
+	/* The builder: xenstore and console ports, seeded grant entries. */
+	fx_port_alloc(id, EVTCHNSTAT_unbound, 0, 0, 0);
+	fx_port_alloc(id, EVTCHNSTAT_unbound, 0, 0, 0);
+	for (uint32_t ref = 0; ref < 2; ref++) {
+		grant_entry_v1_t *e = fx_gnt_entry(id, ref);
+
+		e->domid = 0;
+		e->frame = (uint32_t)d->p2m[d->nr_pages - 2 - ref];
+		e->flags = GTF_permit_access;
+	}
+	*domid = id;
+	return 0;
+}
+
+int __wrap_libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid,
+				const libxl_asyncop_how *ao);
+int __wrap_libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid,
+				const libxl_asyncop_how *ao)
+{
+	struct fx_dom *d;
+	int rc = libxl_fail("libxl_domain_unpause");
+
+	if (rc)
+		return rc;
+	if (!(d = fx_dom(domid)))
+		return ERROR_DOMAIN_NOTFOUND;
+	if (!d->pause_count)
+		return ERROR_FAIL;
+	d->pause_count--;
+	return 0;
+}
+
+int __wrap_libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid,
+				const libxl_asyncop_how *ao);
+int __wrap_libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid,
+				const libxl_asyncop_how *ao)
+{
+	struct fx_dom *d;
+	int rc = libxl_fail("libxl_domain_destroy");
+
+	if (rc)
+		return rc;
+	if (!(d = fx_dom(domid)))
+		return ERROR_DOMAIN_NOTFOUND;
+	dom_free(d);
+	return 0;
+}
+
+static int device(uint32_t domid, bool disk, bool add,
+		  const libxl_device_disk *dk, const libxl_device_nic *nic)
+{
+	struct fx_device *v;
+
+	if (!fx_dom(domid))
+		return ERROR_DOMAIN_NOTFOUND;
+	if (!add) {
+		for (unsigned int i = 0; i < fx.n_devices; i++) {
+			v = &fx.devices[i];
+			if (v->removed || v->domid != domid || v->disk != disk)
+				continue;
+			if (disk ? strcmp(v->vdev, dk->vdev) == 0
+				 : v->devid == nic->devid) {
+				v->removed = true;
+				return 0;
+			}
+		}
+		return ERROR_NOTFOUND;
+	}
+	if (fx.n_devices == 16)
+		return ERROR_FAIL;
+	v = &fx.devices[fx.n_devices++];
+	memset(v, 0, sizeof(*v));
+	v->disk = disk;
+	v->domid = domid;
+	if (disk) {
+		snprintf(v->target, sizeof(v->target), "%s", dk->pdev_path);
+		snprintf(v->vdev, sizeof(v->vdev), "%s", dk->vdev);
+		v->readwrite = dk->readwrite;
+	} else {
+		memcpy(v->mac, nic->mac, 6);
+		v->devid = nic->devid;
+		snprintf(v->target, sizeof(v->target), "%s",
+			 nic->bridge ? nic->bridge : "");
+	}
+	return 0;
+}
+
+int __wrap_libxl_device_disk_add(libxl_ctx *ctx, uint32_t domid,
+				 libxl_device_disk *disk,
+				 const libxl_asyncop_how *ao);
+int __wrap_libxl_device_disk_add(libxl_ctx *ctx, uint32_t domid,
+				 libxl_device_disk *disk,
+				 const libxl_asyncop_how *ao)
+{
+	int rc = libxl_fail("libxl_device_disk_add");
+
+	return rc ? rc : device(domid, true, true, disk, NULL);
+}
+
+int __wrap_libxl_device_disk_remove(libxl_ctx *ctx, uint32_t domid,
+				    libxl_device_disk *disk,
+				    const libxl_asyncop_how *ao);
+int __wrap_libxl_device_disk_remove(libxl_ctx *ctx, uint32_t domid,
+				    libxl_device_disk *disk,
+				    const libxl_asyncop_how *ao)
+{
+	int rc = libxl_fail("libxl_device_disk_remove");
+
+	return rc ? rc : device(domid, true, false, disk, NULL);
+}
+
+int __wrap_libxl_device_nic_add(libxl_ctx *ctx, uint32_t domid,
+				libxl_device_nic *nic,
+				const libxl_asyncop_how *ao);
+int __wrap_libxl_device_nic_add(libxl_ctx *ctx, uint32_t domid,
+				libxl_device_nic *nic,
+				const libxl_asyncop_how *ao)
+{
+	int rc = libxl_fail("libxl_device_nic_add");
+
+	return rc ? rc : device(domid, false, true, NULL, nic);
+}
+
+int __wrap_libxl_device_nic_remove(libxl_ctx *ctx, uint32_t domid,
+				   libxl_device_nic *nic,
+				   const libxl_asyncop_how *ao);
+int __wrap_libxl_device_nic_remove(libxl_ctx *ctx, uint32_t domid,
+				   libxl_device_nic *nic,
+				   const libxl_asyncop_how *ao)
+{
+	int rc = libxl_fail("libxl_device_nic_remove");
+
+	return rc ? rc : device(domid, false, false, NULL, nic);
+}

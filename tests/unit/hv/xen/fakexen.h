@@ -1,0 +1,123 @@
+/*
+ * A fake Xen host for the hv/xen unit tests: the entry points of
+ * libxenctrl, libxenforeignmemory, libxenstore and libxenlight that
+ * hv/xen calls are replaced at link time (-Wl,--wrap=NAME, the list is in
+ * CMakeLists.txt) by __wrap_NAME functions in fakexen.c working on this
+ * state. It behaves like Xen where hv/xen depends on it:
+ *
+ *   - machine memory is one memfd; each domain owns frames at machine
+ *     frame numbers unlike its pfns (p2m[pfn] = mfn, descending), so a
+ *     backend that forgets to translate reads the wrong page
+ *   - PV foreign maps take mfns (only the domain's own, or its
+ *     shared_info); HVM maps take gfns = pfns
+ *   - a "booted" PV guest publishes its 3-level p2m tree in its own
+ *     memory and shared_info (fx_boot), as Linux does
+ *   - toolstack pauses nest; unpause at count 0 is EINVAL
+ *   - log-dirty: enable twice is EINVAL, CLEAN while off is EINVAL
+ *   - event channels: alloc_unbound gives the lowest free port; status of
+ *     a port past the allocated buckets (64 ports each) is EINVAL
+ *   - grant tables: frames are Xen's (not in the p2m), mapped through
+ *     map_resource, which grows the table up to max frames
+ *   - libxl create builds a paused PV domain with the xenstore and
+ *     console ports (1, 2: unbound for dom0) and a seeded grant table
+ *
+ * Every wrapped call first consults the fault table: fx_fail("name", nth,
+ * err) makes the nth next call of that name fail with err (libxl calls
+ * return ERROR_FAIL, or ERROR_INVAL for err EINVAL).
+ */
+#ifndef PVM_TEST_FAKEXEN_H
+#define PVM_TEST_FAKEXEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <xenctrl.h>
+
+#define FX_MAX_DOMS 8
+#define FX_PORTS 256
+#define FX_GNT_MAX_FRAMES 8
+
+struct fx_port {
+	uint8_t state; /* EVTCHNSTAT_* */
+	uint16_t rdom;
+	uint32_t rport;
+	uint32_t virq;
+};
+
+struct fx_dom {
+	bool exists;
+	uint32_t domid;
+	bool hvm, dying, shutdown;
+	uint32_t shutdown_reason;
+	unsigned int pause_count;
+	unsigned int width; /* bytes */
+	unsigned int max_vcpus;
+	uint64_t nr_pages;
+	xen_pfn_t *p2m; /* pfn → mfn */
+	xen_pfn_t shinfo_mfn;
+	xen_domain_handle_t handle;
+	char name[64];
+	char kernel[128];
+	bool logdirty;
+	uint64_t *dirty;
+	vcpu_guest_context_x86_64_t *vcpu;
+	struct fx_port ports[FX_PORTS];
+	uint32_t valid_ports;
+	int gnt_version;
+	uint32_t gnt_frames, gnt_max;
+	xen_pfn_t gnt_mfn[FX_GNT_MAX_FRAMES];
+};
+
+struct fx_device {
+	bool disk, removed;
+	uint32_t domid;
+	char target[128], vdev[32];
+	int readwrite;
+	uint8_t mac[6];
+	int devid;
+};
+
+struct fx_host {
+	int memfd;
+	uint8_t *mem; /* host view of machine memory */
+	uint64_t mem_pages;
+	uint64_t next_mfn;
+	struct fx_dom doms[FX_MAX_DOMS];
+	struct fx_device devices[16];
+	unsigned int n_devices;
+	unsigned int live_maps; /* foreign/resource mappings not unmapped */
+	unsigned int live_hbufs;
+	unsigned int handles_open; /* xc, fmem, xs, libxl ctx */
+};
+
+extern struct fx_host fx;
+
+/* Fresh host with dom0 only; drops everything of the previous one. */
+void fx_reset(void);
+/* A domain made directly (not through libxl), paused once; NULL if full. */
+struct fx_dom *fx_add_dom(uint32_t domid, uint64_t nr_pages,
+			  unsigned int vcpus, bool hvm);
+struct fx_dom *fx_dom(uint32_t domid);
+/*
+ * PV: publish the p2m tree as a booted Linux does (tree pages in the top
+ * pfns); @linear_only publishes ~0 instead (linear p2m only).
+ */
+void fx_boot(uint32_t domid, bool linear_only);
+/* Host pointer to a guest page (through its p2m). */
+uint8_t *fx_page(uint32_t domid, uint64_t pfn);
+uint8_t *fx_mfn_page(xen_pfn_t mfn);
+/* A guest write: changes the byte and marks the page dirty if logging. */
+void fx_guest_write(uint32_t domid, uint64_t pfn, unsigned int off,
+		    uint8_t v);
+/* Guest-side port operations (what the guest or a backend would do). */
+uint32_t fx_port_alloc(uint32_t domid, uint8_t state, uint16_t rdom,
+		       uint32_t rport, uint32_t virq);
+/* The grant table's host view (frame 0 start; frames are contiguous). */
+grant_entry_v1_t *fx_gnt_entry(uint32_t domid, uint32_t ref);
+
+/* Fault injection: the @nth next call of @fn fails with @err. */
+void fx_fail(const char *fn, unsigned int nth, int err);
+/* Number of calls of @fn since fx_reset. */
+unsigned int fx_calls(const char *fn);
+
+#endif /* PVM_TEST_FAKEXEN_H */

@@ -1,0 +1,284 @@
+/*
+ * hv/xen/host.c against the fake Xen host: opening and closing the
+ * libraries, domain list/info, create/destroy through libxl, pause/unpause.
+ */
+#include "xentest.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static void test_open_close(void **state)
+{
+	struct pvm_hv *hv = *state;
+
+	assert_true(pvm_hv_is_xen(hv));
+	assert_string_equal(hv->ops->name, "xen");
+	assert_int_equal(fx.handles_open, 4);
+}
+
+/* Each library that fails to open fails the open, and nothing leaks. */
+static void test_open_failures(void **state)
+{
+	static const struct {
+		const char *fn;
+		int err, rc;
+	} cases[] = {
+		{ "xc_interface_open", EACCES, -EACCES },
+		{ "xenforeignmemory_open", ENOENT, -ENOENT },
+		{ "xs_open", ECONNREFUSED, -ECONNREFUSED },
+		{ "libxl_ctx_alloc", EIO, -EIO },
+	};
+	struct pvm_hv *hv = *state;
+
+	hv->ops->close(hv);
+	*state = NULL;
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(cases); i++) {
+		struct pvm_hv *h = NULL;
+
+		fx_fail(cases[i].fn, 1, cases[i].err);
+		assert_fails_once(pvm_hv_xen_open(&h), cases[i].rc);
+		assert_null(h);
+		assert_int_equal(fx.handles_open, 0);
+	}
+}
+
+static void test_list(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_dominfo out[8];
+	size_t n = 99;
+
+	fx_add_dom(7, 1000, 2, false);
+	fx_add_dom(3, 64, 1, false);
+	fx_add_dom(1, 128, 4, true);
+	snprintf(fx_dom(3)->name, sizeof(fx_dom(3)->name), "guest-three");
+	fx_dom(7)->pause_count = 0;
+
+	assert_int_equal(hv->ops->domain_list(hv, out, 8, &n), 0);
+	assert_int_equal(n, 3); /* dom0 is not listed */
+	assert_int_equal(out[0].domid, 1);
+	assert_int_equal(out[1].domid, 3);
+	assert_int_equal(out[2].domid, 7);
+	assert_int_equal(out[0].nr_vcpus, 4);
+	assert_int_equal(out[0].nr_pages, 128);
+	assert_int_equal(out[2].nr_pages, 1000);
+	assert_string_equal(out[1].name, "guest-three");
+	assert_string_equal(out[0].name, "");
+	assert_int_equal(out[1].flags, PVM_HV_DOMINF_PAUSED);
+	assert_int_equal(out[2].flags, 0);
+
+	/* More than max: the first max, -ENOSPC. */
+	assert_int_equal(hv->ops->domain_list(hv, out, 2, &n), -ENOSPC);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[1].domid, 3);
+
+	fx_fail("xc_domain_getinfolist", 1, EPERM);
+	assert_fails_once(hv->ops->domain_list(hv, out, 8, &n), -EPERM);
+}
+
+static void test_info(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_dominfo di;
+	struct fx_dom *d = fx_add_dom(5, 256, 2, false);
+
+	d->shutdown = true;
+	d->shutdown_reason = PVM_HV_SHUTDOWN_CRASH;
+	d->dying = true;
+	snprintf(d->name, sizeof(d->name), "%s", "a-very-long-name");
+	assert_int_equal(hv->ops->domain_info(hv, 5, &di), 0);
+	assert_int_equal(di.domid, 5);
+	assert_int_equal(di.flags, PVM_HV_DOMINF_PAUSED |
+					   PVM_HV_DOMINF_SHUTDOWN |
+					   PVM_HV_DOMINF_DYING);
+	assert_int_equal(di.shutdown_reason, PVM_HV_SHUTDOWN_CRASH);
+	assert_int_equal(di.nr_pages, 256);
+	assert_string_equal(di.name, "a-very-long-name");
+
+	/* No p2m left (dying): size 0, still answered. */
+	fx_fail("xc_domain_nr_gpfns", 1, ESRCH);
+	assert_int_equal(hv->ops->domain_info(hv, 5, &di), 0);
+	assert_int_equal(di.nr_pages, 0);
+
+	/* Log-dirty is reported once this instance turned it on. */
+	d->shutdown = d->dying = false;
+	assert_int_equal(hv->ops->logdirty_enable(hv, 5), 0);
+	assert_int_equal(hv->ops->domain_info(hv, 5, &di), 0);
+	assert_int_equal(di.flags,
+			 PVM_HV_DOMINF_PAUSED | PVM_HV_DOMINF_LOGDIRTY);
+	assert_int_equal(hv->ops->logdirty_disable(hv, 5), 0);
+
+	/* getinfolist answers the next domain: 4 is not 5. */
+	assert_int_equal(hv->ops->domain_info(hv, 4, &di), -ESRCH);
+	assert_int_equal(hv->ops->domain_info(hv, 0x7ff0, &di), -ESRCH);
+	fx_fail("xc_domain_getinfolist", 1, EFAULT);
+	assert_fails_once(hv->ops->domain_info(hv, 5, &di), -EFAULT);
+}
+
+static struct pvm_hv_domain_config cfg_default(void)
+{
+	struct pvm_hv_domain_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.domid = PVM_HV_DOMID_ANY;
+	c.nr_pages = 2048;
+	c.nr_vcpus = 2;
+	c.start_paused = true;
+	c.name = "web";
+	c.image = "/boot/vmlinuz-guest";
+	return c;
+}
+
+static void test_create(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_domain_config c = cfg_default();
+	struct pvm_hv_dominfo di;
+	uint32_t domid = 0;
+	struct fx_dom *d;
+
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
+	assert_int_equal(domid, 1);
+	d = fx_dom(1);
+	assert_non_null(d);
+	assert_int_equal(d->pause_count, 1);
+	assert_int_equal(d->nr_pages, 2048);
+	assert_int_equal(d->max_vcpus, 2);
+	assert_string_equal(d->kernel, "/boot/vmlinuz-guest");
+	assert_int_equal(hv->ops->domain_info(hv, 1, &di), 0);
+	assert_string_equal(di.name, "web");
+	assert_int_equal(di.nr_vcpus, 2);
+
+	/* Running, at a chosen domid (a restore keeps its domid). */
+	c.start_paused = false;
+	c.domid = 42;
+	c.name = NULL;
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
+	assert_int_equal(domid, 42);
+	assert_int_equal(fx_dom(42)->pause_count, 0);
+
+	/* Taken: refused before libxl is asked. */
+	unsigned int calls = fx_calls("libxl_domain_create_new");
+
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EEXIST);
+	assert_int_equal(fx_calls("libxl_domain_create_new"), calls);
+}
+
+static void test_create_bad_config(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_domain_config c;
+	uint32_t domid = 0;
+
+	c = cfg_default();
+	c.nr_vcpus = 0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c = cfg_default();
+	c.nr_pages = 0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c = cfg_default();
+	c.domid = 0x7ff0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c = cfg_default();
+	c.domid = 0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c = cfg_default();
+	c.image = NULL;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	assert_int_equal(fx_calls("libxl_domain_create_new"), 0);
+}
+
+static void test_create_failures(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_domain_config c = cfg_default();
+	uint32_t domid = 0;
+
+	fx_fail("libxl_domain_create_new", 1, EIO);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EIO);
+	assert_null(fx_dom(1));
+	fx_fail("libxl_domain_create_new", 1, EINVAL);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+
+	/* Probing a fixed domid fails for another reason than ESRCH. */
+	c.domid = 9;
+	fx_fail("xc_domain_getinfolist", 1, EACCES);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EACCES);
+
+	/* Unpause fails: the new domain is destroyed, not left behind. */
+	c.domid = PVM_HV_DOMID_ANY;
+	c.start_paused = false;
+	fx_fail("libxl_domain_unpause", 1, EIO);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EIO);
+	assert_null(fx_dom(1));
+	assert_int_equal(fx_calls("libxl_domain_destroy"), 1);
+}
+
+static void test_destroy(void **state)
+{
+	struct pvm_hv *hv = *state;
+	uint32_t before;
+
+	fx_add_dom(4, 64, 1, false);
+	fx_fail("libxl_domain_destroy", 1, EIO);
+	assert_fails_once(hv->ops->domain_destroy(hv, 4), -EIO);
+	assert_non_null(fx_dom(4));
+	assert_int_equal(hv->ops->domain_destroy(hv, 4), 0);
+	assert_null(fx_dom(4));
+	assert_int_equal(hv->ops->domain_destroy(hv, 4), -ESRCH);
+	before = xt_errors;
+	fx_fail("xc_domain_getinfolist", 1, EIO);
+	assert_int_equal(hv->ops->domain_destroy(hv, 4), -EIO);
+	assert_int_equal(xt_errors - before, 1);
+}
+
+static void test_pause_nesting(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct fx_dom *d = fx_add_dom(2, 64, 1, false);
+
+	d->pause_count = 0;
+	assert_int_equal(hv->ops->domain_pause(hv, 2), 0);
+	assert_int_equal(hv->ops->domain_pause(hv, 2), 0);
+	assert_int_equal(d->pause_count, 2);
+	assert_int_equal(hv->ops->domain_unpause(hv, 2), 0);
+	assert_int_equal(d->pause_count, 1);
+	assert_int_equal(hv->ops->domain_unpause(hv, 2), 0);
+	assert_int_equal(d->pause_count, 0);
+	assert_fails_once(hv->ops->domain_unpause(hv, 2), -EINVAL);
+	assert_fails_once(hv->ops->domain_pause(hv, 77), -ESRCH);
+	assert_fails_once(hv->ops->domain_unpause(hv, 77), -ESRCH);
+	fx_fail("xc_domain_pause", 1, EPERM);
+	assert_fails_once(hv->ops->domain_pause(hv, 2), -EPERM);
+	assert_int_equal(d->pause_count, 0);
+}
+
+/* libxl's error codes become errnos. */
+static void test_libxl_errno(void **state)
+{
+	(void)state;
+	/* Through the public slots: a missing domain on destroy. */
+	struct pvm_hv *hv = *state;
+
+	fx_add_dom(6, 64, 1, false);
+	fx_fail("libxl_domain_destroy", 1, EINVAL);
+	assert_fails_once(hv->ops->domain_destroy(hv, 6), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		XT_TEST(test_open_close),
+		XT_TEST(test_open_failures),
+		XT_TEST(test_list),
+		XT_TEST(test_info),
+		XT_TEST(test_create),
+		XT_TEST(test_create_bad_config),
+		XT_TEST(test_create_failures),
+		XT_TEST(test_destroy),
+		XT_TEST(test_pause_nesting),
+		XT_TEST(test_libxl_errno),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
