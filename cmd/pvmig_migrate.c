@@ -82,6 +82,8 @@ int cmd_migrate(int argc, char **argv)
 		{ "streams", required_argument, NULL, 's' },
 		{ "no-compress", no_argument, NULL, 'n' },
 		{ "verify-memory", no_argument, NULL, 'V' },
+		{ "no-converge", required_argument, NULL, 'C' },
+		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -94,7 +96,7 @@ int cmd_migrate(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "migrate");
-	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:jh", opts, NULL)) != -1) {
 		const char *num_key = NULL;
 
 		switch (c) {
@@ -104,13 +106,24 @@ int cmd_migrate(int argc, char **argv)
 		case 'r': num_key = "max_rounds"; break;
 		case 't': num_key = "max_time_s"; break;
 		case 's': num_key = "streams"; break;
+		case 'b': num_key = "bandwidth_mib"; break;
 		case 'n': rc = pvm_kv_add(&req, "no_compress", "1"); break;
 		case 'V': rc = pvm_kv_add(&req, "verify", "1"); break;
+		case 'C':
+			if (strcmp(optarg, "stop") && strcmp(optarg, "continue")) {
+				fprintf(stderr, "pvmig migrate: --no-converge is 'stop' or 'continue'\n");
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			rc = pvm_kv_add(&req, "no_converge", "%s", optarg);
+			break;
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: pvmig migrate DOMAIN HOST[:PORT] [--live|--cold]\n"
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
-			       "                    [--streams N] [--no-compress] [--verify-memory] [--json]\n\n"
+			       "                    [--streams N] [--bandwidth MiB/s] [--no-compress]\n"
+			       "                    [--verify-memory]\n"
+			       "                    [--no-converge stop|continue] [--json]\n\n"
 			       "Moves DOMAIN to the pvmigd on HOST (port 8002 by default) over TLS 1.3.\n"
 			       "  --live            copy memory while the guest runs (default)\n"
 			       "  --cold            pause first, copy once\n"
@@ -119,11 +132,15 @@ int cmd_migrate(int argc, char **argv)
 			       "  --max-rounds N    pre-copy rounds at most (default 30)\n"
 			       "  --max-time-s N    pre-copy time at most (default none)\n"
 			       "  --streams N       parallel TLS connections (default from pvmigd.conf)\n"
+			       "  --bandwidth N     at most N MiB/s on the wire (after compression)\n"
 			       "  --no-compress     no lz4 (zero pages are still elided)\n"
 			       "  --verify-memory   while paused, SHA-256 all guest memory on both\n"
 			       "                    hosts; a mismatch aborts (the guest stays here)\n"
-			       "When the guest dirties memory faster than the link carries, pre-copy\n"
-			       "stops after 3 rounds without progress and copies the rest paused.\n"
+			       "  --no-converge stop|continue\n"
+			       "                    when the guest dirties memory faster than the link\n"
+			       "                    carries (3 rounds without progress): copy the rest\n"
+			       "                    paused (stop, default) or keep going until\n"
+			       "                    --max-rounds / --max-time-s (continue)\n"
 			       "Ctrl-C before the pause cancels: the guest keeps running here.\n");
 			pvm_kv_dispose(&req);
 			return 0;
@@ -137,7 +154,8 @@ int cmd_migrate(int argc, char **argv)
 			strtoul(optarg, &end, 10);
 			if (!*optarg || *end) {
 				fprintf(stderr, "pvmig migrate: --%s wants a number, not '%s'\n",
-					opts[c == 'd' ? 2 : c == 'r' ? 3 : c == 't' ? 4 : 5].name,
+					c == 'd' ? "downtime-ms" : c == 'r' ? "max-rounds" :
+					c == 't' ? "max-time-s" : c == 'b' ? "bandwidth" : "streams",
 					optarg);
 				pvm_kv_dispose(&req);
 				return 2;

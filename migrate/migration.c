@@ -677,6 +677,8 @@ struct source {
 	bool live;
 	bool compress;
 	bool verify;
+	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
+	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
 	unsigned streams;
 	struct pvm_policy policy;
 	char image[256];
@@ -715,6 +717,28 @@ static void progress(struct source *m, const struct pvm_round_stats *r,
 	pvm_kv_dispose(&kv);
 }
 
+/* --bandwidth: sleeps until the bytes handed to the wire since the start
+ * fit the limit. */
+static void throttle(struct source *m)
+{
+	struct pvm_channel_stats cs;
+	uint64_t now = pvm_now_ns(), due_ns;
+
+	pvm_channel_stats(m->ch, &cs);
+	if (!m->bw_t0) {
+		m->bw_t0 = now;
+		m->bw_base = cs.wire_bytes;
+		return;
+	}
+	due_ns = (uint64_t)((double)(cs.wire_bytes - m->bw_base) * 1e9 /
+			    (double)m->bw_bytes_s);
+	if (m->bw_t0 + due_ns > now) {
+		uint64_t wait_us = (m->bw_t0 + due_ns - now) / 1000;
+
+		usleep((useconds_t)(wait_us > 1000000 ? 1000000 : wait_us));
+	}
+}
+
 /* Sends every page set in @bm, in batches mapped READ. */
 static int send_dirty(struct source *m, const struct pvm_bitmap *bm,
 		      uint64_t *sent_out)
@@ -751,6 +775,8 @@ static int send_dirty(struct source *m, const struct pvm_bitmap *bm,
 		if (rc)
 			return rc;
 		sent += n;
+		if (m->bw_bytes_s)
+			throttle(m);
 	}
 	*sent_out = sent;
 	return 0;
@@ -1245,6 +1271,25 @@ int h_migrate(struct req *r)
 	}
 	if (pvm_kv_get_u64(r->args, "max_time_s", &v) == 0)
 		m->policy.max_time_ms = v * 1000;
+	if (pvm_kv_get_u64(r->args, "bandwidth_mib", &v) == 0) {
+		if (v == 0 || v > 1000000) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL,
+					    "--bandwidth is in MiB/s, 1..1000000");
+		}
+		m->bw_bytes_s = v << 20;
+	}
+	if (pvm_kv_get(r->args, "no_converge")) {
+		const char *nc = pvm_kv_get(r->args, "no_converge");
+
+		if (!strcmp(nc, "continue")) {
+			m->policy.no_converge = PVM_NOCONV_KEEP_GOING;
+		} else if (strcmp(nc, "stop")) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL,
+					    "--no-converge is 'stop' or 'continue'");
+		}
+	}
 	svc_config_image(s, m->dom.domid, m->image, sizeof(m->image));
 	if (m->dom.flags & (PVM_HV_DOMINF_DYING | PVM_HV_DOMINF_SHUTDOWN)) {
 		rc = reply_result(r, -EINVAL, NULL, "'%s' is not running",

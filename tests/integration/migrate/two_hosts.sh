@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Two real pvmigd services (simulated hosts) on loopback, migrating guests
+# between them over TLS, and failing halfway in the ways production does.
+# Invariant checked every time: the guest runs on exactly one host.
+#   $1 = build dir (pvmig, pvmigd, pvmig-simguest)
+set -uo pipefail
+B=$(cd "$1" && pwd)
+PVMIG=$B/pvmig PVMIGD=$B/pvmigd
+W=$(mktemp -d /tmp/pvmig-it-mig.XXXXXX)
+declare -A PID
+fails=0 passes=0
+ok() { echo "ok: $*"; passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+cleanup() {
+	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
+	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
+
+command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
+"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
+"$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PA=$(port_of) PB=$(port_of)
+
+# start_host NAME PORT CERTDIR CERTNAME
+start_host() {
+	mkdir -p "$W/$1"
+	cat >"$W/$1.conf" <<EOC
+state-dir = $W/$1
+listen = 127.0.0.1
+port = $2
+tls-ca = $3/ca.pem
+tls-cert = $3/$4.pem
+tls-key = $3/$4.key
+EOC
+	"$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
+	PID[$1]=$!
+	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return 0; sleep 0.05; done
+	echo "pvmigd $1 did not start:"; cat "$W/$1.log"; exit 1
+}
+stop_host() { kill "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; }
+kill_host() { kill -9 "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; }
+# state HOST DOMAIN -> running/paused/... or "absent"
+state() {
+	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
+import json,sys
+d=json.load(sys.stdin); n=sys.argv[1]
+print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
+}
+expect_state() { # HOST DOMAIN STATE WHAT
+	local s; s=$(state "$1" "$2")
+	[ "$s" = "$3" ] && ok "$4 ($1: $2 $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"
+}
+
+start_host a "$PA" "$W/certs" hosta
+start_host b "$PB" "$W/certs" hostb
+
+# 1. Live migration A -> B, memory verified on both ends.
+"$PVMIG" -H "$W/a" create --name g1 --memory 64M --vcpus 2 --workload dirty:16:4000:20000 >/dev/null || bad "create g1"
+out=$("$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PB" --verify-memory --json 2>"$W/err")
+rc=$?
+if [ $rc -eq 0 ] && python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])["result"]
+assert r["status"]==0 and r["result"]=="done", r
+assert r["memory"]=="identical on both hosts", r
+assert float(r["downtime_ms"])>0 and int(r["pages_sent"])>=16384, r' "$out"; then
+	ok "live migration A->B with verified memory"
+else
+	bad "live migration A->B: rc $rc $out $(cat "$W/err")"
+fi
+expect_state a g1 absent "source copy is gone after the hand-over"
+expect_state b g1 running "guest runs on the destination"
+
+# 2. Cold migration back B -> A.
+if "$PVMIG" -H "$W/b" migrate g1 "127.0.0.1:$PA" --cold --verify-memory >/dev/null 2>"$W/err"; then
+	ok "cold migration B->A"
+else
+	bad "cold migration B->A: $(cat "$W/err")"
+fi
+expect_state a g1 running "guest back on A"
+expect_state b g1 absent "and only there"
+
+# 3. Destination unreachable.
+if "$PVMIG" -H "$W/a" migrate g1 127.0.0.1:1 2>"$W/err"; then
+	bad "migration to a closed port succeeded"
+else
+	grep -q "cannot reach pvmigd" "$W/err" && ok "unreachable destination: $(head -1 "$W/err")" ||
+		bad "unclear error for an unreachable destination: $(cat "$W/err")"
+fi
+expect_state a g1 running "guest still runs on the source"
+
+# 4. A destination whose certificate comes from another CA.
+PC=$(port_of)
+start_host c "$PC" "$W/other" hostb
+if "$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PC" 2>"$W/err"; then
+	bad "migration to a host of another CA succeeded"
+else
+	ok "destination of another CA refused: $(head -1 "$W/err")"
+fi
+expect_state a g1 running "guest still runs on the source"
+expect_state c g1 absent "nothing reached the foreign host"
+stop_host c
+
+# 5. Name already taken on the destination.
+"$PVMIG" -H "$W/b" create --name g1 --memory 32M >/dev/null
+if "$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PB" 2>"$W/err"; then
+	bad "migration onto a taken name succeeded"
+else
+	grep -q "already exists" "$W/err" && ok "name taken on the destination: $(head -1 "$W/err")" ||
+		bad "unclear error for a taken name: $(cat "$W/err")"
+fi
+expect_state a g1 running "guest still runs on the source"
+"$PVMIG" -H "$W/b" destroy g1 >/dev/null
+
+# 6. Destination killed mid-migration: the source resumes the guest.
+"$PVMIG" -H "$W/a" create --name big --memory 256M --workload dirty:16:60000 >/dev/null
+# 8 MiB/s of random pages: round 0 alone takes over 10 s, the kill lands in it.
+"$PVMIG" -H "$W/a" migrate big "127.0.0.1:$PB" --bandwidth 8 --no-compress >"$W/out6" 2>"$W/err6" &
+MPID=$!
+for _ in $(seq 200); do [ "$(state b big)" != absent ] && break; sleep 0.02; done
+sleep 0.3
+kill_host b
+wait $MPID; rc=$?
+if [ $rc -ne 0 ] && grep -qE "round 0 failed|lost the destination|reset|closed" "$W/err6"; then
+	ok "source reports the lost destination: $(head -1 "$W/err6")"
+else
+	bad "killed destination: rc $rc, $(cat "$W/err6" "$W/out6")"
+fi
+expect_state a big running "guest resumed on the source"
+start_host b "$PB" "$W/certs" hostb
+
+# 7. Source killed mid-migration: the destination drops its partial copy.
+"$PVMIG" -H "$W/a" migrate big "127.0.0.1:$PB" --bandwidth 8 --no-compress >"$W/out7" 2>&1 &
+MPID=$!
+for _ in $(seq 200); do [ "$(state b big)" != absent ] && break; sleep 0.02; done
+[ "$(state b big)" = paused ] && ok "destination holds a paused copy while receiving" || bad "destination copy not seen (state $(state b big))"
+kill_host a
+wait $MPID 2>/dev/null
+for _ in $(seq 100); do [ "$(state b big)" = absent ] && break; sleep 0.05; done
+expect_state b big absent "destination destroyed its partial copy"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
