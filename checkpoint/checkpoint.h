@@ -449,6 +449,9 @@ struct pvm_ckpt_save_cfg {
 	const char *path;      /* borrowed; replaced only once complete */
 	uint32_t flags;        /* PVM_CKPT_SAVE_* */
 	uint32_t max_rounds;   /* live: pre-copy rounds before the pause; 0: 8 */
+	const char *image;     /* what the domain runs, if the caller knows
+				* (the toolstack's config); NULL: ask the
+				* backend. Borrowed. */
 	pvm_ckpt_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 };
@@ -482,6 +485,7 @@ struct pvm_ckpt_restore_cfg {
 struct pvm_ckpt_restore_stats {
 	uint32_t domid;
 	char name[PVM_CKPT_NAME_MAX + 1];
+	char image[256];  /* what the new domain runs */
 	uint64_t pages;   /* page entries applied */
 	uint64_t bytes;   /* stream bytes read */
 	uint32_t epoch;   /* directory: the epoch restored */
@@ -549,6 +553,7 @@ struct pvm_ckpt_cont_cfg {
 	uint32_t max_epochs;    /* after the base; 0: until told to stop */
 	uint64_t duration_ms;   /* 0: no limit */
 	uint64_t stage_bytes;   /* pause-time copy buffer; 0: 64 MiB */
+	const char *image;      /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

@@ -407,6 +407,12 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 	if (sr_config_of(k.hv, cfg->domid, &k.c, &e))
 		goto out_rc;
+	if (cfg->image && *cfg->image &&
+	    snprintf(k.c.image, sizeof(k.c.image), "%s", cfg->image) >=
+		    (int)sizeof(k.c.image)) {
+		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
+		goto out;
+	}
 	new_chain(k.c.chain);
 	snprintf(k.c.kind, sizeof(k.c.kind), "%s", SR_KIND_BASE);
 	snprintf(k.m.chain, sizeof(k.m.chain), "%s", k.c.chain);
@@ -445,6 +451,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	remove_old_runs(cfg->dir, k.c.chain);
 	memset(&es, 0, sizeof(es));
 	es.pause_ns = bs.pause_ns;
+	es.commit_ns = bs.total_ns;
 	es.pages = bs.pages;
 	es.bytes = bs.bytes;
 	es.has_digest = bs.has_digest;

@@ -800,6 +800,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	}
 	st->domid = x.domid;
 	snprintf(st->name, sizeof(st->name), "%s", first.name);
+	snprintf(st->image, sizeof(st->image), "%s", first.image);
 	st->pages = x.pages;
 	st->bytes = x.bytes_before;
 	st->epoch = last;

@@ -606,6 +606,12 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		c = *as;
 	else if (sr_config_of(hv, cfg->domid, &c, &e))
 		goto out_rc;
+	if (cfg->image && *cfg->image &&
+	    snprintf(c.image, sizeof(c.image), "%s", cfg->image) >=
+		    (int)sizeof(c.image)) {
+		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
+		goto out;
+	}
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
 		goto out;

@@ -4,5 +4,9 @@
 
 int cmd_migrate(int argc, char **argv);
 int cmd_migrations(int argc, char **argv);
+int cmd_save(int argc, char **argv);       /* pvmig_ckpt.c */
+int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
 
 #endif /* PVM_CMD_COMMANDS_H */

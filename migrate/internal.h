@@ -94,6 +94,12 @@ void svc_config_drop(struct pvm_service *s, uint32_t domid);
 
 int h_migrate(struct req *r);
 int h_migrations(struct req *r);
+
+/* ---- save, restore, continuous checkpoints (save.c) ---- */
+
+int h_save(struct req *r);
+int h_restore(struct req *r);
+int h_checkpoint(struct req *r);
 /* Starts the TLS peer listener if the config names one. */
 int mig_listener_start(struct pvm_service *s);
 void mig_listener_stop(struct pvm_service *s);

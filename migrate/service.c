@@ -383,6 +383,7 @@ static const struct handler {
 	{ "destroy", h_destroy }, { "pause", h_pause },
 	{ "unpause", h_unpause }, { "migrate", h_migrate },
 	{ "migrations", h_migrations },
+	{ "save", h_save }, { "restore", h_restore }, { "checkpoint", h_checkpoint },
 };
 
 /* ---- the loop ------------------------------------------------------------ */
