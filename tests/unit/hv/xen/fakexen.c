@@ -35,6 +35,13 @@ struct callcount {
 };
 static struct callcount calls[96];
 
+/* Foreign mappings made and not yet unmapped. */
+struct fx_map {
+	void *addr;
+	size_t n;
+};
+static struct fx_map maps[256];
+
 void fx_fail(const char *fn, unsigned int nth, int err)
 {
 	for (size_t i = 0; i < 16; i++) {
@@ -98,6 +105,11 @@ static void dom_free(struct fx_dom *d)
 
 void fx_reset(void)
 {
+	fx_reset_sized(MEM_PAGES);
+}
+
+void fx_reset_sized(uint64_t mem_pages)
+{
 	for (size_t i = 0; i < FX_MAX_DOMS; i++)
 		dom_free(&fx.doms[i]);
 	if (fx.mem)
@@ -107,7 +119,8 @@ void fx_reset(void)
 	memset(&fx, 0, sizeof(fx));
 	memset(failpoints, 0, sizeof(failpoints));
 	memset(calls, 0, sizeof(calls));
-	fx.mem_pages = MEM_PAGES;
+	memset(maps, 0, sizeof(maps));
+	fx.mem_pages = mem_pages;
 	fx.memfd = memfd_create("fakexen", 0);
 	if (fx.memfd < 0 ||
 	    ftruncate(fx.memfd, (off_t)fx.mem_pages * PAGE) < 0)
@@ -542,6 +555,12 @@ long long __wrap_xc_logdirty_control(xc_interface *xch, uint32_t domid,
 			out[pfn / 64] &= ~bit;
 		}
 	}
+	/*
+	 * Xen copies whole longs of its own bitmap, which is rounded up:
+	 * bits past @pages in the last word are not promised to be zero.
+	 */
+	if (pages % 64)
+		out[pages / 64] |= ~UINT64_C(0) << (pages % 64);
 	memset(d->dirty, 0, (d->nr_pages + 63) / 64 * 8);
 	if (stats)
 		stats->dirty_count = count;
@@ -583,11 +602,6 @@ void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
 
 /* ---- foreign memory ------------------------------------------------------- */
 
-struct fx_map {
-	void *addr;
-	size_t n;
-};
-static struct fx_map maps[256];
 
 static void map_track(void *addr, size_t n)
 {
@@ -620,10 +634,9 @@ static xen_pfn_t resolve(const struct fx_dom *d, xen_pfn_t frame)
 		return frame < d->nr_pages ? d->p2m[frame] : INVALID_MFN;
 	if (frame == d->shinfo_mfn)
 		return frame;
-	/* PV: the frame must be one of the domain's own. */
-	for (uint64_t pfn = 0; pfn < d->nr_pages; pfn++)
-		if (d->p2m[pfn] == frame)
-			return frame;
+	/* PV: the frame must be one of the domain's own (descending run). */
+	if (frame >= d->p2m[d->nr_pages - 1] && frame <= d->p2m[0])
+		return frame;
 	return INVALID_MFN;
 }
 
@@ -737,7 +750,9 @@ int __wrap_xenforeignmemory_unmap_resource(
 	munmap(r->addr, r->n * PAGE);
 	free(r);
 	fx.live_maps--;
-	return enter("xenforeignmemory_unmap_resource") ? -1 : 0;
+	if ((errno = enter("xenforeignmemory_unmap_resource")))
+		return -1;
+	return 0;
 }
 
 /* ---- vCPUs ---------------------------------------------------------------- */

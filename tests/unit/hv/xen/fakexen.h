@@ -94,6 +94,8 @@ extern struct fx_host fx;
 
 /* Fresh host with dom0 only; drops everything of the previous one. */
 void fx_reset(void);
+/* The same with @mem_pages of machine memory (a sparse memfd). */
+void fx_reset_sized(uint64_t mem_pages);
 /* A domain made directly (not through libxl), paused once; NULL if full. */
 struct fx_dom *fx_add_dom(uint32_t domid, uint64_t nr_pages,
 			  unsigned int vcpus, bool hvm);
