@@ -37,8 +37,8 @@ start() {
 
 # --help and bad arguments.
 "$pvmigd" --help | grep -q -- '--state-dir' || fail "--help"
-"$pvmigd" --backend xen --state-dir "$dir" 2>/dev/null; [ $? -eq 2 ] || fail "unknown backend accepted"
-"$pvmigd" --backend sim 2>/dev/null; [ $? -eq 2 ] || fail "missing --state-dir accepted"
+"$pvmigd" --backend kvm --state-dir "$dir" 2>/dev/null; [ $? -eq 2 ] || fail "unknown backend accepted"
+"$pvmigd" --config "$dir/no-such.conf" 2>/dev/null; [ $? -eq 2 ] || fail "a missing --config file accepted"
 
 start
 export XENSTORED_PATH=$dir/xenstore.sock
