@@ -206,5 +206,10 @@ P verify "$W/nonexistent" >/dev/null 2>&1 && bad "verify of a missing file succe
 	ok "the bystander ran through all of it" || bad "the bystander changed"
 
 stop_daemon
+if grep -qE "Sanitizer|runtime error" "$W/pvmigd.log"; then
+	bad "sanitizer reports in pvmigd's log:"; grep -A12 -E "Sanitizer|runtime error" "$W/pvmigd.log" | head -60
+else
+	ok "no sanitizer report in pvmigd's log"
+fi
 echo "passed $passes, failed $fails"
 [ "$fails" -eq 0 ]
