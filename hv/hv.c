@@ -4,6 +4,7 @@
 
 #include "hv/hv.h"
 #include "hv/sim/sim.h"
+#include "hv/xen/xen.h"
 
 int pvm_hv_open(const char *name, struct pvm_hv **hv_out)
 {
@@ -13,10 +14,8 @@ int pvm_hv_open(const char *name, struct pvm_hv **hv_out)
 		name = "sim";
 	if (strcmp(name, "sim") == 0)
 		return pvm_sim_host_create(NULL, hv_out);
-	if (strcmp(name, "xen") == 0) {
-		pvm_err("hv: the Xen backend is not built in");
-		return -EOPNOTSUPP;
-	}
+	if (strcmp(name, "xen") == 0)
+		return pvm_hv_xen_open(hv_out); /* -EOPNOTSUPP if not built */
 	pvm_err("hv: unknown backend \"%s\" (sim, xen)", name);
 	return -ENOENT;
 }

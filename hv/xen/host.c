@@ -499,8 +499,19 @@ int pvm_hv_xen_open(struct pvm_hv **hv_out)
 
 out_fail:
 	rc = xen_neg_errno();
-	pvm_err("xen: open: %s: %s (is this a Xen dom0?)", what,
-		strerror(-rc));
+	/*
+	 * No privcmd node or xenstored socket: this host is not running
+	 * Xen. Said as -EOPNOTSUPP, as pvm_hv_open() uses -ENOENT for an
+	 * unknown backend name.
+	 */
+	if (rc == -ENOENT || rc == -ENODEV || rc == -ENXIO) {
+		pvm_err("xen: open: %s: %s: this host is not running Xen (or "
+			"this is not its dom0)",
+			what, strerror(-rc));
+		rc = -EOPNOTSUPP;
+	} else {
+		pvm_err("xen: open: %s: %s", what, strerror(-rc));
+	}
 out_close:
 	xen_close(&x->base);
 	return rc;

@@ -22,8 +22,9 @@
 /*
  * Opens the control interfaces of the local Xen host (privcmd, xenstore,
  * libxl). The caller owns *@hv_out and ends it with ops->close. -EACCES
- * without privilege, -ENOENT/-ENODEV when not running on Xen (the failing
- * library is logged), -EOPNOTSUPP when built without the Xen libraries.
+ * without privilege; -EOPNOTSUPP when this host is not running Xen (no
+ * privcmd or xenstored: the failing library is logged) or pvmig was built
+ * without the Xen libraries; another negative errno otherwise.
  */
 int pvm_hv_xen_open(struct pvm_hv **hv_out);
 

@@ -31,7 +31,7 @@ static void xt_sink(void *ctx, enum pvm_log_level lvl, const char *line)
 }
 
 /* Set-up: fake host with dom0 only, a backend instance in *state. */
-static int xt_setup(void **state)
+__attribute__((unused)) static int xt_setup(void **state)
 {
 	struct pvm_hv *hv = NULL;
 
@@ -46,7 +46,7 @@ static int xt_setup(void **state)
 }
 
 /* Tear-down: close; nothing of the fake may be left open. */
-static int xt_teardown(void **state)
+__attribute__((unused)) static int xt_teardown(void **state)
 {
 	struct pvm_hv *hv = *state;
 
