@@ -222,12 +222,11 @@ int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
 		}
 	}
 	if (optlen < 8 || memcmp(text, "# pvmig ", 8)) {
-		/* An xl file with xl's own config: give the reader the
-		 * whole header again? It was consumed; treat as foreign. */
-		rc = sr_fail(e, -ENOTSUP, "%s: an xl save file without a "
-			     "pvmig domain config: pvmig restores only what "
-			     "pvmig saved", path);
-		goto out_close;
+		/* xl's own config (an `xl save` file): the stream after it
+		 * can be walked, but there is no pvmig config. */
+		in->pre_len = in->pre_off = 0;
+		free(text);
+		return 0;
 	}
 	rc = parse_config(text, optlen, c, path, e);
 	if (rc)

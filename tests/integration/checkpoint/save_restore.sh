@@ -62,6 +62,8 @@ P verify "$W/g1.pvm" >"$W/verify1.out" && grep -q "sound" "$W/verify1.out" &&
 	grep -q "runs 'dirty:16:4096:5000'" "$W/verify1.out" &&
 	ok "verify: $(head -2 "$W/verify1.out" | tr '\n' ' ')" ||
 	bad "verify of a good file: $(cat "$W/verify1.out")"
+P verify --json "$W/g1.pvm" | grep -q '"sound":true,"kind":"full","name":"g1"' &&
+	ok "verify --json says sound" || bad "verify --json: $(P verify --json "$W/g1.pvm")"
 P restore "$W/g1.pvm" --verify-memory >"$W/rest1.out" 2>&1 || bad "restore: $(cat "$W/rest1.out")"
 a=$(field "$W/save1.out" "memory sha256"); b=$(field "$W/rest1.out" "memory sha256")
 [ -n "$a" ] && [ "$a" = "$b" ] && ok "cold: memory identical ($a)" ||
@@ -201,6 +203,10 @@ cp "$W/good.pvm" "$W/bad.pvm"; put32 "$W/bad.pvm" "$CTX" 127
 refused "an unknown mandatory record" "$W/bad.pvm"
 echo "this is not a stream" >"$W/bad.pvm"; refused "a text file" "$W/bad.pvm"
 head -c 100000 /dev/urandom >"$W/bad.pvm"; refused "random bytes" "$W/bad.pvm"
+head -c 1000 "$W/good.pvm" >"$W/bad.pvm"
+out=$(P verify --json "$W/bad.pvm"); st=$?
+[ $st = 1 ] && echo "$out" | grep -q '"sound":false' && echo "$out" | grep -q '"error":"[^"]' &&
+	ok "verify --json of a bad file: exit 1, sound false, an error" || bad "verify --json bad: $st $out"
 P verify "$W/nonexistent" >/dev/null 2>&1 && bad "verify of a missing file succeeded" || ok "verify of a missing file fails"
 [ "$(P status bystander | awk '/domid/ {print $2}')" = "$by_before" ] && running bystander &&
 	ok "the bystander ran through all of it" || bad "the bystander changed"

@@ -362,6 +362,32 @@ static void test_bad_files(void **state)
 	memcpy(bad, good, len);
 	memset(bad + len, 0, 16);
 	expect_refused(f, bad, len + 16, by, "bytes after END");
+	/* An `xl save` file (xl's own config in the header): verify walks
+	 * its stream, restore refuses it (no pvmig config). */
+	{
+		static const char xlcfg[16] = "name = \"x\"\n\0\0\0\0";
+		size_t old = 48 + pvm_get_le32(good + 44), n = 0;
+		struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = f->path };
+		struct pvm_ckpt_restore_stats rst;
+		struct pvm_ckpt_image im;
+		char xl[160];
+
+		memcpy(bad, good, 48);
+		pvm_put_le32(bad + 44, sizeof(xlcfg));
+		n = 48;
+		memcpy(bad + n, xlcfg, sizeof(xlcfg));
+		n += sizeof(xlcfg);
+		memcpy(bad + n, good + old, len - old);
+		n += len - old;
+		snprintf(xl, sizeof(xl), "%s/xl.save", f->dir);
+		sr_spit(xl, bad, n);
+		assert_int_equal(pvm_ckpt_inspect(xl, &im), 0);
+		assert_false(im.has_config);
+		assert_true(im.pages > 0);
+		rc.path = xl;
+		assert_int_equal(pvm_ckpt_restore(&rc, &rst), -ENOTSUP);
+		assert_non_null(strstr(rst.err_msg, "no pvmig domain config"));
+	}
 	/* A delta of a checkpoint is not a whole image: tested in
 	 * test_epoch. The good file still restores (the save destroyed g1). */
 	d = restore_paused(f, f->path);
