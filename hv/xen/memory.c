@@ -62,12 +62,13 @@ int xen_logdirty_enable(struct pvm_hv *hv, uint32_t domid)
 		/*
 		 * paging_log_dirty_enable() answers -EINVAL when log-dirty
 		 * is already on (someone else's save, or a previous run of
-		 * ours that died); ENOSYS/EOPNOTSUPP when the hypervisor
-		 * cannot track (no shadow paging for PV).
+		 * ours that died) or the domain has passed-through PCI
+		 * devices; ENOSYS/EOPNOTSUPP when the hypervisor cannot
+		 * track (no shadow paging for PV).
 		 */
 		if (rc == -EINVAL) {
-			pvm_err("xen: domain %u: log-dirty on: EINVAL "
-				"(already on by another toolstack?)",
+			pvm_err("xen: domain %u: log-dirty on: EINVAL (already "
+				"on elsewhere, or PCI passthrough)",
 				domid);
 			rc = -EBUSY;
 		} else if (rc == -ENOSYS || rc == -EOPNOTSUPP) {
