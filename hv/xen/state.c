@@ -172,7 +172,9 @@ struct port_rec {
 
 /*
  * Status of @port in @domid: 0 (filled), 1 when the port is past the
- * domain's table (Xen's -EINVAL: the walk ends), or a negative errno.
+ * domain's table (Xen's -EINVAL: the walk ends), 2 when Xen will not say
+ * (-EACCES: some Xen versions refuse EVTCHNOP_status on channels Xen
+ * itself consumes), or a negative errno.
  */
 static int port_status(struct xen_host *x, uint32_t domid, uint32_t port,
 		       struct port_rec *out)
@@ -186,6 +188,8 @@ static int port_status(struct xen_host *x, uint32_t domid, uint32_t port,
 	if (xc_evtchn_status(x->xch, &st) < 0) {
 		if (errno == EINVAL)
 			return 1;
+		if (errno == EACCES)
+			return 2;
 		return xen_neg_errno();
 	}
 	memset(out, 0, sizeof(*out));
@@ -219,7 +223,7 @@ static int ports_read(struct xen_host *x, uint32_t domid,
 		      struct port_rec **out, size_t *n_out)
 {
 	struct port_rec *v = NULL, r;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, hidden = 0;
 	int rc = 0;
 
 	for (uint32_t port = 1; port < XEN_EVTCHN_PORT_MAX; port++) {
@@ -227,6 +231,11 @@ static int ports_read(struct xen_host *x, uint32_t domid,
 		if (rc == 1) {
 			rc = 0;
 			break;
+		}
+		if (rc == 2) {
+			/* Xen's own channel: Xen re-creates it, not us. */
+			hidden++;
+			continue;
 		}
 		if (rc) {
 			pvm_err("xen: domain %u: evtchn status of port %u: %s",
@@ -251,6 +260,10 @@ static int ports_read(struct xen_host *x, uint32_t domid,
 		}
 		v[n++] = r;
 	}
+	if (hidden)
+		pvm_warn("xen: domain %u: %zu event channels Xen would not "
+			 "describe (Xen-bound) are left out",
+			 domid, hidden);
 	*out = v;
 	*n_out = n;
 	return 0;
