@@ -61,6 +61,38 @@ struct pvm_hv_dominfo {
 	char name[64];     /* NUL-terminated */
 };
 
+/* Bounds of the device arrays in struct pvm_hv_domain_config. */
+#define PVM_HV_MAX_DISKS 4u
+#define PVM_HV_MAX_NICS 4u
+
+/* A virtual disk (after libxl_device_disk, reduced). */
+struct pvm_hv_disk {
+	/* Backing file (raw image) in the host; borrowed for the call. */
+	const char *path;
+	/* Guest device name ("xvda", "xvdb", ...); the devid is derived
+	 * from it as Xen does (xvda = 51712). Borrowed for the call. */
+	const char *vdev;
+	bool readonly;
+};
+
+/* A virtual NIC (after libxl_device_nic, reduced). */
+struct pvm_hv_nic {
+	uint8_t mac[6];
+	/* Bridge (Xen) or host switch (sim) to join; NULL: "xenbr0".
+	 * Borrowed for the call. */
+	const char *bridge;
+};
+
+/*
+ * Which PV driver generation the guest's frontends are (backend-specific
+ * meaning: the simulated host runs that frontend; the Xen backend only
+ * records it, so quiesce knows whether the guest re-handshakes on resume).
+ */
+enum pvm_hv_frontend_gen {
+	PVM_HV_FRONTEND_MODERN = 0, /* re-connects on resume, like Linux */
+	PVM_HV_FRONTEND_LEGACY = 1, /* never re-handshakes after a restore */
+};
+
 /* What domain_create builds (after libxl_domain_config, reduced). */
 struct pvm_hv_domain_config {
 	uint32_t domid;    /* PVM_HV_DOMID_ANY, or the domid to take (restore) */
@@ -74,6 +106,12 @@ struct pvm_hv_domain_config {
 	 * hv/sim/sim.h). NULL: an idle guest.
 	 */
 	const char *image;
+	/* PV devices; entries [0, nr_disks) / [0, nr_nics) are used. */
+	uint32_t nr_disks; /* <= PVM_HV_MAX_DISKS */
+	struct pvm_hv_disk disks[PVM_HV_MAX_DISKS];
+	uint32_t nr_nics; /* <= PVM_HV_MAX_NICS */
+	struct pvm_hv_nic nics[PVM_HV_MAX_NICS];
+	enum pvm_hv_frontend_gen frontend_gen;
 };
 
 /* map_pages protection. */

@@ -70,17 +70,23 @@ static void insert_sorted(struct sim_host *h, struct sim_domain *d)
 }
 
 /* In the child between fork and exec: async-signal-safe calls only. */
-static void exec_guest(const char *prog, char *const argv[], int ctl, int mem)
+static void exec_guest(const char *prog, char *const argv[], int ctl, int mem,
+		       int xs)
 {
 	sigset_t none;
-	int c, m;
+	int c, m, x = -1;
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	c = fcntl(ctl, F_DUPFD, 10);
 	m = fcntl(mem, F_DUPFD, 10);
+	if (xs >= 0 && (x = fcntl(xs, F_DUPFD, 10)) < 0)
+		_exit(127);
 	if (c < 0 || m < 0 || dup2(c, PVM_SIMGUEST_CTL_FD) < 0 ||
 	    dup2(m, PVM_SIMGUEST_MEM_FD) < 0)
+		_exit(127);
+	if (x >= 0 ? dup2(x, PVM_SIMGUEST_XS_FD) < 0 :
+		     (close(PVM_SIMGUEST_XS_FD), false))
 		_exit(127);
 	execv(prog, argv);
 	_exit(127);
@@ -244,14 +250,16 @@ static int alloc_tables(struct sim_domain *d)
 	return sim_evtchn_init(d);
 }
 
-int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
-		      uint32_t *domid_out)
+/* Runs on the spawn thread (below). */
+static int create_here(struct sim_host *h, const struct pvm_hv_domain_config *cfg,
+		       uint32_t *domid_out)
 {
-	struct sim_host *h = to_host(hv);
 	struct sim_domain *d;
 	char a_pages[32], a_vcpus[16], path[64];
-	char *argv[5];
+	char *argv[6];
 	int sv[2] = { -1, -1 };
+	int xs_fd = -1;
+	bool nodes = false;
 	size_t len;
 	int rc;
 
@@ -283,6 +291,10 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 	rc = alloc_tables(d);
 	if (rc < 0)
 		goto out_release;
+	rc = sim_dev_prepare(h, d, cfg, &xs_fd);
+	if (rc < 0)
+		goto out_release;
+	nodes = h->xs_srv != NULL;
 
 	d->memfd = memfd_create("pvm-guest", MFD_CLOEXEC);
 	if (d->memfd < 0 || ftruncate(d->memfd, (off_t)len) < 0) {
@@ -310,7 +322,9 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 	argv[1] = a_pages;
 	argv[2] = a_vcpus;
 	argv[3] = (char *)(cfg->image ? cfg->image : "idle");
-	argv[4] = NULL;
+	argv[4] = (char *)(cfg->frontend_gen == PVM_HV_FRONTEND_LEGACY ?
+				   "legacy" : "modern");
+	argv[5] = NULL;
 
 	d->pid = fork();
 	if (d->pid < 0) {
@@ -318,9 +332,12 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 		goto out_release;
 	}
 	if (d->pid == 0)
-		exec_guest(h->guest_prog, argv, sv[1], d->memfd);
+		exec_guest(h->guest_prog, argv, sv[1], d->memfd, xs_fd);
 	close(sv[1]);
 	sv[1] = -1;
+	if (xs_fd >= 0)
+		close(xs_fd); /* the guest's copy is its connection */
+	xs_fd = -1;
 	d->ctl_fd = sv[0];
 	sv[0] = -1;
 	d->pidfd = pidfd_open(d->pid, 0);
@@ -374,21 +391,115 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 		  d->domid, (int)d->pid, (unsigned long long)d->nr_pages,
 		  d->nr_vcpus);
 	pthread_mutex_unlock(&h->lock);
-	return 0;
+	rc = sim_dev_start_all(h, *domid_out, cfg);
+	if (rc < 0) {
+		pvm_err("sim: domain %u: cannot start its backends: %s",
+			*domid_out, strerror(-rc));
+		sim_domain_destroy(&h->hv, *domid_out);
+	}
+	return rc;
 
 out_kill:
-	sim_dom_kill(h, d); /* releases too */
+	sim_dom_kill(h, d); /* releases (and removes the nodes) too */
 	goto out_free;
 out_release:
 	if (sv[0] >= 0)
 		close(sv[0]);
 	if (sv[1] >= 0)
 		close(sv[1]);
+	if (xs_fd >= 0)
+		close(xs_fd);
+	if (nodes)
+		sim_dev_domain_dead(h, d);
 	sim_dom_release(h, d);
 out_free:
 	sim_dom_free(d);
 	pthread_mutex_unlock(&h->lock);
 	return rc;
+}
+
+/* ---- the spawn thread ----------------------------------------------------
+ * Linux delivers a guest's PR_SET_PDEATHSIG when the *thread* that forked
+ * it exits, so guests are forked by this thread, which lives as long as
+ * the host: domain_create may then be called from any thread. One job at
+ * a time; the caller waits for it (the config stays borrowed meanwhile). */
+
+struct spawn_job {
+	const struct pvm_hv_domain_config *cfg;
+	uint32_t domid;
+	int rc;
+	bool taken, done;
+};
+
+static void *spawn_main(void *arg)
+{
+	struct sim_host *h = arg;
+
+	pthread_mutex_lock(&h->spawn_mu);
+	for (;;) {
+		struct spawn_job *job;
+
+		while (!h->spawn_stop && !(h->spawn_job && !h->spawn_job->taken))
+			pthread_cond_wait(&h->spawn_cv, &h->spawn_mu);
+		if (h->spawn_stop)
+			break;
+		job = h->spawn_job;
+		job->taken = true;
+		pthread_mutex_unlock(&h->spawn_mu);
+		job->rc = create_here(h, job->cfg, &job->domid);
+		pthread_mutex_lock(&h->spawn_mu);
+		job->done = true;
+		h->spawn_job = NULL;
+		pthread_cond_broadcast(&h->spawn_cv);
+	}
+	pthread_mutex_unlock(&h->spawn_mu);
+	return NULL;
+}
+
+int sim_spawn_start(struct sim_host *h)
+{
+	int rc;
+
+	pthread_mutex_init(&h->spawn_mu, NULL);
+	pthread_cond_init(&h->spawn_cv, NULL);
+	rc = pthread_create(&h->spawn_thread, NULL, spawn_main, h);
+	if (rc)
+		return -rc;
+	h->spawn_running = true;
+	return 0;
+}
+
+void sim_spawn_stop(struct sim_host *h)
+{
+	if (!h->spawn_running)
+		return;
+	pthread_mutex_lock(&h->spawn_mu);
+	h->spawn_stop = true;
+	pthread_cond_broadcast(&h->spawn_cv);
+	pthread_mutex_unlock(&h->spawn_mu);
+	pthread_join(h->spawn_thread, NULL);
+	h->spawn_running = false;
+	pthread_mutex_destroy(&h->spawn_mu);
+	pthread_cond_destroy(&h->spawn_cv);
+}
+
+int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
+		      uint32_t *domid_out)
+{
+	struct sim_host *h = to_host(hv);
+	struct spawn_job job = { .cfg = cfg };
+
+	pthread_mutex_lock(&h->spawn_mu);
+	while (h->spawn_job)
+		pthread_cond_wait(&h->spawn_cv, &h->spawn_mu);
+	h->spawn_job = &job;
+	pthread_cond_broadcast(&h->spawn_cv);
+	while (!job.done)
+		pthread_cond_wait(&h->spawn_cv, &h->spawn_mu);
+	pthread_mutex_unlock(&h->spawn_mu);
+	if (job.rc == 0)
+		*domid_out = job.domid;
+	return job.rc;
 }
 
 int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid)
@@ -409,6 +520,9 @@ int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid)
 		sim_dom_free(d);
 	}
 	pthread_mutex_unlock(&h->lock);
+	/* Its backends go too (they take the host lock to unmap). */
+	if (rc == 0)
+		sim_dev_destroy_domain(h, domid);
 	return rc;
 }
 

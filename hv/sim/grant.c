@@ -199,6 +199,23 @@ int pvm_sim_grant_unmap(struct pvm_hv *hv, uint32_t handle)
 	return 0;
 }
 
+void sim_grant_mark_mapped(struct pvm_hv *hv, uint32_t handle)
+{
+	struct sim_host *h = to_host(hv);
+	struct sim_domain *d;
+
+	pthread_mutex_lock(&h->lock);
+	for (struct sim_gmap *g = h->gmaps; g; g = g->next) {
+		if (g->handle != handle)
+			continue;
+		if (g->writable && sim_dom_get(h, g->domid, true, &d) == 0 &&
+		    d->serial == g->serial)
+			sim_mark_dirty_locked(d, g->frame);
+		break;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
 static int grant_copy(struct pvm_hv *hv, uint32_t mapdomid, uint32_t domid,
 		      uint32_t ref, uint32_t offset, void *buf, uint32_t len,
 		      bool to_guest)

@@ -57,6 +57,23 @@ struct pvm_simguest_header {
 	uint32_t echo_port;
 	uint32_t reserved;
 	uint64_t echo_count;
+	/* PV workload counters (also published in xenstore under
+	 * data/workload/, see hv/sim/sim.h struct pvm_sim_workload). */
+	uint64_t wl[16]; /* indexed by enum pvm_simguest_counter */
+};
+
+enum pvm_simguest_counter {
+	PVM_SIMGUEST_C_BLK_WRITES,
+	PVM_SIMGUEST_C_BLK_READS,
+	PVM_SIMGUEST_C_BLK_VERIFY_FAIL,
+	PVM_SIMGUEST_C_BLK_IO_ERRORS,
+	PVM_SIMGUEST_C_NET_SENT,
+	PVM_SIMGUEST_C_NET_RECEIVED,
+	PVM_SIMGUEST_C_NET_LOST,
+	PVM_SIMGUEST_C_NET_DUP,
+	PVM_SIMGUEST_C_NET_OOO,
+	PVM_SIMGUEST_C_FE_CONNECTS,
+	PVM_SIMGUEST_C_NR,
 };
 
 enum pvm_simguest_msg_type {
@@ -93,8 +110,24 @@ struct pvm_simguest_msg {
 };
 static_assert(sizeof(struct pvm_simguest_msg) == 40, "simguest msg");
 
-/* Fds the guest inherits, and its argv: PROG NR_PAGES NR_VCPUS WORKLOAD */
+/*
+ * Fds the guest inherits, and its argv:
+ *   PROG NR_PAGES NR_VCPUS WORKLOAD [modern|legacy]
+ * XS_FD, when open, is the guest's xenstore connection (as its own domid).
+ */
 #define PVM_SIMGUEST_CTL_FD 3
 #define PVM_SIMGUEST_MEM_FD 4
+#define PVM_SIMGUEST_XS_FD 5
+
+/*
+ * A guest with PV devices keeps its frontends' rings, buffers and state in
+ * the last PVM_SIMGUEST_DEV_PAGES pages of its memory (so they migrate
+ * with it); the dirty workload stays below them.
+ */
+#define PVM_SIMGUEST_DEV_PAGES 192u
+/* The echo peer on every host switch (a locally administered MAC). */
+#define PVM_SIMGUEST_ECHO_MAC { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 }
+/* Ethertype of workload frames (IEEE local experimental). */
+#define PVM_SIMGUEST_ETHERTYPE 0x88b5u
 
 #endif /* PVM_SIM_GUEST_ABI_H */

@@ -78,6 +78,7 @@ static void dom_died(struct sim_host *h, struct sim_domain *d,
 	d->pause_count = 0;
 	sim_dom_set_state(d, d->state, DOM_DEAD);
 	sim_dom_release(h, d);
+	sim_dev_domain_dead(h, d); /* its xenstore nodes; backends notice */
 }
 
 bool sim_dom_check_dead(struct sim_host *h, struct sim_domain *d)
@@ -292,6 +293,8 @@ static void sim_close(struct pvm_hv *hv)
 	sim_svc_stop(h); /* no hypercall runs from here on */
 	while (h->domains)
 		sim_domain_destroy(hv, h->domains->domid);
+	sim_dev_host_close(h); /* backends of no domain (attached) */
+	sim_spawn_stop(h);
 	while (h->gmaps)
 		pvm_sim_grant_unmap(hv, h->gmaps->handle);
 	if (h->fmaps)
@@ -351,6 +354,13 @@ int pvm_sim_host_create(const struct pvm_sim_config *cfg,
 	h->dom0.pidfd = h->dom0.ctl_fd = h->dom0.memfd = -1;
 	h->dom0.uffd = h->dom0.pagemap_fd = -1;
 	snprintf(h->dom0.name, sizeof(h->dom0.name), "Domain-0");
+	rc = sim_dev_host_init(h, cfg ? cfg->xenstored : NULL);
+	if (rc == 0)
+		rc = sim_spawn_start(h);
+	if (rc < 0) {
+		sim_close(&h->hv);
+		return rc;
+	}
 
 	h->guest_prog = cfg && cfg->guest_prog ? strdup(cfg->guest_prog) :
 						 default_guest_prog();

@@ -45,6 +45,8 @@
 #include "hv/sim/guest_abi.h"
 #include "hv/sim/sim.h"
 #include "hv/sim/uapi_compat.h"
+#include "hv/sim/backend.h"
+#include "hv/sim/xsc.h"
 
 #define SIM_EVTCHN_MAX 1024u /* ports per domain (port 0 never used) */
 #define SIM_VCPU_CTX_SIZE 128u
@@ -112,6 +114,80 @@ struct sim_domain {
 	struct sim_active_grant *active; /* gnttab_frames * SIM_GNT_PER_FRAME */
 };
 
+/* ---- PV backends (dev.c, vbd.c, vif.c) ---------------------------------
+ * One struct sim_dev per device, served by its own thread (dev_main).
+ * Fields marked (thread) are touched by that thread only while it runs;
+ * controllers (backend.h calls) touch them only while the thread is paused
+ * or stopped. @want/@paused/@stopped are under @mu. */
+
+enum sim_dev_ctl { DEV_RUN, DEV_PAUSE, DEV_STOP };
+
+struct sim_ring {
+	uint32_t ref;
+	uint32_t handle; /* grant map handle; 0: not mapped */
+	void *page;      /* the shared ring page (grant-mapped) */
+	uint32_t req_cons, rsp_prod_pvt;
+};
+
+#define SIM_SW_QUEUE 64u /* frames queued per switch port */
+
+struct sim_swport {
+	struct sim_swport *next;
+	struct sim_switch *sw;
+	uint8_t mac[6];
+	int kick; /* the owner's eventfd, borrowed */
+	uint8_t *q[SIM_SW_QUEUE];
+	uint16_t qlen[SIM_SW_QUEUE];
+	unsigned int head, count;
+	uint64_t dropped; /* queue full */
+};
+
+struct sim_switch {
+	struct sim_switch *next;
+	char name[32];
+	struct sim_swport *ports;
+	unsigned int fault_count; /* next frames the fault applies to */
+	enum pvm_sim_switch_fault fault;
+	uint8_t *held; /* REORDER: the frame held back */
+	uint16_t held_len;
+	struct sim_swport *held_to;
+};
+
+struct sim_dev {
+	struct sim_dev *next; /* h->devs, under h->dev_lock */
+	struct sim_host *h;
+	uint32_t type; /* enum pvm_sim_dev_type */
+	uint32_t domid, devid;
+	char be_path[96], fe_path[96];
+	pthread_t thread;
+	bool thread_started;
+	int kick; /* eventfd: controllers and the switch wake the thread */
+	struct xsc xs; /* the backend's own dom0 connection (thread) */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	enum sim_dev_ctl want;
+	bool paused; /* the thread acknowledged DEV_PAUSE */
+
+	uint32_t xb_state; /* backend xenbus state (thread) */
+	bool broken;       /* a hostile frontend: Closed with an error */
+	bool gone;         /* the domain or its nodes are gone */
+	uint32_t nr_rings;
+	struct sim_ring ring[2];
+	uint32_t fe_port, be_port; /* be_port 0: not bound */
+	int efd;                   /* be_port's eventfd (borrowed) */
+	uint64_t features;
+
+	/* vbd */
+	int disk_fd;
+	uint64_t sectors;
+	bool readonly;
+	/* vif */
+	char bridge[32];
+	uint8_t mac[6];
+	struct sim_swport *swport;
+};
+
 /* A map_pages mapping, until unmap_pages. */
 struct sim_fmap {
 	struct sim_fmap *next;
@@ -141,8 +217,26 @@ struct sim_fault {
 	int err;
 };
 
+struct spawn_job; /* domain.c */
+
 struct sim_host {
 	struct pvm_hv hv; /* first: container of &hv */
+	/* domain.c: the thread that forks guests (PR_SET_PDEATHSIG is tied
+	 * to the forking thread) and the one job it runs at a time */
+	pthread_t spawn_thread;
+	bool spawn_running, spawn_stop;
+	pthread_mutex_t spawn_mu;
+	pthread_cond_t spawn_cv;
+	struct spawn_job *spawn_job;
+	/* xenstore: the server (borrowed) and the host's dom0 connection */
+	struct pvm_xenstored *xs_srv;
+	struct xsc xs;
+	pthread_mutex_t xs_lock; /* guards xs */
+	/* PV backends; lock order: dev_lock, then lock, then sw_lock */
+	pthread_mutex_t dev_lock;
+	struct sim_dev *devs;
+	pthread_mutex_t sw_lock; /* guards switches and their ports */
+	struct sim_switch *switches;
 	struct sim_fault faults[PVM_SIM_FAULT_NR];
 	pthread_mutex_t lock;
 	char *guest_prog;
@@ -198,6 +292,10 @@ int sim_vcpu_context_get(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 int sim_vcpu_context_set(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 			 const void *ctx, size_t len);
 
+/* domain.c: the thread that forks guests */
+int sim_spawn_start(struct sim_host *h);
+void sim_spawn_stop(struct sim_host *h);
+
 /* hypercall.c */
 int sim_svc_start(struct sim_host *h);
 void sim_svc_stop(struct sim_host *h);
@@ -220,6 +318,42 @@ int sim_grant_state_set(struct pvm_hv *hv, uint32_t domid, const void *state,
 			size_t len);
 /* Drops a dead domain's pins; its mappings stay until unmapped. */
 void sim_grant_release(struct sim_host *h, struct sim_domain *d);
+
+/* grant.c: marks the page of a live grant mapping dirty (a backend wrote
+ * it through the mapping, e.g. ring responses). */
+void sim_grant_mark_mapped(struct pvm_hv *hv, uint32_t handle);
+
+/* dev.c */
+/* domain_create, lock held, before the fork: the toolstack's xenstore
+ * nodes for @d and its devices; *@xs_fd_out the guest's connection. */
+int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
+		    const struct pvm_hv_domain_config *cfg, int *xs_fd_out);
+/* domain_create, lock NOT held, after the domain exists: the backends. */
+int sim_dev_start_all(struct sim_host *h, uint32_t domid,
+		      const struct pvm_hv_domain_config *cfg);
+/* The domain died or is destroyed, lock held: its xenstore nodes go
+ * (backends notice through their watches and disconnect). */
+void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);
+/* Destroys the backends of @domid (all with @domid 0). No lock held. */
+void sim_dev_destroy_domain(struct sim_host *h, uint32_t domid);
+int sim_dev_host_init(struct sim_host *h, struct pvm_xenstored *srv);
+void sim_dev_host_close(struct sim_host *h);
+/* The backend hit something fatal (hostile frontend): log, error node,
+ * Closing then Closed. Device thread. */
+void sim_dev_fatal(struct sim_dev *v, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* vbd.c (device thread): connect reads config and maps; process serves
+ * the ring: 0, or negative after sim_dev_fatal / the guest being gone. */
+int sim_vbd_open(struct sim_dev *v);
+int sim_vbd_process(struct sim_dev *v);
+void sim_vbd_close(struct sim_dev *v);
+
+/* vif.c */
+int sim_vif_open(struct sim_dev *v);
+int sim_vif_process(struct sim_dev *v);
+void sim_vif_close(struct sim_dev *v);
+void sim_switch_free_all(struct sim_host *h);
 
 /* evtchn.c */
 int sim_evtchn_state_get(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);

@@ -15,6 +15,27 @@
  *   "dirty:FIRST:COUNT[:RATE]"    vCPUs keep writing pfns [FIRST,
  *                                 FIRST+COUNT) (FIRST >= 16), RATE pages/s
  *                                 per vCPU, 0 or absent: flat out
+ *   "blk[:OPS]"                   on every vbd: write checksummed 4 KiB
+ *                                 blocks, read them back, verify; OPS
+ *                                 requests/s per disk (absent: 200, 0:
+ *                                 flat out)
+ *   "net[:PPS]"                   on every vif: numbered frames to the
+ *                                 switch's echo peer, replies checked
+ *                                 (PPS as OPS)
+ *   "evil-ring", "evil-gref"      (fault tests) after a few requests the
+ *                                 frontend writes garbage into its ring
+ *                                 index / a grant entry it uses
+ *
+ * Items combine with ',' ("dirty:16:256:1000,blk,net"). Counters go to the
+ * header page and to xenstore (pvm_sim_workload_read()).
+ *
+ * PV devices (cfg->disks, cfg->nics) need a xenstore server
+ * (pvm_sim_config.xenstored): domain_create writes the domain's and the
+ * devices' nodes as libxl does, starts one backend thread per device
+ * (hv/sim/backend.h) and hands the guest its xenstore connection; the
+ * guest's frontends (cfg->frontend_gen: modern or legacy) do the xenbus
+ * handshake. A vif joins the host switch named by its bridge, which also
+ * holds an echo peer (PVM_SIMGUEST_ECHO_MAC). docs/hv.md has the details.
  *
  * Guest memory layout, the handshake with the guest and the header page
  * the workload counts in: hv/sim/guest_abi.h. Design: docs/hv.md.
@@ -27,8 +48,10 @@
  * touches, and by domain_list) releases the dead domain's ports and grant
  * pins; domain_info then reports it SHUTDOWN|DYING until destroyed. The
  * calling process must not set SIGCHLD to SIG_IGN (guests are its children).
- * A guest dies with the host (PR_SET_PDEATHSIG), which Linux ties to the
- * thread that created it: create domains from a thread that outlives them.
+ * A guest dies with the host (PR_SET_PDEATHSIG, which Linux ties to the
+ * thread that forks): the host forks guests on a thread of its own that
+ * lives until close, so domain_create may be called from ANY thread, even
+ * one that exits right after.
  */
 #ifndef PVM_SIM_SIM_H
 #define PVM_SIM_SIM_H
@@ -40,10 +63,21 @@
 
 #include "hv/hv.h"
 
+struct pvm_xenstored;
+
 struct pvm_sim_config {
 	/* Path of pvmig-simguest; NULL: $PVM_SIMGUEST, else the file next
 	 * to the running executable. Borrowed for the call. */
 	const char *guest_prog;
+	/*
+	 * The xenstore server of this host (hv/sim/xenstored), borrowed: it
+	 * must outlive the host, and its pvm_xenstored_run() loop must be
+	 * running in some thread while domains are created or devices work.
+	 * The host introduces its guests, writes their nodes, gives them a
+	 * connection, and removes the nodes when they die or are destroyed.
+	 * NULL: guests have no xenstore and no PV devices.
+	 */
+	struct pvm_xenstored *xenstored;
 };
 
 /*
@@ -83,6 +117,48 @@ int pvm_sim_domain_memory(struct pvm_hv *hv, uint32_t domid, void **mem_out,
  * off. -ESRCH, -EINVAL (pfn out of range).
  */
 int pvm_sim_mark_dirty(struct pvm_hv *hv, uint32_t domid, uint64_t pfn);
+
+/* ---- PV workload counters ---- */
+
+/* What the guest's workload published under
+ * /local/domain/<domid>/data/workload/ (node names in brackets). */
+struct pvm_sim_workload {
+	uint64_t blk_writes;      /* [blk-writes] blocks written, acknowledged */
+	uint64_t blk_reads;       /* [blk-reads] blocks read back */
+	uint64_t blk_verify_fail; /* [blk-verify-fail] read back != written */
+	uint64_t blk_io_errors;   /* [blk-io-errors] error responses */
+	uint64_t net_sent;        /* [net-sent] frames sent to the echo peer */
+	uint64_t net_received;    /* [net-received] replies received */
+	uint64_t net_lost;        /* [net-lost] gaps in reply numbers */
+	uint64_t net_dup;         /* [net-dup] replies received twice */
+	uint64_t net_ooo;         /* [net-ooo] replies after a later one */
+	uint64_t fe_connects;     /* [fe-connects] frontend handshakes done */
+};
+
+/*
+ * Reads the counters from xenstore (as pvmig status would); a counter not
+ * published yet reads 0. -ENOENT when the guest published nothing yet,
+ * -EOPNOTSUPP without a xenstore server.
+ */
+int pvm_sim_workload_read(struct pvm_hv *hv, uint32_t domid,
+			  struct pvm_sim_workload *out);
+
+/* Xen's vdev → devid rule for "xvda".."xvdp" (202 << 8 | n << 4);
+ * -EINVAL for other names. */
+int pvm_sim_vdev_devid(const char *vdev, uint32_t *devid_out);
+
+/* ---- host switch faults (what the wire does to frames) ---- */
+
+enum pvm_sim_switch_fault {
+	PVM_SIM_SWITCH_DROP,      /* the frame vanishes */
+	PVM_SIM_SWITCH_DUPLICATE, /* delivered twice */
+	PVM_SIM_SWITCH_REORDER,   /* held back, delivered after the next */
+};
+
+/* Applies @kind to the next @count frames entering switch @bridge (created
+ * if it does not exist yet). */
+int pvm_sim_switch_fault(struct pvm_hv *hv, const char *bridge,
+			 enum pvm_sim_switch_fault kind, unsigned int count);
 
 /* ---- fault injection (for tests of the layers above) ---- */
 

@@ -4,9 +4,12 @@
  * control socket on fd 3 and its memory memfd on fd 4; see
  * hv/sim/guest_abi.h for the handshake and the memory layout.
  *
- * Usage: pvmig-simguest NR_PAGES NR_VCPUS WORKLOAD
+ * Usage: pvmig-simguest NR_PAGES NR_VCPUS WORKLOAD [modern|legacy]
  *
- * WORKLOAD is "idle", "echo" or "dirty:FIRST:COUNT[:RATE]".
+ * WORKLOAD is a comma-separated list of "idle", "echo",
+ * "dirty:FIRST:COUNT[:RATE]", "blk[:OPS]", "net[:PPS]", "evil-ring",
+ * "evil-gref" (hv/sim/sim.h). With a xenstore connection on fd 5 the main
+ * thread runs the PV frontends and the blk/net workload (pv.c).
  *
  * echo: the main thread offers an event channel to domain 0 (hypercall
  * EVTCHN_ALLOC_UNBOUND), publishes its port in the header page, and
@@ -40,15 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hv/sim/guest/guest.h"
 #include "hv/sim/guest_abi.h"
 #include "hv/sim/uapi_compat.h"
-
-#define PAGE 4096u
 
 struct workload {
 	uint64_t first, count, rate;
 	bool dirty;
 	bool echo;
+	struct pv_workload pv;
 };
 
 struct vcpu {
@@ -61,15 +64,41 @@ static uint64_t nr_pages;
 static unsigned int nr_vcpus;
 static struct workload wl;
 
-static int parse_workload(const char *s, struct workload *w)
+/* One item of the WORKLOAD argument (sim.h lists them). */
+static int parse_item(const char *s, struct workload *w)
 {
 	char *end;
 
-	memset(w, 0, sizeof(*w));
 	if (strcmp(s, "idle") == 0)
 		return 0;
 	if (strcmp(s, "echo") == 0) {
 		w->echo = true;
+		return 0;
+	}
+	if (strcmp(s, "evil-ring") == 0 || strcmp(s, "evil-gref") == 0) {
+		w->pv.blk = true;
+		w->pv.evil_ring = s[5] == 'r';
+		w->pv.evil_gref = s[5] == 'g';
+		return 0;
+	}
+	if (strncmp(s, "blk", 3) == 0 || strncmp(s, "net", 3) == 0) {
+		bool blk = s[0] == 'b';
+		uint64_t rate = 200; /* default: 200 per second per device */
+
+		if (s[3] == ':') {
+			rate = strtoull(s + 4, &end, 0);
+			if (*end || end == s + 4)
+				return -EINVAL;
+		} else if (s[3]) {
+			return -EINVAL;
+		}
+		if (blk) {
+			w->pv.blk = true;
+			w->pv.blk_rate = rate;
+		} else {
+			w->pv.net = true;
+			w->pv.net_rate = rate;
+		}
 		return 0;
 	}
 	if (strncmp(s, "dirty:", 6) != 0)
@@ -88,6 +117,30 @@ static int parse_workload(const char *s, struct workload *w)
 	if (w->count > nr_pages - w->first)
 		w->count = nr_pages - w->first;
 	w->dirty = true;
+	return 0;
+}
+
+/* Comma-separated items; with @has_xs the device area is kept clear. */
+static int parse_workload(const char *s, struct workload *w, bool has_xs)
+{
+	char buf[256], *save = NULL;
+
+	memset(w, 0, sizeof(*w));
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (char *it = strtok_r(buf, ",", &save); it;
+	     it = strtok_r(NULL, ",", &save))
+		if (parse_item(it, w) < 0)
+			return -EINVAL;
+	if (has_xs && w->dirty) {
+		uint64_t top = nr_pages - PVM_SIMGUEST_DEV_PAGES;
+
+		if (nr_pages < PVM_SIMGUEST_DEV_PAGES + w->first)
+			return -EINVAL;
+		if (w->count > top - w->first)
+			w->count = top - w->first;
+	}
 	return 0;
 }
 
@@ -195,8 +248,8 @@ fail:
  * One hypercall (guest_abi.h): 0 or the host's negative errno; *@res0 the
  * first result; *@fd_out the attached fd or -1. Main thread only.
  */
-static int hypercall(uint32_t op, uint32_t a0, uint32_t a1, uint32_t *res0,
-		     int *fd_out)
+int hypercall(uint32_t op, uint32_t a0, uint32_t a1, uint32_t *res0,
+	      int *fd_out)
 {
 	struct pvm_simguest_msg m = {
 		.type = PVM_SIMGUEST_CALL,
@@ -277,19 +330,23 @@ int main(int argc, char **argv)
 	struct pvm_simguest_msg m;
 	struct vcpu *vcpus;
 	uint64_t step = 0;
+	bool has_xs;
 	int uffd, rc;
 	ssize_t n;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (argc != 4) {
+	if (argc != 4 && argc != 5) {
 		fprintf(stderr, "pvmig-simguest: started by the simulated host only\n");
 		return 2;
 	}
+	has_xs = fcntl(PVM_SIMGUEST_XS_FD, F_GETFD) >= 0;
 	nr_pages = strtoull(argv[1], NULL, 0);
 	nr_vcpus = (unsigned int)strtoul(argv[2], NULL, 0);
 	if (nr_pages < PVM_SIMGUEST_MIN_PAGES || nr_vcpus < 1 ||
 	    nr_vcpus > PVM_SIMGUEST_MAX_VCPUS ||
-	    parse_workload(argv[3], &wl) < 0) {
+	    parse_workload(argv[3], &wl, has_xs) < 0 ||
+	    (argc == 5 && strcmp(argv[4], "modern") != 0 &&
+	     strcmp(argv[4], "legacy") != 0)) {
 		fprintf(stderr, "pvmig-simguest: bad arguments\n");
 		return 2;
 	}
@@ -315,6 +372,7 @@ int main(int argc, char **argv)
 	if (n != (ssize_t)sizeof(m) || m.type != PVM_SIMGUEST_RUN)
 		return 0; /* host gone before RUN */
 
+	wl.pv.legacy = argc == 5 && strcmp(argv[4], "legacy") == 0;
 	{
 		struct pvm_simguest_header *hdr = (void *)mem;
 
@@ -332,6 +390,9 @@ int main(int argc, char **argv)
 
 	if (wl.echo)
 		echo_main();
+	else if (has_xs && nr_pages >= PVM_SIMGUEST_DEV_PAGES +
+					       PVM_SIMGUEST_FIRST_FREE_PFN)
+		pv_main(mem, nr_pages, &wl.pv); /* returns never */
 	/* The control socket stays open for the domain's life; EOF = host gone. */
 	for (;;) {
 		n = recv(PVM_SIMGUEST_CTL_FD, &m, sizeof(m), 0);

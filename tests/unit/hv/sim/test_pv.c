@@ -1,0 +1,605 @@
+/*
+ * hv/sim/dev.c, vbd.c, vif.c and the guest's frontends (guest/pv.c): PV
+ * devices on a simulated host with its xenstore server, the workload's
+ * counters (each made to move), the backend seam (pause, capture,
+ * destroy, attach), hostile frontends, guest death, and domain_create
+ * from a short-lived thread.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "simtest.h"
+
+#include "hv/sim/backend.h"
+#include "hv/sim/xenstored/xenstored.h"
+#include "hv/sim/xsc.h"
+
+#define PV_PAGES 2048u /* 8 MiB */
+#define DISK_BYTES (1u << 20)
+#define XVDA 51712u
+#define XB_CONNECTED 4u
+#define XB_CLOSED 6u
+
+struct pvhost {
+	char dir[64];
+	char disk[96];
+	struct pvm_xenstored *srv;
+	pthread_t thr;
+	struct pvm_hv *hv;
+	struct xsc xs; /* dom0 connection for the test's reads */
+};
+
+static void *xs_thread(void *arg)
+{
+	pvm_xenstored_run(arg);
+	return NULL;
+}
+
+static void quiet(void *ctx, enum pvm_log_level lvl, const char *line)
+{
+	(void)ctx;
+	(void)lvl;
+	(void)line;
+}
+
+static struct pvhost *pv_host(void)
+{
+	struct pvhost *p = calloc(1, sizeof(*p));
+	struct pvm_xenstored_opts o;
+	struct pvm_sim_config sc = { 0 };
+	int fd;
+
+	assert_non_null(p);
+	strcpy(p->dir, "/tmp/pvm-pv-test.XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	pvm_xenstored_opts_default(&o);
+	o.state_dir = p->dir;
+	assert_int_equal(pvm_xenstored_create(&o, &p->srv), 0);
+	assert_int_equal(pthread_create(&p->thr, NULL, xs_thread, p->srv), 0);
+	sc.xenstored = p->srv;
+	assert_int_equal(pvm_sim_host_create(&sc, &p->hv), 0);
+	assert_int_equal(pvm_xenstored_connect_domain(p->srv, 0, &fd), 0);
+	xsc_init(&p->xs, fd);
+	snprintf(p->disk, sizeof(p->disk), "%s/disk.img", p->dir);
+	fd = open(p->disk, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, DISK_BYTES), 0);
+	close(fd);
+	return p;
+}
+
+static void pv_host_end(struct pvhost *p)
+{
+	p->hv->ops->close(p->hv);
+	xsc_close(&p->xs);
+	pvm_xenstored_stop(p->srv);
+	pthread_join(p->thr, NULL);
+	pvm_xenstored_destroy(p->srv);
+	unlink(p->disk);
+	rmdir(p->dir);
+	free(p);
+}
+
+static struct pvm_hv_domain_config pv_config(struct pvhost *p,
+					     const char *image, bool disk,
+					     bool nic, uint8_t mac_last)
+{
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
+		.nr_pages = PV_PAGES,
+		.nr_vcpus = 1,
+		.name = "pv",
+		.image = image,
+	};
+
+	if (disk) {
+		cfg.nr_disks = 1;
+		cfg.disks[0].path = p->disk;
+		cfg.disks[0].vdev = "xvda";
+	}
+	if (nic) {
+		cfg.nr_nics = 1;
+		cfg.nics[0] = (struct pvm_hv_nic){
+			.mac = { 0x00, 0x16, 0x3e, 0x00, 0x00, mac_last },
+			.bridge = "br-test",
+		};
+	}
+	return cfg;
+}
+
+static uint32_t pv_domain(struct pvhost *p, const char *image, bool disk,
+			  bool nic)
+{
+	struct pvm_hv_domain_config cfg = pv_config(p, image, disk, nic, 1);
+	uint32_t domid = 0;
+
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &domid), 0);
+	return domid;
+}
+
+static struct pvm_sim_workload counters(struct pvhost *p, uint32_t domid)
+{
+	struct pvm_sim_workload w;
+	int rc = pvm_sim_workload_read(p->hv, domid, &w);
+
+	if (rc == -ENOENT)
+		memset(&w, 0, sizeof(w));
+	else
+		assert_int_equal(rc, 0);
+	return w;
+}
+
+#define WAIT_FOR(p, domid, w, cond)                                         \
+	do {                                                                \
+		uint64_t dl_ = pvm_now_ms() + SIMTEST_WAIT_MS;              \
+		for (;;) {                                                  \
+			w = counters(p, domid);                             \
+			if (cond)                                           \
+				break;                                      \
+			if (pvm_now_ms() > dl_)                             \
+				fail_msg("timed out waiting for " #cond);   \
+			simtest_sleep_ms(10);                               \
+		}                                                           \
+	} while (0)
+
+static uint32_t be_state(struct pvhost *p, uint32_t domid, uint32_t type,
+			 uint32_t devid)
+{
+	uint32_t st = 0;
+
+	assert_int_equal(pvm_sim_backend_xb_state(p->hv, domid, type, devid,
+						  &st), 0);
+	return st;
+}
+
+static void wait_be_state(struct pvhost *p, uint32_t domid, uint32_t type,
+			  uint32_t devid, uint32_t want)
+{
+	uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+
+	while (be_state(p, domid, type, devid) != want) {
+		if (pvm_now_ms() > dl)
+			fail_msg("backend state %u, want %u",
+				 be_state(p, domid, type, devid), want);
+		simtest_sleep_ms(5);
+	}
+}
+
+/* ---- vbd ----------------------------------------------------------- */
+
+static void test_vbd_workload(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "blk:0", true, false);
+	struct pvm_sim_workload w;
+	char path[128], val[64];
+
+	(void)state;
+	WAIT_FOR(p, d, w, w.blk_reads >= 200);
+	assert_int_equal(w.blk_verify_fail, 0);
+	assert_int_equal(w.blk_io_errors, 0);
+	assert_true(w.blk_writes >= 64);
+	assert_int_equal(w.fe_connects, 1);
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VBD, XVDA), XB_CONNECTED);
+	/* the handshake left Xen's nodes */
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vbd/%u/ring-ref",
+		 d, XVDA);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vbd/%u/state", d,
+		 XVDA);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	assert_string_equal(val, "4");
+	snprintf(path, sizeof(path),
+		 "/local/domain/0/backend/vbd/%u/%u/sectors", d, XVDA);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	assert_string_equal(val, "2048");
+	/* the image holds what the guest wrote: block 0's magic */
+	{
+		int fd = open(p->disk, O_RDONLY | O_CLOEXEC);
+		uint64_t magic = 0;
+
+		assert_int_equal(pread(fd, &magic, 8, 0), 8);
+		assert_true(magic == 0x626c6b2d636b7375ull);
+		close(fd);
+	}
+	pv_host_end(p);
+}
+
+/* A block corrupted in the image behind the guest's back is noticed. */
+static void test_vbd_corruption_counted(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "blk:0", true, false);
+	struct pvm_sim_workload w;
+	uint64_t dl;
+	int fd;
+	static uint8_t junk[64 * 4096];
+
+	(void)state;
+	memset(junk, 0xa5, sizeof(junk));
+	WAIT_FOR(p, d, w, w.blk_reads >= 64);
+	assert_int_equal(w.blk_verify_fail, 0);
+	fd = open(p->disk, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+	do {
+		/* the guest rewrites each block once per pass: keep at it */
+		assert_int_equal(pwrite(fd, junk, sizeof(junk), 0),
+				 (ssize_t)sizeof(junk));
+		simtest_sleep_ms(2);
+		w = counters(p, d);
+		if (pvm_now_ms() > dl)
+			fail_msg("verification failures never counted");
+	} while (w.blk_verify_fail == 0);
+	close(fd);
+	pv_host_end(p);
+}
+
+/* ---- vif ----------------------------------------------------------- */
+
+static void test_vif_echo(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "net:0", false, true);
+	struct pvm_sim_workload w;
+
+	(void)state;
+	WAIT_FOR(p, d, w, w.net_received >= 300);
+	assert_int_equal(w.net_lost, 0);
+	assert_int_equal(w.net_dup, 0);
+	assert_int_equal(w.net_ooo, 0);
+	assert_true(w.net_sent >= w.net_received);
+	assert_int_equal(w.fe_connects, 1);
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VIF, 0), XB_CONNECTED);
+	pv_host_end(p);
+}
+
+static void switch_fault_moves(enum pvm_sim_switch_fault kind)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "net:0", false, true);
+	struct pvm_sim_workload w;
+
+	WAIT_FOR(p, d, w, w.net_received >= 50);
+	assert_int_equal(pvm_sim_switch_fault(p->hv, "br-test", kind, 3), 0);
+	switch (kind) {
+	case PVM_SIM_SWITCH_DROP:
+		WAIT_FOR(p, d, w, w.net_lost >= 3);
+		assert_int_equal(w.net_dup, 0);
+		break;
+	case PVM_SIM_SWITCH_DUPLICATE:
+		WAIT_FOR(p, d, w, w.net_dup >= 3);
+		assert_int_equal(w.net_lost, 0);
+		break;
+	case PVM_SIM_SWITCH_REORDER:
+		WAIT_FOR(p, d, w, w.net_ooo >= 1);
+		/* a reordered frame is late, not lost */
+		WAIT_FOR(p, d, w, w.net_received >= 100);
+		assert_int_equal(w.net_lost, 0);
+		break;
+	}
+	pv_host_end(p);
+}
+
+static void test_vif_drop_counted(void **state)
+{
+	(void)state;
+	switch_fault_moves(PVM_SIM_SWITCH_DROP);
+}
+
+static void test_vif_dup_counted(void **state)
+{
+	(void)state;
+	switch_fault_moves(PVM_SIM_SWITCH_DUPLICATE);
+}
+
+static void test_vif_reorder_counted(void **state)
+{
+	(void)state;
+	switch_fault_moves(PVM_SIM_SWITCH_REORDER);
+}
+
+/* ---- the seam ------------------------------------------------------ */
+
+/* pause → capture → destroy → attach from state → continue, with the
+ * guest running and then with it paused, for a vbd and a vif; the
+ * frontends (legacy: they would never re-handshake) see nothing. */
+static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
+		     uint32_t devid, bool pause_guest)
+{
+	struct pvm_sim_backend_state st, st2;
+	struct pvm_buf buf;
+
+	if (pause_guest)
+		assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, type, devid, &st),
+			 -EBUSY);
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid), 0);
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, type, devid, &st), 0);
+	assert_int_equal(st.xb_state, XB_CONNECTED);
+	assert_int_equal(st.nr_rings, type == PVM_SIM_DEV_VIF ? 2 : 1);
+	/* drained: every request taken has its response */
+	for (uint32_t i = 0; i < st.nr_rings; i++)
+		if (type == PVM_SIM_DEV_VBD || i == 0)
+			assert_int_equal(st.ring[i].req_cons,
+					 st.ring[i].rsp_prod_pvt);
+	/* through the wire form, as a stream would carry it */
+	pvm_buf_init(&buf, 4096);
+	pvm_sim_backend_state_encode(&st, &buf);
+	assert_int_equal(buf.err, 0);
+	assert_int_equal(pvm_sim_backend_state_decode(buf.data, buf.len, &st2), 0);
+	assert_memory_equal(&st, &st2, sizeof(st));
+	for (size_t n = 0; n < buf.len; n++)
+		assert_int_equal(pvm_sim_backend_state_decode(buf.data, n, &st2),
+				 -EBADMSG);
+	pvm_buf_dispose(&buf);
+
+	assert_int_equal(pvm_sim_backend_destroy(p->hv, d, type, devid), 0);
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid), -ESRCH);
+	{
+		struct pvm_sim_evtchn_status es;
+
+		/* the frontend's port waits, unbound, for domain 0 */
+		assert_int_equal(pvm_sim_evtchn_status(p->hv, d, st.fe_port,
+						       &es), 0);
+		assert_int_equal(es.state, PVM_SIM_EVTCHN_UNBOUND);
+		assert_int_equal(es.remote_domid, 0);
+	}
+	assert_int_equal(pvm_sim_backend_attach(p->hv, &st2), 0);
+	assert_int_equal(pvm_sim_backend_attach(p->hv, &st2), -EBUSY);
+	if (pause_guest)
+		assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
+}
+
+static void test_backend_reattach(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0,net:0", true,
+						    true, 1);
+	struct pvm_sim_workload w;
+	uint32_t d;
+
+	(void)state;
+	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
+	for (int round = 0; round < 4; round++) {
+		struct pvm_sim_workload before = counters(p, d);
+
+		reattach(p, d, PVM_SIM_DEV_VBD, XVDA, round & 1);
+		reattach(p, d, PVM_SIM_DEV_VIF, 0, round & 1);
+		WAIT_FOR(p, d, w,
+			 w.blk_reads >= before.blk_reads + 64 &&
+				 w.blk_writes >= before.blk_writes + 64 &&
+				 w.net_received >= before.net_received + 50);
+	}
+	assert_int_equal(w.blk_verify_fail, 0);
+	assert_int_equal(w.blk_io_errors, 0);
+	assert_int_equal(w.fe_connects, 2); /* one vbd + one vif, once */
+	assert_int_equal(w.net_dup, 0);
+	assert_int_equal(w.net_ooo, 0);
+	/* a malformed state is refused */
+	{
+		struct pvm_sim_backend_state bad = { .type = 9 };
+
+		pvm_log_set_sink(quiet, NULL);
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
+		pvm_log_set_sink(NULL, NULL);
+	}
+	pv_host_end(p);
+}
+
+/* ---- hostile frontends and death ------------------------------------ */
+
+static void hostile(const char *image)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, image, true, false);
+	uint32_t good = pv_domain(p, "blk:0", false, true);
+	struct pvm_sim_backend_state st;
+	struct pvm_sim_workload w;
+	char path[128], val[256];
+
+	pvm_log_set_sink(quiet, NULL);
+	wait_be_state(p, d, PVM_SIM_DEV_VBD, XVDA, XB_CLOSED);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/error",
+		 d, XVDA);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	printf("error node: %s\n", val);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/state",
+		 d, XVDA);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	assert_string_equal(val, "6");
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+			 0);
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
+						 XVDA, &st), -EIO);
+	pvm_log_set_sink(NULL, NULL);
+	/* the host and its other guests carry on */
+	WAIT_FOR(p, good, w, w.fe_connects == 1);
+	w = counters(p, d);
+	assert_int_equal(w.blk_verify_fail, 0);
+	pv_host_end(p);
+}
+
+static void test_garbage_ring_index(void **state)
+{
+	(void)state;
+	hostile("evil-ring");
+}
+
+static void test_garbage_grant_entry(void **state)
+{
+	(void)state;
+	hostile("evil-gref");
+}
+
+static void test_guest_death_cleans_up(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "blk:0,net:0", true, true);
+	struct pvm_sim_backend_state st;
+	struct pvm_sim_evtchn_status es;
+	struct pvm_sim_workload w;
+	char path[64], val[64];
+	uint32_t be_port = 0;
+	pid_t pid;
+
+	(void)state;
+	WAIT_FOR(p, d, w, w.blk_reads >= 10 && w.net_received >= 10);
+	/* the backend's dom0 port, found through the guest's */
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+			 0);
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
+						 XVDA, &st), 0);
+	assert_int_equal(pvm_sim_evtchn_status(p->hv, d, st.fe_port, &es), 0);
+	be_port = es.remote_port;
+	assert_int_equal(pvm_sim_backend_unpause(p->hv, d, PVM_SIM_DEV_VBD,
+						 XVDA), 0);
+	assert_int_equal(pvm_sim_domain_pid(p->hv, d, &pid), 0);
+	pvm_log_set_sink(quiet, NULL);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	{
+		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+		struct pvm_hv_dominfo info;
+
+		do {
+			pvm_sim_host_reap(p->hv);
+			assert_int_equal(p->hv->ops->domain_info(p->hv, d, &info), 0);
+			if (pvm_now_ms() > dl)
+				fail_msg("death not seen");
+		} while (!(info.flags & PVM_HV_DOMINF_DYING));
+	}
+	/* xenstore: the domain's nodes and its backends' are gone */
+	snprintf(path, sizeof(path), "/local/domain/%u", d);
+	assert_int_equal(xsc_read(&p->xs, path, val, sizeof(val)), -ENOENT);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u", d);
+	assert_int_equal(xsc_read(&p->xs, path, val, sizeof(val)), -ENOENT);
+	/* the backends notice and close their ports */
+	{
+		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+
+		for (;;) {
+			assert_int_equal(pvm_sim_evtchn_status(p->hv, 0, be_port,
+							       &es), 0);
+			if (es.state == PVM_SIM_EVTCHN_CLOSED)
+				break;
+			if (pvm_now_ms() > dl)
+				fail_msg("backend port %u still open", be_port);
+			simtest_sleep_ms(5);
+		}
+	}
+	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+			 -ESRCH);
+	pvm_log_set_sink(NULL, NULL);
+	pv_host_end(p);
+}
+
+/* ---- configuration and threads --------------------------------------- */
+
+static void test_bad_device_configs(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg;
+	struct pvm_hv *bare = simtest_host();
+	uint32_t d;
+
+	(void)state;
+	pvm_log_set_sink(quiet, NULL);
+	cfg = pv_config(p, NULL, true, false, 1);
+	cfg.disks[0].vdev = "sda";
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	cfg = pv_config(p, NULL, true, false, 1);
+	cfg.nr_disks = PVM_HV_MAX_DISKS + 1;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	cfg = pv_config(p, NULL, true, false, 1);
+	cfg.disks[0].path = "/nonexistent/disk.img";
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -ENOENT);
+	cfg = pv_config(p, NULL, true, false, 1);
+	cfg.nr_pages = 64; /* no room for the device area */
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	/* devices without a xenstore server */
+	cfg = pv_config(p, NULL, true, false, 1);
+	assert_int_equal(bare->ops->domain_create(bare, &cfg, &d), -EINVAL);
+	pvm_log_set_sink(NULL, NULL);
+	{
+		/* nothing was left behind by the failures */
+		struct pvm_hv_dominfo info[4];
+		size_t n = 9;
+
+		assert_int_equal(p->hv->ops->domain_list(p->hv, info, 4, &n), 0);
+		assert_int_equal(n, 0);
+	}
+	bare->ops->close(bare);
+	pv_host_end(p);
+}
+
+struct creator {
+	struct pvm_hv *hv;
+	uint32_t domid;
+	int rc;
+};
+
+static void *create_and_exit(void *arg)
+{
+	struct creator *c = arg;
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
+		.nr_pages = 64,
+		.nr_vcpus = 1,
+		.image = "dirty:16:32:1000",
+	};
+
+	c->rc = c->hv->ops->domain_create(c->hv, &cfg, &c->domid);
+	return NULL;
+}
+
+/* A guest outlives the thread that created it (PR_SET_PDEATHSIG is tied
+ * to the forking thread, which is the host's own). */
+static void test_create_from_any_thread(void **state)
+{
+	struct pvm_hv *hv = simtest_host();
+	struct creator c = { .hv = hv };
+	struct pvm_hv_dominfo info;
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(pthread_create(&t, NULL, create_and_exit, &c), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(c.rc, 0);
+	{
+		uint64_t from = simtest_passes(hv, c.domid);
+
+		simtest_wait_passes(hv, c.domid, from, 5);
+	}
+	pvm_sim_host_reap(hv);
+	assert_int_equal(hv->ops->domain_info(hv, c.domid, &info), 0);
+	assert_false(info.flags & PVM_HV_DOMINF_DYING);
+	hv->ops->close(hv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vbd_workload),
+		cmocka_unit_test(test_vbd_corruption_counted),
+		cmocka_unit_test(test_vif_echo),
+		cmocka_unit_test(test_vif_drop_counted),
+		cmocka_unit_test(test_vif_dup_counted),
+		cmocka_unit_test(test_vif_reorder_counted),
+		cmocka_unit_test(test_backend_reattach),
+		cmocka_unit_test(test_garbage_ring_index),
+		cmocka_unit_test(test_garbage_grant_entry),
+		cmocka_unit_test(test_guest_death_cleans_up),
+		cmocka_unit_test(test_bad_device_configs),
+		cmocka_unit_test(test_create_from_any_thread),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	simtest_require_kernel();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
