@@ -33,7 +33,7 @@
 
 #include <xenctrl.h>
 
-#define FX_MAX_DOMS 8
+#define FX_MAX_DOMS 80
 #define FX_PORTS 256
 #define FX_GNT_MAX_FRAMES 8
 

@@ -78,6 +78,26 @@ static void test_list(void **state)
 	assert_fails_once(hv->ops->domain_list(hv, out, 8, &n), -EPERM);
 }
 
+/* More domains than one getinfolist batch (64). */
+static void test_list_batches(void **state)
+{
+	struct pvm_hv *hv = *state;
+	static struct pvm_hv_dominfo out[100];
+	size_t n = 0;
+
+	for (uint32_t id = 1; id <= 70; id++)
+		assert_non_null(fx_add_dom(id * 3, 16, 1, false));
+	assert_int_equal(hv->ops->domain_list(hv, out, 100, &n), 0);
+	assert_int_equal(n, 70);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(out[i].domid, (i + 1) * 3);
+	assert_int_equal(fx_calls("xc_domain_getinfolist"), 2);
+	/* Full at exactly the number there is: not -ENOSPC. */
+	assert_int_equal(hv->ops->domain_list(hv, out, 70, &n), 0);
+	assert_int_equal(hv->ops->domain_list(hv, out, 69, &n), -ENOSPC);
+	assert_int_equal(n, 69);
+}
+
 static void test_info(void **state)
 {
 	struct pvm_hv *hv = *state;
@@ -273,6 +293,7 @@ int main(void)
 		XT_TEST(test_open_close),
 		XT_TEST(test_open_failures),
 		XT_TEST(test_list),
+		XT_TEST(test_list_batches),
 		XT_TEST(test_info),
 		XT_TEST(test_create),
 		XT_TEST(test_create_bad_config),
