@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
@@ -183,6 +184,76 @@ static int cmd_unpause(int argc, char **argv)
 			  NULL);
 }
 
+/* --disk PATH[,vdev=xvdX][,ro] -> diskN, diskN_vdev, diskN_ro */
+static int add_disk(struct pvm_kv *req, unsigned i, const char *spec)
+{
+	char buf[512], *save = NULL, *tok;
+	char key[32];
+	int rc;
+
+	if (i >= 4 || strlen(spec) >= sizeof(buf)) {
+		fprintf(stderr, "pvmig create: at most 4 disks, paths under 256 characters\n");
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", spec);
+	tok = strtok_r(buf, ",", &save);
+	if (!tok) {
+		fprintf(stderr, "pvmig create: --disk needs a PATH\n");
+		return -EINVAL;
+	}
+	snprintf(key, sizeof(key), "disk%u", i);
+	rc = pvm_kv_add(req, key, "%s", tok);
+	while (!rc && (tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "vdev=", 5)) {
+			snprintf(key, sizeof(key), "disk%u_vdev", i);
+			rc = pvm_kv_add(req, key, "%s", tok + 5);
+		} else if (!strcmp(tok, "ro")) {
+			snprintf(key, sizeof(key), "disk%u_ro", i);
+			rc = pvm_kv_add(req, key, "1");
+		} else {
+			fprintf(stderr, "pvmig create: unknown --disk option '%s' (vdev=, ro)\n",
+				tok);
+			return -EINVAL;
+		}
+	}
+	return rc;
+}
+
+/* --nic[=MAC][,bridge=NAME] -> nicN_mac, nicN_bridge */
+static int add_nic(struct pvm_kv *req, unsigned i, const char *spec)
+{
+	char buf[256], *save = NULL, *tok;
+	char key[32], mac[32] = "";
+	int rc = 0;
+
+	if (i >= 4) {
+		fprintf(stderr, "pvmig create: at most 4 NICs\n");
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
+	for (tok = strtok_r(buf, ",", &save); tok && !rc;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "bridge=", 7)) {
+			snprintf(key, sizeof(key), "nic%u_bridge", i);
+			rc = pvm_kv_add(req, key, "%s", tok + 7);
+		} else if (!mac[0]) {
+			snprintf(mac, sizeof(mac), "%s", tok);
+		} else {
+			fprintf(stderr, "pvmig create: unknown --nic option '%s'\n", tok);
+			return -EINVAL;
+		}
+	}
+	if (!mac[0]) {
+		/* Xen's OUI, the rest random, as xl does. */
+		unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ (i << 20);
+
+		snprintf(mac, sizeof(mac), "00:16:3e:%02x:%02x:%02x",
+			 (r >> 16) & 0x7f, (r >> 8) & 0xff, r & 0xff);
+	}
+	snprintf(key, sizeof(key), "nic%u_mac", i);
+	return rc ? rc : pvm_kv_add(req, key, "%s", mac);
+}
+
 static void print_created(const struct pvm_kv *kv)
 {
 	printf("created %s (domid %s)\n", pvm_kv_get(kv, "name"),
@@ -197,19 +268,30 @@ static int cmd_create(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'c' },
 		{ "workload", required_argument, NULL, 'w' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "nic", optional_argument, NULL, 'N' },
+		{ "frontend", required_argument, NULL, 'f' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct cli_printer pr = { .result = print_created };
 	struct pvm_kv req;
+	unsigned ndisks = 0, nnics = 0;
 	bool json = false;
 	int c, rc = 0;
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "create");
-	while ((c = getopt_long(argc, argv, "n:m:c:w:pjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:m:c:w:pd:N::f:jh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'd':
+			rc = add_disk(&req, ndisks++, optarg);
+			break;
+		case 'N':
+			rc = add_nic(&req, nnics++, optarg);
+			break;
+		case 'f': rc = pvm_kv_add(&req, "frontend", "%s", optarg); break;
 		case 'n': rc = pvm_kv_add(&req, "name", "%s", optarg); break;
 		case 'm': rc = pvm_kv_add(&req, "memory", "%s", optarg); break;
 		case 'c': rc = pvm_kv_add(&req, "vcpus", "%s", optarg); break;
@@ -218,12 +300,20 @@ static int cmd_create(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: pvmig create --name NAME [--memory SIZE] [--vcpus N]\n"
-			       "                    [--workload SPEC] [--paused] [--json]\n\n"
+			       "                    [--workload SPEC] [--disk PATH[,vdev=xvdX][,ro]]...\n"
+			       "                    [--nic[=MAC][,bridge=NAME]]... [--frontend modern|legacy]\n"
+			       "                    [--paused] [--json]\n\n"
 			       "Creates and starts a guest on the local host.\n"
 			       "  --memory SIZE    e.g. 256M (default), 1G\n"
 			       "  --vcpus N        default 1\n"
-			       "  --workload SPEC  simulated host: idle (default), echo,\n"
-			       "                   dirty:FIRST:COUNT[:RATE] (see pvmig(1))\n"
+			       "  --workload SPEC  simulated host: the guest program's workload, e.g.\n"
+			       "                   idle (default), echo, dirty:FIRST:COUNT[:RATE]\n"
+			       "                   (see pvmig(1) and docs/hv.md)\n"
+			       "  --disk PATH      a PV disk backed by the raw image PATH (up to 4;\n"
+			       "                   vdev xvda, xvdb, ... in order unless given)\n"
+			       "  --nic[=MAC]      a PV NIC (up to 4; MAC default 00:16:3e:random)\n"
+			       "  --frontend GEN   the guest's PV drivers: modern (re-connect on resume,\n"
+			       "                   like Linux; default) or legacy (never re-handshake)\n"
 			       "  --paused         create it paused (pvmig unpause starts it)\n");
 			pvm_kv_dispose(&req);
 			return 0;

@@ -55,6 +55,9 @@ static void print_stats(const struct pvm_kv *kv)
 		{ "converged", "converged", "" },
 		{ "stop_reason", "stopped because", "" },
 		{ "streams", "streams", "" },
+		{ "devices_quiesced", "PV devices quiesced", "" },
+		{ "quiesce_ms", "quiesce (drain) time", "ms" },
+		{ "devices", "PV devices", "" },
 		{ "memory", "memory", "" },
 		{ "memory_sha256", "memory sha256", "" },
 	};

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void pvm_service_config_defaults(struct pvm_service_config *c)
 {
@@ -44,9 +45,12 @@ static int set_uint(unsigned *dst, const char *v, unsigned lo, unsigned hi)
 	char *end;
 	unsigned long x;
 
+	/* Digits only: strtoul would take a sign and wrap "-1". */
+	if (*v < '0' || *v > '9')
+		return -EINVAL;
 	errno = 0;
 	x = strtoul(v, &end, 10);
-	if (errno || *end || !*v || x < lo || x > hi)
+	if (errno || *end || x < lo || x > hi)
 		return -EINVAL;
 	*dst = (unsigned)x;
 	return 0;
@@ -100,10 +104,16 @@ int pvm_service_config_load(struct pvm_service_config *c, const char *path)
 	FILE *f = fopen(path, "r");
 	char line[1024];
 	unsigned lineno = 0;
+	struct stat st;
 	int rc = 0;
 
 	if (!f)
 		return -errno;
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		pvm_err("%s is not a regular file", path);
+		fclose(f);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
 	while (fgets(line, sizeof(line), f)) {
 		char *s, *eq, *k, *v;
 
@@ -142,6 +152,10 @@ int pvm_service_config_load(struct pvm_service_config *c, const char *path)
 			rc = -EINVAL;
 			break;
 		}
+	}
+	if (!rc && ferror(f)) {
+		rc = -EIO;
+		pvm_err("%s: read error after line %u", path, lineno);
 	}
 	fclose(f);
 	return rc;

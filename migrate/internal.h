@@ -12,6 +12,39 @@
 #include "migrate/migrate.h"
 
 struct pvm_xenstored;
+
+/*
+ * A domain's toolstack configuration (what libxl keeps in its domain
+ * config): the image/workload and the PV devices. Plain values, so it can
+ * be copied, stored per domain and sent in a migration's HELLO.
+ */
+struct dom_config {
+	uint32_t domid; /* 0: slot unused */
+	char image[256];
+	uint32_t frontend_gen; /* enum pvm_hv_frontend_gen */
+	uint32_t nr_disks;
+	struct {
+		char path[256];
+		char vdev[16];
+		bool readonly;
+	} disks[PVM_HV_MAX_DISKS];
+	uint32_t nr_nics;
+	struct {
+		uint8_t mac[6];
+		char bridge[32];
+	} nics[PVM_HV_MAX_NICS];
+};
+
+/* Fills @cfg's image and device fields from @dc (pointers into @dc). */
+void dom_config_to_hv(const struct dom_config *dc,
+		      struct pvm_hv_domain_config *cfg);
+/* Adds @dc as key=value fields (image, frontend, diskN, diskN_vdev,
+ * diskN_ro, nicN_mac, nicN_bridge) / reads them back: 0 or -EINVAL with
+ * *why_out naming the bad field. */
+void dom_config_to_kv(const struct dom_config *dc, struct pvm_kv *kv);
+int dom_config_from_kv(const struct pvm_kv *kv, struct dom_config *dc,
+		       const char **why_out);
+
 struct pvm_tls_ctx;
 struct req;
 struct pvm_listener;
@@ -57,11 +90,8 @@ struct pvm_service {
 	unsigned next_stats;
 
 	/* What each domain was created with that the backend cannot tell
-	 * (the toolstack config, as libxl keeps it): its image/workload. */
-	struct dom_config {
-		uint32_t domid;
-		char image[256];
-	} configs[64];
+	 * (the toolstack config, as libxl keeps it). */
+	struct dom_config configs[64];
 
 	struct pvm_tls_ctx *tls;    /* peer TLS, when configured */
 	struct pvm_listener *listener;
@@ -89,6 +119,10 @@ void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image);
 void svc_config_image(struct pvm_service *s, uint32_t domid, char *out,
 		      size_t len);
 void svc_config_drop(struct pvm_service *s, uint32_t domid);
+/* The whole config: put replaces @dc->domid's entry; get returns -ENOENT
+ * (and an empty config with @domid set) when unknown. */
+void svc_config_put(struct pvm_service *s, const struct dom_config *dc);
+int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out);
 
 /* ---- migration (migration.c) ---- */
 
@@ -130,7 +164,6 @@ void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d);
 /* "256M", "1G", "65536K", or bytes (whole pages): 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *bytes_out);
 
-#endif /* PVM_MIGRATE_INTERNAL_H */
 
 /* ---- convergence policy (policy.c) ---- */
 
@@ -169,3 +202,5 @@ enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
 					  const struct pvm_round_stats *r,
 					  uint64_t elapsed_ms,
 					  const char **why_out);
+
+#endif /* PVM_MIGRATE_INTERNAL_H */

@@ -38,6 +38,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hv/sim/xenstored/xenstored.h"
+#include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
 enum msg_type {
@@ -58,7 +60,11 @@ enum state_tag {
 	ST_EVTCHN = 2,
 	ST_GRANT = 3,
 	ST_MEM_SHA256 = 4, /* SHA-256 of all guest memory, while paused */
+	ST_XENSTORE = 5,   /* the domain's xenstore subtree and watches */
+	ST_DEVICES = 6,    /* PV backends' captured ring state (pvquiesce) */
 };
+
+#define RECONNECT_WAIT_MS 10000u
 
 #define MAP_BATCH 1024u
 #define ACCEPT_WAIT_MS 1000u
@@ -261,9 +267,29 @@ struct dest {
 	char id[33];
 	char name[64];
 	uint64_t vcpus;
-	const char *image;
+	struct dom_config dc;
 	bool verified;
+	uint32_t src_domid;
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	size_t ndev;
 };
+
+/* The PV devices a config names, as pvquiesce addresses them. */
+static size_t config_devices(const struct dom_config *dc,
+			     struct pvm_pvq_device *out)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < dc->nr_disks && n < PVM_PVQ_MAX_DEVICES; i++) {
+		int id = pvm_pvq_vdev_devid(dc->disks[i].vdev);
+
+		if (id >= 0)
+			out[n++] = (struct pvm_pvq_device){ PVM_PVQ_VBD, (uint32_t)id };
+	}
+	for (uint32_t i = 0; i < dc->nr_nics && n < PVM_PVQ_MAX_DEVICES; i++)
+		out[n++] = (struct pvm_pvq_device){ PVM_PVQ_VIF, i };
+	return n;
+}
 
 /* Transport receive threads: write each page at its pfn. */
 static int dest_pages(void *ctx, const uint64_t *pfns,
@@ -292,18 +318,28 @@ static int dest_create_on_main(void *arg)
 	struct dest *d = arg;
 	struct pvm_hv *hv = d->svc->hv;
 	struct pvm_hv_domain_config cfg = {
-		.domid = PVM_HV_DOMID_ANY,
+		/* Keep the domid where it is free here: a guest whose drivers
+		 * never re-handshake keeps using paths and ACLs that name it
+		 * (docs/designs/non-cooperative-migration.md). */
+		.domid = d->src_domid && d->src_domid <= PVM_HV_DOMID_MAX ?
+				 d->src_domid : PVM_HV_DOMID_ANY,
 		.nr_pages = d->nr_pages,
 		.nr_vcpus = (uint32_t)d->vcpus,
 		.start_paused = true,
 		.name = d->name,
-		.image = d->image,
 	};
+	int rc;
 
-	int rc = hv->ops->domain_create(hv, &cfg, &d->domid);
-
-	if (!rc)
-		svc_config_set(d->svc, d->domid, d->image);
+	dom_config_to_hv(&d->dc, &cfg);
+	rc = hv->ops->domain_create(hv, &cfg, &d->domid);
+	if (rc == -EEXIST) {
+		cfg.domid = PVM_HV_DOMID_ANY;
+		rc = hv->ops->domain_create(hv, &cfg, &d->domid);
+	}
+	if (!rc) {
+		d->dc.domid = d->domid;
+		svc_config_put(d->svc, &d->dc);
+	}
 	return rc;
 }
 
@@ -322,59 +358,55 @@ static bool name_taken(struct pvm_hv *hv, const char *name)
 	return taken;
 }
 
-/* Applies the STATE sections to the paused destination domain. */
+/*
+ * Applies the STATE sections to the paused destination domain. Sections
+ * are collected first and applied in an order that matters:
+ *   memory digest                  (memory exactly as received: loading
+ *                                   the grant table clears busy bits in
+ *                                   guest memory, attached backends write)
+ *   vCPUs, event channels, grants  (the frontends' ports and refs exist)
+ *   devices                        (legacy: captured backends re-attach;
+ *                                   they may serve requests left on the
+ *                                   rings at once, which writes memory)
+ *   xenstore                       (legacy only: the frontend never writes
+ *                                   its nodes again, so the old ones, and
+ *                                   its watches, must come along; a modern
+ *                                   frontend re-handshakes against the
+ *                                   fresh nodes, as on Xen)
+ */
 static int dest_apply_state(struct dest *d, const uint8_t *p, size_t len,
 			    char *why, size_t why_len)
 {
 	struct pvm_hv *hv = d->svc->hv;
 	struct pvm_cursor c;
 	uint32_t vcpu = 0;
-	const uint8_t *want_digest = NULL;
+	const uint8_t *want_digest = NULL, *devstate = NULL, *xsimg = NULL;
+	uint32_t devstate_len = 0, xsimg_len = 0;
+	bool legacy = d->dc.frontend_gen == PVM_HV_FRONTEND_LEGACY;
+	int rc;
 
+	/* Pass 1: find the digest and check the memory as received. */
 	pvm_cursor_init(&c, p, len);
 	while (pvm_cursor_remaining(&c)) {
 		uint32_t tag, slen;
 		const uint8_t *body;
-		int rc;
 
 		if (pvm_cursor_u32(&c, &tag) || pvm_cursor_u32(&c, &slen) ||
 		    pvm_cursor_bytes(&c, slen, &body)) {
 			snprintf(why, why_len, "STATE message is truncated");
 			return -EBADMSG;
 		}
-		switch (tag) {
-		case ST_VCPU:
-			rc = hv->ops->vcpu_context_set(hv, d->domid, vcpu++,
-						       body, slen);
-			break;
-		case ST_EVTCHN:
-			rc = hv->ops->evtchn_state_set(hv, d->domid, body, slen);
-			break;
-		case ST_GRANT:
-			rc = hv->ops->grant_state_set(hv, d->domid, body, slen);
-			break;
-		case ST_MEM_SHA256:
+		if (tag == ST_MEM_SHA256) {
 			if (slen != 32) {
 				snprintf(why, why_len, "memory digest of %u bytes", slen);
 				return -EBADMSG;
 			}
 			want_digest = body;
-			rc = 0;
-			break;
-		default:
-			snprintf(why, why_len, "STATE section %u unknown", tag);
-			return -EBADMSG;
-		}
-		if (rc) {
-			snprintf(why, why_len, "cannot load state section %u: %s",
-				 tag, strerror(-rc));
-			return rc;
 		}
 	}
 	if (want_digest) {
 		uint8_t got[32];
 		char a[65], b[65];
-		int rc;
 
 		/* Our mapping is written by the receive threads, which are
 		 * done: every page came before this message. */
@@ -393,6 +425,66 @@ static int dest_apply_state(struct dest *d, const uint8_t *p, size_t len,
 			return -EIO;
 		}
 		d->verified = true;
+	}
+
+	/* Pass 2: load the state. */
+	pvm_cursor_init(&c, p, len);
+	while (pvm_cursor_remaining(&c)) {
+		uint32_t tag, slen;
+		const uint8_t *body;
+
+		if (pvm_cursor_u32(&c, &tag) || pvm_cursor_u32(&c, &slen) ||
+		    pvm_cursor_bytes(&c, slen, &body))
+			return -EBADMSG;
+		switch (tag) {
+		case ST_VCPU:
+			rc = hv->ops->vcpu_context_set(hv, d->domid, vcpu++,
+						       body, slen);
+			break;
+		case ST_EVTCHN:
+			rc = hv->ops->evtchn_state_set(hv, d->domid, body, slen);
+			break;
+		case ST_GRANT:
+			rc = hv->ops->grant_state_set(hv, d->domid, body, slen);
+			break;
+		case ST_XENSTORE:
+			xsimg = body;
+			xsimg_len = slen;
+			rc = 0;
+			break;
+		case ST_DEVICES:
+			devstate = body;
+			devstate_len = slen;
+			rc = 0;
+			break;
+		case ST_MEM_SHA256:
+			rc = 0;
+			break;
+		default:
+			snprintf(why, why_len, "STATE section %u unknown", tag);
+			return -EBADMSG;
+		}
+		if (rc) {
+			snprintf(why, why_len, "cannot load state section %u: %s",
+				 tag, strerror(-rc));
+			return rc;
+		}
+	}
+	if (devstate) {
+		rc = pvm_pvq_reconnect(hv, d->domid,
+				       (enum pvm_hv_frontend_gen)d->dc.frontend_gen,
+				       devstate, devstate_len, why, why_len);
+		if (rc)
+			return rc;
+	}
+	if (xsimg && legacy && d->svc->xs) {
+		rc = pvm_xs_import_domain(d->svc->xs, (uint16_t)d->domid, xsimg,
+					  xsimg_len);
+		if (rc) {
+			snprintf(why, why_len, "cannot import the domain's xenstore nodes: %s",
+				 strerror(-rc));
+			return rc;
+		}
 	}
 	return 0;
 }
@@ -429,7 +521,7 @@ static void *dest_main(void *arg)
 	{
 		const char *id = pvm_kv_get(&kv, "id");
 		const char *name = pvm_kv_get(&kv, "name");
-		const char *image = pvm_kv_get(&kv, "image");
+		const char *cwhy = NULL;
 
 		if (!id || strlen(id) != 32 || !name || !*name ||
 		    strlen(name) >= sizeof(d->name) ||
@@ -443,7 +535,18 @@ static void *dest_main(void *arg)
 		}
 		snprintf(d->id, sizeof(d->id), "%s", id);
 		snprintf(d->name, sizeof(d->name), "%s", name);
-		d->image = image;
+		if (dom_config_from_kv(&kv, &d->dc, &cwhy)) {
+			snprintf(why, sizeof(why), "HELLO: %s", cwhy);
+			send_abort(d->ch, why);
+			goto out;
+		}
+		{
+			uint64_t v = 0;
+
+			if (pvm_kv_get_u64(&kv, "domid", &v) == 0 && v <= PVM_HV_DOMID_MAX)
+				d->src_domid = (uint32_t)v;
+		}
+		d->ndev = config_devices(&d->dc, d->devs);
 	}
 	outcome_set(s, d->id, "receiving");
 	if (name_taken(hv, d->name)) {
@@ -531,7 +634,24 @@ static void *dest_main(void *arg)
 			outcome_set(s, d->id, "running");
 			pvm_info("migration %.8s: domain %u '%s' runs here",
 				 d->id, d->domid, d->name);
-			send_simple(d->ch, M_RUNNING);
+			{
+				char dwhy[200] = "";
+
+				/* Modern frontends re-handshake now; legacy
+				 * ones were reconnected while paused. */
+				pvm_kv_dispose(&reply);
+				if (d->ndev) {
+					rc = pvm_pvq_wait_connected(hv, d->domid, d->devs,
+								    d->ndev,
+								    RECONNECT_WAIT_MS,
+								    dwhy, sizeof(dwhy));
+					pvm_kv_add(&reply, "devices", "%s",
+						   rc ? dwhy : "all reconnected");
+					if (rc)
+						pvm_warn("migration %.8s: %s", d->id, dwhy);
+				}
+			}
+			send_kv(d->ch, M_RUNNING, &reply);
 			/* Wait for the clean close; an error now changes
 			 * nothing: the guest is ours. */
 			while (recv_msg(d->ch, &kv, NULL, NULL) >= 0)
@@ -681,12 +801,16 @@ struct source {
 	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
 	unsigned streams;
 	struct pvm_policy policy;
-	char image[256];
+	struct dom_config dc;
 
 	struct pvm_channel *ch;
 	struct pvm_bitmap dirty;
 	bool logdirty;
 	bool paused;
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	size_t ndev;
+	bool quiesced;
+	struct pvm_buf devstate; /* captured at the pause */
 	uint64_t t_start, t_pause;
 	struct pvm_kv stats;
 };
@@ -815,6 +939,26 @@ static int get_grant(struct source *m, struct pvm_buf *b, uint32_t v)
 	return m->svc->hv->ops->grant_state_get(m->svc->hv, m->dom.domid, b);
 }
 
+static int get_xenstore(struct source *m, struct pvm_buf *b, uint32_t v)
+{
+	struct pvm_buf img;
+	int rc;
+
+	/* Its records are 8-aligned from the start of their own buffer. */
+	pvm_buf_init(&img, PVM_TP_MSG_MAX / 2);
+	rc = pvm_xs_export_domain(m->svc->xs, (uint16_t)m->dom.domid, &img);
+	if (!rc)
+		pvm_buf_put_bytes(b, img.data, img.len);
+	pvm_buf_dispose(&img);
+	return rc ? rc : b->err;
+}
+
+static int get_devices(struct source *m, struct pvm_buf *b, uint32_t v)
+{
+	pvm_buf_put_bytes(b, m->devstate.data, m->devstate.len);
+	return b->err;
+}
+
 static void add_stat(struct source *m, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -831,6 +975,10 @@ static int send_state(struct source *m)
 		rc = add_section(&b, ST_EVTCHN, get_evtchn, m, 0);
 	if (!rc)
 		rc = add_section(&b, ST_GRANT, get_grant, m, 0);
+	if (!rc && m->svc->xs)
+		rc = add_section(&b, ST_XENSTORE, get_xenstore, m, 0);
+	if (!rc && m->quiesced)
+		rc = add_section(&b, ST_DEVICES, get_devices, m, 0);
 	if (!rc && m->verify) {
 		uint8_t dg[32];
 		char hex[65];
@@ -921,6 +1069,25 @@ static void add_stat(struct source *m, const char *key, const char *fmt, ...)
 	pvm_kv_add(&m->stats, key, "%s", v);
 }
 
+/* With the domain paused: drain and capture its PV backends. */
+static int quiesce(struct source *m, char *why, size_t why_len)
+{
+	uint64_t t0 = pvm_now_ns();
+	int rc;
+
+	if (!m->ndev)
+		return 0;
+	pvm_buf_reset(&m->devstate);
+	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev,
+			     &m->devstate, why, why_len);
+	if (rc)
+		return rc;
+	m->quiesced = true;
+	add_stat(m, "quiesce_ms", "%.2f", (double)(pvm_now_ns() - t0) / 1e6);
+	add_stat(m, "devices_quiesced", "%zu", m->ndev);
+	return 0;
+}
+
 static int source_run(struct source *m, char *why, size_t why_len)
 {
 	struct pvm_hv *hv = m->svc->hv;
@@ -951,8 +1118,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	pvm_kv_add(&kv, "name", "%s", m->dom.name);
 	pvm_kv_add(&kv, "nr_pages", "%llu", (unsigned long long)m->dom.nr_pages);
 	pvm_kv_add(&kv, "vcpus", "%u", m->dom.nr_vcpus);
-	if (m->image[0])
-		pvm_kv_add(&kv, "image", "%s", m->image);
+	pvm_kv_add(&kv, "domid", "%u", m->dom.domid);
+	dom_config_to_kv(&m->dc, &kv);
 	rc = send_kv(m->ch, M_HELLO, &kv);
 	if (!rc)
 		rc = expect(m, M_ACCEPT, &kv, why, why_len);
@@ -976,6 +1143,11 @@ static int source_run(struct source *m, char *why, size_t why_len)
 			goto out;
 		m->paused = true;
 		m->t_pause = pvm_now_ns();
+		/* Drained before any page is read: the responses the
+		 * backends write go out with the memory. */
+		rc = quiesce(m, why, why_len);
+		if (rc)
+			goto out;
 	}
 	for (uint64_t i = 0; i < m->dom.nr_pages; i++)
 		pvm_bitmap_set(&m->dirty, i);
@@ -1048,6 +1220,9 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		m->paused = true;
 		m->t_pause = pvm_now_ns();
+		rc = quiesce(m, why, why_len);
+		if (rc)
+			goto out;
 		{
 			/* Pages dirtied since the last read, plus those the
 			 * last read reported, are what is left to send. */
@@ -1090,6 +1265,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	rc = send_simple(m->ch, M_UNPAUSE);
 	if (!rc)
 		rc = expect(m, M_RUNNING, &kv, why, why_len);
+	if (!rc && pvm_kv_get(&kv, "devices"))
+		add_stat(m, "devices", "%s", pvm_kv_get(&kv, "devices"));
 	if (rc) {
 		char state[16];
 
@@ -1163,6 +1340,8 @@ static void *source_main(void *arg)
 			send_abort(m->ch, why[0] ? why : strerror(-rc));
 		if (m->logdirty)
 			hv->ops->logdirty_disable(hv, m->dom.domid);
+		if (m->quiesced && m->paused)
+			pvm_pvq_resume(hv, m->dom.domid, m->devs, m->ndev);
 		if (m->paused)
 			hv->ops->domain_unpause(hv, m->dom.domid);
 		pvm_err("migration %.8s of '%s' failed: %s%s", m->id, m->dom.name,
@@ -1191,6 +1370,7 @@ static void *source_main(void *arg)
 	close(m->fd);
 	pvm_channel_close(m->ch);
 	pvm_bitmap_dispose(&m->dirty);
+	pvm_buf_dispose(&m->devstate);
 	pvm_kv_dispose(&m->stats);
 	pthread_mutex_lock(&s->lock);
 	s->outgoing--;
@@ -1269,8 +1449,13 @@ int h_migrate(struct req *r)
 		}
 		m->policy.max_rounds = (uint32_t)v;
 	}
-	if (pvm_kv_get_u64(r->args, "max_time_s", &v) == 0)
+	if (pvm_kv_get_u64(r->args, "max_time_s", &v) == 0) {
+		if (v == 0 || v > 1000000) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL, "--max-time-s must be 1..1000000");
+		}
 		m->policy.max_time_ms = v * 1000;
+	}
 	if (pvm_kv_get_u64(r->args, "bandwidth_mib", &v) == 0) {
 		if (v == 0 || v > 1000000) {
 			free(m);
@@ -1290,7 +1475,9 @@ int h_migrate(struct req *r)
 					    "--no-converge is 'stop' or 'continue'");
 		}
 	}
-	svc_config_image(s, m->dom.domid, m->image, sizeof(m->image));
+	svc_config_get(s, m->dom.domid, &m->dc);
+	m->ndev = config_devices(&m->dc, m->devs);
+	pvm_buf_init(&m->devstate, 64 * 1024);
 	if (m->dom.flags & (PVM_HV_DOMINF_DYING | PVM_HV_DOMINF_SHUTDOWN)) {
 		rc = reply_result(r, -EINVAL, NULL, "'%s' is not running",
 				  m->dom.name);

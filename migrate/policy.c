@@ -15,12 +15,16 @@
 
 uint64_t pvm_policy_predict_ms(uint64_t dirty_pages, double bytes_per_s)
 {
-	double s;
+	double ms;
 
-	if (bytes_per_s <= 0)
+	/* "!(x > 0)" also catches NaN. Anything past ~30 years is "never":
+	 * converting a larger double to an integer is undefined. */
+	if (!(bytes_per_s > 0))
 		return UINT64_MAX / 2;
-	s = (double)dirty_pages * PVM_PAGE_SIZE / bytes_per_s;
-	return (uint64_t)(s * 1000.0) + FIXED_COST_MS;
+	ms = (double)dirty_pages * PVM_PAGE_SIZE / bytes_per_s * 1000.0;
+	if (!(ms < 1e12))
+		return UINT64_MAX / 2;
+	return (uint64_t)ms + FIXED_COST_MS;
 }
 
 enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,

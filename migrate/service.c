@@ -156,33 +156,73 @@ void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)
 		   d->flags & PVM_HV_DOMINF_LOGDIRTY ? "on" : "off");
 }
 
-void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image)
+static struct dom_config *config_slot(struct pvm_service *s, uint32_t domid,
+				      bool create)
 {
 	struct dom_config *free_slot = NULL;
 
-	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++) {
-		if (s->configs[i].domid == domid || (!free_slot && !s->configs[i].domid))
-			free_slot = &s->configs[i];
 		if (s->configs[i].domid == domid)
-			break;
+			return &s->configs[i];
+		if (!free_slot && !s->configs[i].domid)
+			free_slot = &s->configs[i];
 	}
-	if (free_slot) {
-		free_slot->domid = domid;
-		snprintf(free_slot->image, sizeof(free_slot->image), "%s",
-			 image ? image : "");
+	if (!create || !free_slot)
+		return NULL;
+	memset(free_slot, 0, sizeof(*free_slot));
+	free_slot->domid = domid;
+	return free_slot;
+}
+
+void svc_config_put(struct pvm_service *s, const struct dom_config *dc)
+{
+	struct dom_config *slot;
+
+	pthread_mutex_lock(&s->lock);
+	slot = config_slot(s, dc->domid, true);
+	if (slot)
+		*slot = *dc;
+	else
+		pvm_warn("more than %zu domains: the config of domain %u is not kept",
+			 PVM_ARRAY_SIZE(s->configs), dc->domid);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out)
+{
+	struct dom_config *slot;
+
+	pthread_mutex_lock(&s->lock);
+	slot = config_slot(s, domid, false);
+	if (slot) {
+		*out = *slot;
+	} else {
+		memset(out, 0, sizeof(*out));
+		out->domid = domid;
 	}
+	pthread_mutex_unlock(&s->lock);
+	return slot ? 0 : -ENOENT;
+}
+
+void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image)
+{
+	struct dom_config *slot;
+
+	pthread_mutex_lock(&s->lock);
+	slot = config_slot(s, domid, true);
+	if (slot)
+		snprintf(slot->image, sizeof(slot->image), "%s", image ? image : "");
 	pthread_mutex_unlock(&s->lock);
 }
 
 void svc_config_image(struct pvm_service *s, uint32_t domid, char *out,
 		      size_t len)
 {
-	snprintf(out, len, "%s", "");
+	struct dom_config *slot;
+
 	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++)
-		if (s->configs[i].domid == domid)
-			snprintf(out, len, "%s", s->configs[i].image);
+	slot = config_slot(s, domid, false);
+	snprintf(out, len, "%s", slot ? slot->image : "");
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -246,6 +286,7 @@ static int h_create(struct req *r)
 	struct pvm_hv_domain_config cfg = { .domid = PVM_HV_DOMID_ANY,
 					    .nr_vcpus = 1 };
 	struct pvm_hv_dominfo info;
+	struct dom_config dc;
 	uint64_t bytes = 256ull << 20, vcpus = 1;
 	uint32_t domid;
 	struct pvm_kv kv;
@@ -290,16 +331,33 @@ static int h_create(struct req *r)
 			}
 		free(all);
 	}
+	{
+		struct pvm_kv dev;
+		const char *why = NULL;
+
+		/* The request says "workload"; the config calls it image. */
+		pvm_kv_init(&dev);
+		for (size_t i = 0; i < r->args->n; i++)
+			pvm_kv_add(&dev, !strcmp(r->args->key[i], "workload") ?
+					 "image" : r->args->key[i],
+				   "%s", r->args->val[i]);
+		rc = dom_config_from_kv(&dev, &dc, &why);
+		pvm_kv_dispose(&dev);
+		if (rc)
+			return reply_result(r, rc, NULL, "bad device configuration: %s",
+					    why);
+	}
+	dom_config_to_hv(&dc, &cfg);
 	cfg.name = name;
 	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
 	cfg.nr_vcpus = (uint32_t)vcpus;
-	cfg.image = pvm_kv_get(r->args, "workload");
 	cfg.start_paused = pvm_kv_get(r->args, "paused") != NULL;
 	rc = hv->ops->domain_create(hv, &cfg, &domid);
 	if (rc)
 		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
 				    strerror(-rc));
-	svc_config_set(r->svc, domid, cfg.image);
+	dc.domid = domid;
+	svc_config_put(r->svc, &dc);
 	pvm_info("created domain %u '%s' (%llu MiB, %u vCPUs)", domid, name,
 		 (unsigned long long)(bytes >> 20), cfg.nr_vcpus);
 	pvm_kv_init(&kv);
@@ -669,6 +727,8 @@ int pvm_service_create(const struct pvm_service_config *c,
 		struct pvm_xenstored_opts xo;
 		struct pvm_sim_config sc = { 0 };
 
+		sc.xenstored = NULL; /* set below, once the server exists */
+
 		pvm_xenstored_opts_default(&xo);
 		xo.state_dir = c->state_dir;
 		rc = pvm_xenstored_create(&xo, &s->xs);
@@ -682,6 +742,7 @@ int pvm_service_create(const struct pvm_service_config *c,
 			goto out_free;
 		}
 		s->xs_started = true;
+		sc.xenstored = s->xs;
 		rc = pvm_sim_host_create(&sc, &s->hv);
 	} else {
 		rc = pvm_hv_open(c->backend, &s->hv);

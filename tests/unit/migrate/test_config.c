@@ -413,39 +413,31 @@ static void test_missing_file(void **state)
 }
 
 /*
- * BUG (migrate/config.c, pvm_service_config_load): a path naming a
+ * Was a bug (fixed; migrate/config.c, pvm_service_config_load): a path naming a
  * directory is "loaded" successfully. fopen(dir, "r") succeeds on Linux,
  * the first fgets() fails with EISDIR, the loop ends, ferror() is never
  * checked and 0 is returned with nothing read. The same silently ignores a
  * read error in the middle of a file (EIO), dropping the lines after it.
- * Expected: a negative errno (-EISDIR / -EIO). The failing assertion is
- * kept out of the suite until config.c is fixed; enable by defining
- * PVM_TEST_KNOWN_BUGS.
+ * Expected: a negative errno (-EISDIR / -EIO). Regression test.
  */
 static void test_directory_path(void **state)
 {
-#ifdef PVM_TEST_KNOWN_BUGS
 	struct pvm_service_config c;
 
 	pvm_service_config_defaults(&c);
 	assert_true(pvm_service_config_load(&c, dir) < 0);
-#else
-	skip();
-#endif
 }
 
 /*
- * BUG (migrate/config.c:48, set_uint): strtoul() accepts a leading '-' and
+ * Was a bug (fixed; migrate/config.c:48, set_uint): strtoul() accepts a leading '-' and
  * negates modulo 2^64, and only the result is range-checked, so
  * "streams = -18446744073709551615" loads as streams = 1 and
  * "max-migrations = -18446744073709551552" as 64 (rc 0). Expected -EINVAL
  * naming the line, like "streams = -2". (A leading '+' is accepted too,
- * unlike pvm_kv_get_u64; not asserted here.) Kept out of the suite until
- * fixed; define PVM_TEST_KNOWN_BUGS to run it.
+ * unlike pvm_kv_get_u64; not asserted here.) Regression test.
  */
 static void test_negative_wraps(void **state)
 {
-#ifdef PVM_TEST_KNOWN_BUGS
 	static const char *const bad[] = {
 		"streams = -18446744073709551615",
 		"max-migrations = -18446744073709551552",
@@ -459,9 +451,6 @@ static void test_negative_wraps(void **state)
 			fail_msg("'%s' accepted: streams %u max-migrations %u port %u",
 				 bad[i], c.streams, c.max_migrations, c.port);
 	}
-#else
-	skip();
-#endif
 }
 
 int main(void)

@@ -61,7 +61,7 @@ static void test_predict(void **state)
 }
 
 /*
- * BUG (migrate/policy.c:171, pvm_policy_predict_ms): the seconds × 1000 are
+ * Was a bug (fixed; migrate/policy.c:171, pvm_policy_predict_ms): the seconds × 1000 are
  * cast to uint64_t without saturating. When dirty × 4096 / bytes_per_s is
  * over ~1.8e16 s (e.g. dirty_pages = UINT64_MAX at 1 B/s, or 2^28 pages at
  * 1e-5 B/s) the conversion is undefined behaviour (UBSan's
@@ -70,12 +70,10 @@ static void test_predict(void **state)
  * downtime under the target" — a converged STOP for the slowest link.
  * Likewise a NaN throughput (0 pages / 0 s) is not caught by the
  * `bytes_per_s <= 0` test. Expected: saturate at UINT64_MAX / 2 (as for
- * zero throughput). Kept out of the suite until fixed; define
- * PVM_TEST_KNOWN_BUGS to run it.
+ * zero throughput). Regression test.
  */
 static void test_predict_saturates(void **state)
 {
-#ifdef PVM_TEST_KNOWN_BUGS
 	struct pvm_policy p = { .downtime_ms = 30, .max_rounds = 30 };
 	struct pvm_round_stats r = { .round = 1, .dirty_after = UINT64_MAX,
 				     .bytes_per_s = 1.0 };
@@ -86,9 +84,6 @@ static void test_predict_saturates(void **state)
 	assert_true(pvm_policy_predict_ms(100, NAN) >= UINT64_MAX / 2);
 	assert_int_equal(pvm_policy_decide(&p, &r, 0, &why),
 			 PVM_POLICY_CONTINUE);
-#else
-	skip();
-#endif
 }
 
 enum { C = PVM_POLICY_CONTINUE, S = PVM_POLICY_STOP, A = PVM_POLICY_STOP_ANYWAY };

@@ -1,0 +1,210 @@
+/*
+ * Quiesce and reconnect, on the simulated host's backend seam.
+ *
+ * State blob (little-endian): u32 count, then per device u32 length and
+ * the backend's own encoding (hv/sim/backend.h,
+ * pvm_sim_backend_state_encode).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <xen/io/xenbus.h>
+
+#include "hv/sim/backend.h"
+#include "hv/sim/sim.h"
+#include "pvquiesce/pvquiesce.h"
+
+#define STATE_MAX 4096u
+
+static const char *type_name(uint32_t t)
+{
+	return t == PVM_PVQ_VBD ? "vbd" : t == PVM_PVQ_VIF ? "vif" : "?";
+}
+
+int pvm_pvq_vdev_devid(const char *vdev)
+{
+	if (!vdev || strncmp(vdev, "xvd", 3) || strlen(vdev) != 4 ||
+	    vdev[3] < 'a' || vdev[3] > 'p')
+		return -EINVAL;
+	return (202 << 8) | ((vdev[3] - 'a') << 4);
+}
+
+static int sim_type(uint32_t t)
+{
+	return t == PVM_PVQ_VBD ? PVM_SIM_DEV_VBD : PVM_SIM_DEV_VIF;
+}
+
+void pvm_pvq_resume(struct pvm_hv *hv, uint32_t domid,
+		    const struct pvm_pvq_device *devs, size_t n)
+{
+	if (!pvm_sim_is_sim(hv))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		int rc = pvm_sim_backend_unpause(hv, domid, (uint32_t)sim_type(devs[i].type),
+						 devs[i].devid);
+
+		if (rc && rc != -EINVAL && rc != -EBUSY)
+			pvm_warn("domain %u %s %u: cannot resume its backend: %s",
+				 domid, type_name(devs[i].type), devs[i].devid,
+				 strerror(-rc));
+	}
+}
+
+int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
+		    const struct pvm_pvq_device *devs, size_t n,
+		    struct pvm_buf *out, char *why, size_t why_len)
+{
+	size_t paused = 0;
+	int rc = 0;
+
+	if (n == 0) {
+		pvm_buf_put_u32(out, 0);
+		return out->err;
+	}
+	if (!pvm_sim_is_sim(hv)) {
+		snprintf(why, why_len,
+			 "PV device quiesce is not available on the %s backend",
+			 hv->ops->name);
+		return -EOPNOTSUPP;
+	}
+	if (n > PVM_PVQ_MAX_DEVICES) {
+		snprintf(why, why_len, "%zu PV devices, at most %u", n,
+			 PVM_PVQ_MAX_DEVICES);
+		return -E2BIG;
+	}
+	/* First stop every backend (each returns drained), then capture:
+	 * no backend runs while another is captured. */
+	for (; paused < n; paused++) {
+		const struct pvm_pvq_device *d = &devs[paused];
+
+		rc = pvm_sim_backend_pause(hv, domid, (uint32_t)sim_type(d->type),
+					   d->devid);
+		if (rc) {
+			snprintf(why, why_len, "%s %u of domain %u will not quiesce: %s",
+				 type_name(d->type), d->devid, domid,
+				 rc == -EIO ? "its backend is broken (bad ring from the guest)" :
+					      strerror(-rc));
+			goto out_resume;
+		}
+	}
+	pvm_buf_put_u32(out, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		struct pvm_sim_backend_state st;
+		size_t at;
+
+		rc = pvm_sim_backend_capture(hv, domid,
+					     (uint32_t)sim_type(devs[i].type),
+					     devs[i].devid, &st);
+		if (rc) {
+			snprintf(why, why_len, "%s %u of domain %u: cannot capture its ring state: %s",
+				 type_name(devs[i].type), devs[i].devid, domid,
+				 strerror(-rc));
+			goto out_resume;
+		}
+		at = out->len;
+		pvm_buf_put_u32(out, 0);
+		pvm_sim_backend_state_encode(&st, out);
+		if (out->err) {
+			rc = out->err;
+			goto out_resume;
+		}
+		pvm_put_le32(out->data + at, (uint32_t)(out->len - at - 4));
+		pvm_debug("domain %u %s %u quiesced: state %u, %u rings", domid,
+			  type_name(devs[i].type), devs[i].devid, st.xb_state,
+			  st.nr_rings);
+	}
+	return 0;
+
+out_resume:
+	pvm_pvq_resume(hv, domid, devs, paused);
+	return rc;
+}
+
+int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
+		      enum pvm_hv_frontend_gen gen, const void *state,
+		      size_t len, char *why, size_t why_len)
+{
+	struct pvm_cursor c;
+	uint32_t count;
+
+	pvm_cursor_init(&c, state, len);
+	if (pvm_cursor_u32(&c, &count) || count > PVM_PVQ_MAX_DEVICES) {
+		snprintf(why, why_len, "device state: bad device count");
+		return -EBADMSG;
+	}
+	if (count && !pvm_sim_is_sim(hv)) {
+		snprintf(why, why_len, "PV device reconnect is not available on the %s backend",
+			 hv->ops->name);
+		return -EOPNOTSUPP;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		struct pvm_sim_backend_state st;
+		const uint8_t *body;
+		uint32_t blen;
+		int rc;
+
+		if (pvm_cursor_u32(&c, &blen) || blen > STATE_MAX ||
+		    pvm_cursor_bytes(&c, blen, &body)) {
+			snprintf(why, why_len, "device state %u is truncated", i);
+			return -EBADMSG;
+		}
+		rc = pvm_sim_backend_state_decode(body, blen, &st);
+		if (rc) {
+			snprintf(why, why_len, "device state %u is malformed", i);
+			return rc;
+		}
+		if (gen == PVM_HV_FRONTEND_MODERN)
+			continue; /* the frontend re-handshakes with the fresh backend */
+		/* Legacy: the frontend never re-handshakes, so the backend
+		 * must pick up its old ring exactly where it stopped. */
+		st.domid = domid;
+		rc = pvm_sim_backend_destroy(hv, domid, st.type, st.devid);
+		if (rc && rc != -ESRCH) {
+			snprintf(why, why_len, "device %u/%u: cannot replace the fresh backend: %s",
+				 st.type, st.devid, strerror(-rc));
+			return rc;
+		}
+		rc = pvm_sim_backend_attach(hv, &st);
+		if (rc) {
+			snprintf(why, why_len, "device %u/%u: cannot re-attach its backend to the old ring: %s",
+				 st.type, st.devid, strerror(-rc));
+			return rc;
+		}
+	}
+	if (pvm_cursor_remaining(&c)) {
+		snprintf(why, why_len, "device state has trailing bytes");
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
+			   const struct pvm_pvq_device *devs, size_t n,
+			   unsigned timeout_ms, char *why, size_t why_len)
+{
+	uint64_t deadline = pvm_now_ms() + timeout_ms;
+
+	if (!n || !pvm_sim_is_sim(hv))
+		return 0;
+	for (;;) {
+		size_t connected = 0;
+		uint32_t st = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (pvm_sim_backend_xb_state(hv, domid,
+						     (uint32_t)sim_type(devs[i].type),
+						     devs[i].devid, &st) == 0 &&
+			    st == XenbusStateConnected)
+				connected++;
+		}
+		if (connected == n)
+			return 0;
+		if (pvm_now_ms() >= deadline) {
+			snprintf(why, why_len,
+				 "%zu of %zu PV devices of domain %u reconnected within %u ms",
+				 connected, n, domid, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		usleep(10000);
+	}
+}
