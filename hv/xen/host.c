@@ -244,6 +244,66 @@ static int xen_domain_info(struct pvm_hv *hv, uint32_t domid,
 
 /* ---- create / destroy --------------------------------------------------- */
 
+/* The config's disks and NICs as libxl devices in @dc (dispose frees). */
+static int build_devices(const struct pvm_hv_domain_config *cfg,
+			 libxl_domain_config *dc)
+{
+	if (cfg->nr_disks) {
+		dc->disks = calloc(cfg->nr_disks, sizeof(*dc->disks));
+		if (!dc->disks)
+			return -ENOMEM;
+		dc->num_disks = (int)cfg->nr_disks;
+		for (uint32_t i = 0; i < cfg->nr_disks; i++)
+			libxl_device_disk_init(&dc->disks[i]);
+	}
+	for (uint32_t i = 0; i < cfg->nr_disks; i++) {
+		const struct pvm_hv_disk *in = &cfg->disks[i];
+		libxl_device_disk *d = &dc->disks[i];
+
+		d->backend_domid = 0;
+		d->format = LIBXL_DISK_FORMAT_RAW;
+		d->readwrite = !in->readonly;
+		if (!(d->pdev_path = strdup(in->path)) ||
+		    !(d->vdev = strdup(in->vdev)))
+			return -ENOMEM;
+	}
+	if (cfg->nr_nics) {
+		dc->nics = calloc(cfg->nr_nics, sizeof(*dc->nics));
+		if (!dc->nics)
+			return -ENOMEM;
+		dc->num_nics = (int)cfg->nr_nics;
+		for (uint32_t i = 0; i < cfg->nr_nics; i++)
+			libxl_device_nic_init(&dc->nics[i]);
+	}
+	for (uint32_t i = 0; i < cfg->nr_nics; i++) {
+		const struct pvm_hv_nic *in = &cfg->nics[i];
+		libxl_device_nic *n = &dc->nics[i];
+
+		n->devid = (libxl_devid)i;
+		/* All zeros: libxl makes up a 00:16:3e address. */
+		memcpy(n->mac, in->mac, sizeof(n->mac));
+		if (in->bridge) {
+			free(n->bridge);
+			if (!(n->bridge = strdup(in->bridge)))
+				return -ENOMEM;
+		}
+	}
+	/*
+	 * The frontend generation, for quiesce to read back: libxl writes
+	 * c_info.xsdata under /local/domain/<domid>/ in its create
+	 * transaction (dom0-owned, guest-readable).
+	 */
+	dc->c_info.xsdata = calloc(3, sizeof(char *));
+	if (!dc->c_info.xsdata)
+		return -ENOMEM;
+	if (!(dc->c_info.xsdata[0] = strdup(PVM_HV_XEN_XS_FRONTEND)) ||
+	    !(dc->c_info.xsdata[1] = strdup(
+		      cfg->frontend_gen == PVM_HV_FRONTEND_LEGACY ? "legacy"
+								  : "modern")))
+		return -ENOMEM;
+	return 0;
+}
+
 static int build_config(const struct pvm_hv_domain_config *cfg,
 			libxl_domain_config *dc)
 {
@@ -272,6 +332,32 @@ static int build_config(const struct pvm_hv_domain_config *cfg,
 	b->target_memkb = b->max_memkb;
 	if (!(b->kernel = strdup(cfg->image)))
 		return -ENOMEM;
+	return build_devices(cfg, dc);
+}
+
+/* -EINVAL (logged) unless every device of @cfg is usable. */
+static int check_devices(const struct pvm_hv_domain_config *cfg)
+{
+	if (cfg->nr_disks > PVM_HV_MAX_DISKS || cfg->nr_nics > PVM_HV_MAX_NICS) {
+		pvm_err("xen: create: %u disks, %u nics (at most %u, %u)",
+			cfg->nr_disks, cfg->nr_nics, PVM_HV_MAX_DISKS,
+			PVM_HV_MAX_NICS);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < cfg->nr_disks; i++) {
+		if (!cfg->disks[i].path || !*cfg->disks[i].path ||
+		    !cfg->disks[i].vdev || !*cfg->disks[i].vdev) {
+			pvm_err("xen: create: disk %u needs a path and a vdev",
+				i);
+			return -EINVAL;
+		}
+	}
+	if (cfg->frontend_gen != PVM_HV_FRONTEND_MODERN &&
+	    cfg->frontend_gen != PVM_HV_FRONTEND_LEGACY) {
+		pvm_err("xen: create: frontend generation %d",
+			(int)cfg->frontend_gen);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -300,6 +386,9 @@ static int xen_domain_create(struct pvm_hv *hv,
 		pvm_err("xen: create: a PV domain needs a kernel image");
 		return -EINVAL;
 	}
+	rc = check_devices(cfg);
+	if (rc)
+		return rc;
 	if (cfg->domid != PVM_HV_DOMID_ANY) {
 		rc = xen_getinfo(x, cfg->domid, &xi);
 		if (rc == 0) {

@@ -28,6 +28,12 @@
  */
 int pvm_hv_xen_open(struct pvm_hv **hv_out);
 
+/*
+ * Where domain_create records the config's frontend generation, relative
+ * to /local/domain/<domid>/: "legacy" or "modern".
+ */
+#define PVM_HV_XEN_XS_FRONTEND "pvmig/frontend"
+
 /* True when @hv was made by pvm_hv_xen_open(). */
 bool pvm_hv_is_xen(const struct pvm_hv *hv);
 

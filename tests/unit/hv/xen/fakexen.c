@@ -894,6 +894,9 @@ static int libxl_fail(const char *fn)
 	return e == EINVAL ? ERROR_INVAL : ERROR_FAIL;
 }
 
+static int device(uint32_t domid, bool disk, bool add,
+		  const libxl_device_disk *dk, const libxl_device_nic *nic);
+
 int __wrap_libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *dc,
 				   uint32_t *domid,
 				   const libxl_asyncop_how *ao,
@@ -933,6 +936,16 @@ int __wrap_libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *dc,
 	snprintf(d->name, sizeof(d->name), "%s",
 		 dc->c_info.name ? dc->c_info.name : "");
 	snprintf(d->kernel, sizeof(d->kernel), "%s", dc->b_info.kernel);
+	if (dc->c_info.xsdata && dc->c_info.xsdata[0])
+		snprintf(d->xsdata, sizeof(d->xsdata), "%s=%s",
+			 dc->c_info.xsdata[0],
+			 dc->c_info.xsdata[1] ? dc->c_info.xsdata[1] : "");
+	for (int i = 0; i < dc->num_disks; i++)
+		if (device(id, true, true, &dc->disks[i], NULL))
+			return ERROR_FAIL;
+	for (int i = 0; i < dc->num_nics; i++)
+		if (device(id, false, true, NULL, &dc->nics[i]))
+			return ERROR_FAIL;
 	/* The builder: xenstore and console ports, seeded grant entries. */
 	fx_port_alloc(id, EVTCHNSTAT_unbound, 0, 0, 0);
 	fx_port_alloc(id, EVTCHNSTAT_unbound, 0, 0, 0);

@@ -58,6 +58,7 @@ struct fx_dom {
 	xen_domain_handle_t handle;
 	char name[64];
 	char kernel[128];
+	char xsdata[64]; /* libxl c_info.xsdata: "key=value" of the first */
 	bool logdirty;
 	uint64_t *dirty;
 	vcpu_guest_context_x86_64_t *vcpu;

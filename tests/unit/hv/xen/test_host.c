@@ -186,6 +186,46 @@ static void test_create(void **state)
 	assert_int_equal(fx_calls("libxl_domain_create_new"), calls);
 }
 
+/* Disks, NICs and the frontend generation go to libxl with the domain. */
+static void test_create_devices(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_domain_config c = cfg_default();
+	uint32_t domid = 0;
+
+	c.nr_disks = 2;
+	c.disks[0] = (struct pvm_hv_disk){ "/img/root.img", "xvda", false };
+	c.disks[1] = (struct pvm_hv_disk){ "/img/data.img", "xvdb", true };
+	c.nr_nics = 1;
+	c.nics[0] = (struct pvm_hv_nic){ { 0, 0x16, 0x3e, 1, 2, 3 }, "br9" };
+	c.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
+	assert_int_equal(fx.n_devices, 3);
+	assert_string_equal(fx.devices[0].target, "/img/root.img");
+	assert_string_equal(fx.devices[0].vdev, "xvda");
+	assert_int_equal(fx.devices[0].readwrite, 1);
+	assert_string_equal(fx.devices[1].vdev, "xvdb");
+	assert_int_equal(fx.devices[1].readwrite, 0);
+	assert_false(fx.devices[2].disk);
+	assert_int_equal(fx.devices[2].devid, 0);
+	assert_int_equal(fx.devices[2].mac[5], 3);
+	assert_string_equal(fx.devices[2].target, "br9");
+	assert_string_equal(fx_dom(domid)->xsdata, "pvmig/frontend=legacy");
+
+	c = cfg_default();
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
+	assert_string_equal(fx_dom(domid)->xsdata, "pvmig/frontend=modern");
+
+	c.nr_disks = PVM_HV_MAX_DISKS + 1;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c.nr_disks = 1;
+	c.disks[0] = (struct pvm_hv_disk){ NULL, "xvda", false };
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c.nr_disks = 0;
+	c.frontend_gen = (enum pvm_hv_frontend_gen)7;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+}
+
 static void test_create_bad_config(void **state)
 {
 	struct pvm_hv *hv = *state;
@@ -296,6 +336,7 @@ int main(void)
 		XT_TEST(test_list_batches),
 		XT_TEST(test_info),
 		XT_TEST(test_create),
+		XT_TEST(test_create_devices),
 		XT_TEST(test_create_bad_config),
 		XT_TEST(test_create_failures),
 		XT_TEST(test_destroy),
