@@ -16,6 +16,24 @@ static void test_open_close(void **state)
 	assert_int_equal(fx.handles_open, 4);
 }
 
+/*
+ * Every slot is filled: a slot added to hv.h and forgotten here would be
+ * NULL. (The table is a name pointer followed by function pointers, all
+ * pointer-sized on the ABIs pvmig builds for.)
+ */
+static void test_every_slot(void **state)
+{
+	struct pvm_hv *hv = *state;
+	const size_t n = sizeof(*hv->ops) / sizeof(void *);
+	void *slots[sizeof(*hv->ops) / sizeof(void *)];
+
+	static_assert(sizeof(struct pvm_hv_ops) % sizeof(void *) == 0,
+		      "pointers only");
+	memcpy(slots, hv->ops, sizeof(slots));
+	for (size_t i = 0; i < n; i++)
+		assert_non_null(slots[i]);
+}
+
 /* Each library that fails to open fails the open, and nothing leaks. */
 static void test_open_failures(void **state)
 {
@@ -331,6 +349,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		XT_TEST(test_open_close),
+		XT_TEST(test_every_slot),
 		XT_TEST(test_open_failures),
 		XT_TEST(test_list),
 		XT_TEST(test_list_batches),
