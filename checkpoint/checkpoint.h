@@ -452,6 +452,8 @@ struct pvm_ckpt_save_cfg {
 	const char *image;     /* what the domain runs, if the caller knows
 				* (the toolstack's config); NULL: ask the
 				* backend. Borrowed. */
+	const char *key_file;  /* encrypt (AES-256-GCM) with this key file:
+				* 32 bytes or 64 hex digits; NULL: don't */
 	pvm_ckpt_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 };
@@ -477,6 +479,7 @@ struct pvm_ckpt_restore_cfg {
 	struct pvm_hv *hv;
 	const char *path;   /* a save file or a checkpoint directory; borrowed */
 	bool paused;        /* leave the new domain paused */
+	const char *key_file; /* for encrypted files; NULL: none */
 	bool digest;        /* SHA-256 of all memory before unpausing */
 	pvm_ckpt_progress_fn progress;
 	void *progress_ctx;
@@ -519,6 +522,7 @@ struct pvm_ckpt_image {
 	uint32_t domid;        /* on the saving host */
 	uint32_t epoch;        /* delta: its epoch; dir: newest committed */
 	bool lz4;              /* file (dir: base) is an lz4 frame */
+	bool encrypted;        /* file (dir: base) is sealed (§9) */
 	uint32_t files;        /* streams walked */
 	uint64_t file_bytes;   /* their sizes on disk */
 	uint64_t pages;        /* page entries with data, all streams */
@@ -532,6 +536,11 @@ struct pvm_ckpt_image {
  * sound, else the first error (and err_msg). @out is filled as far as the
  * walk got. */
 int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out);
+/* The same for encrypted files: @key_file NULL is pvm_ckpt_inspect(); an
+ * encrypted file without a key is reported (encrypted = true) and fails
+ * with -ENOKEY. */
+int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
+			   struct pvm_ckpt_image *out);
 
 /* One committed epoch of pvm_ckpt_continuous(). */
 struct pvm_ckpt_epoch_stats {
@@ -554,6 +563,7 @@ struct pvm_ckpt_cont_cfg {
 	uint64_t duration_ms;   /* 0: no limit */
 	uint64_t stage_bytes;   /* pause-time copy buffer; 0: 64 MiB */
 	const char *image;      /* as in pvm_ckpt_save_cfg */
+	const char *key_file;   /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

@@ -197,6 +197,7 @@ struct cont {
 	size_t stage_pages;
 	struct sr_state state;
 	struct sr_err *e;
+	struct sr_key key;    /* wiped at the end of the run */
 };
 
 static int wait_ms(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
@@ -305,7 +306,8 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 			  k->m.lz4))
 		return sr_fail(k->e, -ENAMETOOLONG, "%s: path too long",
 			       cfg->dir);
-	if (sr_out_open(&o, path, k->m.lz4, &k->c, k->e))
+	if (sr_out_open(&o, path, k->m.lz4, k->key.loaded ? &k->key : NULL,
+			&k->c, k->e))
 		return k->e->rc;
 
 	rc = hv->ops->domain_pause(hv, cfg->domid);
@@ -400,6 +402,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		goto out;
 	}
 	k.hv = cfg->hv;
+	if (cfg->key_file && sr_key_load(cfg->key_file, &k.key, &e))
+		goto out_rc;
 	if (mkdir(cfg->dir, 0700) && errno != EEXIST) {
 		rc = sr_fail(&e, -errno, "cannot create %s: %s", cfg->dir,
 			     strerror(errno));
@@ -440,7 +444,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		   (cfg->flags & (PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST));
 	sc.progress = cfg->progress;
 	sc.progress_ctx = cfg->progress_ctx;
-	rc = sr_save(&sc, &k.c, true, &bs);
+	rc = sr_save(&sc, &k.c, true, k.key.loaded ? &k.key : NULL, &bs);
 	if (rc) {
 		sr_fail(&e, rc, "%s", bs.err_msg);
 		goto out;
@@ -468,18 +472,18 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		if (cfg->duration_ms &&
 		    next - t0 > cfg->duration_ms * 1000000u)
 			break;
-		if (next > now) {
-			rc = wait_ms(cfg, (uint32_t)((next - now) / 1000000u));
-			if (rc < 0) {
-				sr_fail(&e, rc, "waiting for the next epoch: "
-					"%s", strerror(-rc));
-				goto out;
-			}
-			if (rc > 0)
-				break; /* told to stop */
-		} else {
+		if (next <= now)
 			next = now; /* an epoch overran: do not catch up */
+		/* Called every epoch, with 0 after an overrun, so a stop
+		 * request is seen even when epochs take the whole interval. */
+		rc = wait_ms(cfg, (uint32_t)((next - now) / 1000000u));
+		if (rc < 0) {
+			sr_fail(&e, rc, "waiting for the next epoch: %s",
+				strerror(-rc));
+			goto out;
 		}
+		if (rc > 0)
+			break; /* told to stop */
 		if (epoch(&k, ep, &es))
 			goto out_rc;
 		st->epochs++;
@@ -498,6 +502,7 @@ out_rc:
 out:
 	if (logdirty)
 		k.hv->ops->logdirty_disable(k.hv, cfg->domid);
+	sr_key_wipe(&k.key);
 	sr_state_dispose(&k.state);
 	pvm_bitmap_dispose(&k.bm);
 	free(k.stage);

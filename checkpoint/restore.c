@@ -168,8 +168,40 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 	return 0;
 }
 
-int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
-	       bool *has_config_out, struct sr_err *e)
+/* Bytes of the (unsealed, decompressed) file, after pre[]. */
+static int raw_read(struct sr_in *in, void *buf, size_t len, size_t *got_out)
+{
+	if (in->unseal)
+		return sr_unseal_read(in->unseal, buf, len, got_out);
+	return pvm_ckpt_file_read(in->file, buf, len, got_out);
+}
+
+/* Fills pre[] from the start of the file. */
+static int read_pre(struct sr_in *in, const char *path, struct sr_err *e)
+{
+	size_t got = 0, n;
+	int rc;
+
+	while (got < sizeof(in->pre)) {
+		rc = raw_read(in, in->pre + got, sizeof(in->pre) - got, &n);
+		if (rc && sr_unseal_error(in->unseal))
+			return sr_fail(e, rc, "%s: %s", path,
+				       sr_unseal_error(in->unseal));
+		if (rc)
+			return sr_fail(e, rc, "%s: cannot read: %s%s", path,
+				       strerror(-rc), rc == -EBADMSG ?
+				       " (damaged lz4 frame)" : "");
+		if (!n)
+			break;
+		got += n;
+	}
+	in->pre_len = got;
+	in->pre_off = 0;
+	return 0;
+}
+
+int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
+	       struct sr_config *c, bool *has_config_out, struct sr_err *e)
 {
 	struct stat st;
 	char *text = NULL;
@@ -184,20 +216,24 @@ int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
 	rc = pvm_ckpt_file_open(path, &in->file);
 	if (rc)
 		return sr_fail(e, rc, "cannot open %s: %s", path, strerror(-rc));
-	while (got < sizeof(in->pre)) {
-		rc = pvm_ckpt_file_read(in->file, in->pre + got,
-					sizeof(in->pre) - got, &n);
-		if (rc) {
-			sr_fail(e, rc, "%s: cannot read: %s%s", path,
-				strerror(-rc), rc == -EBADMSG ?
-					" (damaged lz4 frame)" : "");
+	in->lz4 = pvm_ckpt_file_is_lz4(in->file);
+	rc = read_pre(in, path, e);
+	if (rc)
+		goto out_close;
+	if (sr_is_sealed(in->pre, in->pre_len)) {
+		/* Encrypted: start again through the unsealing reader. */
+		pvm_ckpt_file_close(in->file);
+		in->file = NULL;
+		in->sealed = true;
+		rc = sr_unseal_open(path, key, &in->unseal, e);
+		if (rc)
 			goto out_close;
-		}
-		if (!n)
-			break;
-		got += n;
+		in->lz4 = sr_unseal_is_lz4(in->unseal);
+		rc = read_pre(in, path, e);
+		if (rc)
+			goto out_close;
 	}
-	in->pre_len = got;
+	got = in->pre_len;
 	if (got < sizeof(in->pre) ||
 	    memcmp(in->pre, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN))
 		return 0; /* no xl header: the stream reader judges it */
@@ -212,7 +248,7 @@ int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
 		goto out_close;
 	}
 	for (got = 0; got < optlen; got += n) {
-		rc = pvm_ckpt_file_read(in->file, text + got, optlen - got, &n);
+		rc = raw_read(in, text + got, optlen - got, &n);
 		if (!rc && !n)
 			rc = -EBADMSG;
 		if (rc) {
@@ -257,13 +293,15 @@ int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out)
 		*got_out = k;
 		return 0;
 	}
-	return pvm_ckpt_file_read(in->file, buf, len, got_out);
+	return raw_read(in, buf, len, got_out);
 }
 
 void sr_in_close(struct sr_in *in)
 {
 	pvm_ckpt_file_close(in->file);
 	in->file = NULL;
+	sr_unseal_close(in->unseal);
+	in->unseal = NULL;
 }
 
 /* After the stream's END: the file must end too. */
@@ -275,7 +313,9 @@ static int check_eof(struct sr_in *in, const char *path, struct sr_err *e)
 
 	if (rc)
 		return sr_fail(e, rc, "%s: after the stream: %s", path,
-			       strerror(-rc));
+			       sr_unseal_error(in->unseal) ?
+				       sr_unseal_error(in->unseal) :
+				       strerror(-rc));
 	if (got)
 		return sr_fail(e, -EBADMSG, "%s: bytes after the final END "
 			       "record (damaged or appended to)", path);
@@ -287,6 +327,9 @@ int sr_read_fail(struct sr_err *e, const char *path,
 {
 	if (e->rc)
 		return e->rc; /* a handler of ours failed first */
+	if (e->unseal && sr_unseal_error(e->unseal))
+		return sr_fail(e, rc, "%s: %s", path,
+			       sr_unseal_error(e->unseal));
 	return sr_fail(e, rc, "%s: %s", path,
 		       info->error_msg[0] ? info->error_msg : strerror(-rc));
 }
@@ -595,12 +638,13 @@ static int load_evtchns(struct rctx *x)
 /* Opens @path and checks its config against what the walk expects:
  * @want_kind NULL for "full or base"; @chain/@epoch for a delta. */
 static int open_checked(struct sr_in *in, const char *path,
-			struct sr_config *c, const char *want_kind,
-			const struct sr_config *first, struct sr_err *e)
+			const struct sr_key *key, struct sr_config *c,
+			const char *want_kind, const struct sr_config *first,
+			struct sr_err *e)
 {
 	bool has;
 
-	if (sr_in_open(in, path, c, &has, e))
+	if (sr_in_open(in, path, key, c, &has, e))
 		return e->rc;
 	if (!has) {
 		sr_in_close(in);
@@ -642,11 +686,15 @@ static int read_one(struct rctx *x, struct sr_in *in, const char *path,
 	int rc;
 
 	x->in = in;
+	e->unseal = in->unseal;
 	rc = pvm_ckpt_read(&rc_cfg, info);
 	if (rc)
-		return sr_read_fail(e, path, info, rc);
-	if (check_eof(in, path, e))
-		return e->rc;
+		rc = sr_read_fail(e, path, info, rc);
+	else
+		rc = check_eof(in, path, e);
+	e->unseal = NULL;
+	if (rc)
+		return rc;
 	x->bytes_before += info->bytes;
 	return 0;
 }
@@ -688,6 +736,8 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	struct sr_config c, first;
 	struct pvm_ckpt_info info;
 	struct sr_in in = { 0 };
+	struct sr_key key = { 0 };
+	const struct sr_key *kp = &key; /* loaded only with a key file */
 	struct pvm_hv *hv;
 	char path[4096];
 	bool created = false, dir;
@@ -714,7 +764,10 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	} else {
 		snprintf(path, sizeof(path), "%s", cfg->path);
 	}
-	if (open_checked(&in, path, &c, dir ? SR_KIND_BASE : NULL, NULL, &e))
+	if (cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
+		goto out_rc;
+	if (open_checked(&in, path, kp, &c, dir ? SR_KIND_BASE : NULL, NULL,
+			 &e))
 		goto out_rc;
 	if (dir && (strcmp(c.chain, m.chain) || c.nr_pages != m.nr_pages)) {
 		sr_fail(&e, -EBADMSG, "%s: does not belong to the manifest's "
@@ -758,7 +811,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	st->files = 1;
 	for (uint32_t ep = 1; dir && ep <= last; ep++) {
 		sr_epoch_path(path, sizeof(path), cfg->path, m.chain, ep, m.lz4);
-		if (open_checked(&in, path, &c, SR_KIND_DELTA, &first, &e))
+		if (open_checked(&in, path, kp, &c, SR_KIND_DELTA, &first, &e))
 			goto out_rc;
 		if (c.epoch != ep) {
 			sr_fail(&e, -EBADMSG, "%s: holds epoch %u, expected %u",
@@ -820,6 +873,7 @@ out:
 	free(x.evtchns);
 	free(x.grants);
 	pvm_buf_dispose(&x.vcpus);
+	sr_key_wipe(&key);
 	st->total_ns = pvm_now_ns() - t0;
 	return rc;
 }
@@ -839,9 +893,10 @@ static void add_info(struct pvm_ckpt_image *out, const struct pvm_ckpt_info *i,
 	out->info = *i;
 }
 
-static int inspect_file(const char *path, struct pvm_ckpt_image *out,
-			const char *want_kind, const struct sr_config *first,
-			uint32_t want_epoch, struct sr_err *e)
+static int inspect_file(const char *path, const struct sr_key *key,
+			struct pvm_ckpt_image *out, const char *want_kind,
+			const struct sr_config *first, uint32_t want_epoch,
+			struct sr_err *e)
 {
 	struct sr_in in;
 	struct sr_config c;
@@ -849,9 +904,14 @@ static int inspect_file(const char *path, struct pvm_ckpt_image *out,
 	bool has = false;
 	int rc;
 
-	if (sr_in_open(&in, path, &c, &has, e))
+	if (out->files == 0 && sr_is_sealed_file(path))
+		out->encrypted = true;
+	if (sr_in_open(&in, path, key, &c, &has, e))
 		return e->rc;
-	out->lz4 = out->files == 0 ? pvm_ckpt_file_is_lz4(in.file) : out->lz4;
+	if (out->files == 0) {
+		out->lz4 = in.lz4;
+		out->encrypted = in.sealed;
+	}
 	if (has && out->files == 0) {
 		out->has_config = true;
 		snprintf(out->kind, sizeof(out->kind), "%s", c.kind);
@@ -870,6 +930,7 @@ static int inspect_file(const char *path, struct pvm_ckpt_image *out,
 			       "run %s", path, want_epoch,
 			       first ? first->chain : "?");
 	}
+	e->unseal = in.unseal;
 	rc = pvm_ckpt_verify(sr_in_read, &in, has ? c.nr_pages : 0, &info);
 	if (rc) {
 		out->info = info;
@@ -882,35 +943,55 @@ static int inspect_file(const char *path, struct pvm_ckpt_image *out,
 			sr_fail(e, -EBADMSG, "%s: no PVMIG_CHECKSUM record", path);
 		add_info(out, &info, in.size);
 	}
+	e->unseal = NULL;
 	sr_in_close(&in);
 	return e->rc;
 }
 
 int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out)
 {
-	struct sr_err e = { .msg = out->err_msg };
+	return pvm_ckpt_inspect_keyed(path, NULL, out);
+}
+
+static int inspect(const char *path, const struct sr_key *key,
+		   struct pvm_ckpt_image *out, struct sr_err *e)
+{
 	struct sr_manifest m;
 	struct sr_config first = { 0 };
 	char p[4096];
 
-	memset(out, 0, sizeof(*out));
-	if (!path)
-		return sr_fail(&e, -EINVAL, "no path");
 	if (!is_dir(path))
-		return inspect_file(path, out, NULL, NULL, 0, &e);
+		return inspect_file(path, key, out, NULL, NULL, 0, e);
 	out->is_dir = true;
-	if (sr_manifest_read(path, &m, &e))
-		return e.rc;
+	if (sr_manifest_read(path, &m, e))
+		return e->rc;
 	sr_epoch_path(p, sizeof(p), path, m.chain, 0, m.lz4);
 	snprintf(first.chain, sizeof(first.chain), "%s", m.chain);
-	if (inspect_file(p, out, SR_KIND_BASE, &first, 0, &e))
-		return e.rc;
+	if (inspect_file(p, key, out, SR_KIND_BASE, &first, 0, e))
+		return e->rc;
 	for (uint32_t ep = 1; ep <= m.epoch; ep++) {
 		sr_epoch_path(p, sizeof(p), path, m.chain, ep, m.lz4);
-		if (inspect_file(p, out, SR_KIND_DELTA, &first, ep, &e))
-			return e.rc;
+		if (inspect_file(p, key, out, SR_KIND_DELTA, &first, ep, e))
+			return e->rc;
 	}
 	out->epoch = m.epoch;
 	snprintf(out->kind, sizeof(out->kind), "%s", "dir");
 	return 0;
+}
+
+int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
+			   struct pvm_ckpt_image *out)
+{
+	struct sr_err e = { .msg = out->err_msg };
+	struct sr_key key = { 0 };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!path)
+		return sr_fail(&e, -EINVAL, "no path");
+	if (key_file && sr_key_load(key_file, &key, &e))
+		return e.rc;
+	rc = inspect(path, &key, out, &e);
+	sr_key_wipe(&key);
+	return rc;
 }

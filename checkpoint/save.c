@@ -105,7 +105,8 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 }
 
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
-		const struct sr_config *c, struct sr_err *e)
+		const struct sr_key *key, const struct sr_config *c,
+		struct sr_err *e)
 {
 	struct pvm_ckpt_write_cfg wc = { .write = pvm_ckpt_file_write };
 	struct pvm_ckpt_meta meta = { 0 };
@@ -114,6 +115,7 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	int rc;
 
 	o->file = NULL;
+	o->sealed = NULL;
 	o->w = NULL;
 	pvm_buf_init(&text, SR_CONFIG_MAX);
 	rc = config_text(c, &text);
@@ -122,7 +124,15 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 			"or image has characters a config cannot hold)", c->domid);
 		goto out;
 	}
-	rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0, &o->file);
+	if (key) {
+		rc = sr_sealed_create(path, key, lz4, &o->sealed);
+		wc.write = sr_sealed_write;
+		wc.write_ctx = o->sealed;
+	} else {
+		rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0,
+					  &o->file);
+		wc.write_ctx = o->file;
+	}
 	if (rc) {
 		sr_fail(e, rc, "cannot create %s.tmp: %s (is the directory "
 			"there and writable?)", path, strerror(-rc));
@@ -135,14 +145,13 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	pvm_put_le32(hdr + 36, PVM_CKPT_XL_MANDATORY_STREAMV2);
 	pvm_put_le32(hdr + 40, 0);
 	pvm_put_le32(hdr + 44, (uint32_t)text.len);
-	rc = pvm_ckpt_file_write(o->file, hdr, sizeof(hdr));
+	rc = wc.write(wc.write_ctx, hdr, sizeof(hdr));
 	if (!rc)
-		rc = pvm_ckpt_file_write(o->file, text.data, text.len);
+		rc = wc.write(wc.write_ctx, text.data, text.len);
 	if (rc) {
 		sr_fail(e, rc, "cannot write %s.tmp: %s", path, strerror(-rc));
 		goto out_abort;
 	}
-	wc.write_ctx = o->file;
 	rc = pvm_ckpt_writer_new(&wc, &o->w);
 	if (rc) {
 		sr_fail(e, rc, "cannot start a stream writer: %s", strerror(-rc));
@@ -177,8 +186,12 @@ int sr_out_commit(struct sr_out *o, struct sr_err *e)
 			       strerror(-rc));
 	pvm_ckpt_writer_free(o->w);
 	o->w = NULL;
-	rc = pvm_ckpt_file_commit(o->file); /* frees it, also on failure */
+	if (o->sealed)
+		rc = sr_sealed_commit(o->sealed); /* frees it, also on failure */
+	else
+		rc = pvm_ckpt_file_commit(o->file);
 	o->file = NULL;
+	o->sealed = NULL;
 	if (rc)
 		return sr_fail(e, rc, "cannot commit the file: %s (disk full?)",
 			       strerror(-rc));
@@ -191,6 +204,8 @@ void sr_out_abort(struct sr_out *o)
 	o->w = NULL;
 	pvm_ckpt_file_abort(o->file);
 	o->file = NULL;
+	sr_sealed_abort(o->sealed);
+	o->sealed = NULL;
 }
 
 /*
@@ -570,11 +585,23 @@ static int write_set(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
 int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 		  struct pvm_ckpt_save_stats *st_out)
 {
-	return sr_save(cfg, NULL, false, st_out);
+	struct pvm_ckpt_save_stats local;
+	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
+	struct sr_err e = { .msg = st->err_msg };
+	struct sr_key key = { 0 };
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if (cfg && cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
+		return e.rc;
+	rc = sr_save(cfg, NULL, false, key.loaded ? &key : NULL, st);
+	sr_key_wipe(&key);
+	return rc;
 }
 
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    bool keep_logdirty, struct pvm_ckpt_save_stats *st_out)
+	    bool keep_logdirty, const struct sr_key *key,
+	    struct pvm_ckpt_save_stats *st_out)
 {
 	struct pvm_ckpt_save_stats local;
 	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
@@ -616,7 +643,8 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (sr_out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, &c, &e))
+	if (sr_out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, key, &c,
+			&e))
 		goto out_rc;
 
 	if (live) {

@@ -8,6 +8,7 @@
  *   restore.c  the config header back, pages and state into a domain,
  *              pvm_ckpt_restore(), pvm_ckpt_inspect()
  *   epoch.c    the manifest, pvm_ckpt_continuous()
+ *   crypt.c    encryption at rest: key files, sealed files (AES-256-GCM)
  */
 #ifndef PVM_CHECKPOINT_SR_H
 #define PVM_CHECKPOINT_SR_H
@@ -43,22 +44,56 @@ struct sr_config {
 struct sr_err {
 	char *msg;  /* PVM_CKPT_ERR_MAX bytes, caller's */
 	int rc;
+	const struct sr_unseal *unseal; /* being read: its reason wins */
 };
 int sr_fail(struct sr_err *e, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* ---- save side (save.c) ------------------------------------------------ */
 
+/* ---- encryption at rest (crypt.c, docs/stream-format.md §9) ---------- */
+
+struct sr_key {
+	uint8_t k[32];
+	bool loaded;
+};
+/* Reads a key file (32 raw bytes, or 64 hex digits). */
+int sr_key_load(const char *path, struct sr_key *key, struct sr_err *e);
+void sr_key_wipe(struct sr_key *key);
+bool sr_is_sealed(const uint8_t *p, size_t len);
+bool sr_is_sealed_file(const char *path);
+
+struct sr_sealed;
+/* path.tmp until commit; @key is copied (and wiped when done). */
+int sr_sealed_create(const char *path, const struct sr_key *key, bool lz4,
+		     struct sr_sealed **out);
+int sr_sealed_write(void *ctx, const void *buf, size_t len);
+int sr_sealed_commit(struct sr_sealed *s); /* frees @s */
+void sr_sealed_abort(struct sr_sealed *s);
+
+struct sr_unseal;
+/* -ENOKEY when the file is sealed and @key is NULL or not loaded. */
+int sr_unseal_open(const char *path, const struct sr_key *key,
+		   struct sr_unseal **out, struct sr_err *e);
+int sr_unseal_read(void *ctx, void *buf, size_t len, size_t *got_out);
+bool sr_unseal_is_lz4(const struct sr_unseal *u);
+/* What made a read fail (wrong key, damage, truncation), or NULL. */
+const char *sr_unseal_error(const struct sr_unseal *u);
+void sr_unseal_close(struct sr_unseal *u);
+
 /* An output stream file with the config header written and META begun. */
 struct sr_out {
 	struct pvm_ckpt_file *file;     /* owned until commit/abort */
+	struct sr_sealed *sealed;       /* instead of file, when encrypting */
 	struct pvm_ckpt_writer *w;      /* owned */
 };
 
-/* Creates @path (tmp until commit), writes the xl header with @c, opens a
- * writer and writes the stream headers and META. */
+/* Creates @path (tmp until commit), sealed with @key unless NULL, writes
+ * the xl header with @c, opens a writer and writes the stream headers and
+ * META. */
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
-		const struct sr_config *c, struct sr_err *e);
+		const struct sr_key *key, const struct sr_config *c,
+		struct sr_err *e);
 /* Finishes the stream and commits the file (fsync, rename, fsync dir). */
 int sr_out_commit(struct sr_out *o, struct sr_err *e);
 /* Removes the tmp file; safe on an empty or committed sr_out. */
@@ -98,7 +133,8 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
  * log-dirty left on after a successful LIVE|KEEP save (the base of a
  * continuous checkpoint). */
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    bool keep_logdirty, struct pvm_ckpt_save_stats *st_out);
+	    bool keep_logdirty, const struct sr_key *key,
+	    struct pvm_ckpt_save_stats *st_out);
 
 /* ---- restore side (restore.c) ----------------------------------------- */
 
@@ -106,13 +142,15 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
  * file has no pvmig config (the bytes read are kept for the stream reader,
  * see sr_in_read); -EBADMSG etc. with a message. */
 struct sr_in {
-	struct pvm_ckpt_file *file; /* owned */
+	struct pvm_ckpt_file *file; /* owned; NULL when sealed */
+	struct sr_unseal *unseal;   /* owned; an encrypted file */
+	bool lz4, sealed;
 	uint8_t pre[PVM_CKPT_XL_HDR_SIZE];
 	size_t pre_len, pre_off;
 	uint64_t size;              /* on disk */
 };
-int sr_in_open(struct sr_in *in, const char *path, struct sr_config *c,
-	       bool *has_config_out, struct sr_err *e);
+int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
+	       struct sr_config *c, bool *has_config_out, struct sr_err *e);
 /* A pvm_ckpt_read_fn over the stream after the config header. */
 int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out);
 void sr_in_close(struct sr_in *in);

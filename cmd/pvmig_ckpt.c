@@ -18,6 +18,19 @@
 
 static bool progress_drawn;
 
+/* --key-file PATH: its absolute path goes to pvmigd, never the key. */
+static int add_key_file(struct pvm_kv *req, const char *cmd, const char *arg)
+{
+	char path[PATH_MAX];
+
+	if (!realpath(arg, path)) {
+		fprintf(stderr, "pvmig %s: key file %s: %s\n", cmd, arg,
+			strerror(errno));
+		return -1;
+	}
+	return pvm_kv_add(req, "key_file", "%s", path) ? -1 : 0;
+}
+
 /* "/abs/dir/name" for a path that may not exist yet. */
 static int absolute(const char *in, char *out, size_t len)
 {
@@ -131,6 +144,7 @@ int cmd_save(int argc, char **argv)
 		{ "lz4", no_argument, NULL, 'z' },
 		{ "raw", no_argument, NULL, 'r' },
 		{ "verify-memory", no_argument, NULL, 'V' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -144,8 +158,14 @@ int cmd_save(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "save");
-	while ((c = getopt_long(argc, argv, "lczrVjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lczrVk:jh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'k':
+			if (add_key_file(&req, "save", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
 		case 'l': pvm_kv_add(&req, "live", "1"); break;
 		case 'c': pvm_kv_add(&req, "keep", "1"); break;
 		case 'z': lz4 = true; break;
@@ -162,6 +182,8 @@ int cmd_save(int argc, char **argv)
 			       "  --lz4 / --raw     an lz4 frame file (readable by lz4 -d) or a\n"
 			       "                    plain stream; default: lz4 if FILE ends in .lz4\n"
 			       "  --verify-memory   report a SHA-256 of all memory at the pause\n"
+			       "  --key-file KEY    encrypt with AES-256-GCM; KEY holds 32 bytes or\n"
+			       "                    64 hex digits (head -c 32 /dev/urandom > KEY)\n"
 			       "An existing FILE is replaced only once the new one is complete.\n");
 			pvm_kv_dispose(&req);
 			return 0;
@@ -197,6 +219,7 @@ int cmd_restore(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "paused", no_argument, NULL, 'p' },
 		{ "verify-memory", no_argument, NULL, 'V' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -210,8 +233,14 @@ int cmd_restore(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "restore");
-	while ((c = getopt_long(argc, argv, "pVjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "pVk:jh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'k':
+			if (add_key_file(&req, "restore", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
 		case 'p': pvm_kv_add(&req, "paused", "1"); break;
 		case 'V': pvm_kv_add(&req, "digest", "1"); break;
 		case 'j': json = true; break;
@@ -222,7 +251,8 @@ int cmd_restore(int argc, char **argv)
 			       "checksum has been verified. Same name (fails if the host has a\n"
 			       "domain of that name), the saved domid if it is free.\n"
 			       "  -p, --paused      leave it paused\n"
-			       "  --verify-memory   report a SHA-256 of all memory before unpausing\n");
+			       "  --verify-memory   report a SHA-256 of all memory before unpausing\n"
+			       "  --key-file KEY    the key of an encrypted file\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
@@ -272,11 +302,12 @@ static void verify_json(const char *path, const struct pvm_ckpt_image *im,
 	printf(",\"image\":");
 	cli_json_string(im->image);
 	printf(",\"nr_pages\":%llu,\"vcpus\":%u,\"domid\":%u,\"epoch\":%u,"
-	       "\"lz4\":%s,\"files\":%u,\"file_bytes\":%llu,\"pages\":%llu,"
+	       "\"lz4\":%s,\"encrypted\":%s,\"files\":%u,\"file_bytes\":%llu,\"pages\":%llu,"
 	       "\"records\":%llu,\"devices\":%u,\"evtchns\":%u,\"grants\":%u,"
 	       "\"checksum\":\"%s\",\"record_types\":[",
 	       (unsigned long long)im->nr_pages, im->nr_vcpus, im->domid,
-	       im->epoch, im->lz4 ? "true" : "false", im->files,
+	       im->epoch, im->lz4 ? "true" : "false",
+	       im->encrypted ? "true" : "false", im->files,
 	       (unsigned long long)im->file_bytes, (unsigned long long)im->pages,
 	       (unsigned long long)im->records, im->devices, im->evtchns,
 	       im->grants, csum_name(i->checksum));
@@ -314,8 +345,9 @@ static void verify_human(const char *path, const struct pvm_ckpt_image *im,
 	else if (!strcmp(im->kind, "delta"))
 		printf("  epoch         %u (restore its directory, not this file)\n",
 		       im->epoch);
-	printf("  format        %s, %llu bytes on disk\n",
+	printf("  format        %s%s, %llu bytes on disk\n",
 	       im->lz4 ? "lz4 frame" : "plain stream",
+	       im->encrypted ? ", encrypted (AES-256-GCM)" : "",
 	       (unsigned long long)im->file_bytes);
 	printf("  stream        libxc v%u%s, %llu records, %llu pages with data\n",
 	       i->libxc_version, i->libxl ? " in a libxl wrapper" : "",
@@ -337,16 +369,32 @@ static void drop_log(void *ctx, enum pvm_log_level lvl, const char *line)
 
 int cmd_verify(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	struct pvm_ckpt_image *im;
+	const char *key_file = NULL;
 	bool json = false;
-	int rc = cli_parse_simple(argc, argv, "verify FILE|DIR [--json]",
-				  "Checks a save file or checkpoint directory without restoring it\n"
-				  "(no pvmigd needed) and prints what it holds. Exit status 0: sound;\n"
-				  "1: damaged or not a pvmig image (the error says what is wrong).",
-				  &json);
+	int c, rc;
 
-	if (rc >= 0)
-		return rc;
+	while ((c = getopt_long(argc, argv, "k:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': key_file = optarg; break;
+		case 'j': json = true; break;
+		case 'h':
+			printf("usage: pvmig verify FILE|DIR [--key-file KEY] [--json]\n\n"
+			       "Checks a save file or checkpoint directory without restoring it\n"
+			       "(no pvmigd needed) and prints what it holds. Exit status 0: sound;\n"
+			       "1: damaged, not a pvmig image, or encrypted and no (or the wrong)\n"
+			       "key given (the error says which).\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
 	if (optind + 1 != argc) {
 		fprintf(stderr, "pvmig verify: give one FILE or DIR\n");
 		return 2;
@@ -355,7 +403,7 @@ int cmd_verify(int argc, char **argv)
 	if (!im)
 		return 1;
 	pvm_log_set_sink(drop_log, NULL); /* the error is in the report */
-	rc = pvm_ckpt_inspect(argv[optind], im);
+	rc = pvm_ckpt_inspect_keyed(argv[optind], key_file, im);
 	if (json)
 		verify_json(argv[optind], im, rc);
 	else
@@ -414,6 +462,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "duration-s", required_argument, NULL, 'd' },
 		{ "lz4", no_argument, NULL, 'z' },
 		{ "verify-memory", no_argument, NULL, 'V' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -427,11 +476,17 @@ int cmd_checkpoint(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "checkpoint");
-	while ((c = getopt_long(argc, argv, "i:e:d:zVjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:e:d:zVk:jh", opts, NULL)) != -1) {
 		const char *key = NULL;
 		char *end;
 
 		switch (c) {
+		case 'k':
+			if (add_key_file(&req, "checkpoint", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
 		case 'i': key = "interval_ms"; interval = true; break;
 		case 'e': key = "epochs"; break;
 		case 'd': key = "duration_s"; break;
@@ -440,7 +495,8 @@ int cmd_checkpoint(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: pvmig checkpoint DOMAIN DIR --interval-ms N\n"
-			       "                        [--epochs N | --duration-s N] [--lz4] [--json]\n\n"
+			       "                        [--epochs N | --duration-s N] [--lz4]\n"
+			       "                        [--key-file KEY] [--json]\n\n"
 			       "Keeps DIR an up-to-date restorable image of the running DOMAIN:\n"
 			       "a base image (a live save), then every N ms an epoch that pauses\n"
 			       "the guest briefly, copies the pages dirtied since the last one and\n"

@@ -3,6 +3,8 @@
  * side of checkpoint/'s pvm_ckpt_save/restore/continuous.
  *
  *   h_save()        domain=, path=, [live=1] [keep=1] [lz4=1] [digest=1]
+ *                   [key_file=] (all three: the key file's path; pvmigd
+ *                   reads it, the key never crosses the socket)
  *                   a job thread: PROGRESS records, then the RESULT
  *   h_restore()     path=, [paused=1] [digest=1]
  *                   on the main thread (the simulated host's guests die
@@ -31,6 +33,7 @@ struct sr_job {
 	struct pvm_hv_dominfo dom;
 	char path[PVM_KV_VALUE_MAX + 1];
 	char image[256];
+	char key_file[PVM_KV_VALUE_MAX + 1]; /* "" : no encryption */
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
 	uint32_t interval_ms, epochs;
 	uint64_t duration_ms;
@@ -48,6 +51,17 @@ static bool is_set(const struct req *r, const char *key)
 	const char *v = pvm_kv_get(r->args, key);
 
 	return v && strcmp(v, "0");
+}
+
+static int get_path(struct req *r, const char *key, char *out, size_t len);
+
+/* The optional key_file= (absolute); its contents never cross the socket. */
+static int get_key_file(struct req *r, char *out, size_t len)
+{
+	out[0] = '\0';
+	if (!pvm_kv_get(r->args, "key_file"))
+		return 0;
+	return get_path(r, "key_file", out, len);
 }
 
 static int get_path(struct req *r, const char *key, char *out, size_t len)
@@ -111,6 +125,7 @@ static void *save_main(void *arg)
 	struct pvm_ckpt_save_cfg cfg = {
 		.hv = j->svc->hv, .domid = j->dom.domid, .path = j->path,
 		.flags = j->flags, .image = j->image,
+		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.progress = job_progress, .progress_ctx = j,
 	};
 	struct pvm_ckpt_save_stats st;
@@ -130,8 +145,9 @@ static void *save_main(void *arg)
 			   j->flags & PVM_CKPT_SAVE_LIVE ? "live" : "cold");
 		pvm_kv_add(&kv, "guest", "%s", j->flags & PVM_CKPT_SAVE_KEEP ?
 						       "running" : "destroyed");
-		pvm_kv_add(&kv, "format", "%s",
-			   j->flags & PVM_CKPT_SAVE_LZ4 ? "lz4" : "raw");
+		pvm_kv_add(&kv, "format", "%s%s",
+			   j->flags & PVM_CKPT_SAVE_LZ4 ? "lz4" : "raw",
+			   j->key_file[0] ? ", encrypted (AES-256-GCM)" : "");
 		pvm_kv_add(&kv, "pages", "%llu", (unsigned long long)st.pages);
 		pvm_kv_add(&kv, "stream_bytes", "%llu",
 			   (unsigned long long)st.bytes);
@@ -162,7 +178,8 @@ int h_save(struct req *r)
 	if (!j)
 		return reply_result(r, -ENOMEM, NULL, NULL);
 	if (find_domain(r, &j->dom) ||
-	    get_path(r, "path", j->path, sizeof(j->path))) {
+	    get_path(r, "path", j->path, sizeof(j->path)) ||
+	    get_key_file(r, j->key_file, sizeof(j->key_file))) {
 		free(j);
 		return 0;
 	}
@@ -208,13 +225,15 @@ int h_restore(struct req *r)
 	};
 	struct pvm_ckpt_restore_stats st;
 	struct pvm_hv_dominfo info;
-	char path[PVM_KV_VALUE_MAX + 1], dg[65];
+	char path[PVM_KV_VALUE_MAX + 1], key_file[PVM_KV_VALUE_MAX + 1], dg[65];
 	struct pvm_kv kv;
 	int rc;
 
-	if (get_path(r, "path", path, sizeof(path)))
+	if (get_path(r, "path", path, sizeof(path)) ||
+	    get_key_file(r, key_file, sizeof(key_file)))
 		return 0;
 	cfg.path = path;
+	cfg.key_file = key_file[0] ? key_file : NULL;
 	rc = pvm_ckpt_restore(&cfg, &st);
 	if (rc)
 		return reply_result(r, rc, NULL, "%s", st.err_msg);
@@ -290,6 +309,7 @@ static void *checkpoint_main(void *arg)
 		.flags = j->flags, .interval_ms = j->interval_ms,
 		.max_epochs = j->epochs, .duration_ms = j->duration_ms,
 		.image = j->image,
+		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
@@ -324,7 +344,8 @@ int h_checkpoint(struct req *r)
 	if (!j)
 		return reply_result(r, -ENOMEM, NULL, NULL);
 	if (find_domain(r, &j->dom) ||
-	    get_path(r, "dir", j->path, sizeof(j->path))) {
+	    get_path(r, "dir", j->path, sizeof(j->path)) ||
+	    get_key_file(r, j->key_file, sizeof(j->key_file))) {
 		free(j);
 		return 0;
 	}

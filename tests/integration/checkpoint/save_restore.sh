@@ -107,6 +107,23 @@ cp "$W/g1.pvm" "$W/keep.pvm"
 P save nosuch "$W/keep.pvm" >/dev/null 2>&1 && bad "save of a missing domain succeeded"
 cmp -s "$W/g1.pvm" "$W/keep.pvm" && ok "a failed save left the old file" || bad "a failed save changed the old file"
 
+# ---- 3b. encrypted at rest ----------------------------------------------------------
+head -c 32 /dev/urandom >"$W/key"; chmod 600 "$W/key"
+head -c 32 /dev/urandom >"$W/key2"
+P save -c --lz4 --key-file "$W/key" g1 "$W/enc.pvm" --verify-memory >"$W/save5.out" 2>&1 ||
+	bad "encrypted save: $(cat "$W/save5.out")"
+grep -q "encrypted" "$W/save5.out" && ok "encrypted save: $(grep format "$W/save5.out")" || bad "encrypted save: $(cat "$W/save5.out")"
+P verify "$W/enc.pvm" >"$W/v5.out" && bad "verify without the key succeeded" ||
+	{ grep -q "encrypted: give its key" "$W/v5.out" && ok "verify without the key: $(grep error "$W/v5.out")" || bad "verify without key: $(cat "$W/v5.out")"; }
+P verify --key-file "$W/key2" "$W/enc.pvm" >"$W/v5.out" && bad "verify with the wrong key succeeded" ||
+	{ grep -q "fails authentication" "$W/v5.out" && ok "verify with the wrong key: $(grep error "$W/v5.out")" || bad "wrong key: $(cat "$W/v5.out")"; }
+P verify --key-file "$W/key" "$W/enc.pvm" | grep -q "sound" && ok "verify with the key: sound" || bad "verify with the key failed"
+P destroy g1 >/dev/null
+P restore "$W/enc.pvm" >"$W/r5.out" 2>&1 && bad "restore without the key succeeded" || ok "restore without the key: $(cat "$W/r5.out")"
+P restore --key-file "$W/key" "$W/enc.pvm" --verify-memory >"$W/r5.out" 2>&1 || bad "encrypted restore: $(cat "$W/r5.out")"
+a=$(field "$W/save5.out" "memory sha256"); b=$(field "$W/r5.out" "memory sha256")
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "encrypted: memory identical" || bad "encrypted: digest $a before, $b after"
+
 # ---- 4. continuous checkpoints → restore ---------------------------------------------
 P checkpoint g1 "$W/cp" --interval-ms 50 --epochs 4 --verify-memory --json \
 	>"$W/cp.json" 2>"$W/cp.err" || bad "checkpoint: $(cat "$W/cp.err")"

@@ -44,6 +44,8 @@ static int on_wait(void *ctx, uint32_t ms)
 	return 0;
 }
 
+static const char *run_key; /* key file for run(), NULL: none */
+
 static int run(struct run *r, const char *dir, uint32_t epochs, bool lz4,
 	       struct pvm_ckpt_cont_stats *st)
 {
@@ -54,6 +56,7 @@ static int run(struct run *r, const char *dir, uint32_t epochs, bool lz4,
 		.stage_bytes = 64 * PVM_PAGE_SIZE, /* small: overflow path too */
 		.wait = on_wait, .wait_ctx = r,
 		.epoch_done = on_epoch, .epoch_ctx = r,
+		.key_file = run_key,
 	};
 
 	return pvm_ckpt_continuous(&cc, st);
@@ -231,12 +234,48 @@ static void test_stop_and_rerun(void **state)
 	sr_rm_rf(dir);
 }
 
+/* Encrypted epochs: restorable with the key only. */
+static void test_encrypted_epochs(void **state)
+{
+	struct run r = { .hv = simtest_host() };
+	struct pvm_ckpt_restore_cfg rc = { .hv = r.hv, .paused = true };
+	struct pvm_ckpt_restore_stats rst;
+	struct pvm_ckpt_cont_stats st;
+	struct pvm_ckpt_image im;
+	char dir[64], key[128];
+	uint8_t sha[32];
+
+	(void)state;
+	sr_tmpdir(dir, sizeof(dir));
+	snprintf(key, sizeof(key), "%s.key", dir);
+	sr_spit(key, "fedcba9876543210fedcba9876543210", 32);
+	r.domid = sr_guest(r.hv, "g1", "dirty:16:1024:2000");
+	run_key = key;
+	assert_int_equal(run(&r, dir, 3, true, &st), 0);
+	run_key = NULL;
+	assert_int_equal(pvm_ckpt_inspect(dir, &im), -ENOKEY);
+	assert_int_equal(pvm_ckpt_inspect_keyed(dir, key, &im), 0);
+	assert_int_equal(im.epoch, 3);
+	assert_true(im.encrypted);
+	assert_int_equal(r.hv->ops->domain_destroy(r.hv, r.domid), 0);
+	rc.path = dir;
+	assert_int_equal(pvm_ckpt_restore(&rc, &rst), -ENOKEY);
+	rc.key_file = key;
+	assert_int_equal(pvm_ckpt_restore(&rc, &rst), 0);
+	sha_mem(r.hv, rst.domid, sha);
+	assert_memory_equal(sha, r.digest[3], 32);
+	r.hv->ops->close(r.hv);
+	unlink(key);
+	sr_rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_epochs_restore_newest),
 		cmocka_unit_test(test_failed_epoch_keeps_previous),
 		cmocka_unit_test(test_stop_and_rerun),
+		cmocka_unit_test(test_encrypted_epochs),
 	};
 
 	pvm_log_set_level(PVM_LOG_ERR + (getenv("SR_TEST_VERBOSE") ? 3 : 0));

@@ -396,6 +396,101 @@ static void test_bad_files(void **state)
 	free(bad);
 }
 
+/* ---- encryption at rest ------------------------------------------------------ */
+
+static void test_encrypted(void **state)
+{
+	struct fx *f = *state;
+	char key[160], wrong[160], badkey[160], enc[160], cut[160];
+	struct pvm_ckpt_save_cfg sc = { .hv = f->hv, .path = enc,
+					.key_file = key,
+					.flags = PVM_CKPT_SAVE_DIGEST };
+	struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = enc,
+					   .paused = true, .key_file = key };
+	struct pvm_ckpt_restore_stats rst;
+	struct pvm_ckpt_save_stats st;
+	struct pvm_ckpt_image im;
+	uint8_t *buf, sha[32];
+	size_t len, before;
+	uint32_t gport, d;
+
+	snprintf(key, sizeof(key), "%s/key", f->dir);
+	snprintf(wrong, sizeof(wrong), "%s/wrong", f->dir);
+	snprintf(badkey, sizeof(badkey), "%s/bad", f->dir);
+	snprintf(cut, sizeof(cut), "%s/cut.pvm", f->dir);
+	sr_spit(key, "000102030405060708090a0b0c0d0e0f"
+		     "101112131415161718191a1b1c1d1e1f\n", 65);
+	sr_spit(wrong, "0123456789abcdef0123456789abcdef", 32);
+	sr_spit(badkey, "short", 5);
+
+	for (int lz4 = 0; lz4 < 2; lz4++) {
+		d = busy_guest(f, &gport);
+		snprintf(enc, sizeof(enc), "%s/g1.pvm%s", f->dir,
+			 lz4 ? ".lz4" : "");
+		sc.domid = d;
+		sc.flags = PVM_CKPT_SAVE_DIGEST | PVM_CKPT_SAVE_LIVE |
+			   (lz4 ? PVM_CKPT_SAVE_LZ4 : 0);
+		assert_int_equal(pvm_ckpt_save(&sc, &st), 0);
+		buf = sr_slurp(enc, &len);
+		/* Nothing of the plaintext shows: not the config, not XENF. */
+		assert_null(memmem(buf, len, "pvmig domain config", 19));
+		assert_int_equal(pvm_ckpt_inspect(enc, &im), -ENOKEY);
+		assert_true(im.encrypted);
+		assert_non_null(strstr(im.err_msg, "--key-file"));
+		assert_int_equal(pvm_ckpt_inspect_keyed(enc, wrong, &im),
+				 -EBADMSG);
+		assert_non_null(strstr(im.err_msg, "authentication"));
+		assert_int_equal(pvm_ckpt_inspect_keyed(enc, badkey, &im),
+				 -EINVAL);
+		assert_int_equal(pvm_ckpt_inspect_keyed(enc, key, &im), 0);
+		assert_true(im.encrypted);
+		assert_int_equal(im.lz4, lz4);
+		assert_string_equal(im.name, "g1");
+
+		/* Damage, each refused with the host unchanged: cut at a
+		 * chunk boundary (1 MiB + tag after the 32-octet header) and
+		 * mid-chunk, a flipped ciphertext bit, a flipped header bit. */
+		{
+			size_t cuts[] = { 32, 32 + (1u << 20) + 16, len / 2,
+					  len - 1 };
+			size_t flips[] = { 40, len - 5, 9, 20 };
+
+			before = sr_count_domains(f->hv); /* the save destroyed g1 */
+			rc.path = cut;
+			for (size_t i = 0; i < PVM_ARRAY_SIZE(cuts); i++) {
+				if (cuts[i] >= len)
+					continue;
+				sr_spit(cut, buf, cuts[i]);
+				assert_int_not_equal(pvm_ckpt_restore(&rc, &rst), 0);
+				assert_true(rst.err_msg[0]);
+				assert_int_not_equal(pvm_ckpt_inspect_keyed(cut, key, &im), 0);
+			}
+			for (size_t i = 0; i < PVM_ARRAY_SIZE(flips); i++) {
+				buf[flips[i]] ^= 0x04;
+				sr_spit(cut, buf, len);
+				buf[flips[i]] ^= 0x04;
+				assert_int_not_equal(pvm_ckpt_restore(&rc, &rst), 0);
+				assert_int_not_equal(pvm_ckpt_inspect_keyed(cut, key, &im), 0);
+			}
+			assert_int_equal(sr_count_domains(f->hv), before);
+		}
+		/* Without the key, with the wrong one: refused. */
+		rc.path = enc;
+		rc.key_file = NULL;
+		assert_int_equal(pvm_ckpt_restore(&rc, &rst), -ENOKEY);
+		rc.key_file = wrong;
+		assert_int_equal(pvm_ckpt_restore(&rc, &rst), -EBADMSG);
+		rc.key_file = key;
+		assert_int_equal(pvm_ckpt_restore(&rc, &rst), 0);
+		SHA256(simtest_mem(f->hv, rst.domid),
+		       (size_t)SR_PAGES * PVM_PAGE_SIZE, sha);
+		assert_memory_equal(sha, st.mem_digest, 32);
+		check_restored(f, rst.domid, NULL, gport);
+		assert_int_equal(f->hv->ops->domain_destroy(f->hv, rst.domid), 0);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +502,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_encrypted, setup,
 						teardown),
 	};
 
