@@ -518,7 +518,6 @@ static void xen_close(struct pvm_hv *hv)
 		xenforeignmemory_close(x->fmem);
 	if (x->xch)
 		xc_interface_close(x->xch);
-	xtl_logger_destroy(x->log);
 	pthread_mutex_destroy(&x->lock);
 	free(x);
 }
@@ -561,9 +560,8 @@ int pvm_hv_xen_open(struct pvm_hv **hv_out)
 		return -ENOMEM;
 	x->base.ops = &xen_ops;
 	pthread_mutex_init(&x->lock, NULL);
-	/* The libraries' own messages, errors only, to stderr. */
-	x->log = (xentoollog_logger *)xtl_createlogger_stdiostream(
-		stderr, XTL_ERROR, 0);
+	/* The libraries' own messages, into pvm_log (log.c). */
+	x->log = xen_logger();
 
 	errno = 0;
 	what = "xc_interface_open";

@@ -8,6 +8,7 @@
  *              p2m, foreign mappings (xenforeignmemory_map)
  *   state.c    vCPU contexts, event-channel and grant-table state
  *   devices.c  PV disk/nic attach and detach through libxl
+ *   log.c      the xentoollog logger the libraries write to (into pvm_log)
  *
  * Locking: the library handles are used from any thread (libxenctrl and
  * libxenforeignmemory are thread-safe for these calls; libxl is given one
@@ -67,7 +68,7 @@ struct xen_dom {
 
 struct xen_host {
 	struct pvm_hv base; /* first: hv pointers cast to xen_host */
-	xentoollog_logger *log;
+	xentoollog_logger *log; /* xen_logger(): static, not owned */
 	xc_interface *xch;
 	xenforeignmemory_handle *fmem;
 	struct xs_handle *xsh;
@@ -110,6 +111,12 @@ int xen_nr_pages(struct xen_host *x, uint32_t domid, uint64_t *n_out);
 struct xen_dom *xen_dom_get(struct xen_host *x, uint32_t domid, bool create);
 /* Forget @domid (drops its p2m mapping). host->lock held. */
 void xen_dom_forget(struct xen_host *x, uint32_t domid);
+
+/* log.c */
+/* The libraries' logger: their lines into pvm_log (static; never freed). */
+xentoollog_logger *xen_logger(void);
+/* A library message level as a pvm_log level (one down from error). */
+enum pvm_log_level xen_log_level(xentoollog_level level);
 
 /* memory.c */
 int xen_logdirty_enable(struct pvm_hv *hv, uint32_t domid);
