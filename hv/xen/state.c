@@ -649,7 +649,7 @@ int xen_grant_state_get(struct pvm_hv *hv, uint32_t domid,
 				used = i + 1;
 		}
 		xenforeignmemory_unmap_resource(x->fmem, res);
-		if (!(info.flags & XEN_DOMINF_hvm_guest)) {
+		if (used && !(info.flags & XEN_DOMINF_hvm_guest)) {
 			rc = gnt_frames_to_pfns(x, &info, e, used);
 			if (rc)
 				goto out_free;

@@ -372,7 +372,11 @@ static void test_grant_get(void **state)
 	/* The guest's p2m is needed to name frames by pfn. */
 	fx_add_dom(9, 256, 1, false);
 	fx_boot(9, true);
+	pvm_buf_reset(&b);
+	assert_int_equal(hv->ops->grant_state_get(hv, 9, &b), 0); /* none */
+	assert_int_equal(pvm_get_le32(b.data + 16), 0);
 	fx_gnt_entry(9, 0)->flags = GTF_permit_access;
+	pvm_buf_reset(&b);
 	assert_fails_once(hv->ops->grant_state_get(hv, 9, &b), -EOPNOTSUPP);
 	fx_dom(src)->pause_count = 0;
 	assert_fails_once(hv->ops->grant_state_get(hv, src, &b), -EBUSY);
