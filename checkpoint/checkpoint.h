@@ -424,6 +424,29 @@ int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
 
 struct pvm_hv;
 
+#define PVM_CKPT_DISKS_MAX 4u /* = PVM_HV_MAX_DISKS (checked in save.c) */
+#define PVM_CKPT_NICS_MAX 4u  /* = PVM_HV_MAX_NICS */
+
+/*
+ * The PV devices a domain was created with (the toolstack's config, as
+ * libxl keeps it): carried in the saved config so that a restore re-creates
+ * them. Their state is not saved (docs/save-restore.md, "PV devices").
+ */
+struct pvm_ckpt_devices {
+	uint32_t frontend_gen; /* enum pvm_hv_frontend_gen */
+	uint32_t nr_disks;
+	struct {
+		char path[256];
+		char vdev[16];
+		bool readonly;
+	} disks[PVM_CKPT_DISKS_MAX];
+	uint32_t nr_nics;
+	struct {
+		uint8_t mac[6];
+		char bridge[32]; /* "" : the backend's default */
+	} nics[PVM_CKPT_NICS_MAX];
+};
+
 /* A progress report: what is being done, in pages. Borrowed for the call. */
 struct pvm_ckpt_progress {
 	const char *phase; /* "precopy", "stop-and-copy", "copy", "restore" */
@@ -454,6 +477,7 @@ struct pvm_ckpt_save_cfg {
 				* backend. Borrowed. */
 	const char *key_file;  /* encrypt (AES-256-GCM) with this key file:
 				* 32 bytes or 64 hex digits; NULL: don't */
+	const struct pvm_ckpt_devices *devices; /* NULL: none known */
 	pvm_ckpt_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 };
@@ -489,6 +513,7 @@ struct pvm_ckpt_restore_stats {
 	uint32_t domid;
 	char name[PVM_CKPT_NAME_MAX + 1];
 	char image[256];  /* what the new domain runs */
+	struct pvm_ckpt_devices devices; /* re-created with it */
 	uint64_t pages;   /* page entries applied */
 	uint64_t bytes;   /* stream bytes read */
 	uint32_t epoch;   /* directory: the epoch restored */
@@ -528,6 +553,7 @@ struct pvm_ckpt_image {
 	uint64_t pages;        /* page entries with data, all streams */
 	uint64_t records;      /* libxc records, all streams */
 	uint32_t devices, evtchns, grants;
+	struct pvm_ckpt_devices config_devices; /* from the config */
 	struct pvm_ckpt_info info; /* of the (last) stream walked */
 	char err_msg[PVM_CKPT_ERR_MAX]; /* "" when sound */
 };
@@ -564,6 +590,7 @@ struct pvm_ckpt_cont_cfg {
 	uint64_t stage_bytes;   /* pause-time copy buffer; 0: 64 MiB */
 	const char *image;      /* as in pvm_ckpt_save_cfg */
 	const char *key_file;   /* as in pvm_ckpt_save_cfg */
+	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

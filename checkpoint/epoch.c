@@ -417,6 +417,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
 		goto out;
 	}
+	if (cfg->devices)
+		k.c.dev = *cfg->devices;
 	new_chain(k.c.chain);
 	snprintf(k.c.kind, sizeof(k.c.kind), "%s", SR_KIND_BASE);
 	snprintf(k.m.chain, sizeof(k.m.chain), "%s", k.c.chain);

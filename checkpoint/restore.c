@@ -38,6 +38,48 @@ static int unhex(const char *s, uint8_t *out, size_t n)
 	return s[2 * n] == '\0' ? 0 : -EINVAL;
 }
 
+/* "vdev=xvda,access=rw,target=/path" (target last: it may hold commas). */
+static int parse_disk(const char *v, struct pvm_ckpt_devices *d)
+{
+	char vdev[16], access[4];
+	const char *t = strstr(v, ",target=");
+	int n = 0;
+
+	if (d->nr_disks >= PVM_CKPT_DISKS_MAX || !t ||
+	    sscanf(v, "vdev=%15[^,],access=%3[^,]%n", vdev, access, &n) != 2 ||
+	    v + n != t || (strcmp(access, "rw") && strcmp(access, "ro")) ||
+	    !t[8] || strlen(t + 8) >= sizeof(d->disks[0].path))
+		return -EINVAL;
+	memcpy(d->disks[d->nr_disks].vdev, vdev, sizeof(vdev));
+	strcpy(d->disks[d->nr_disks].path, t + 8);
+	d->disks[d->nr_disks].readonly = !strcmp(access, "ro");
+	d->nr_disks++;
+	return 0;
+}
+
+/* "mac=00:16:3e:01:02:03[,bridge=NAME]". */
+static int parse_nic(const char *v, struct pvm_ckpt_devices *d)
+{
+	unsigned m[6];
+	char bridge[32] = "";
+	int n = 0;
+
+	if (d->nr_nics >= PVM_CKPT_NICS_MAX ||
+	    sscanf(v, "mac=%2x:%2x:%2x:%2x:%2x:%2x%n", &m[0], &m[1], &m[2],
+		   &m[3], &m[4], &m[5], &n) != 6)
+		return -EINVAL;
+	if (v[n] && (strncmp(v + n, ",bridge=", 8) || !v[n + 8] ||
+		     strlen(v + n + 8) >= sizeof(bridge)))
+		return -EINVAL;
+	if (v[n])
+		strcpy(bridge, v + n + 8);
+	for (int i = 0; i < 6; i++)
+		d->nics[d->nr_nics].mac[i] = (uint8_t)m[i];
+	memcpy(d->nics[d->nr_nics].bridge, bridge, sizeof(bridge));
+	d->nr_nics++;
+	return 0;
+}
+
 static int set_str(char *dst, size_t size, const char *src)
 {
 	size_t n = strlen(src);
@@ -128,11 +170,25 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 				rc = set_str(c->kind, sizeof(c->kind), val);
 			else if (!strcmp(key, "pvmig_chain"))
 				rc = set_str(c->chain, sizeof(c->chain), val);
+			else if (!strcmp(key, "pvmig_frontend"))
+				rc = !strcmp(val, "legacy") ?
+					     (c->dev.frontend_gen =
+						      PVM_HV_FRONTEND_LEGACY, 0) :
+				     !strcmp(val, "modern") ? 0 : -EINVAL;
+			else if (!strncmp(key, "pvmig_disk", 10) &&
+				 (unsigned)atoi(key + 10) == c->dev.nr_disks)
+				rc = parse_disk(val, &c->dev);
+			else if (!strncmp(key, "pvmig_nic", 9) &&
+				 (unsigned)atoi(key + 9) == c->dev.nr_nics)
+				rc = parse_nic(val, &c->dev);
+			else if (!strncmp(key, "pvmig_disk", 10) ||
+				 !strncmp(key, "pvmig_nic", 9))
+				rc = -EINVAL; /* out of order or too many */
 			else
 				rc = 0;
 			if (rc)
-				return sr_fail(e, -EBADMSG, "%s: config value "
-					       "of '%s' is too long", path, key);
+				return sr_fail(e, -EBADMSG, "%s: bad config "
+					       "value of '%s'", path, key);
 			continue;
 		}
 		errno = 0;
@@ -791,6 +847,19 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	dc.start_paused = true;
 	dc.name = c.name;
 	dc.image = c.image[0] ? c.image : NULL;
+	dc.frontend_gen = (enum pvm_hv_frontend_gen)c.dev.frontend_gen;
+	dc.nr_disks = c.dev.nr_disks;
+	for (uint32_t i = 0; i < c.dev.nr_disks; i++) {
+		dc.disks[i].path = c.dev.disks[i].path;
+		dc.disks[i].vdev = c.dev.disks[i].vdev;
+		dc.disks[i].readonly = c.dev.disks[i].readonly;
+	}
+	dc.nr_nics = c.dev.nr_nics;
+	for (uint32_t i = 0; i < c.dev.nr_nics; i++) {
+		memcpy(dc.nics[i].mac, c.dev.nics[i].mac, 6);
+		dc.nics[i].bridge = c.dev.nics[i].bridge[0] ?
+					    c.dev.nics[i].bridge : NULL;
+	}
 	rc = hv->ops->domain_create(hv, &dc, &x.domid);
 	if (rc == -EEXIST) {
 		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
@@ -853,6 +922,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	st->domid = x.domid;
 	snprintf(st->name, sizeof(st->name), "%s", first.name);
 	snprintf(st->image, sizeof(st->image), "%s", first.image);
+	st->devices = first.dev;
 	st->pages = x.pages;
 	st->bytes = x.bytes_before;
 	st->epoch = last;
@@ -921,6 +991,7 @@ static int inspect_file(const char *path, const struct sr_key *key,
 		out->nr_vcpus = c.nr_vcpus;
 		out->domid = c.domid;
 		out->epoch = c.epoch;
+		out->config_devices = c.dev;
 	}
 	if (want_kind && (!has || strcmp(c.kind, want_kind) ||
 			  (first && (strcmp(c.chain, first->chain) ||

@@ -53,6 +53,9 @@ static bool config_string_ok(const char *s)
 	return true;
 }
 
+static_assert(PVM_CKPT_DISKS_MAX == PVM_HV_MAX_DISKS, "disk bound");
+static_assert(PVM_CKPT_NICS_MAX == PVM_HV_MAX_NICS, "nic bound");
+
 static void hex(char *out, const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -68,11 +71,24 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 	int rc, n;
 
 	if (!config_string_ok(c->name) || !config_string_ok(c->image) ||
-	    !config_string_ok(c->chain))
+	    !config_string_ok(c->chain) ||
+	    c->dev.nr_disks > PVM_CKPT_DISKS_MAX ||
+	    c->dev.nr_nics > PVM_CKPT_NICS_MAX)
 		return -EINVAL;
+	for (uint32_t i = 0; i < c->dev.nr_disks; i++)
+		if (!config_string_ok(c->dev.disks[i].path) ||
+		    !config_string_ok(c->dev.disks[i].vdev) ||
+		    strchr(c->dev.disks[i].vdev, ','))
+			return -EINVAL;
+	for (uint32_t i = 0; i < c->dev.nr_nics; i++)
+		if (!config_string_ok(c->dev.nics[i].bridge) ||
+		    strchr(c->dev.nics[i].bridge, ','))
+			return -EINVAL;
 #define LINE(...)                                                      \
 	do {                                                           \
 		n = snprintf(line, sizeof(line), __VA_ARGS__);         \
+		if (n < 0 || (size_t)n >= sizeof(line))                \
+			return -E2BIG;                                 \
 		pvm_buf_put_bytes(b, line, (size_t)n);                 \
 	} while (0)
 	LINE("# pvmig domain config (xl.cfg syntax), version 1\n");
@@ -86,6 +102,22 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 	LINE("pvmig_kind = \"%s\"\n", c->kind);
 	LINE("pvmig_chain = \"%s\"\n", c->chain);
 	LINE("pvmig_epoch = %u\n", c->epoch);
+	LINE("pvmig_frontend = \"%s\"\n",
+	     c->dev.frontend_gen == PVM_HV_FRONTEND_LEGACY ? "legacy" : "modern");
+	/* xl's disk/vif spec syntax; the target comes last (it may hold
+	 * commas), as in xl-disk-configuration. */
+	for (uint32_t i = 0; i < c->dev.nr_disks; i++)
+		LINE("pvmig_disk%u = \"vdev=%s,access=%s,target=%s\"\n", i,
+		     c->dev.disks[i].vdev, c->dev.disks[i].readonly ? "ro" : "rw",
+		     c->dev.disks[i].path);
+	for (uint32_t i = 0; i < c->dev.nr_nics; i++) {
+		const uint8_t *m = c->dev.nics[i].mac;
+
+		LINE("pvmig_nic%u = \"mac=%02x:%02x:%02x:%02x:%02x:%02x%s%s\"\n",
+		     i, m[0], m[1], m[2], m[3], m[4], m[5],
+		     c->dev.nics[i].bridge[0] ? ",bridge=" : "",
+		     c->dev.nics[i].bridge);
+	}
 	if (b->err)
 		return b->err;
 	ckpt_digest_init(&d);
@@ -639,6 +671,8 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
 		goto out;
 	}
+	if (cfg->devices)
+		c.dev = *cfg->devices;
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
 		goto out;

@@ -38,6 +38,7 @@ struct sr_config {
 	uint32_t nr_vcpus;
 	uint32_t domid;
 	uint32_t epoch;
+	struct pvm_ckpt_devices dev;
 };
 
 /* First-error message holder: sr_fail() keeps the first message only. */

@@ -115,7 +115,8 @@ static void print_restored(const struct pvm_kv *kv)
 {
 	static const char *const rows[][2] = {
 		{ "state", "state" },  { "epoch", "epoch" },
-		{ "files", "files read" }, { "pages", "pages" },
+		{ "files", "files read" }, { "pv_devices", "PV devices" },
+		{ "pages", "pages" },
 		{ "stream_bytes", "stream bytes" }, { "total_ms", "total (ms)" },
 		{ "memory_sha256", "memory sha256" }, { NULL, NULL },
 	};
@@ -303,13 +304,15 @@ static void verify_json(const char *path, const struct pvm_ckpt_image *im,
 	cli_json_string(im->image);
 	printf(",\"nr_pages\":%llu,\"vcpus\":%u,\"domid\":%u,\"epoch\":%u,"
 	       "\"lz4\":%s,\"encrypted\":%s,\"files\":%u,\"file_bytes\":%llu,\"pages\":%llu,"
-	       "\"records\":%llu,\"devices\":%u,\"evtchns\":%u,\"grants\":%u,"
+	       "\"records\":%llu,\"config_disks\":%u,\"config_nics\":%u,"
+	       "\"devices\":%u,\"evtchns\":%u,\"grants\":%u,"
 	       "\"checksum\":\"%s\",\"record_types\":[",
 	       (unsigned long long)im->nr_pages, im->nr_vcpus, im->domid,
 	       im->epoch, im->lz4 ? "true" : "false",
 	       im->encrypted ? "true" : "false", im->files,
 	       (unsigned long long)im->file_bytes, (unsigned long long)im->pages,
-	       (unsigned long long)im->records, im->devices, im->evtchns,
+	       (unsigned long long)im->records, im->config_devices.nr_disks,
+	       im->config_devices.nr_nics, im->devices, im->evtchns,
 	       im->grants, csum_name(i->checksum));
 	for (uint32_t t = 0; t < i->nr_types; t++)
 		printf("%s{\"type\":\"%s\",\"count\":%llu,\"bytes\":%llu}",
@@ -338,6 +341,21 @@ static void verify_human(const char *path, const struct pvm_ckpt_image *im,
 		       (unsigned long long)(im->nr_pages >> 8), im->nr_vcpus,
 		       im->nr_vcpus == 1 ? "" : "s",
 		       im->image[0] ? im->image : "?");
+	}
+	if (im->has_config) {
+		const struct pvm_ckpt_devices *d = &im->config_devices;
+
+		printf("  pv devices    %s frontends", d->frontend_gen ? "legacy" : "modern");
+		for (uint32_t k = 0; k < d->nr_disks; k++)
+			printf(", disk %s (%s) %s", d->disks[k].vdev,
+			       d->disks[k].readonly ? "ro" : "rw", d->disks[k].path);
+		for (uint32_t k = 0; k < d->nr_nics; k++)
+			printf(", nic %02x:%02x:%02x:%02x:%02x:%02x%s%s",
+			       d->nics[k].mac[0], d->nics[k].mac[1], d->nics[k].mac[2],
+			       d->nics[k].mac[3], d->nics[k].mac[4], d->nics[k].mac[5],
+			       d->nics[k].bridge[0] ? " on " : "", d->nics[k].bridge);
+		printf("%s (config only: re-created on restore)\n",
+		       d->nr_disks + d->nr_nics ? "" : ", none");
 	}
 	if (im->is_dir)
 		printf("  epochs        newest committed: %u (%u stream files)\n",

@@ -34,11 +34,71 @@ struct sr_job {
 	char path[PVM_KV_VALUE_MAX + 1];
 	char image[256];
 	char key_file[PVM_KV_VALUE_MAX + 1]; /* "" : no encryption */
+	struct pvm_ckpt_devices dev;  /* from the toolstack's config */
+	bool have_dev;
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
 	uint32_t interval_ms, epochs;
 	uint64_t duration_ms;
 	uint64_t last_progress_ns;
 };
+
+/* The toolstack's config of @domid (image, PV devices), as the saved
+ * config carries it; false when the service does not know the domain. */
+static bool config_of(struct pvm_service *s, uint32_t domid, char *image,
+		      size_t len, struct pvm_ckpt_devices *d)
+{
+	struct dom_config dc;
+
+	memset(d, 0, sizeof(*d));
+	image[0] = '\0';
+	if (svc_config_get(s, domid, &dc))
+		return false;
+	snprintf(image, len, "%s", dc.image);
+	d->frontend_gen = dc.frontend_gen;
+	d->nr_disks = dc.nr_disks;
+	for (uint32_t i = 0; i < dc.nr_disks && i < PVM_CKPT_DISKS_MAX; i++) {
+		snprintf(d->disks[i].path, sizeof(d->disks[i].path), "%s",
+			 dc.disks[i].path);
+		snprintf(d->disks[i].vdev, sizeof(d->disks[i].vdev), "%s",
+			 dc.disks[i].vdev);
+		d->disks[i].readonly = dc.disks[i].readonly;
+	}
+	d->nr_nics = dc.nr_nics;
+	for (uint32_t i = 0; i < dc.nr_nics && i < PVM_CKPT_NICS_MAX; i++) {
+		memcpy(d->nics[i].mac, dc.nics[i].mac, 6);
+		snprintf(d->nics[i].bridge, sizeof(d->nics[i].bridge), "%s",
+			 dc.nics[i].bridge);
+	}
+	return true;
+}
+
+/* Records a restored domain's config, so a later save or migration of it
+ * carries the same image and devices. */
+static void config_put(struct pvm_service *s, uint32_t domid,
+		       const char *image, const struct pvm_ckpt_devices *d)
+{
+	struct dom_config dc;
+
+	memset(&dc, 0, sizeof(dc));
+	dc.domid = domid;
+	snprintf(dc.image, sizeof(dc.image), "%s", image);
+	dc.frontend_gen = d->frontend_gen;
+	dc.nr_disks = d->nr_disks;
+	for (uint32_t i = 0; i < d->nr_disks && i < PVM_HV_MAX_DISKS; i++) {
+		snprintf(dc.disks[i].path, sizeof(dc.disks[i].path), "%s",
+			 d->disks[i].path);
+		snprintf(dc.disks[i].vdev, sizeof(dc.disks[i].vdev), "%s",
+			 d->disks[i].vdev);
+		dc.disks[i].readonly = d->disks[i].readonly;
+	}
+	dc.nr_nics = d->nr_nics;
+	for (uint32_t i = 0; i < d->nr_nics && i < PVM_HV_MAX_NICS; i++) {
+		memcpy(dc.nics[i].mac, d->nics[i].mac, 6);
+		snprintf(dc.nics[i].bridge, sizeof(dc.nics[i].bridge), "%s",
+			 d->nics[i].bridge);
+	}
+	svc_config_put(s, &dc);
+}
 
 static void hexstr(char *out, const uint8_t *p, size_t n)
 {
@@ -126,6 +186,7 @@ static void *save_main(void *arg)
 		.hv = j->svc->hv, .domid = j->dom.domid, .path = j->path,
 		.flags = j->flags, .image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
+		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
 	};
 	struct pvm_ckpt_save_stats st;
@@ -189,7 +250,8 @@ int h_save(struct req *r)
 		   (is_set(r, "keep") ? PVM_CKPT_SAVE_KEEP : 0) |
 		   (is_set(r, "lz4") ? PVM_CKPT_SAVE_LZ4 : 0) |
 		   (is_set(r, "digest") ? PVM_CKPT_SAVE_DIGEST : 0);
-	svc_config_image(r->svc, j->dom.domid, j->image, sizeof(j->image));
+	j->have_dev = config_of(r->svc, j->dom.domid, j->image,
+				sizeof(j->image), &j->dev);
 	rc = svc_job_start(r->svc, save_main, j);
 	if (rc) {
 		free(j);
@@ -237,7 +299,7 @@ int h_restore(struct req *r)
 	rc = pvm_ckpt_restore(&cfg, &st);
 	if (rc)
 		return reply_result(r, rc, NULL, "%s", st.err_msg);
-	svc_config_set(r->svc, st.domid, st.image);
+	config_put(r->svc, st.domid, st.image, &st.devices);
 	pvm_kv_init(&kv);
 	if (r->svc->hv->ops->domain_info(r->svc->hv, st.domid, &info) == 0)
 		add_dominfo(&kv, &info);
@@ -245,6 +307,8 @@ int h_restore(struct req *r)
 		pvm_kv_add(&kv, "domid", "%u", st.domid);
 	pvm_kv_add(&kv, "path", "%s", path);
 	pvm_kv_add(&kv, "files", "%u", st.files);
+	pvm_kv_add(&kv, "pv_devices", "%u disk(s), %u nic(s) re-created",
+		   st.devices.nr_disks, st.devices.nr_nics);
 	if (st.files > 1 || st.epoch)
 		pvm_kv_add(&kv, "epoch", "%u", st.epoch);
 	pvm_kv_add(&kv, "pages", "%llu", (unsigned long long)st.pages);
@@ -310,6 +374,7 @@ static void *checkpoint_main(void *arg)
 		.max_epochs = j->epochs, .duration_ms = j->duration_ms,
 		.image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
+		.devices = j->have_dev ? &j->dev : NULL,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
@@ -370,7 +435,8 @@ int h_checkpoint(struct req *r)
 	j->fd = r->fd;
 	j->flags = (is_set(r, "lz4") ? PVM_CKPT_SAVE_LZ4 : 0) |
 		   (is_set(r, "digest") ? PVM_CKPT_SAVE_DIGEST : 0);
-	svc_config_image(r->svc, j->dom.domid, j->image, sizeof(j->image));
+	j->have_dev = config_of(r->svc, j->dom.domid, j->image,
+				sizeof(j->image), &j->dev);
 	rc = svc_job_start(r->svc, checkpoint_main, j);
 	if (rc) {
 		free(j);

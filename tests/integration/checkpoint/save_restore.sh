@@ -124,6 +124,33 @@ P restore --key-file "$W/key" "$W/enc.pvm" --verify-memory >"$W/r5.out" 2>&1 || 
 a=$(field "$W/save5.out" "memory sha256"); b=$(field "$W/r5.out" "memory sha256")
 [ -n "$a" ] && [ "$a" = "$b" ] && ok "encrypted: memory identical" || bad "encrypted: digest $a before, $b after"
 
+# ---- 3c. PV devices: their config is carried, restore re-creates them -----------------
+truncate -s 16M "$W/disk.img"
+P create --name pv --memory 32M --workload dirty:16:1024:1000,blk,net \
+	--disk "$W/disk.img" --nic --frontend modern >/dev/null 2>"$W/pv.err" ||
+	bad "create with a disk and a nic: $(cat "$W/pv.err")"
+sleep 1
+P save -c pv "$W/pv.pvm" >/dev/null 2>&1 || bad "save of a guest with devices"
+P verify "$W/pv.pvm" >"$W/vpv.out"
+grep -q "disk xvda (rw) $W/disk.img, nic 00:16:3e" "$W/vpv.out" &&
+	ok "the saved config has the devices: $(grep "pv devices" "$W/vpv.out")" ||
+	bad "devices missing from the config: $(cat "$W/vpv.out")"
+P destroy pv >/dev/null
+P restore "$W/pv.pvm" >"$W/rpv.out" 2>&1 && grep -q "1 disk(s), 1 nic(s) re-created" "$W/rpv.out" &&
+	ok "restore re-created them: $(grep "PV devices" "$W/rpv.out")" || bad "restore with devices: $(cat "$W/rpv.out")"
+if command -v xenstore-read >/dev/null; then
+	pvid=$(P status pv | awk '/^domid/ {print $2}')
+	rd() { XENSTORED_PATH=$S/xenstore.sock xenstore-read "/local/domain/$pvid/data/workload/$1" 2>/dev/null || echo "?"; }
+	w0=$(rd blk-writes); sleep 1.5; w1=$(rd blk-writes)
+	if [ "$w0" != "?" ] && [ "$w1" -gt "$w0" ] && [ "$(rd blk-verify-fail)" = 0 ] &&
+		[ "$(rd blk-io-errors)" = 0 ] && [ "$(rd net-received)" -gt 0 ]; then
+		ok "the restored guest does block and net I/O: blk-writes $w0 -> $w1, verify-fail 0, io-errors 0, net-received $(rd net-received)"
+	else
+		bad "restored guest's I/O: writes $w0 -> $w1, verify-fail $(rd blk-verify-fail), io-errors $(rd blk-io-errors)"
+	fi
+fi
+P destroy pv >/dev/null
+
 # ---- 4. continuous checkpoints → restore ---------------------------------------------
 P checkpoint g1 "$W/cp" --interval-ms 50 --epochs 4 --verify-memory --json \
 	>"$W/cp.json" 2>"$W/cp.err" || bad "checkpoint: $(cat "$W/cp.err")"
