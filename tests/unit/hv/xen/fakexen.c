@@ -1,5 +1,6 @@
 /* The fake Xen host behind the hv/xen unit tests; see fakexen.h. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,15 @@ unsigned int fx_calls(const char *fn)
 	return 0;
 }
 
+/*
+ * Guards the call counts, the fault table and the mapping table, so that
+ * tests may call the backend from several threads (the rest of the fake's
+ * state is only read by the calls such tests make).
+ */
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Counts the call; the error to fail it with, or 0. */
-static int enter(const char *fn)
+static int enter_locked(const char *fn)
 {
 	size_t i;
 
@@ -82,6 +90,16 @@ static int enter(const char *fn)
 			return failpoints[i].err;
 	}
 	return 0;
+}
+
+static int enter(const char *fn)
+{
+	int e;
+
+	pthread_mutex_lock(&fake_lock);
+	e = enter_locked(fn);
+	pthread_mutex_unlock(&fake_lock);
+	return e;
 }
 
 #define FAILPOINT(ret)                                                       \
@@ -605,10 +623,12 @@ void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
 
 static void map_track(void *addr, size_t n)
 {
+	pthread_mutex_lock(&fake_lock);
 	for (size_t i = 0; i < 256; i++) {
 		if (!maps[i].addr) {
 			maps[i] = (struct fx_map){ addr, n };
 			fx.live_maps++;
+			pthread_mutex_unlock(&fake_lock);
 			return;
 		}
 	}
@@ -617,14 +637,19 @@ static void map_track(void *addr, size_t n)
 
 static int map_untrack(void *addr, size_t n)
 {
+	int rc = -1;
+
+	pthread_mutex_lock(&fake_lock);
 	for (size_t i = 0; i < 256; i++) {
 		if (maps[i].addr == addr && maps[i].n == n) {
 			maps[i].addr = NULL;
 			fx.live_maps--;
-			return 0;
+			rc = 0;
+			break;
 		}
 	}
-	return -1;
+	pthread_mutex_unlock(&fake_lock);
+	return rc;
 }
 
 /* The machine frame @dom's foreign map of @frame reaches, or ~0. */

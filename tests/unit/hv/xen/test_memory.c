@@ -6,6 +6,7 @@
 #include "xentest.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #define NR 1000u /* not a multiple of 64: the bitmap tail must be masked */
@@ -330,6 +331,86 @@ static void test_destroy_drops_p2m(void **state)
 	assert_int_equal(fx.live_maps, 0);
 }
 
+struct hammer {
+	struct pvm_hv *hv;
+	unsigned int seed;
+	int failures;
+};
+
+static void *hammer_maps(void *arg)
+{
+	struct hammer *h = arg;
+
+	for (int it = 0; it < 300; it++) {
+		uint64_t pfns[8];
+		int errs[8];
+		uint8_t *p;
+
+		for (int i = 0; i < 8; i++)
+			pfns[i] = (uint64_t)rand_r(&h->seed) % (NR - 8);
+		if (h->hv->ops->map_pages(h->hv, 4, PVM_HV_MAP_READ, pfns, 8,
+					  errs, (void **)&p)) {
+			h->failures++;
+			continue;
+		}
+		for (int i = 0; i < 8; i++)
+			if (errs[i] ||
+			    p[i * PVM_PAGE_SIZE] != (uint8_t)(pfns[i] ^ 0x5a))
+				h->failures++;
+		if (h->hv->ops->unmap_pages(h->hv, p, 8))
+			h->failures++;
+	}
+	return NULL;
+}
+
+static void *hammer_logdirty(void *arg)
+{
+	struct hammer *h = arg;
+	struct pvm_bitmap bm;
+
+	if (pvm_bitmap_init(&bm, NR))
+		return NULL;
+	for (int it = 0; it < 300; it++) {
+		if (h->hv->ops->logdirty_read_clear(h->hv, 4, &bm))
+			h->failures++;
+		/* Off drops the p2m: the mappers load it again, racing. */
+		if (it % 10 == 9 &&
+		    (h->hv->ops->logdirty_disable(h->hv, 4) ||
+		     h->hv->ops->logdirty_enable(h->hv, 4)))
+			h->failures++;
+	}
+	pvm_bitmap_dispose(&bm);
+	return NULL;
+}
+
+/*
+ * Threads mapping pages of a PV guest whose p2m is not loaded yet (they
+ * race to load it) while another reads the dirty log and now and then
+ * turns it off and on (which drops the p2m): every map reads the right
+ * pages and at most one p2m mapping is left at the end.
+ */
+static void test_threads(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct hammer h[3] = { { hv, 1, 0 }, { hv, 2, 0 }, { hv, 3, 0 } };
+	pthread_t t[3];
+
+	booted(4, NR);
+	assert_int_equal(hv->ops->logdirty_enable(hv, 4), 0);
+	assert_int_equal(pthread_create(&t[0], NULL, hammer_maps, &h[0]), 0);
+	assert_int_equal(pthread_create(&t[1], NULL, hammer_maps, &h[1]), 0);
+	assert_int_equal(pthread_create(&t[2], NULL, hammer_logdirty, &h[2]),
+			 0);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(h[i].failures, 0);
+	}
+	assert_true(fx.live_maps <= 1); /* the p2m, unless just dropped */
+	assert_int_equal(xt_errors, 0);
+	assert_int_equal(hv->ops->logdirty_disable(hv, 4), 0);
+	assert_int_equal(fx.live_maps, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +424,7 @@ int main(void)
 		XT_TEST(test_map_p2m_reload),
 		XT_TEST(test_map_hvm),
 		XT_TEST(test_destroy_drops_p2m),
+		XT_TEST(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
