@@ -164,6 +164,69 @@ static int await_ready(struct sim_domain *d)
 	return 0;
 }
 
+#define PARK_WAIT_US 500000u
+
+static struct pvm_simguest_header *header(struct sim_domain *d)
+{
+	return d->mem ? (void *)(d->mem + PVM_SIMGUEST_HEADER_PFN * PVM_PAGE_SIZE)
+		      : NULL;
+}
+
+/*
+ * Asks the guest's PV loop to park at its top before the process is
+ * stopped (guest_abi.h park_req): emulates a pause at an instruction
+ * boundary for a program that restarts its loop after a restore. Called
+ * WITHOUT the host lock: the loop may be waiting for a hypercall that the
+ * host's service thread answers under that lock. It waits through a
+ * mapping of its own of the header page, so a domain destroyed meanwhile
+ * cannot pull memory from under it. Bounded: a loop that does not answer
+ * (stuck) is stopped where it is, as a real pause would.
+ */
+static void park_wait(int memfd, uint32_t domid)
+{
+	struct pvm_simguest_header *hdr;
+	void *p = mmap(NULL, PVM_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       memfd, PVM_SIMGUEST_HEADER_PFN * PVM_PAGE_SIZE);
+
+	close(memfd);
+	if (p == MAP_FAILED)
+		return;
+	hdr = p;
+	for (unsigned us = 0; us < PARK_WAIT_US; us += 50) {
+		if (__atomic_load_n(&hdr->parked, __ATOMIC_ACQUIRE))
+			goto out;
+		usleep(50);
+	}
+	pvm_warn("sim: domain %u: its PV loop did not park within %u ms; paused where it is",
+		 domid, PARK_WAIT_US / 1000);
+out:
+	munmap(p, PVM_PAGE_SIZE);
+}
+
+/* Raises park_req (lock held); returns a dup of the memfd to wait on, or
+ * -1 when the guest runs no PV loop. */
+static int park_request(struct sim_domain *d)
+{
+	struct pvm_simguest_header *hdr = header(d);
+
+	if (!hdr || !__atomic_load_n(&hdr->pv_running, __ATOMIC_ACQUIRE))
+		return -1;
+	__atomic_store_n(&hdr->park_req, 1, __ATOMIC_SEQ_CST);
+	/* A host write to guest memory: log-dirty must see it. */
+	sim_mark_dirty_locked(d, PVM_SIMGUEST_HEADER_PFN);
+	return fcntl(d->memfd, F_DUPFD_CLOEXEC, 0);
+}
+
+static void unpark(struct sim_domain *d)
+{
+	struct pvm_simguest_header *hdr = header(d);
+
+	if (hdr && __atomic_load_n(&hdr->park_req, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&hdr->park_req, 0, __ATOMIC_SEQ_CST);
+		sim_mark_dirty_locked(d, PVM_SIMGUEST_HEADER_PFN);
+	}
+}
+
 /* SIGSTOP and wait until every thread has stopped. Lock held. */
 static int stop_process(struct sim_host *h, struct sim_domain *d)
 {
@@ -534,15 +597,27 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	struct sim_domain *d;
 	int rc;
 
+	int park_fd = -1;
+
 	pthread_mutex_lock(&h->lock);
 	rc = sim_fault(h, PVM_SIM_FAULT_PAUSE);
 	if (rc == 0)
 		rc = sim_dom_get(h, domid, true, &d);
+	if (rc == 0 && d->pause_count == 0)
+		park_fd = park_request(d);
+	if (park_fd >= 0) {
+		pthread_mutex_unlock(&h->lock);
+		park_wait(park_fd, domid);
+		pthread_mutex_lock(&h->lock);
+		rc = sim_dom_get(h, domid, true, &d);
+	}
 	if (rc == 0 && d->pause_count == 0) {
 		rc = stop_process(h, d);
 		if (rc == 0) {
 			d->pause_count = 1;
 			sim_dom_set_state(d, DOM_RUNNING, DOM_PAUSED);
+		} else if (rc != -ESRCH) {
+			unpark(d); /* not paused after all: let it go on */
 		}
 	} else if (rc == 0) {
 		d->pause_count++;
@@ -563,6 +638,8 @@ int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid)
 		rc = -EINVAL;
 	if (rc == 0 && --d->pause_count == 0) {
 		sim_dom_set_state(d, DOM_PAUSED, DOM_RUNNING);
+		/* Also clears a request copied in with a restored image. */
+		unpark(d);
 		if (pidfd_send_signal(d->pidfd, SIGCONT, NULL, 0) < 0) {
 			rc = -errno;
 			pvm_err("sim: domain %u: SIGCONT: %s", domid,

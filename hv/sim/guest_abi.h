@@ -55,11 +55,25 @@ struct pvm_simguest_header {
 	/* "echo" workload: the port it offers to domain 0 (0 until then) and
 	 * how many events it has echoed back. */
 	uint32_t echo_port;
-	uint32_t reserved;
+	/* Non-zero once the guest's PV main loop runs (see park_req). Was
+	 * "reserved" (0). */
+	uint32_t pv_running;
 	uint64_t echo_count;
 	/* PV workload counters (also published in xenstore under
 	 * data/workload/, see hv/sim/sim.h struct pvm_sim_workload). */
 	uint64_t wl[16]; /* indexed by enum pvm_simguest_counter */
+	/*
+	 * Pausing at an instruction boundary. A real vCPU resumes at the very
+	 * instruction it was stopped at; a restored pvmig-simguest restarts
+	 * its PV loop from the top, and that loop updates ring indices and
+	 * their private copies in several steps. So before it stops the
+	 * process the host sets park_req, and the PV loop, at its top (where
+	 * its state is whole), sets parked and waits for park_req to clear
+	 * (hv/sim/domain.c stop_process / unpause). The host clears park_req
+	 * before it lets the process run, also on a restored copy.
+	 */
+	uint32_t park_req; /* host → guest */
+	uint32_t parked;   /* guest → host */
 };
 
 enum pvm_simguest_counter {

@@ -891,6 +891,8 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 	gpages = nr_pages;
 	wl = w;
 	hdr = (void *)mem;
+	/* A restored image carries the source's parked flag. */
+	__atomic_store_n(&hdr->parked, 0, __ATOMIC_SEQ_CST);
 	g = page_of(base);
 	xsc_init(&xs, PVM_SIMGUEST_XS_FD);
 	if (xsc_read(&xs, "domid", buf, sizeof(buf)) < 0)
@@ -922,6 +924,16 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 		bool busy = false;
 		int np = 0, timeout;
 
+		/* The top of the loop: our state is whole here, so this is
+		 * where a pause may land (guest_abi.h park_req). */
+		__atomic_store_n(&hdr->pv_running, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&hdr->park_req, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&hdr->parked, 1, __ATOMIC_SEQ_CST);
+			while (__atomic_load_n(&hdr->park_req, __ATOMIC_ACQUIRE))
+				usleep(50);
+			__atomic_store_n(&hdr->parked, 0, __ATOMIC_SEQ_CST);
+			continue;
+		}
 		if (xsc_take_events(&xs) != 0 || next_publish == 0)
 			for (unsigned int i = 0; i < ndev; i++)
 				fe_changed(&devs[i]);

@@ -140,7 +140,17 @@ static struct pvm_sim_workload counters(struct pvhost *p, uint32_t domid)
 			if (cond)                                           \
 				break;                                      \
 			if (pvm_now_ms() > dl_)                             \
-				fail_msg("timed out waiting for " #cond);   \
+				fail_msg("timed out waiting for " #cond     \
+					 " (blk w%llu r%llu f%llu e%llu, "  \
+					 "net s%llu r%llu l%llu, fe %llu)", \
+					 (unsigned long long)w.blk_writes,  \
+					 (unsigned long long)w.blk_reads,   \
+					 (unsigned long long)w.blk_verify_fail, \
+					 (unsigned long long)w.blk_io_errors, \
+					 (unsigned long long)w.net_sent,    \
+					 (unsigned long long)w.net_received, \
+					 (unsigned long long)w.net_lost,    \
+					 (unsigned long long)w.fe_connects); \
 			simtest_sleep_ms(10);                               \
 		}                                                           \
 	} while (0)
@@ -392,6 +402,156 @@ static void test_backend_reattach(void **state)
 	pv_host_end(p);
 }
 
+/* ---- both generations across a live migration ------------------------
+ * What pvquiesce will do, by hand: pre-copy under log-dirty while the
+ * workload runs, quiesce the backends (pause = drain), pause, last copy,
+ * vCPU/grant/event-channel state; then legacy: the destination's fresh
+ * backends give way to ones attached from captured state and the
+ * xenstore subtree is imported, so the frontend never re-handshakes;
+ * modern: fresh backends and fresh nodes, the frontend re-handshakes and
+ * re-queues. Block data read through the backends must arrive intact:
+ * pages they wrote are caught by log-dirty only if they marked them. */
+
+static void copy_pages(struct pvm_hv *src, uint32_t sd, struct pvm_hv *dst,
+		       uint32_t dd, const uint64_t *pfns, size_t n)
+{
+	int *errs = calloc(n ? n : 1, sizeof(int));
+	void *a, *b;
+
+	assert_non_null(errs);
+	if (n) {
+		assert_int_equal(src->ops->map_pages(src, sd, PVM_HV_MAP_READ,
+						     pfns, n, errs, &a), 0);
+		assert_int_equal(dst->ops->map_pages(dst, dd, PVM_HV_MAP_WRITE,
+						     pfns, n, errs, &b), 0);
+		memcpy(b, a, n * PVM_PAGE_SIZE);
+		assert_int_equal(src->ops->unmap_pages(src, a, n), 0);
+		assert_int_equal(dst->ops->unmap_pages(dst, b, n), 0);
+	}
+	free(errs);
+}
+
+static void copy_dirty(struct pvm_hv *src, uint32_t sd, struct pvm_hv *dst,
+		       uint32_t dd, struct pvm_bitmap *bm, uint64_t *pfns)
+{
+	size_t n = 0;
+
+	assert_int_equal(src->ops->logdirty_read_clear(src, sd, bm), 0);
+	for (size_t i = pvm_bitmap_next_set(bm, 0); i < bm->nbits;
+	     i = pvm_bitmap_next_set(bm, i + 1))
+		pfns[n++] = i;
+	copy_pages(src, sd, dst, dd, pfns, n);
+}
+
+static void migrate_generation(enum pvm_hv_frontend_gen gen)
+{
+	struct pvhost *a = pv_host(), *b = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(a, "blk:0,net:0", true,
+						    true, 7);
+	static const uint32_t types[2] = { PVM_SIM_DEV_VBD, PVM_SIM_DEV_VIF };
+	static const uint32_t ids[2] = { XVDA, 0 };
+	struct pvm_sim_backend_state st[2];
+	struct pvm_sim_workload w, before;
+	uint64_t *pfns = calloc(PV_PAGES, sizeof(*pfns));
+	struct pvm_bitmap bm;
+	struct pvm_buf buf;
+	uint32_t sd, dd;
+
+	assert_non_null(pfns);
+	assert_int_equal(pvm_bitmap_init(&bm, PV_PAGES), 0);
+	pvm_buf_init(&buf, 1 << 20);
+	cfg.frontend_gen = gen;
+	assert_int_equal(a->hv->ops->domain_create(a->hv, &cfg, &sd), 0);
+	WAIT_FOR(a, sd, w, w.blk_reads >= 64 && w.net_received >= 20);
+
+	cfg.domid = sd;
+	cfg.start_paused = true;
+	assert_int_equal(b->hv->ops->domain_create(b->hv, &cfg, &dd), 0);
+
+	/* pre-copy while the workload runs */
+	assert_int_equal(a->hv->ops->logdirty_enable(a->hv, sd), 0);
+	for (size_t i = 0; i < PV_PAGES; i++)
+		pfns[i] = i;
+	copy_pages(a->hv, sd, b->hv, dd, pfns, PV_PAGES);
+	for (int round = 0; round < 3; round++)
+		copy_dirty(a->hv, sd, b->hv, dd, &bm, pfns);
+
+	/* quiesce: backends drained and stopped, then the guest */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pvm_sim_backend_pause(a->hv, sd, types[i],
+						       ids[i]), 0);
+	assert_int_equal(a->hv->ops->domain_pause(a->hv, sd), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pvm_sim_backend_capture(a->hv, sd, types[i],
+							 ids[i], &st[i]), 0);
+	{
+		/* exact, from the paused guest's header page (xenstore lags) */
+		const struct pvm_simguest_header *hd =
+			(const void *)simtest_mem(a->hv, sd);
+
+		before.blk_reads = hd->wl[PVM_SIMGUEST_C_BLK_READS];
+		before.net_received = hd->wl[PVM_SIMGUEST_C_NET_RECEIVED];
+	}
+	copy_dirty(a->hv, sd, b->hv, dd, &bm, pfns);
+	pvm_buf_reset(&buf);
+	assert_int_equal(a->hv->ops->vcpu_context_get(a->hv, sd, 0, &buf), 0);
+	assert_int_equal(b->hv->ops->vcpu_context_set(b->hv, dd, 0, buf.data,
+						      buf.len), 0);
+	pvm_buf_reset(&buf);
+	assert_int_equal(a->hv->ops->grant_state_get(a->hv, sd, &buf), 0);
+	assert_int_equal(b->hv->ops->grant_state_set(b->hv, dd, buf.data,
+						     buf.len), 0);
+	pvm_buf_reset(&buf);
+	assert_int_equal(a->hv->ops->evtchn_state_get(a->hv, sd, &buf), 0);
+	assert_int_equal(b->hv->ops->evtchn_state_set(b->hv, dd, buf.data,
+						      buf.len), 0);
+	if (gen == PVM_HV_FRONTEND_LEGACY) {
+		pvm_buf_reset(&buf);
+		assert_int_equal(pvm_xs_export_domain(a->srv, (uint16_t)sd,
+						      &buf), 0);
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pvm_sim_backend_destroy(b->hv, dd,
+								 types[i],
+								 ids[i]), 0);
+		assert_int_equal(pvm_xs_import_domain(b->srv, (uint16_t)dd,
+						      buf.data, buf.len), 0);
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pvm_sim_backend_attach(b->hv, &st[i]), 0);
+	}
+	assert_int_equal(a->hv->ops->domain_destroy(a->hv, sd), 0);
+	assert_int_equal(b->hv->ops->domain_unpause(b->hv, dd), 0);
+
+	/* two more full passes, every block read back intact */
+	WAIT_FOR(b, dd, w,
+		 w.blk_reads >= before.blk_reads + 128 &&
+			 w.net_received >= before.net_received + 50);
+	assert_int_equal(w.blk_verify_fail, 0);
+	assert_int_equal(w.blk_io_errors, 0);
+	assert_int_equal(w.net_dup, 0);
+	/* legacy: connected once, never again; modern: re-handshook */
+	assert_int_equal(w.fe_connects,
+			 gen == PVM_HV_FRONTEND_LEGACY ? 2 : 4);
+	assert_int_equal(be_state(b, dd, PVM_SIM_DEV_VBD, XVDA), XB_CONNECTED);
+	assert_int_equal(be_state(b, dd, PVM_SIM_DEV_VIF, 0), XB_CONNECTED);
+	pvm_buf_dispose(&buf);
+	pvm_bitmap_dispose(&bm);
+	free(pfns);
+	pv_host_end(b);
+	pv_host_end(a);
+}
+
+static void test_migrate_legacy(void **state)
+{
+	(void)state;
+	migrate_generation(PVM_HV_FRONTEND_LEGACY);
+}
+
+static void test_migrate_modern(void **state)
+{
+	(void)state;
+	migrate_generation(PVM_HV_FRONTEND_MODERN);
+}
+
 /* ---- hostile frontends and death ------------------------------------ */
 
 static void hostile(const char *image)
@@ -592,6 +752,8 @@ int main(void)
 		cmocka_unit_test(test_vif_dup_counted),
 		cmocka_unit_test(test_vif_reorder_counted),
 		cmocka_unit_test(test_backend_reattach),
+		cmocka_unit_test(test_migrate_legacy),
+		cmocka_unit_test(test_migrate_modern),
 		cmocka_unit_test(test_garbage_ring_index),
 		cmocka_unit_test(test_garbage_grant_entry),
 		cmocka_unit_test(test_guest_death_cleans_up),
