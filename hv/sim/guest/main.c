@@ -133,10 +133,13 @@ static int parse_workload(const char *s, struct workload *w, bool has_xs)
 	     it = strtok_r(NULL, ",", &save))
 		if (parse_item(it, w) < 0)
 			return -EINVAL;
-	if (has_xs && w->dirty) {
+	/* A guest big enough for the device area (pv_main runs) keeps the
+	 * dirty workload out of it. */
+	if (has_xs && w->dirty &&
+	    nr_pages >= PVM_SIMGUEST_DEV_PAGES + PVM_SIMGUEST_FIRST_FREE_PFN) {
 		uint64_t top = nr_pages - PVM_SIMGUEST_DEV_PAGES;
 
-		if (nr_pages < PVM_SIMGUEST_DEV_PAGES + w->first)
+		if (w->first >= top)
 			return -EINVAL;
 		if (w->count > top - w->first)
 			w->count = top - w->first;

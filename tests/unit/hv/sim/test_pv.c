@@ -248,6 +248,50 @@ static void test_vbd_corruption_counted(void **state)
 	pv_host_end(p);
 }
 
+/* Writes to a read-only disk are refused (BLKIF_RSP_ERROR): counted as
+ * I/O errors, and nothing reaches the image. */
+static void test_vbd_readonly_io_errors(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0", true, false, 1);
+	struct pvm_sim_workload w;
+	uint8_t buf[4096], zero[4096] = { 0 };
+	uint32_t d;
+	int fd;
+
+	(void)state;
+	cfg.disks[0].readonly = true;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_io_errors >= 64);
+	assert_int_equal(w.blk_writes, 0);
+	assert_int_equal(w.blk_verify_fail, 0);
+	fd = open(p->disk, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_memory_equal(buf, zero, sizeof(buf));
+	close(fd);
+	pv_host_end(p);
+}
+
+/* A small guest (no room for the device area) on a host with xenstore
+ * still runs its dirty workload, and gets its nodes. */
+static void test_small_guest_with_xenstore(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(p, "dirty:16:32:1000",
+						    false, false, 1);
+	char path[64], val[32];
+	uint32_t d;
+
+	(void)state;
+	cfg.nr_pages = 64;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	simtest_wait_passes(p->hv, d, simtest_passes(p->hv, d), 3);
+	snprintf(path, sizeof(path), "/local/domain/%u/name", d);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
+	assert_string_equal(val, "pv");
+	pv_host_end(p);
+}
+
 /* ---- vif ----------------------------------------------------------- */
 
 static void test_vif_echo(void **state)
@@ -747,6 +791,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vbd_workload),
 		cmocka_unit_test(test_vbd_corruption_counted),
+		cmocka_unit_test(test_vbd_readonly_io_errors),
+		cmocka_unit_test(test_small_guest_with_xenstore),
 		cmocka_unit_test(test_vif_echo),
 		cmocka_unit_test(test_vif_drop_counted),
 		cmocka_unit_test(test_vif_dup_counted),
