@@ -242,12 +242,12 @@ void sim_dev_fatal(struct sim_dev *v, const char *fmt, ...)
 /* The frontend's state changed (or may have): Linux frontend_changed(). */
 static void frontend_changed(struct sim_dev *v)
 {
-	char path[160];
+	char path[160], mine[16];
 	uint32_t fe = 0;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/state", v->be_path);
-	if (xsc_read(&v->xs, path, (char[8]){ 0 }, 8) == -ENOENT) {
+	if (xsc_read(&v->xs, path, mine, sizeof(mine)) == -ENOENT) {
 		/* our own directory was removed: the domain is gone */
 		v->gone = true;
 		dev_disconnect(v);
@@ -313,6 +313,14 @@ static void *dev_main(void *arg)
 		int np = 0;
 
 		pthread_mutex_lock(&v->mu);
+		if (v->want == DEV_PAUSE && !v->paused) {
+			/* Quiesce pauses the guest before its backends: serve
+			 * what it queued last, so that a frontend that makes new
+			 * rings on resume (modern) has nothing in flight to drop. */
+			pthread_mutex_unlock(&v->mu);
+			process(v);
+			pthread_mutex_lock(&v->mu);
+		}
 		while (v->want == DEV_PAUSE) {
 			if (!v->paused) {
 				v->paused = true;

@@ -88,10 +88,10 @@ static int rw(struct sim_dev *v, const struct blkif_request *req, int *status)
 	if (n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
 		pvm_warn("sim: d%u vbd %u: bad number of segments %u",
 			 v->domid, v->devid, n);
-		return *status = BLKIF_RSP_ERROR, 0;
+		goto bad;
 	}
 	if (write && v->readonly)
-		return *status = BLKIF_RSP_ERROR, 0;
+		goto bad;
 	for (unsigned int i = 0; i < n; i++) {
 		const struct blkif_request_segment *s = &req->seg[i];
 		uint32_t off, len;
@@ -103,7 +103,7 @@ static int rw(struct sim_dev *v, const struct blkif_request *req, int *status)
 			pvm_warn("sim: d%u vbd %u: bad segment sectors %u-%u",
 				 v->domid, v->devid, s->first_sect,
 				 s->last_sect);
-			return *status = BLKIF_RSP_ERROR, 0;
+			goto bad;
 		}
 		off = s->first_sect * SECTOR;
 		len = (uint32_t)(s->last_sect - s->first_sect + 1) * SECTOR;
@@ -112,7 +112,7 @@ static int rw(struct sim_dev *v, const struct blkif_request *req, int *status)
 			pvm_warn("sim: d%u vbd %u: access beyond the disk "
 				 "(sector %llu)", v->domid, v->devid,
 				 (unsigned long long)sector);
-			return *status = BLKIF_RSP_ERROR, 0;
+			goto bad;
 		}
 		if (write) {
 			rc = pvm_sim_grant_copy_from(hv, 0, v->domid, s->gref,
@@ -121,13 +121,13 @@ static int rw(struct sim_dev *v, const struct blkif_request *req, int *status)
 				done = pwrite(v->disk_fd, buf, len,
 					      (off_t)(sector * SECTOR));
 				if (done != (ssize_t)len)
-					return *status = BLKIF_RSP_ERROR, 0;
+					goto bad;
 			}
 		} else {
 			done = pread(v->disk_fd, buf, len,
 				     (off_t)(sector * SECTOR));
 			if (done != (ssize_t)len)
-				return *status = BLKIF_RSP_ERROR, 0;
+				goto bad;
 			rc = pvm_sim_grant_copy_to(hv, 0, v->domid, s->gref,
 						   off, buf, len);
 		}
@@ -143,6 +143,9 @@ static int rw(struct sim_dev *v, const struct blkif_request *req, int *status)
 		sector += len / SECTOR;
 	}
 	*status = BLKIF_RSP_OKAY;
+	return 0;
+bad:
+	*status = BLKIF_RSP_ERROR; /* the request, not the device */
 	return 0;
 }
 
