@@ -93,9 +93,11 @@ int pvm_sim_backend_destroy(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 /*
  * Re-creates the backend of @st->domid/@st->devid from captured state (its
  * configuration, e.g. the disk image, is read back from its xenstore
- * directory). Only states captured Connected can be attached; the domain
- * must exist and have no backend for that device (-EBUSY). The ring
- * indices and refs are untrusted: checked as on any connect.
+ * directory). Only drained states (req_cons == rsp_prod_pvt on every
+ * ring, as pause leaves them) captured Connected can be attached (else
+ * -EINVAL); the domain must exist and have no backend for that device
+ * (-EBUSY). The ring indices and refs are untrusted: checked as on any
+ * connect.
  */
 int pvm_sim_backend_attach(struct pvm_hv *hv,
 			   const struct pvm_sim_backend_state *st);

@@ -927,6 +927,16 @@ int pvm_sim_backend_attach(struct pvm_hv *hv,
 	if (st->type != PVM_SIM_DEV_VBD && st->type != PVM_SIM_DEV_VIF)
 		return -EINVAL;
 	want_rings = st->type == PVM_SIM_DEV_VIF ? 2 : 1;
+	for (uint32_t i = 0; i < st->nr_rings && i < PVM_SIM_BACKEND_MAX_RINGS;
+	     i++)
+		if (st->ring[i].req_cons != st->ring[i].rsp_prod_pvt) {
+			/* Not drained: requests taken and never answered
+			 * (and a gap the ring macros would spin on). */
+			pvm_err("sim: d%u %s %u: ring %u not drained (%u/%u)",
+				st->domid, type_name(st->type), st->devid, i,
+				st->ring[i].req_cons, st->ring[i].rsp_prod_pvt);
+			return -EINVAL;
+		}
 	if (st->nr_rings != want_rings || st->xb_state != XenbusStateConnected ||
 	    st->domid == 0 || st->domid > PVM_HV_DOMID_MAX) {
 		pvm_err("sim: d%u %s %u: cannot attach a backend state with "

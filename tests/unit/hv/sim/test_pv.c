@@ -413,7 +413,7 @@ static void test_backend_reattach(void **state)
 	struct pvhost *p = pv_host();
 	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0,net:0", true,
 						    true, 1);
-	struct pvm_sim_workload w;
+	struct pvm_sim_workload w, before;
 	uint32_t d;
 
 	(void)state;
@@ -421,7 +421,7 @@ static void test_backend_reattach(void **state)
 	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
 	for (int round = 0; round < 4; round++) {
-		struct pvm_sim_workload before = counters(p, d);
+		before = counters(p, d);
 
 		reattach(p, d, PVM_SIM_DEV_VBD, XVDA, round & 1);
 		reattach(p, d, PVM_SIM_DEV_VIF, 0, round & 1);
@@ -435,13 +435,36 @@ static void test_backend_reattach(void **state)
 	assert_int_equal(w.fe_connects, 2); /* one vbd + one vif, once */
 	assert_int_equal(w.net_dup, 0);
 	assert_int_equal(w.net_ooo, 0);
-	/* a malformed state is refused */
+	/* malformed states are refused, the live backend untouched */
 	{
-		struct pvm_sim_backend_state bad = { .type = 9 };
+		struct pvm_sim_backend_state bad = { .type = 9 }, st;
 
 		pvm_log_set_sink(quiet, NULL);
 		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
+		assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD,
+						       XVDA), 0);
+		assert_int_equal(pvm_sim_backend_capture(p->hv, d,
+							 PVM_SIM_DEV_VBD, XVDA,
+							 &st), 0);
+		assert_int_equal(pvm_sim_backend_destroy(p->hv, d,
+							 PVM_SIM_DEV_VBD, XVDA), 0);
+		bad = st;
+		bad.ring[0].req_cons += 40; /* not drained */
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
+		bad = st;
+		bad.xb_state = 2; /* InitWait: nothing to attach to */
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
+		bad = st;
+		bad.ring[0].ref = 100000; /* beyond the grant table */
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
+		bad = st;
+		bad.fe_port = 1000; /* not the frontend's port */
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
 		pvm_log_set_sink(NULL, NULL);
+		assert_int_equal(pvm_sim_backend_attach(p->hv, &st), 0);
+		before = counters(p, d);
+		WAIT_FOR(p, d, w, w.blk_reads >= before.blk_reads + 64);
+		assert_int_equal(w.blk_verify_fail, 0);
 	}
 	pv_host_end(p);
 }
