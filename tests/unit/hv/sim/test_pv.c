@@ -14,6 +14,7 @@
 #include "simtest.h"
 
 #include "hv/sim/backend.h"
+#include "hv/sim/xenring.h"
 #include "hv/sim/xenstored/xenstored.h"
 #include "hv/sim/xsc.h"
 
@@ -664,6 +665,84 @@ static void test_garbage_grant_entry(void **state)
 	hostile("evil-gref");
 }
 
+/* Random requests pushed into a live vbd ring behind the (paused)
+ * frontend's back: every one is answered or the device breaks; nothing
+ * outside the ring and the guest's granted pages is touched (ASan/UBSan
+ * builds run this too). */
+static void test_random_requests(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "blk:0", true, false);
+	struct pvm_sim_workload w;
+	const grant_entry_v1_t *gt;
+	blkif_sring_t *sring;
+	uint32_t fe_port = 0;
+	uint64_t ref = 0, seed = 0x9e3779b97f4a7c15ull;
+	uint8_t *mem;
+	char path[128];
+	int answered = 0;
+
+	(void)state;
+	WAIT_FOR(p, d, w, w.blk_reads >= 64);
+	assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
+	mem = simtest_mem(p->hv, d);
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vbd/%u/ring-ref",
+		 d, XVDA);
+	assert_int_equal(xsc_read_u64(&p->xs, path, &ref), 0);
+	snprintf(path, sizeof(path),
+		 "/local/domain/%u/device/vbd/%u/event-channel", d, XVDA);
+	{
+		uint64_t port = 0;
+
+		assert_int_equal(xsc_read_u64(&p->xs, path, &port), 0);
+		fe_port = (uint32_t)port;
+	}
+	gt = (const grant_entry_v1_t *)(mem + PVM_SIMGUEST_GNTTAB_PFN *
+						      PVM_PAGE_SIZE);
+	sring = (blkif_sring_t *)(mem + (size_t)gt[ref].frame * PVM_PAGE_SIZE);
+	pvm_log_set_sink(quiet, NULL);
+	for (int round = 0; round < 300; round++) {
+		RING_IDX prod = sring->req_prod;
+		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+
+		if (be_state(p, d, PVM_SIM_DEV_VBD, XVDA) != XB_CONNECTED)
+			break;
+		for (int i = 0; i < 4; i++, prod++) {
+			blkif_request_t *r = &sring->ring[prod % 32].req;
+			uint8_t *b = (uint8_t *)r;
+
+			for (size_t k = 0; k < sizeof(*r); k++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				b[k] = (uint8_t)(seed >> 56);
+			}
+			/* half plausible: real ops, refs the guest granted */
+			if (round & 1) {
+				r->operation = (uint8_t)(r->operation & 1);
+				r->nr_segments = (uint8_t)(1 + r->nr_segments % 11);
+				r->sector_number %= 4096;
+				for (int k = 0; k < 11; k++)
+					r->seg[k].gref = 8 + r->seg[k].gref % 24;
+			}
+		}
+		__atomic_store_n(&sring->req_prod, prod, __ATOMIC_RELEASE);
+		assert_int_equal(pvm_sim_evtchn_notify(p->hv, d, fe_port), 0);
+		while (__atomic_load_n(&sring->rsp_prod, __ATOMIC_ACQUIRE) != prod &&
+		       be_state(p, d, PVM_SIM_DEV_VBD, XVDA) == XB_CONNECTED) {
+			if (pvm_now_ms() > dl)
+				fail_msg("requests neither answered nor refused");
+			simtest_sleep_ms(1);
+		}
+		answered += sring->rsp_prod == prod;
+	}
+	pvm_log_set_sink(NULL, NULL);
+	printf("%d rounds answered before the device %s\n", answered,
+	       be_state(p, d, PVM_SIM_DEV_VBD, XVDA) == XB_CONNECTED ?
+		       "stayed up" : "broke");
+	assert_true(answered > 0);
+	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
+	pv_host_end(p);
+}
+
 static void test_guest_death_cleans_up(void **state)
 {
 	struct pvhost *p = pv_host();
@@ -825,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_migrate_modern),
 		cmocka_unit_test(test_garbage_ring_index),
 		cmocka_unit_test(test_garbage_grant_entry),
+		cmocka_unit_test(test_random_requests),
 		cmocka_unit_test(test_guest_death_cleans_up),
 		cmocka_unit_test(test_bad_device_configs),
 		cmocka_unit_test(test_create_from_any_thread),
