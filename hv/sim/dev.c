@@ -50,7 +50,7 @@ static const char *type_name(uint32_t type)
 
 /* ---- the xenbus state machine ---------------------------------------- */
 
-static bool xb_allowed(uint32_t from, uint32_t to)
+bool sim_xb_allowed(uint32_t from, uint32_t to)
 {
 	switch (to) {
 	case XenbusStateInitWait:
@@ -73,7 +73,7 @@ static int xb_set(struct sim_dev *v, uint32_t to)
 	char path[128];
 	int rc;
 
-	if (!xb_allowed(v->xb_state, to)) {
+	if (!sim_xb_allowed(v->xb_state, to)) {
 		pvm_err("sim: d%u %s %u: xenbus %u -> %u is not a transition",
 			v->domid, type_name(v->type), v->devid, v->xb_state, to);
 		return -EPROTO;

@@ -338,6 +338,9 @@ void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);
 void sim_dev_destroy_domain(struct sim_host *h, uint32_t domid);
 int sim_dev_host_init(struct sim_host *h, struct pvm_xenstored *srv);
 void sim_dev_host_close(struct sim_host *h);
+/* The backend xenbus transition table (dev.c head): may a backend go
+ * from @from to @to (XenbusState*)? */
+bool sim_xb_allowed(uint32_t from, uint32_t to);
 /* The backend hit something fatal (hostile frontend): log, error node,
  * Closing then Closed. Device thread. */
 void sim_dev_fatal(struct sim_dev *v, const char *fmt, ...)

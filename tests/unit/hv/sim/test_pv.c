@@ -14,6 +14,7 @@
 #include "simtest.h"
 
 #include "hv/sim/backend.h"
+#include "hv/sim/internal.h" /* sim_xb_allowed */
 #include "hv/sim/xenring.h"
 #include "hv/sim/xenstored/xenstored.h"
 #include "hv/sim/xsc.h"
@@ -805,6 +806,45 @@ static void test_guest_death_cleans_up(void **state)
 	pv_host_end(p);
 }
 
+/* ---- the backend's xenbus state machine, table-driven ---------------- */
+
+static void test_xenbus_transitions(void **state)
+{
+	/* every (from, to) over Unknown..Reconfigured: the diagram in dev.c */
+	static const struct {
+		uint32_t from, to;
+	} allowed[] = {
+		{ XenbusStateInitialising, XenbusStateInitWait },
+		{ XenbusStateClosed, XenbusStateInitWait },
+		{ XenbusStateInitWait, XenbusStateConnected },
+		{ XenbusStateInitialising, XenbusStateClosing },
+		{ XenbusStateInitWait, XenbusStateClosing },
+		{ XenbusStateInitialised, XenbusStateClosing },
+		{ XenbusStateConnected, XenbusStateClosing },
+		{ XenbusStateUnknown, XenbusStateClosing },
+		{ XenbusStateReconfiguring, XenbusStateClosing },
+		{ XenbusStateReconfigured, XenbusStateClosing },
+		{ XenbusStateConnected, XenbusStateClosed },
+		{ XenbusStateClosing, XenbusStateClosed },
+	};
+
+	(void)state;
+	for (uint32_t from = 0; from <= XenbusStateReconfigured; from++) {
+		for (uint32_t to = 0; to <= XenbusStateReconfigured; to++) {
+			bool want = false;
+
+			for (size_t i = 0; i < PVM_ARRAY_SIZE(allowed); i++)
+				want |= allowed[i].from == from &&
+					allowed[i].to == to;
+			if (sim_xb_allowed(from, to) != want)
+				fail_msg("backend %u -> %u: %s, expected %s",
+					 from, to,
+					 want ? "refused" : "allowed",
+					 want ? "allowed" : "refused");
+		}
+	}
+}
+
 /* ---- configuration and threads --------------------------------------- */
 
 static void test_bad_device_configs(void **state)
@@ -906,6 +946,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_grant_entry),
 		cmocka_unit_test(test_random_requests),
 		cmocka_unit_test(test_guest_death_cleans_up),
+		cmocka_unit_test(test_xenbus_transitions),
 		cmocka_unit_test(test_bad_device_configs),
 		cmocka_unit_test(test_create_from_any_thread),
 	};
