@@ -744,6 +744,79 @@ static void test_random_requests(void **state)
 	pv_host_end(p);
 }
 
+/* The same for a vif's tx ring: frames of random size, offset, flags and
+ * grant, to the switch (and its echo peer) or refused. */
+static void test_random_tx(void **state)
+{
+	struct pvhost *p = pv_host();
+	uint32_t d = pv_domain(p, "net:0", false, true);
+	struct pvm_sim_workload w;
+	const grant_entry_v1_t *gt;
+	netif_tx_sring_t *sring;
+	uint64_t ref = 0, port = 0, seed = 0x2545f4914f6cdd1dull;
+	uint8_t *mem;
+	char path[128];
+	int answered = 0;
+
+	(void)state;
+	WAIT_FOR(p, d, w, w.net_received >= 20);
+	assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
+	mem = simtest_mem(p->hv, d);
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vif/0/tx-ring-ref",
+		 d);
+	assert_int_equal(xsc_read_u64(&p->xs, path, &ref), 0);
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vif/0/event-channel",
+		 d);
+	assert_int_equal(xsc_read_u64(&p->xs, path, &port), 0);
+	gt = (const grant_entry_v1_t *)(mem + PVM_SIMGUEST_GNTTAB_PFN *
+						      PVM_PAGE_SIZE);
+	sring = (netif_tx_sring_t *)(mem + (size_t)gt[ref].frame * PVM_PAGE_SIZE);
+	pvm_log_set_sink(quiet, NULL);
+	for (int round = 0; round < 300; round++) {
+		RING_IDX prod = sring->req_prod;
+		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
+
+		if (be_state(p, d, PVM_SIM_DEV_VIF, 0) != XB_CONNECTED)
+			break;
+		for (int i = 0; i < 4; i++, prod++) {
+			netif_tx_request_t *r = &sring->ring[prod % 256].req;
+
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			r->gref = (uint32_t)(seed >> 32);
+			r->offset = (uint16_t)(seed >> 16);
+			r->flags = (uint16_t)seed;
+			r->id = (uint16_t)(seed >> 8);
+			r->size = (uint16_t)(seed >> 40);
+			if (round < 200) { /* plausible first, then garbage */
+				r->gref = 8 + r->gref % 26; /* what it granted */
+				r->size = (uint16_t)(14 + r->size % 2000);
+				r->offset = (uint16_t)(r->offset % (4096 - r->size));
+				r->flags &= NETTXF_more_data;
+			}
+		}
+		__atomic_store_n(&sring->req_prod, prod, __ATOMIC_RELEASE);
+		assert_int_equal(pvm_sim_evtchn_notify(p->hv, d, (uint32_t)port), 0);
+		while (__atomic_load_n(&sring->rsp_prod, __ATOMIC_ACQUIRE) != prod &&
+		       be_state(p, d, PVM_SIM_DEV_VIF, 0) == XB_CONNECTED) {
+			if (pvm_now_ms() > dl)
+				fail_msg("frames neither answered nor refused");
+			simtest_sleep_ms(1);
+		}
+		answered += sring->rsp_prod == prod;
+	}
+	pvm_log_set_sink(NULL, NULL);
+	printf("%d rounds answered before the device %s\n", answered,
+	       be_state(p, d, PVM_SIM_DEV_VIF, 0) == XB_CONNECTED ?
+		       "stayed up" : "broke");
+	assert_int_equal(answered, 200);
+	/* garbage sizes break it, with the reason where a toolstack looks */
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VIF, 0), XB_CLOSED);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/error", d);
+	assert_true(xsc_read(&p->xs, path, (char[256]){ 0 }, 256) > 0);
+	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
+	pv_host_end(p);
+}
+
 static void test_guest_death_cleans_up(void **state)
 {
 	struct pvhost *p = pv_host();
@@ -945,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_ring_index),
 		cmocka_unit_test(test_garbage_grant_entry),
 		cmocka_unit_test(test_random_requests),
+		cmocka_unit_test(test_random_tx),
 		cmocka_unit_test(test_guest_death_cleans_up),
 		cmocka_unit_test(test_xenbus_transitions),
 		cmocka_unit_test(test_bad_device_configs),
