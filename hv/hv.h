@@ -77,7 +77,7 @@ struct pvm_hv_disk {
 
 /* A virtual NIC (after libxl_device_nic, reduced). */
 struct pvm_hv_nic {
-	uint8_t mac[6];
+	uint8_t mac[6]; /* all zero: the backend picks one (00:16:3e:...) */
 	/* Bridge (Xen) or host switch (sim) to join; NULL: "xenbr0".
 	 * Borrowed for the call. */
 	const char *bridge;

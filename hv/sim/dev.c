@@ -583,8 +583,20 @@ static int prepare_nodes(struct sim_host *h, uint32_t domid,
 	}
 	for (uint32_t i = 0; rc == 0 && i < cfg->nr_nics; i++) {
 		const struct pvm_hv_nic *n = &cfg->nics[i];
-		const uint8_t *m = n->mac;
+		static const uint8_t zero[6];
+		uint8_t m[6];
 		char mac[24];
+
+		memcpy(m, n->mac, 6);
+		if (!memcmp(m, zero, 6)) {
+			/* libxl picks 00:16:3e:xx:xx:xx; ours is stable */
+			m[0] = 0x00;
+			m[1] = 0x16;
+			m[2] = 0x3e;
+			m[3] = (uint8_t)(domid >> 8);
+			m[4] = (uint8_t)domid;
+			m[5] = (uint8_t)i;
+		}
 
 		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x",
 			 m[0], m[1], m[2], m[3], m[4], m[5]);

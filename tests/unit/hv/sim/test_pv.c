@@ -299,10 +299,17 @@ static void test_small_guest_with_xenstore(void **state)
 static void test_vif_echo(void **state)
 {
 	struct pvhost *p = pv_host();
-	uint32_t d = pv_domain(p, "net:0", false, true);
+	struct pvm_hv_domain_config cfg = pv_config(p, "net:0", false, true, 0);
 	struct pvm_sim_workload w;
+	char path[96], mac[32];
+	uint32_t d;
 
 	(void)state;
+	memset(cfg.nics[0].mac, 0, 6); /* the host picks one */
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	snprintf(path, sizeof(path), "/local/domain/%u/device/vif/0/mac", d);
+	assert_true(xsc_read(&p->xs, path, mac, sizeof(mac)) > 0);
+	assert_string_equal(mac, "00:16:3e:00:01:00");
 	WAIT_FOR(p, d, w, w.net_received >= 300);
 	assert_int_equal(w.net_lost, 0);
 	assert_int_equal(w.net_dup, 0);
