@@ -43,6 +43,10 @@
 #include "hv/sim/internal.h"
 #include "hv/sim/xenstored/xenstored.h"
 
+/* A xenstore server that does not answer in this long (its loop is not
+ * running) fails the call instead of hanging the host. */
+#define XS_TIMEOUT_MS 10000u
+
 static const char *type_name(uint32_t type)
 {
 	return type == PVM_SIM_DEV_VBD ? "vbd" : "vif";
@@ -427,6 +431,7 @@ static int dev_new(struct sim_host *h, uint32_t domid, uint32_t type,
 		return rc;
 	}
 	xsc_init(&v->xs, fd);
+	xsc_set_timeout(&v->xs, XS_TIMEOUT_MS);
 	rc = type == PVM_SIM_DEV_VBD ? sim_vbd_open(v) : sim_vif_open(v);
 	if (rc < 0) {
 		dev_free(v);
@@ -740,6 +745,7 @@ int sim_dev_host_init(struct sim_host *h, struct pvm_xenstored *srv)
 		return rc;
 	}
 	xsc_init(&h->xs, fd);
+	xsc_set_timeout(&h->xs, XS_TIMEOUT_MS);
 	return 0;
 }
 

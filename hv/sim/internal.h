@@ -232,7 +232,9 @@ struct sim_host {
 	struct pvm_xenstored *xs_srv;
 	struct xsc xs;
 	pthread_mutex_t xs_lock; /* guards xs */
-	/* PV backends; lock order: dev_lock, then lock, then sw_lock */
+	/* PV backends; lock order: dev_lock, then lock, then sw_lock; the
+	 * xenstore server's own lock may be taken under any of them (the
+	 * server never calls back into the host) */
 	pthread_mutex_t dev_lock;
 	struct sim_dev *devs;
 	pthread_mutex_t sw_lock; /* guards switches and their ports */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -18,6 +19,17 @@ void xsc_init(struct xsc *x, int fd)
 {
 	memset(x, 0, sizeof(*x));
 	x->fd = fd;
+}
+
+int xsc_set_timeout(struct xsc *x, unsigned int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	if (setsockopt(x->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(x->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
 }
 
 void xsc_close(struct xsc *x)

@@ -30,6 +30,9 @@ struct xsc {
 };
 
 void xsc_init(struct xsc *x, int fd);
+/* Bounds each wait for a reply to @ms (a server that stopped answering
+ * then breaks the connection: -EPIPE) instead of waiting forever. */
+int xsc_set_timeout(struct xsc *x, unsigned int ms);
 void xsc_close(struct xsc *x);
 
 /* Reads @path into @buf (NUL-terminated, at most @len-1 bytes): length, or
