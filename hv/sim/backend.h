@@ -25,12 +25,13 @@
  * (domain_create with the same devices) meets the frontend's new rings.
  *
  * For a legacy frontend the destination goes: domain_create(start_paused,
- * same devices) → pvm_sim_backend_destroy() of the fresh backends, BEFORE
- * the frontend's xenstore subtree is imported (a fresh backend that saw
- * the imported "Connected" would try to connect to rings whose grants are
- * not restored yet, and break the device) → memory, grant and
- * event-channel state → pvm_xs_import_domain() → attach → unpause
- * (tests/unit/hv/sim/test_pv.c, migrate_generation()).
+ * same devices) → memory, grant and event-channel state →
+ * pvm_sim_backend_destroy() of the fresh backends → attach →
+ * pvm_xs_import_domain() → unpause (tests/unit/hv/sim/test_pv.c,
+ * migrate_generation(); pvquiesce). The fresh backends must be gone
+ * before the import: one that saw the imported "Connected" would connect
+ * to the old rings itself, as a fresh connect. An attached backend rides
+ * out the import (a frontend node missing for a moment is ignored).
  *
  * All functions return 0 or a negative errno: -ESRCH no such backend (or
  * domain), -EBUSY wrong state for the call (capture of a running backend,

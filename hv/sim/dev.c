@@ -257,12 +257,12 @@ static void frontend_changed(struct sim_dev *v)
 		dev_disconnect(v);
 		return;
 	}
+	/* A frontend node missing for a moment (the toolstack rewriting or
+	 * importing the guest's subtree) is no reason to drop a connected
+	 * ring: only our own directory going away is (above). */
 	rc = read_u32(v, v->fe_path, "state", &fe);
-	if (rc < 0) {
-		v->gone = true;
-		dev_disconnect(v);
+	if (rc < 0)
 		return;
-	}
 	if (v->broken)
 		return;
 	switch (fe) {
