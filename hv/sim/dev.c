@@ -90,7 +90,8 @@ static int xb_set(struct sim_dev *v, uint32_t to)
 	}
 	pvm_debug("sim: d%u %s %u: xenbus %u -> %u", v->domid,
 		  type_name(v->type), v->devid, v->xb_state, to);
-	v->xb_state = to;
+	/* atomic: pvm_sim_backend_xb_state() reads it from other threads */
+	__atomic_store_n(&v->xb_state, to, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -908,9 +909,8 @@ int pvm_sim_backend_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 	pthread_mutex_lock(&h->dev_lock);
 	rc = dev_lookup(h, domid, type, devid, &v);
 	if (rc == 0) {
-		/* Written by the thread; a racy read of a 32-bit word is
-		 * what a status call needs. */
-		*state_out = __atomic_load_n(&v->xb_state, __ATOMIC_RELAXED);
+		/* written by the thread (xb_set) */
+		*state_out = __atomic_load_n(&v->xb_state, __ATOMIC_ACQUIRE);
 	}
 	pthread_mutex_unlock(&h->dev_lock);
 	return rc;
