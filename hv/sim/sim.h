@@ -36,6 +36,14 @@
  * guest's frontends (cfg->frontend_gen: modern or legacy) do the xenbus
  * handshake. A vif joins the host switch named by its bridge, which also
  * holds an echo peer (PVM_SIMGUEST_ECHO_MAC). docs/hv.md has the details.
+ * With devices domain_create also fails -EINVAL for a bad device config
+ * (vdev not xvda..xvdp, too many, fewer than PVM_SIMGUEST_DEV_PAGES + 16
+ * pages, no xenstore server) and with the errno of opening a disk image;
+ * nothing of the domain is left then. On a host with a xenstore server
+ * every guest gets /local/domain/<id> (removed when it dies or is
+ * destroyed) and, with at least PVM_SIMGUEST_DEV_PAGES + 16 pages, keeps
+ * its last PVM_SIMGUEST_DEV_PAGES pages for its frontends (the dirty
+ * workload stays below them).
  *
  * Guest memory layout, the handshake with the guest and the header page
  * the workload counts in: hv/sim/guest_abi.h. Design: docs/hv.md.
