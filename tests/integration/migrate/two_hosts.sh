@@ -84,6 +84,21 @@ fi
 expect_state a g1 running "guest back on A"
 expect_state b g1 absent "and only there"
 
+# 2b. Several migrations at once, both directions.
+"$PVMIG" -H "$W/a" create --name c1 --memory 32M --workload dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/a" create --name c2 --memory 32M --workload dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/b" create --name c3 --memory 32M --workload dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/a" migrate c1 "127.0.0.1:$PB" --verify-memory >/dev/null 2>"$W/c1.err" & C1=$!
+"$PVMIG" -H "$W/a" migrate c2 "127.0.0.1:$PB" --verify-memory >/dev/null 2>"$W/c2.err" & C2=$!
+"$PVMIG" -H "$W/b" migrate c3 "127.0.0.1:$PA" --verify-memory >/dev/null 2>"$W/c3.err" & C3=$!
+wait $C1 && wait $C2 && wait $C3 && ok "three concurrent migrations (two A->B, one B->A)" ||
+	bad "concurrent migrations: $(cat "$W/c1.err" "$W/c2.err" "$W/c3.err")"
+expect_state b c1 running "c1 on B"
+expect_state b c2 running "c2 on B"
+expect_state a c3 running "c3 on A"
+for g in c1 c2; do "$PVMIG" -H "$W/b" destroy $g >/dev/null; done
+"$PVMIG" -H "$W/a" destroy c3 >/dev/null
+
 # 3. Destination unreachable.
 if "$PVMIG" -H "$W/a" migrate g1 127.0.0.1:1 2>"$W/err"; then
 	bad "migration to a closed port succeeded"
