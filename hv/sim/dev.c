@@ -992,13 +992,13 @@ int pvm_sim_backend_attach(struct pvm_hv *hv,
 	v->xb_state = XenbusStateInitWait;
 	rc = xb_set(v, XenbusStateConnected);
 	if (rc == 0)
-		rc = dev_run(v);
+		rc = dev_run(v); /* from here the thread owns the ring fields */
 	if (rc < 0)
 		goto out_free;
 	dev_link(h, v);
 	pvm_info("sim: d%u %s %u: backend re-attached (ring at %u/%u)",
-		 v->domid, type_name(v->type), v->devid, v->ring[0].req_cons,
-		 v->ring[0].rsp_prod_pvt);
+		 st->domid, type_name(st->type), st->devid, st->ring[0].req_cons,
+		 st->ring[0].rsp_prod_pvt);
 	v = NULL;
 out_free:
 	if (v)
