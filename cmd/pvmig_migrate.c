@@ -87,6 +87,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "no-converge", required_argument, NULL, 'C' },
 		{ "bandwidth", required_argument, NULL, 'b' },
+		{ "cancel", no_argument, NULL, 'X' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -94,12 +95,12 @@ int cmd_migrate(int argc, char **argv)
 	static const struct cli_printer pr = { .result = print_stats,
 					       .progress = draw_progress };
 	struct pvm_kv req;
-	bool json = false;
+	bool json = false, cancel = false;
 	int c, rc = 0;
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "migrate");
-	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:Xjh", opts, NULL)) != -1) {
 		const char *num_key = NULL;
 
 		switch (c) {
@@ -121,6 +122,7 @@ int cmd_migrate(int argc, char **argv)
 			rc = pvm_kv_add(&req, "no_converge", "%s", optarg);
 			break;
 		case 'j': json = true; break;
+		case 'X': cancel = true; break;
 		case 'h':
 			printf("usage: pvmig migrate DOMAIN HOST[:PORT] [--live|--cold]\n"
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
@@ -144,7 +146,9 @@ int cmd_migrate(int argc, char **argv)
 			       "                    carries (3 rounds without progress): copy the rest\n"
 			       "                    paused (stop, default) or keep going until\n"
 			       "                    --max-rounds / --max-time-s (continue)\n"
-			       "Ctrl-C before the pause cancels: the guest keeps running here.\n");
+			       "Ctrl-C before the pause cancels: the guest keeps running here.\n"
+			       "       pvmig migrate --cancel DOMAIN\n"
+			       "cancels DOMAIN's running migration from another terminal (the same).\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
@@ -169,6 +173,21 @@ int cmd_migrate(int argc, char **argv)
 			pvm_kv_dispose(&req);
 			return 2;
 		}
+	}
+	if (cancel) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "usage: pvmig migrate --cancel DOMAIN\n");
+			pvm_kv_dispose(&req);
+			return 2;
+		}
+		pvm_kv_dispose(&req);
+		pvm_kv_add(&req, "cmd", "migrate_cancel");
+		pvm_kv_add(&req, "domain", "%s", argv[optind]);
+		rc = cli_call("migrate --cancel", &req, json, NULL);
+		if (rc == 0 && !json)
+			printf("cancel requested for %s\n", argv[optind]);
+		pvm_kv_dispose(&req);
+		return rc;
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "usage: pvmig migrate DOMAIN HOST[:PORT] (see pvmig migrate --help)\n");

@@ -47,6 +47,7 @@ int dom_config_from_kv(const struct pvm_kv *kv, struct dom_config *dc,
 
 struct pvm_tls_ctx;
 struct req;
+struct source;
 struct pvm_listener;
 
 /* A function the service's main thread runs for another thread. */
@@ -93,6 +94,8 @@ struct pvm_service {
 	 * (the toolstack config, as libxl keeps it). */
 	struct dom_config configs[64];
 
+	struct source *sources;     /* outgoing migrations running */
+
 	struct pvm_tls_ctx *tls;    /* peer TLS, when configured */
 	struct pvm_listener *listener;
 	pthread_t listen_thread;
@@ -127,6 +130,7 @@ int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out
 /* ---- migration (migration.c) ---- */
 
 int h_migrate(struct req *r);
+int h_migrate_cancel(struct req *r);
 int h_migrations(struct req *r);
 
 /* ---- save, restore, continuous checkpoints (save.c) ---- */

@@ -788,6 +788,8 @@ void mig_listener_stop(struct pvm_service *s)
 /* ---- source ------------------------------------------------------------------ */
 
 struct source {
+	struct source *next;   /* svc->sources, under svc->lock */
+	atomic_bool cancel;    /* pvmig migrate --cancel */
 	struct pvm_service *svc;
 	int fd;                /* the CLI's control connection */
 	struct pvm_hv_dominfo dom;
@@ -815,12 +817,40 @@ struct source {
 	struct pvm_kv stats;
 };
 
-/* Cancel requested by the CLI (a CANCEL record, or it went away). */
+/* Cancel requested: `pvmig migrate --cancel`, or the CLI that asked for
+ * the migration went away (Ctrl-C) or sent anything. */
 static bool cli_cancelled(struct source *m)
 {
 	struct pollfd pf = { .fd = m->fd, .events = POLLIN };
 
-	return poll(&pf, 1, 0) > 0; /* any byte or hang-up means stop */
+	return atomic_load(&m->cancel) || poll(&pf, 1, 0) > 0;
+}
+
+int h_migrate_cancel(struct req *r)
+{
+	struct pvm_service *s = r->svc;
+	const char *want = pvm_kv_get(r->args, "domain");
+	unsigned n = 0;
+
+	if (!want)
+		return reply_result(r, -EINVAL, NULL, "which domain's migration?");
+	pthread_mutex_lock(&s->lock);
+	for (struct source *m = s->sources; m; m = m->next) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "%u", m->dom.domid);
+		if (!strcmp(m->dom.name, want) || !strcmp(id, want)) {
+			atomic_store(&m->cancel, true);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!n)
+		return reply_result(r, -ENOENT, NULL,
+				    "no migration of '%s' is running on this host", want);
+	pvm_info("migration of '%s': cancel requested", want);
+	return reply_result(r, 0, NULL,
+			    "cancel requested: the migration stops before its pause and the guest keeps running here");
 }
 
 static void progress(struct source *m, const struct pvm_round_stats *r,
@@ -901,6 +931,10 @@ static int send_dirty(struct source *m, const struct pvm_bitmap *bm,
 		sent += n;
 		if (m->bw_bytes_s)
 			throttle(m);
+		/* A long round (big guest, slow link) can be cancelled too;
+		 * once paused we finish instead. */
+		if (!m->paused && cli_cancelled(m))
+			return -ECANCELED;
 	}
 	*sent_out = sent;
 	return 0;
@@ -1165,6 +1199,10 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		pvm_channel_stats(m->ch, &cs0);
 		rc = send_dirty(m, &m->dirty, &sent);
+		if (rc == -ECANCELED) {
+			snprintf(why, why_len, "cancelled");
+			goto out;
+		}
 		if (!rc) {
 			pvm_kv_dispose(&kv);
 			pvm_kv_add(&kv, "round", "%u", r.round);
@@ -1330,6 +1368,10 @@ static void *source_main(void *arg)
 	int rc;
 
 	m->t_start = pvm_now_ns();
+	pthread_mutex_lock(&s->lock);
+	m->next = s->sources;
+	s->sources = m;
+	pthread_mutex_unlock(&s->lock);
 	pvm_info("migration %.8s: '%s' (domain %u) to %s:%u, %s", m->id,
 		 m->dom.name, m->dom.domid, m->host, m->port,
 		 m->live ? "live" : "cold");
@@ -1373,6 +1415,11 @@ static void *source_main(void *arg)
 	pvm_buf_dispose(&m->devstate);
 	pvm_kv_dispose(&m->stats);
 	pthread_mutex_lock(&s->lock);
+	for (struct source **pp = &s->sources; *pp; pp = &(*pp)->next)
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
 	s->outgoing--;
 	pthread_mutex_unlock(&s->lock);
 	free(m);

@@ -440,7 +440,7 @@ static const struct handler {
 	{ "create", h_create },	  { "status", h_status },
 	{ "destroy", h_destroy }, { "pause", h_pause },
 	{ "unpause", h_unpause }, { "migrate", h_migrate },
-	{ "migrations", h_migrations },
+	{ "migrations", h_migrations }, { "migrate_cancel", h_migrate_cancel },
 	{ "save", h_save }, { "restore", h_restore }, { "checkpoint", h_checkpoint },
 };
 

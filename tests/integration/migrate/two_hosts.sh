@@ -99,6 +99,21 @@ expect_state a c3 running "c3 on A"
 for g in c1 c2; do "$PVMIG" -H "$W/b" destroy $g >/dev/null; done
 "$PVMIG" -H "$W/a" destroy c3 >/dev/null
 
+# 2c. pvmig migrate --cancel from another terminal, mid-round.
+"$PVMIG" -H "$W/a" create --name slow --memory 64M --workload dirty:16:8000 >/dev/null
+"$PVMIG" -H "$W/a" migrate slow "127.0.0.1:$PB" --bandwidth 4 --no-compress >/dev/null 2>"$W/cancel.err" & CP=$!
+for _ in $(seq 200); do [ "$(state b slow)" != absent ] && break; sleep 0.02; done
+"$PVMIG" -H "$W/a" migrate --cancel slow >/dev/null 2>"$W/cancel2.err" || bad "--cancel refused: $(cat "$W/cancel2.err")"
+wait $CP; rc=$?
+[ $rc -ne 0 ] && grep -q cancelled "$W/cancel.err" && ok "cancelled migration reports it: $(head -1 "$W/cancel.err")" ||
+	bad "cancel: rc $rc $(cat "$W/cancel.err")"
+expect_state a slow running "cancelled guest runs on the source"
+for _ in $(seq 100); do [ "$(state b slow)" = absent ] && break; sleep 0.05; done
+expect_state b slow absent "and nowhere else"
+"$PVMIG" -H "$W/a" migrate --cancel slow 2>"$W/cancel3.err" && bad "cancel with no migration succeeded" ||
+	ok "cancel with nothing running: $(head -1 "$W/cancel3.err")"
+"$PVMIG" -H "$W/a" destroy slow >/dev/null
+
 # 3. Destination unreachable.
 if "$PVMIG" -H "$W/a" migrate g1 127.0.0.1:1 2>"$W/err"; then
 	bad "migration to a closed port succeeded"
