@@ -871,7 +871,9 @@ static void resume(void)
 			continue;
 		}
 		d->c->live = 0;
-		d->c->port = 0; /* the old one is not ours on this host */
+		/* the old port, if the toolstack restored it, is nobody's now */
+		hypercall(PVM_SIMGUEST_EVTCHN_CLOSE, d->c->port, 0, NULL, NULL);
+		d->c->port = 0;
 		if (d->c->state == XenbusStateConnected ||
 		    d->c->state == XenbusStateInitialised) {
 			d->c->state = XenbusStateConnected;
