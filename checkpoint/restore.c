@@ -950,11 +950,9 @@ out:
 
 /* ---- inspect --------------------------------------------------------------- */
 
-static void add_info(struct pvm_ckpt_image *out, const struct pvm_ckpt_info *i,
-		     uint64_t size)
+static void add_info(struct pvm_ckpt_image *out, const struct pvm_ckpt_info *i)
 {
 	out->files++;
-	out->file_bytes += size;
 	out->pages += i->pages;
 	out->records += i->records;
 	out->devices += i->devices;
@@ -978,6 +976,7 @@ static int inspect_file(const char *path, const struct sr_key *key,
 		out->encrypted = true;
 	if (sr_in_open(&in, path, key, &c, &has, e))
 		return e->rc;
+	out->file_bytes += in.size;
 	if (out->files == 0) {
 		out->lz4 = in.lz4;
 		out->encrypted = in.sealed;
@@ -1004,7 +1003,8 @@ static int inspect_file(const char *path, const struct sr_key *key,
 	e->unseal = in.unseal;
 	rc = pvm_ckpt_verify(sr_in_read, &in, has ? c.nr_pages : 0, &info);
 	if (rc) {
-		out->info = info;
+		add_info(out, &info); /* as far as the walk got */
+		out->files--;
 		sr_read_fail(e, path, &info, rc);
 	} else if (!check_eof(&in, path, e)) {
 		if (has && info.has_meta && info.meta.nr_pages != c.nr_pages)
@@ -1012,7 +1012,7 @@ static int inspect_file(const char *path, const struct sr_key *key,
 				"the size", path);
 		else if (info.checksum != PVM_CKPT_CSUM_OK && has)
 			sr_fail(e, -EBADMSG, "%s: no PVMIG_CHECKSUM record", path);
-		add_info(out, &info, in.size);
+		add_info(out, &info);
 	}
 	e->unseal = NULL;
 	sr_in_close(&in);

@@ -332,6 +332,8 @@ static void verify_human(const char *path, const struct pvm_ckpt_image *im,
 	printf("%s: %s\n", path, rc ? "NOT SOUND" : "sound");
 	if (rc)
 		printf("  error         %s\n", im->err_msg);
+	if (rc && !im->has_config && !i->records && !im->encrypted)
+		return; /* nothing recognisable: the error says it all */
 	if (im->has_config) {
 		printf("  holds         %s '%s' (saved as domid %u), %llu MiB, "
 		       "%u vCPU%s, runs '%s'\n",
