@@ -782,6 +782,7 @@ int pvm_sim_workload_read(struct pvm_hv *hv, uint32_t domid,
 		{ "net-dup", offsetof(struct pvm_sim_workload, net_dup) },
 		{ "net-ooo", offsetof(struct pvm_sim_workload, net_ooo) },
 		{ "fe-connects", offsetof(struct pvm_sim_workload, fe_connects) },
+		{ "blk-flushes", offsetof(struct pvm_sim_workload, blk_flushes) },
 	};
 	struct sim_host *h = to_host(hv);
 	char path[128];

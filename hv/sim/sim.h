@@ -141,6 +141,9 @@ struct pvm_sim_workload {
 	uint64_t net_dup;         /* [net-dup] replies received twice */
 	uint64_t net_ooo;         /* [net-ooo] replies after a later one */
 	uint64_t fe_connects;     /* [fe-connects] frontend handshakes done */
+	uint64_t blk_flushes;     /* [blk-flushes] cache flushes acknowledged
+				   * (after each write pass, when the
+				   * backend offers feature-flush-cache) */
 };
 
 /*

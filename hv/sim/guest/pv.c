@@ -98,6 +98,8 @@ struct fe_vbd {
 	uint64_t sectors;
 	uint32_t nblocks, phase, next_block, pass, inflight, evil_done;
 	uint32_t requeue; /* modern resume: shadows to send again */
+	uint32_t flush;   /* the backend offers feature-flush-cache */
+	uint32_t flushed; /* this pass's writes are flushed (or no flush) */
 	uint32_t written[VBD_MAXBLK]; /* pass of the last acked write; 0 none */
 };
 
@@ -356,6 +358,10 @@ static void vbd_connected(struct dev *d)
 	uint64_t sectors = 0;
 	char path[160];
 
+	/* feature negotiation: what this backend offers (may differ after a
+	 * move to another host) */
+	snprintf(path, sizeof(path), "%s/feature-flush-cache", b->c.be_path);
+	b->flush = xsc_read_u64(&xs, path, &sectors) == 0 && sectors == 1;
 	snprintf(path, sizeof(path), "%s/sectors", b->c.be_path);
 	if (xsc_read_u64(&xs, path, &sectors) < 0 || sectors < 8) {
 		fe_set(d->c, XenbusStateClosing);
@@ -381,9 +387,13 @@ static void vbd_queue(blkif_front_ring_t *fr, struct fe_vbd *b, uint32_t slot)
 
 	memset(req, 0, sizeof(*req));
 	req->operation = (uint8_t)b->shadow[slot].op;
+	req->id = slot;
+	if (req->operation == BLKIF_OP_FLUSH_DISKCACHE) {
+		fr->req_prod_pvt++; /* no segments, no sector */
+		return;
+	}
 	req->nr_segments = 1;
 	req->handle = (blkif_vdev_t)b->c.devid;
-	req->id = slot;
 	req->sector_number = (uint64_t)b->shadow[slot].block * 8;
 	req->seg[0].gref = b->slot_ref[slot];
 	req->seg[0].first_sect = 0;
@@ -399,7 +409,12 @@ static void vbd_complete(struct fe_vbd *b, const blkif_response_t *rsp)
 	if (rsp->id >= VBD_SLOTS || !b->shadow[slot].busy)
 		return; /* not ours: a backend bug, ignore */
 	blk = b->shadow[slot].block;
-	if (rsp->status != BLKIF_RSP_OKAY) {
+	if (b->shadow[slot].op == BLKIF_OP_FLUSH_DISKCACHE) {
+		if (rsp->status == BLKIF_RSP_OKAY)
+			count(PVM_SIMGUEST_C_BLK_FLUSHES, 1);
+		else
+			count(PVM_SIMGUEST_C_BLK_IO_ERRORS, 1);
+	} else if (rsp->status != BLKIF_RSP_OKAY) {
 		count(PVM_SIMGUEST_C_BLK_IO_ERRORS, 1);
 		if (b->shadow[slot].op == BLKIF_OP_WRITE)
 			b->written[blk] = 0;
@@ -470,6 +485,16 @@ static bool vbd_work(struct dev *d, uint64_t now)
 		if (b->next_block >= b->nblocks) {
 			if (b->inflight)
 				break;
+			if (b->phase == 0 && b->flush && !b->flushed) {
+				/* the pass's writes reach the disk first */
+				b->flushed = 1;
+				b->shadow[0].busy = 1;
+				b->shadow[0].op = BLKIF_OP_FLUSH_DISKCACHE;
+				b->inflight++;
+				vbd_queue(&fr, b, 0);
+				continue;
+			}
+			b->flushed = 0;
 			b->next_block = 0;
 			b->phase = !b->phase;
 			if (b->phase == 0)
@@ -758,6 +783,18 @@ static void fe_changed(struct dev *d)
 			vbd_talk(d);
 			fe_set(c, XenbusStateInitialised);
 		} else {
+			uint32_t copy = 0;
+
+			/* netfront: rx-copy is the only receive path */
+			if (xs_u32(c->be_path, "feature-rx-copy", &copy) < 0 ||
+			    copy != 1) {
+				fprintf(stderr, "pvmig-simguest: %s: backend "
+						"offers no rx-copy\n", c->fe_path);
+				c->broken = 1;
+				fe_set(c, XenbusStateClosing);
+				fe_set(c, XenbusStateClosed);
+				break;
+			}
 			vif_talk(d);
 			fe_set(c, XenbusStateConnected);
 		}
@@ -838,7 +875,7 @@ static void publish(void)
 	static const char *const names[PVM_SIMGUEST_C_NR] = {
 		"blk-writes", "blk-reads", "blk-verify-fail", "blk-io-errors",
 		"net-sent", "net-received", "net-lost", "net-dup", "net-ooo",
-		"fe-connects",
+		"fe-connects", "blk-flushes",
 	};
 	static uint64_t last[PVM_SIMGUEST_C_NR];
 	static bool once;

@@ -190,7 +190,7 @@ static void test_vbd_workload(void **state)
 	char path[128], val[64];
 
 	(void)state;
-	WAIT_FOR(p, d, w, w.blk_reads >= 200);
+	WAIT_FOR(p, d, w, w.blk_reads >= 200 && w.blk_flushes >= 2);
 	assert_int_equal(w.blk_verify_fail, 0);
 	assert_int_equal(w.blk_io_errors, 0);
 	assert_true(w.blk_writes >= 64);
