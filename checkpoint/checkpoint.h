@@ -586,6 +586,9 @@ struct pvm_ckpt_cont_cfg {
 	uint32_t flags;         /* PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST */
 	uint32_t interval_ms;   /* between epoch starts, >= 1 */
 	uint32_t max_epochs;    /* after the base; 0: until told to stop */
+	uint32_t rebase_epochs; /* after this many deltas, start a new run
+				 * with a fresh base (bounds the chain); 0:
+				 * never */
 	uint64_t duration_ms;   /* 0: no limit */
 	uint64_t stage_bytes;   /* pause-time copy buffer; 0: 64 MiB */
 	const char *image;      /* as in pvm_ckpt_save_cfg */

@@ -364,6 +364,53 @@ out_abort:
 
 /* ---- the run ---------------------------------------------------------------- */
 
+static void new_chain(char out[33]);
+
+/*
+ * Writes a new run's base (a live save that leaves log-dirty on) and
+ * commits it; only then are the files of older runs removed. The pause of
+ * its stop-and-copy is reported as epoch 0's.
+ */
+static int base(struct cont *k, bool logdirty_on,
+		struct pvm_ckpt_epoch_stats *es)
+{
+	const struct pvm_ckpt_cont_cfg *cfg = k->cfg;
+	struct pvm_ckpt_save_cfg sc = { 0 };
+	struct pvm_ckpt_save_stats bs;
+	char path[4096];
+	int rc;
+
+	new_chain(k->c.chain);
+	snprintf(k->c.kind, sizeof(k->c.kind), "%s", SR_KIND_BASE);
+	k->c.epoch = 0;
+	sr_epoch_path(path, sizeof(path), cfg->dir, k->c.chain, 0, k->m.lz4);
+	sc.hv = k->hv;
+	sc.domid = cfg->domid;
+	sc.path = path;
+	sc.flags = PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
+		   (cfg->flags & (PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST));
+	sc.progress = cfg->progress;
+	sc.progress_ctx = cfg->progress_ctx;
+	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
+				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
+		     k->key.loaded ? &k->key : NULL, &bs);
+	if (rc)
+		return sr_fail(k->e, rc, "%s", bs.err_msg);
+	snprintf(k->m.chain, sizeof(k->m.chain), "%s", k->c.chain);
+	k->m.epoch = 0;
+	if (manifest_write(cfg->dir, &k->m, k->e))
+		return k->e->rc;
+	remove_old_runs(cfg->dir, k->c.chain);
+	memset(es, 0, sizeof(*es));
+	es->pause_ns = bs.pause_ns;
+	es->commit_ns = bs.total_ns;
+	es->pages = bs.pages;
+	es->bytes = bs.bytes;
+	es->has_digest = bs.has_digest;
+	memcpy(es->mem_digest, bs.mem_digest, sizeof(es->mem_digest));
+	return 0;
+}
+
 static void new_chain(char out[33])
 {
 	uint8_t r[16];
@@ -384,11 +431,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	struct pvm_ckpt_cont_stats local;
 	struct pvm_ckpt_cont_stats *st = st_out ? st_out : &local;
 	struct sr_err e = { .msg = st->err_msg };
-	struct pvm_ckpt_save_stats bs;
 	struct pvm_ckpt_epoch_stats es;
 	struct cont k = { .cfg = cfg, .e = &e };
-	struct pvm_ckpt_save_cfg sc = { 0 };
-	char path[4096];
 	bool logdirty = false;
 	uint64_t t0 = pvm_now_ns(), next;
 	int rc;
@@ -419,9 +463,6 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 	if (cfg->devices)
 		k.c.dev = *cfg->devices;
-	new_chain(k.c.chain);
-	snprintf(k.c.kind, sizeof(k.c.kind), "%s", SR_KIND_BASE);
-	snprintf(k.m.chain, sizeof(k.m.chain), "%s", k.c.chain);
 	k.m.lz4 = cfg->flags & PVM_CKPT_SAVE_LZ4;
 	k.m.nr_pages = k.c.nr_pages;
 	k.stage_pages = (cfg->stage_bytes ? cfg->stage_bytes : STAGE_DEFAULT) /
@@ -438,36 +479,16 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 
 	/* Epoch 0: a live save that leaves log-dirty on. */
-	sr_epoch_path(path, sizeof(path), cfg->dir, k.c.chain, 0, k.m.lz4);
-	sc.hv = k.hv;
-	sc.domid = cfg->domid;
-	sc.path = path;
-	sc.flags = PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
-		   (cfg->flags & (PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST));
-	sc.progress = cfg->progress;
-	sc.progress_ctx = cfg->progress_ctx;
-	rc = sr_save(&sc, &k.c, true, k.key.loaded ? &k.key : NULL, &bs);
-	if (rc) {
-		sr_fail(&e, rc, "%s", bs.err_msg);
-		goto out;
-	}
-	logdirty = true;
-	if (manifest_write(cfg->dir, &k.m, &e))
+	if (base(&k, false, &es))
 		goto out_rc;
-	remove_old_runs(cfg->dir, k.c.chain);
-	memset(&es, 0, sizeof(es));
-	es.pause_ns = bs.pause_ns;
-	es.commit_ns = bs.total_ns;
-	es.pages = bs.pages;
-	es.bytes = bs.bytes;
-	es.has_digest = bs.has_digest;
-	memcpy(es.mem_digest, bs.mem_digest, sizeof(es.mem_digest));
-	st->bytes += bs.bytes;
+	logdirty = true;
+	st->bytes += es.bytes;
 	if (cfg->epoch_done)
 		cfg->epoch_done(cfg->epoch_ctx, &es);
 
 	next = pvm_now_ns();
-	for (uint32_t ep = 1; !cfg->max_epochs || ep <= cfg->max_epochs; ep++) {
+	for (uint32_t n = 1, ep = 1; !cfg->max_epochs || n <= cfg->max_epochs;
+	     n++, ep++) {
 		uint64_t now = pvm_now_ns();
 
 		next += (uint64_t)cfg->interval_ms * 1000000u;
@@ -486,8 +507,14 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		}
 		if (rc > 0)
 			break; /* told to stop */
-		if (epoch(&k, ep, &es))
+		if (cfg->rebase_epochs && ep > cfg->rebase_epochs) {
+			/* A new run: a fresh base replaces the chain. */
+			if (base(&k, true, &es))
+				goto out_rc;
+			ep = 0;
+		} else if (epoch(&k, ep, &es)) {
 			goto out_rc;
+		}
 		st->epochs++;
 		st->bytes += es.bytes;
 		st->total_pause_ns += es.pause_ns;

@@ -626,13 +626,13 @@ int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 	memset(st, 0, sizeof(*st));
 	if (cfg && cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
 		return e.rc;
-	rc = sr_save(cfg, NULL, false, key.loaded ? &key : NULL, st);
+	rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st);
 	sr_key_wipe(&key);
 	return rc;
 }
 
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    bool keep_logdirty, const struct sr_key *key,
+	    unsigned sr_flags, const struct sr_key *key,
 	    struct pvm_ckpt_save_stats *st_out)
 {
 	struct pvm_ckpt_save_stats local;
@@ -682,7 +682,8 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		goto out_rc;
 
 	if (live) {
-		rc = hv->ops->logdirty_enable(hv, cfg->domid);
+		rc = sr_flags & SR_SAVE_LOGDIRTY_ON ?
+			     0 : hv->ops->logdirty_enable(hv, cfg->domid);
 		if (rc) {
 			sr_fail(&e, rc, "domain %u: cannot turn on log-dirty "
 				"mode: %s%s", cfg->domid, strerror(-rc),
@@ -805,7 +806,7 @@ out_rc:
 	rc = e.rc ? e.rc : -EIO;
 out:
 	if (logdirty && !(committed && !(cfg->flags & PVM_CKPT_SAVE_KEEP)) &&
-	    !(keep_logdirty && rc == 0))
+	    !((sr_flags & SR_SAVE_KEEP_LOGDIRTY) && rc == 0))
 		hv->ops->logdirty_disable(hv, cfg->domid);
 	if (paused && !committed) {
 		hv->ops->domain_unpause(hv, cfg->domid);

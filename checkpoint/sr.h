@@ -130,11 +130,13 @@ int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
 int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 		  uint8_t out[32], struct sr_err *e);
 
-/* pvm_ckpt_save() with the domain described by @as (NULL: as it is), and
- * log-dirty left on after a successful LIVE|KEEP save (the base of a
- * continuous checkpoint). */
+/* sr_save() flags, for the base of a continuous checkpoint: */
+#define SR_SAVE_KEEP_LOGDIRTY 0x1u /* leave log-dirty on after success */
+#define SR_SAVE_LOGDIRTY_ON 0x2u   /* it is on already (a rebase) */
+
+/* pvm_ckpt_save() with the domain described by @as (NULL: as it is). */
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    bool keep_logdirty, const struct sr_key *key,
+	    unsigned sr_flags, const struct sr_key *key,
 	    struct pvm_ckpt_save_stats *st_out);
 
 /* ---- restore side (restore.c) ----------------------------------------- */

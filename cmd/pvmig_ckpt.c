@@ -480,6 +480,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "epochs", required_argument, NULL, 'e' },
 		{ "duration-s", required_argument, NULL, 'd' },
+		{ "rebase-every", required_argument, NULL, 'b' },
 		{ "lz4", no_argument, NULL, 'z' },
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
@@ -496,7 +497,7 @@ int cmd_checkpoint(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "checkpoint");
-	while ((c = getopt_long(argc, argv, "i:e:d:zVk:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:e:d:b:zVk:jh", opts, NULL)) != -1) {
 		const char *key = NULL;
 		char *end;
 
@@ -510,20 +511,23 @@ int cmd_checkpoint(int argc, char **argv)
 		case 'i': key = "interval_ms"; interval = true; break;
 		case 'e': key = "epochs"; break;
 		case 'd': key = "duration_s"; break;
+		case 'b': key = "rebase_epochs"; break;
 		case 'z': pvm_kv_add(&req, "lz4", "1"); break;
 		case 'V': pvm_kv_add(&req, "digest", "1"); break;
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: pvmig checkpoint DOMAIN DIR --interval-ms N\n"
-			       "                        [--epochs N | --duration-s N] [--lz4]\n"
-			       "                        [--key-file KEY] [--json]\n\n"
+			       "                        [--epochs N | --duration-s N] [--rebase-every N]\n"
+			       "                        [--lz4] [--key-file KEY] [--json]\n\n"
 			       "Keeps DIR an up-to-date restorable image of the running DOMAIN:\n"
 			       "a base image (a live save), then every N ms an epoch that pauses\n"
 			       "the guest briefly, copies the pages dirtied since the last one and\n"
 			       "commits atomically (a crash leaves the previous epoch restorable).\n"
 			       "Prints each epoch's pause and size. Runs until --epochs or\n"
 			       "--duration-s, or until interrupted. 'pvmig restore DIR' restores\n"
-			       "the newest committed epoch.\n");
+			       "the newest committed epoch. --rebase-every N: after N deltas, a\n"
+			       "fresh base (a live save) replaces the chain, bounding the files a\n"
+			       "restore reads; it is reported as an epoch 0.\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:

@@ -10,7 +10,7 @@
  *                   on the main thread (the simulated host's guests die
  *                   with the thread that created them): PROGRESS, RESULT
  *   h_checkpoint()  domain=, dir=, interval_ms=, [epochs=] [duration_s=]
- *                   [lz4=1] [digest=1]; a job thread: one PROGRESS per
+ *                   [rebase_epochs=] [lz4=1] [digest=1]; a job thread: one PROGRESS per
  *                   committed epoch; ends after the epochs/duration, or
  *                   when the client sends CANCEL or goes away
  *
@@ -37,7 +37,7 @@ struct sr_job {
 	struct pvm_ckpt_devices dev;  /* from the toolstack's config */
 	bool have_dev;
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
-	uint32_t interval_ms, epochs;
+	uint32_t interval_ms, epochs, rebase_epochs;
 	uint64_t duration_ms;
 	uint64_t last_progress_ns;
 };
@@ -372,6 +372,7 @@ static void *checkpoint_main(void *arg)
 		.hv = j->svc->hv, .domid = j->dom.domid, .dir = j->path,
 		.flags = j->flags, .interval_ms = j->interval_ms,
 		.max_epochs = j->epochs, .duration_ms = j->duration_ms,
+		.rebase_epochs = j->rebase_epochs,
 		.image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
@@ -431,6 +432,14 @@ int h_checkpoint(struct req *r)
 	}
 	if (pvm_kv_get_u64(r->args, "duration_s", &v) == 0)
 		j->duration_ms = v * 1000;
+	if (pvm_kv_get_u64(r->args, "rebase_epochs", &v) == 0) {
+		if (v < 1 || v > 1000000) {
+			free(j);
+			return reply_result(r, -EINVAL, NULL,
+					    "--rebase-every must be 1..1000000");
+		}
+		j->rebase_epochs = (uint32_t)v;
+	}
 	j->svc = r->svc;
 	j->fd = r->fd;
 	j->flags = (is_set(r, "lz4") ? PVM_CKPT_SAVE_LZ4 : 0) |

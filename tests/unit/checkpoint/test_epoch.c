@@ -45,6 +45,7 @@ static int on_wait(void *ctx, uint32_t ms)
 }
 
 static const char *run_key; /* key file for run(), NULL: none */
+static uint32_t run_rebase;  /* rebase_epochs for run() */
 
 static int run(struct run *r, const char *dir, uint32_t epochs, bool lz4,
 	       struct pvm_ckpt_cont_stats *st)
@@ -57,6 +58,7 @@ static int run(struct run *r, const char *dir, uint32_t epochs, bool lz4,
 		.wait = on_wait, .wait_ctx = r,
 		.epoch_done = on_epoch, .epoch_ctx = r,
 		.key_file = run_key,
+		.rebase_epochs = run_rebase,
 	};
 
 	return pvm_ckpt_continuous(&cc, st);
@@ -243,6 +245,43 @@ static void test_stop_and_rerun(void **state)
 	sr_rm_rf(dir);
 }
 
+/* Rebasing bounds the chain: after 2 deltas a new run with a fresh base;
+ * the old run's files go once the new base is committed. */
+static void test_rebase(void **state)
+{
+	struct run r = { .hv = simtest_host() };
+	struct pvm_ckpt_cont_stats st;
+	struct pvm_ckpt_image im;
+	char dir[64];
+	uint8_t sha[32];
+	uint32_t nd;
+
+	(void)state;
+	sr_tmpdir(dir, sizeof(dir));
+	r.domid = sr_guest(r.hv, "g1", "dirty:16:1024:2000");
+	run_rebase = 2;
+	/* delta 1, delta 2, rebase, delta 1, delta 2, rebase, delta 1 */
+	assert_int_equal(run(&r, dir, 7, false, &st), 0);
+	run_rebase = 0;
+	assert_int_equal(st.epochs, 7);
+	assert_int_equal(r.last, 1);
+	assert_int_equal(pvm_ckpt_inspect(dir, &im), 0);
+	assert_int_equal(im.epoch, 1);
+	assert_int_equal(im.files, 2);
+	{
+		char cmd[200];
+
+		snprintf(cmd, sizeof(cmd), "test $(ls %s | grep -c pvm) -eq 2", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	assert_int_equal(r.hv->ops->domain_destroy(r.hv, r.domid), 0);
+	nd = restore(r.hv, dir, 0, NULL);
+	sha_mem(r.hv, nd, sha);
+	assert_memory_equal(sha, r.digest[1], 32);
+	r.hv->ops->close(r.hv);
+	sr_rm_rf(dir);
+}
+
 /* Encrypted epochs: restorable with the key only. */
 static void test_encrypted_epochs(void **state)
 {
@@ -285,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_failed_epoch_keeps_previous),
 		cmocka_unit_test(test_stop_and_rerun),
 		cmocka_unit_test(test_encrypted_epochs),
+		cmocka_unit_test(test_rebase),
 	};
 
 	pvm_log_set_level(PVM_LOG_ERR + (getenv("SR_TEST_VERBOSE") ? 3 : 0));
