@@ -413,12 +413,13 @@ int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
  *
  * Every pvmig save file starts with an xl save-file header whose option
  * data is the domain's configuration in xl.cfg syntax (name, memory,
- * vcpus, the image to run; docs/stream-format.md §7): what a restore needs
- * to re-create the domain before any record is read.
+ * vcpus, the image to run, the PV devices' config; docs/stream-format.md
+ * §7): what a restore needs to re-create the domain before any record is
+ * read. With a key file, the whole file is sealed with AES-256-GCM
+ * (checkpoint/crypt.c, §9).
  *
- * All calls run on the caller's thread. pvm_ckpt_restore() creates the
- * domain there: on the simulated host a guest dies with the thread that
- * created it. Errors: 0 or a negative errno; the message naming what was
+ * All calls run on the caller's thread; pvm_ckpt_restore() creates the
+ * domain there. Errors: 0 or a negative errno; the message naming what was
  * wrong is in the stats' err_msg (and logged once).
  */
 
