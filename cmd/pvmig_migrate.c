@@ -88,6 +88,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "no-converge", required_argument, NULL, 'C' },
 		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "cancel", no_argument, NULL, 'X' },
+		{ "no-quiesce", no_argument, NULL, 'Q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -100,7 +101,7 @@ int cmd_migrate(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "migrate");
-	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:Xjh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:XQjh", opts, NULL)) != -1) {
 		const char *num_key = NULL;
 
 		switch (c) {
@@ -123,6 +124,7 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'j': json = true; break;
 		case 'X': cancel = true; break;
+		case 'Q': rc = pvm_kv_add(&req, "no_quiesce", "1"); break;
 		case 'h':
 			printf("usage: pvmig migrate DOMAIN HOST[:PORT] [--live|--cold]\n"
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
@@ -139,6 +141,8 @@ int cmd_migrate(int argc, char **argv)
 			       "  --streams N       parallel TLS connections (default from pvmigd.conf)\n"
 			       "  --bandwidth N     at most N MiB/s on the wire (after compression)\n"
 			       "  --no-compress     no lz4 (zero pages are still elided)\n"
+			       "  --no-quiesce      do not drain and reconnect PV devices (for tests: a\n"
+			       "                    legacy guest loses its disk and network)\n"
 			       "  --verify-memory   while paused, SHA-256 all guest memory on both\n"
 			       "                    hosts; a mismatch aborts (the guest stays here)\n"
 			       "  --no-converge stop|continue\n"

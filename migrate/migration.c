@@ -799,6 +799,7 @@ struct source {
 	bool live;
 	bool compress;
 	bool verify;
+	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
 	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
 	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
 	unsigned streams;
@@ -1111,6 +1112,12 @@ static int quiesce(struct source *m, char *why, size_t why_len)
 
 	if (!m->ndev)
 		return 0;
+	if (m->no_quiesce) {
+		/* Kept to show what pvquiesce prevents: devices move with no
+		 * drain and no state, as a plain memory copy would. */
+		add_stat(m, "devices_quiesced", "0 (--no-quiesce)");
+		return 0;
+	}
 	pvm_buf_reset(&m->devstate);
 	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev,
 			     &m->devstate, why, why_len);
@@ -1474,6 +1481,7 @@ int h_migrate(struct req *r)
 	m->live = !pvm_kv_get(r->args, "cold");
 	m->compress = !pvm_kv_get(r->args, "no_compress");
 	m->verify = pvm_kv_get(r->args, "verify") != NULL;
+	m->no_quiesce = pvm_kv_get(r->args, "no_quiesce") != NULL;
 	m->streams = s->cfg.streams;
 	if (pvm_kv_get_u64(r->args, "streams", &v) == 0) {
 		if (v < 1 || v > PVM_TP_STREAMS_MAX) {

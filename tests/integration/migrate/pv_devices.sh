@@ -103,5 +103,24 @@ assert r["devices"]=="all reconnected" and str(r["devices_quiesced"])=="2", r' "
 	done
 	t=$here; here=$there; there=$t
 done
+# Without pvquiesce the seed problem shows: a legacy frontend, which never
+# re-handshakes, is left without a working disk and network.
+"$PVMIG" -H "$W/$here" create --name bare --memory 64M --disk "$W/legacy.img" --nic \
+	--frontend legacy --workload "blk:1000,net:1000" >/dev/null || bad "create bare"
+sleep 1
+out=$("$PVMIG" -H "$W/$here" migrate bare "127.0.0.1:${PORT[$there]}" --no-quiesce --json 2>"$W/err")
+before=$(counters $there bare)
+sleep 1.5
+after=$(counters $there bare)
+devs=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"].get("devices","?"))' "$out" 2>/dev/null)
+# The failure shows one way or another: the disk stops, or reads come back
+# wrong (the fresh backend starts the old ring at index 0), or I/O errors.
+if [ "$(val blk-reads "$after")" = "$(val blk-reads "$before")" ] ||
+   [ "$(val blk-verify-fail "$after")" -gt 0 ] || [ "$(val blk-io-errors "$after")" -gt 0 ]; then
+	ok "legacy without pvquiesce fails as the seed problem says (devices: $devs; $after)"
+else
+	bad "legacy without pvquiesce kept working?! devices '$devs', before $before, after $after"
+fi
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
