@@ -18,6 +18,7 @@ void pvm_service_config_defaults(struct pvm_service_config *c)
 	c->port = PVM_PORT_DEFAULT;
 	c->max_migrations = 4;
 	c->streams = 2;
+	c->timeout_ms = 15000;
 }
 
 static char *trim(char *s)
@@ -87,6 +88,8 @@ static int apply(struct pvm_service_config *c, const char *k, const char *v)
 		return set_uint(&c->max_migrations, v, 1, 64);
 	if (!strcmp(k, "streams"))
 		return set_uint(&c->streams, v, 1, 16);
+	if (!strcmp(k, "timeout-ms"))
+		return set_uint(&c->timeout_ms, v, 100, 600000);
 	if (!strcmp(k, "log")) {
 		if (!strcmp(v, "syslog"))
 			c->log_syslog = true;

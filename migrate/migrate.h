@@ -96,6 +96,7 @@ struct pvm_service_config {
 	char tls_key[256];
 	unsigned max_migrations; /* concurrent, each direction */
 	unsigned streams;        /* default data streams per migration */
+	unsigned timeout_ms;     /* a peer silent or stalled this long fails */
 	bool log_syslog;
 };
 

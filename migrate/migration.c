@@ -707,6 +707,7 @@ static void *listen_main(void *arg)
 			break;
 		d->svc = s;
 		pvm_channel_opts_defaults(&o);
+		o.timeout_ms = s->cfg.timeout_ms;
 		o.on_pages = dest_pages;
 		o.ctx = d;
 		rc = pvm_transport_accept(s->listener, s->tls, &o,
@@ -1069,6 +1070,7 @@ static int query_outcome(struct source *m, char *state, size_t len)
 		int type;
 
 		pvm_channel_opts_defaults(&o);
+		o.timeout_ms = m->svc->cfg.timeout_ms;
 		o.streams = 1;
 		o.timeout_ms = 5000;
 		if (t)
@@ -1147,6 +1149,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		return rc;
 	}
 	pvm_channel_opts_defaults(&o);
+	o.timeout_ms = m->svc->cfg.timeout_ms;
 	o.streams = m->streams;
 	o.compress = m->compress;
 	rc = pvm_transport_connect(m->host, m->port, m->svc->tls, &o, &m->ch);
@@ -1375,10 +1378,6 @@ static void *source_main(void *arg)
 	int rc;
 
 	m->t_start = pvm_now_ns();
-	pthread_mutex_lock(&s->lock);
-	m->next = s->sources;
-	s->sources = m;
-	pthread_mutex_unlock(&s->lock);
 	pvm_info("migration %.8s: '%s' (domain %u) to %s:%u, %s", m->id,
 		 m->dom.name, m->dom.domid, m->host, m->port,
 		 m->live ? "live" : "cold");
@@ -1553,6 +1552,16 @@ int h_migrate(struct req *r)
 	for (int i = 0; i < 16; i++)
 		snprintf(m->id + 2 * i, 3, "%02x", idb[i]);
 	pthread_mutex_lock(&s->lock);
+	for (struct source *o = s->sources; o; o = o->next) {
+		if (o->dom.domid == m->dom.domid) {
+			pthread_mutex_unlock(&s->lock);
+			rc = reply_result(r, -EBUSY, NULL,
+					  "'%s' is already being migrated (to %s:%u)",
+					  m->dom.name, o->host, o->port);
+			free(m);
+			return rc;
+		}
+	}
 	if (s->outgoing >= s->cfg.max_migrations) {
 		pthread_mutex_unlock(&s->lock);
 		free(m);
@@ -1561,12 +1570,19 @@ int h_migrate(struct req *r)
 				    s->cfg.max_migrations);
 	}
 	s->outgoing++;
+	m->next = s->sources;
+	s->sources = m;
 	pthread_mutex_unlock(&s->lock);
 	m->fd = r->fd;
 	rc = svc_job_start(s, source_main, m);
 	if (rc) {
 		pthread_mutex_lock(&s->lock);
 		s->outgoing--;
+		for (struct source **pp = &s->sources; *pp; pp = &(*pp)->next)
+			if (*pp == m) {
+				*pp = m->next;
+				break;
+			}
 		pthread_mutex_unlock(&s->lock);
 		free(m);
 		return reply_result(r, rc, NULL, "cannot start the migration");
