@@ -672,6 +672,9 @@ out_lost:
 			 cwhy && *cwhy ? cwhy : "channel closed");
 	}
 out:
+	/* Join the receive threads first: they write into d->mem. */
+	pvm_channel_close(d->ch);
+	d->ch = NULL;
 	if (d->mem)
 		hv->ops->unmap_pages(hv, d->mem, d->nr_pages);
 	if (!running && d->created) {
@@ -686,7 +689,6 @@ out:
 	free(errs);
 	pvm_kv_dispose(&kv);
 	pvm_kv_dispose(&reply);
-	pvm_channel_close(d->ch);
 	pthread_mutex_lock(&s->lock);
 	s->incoming--;
 	pthread_mutex_unlock(&s->lock);
