@@ -551,17 +551,15 @@ int pvm_channel_send_pages(struct pvm_channel *ch, const uint64_t *pfns,
 		 * between frames; zero pages are never copied at all. */
 		if (pvm_is_zero(pages[i], PVM_PAGE_SIZE)) {
 			b->pfns[b->count++] = pfns[i] | TP_PFN_ZERO;
+			atomic_fetch_add(&ch->st_zero, 1);
 		} else {
 			memcpy(b->data + b->nonzero * PVM_PAGE_SIZE, pages[i],
 			       PVM_PAGE_SIZE);
 			b->nonzero++;
 			b->pfns[b->count++] = pfns[i];
+			atomic_fetch_add(&ch->st_raw, PVM_PAGE_SIZE);
 		}
 		atomic_fetch_add(&ch->st_pages, 1);
-		if (!pages[i] || pvm_is_zero(pages[i], PVM_PAGE_SIZE))
-			atomic_fetch_add(&ch->st_zero, 1);
-		else
-			atomic_fetch_add(&ch->st_raw, PVM_PAGE_SIZE);
 		ch->pages_since_mark = true;
 		if (b->count == PVM_TP_BATCH_PAGES)
 			publish_current(ch);
