@@ -1,8 +1,9 @@
 /*
  * Replays fuzz inputs without libFuzzer: each argument is a file or a
- * directory of files, each fed once to LLVMFuzzerTestOneInput(). Crashers
- * found by the fuzzer are kept in the corpus, so this is their regression
- * test.
+ * directory of files, each fed once to LLVMFuzzerTestOneInput() from a heap
+ * buffer of exactly its size (so ASan sees any over-read). Seeds and every
+ * crasher the fuzzers found stay in the corpora, so this is their
+ * regression test. Prints "N passed, N failed".
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -19,20 +20,26 @@ static int run_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	uint8_t *buf;
-	size_t n;
+	long len;
 
 	if (!f) {
 		perror(path);
 		return -1;
 	}
-	buf = malloc(INPUT_MAX);
-	if (!buf) {
+	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
+	    len > (long)INPUT_MAX || fseek(f, 0, SEEK_SET) != 0) {
+		fprintf(stderr, "%s: unreadable or over %u bytes\n", path, INPUT_MAX);
 		fclose(f);
 		return -1;
 	}
-	n = fread(buf, 1, INPUT_MAX, f);
+	buf = malloc(len ? (size_t)len : 1);
+	if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		free(buf);
+		fclose(f);
+		return -1;
+	}
 	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
+	LLVMFuzzerTestOneInput(buf, (size_t)len);
 	free(buf);
 	return 0;
 }
@@ -43,9 +50,9 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		struct stat st;
-		DIR *d;
 		struct dirent *e;
 		char path[4096];
+		DIR *d;
 
 		if (stat(argv[i], &st) != 0) {
 			perror(argv[i]);
