@@ -90,7 +90,7 @@ static void print_kv(const struct pvm_kv *kv)
 {
 	for (size_t i = 0; i < kv->n; i++)
 		if (strcmp(kv->key[i], "status"))
-			printf("%-14s %s\n", kv->key[i], kv->val[i]);
+			printf("%-16s %s\n", kv->key[i], kv->val[i]);
 }
 
 static int cmd_list(int argc, char **argv)
@@ -184,6 +184,55 @@ static int cmd_unpause(int argc, char **argv)
 			  NULL);
 }
 
+/*
+ * --workload items, comma-separated, passed on as the simulated guest
+ * program's spec; "dirty=R" (MiB/s, total) and "ws=W" (MiB working set) are
+ * turned into its page form "dirty:16:PAGES:PAGES_PER_S_PER_VCPU" (the
+ * vCPU count is applied by the service: we assume 1 here and the guest
+ * splits the working set, not the rate, so the rate is per vCPU).
+ */
+static int workload_spec(const char *in, char *out, size_t len)
+{
+	char buf[256], *save = NULL, *tok;
+	unsigned long rate = 0, ws = 0;
+	bool has_dirty = false;
+	size_t o = 0;
+
+	if (strlen(in) >= sizeof(buf))
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%s", in);
+	out[0] = '\0';
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "dirty=", 6) || !strncmp(tok, "ws=", 3)) {
+			char *end;
+			unsigned long v = strtoul(strchr(tok, '=') + 1, &end, 10);
+
+			if (*end || v == 0 || v > 1u << 20)
+				return -EINVAL;
+			if (tok[0] == 'd')
+				rate = v;
+			else
+				ws = v;
+			has_dirty = true;
+			continue;
+		}
+		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", tok);
+		if (o >= len)
+			return -EINVAL;
+	}
+	if (has_dirty) {
+		/* Default working set 64 MiB; rate in MiB/s -> pages/s. */
+		unsigned long pages = (ws ? ws : 64) * 256;
+
+		o += (size_t)snprintf(out + o, len - o, "%sdirty:16:%lu", o ? "," : "", pages);
+		if (rate)
+			o += (size_t)snprintf(out + o, len - o, ":%lu", rate * 256);
+		if (o >= len)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /* --disk PATH[,vdev=xvdX][,ro] -> diskN, diskN_vdev, diskN_ro */
 static int add_disk(struct pvm_kv *req, unsigned i, const char *spec)
 {
@@ -269,7 +318,9 @@ static int cmd_create(int argc, char **argv)
 		{ "workload", required_argument, NULL, 'w' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "vbd", required_argument, NULL, 'd' }, /* issue spelling */
 		{ "nic", optional_argument, NULL, 'N' },
+		{ "vif", optional_argument, NULL, 'N' },
 		{ "frontend", required_argument, NULL, 'f' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -295,7 +346,18 @@ static int cmd_create(int argc, char **argv)
 		case 'n': rc = pvm_kv_add(&req, "name", "%s", optarg); break;
 		case 'm': rc = pvm_kv_add(&req, "memory", "%s", optarg); break;
 		case 'c': rc = pvm_kv_add(&req, "vcpus", "%s", optarg); break;
-		case 'w': rc = pvm_kv_add(&req, "workload", "%s", optarg); break;
+		case 'w': {
+			char wl[256];
+
+			if (workload_spec(optarg, wl, sizeof(wl))) {
+				fprintf(stderr, "pvmig create: bad --workload '%s' (see pvmig create --help)\n",
+					optarg);
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			rc = pvm_kv_add(&req, "workload", "%s", wl);
+			break;
+		}
 		case 'p': rc = pvm_kv_add(&req, "paused", "1"); break;
 		case 'j': json = true; break;
 		case 'h':
@@ -306,12 +368,15 @@ static int cmd_create(int argc, char **argv)
 			       "Creates and starts a guest on the local host.\n"
 			       "  --memory SIZE    e.g. 256M (default), 1G\n"
 			       "  --vcpus N        default 1\n"
-			       "  --workload SPEC  simulated host: the guest program's workload, e.g.\n"
-			       "                   idle (default), echo, dirty:FIRST:COUNT[:RATE]\n"
-			       "                   (see pvmig(1) and docs/hv.md)\n"
-			       "  --disk PATH      a PV disk backed by the raw image PATH (up to 4;\n"
+			       "  --workload SPEC  simulated host: what the guest does, comma-separated:\n"
+			       "                   dirty=R,ws=W  dirty R MiB/s (per vCPU) over W MiB\n"
+			       "                   dirty:FIRST:COUNT[:RATE]  the same in pages\n"
+			       "                   blk[:N]  checksummed block writes read back, N/s\n"
+			       "                   net[:N]  numbered packets to an echo peer, N/s\n"
+			       "                   echo, idle (default); see docs/hv.md\n"
+			       "  --disk PATH      (or --vbd) a PV disk backed by the raw image PATH (up to 4;\n"
 			       "                   vdev xvda, xvdb, ... in order unless given)\n"
-			       "  --nic[=MAC]      a PV NIC (up to 4; MAC default 00:16:3e:random)\n"
+			       "  --nic[=MAC]      (or --vif) a PV NIC (up to 4; MAC default 00:16:3e:random)\n"
 			       "  --frontend GEN   the guest's PV drivers: modern (re-connect on resume,\n"
 			       "                   like Linux; default) or legacy (never re-handshake)\n"
 			       "  --paused         create it paused (pvmig unpause starts it)\n");

@@ -373,6 +373,7 @@ static int h_create(struct req *r)
 static int h_status(struct req *r)
 {
 	struct pvm_hv_dominfo d;
+	struct dom_config dc;
 	struct pvm_kv kv;
 	int rc;
 
@@ -380,6 +381,32 @@ static int h_status(struct req *r)
 		return 0;
 	pvm_kv_init(&kv);
 	add_dominfo(&kv, &d);
+	if (svc_config_get(r->svc, d.domid, &dc) == 0) {
+		if (dc.image[0])
+			pvm_kv_add(&kv, "workload", "%s", dc.image);
+		pvm_kv_add(&kv, "frontend", "%s",
+			   dc.frontend_gen == PVM_HV_FRONTEND_LEGACY ? "legacy" : "modern");
+		pvm_kv_add(&kv, "disks", "%u", dc.nr_disks);
+		pvm_kv_add(&kv, "nics", "%u", dc.nr_nics);
+	}
+	if (pvm_sim_is_sim(r->svc->hv)) {
+		struct pvm_sim_workload w;
+
+		/* The guest's own I/O counters (data/workload in its xenstore
+		 * area): what "nothing lost" is measured by. */
+		if (pvm_sim_workload_read(r->svc->hv, d.domid, &w) == 0) {
+			pvm_kv_add(&kv, "blk_writes", "%llu", (unsigned long long)w.blk_writes);
+			pvm_kv_add(&kv, "blk_reads", "%llu", (unsigned long long)w.blk_reads);
+			pvm_kv_add(&kv, "blk_verify_fail", "%llu", (unsigned long long)w.blk_verify_fail);
+			pvm_kv_add(&kv, "blk_io_errors", "%llu", (unsigned long long)w.blk_io_errors);
+			pvm_kv_add(&kv, "net_sent", "%llu", (unsigned long long)w.net_sent);
+			pvm_kv_add(&kv, "net_received", "%llu", (unsigned long long)w.net_received);
+			pvm_kv_add(&kv, "net_lost", "%llu", (unsigned long long)w.net_lost);
+			pvm_kv_add(&kv, "net_dup", "%llu", (unsigned long long)w.net_dup);
+			pvm_kv_add(&kv, "net_ooo", "%llu", (unsigned long long)w.net_ooo);
+			pvm_kv_add(&kv, "fe_connects", "%llu", (unsigned long long)w.fe_connects);
+		}
+	}
 	rc = reply_result(r, 0, &kv, NULL);
 	pvm_kv_dispose(&kv);
 	return rc;
