@@ -424,6 +424,7 @@ int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
  */
 
 struct pvm_hv;
+struct pvm_xenstored;
 
 #define PVM_CKPT_DISKS_MAX 4u /* = PVM_HV_MAX_DISKS (checked in save.c) */
 #define PVM_CKPT_NICS_MAX 4u  /* = PVM_HV_MAX_NICS */
@@ -431,7 +432,8 @@ struct pvm_hv;
 /*
  * The PV devices a domain was created with (the toolstack's config, as
  * libxl keeps it): carried in the saved config so that a restore re-creates
- * them. Their state is not saved (docs/save-restore.md, "PV devices").
+ * them. Their state is saved too: quiesced at the pause (pvquiesce), one
+ * PVMIG_DEVICE record each (docs/save-restore.md, "PV devices").
  */
 struct pvm_ckpt_devices {
 	uint32_t frontend_gen; /* enum pvm_hv_frontend_gen */
@@ -481,6 +483,10 @@ struct pvm_ckpt_save_cfg {
 	const struct pvm_ckpt_devices *devices; /* NULL: none known */
 	pvm_ckpt_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
+	/* The host's xenstore server: a legacy guest's subtree is saved from
+	 * it (PVMIG_XENSTORE). NULL: none (a legacy guest with devices then
+	 * cannot be saved). */
+	struct pvm_xenstored *xs;
 };
 
 struct pvm_ckpt_save_stats {
@@ -491,6 +497,7 @@ struct pvm_ckpt_save_stats {
 	uint64_t total_ns;
 	bool has_digest;
 	uint8_t mem_digest[32]; /* SAVE_DIGEST: memory at the last pause */
+	uint32_t devices;      /* PV devices quiesced and saved */
 	char err_msg[PVM_CKPT_ERR_MAX];
 };
 
@@ -508,6 +515,10 @@ struct pvm_ckpt_restore_cfg {
 	bool digest;        /* SHA-256 of all memory before unpausing */
 	pvm_ckpt_progress_fn progress;
 	void *progress_ctx;
+	struct pvm_xenstored *xs; /* as in pvm_ckpt_save_cfg: a legacy
+				   * guest's subtree is imported into it */
+	uint32_t reconnect_ms;    /* bound on the wait for the devices to
+				   * reconnect after unpause; 0: 5000 */
 };
 
 struct pvm_ckpt_restore_stats {
@@ -522,12 +533,19 @@ struct pvm_ckpt_restore_stats {
 	uint64_t total_ns;
 	bool has_digest;
 	uint8_t mem_digest[32];
+	/* PV devices after the unpause: "" (none, or left paused), "all N
+	 * reconnected", or which did not ("vbd xvda did not reconnect ...").
+	 * Not an error: the domain runs. */
+	char devices_msg[PVM_CKPT_ERR_MAX];
 	char err_msg[PVM_CKPT_ERR_MAX];
 };
 
 /*
  * Re-creates the domain saved at @cfg->path: same name (-EEXIST if the
- * host has a domain of that name), the saved domid if free, else any.
+ * host has a domain of that name), the saved domid if free, else any
+ * (a legacy frontend's guest: the saved domid or -EEXIST, since its
+ * xenstore paths and ACLs name it). PV device state is reconnected
+ * (pvquiesce) before the unpause.
  * The domain is created paused, filled, and unpaused only after every
  * stream read has returned 0 (checksums verified) and its state is
  * loaded. On failure the new domain is destroyed; nothing else on the
@@ -595,6 +613,7 @@ struct pvm_ckpt_cont_cfg {
 	const char *image;      /* as in pvm_ckpt_save_cfg */
 	const char *key_file;   /* as in pvm_ckpt_save_cfg */
 	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
+	struct pvm_xenstored *xs;               /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

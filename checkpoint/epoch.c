@@ -10,10 +10,13 @@
  * pvm_ckpt_continuous()
  *   base         sr_save(LIVE|KEEP), log-dirty left on; MANIFEST epoch 0;
  *                files of older runs removed
- *   each epoch   open RUN-N.pvm.tmp (headers only) → pause →
- *                logdirty_read_clear → copy the dirty pages into the stage
- *                buffer (past its size: straight into the file) → state →
- *                unpause → write the staged pages and the state → commit
+ *   each epoch   open RUN-N.pvm.tmp (headers only) → pause → quiesce the
+ *                PV backends (drained, captured) → logdirty_read_clear →
+ *                copy the dirty pages into the stage buffer (past its
+ *                size: straight into the file) → state → resume the
+ *                backends → unpause → write the staged pages, the state
+ *                and the device records (PVMIG_DEVICE, legacy:
+ *                PVMIG_XENSTORE) → commit
  *                the file (fsync, rename) → commit MANIFEST (tmp, fsync,
  *                rename, fsync dir)
  *
@@ -196,6 +199,7 @@ struct cont {
 	uint64_t *stage_pfns; /* owned */
 	size_t stage_pages;
 	struct sr_state state;
+	struct sr_devs devs;
 	struct sr_err *e;
 	struct sr_key key;    /* wiped at the end of the run */
 };
@@ -318,6 +322,10 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	}
 	paused = true;
 	tp = pvm_now_ns();
+	/* Drained first: the backends' last writes are in this epoch's
+	 * dirty set. */
+	if (sr_devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs, k->e))
+		goto out_abort;
 	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &k->bm);
 	if (rc) {
 		sr_fail(k->e, rc, "epoch %u: cannot read the dirty log of "
@@ -334,6 +342,7 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	}
 	if (sr_state_get(hv, cfg->domid, k->c.nr_vcpus, &k->state, k->e))
 		goto out_abort;
+	sr_devs_resume(&k->devs, hv, cfg->domid);
 	rc = hv->ops->domain_unpause(hv, cfg->domid);
 	paused = false;
 	es->pause_ns = pvm_now_ns() - tp;
@@ -342,7 +351,9 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 			cfg->domid, strerror(-rc));
 		goto out_abort;
 	}
-	if (write_staged(k, o.w, staged) || sr_state_write(o.w, &k->state, k->e))
+	if (write_staged(k, o.w, staged) ||
+	    sr_state_write(o.w, &k->state, k->e) ||
+	    sr_devs_write(&k->devs, o.w, cfg->domid, k->e))
 		goto out_abort;
 	es->bytes = pvm_ckpt_writer_offset(o.w) + 16;
 	if (sr_out_commit(&o, k->e))
@@ -356,8 +367,10 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	return 0;
 
 out_abort:
-	if (paused)
+	if (paused) {
+		sr_devs_resume(&k->devs, hv, cfg->domid);
 		hv->ops->domain_unpause(hv, cfg->domid);
+	}
 	sr_out_abort(&o);
 	return k->e->rc ? k->e->rc : -EIO;
 }
@@ -391,6 +404,7 @@ static int base(struct cont *k, bool logdirty_on,
 		   (cfg->flags & (PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST));
 	sc.progress = cfg->progress;
 	sc.progress_ctx = cfg->progress_ctx;
+	sc.xs = cfg->xs;
 	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
 				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
 		     k->key.loaded ? &k->key : NULL, &bs);
@@ -439,6 +453,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 
 	memset(st, 0, sizeof(*st));
 	sr_state_init(&k.state);
+	sr_devs_init(&k.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->dir || !*cfg->dir || !cfg->interval_ms ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
 		rc = sr_fail(&e, -EINVAL, "bad checkpoint arguments (an "
@@ -463,6 +478,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 	if (cfg->devices)
 		k.c.dev = *cfg->devices;
+	sr_devs_dispose(&k.devs);
+	sr_devs_init(&k.devs, &k.c.dev);
 	k.m.lz4 = cfg->flags & PVM_CKPT_SAVE_LZ4;
 	k.m.nr_pages = k.c.nr_pages;
 	k.stage_pages = (cfg->stage_bytes ? cfg->stage_bytes : STAGE_DEFAULT) /
@@ -533,6 +550,7 @@ out:
 		k.hv->ops->logdirty_disable(k.hv, cfg->domid);
 	sr_key_wipe(&k.key);
 	sr_state_dispose(&k.state);
+	sr_devs_dispose(&k.devs);
 	pvm_bitmap_dispose(&k.bm);
 	free(k.stage);
 	free(k.stage_pfns);

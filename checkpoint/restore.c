@@ -10,7 +10,12 @@
  *                           vCPU/event-channel/grant state is kept aside
  *     [dir] each committed delta stream, in epoch order, the same way
  *     load state            only now: every stream's checksum matched
- *     unpause               unless asked to stay paused
+ *     PV devices            the newest stream's PVMIG_DEVICE records:
+ *                           pvm_pvq_reconnect (legacy: the captured
+ *                           backends re-attached), then the legacy
+ *                           guest's xenstore subtree imported
+ *     unpause               unless asked to stay paused; then wait
+ *                           (bounded) for every device to be Connected
  *
  * Any failure destroys the new domain; nothing else on the host changes.
  *
@@ -202,6 +207,8 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 			} else if (!strcmp(key, "pvmig_domid"))
 				c->domid = num > PVM_HV_DOMID_MAX ? 0
 								  : (uint32_t)num;
+			else if (!strcmp(key, "pvmig_device_state"))
+				c->dev_state = num == 1;
 			else if (!strcmp(key, "pvmig_epoch"))
 				c->epoch = num > SR_EPOCHS_MAX ? UINT32_MAX
 							       : (uint32_t)num;
@@ -414,6 +421,8 @@ struct rctx {
 	const struct pvm_ckpt_restore_cfg *cfg;
 	uint64_t bytes_before, total_bytes, next_report;
 	struct sr_in *in;
+	/* PV device state of the newest stream */
+	struct sr_devs devs;
 };
 
 static int flush(struct rctx *x)
@@ -537,10 +546,16 @@ static int on_grants(void *ctx, const struct pvm_ckpt_grant_table *g)
 
 static int on_device(void *ctx, const struct pvm_ckpt_device *d)
 {
-	/* PV device state is restored by pvquiesce (a later issue). */
-	pvm_warn("restore: device %u/%u in the stream is not re-created yet",
-		 d->dev_type, d->devid);
-	return 0;
+	struct rctx *x = ctx;
+
+	return sr_devs_on_record(&x->devs, d, x->e);
+}
+
+static int on_xenstore(void *ctx, const void *image, size_t len)
+{
+	struct rctx *x = ctx;
+
+	return sr_devs_on_xenstore(&x->devs, image, len, x->e);
 }
 
 static const struct pvm_ckpt_read_ops restore_ops = {
@@ -550,6 +565,7 @@ static const struct pvm_ckpt_read_ops restore_ops = {
 	.evtchns = on_evtchns,
 	.grants = on_grants,
 	.device = on_device,
+	.xenstore = on_xenstore,
 };
 
 /* ---- loading the state --------------------------------------------------- */
@@ -742,6 +758,7 @@ static int read_one(struct rctx *x, struct sr_in *in, const char *path,
 	int rc;
 
 	x->in = in;
+	sr_devs_stream_start(&x->devs);
 	e->unseal = in->unseal;
 	rc = pvm_ckpt_read(&rc_cfg, info);
 	if (rc)
@@ -796,13 +813,14 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	const struct sr_key *kp = &key; /* loaded only with a key file */
 	struct pvm_hv *hv;
 	char path[4096];
-	bool created = false, dir;
+	bool created = false, dir, legacy = false;
 	uint32_t taken, last = 0;
 	uint64_t t0 = pvm_now_ns();
 	int rc;
 
 	memset(st, 0, sizeof(*st));
 	pvm_buf_init(&x.vcpus, SR_STATE_MAX);
+	sr_devs_init(&x.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->path) {
 		rc = sr_fail(&e, -EINVAL, "bad restore arguments");
 		goto out;
@@ -831,11 +849,28 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		goto out_close;
 	}
 	first = c;
+	legacy = c.dev.frontend_gen == PVM_HV_FRONTEND_LEGACY && c.domid;
 	if (name_taken(hv, c.name, &taken)) {
 		sr_fail(&e, -EEXIST, "a domain named '%s' exists on this host "
 			"(domid %u): destroy or rename it first", c.name, taken);
 		goto out_close;
 	}
+	if (legacy) {
+		struct pvm_hv_dominfo other;
+
+		/* A legacy frontend never rewrites its xenstore nodes: their
+		 * paths and ACLs name the saved domid, so it must be that. */
+		if (hv->ops->domain_info(hv, c.domid, &other) == 0) {
+			sr_fail(&e, -EEXIST, "'%s' has legacy PV frontends, "
+				"which need their saved domid %u back, and "
+				"domain '%s' has it on this host: destroy it "
+				"first or restore on another host", c.name,
+				c.domid, other.name);
+			goto out_close;
+		}
+	}
+	sr_devs_dispose(&x.devs);
+	sr_devs_init(&x.devs, &c.dev);
 	x.stage = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
 	if (!x.stage) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
@@ -861,7 +896,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 					    c.dev.nics[i].bridge : NULL;
 	}
 	rc = hv->ops->domain_create(hv, &dc, &x.domid);
-	if (rc == -EEXIST) {
+	if (rc == -EEXIST && !legacy) {
 		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
 		rc = hv->ops->domain_create(hv, &dc, &x.domid);
 	}
@@ -911,6 +946,11 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 			goto out_rc;
 		st->has_digest = true;
 	}
+	/* Memory, vCPUs, event channels and grants are in: the devices'
+	 * rings and ports are where the backends will find them. */
+	if (sr_devs_reconnect(&x.devs, hv, x.domid, cfg->xs, first.dev_state,
+			      path, &e))
+		goto out_rc;
 	if (!cfg->paused) {
 		rc = hv->ops->domain_unpause(hv, x.domid);
 		if (rc) {
@@ -918,6 +958,13 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 				x.domid, strerror(-rc));
 			goto out_rc;
 		}
+		sr_devs_wait(&x.devs, hv, x.domid,
+			     cfg->reconnect_ms ? cfg->reconnect_ms : 5000,
+			     st->devices_msg, sizeof(st->devices_msg));
+	} else if (x.devs.n) {
+		snprintf(st->devices_msg, sizeof(st->devices_msg),
+			 "%zu %s; they connect when it is unpaused", x.devs.n,
+			 x.devs.reconnected ? "restored" : "re-created afresh");
 	}
 	st->domid = x.domid;
 	snprintf(st->name, sizeof(st->name), "%s", first.name);
@@ -943,6 +990,7 @@ out:
 	free(x.evtchns);
 	free(x.grants);
 	pvm_buf_dispose(&x.vcpus);
+	sr_devs_dispose(&x.devs);
 	sr_key_wipe(&key);
 	st->total_ns = pvm_now_ns() - t0;
 	return rc;

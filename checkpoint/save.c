@@ -7,14 +7,19 @@
  *     [live] logdirty_enable, round 0 (every page), rounds of dirty pages
  *            until precopy_policy() says stop
  *     pause                   the one pause
+ *     sr_devs_quiesce()       PV backends drained and captured (they write
+ *                             responses into guest memory while draining,
+ *                             so before the last dirty read / the copy);
+ *                             a legacy guest's xenstore subtree exported
  *     [live] last dirty pages; [cold] every page
  *     sr_state_get/write()    vCPUs (HVM_CONTEXT), event channels, grants
- *     [keep] unpause
+ *     sr_devs_write()         PVMIG_DEVICE per device, PVMIG_XENSTORE
+ *     [keep] backends resumed, unpause
  *     sr_out_commit()         CHECKSUM, END, fsync, rename over path
  *     [!keep] destroy         only once the file is committed
  *
- * A failure anywhere before the commit unpauses the domain (if we paused
- * it), turns log-dirty off and removes path.tmp: the domain runs on and
+ * A failure anywhere before the commit resumes the backends and unpauses
+ * the domain (if we paused it), turns log-dirty off and removes path.tmp: the domain runs on and
  * an old file at path is untouched.
  */
 #include "checkpoint/sr.h"
@@ -102,6 +107,7 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 	LINE("pvmig_kind = \"%s\"\n", c->kind);
 	LINE("pvmig_chain = \"%s\"\n", c->chain);
 	LINE("pvmig_epoch = %u\n", c->epoch);
+	LINE("pvmig_device_state = 1\n");
 	LINE("pvmig_frontend = \"%s\"\n",
 	     c->dev.frontend_gen == PVM_HV_FRONTEND_LEGACY ? "legacy" : "modern");
 	/* xl's disk/vif spec syntax; the target comes last (it may hold
@@ -641,8 +647,9 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	struct sr_out o = { 0 };
 	struct sr_config c;
 	struct sr_state state;
+	struct sr_devs devs;
 	struct pvm_bitmap bm = { 0 };
-	struct pvm_hv *hv;
+	struct pvm_hv *hv = NULL;
 	uint8_t *bounce = NULL; /* live: a private copy of each batch, owned */
 	bool live, logdirty = false, paused = false, committed = false;
 	uint32_t max_rounds;
@@ -652,6 +659,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 
 	memset(st, 0, sizeof(*st));
 	sr_state_init(&state);
+	sr_devs_init(&devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->path || !*cfg->path ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
 			    PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
@@ -673,6 +681,8 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	}
 	if (cfg->devices)
 		c.dev = *cfg->devices;
+	sr_devs_dispose(&devs);
+	sr_devs_init(&devs, &c.dev);
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
 		goto out;
@@ -731,6 +741,11 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	}
 	paused = true;
 	tp = pvm_now_ns();
+	/* Drained before the last dirty read: the responses the backends
+	 * write go into this image. */
+	if (sr_devs_quiesce(&devs, hv, cfg->domid, cfg->xs, &e))
+		goto out_abort;
+	st->devices = (uint32_t)devs.n;
 	if (live) {
 		/* Pages dirtied since the last read, plus the set the policy
 		 * left for now. */
@@ -764,11 +779,13 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		st->has_digest = true;
 	}
 	if (sr_state_get(hv, cfg->domid, c.nr_vcpus, &state, &e) ||
-	    sr_state_write(o.w, &state, &e))
+	    sr_state_write(o.w, &state, &e) ||
+	    sr_devs_write(&devs, o.w, cfg->domid, &e))
 		goto out_abort;
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
 		/* Everything is in the writer's hands: the guest may run
 		 * while the file is finished and synced. */
+		sr_devs_resume(&devs, hv, cfg->domid);
 		rc = hv->ops->domain_unpause(hv, cfg->domid);
 		paused = false;
 		st->pause_ns = pvm_now_ns() - tp;
@@ -809,11 +826,13 @@ out:
 	    !((sr_flags & SR_SAVE_KEEP_LOGDIRTY) && rc == 0))
 		hv->ops->logdirty_disable(hv, cfg->domid);
 	if (paused && !committed) {
+		sr_devs_resume(&devs, hv, cfg->domid);
 		hv->ops->domain_unpause(hv, cfg->domid);
 		if (tp)
 			st->pause_ns = pvm_now_ns() - tp;
 	}
 	sr_state_dispose(&state);
+	sr_devs_dispose(&devs);
 	pvm_bitmap_dispose(&bm);
 	free(bounce);
 	st->total_ns = pvm_now_ns() - t0;

@@ -17,6 +17,8 @@
 
 #include "checkpoint/internal.h"
 #include "hv/hv.h"
+#include "hv/sim/backend.h"
+#include "pvquiesce/pvquiesce.h"
 
 #define SR_BATCH PVM_CKPT_PAGE_BATCH_MAX
 #define SR_CONFIG_MAX (64u * 1024u) /* xl option data we write or accept */
@@ -39,6 +41,8 @@ struct sr_config {
 	uint32_t domid;
 	uint32_t epoch;
 	struct pvm_ckpt_devices dev;
+	bool dev_state;     /* pvmig_device_state = 1: PVMIG_DEVICE records
+			     * for every device (PVMIG_XENSTORE if legacy) */
 };
 
 /* First-error message holder: sr_fail() keeps the first message only. */
@@ -138,6 +142,50 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	    unsigned sr_flags, const struct sr_key *key,
 	    struct pvm_ckpt_save_stats *st_out);
+
+/* ---- PV device state (devices.c) ---------------------------------------- */
+
+/* The devices of a config and their state, on either side. */
+struct sr_devs {
+	struct pvm_pvq_device dev[PVM_PVQ_MAX_DEVICES];
+	char name[PVM_PVQ_MAX_DEVICES][40]; /* "vbd xvda (51712)", "vif 0" */
+	size_t n;
+	bool legacy;
+	/* save */
+	struct pvm_buf state;  /* pvquiesce's blob */
+	bool quiesced;         /* backends paused by us: resume or destroy */
+	/* restore (and save: the legacy subtree) */
+	struct pvm_buf xsimg;  /* xenstore migration image, legacy only */
+	struct pvm_sim_backend_state st[PVM_PVQ_MAX_DEVICES];
+	bool have[PVM_PVQ_MAX_DEVICES];
+	bool have_xs, reconnected;
+	uint32_t records;
+};
+void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d);
+void sr_devs_dispose(struct sr_devs *s);
+/* Domain paused: drain and capture (and export a legacy guest's nodes). */
+int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+		    struct pvm_xenstored *xs, struct sr_err *e);
+/* The backends go on in place, if quiesced (idempotent). */
+void sr_devs_resume(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid);
+/* PVMIG_DEVICE per device, PVMIG_XENSTORE (legacy), from the capture. */
+int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
+		  uint32_t domid, struct sr_err *e);
+/* Restore: each stream brings a whole set; the last stream's wins. */
+void sr_devs_stream_start(struct sr_devs *s);
+int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
+		      struct sr_err *e);
+int sr_devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
+			struct sr_err *e);
+/* Domain paused, its state loaded: reconnect, then (legacy) the xenstore
+ * import. @required: the file says it has device state (a missing record
+ * is damage); else the devices start afresh with a warning. */
+int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+		      struct pvm_xenstored *xs, bool required,
+		      const char *path, struct sr_err *e);
+/* After unpause: "all N reconnected" or the names of those that did not. */
+void sr_devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+		  uint32_t timeout_ms, char *msg, size_t len);
 
 /* ---- restore side (restore.c) ----------------------------------------- */
 

@@ -188,6 +188,7 @@ static void *save_main(void *arg)
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
+		.xs = j->svc->xs,
 	};
 	struct pvm_ckpt_save_stats st;
 	struct pvm_kv kv;
@@ -213,6 +214,7 @@ static void *save_main(void *arg)
 		pvm_kv_add(&kv, "stream_bytes", "%llu",
 			   (unsigned long long)st.bytes);
 		pvm_kv_add(&kv, "rounds", "%u", st.rounds);
+		pvm_kv_add(&kv, "devices_quiesced", "%u", st.devices);
 		pvm_kv_add(&kv, "pause_ms", "%.3f", (double)st.pause_ns / 1e6);
 		pvm_kv_add(&kv, "total_ms", "%.3f", (double)st.total_ns / 1e6);
 		pvm_kv_add(&kv, "memory_gib_per_s", "%.3f",
@@ -284,6 +286,7 @@ int h_restore(struct req *r)
 		.digest = is_set(r, "digest"),
 		.progress = restore_progress,
 		.progress_ctx = &x,
+		.xs = r->svc->xs,
 	};
 	struct pvm_ckpt_restore_stats st;
 	struct pvm_hv_dominfo info;
@@ -307,8 +310,11 @@ int h_restore(struct req *r)
 		pvm_kv_add(&kv, "domid", "%u", st.domid);
 	pvm_kv_add(&kv, "path", "%s", path);
 	pvm_kv_add(&kv, "files", "%u", st.files);
-	pvm_kv_add(&kv, "pv_devices", "%u disk(s), %u nic(s) re-created",
-		   st.devices.nr_disks, st.devices.nr_nics);
+	pvm_kv_add(&kv, "pv_devices", "%u disk(s), %u nic(s) re-created%s%s",
+		   st.devices.nr_disks, st.devices.nr_nics,
+		   st.devices_msg[0] ? "; " : "", st.devices_msg);
+	if (st.devices_msg[0])
+		pvm_kv_add(&kv, "devices", "%s", st.devices_msg);
 	if (st.files > 1 || st.epoch)
 		pvm_kv_add(&kv, "epoch", "%u", st.epoch);
 	pvm_kv_add(&kv, "pages", "%llu", (unsigned long long)st.pages);
@@ -376,6 +382,7 @@ static void *checkpoint_main(void *arg)
 		.image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
+		.xs = j->svc->xs,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
