@@ -43,6 +43,7 @@ static void print_stats(const struct pvm_kv *kv)
 		{ "destination", "destination", "" },
 		{ "total_ms", "total time", "ms" },
 		{ "downtime_ms", "downtime", "ms" },
+		{ "io_downtime_ms", "PV I/O downtime", "ms (until devices reconnected)" },
 		{ "rounds", "pre-copy rounds", "" },
 		{ "round_detail", "per round", "" },
 		{ "final_pages", "stop-and-copy pages", "" },
@@ -58,6 +59,7 @@ static void print_stats(const struct pvm_kv *kv)
 		{ "devices_quiesced", "PV devices quiesced", "" },
 		{ "quiesce_ms", "quiesce (drain) time", "ms" },
 		{ "devices", "PV devices", "" },
+		{ "reconnect_ms", "devices reconnected in", "ms (after unpause)" },
 		{ "memory", "memory", "" },
 		{ "memory_sha256", "memory sha256", "" },
 	};

@@ -641,12 +641,17 @@ static void *dest_main(void *arg)
 				 * ones were reconnected while paused. */
 				pvm_kv_dispose(&reply);
 				if (d->ndev) {
+					uint64_t t0 = pvm_now_ns();
+
 					rc = pvm_pvq_wait_connected(hv, d->domid, d->devs,
 								    d->ndev,
 								    RECONNECT_WAIT_MS,
 								    dwhy, sizeof(dwhy));
 					pvm_kv_add(&reply, "devices", "%s",
 						   rc ? dwhy : "all reconnected");
+					if (!rc)
+						pvm_kv_add(&reply, "reconnect_ms", "%.2f",
+							   (double)(pvm_now_ns() - t0) / 1e6);
 					if (rc)
 						pvm_warn("migration %.8s: %s", d->id, dwhy);
 				}
@@ -1317,6 +1322,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		rc = expect(m, M_RUNNING, &kv, why, why_len);
 	if (!rc && pvm_kv_get(&kv, "devices"))
 		add_stat(m, "devices", "%s", pvm_kv_get(&kv, "devices"));
+	if (!rc && pvm_kv_get(&kv, "reconnect_ms"))
+		add_stat(m, "reconnect_ms", "%s", pvm_kv_get(&kv, "reconnect_ms"));
 	if (rc) {
 		char state[16];
 
@@ -1341,6 +1348,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	/* Running there: end the source copy. */
 	{
 		uint64_t down_ns = pvm_now_ns() - m->t_pause;
+		const char *rc_ms = pvm_kv_get(&kv, "reconnect_ms");
+		double reconnect = rc_ms ? strtod(rc_ms, NULL) : 0.0;
 
 		hv->ops->domain_destroy(hv, m->dom.domid);
 		svc_config_drop(m->svc, m->dom.domid);
@@ -1348,7 +1357,14 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		m->logdirty = false;
 		pvm_channel_finish(m->ch);
 		pvm_channel_stats(m->ch, &cs1);
-		add_stat(m, "downtime_ms", "%.2f", (double)down_ns / 1e6);
+		/* The destination answers RUNNING once its PV devices are
+		 * connected again: the guest itself ran from the unpause, its
+		 * I/O from then on. */
+		add_stat(m, "downtime_ms", "%.2f",
+			 (double)down_ns / 1e6 - reconnect > 0 ?
+				 (double)down_ns / 1e6 - reconnect : (double)down_ns / 1e6);
+		if (rc_ms)
+			add_stat(m, "io_downtime_ms", "%.2f", (double)down_ns / 1e6);
 		add_stat(m, "total_ms", "%.1f",
 			 (double)(pvm_now_ns() - m->t_start) / 1e6);
 		add_stat(m, "rounds", "%u", m->live ? r.round + 1 : 0);
