@@ -23,9 +23,10 @@ B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvm-it-ckpt-pv.XXXXXX)
 S=$W/state
-DPID= CPID=
+DPID= CPID= D2=
 cleanup() {
 	[ -n "$CPID" ] && kill "$CPID" 2>/dev/null
+	[ -n "$D2" ] && kill "$D2" 2>/dev/null && wait "$D2" 2>/dev/null
 	[ -n "$DPID" ] && kill "$DPID" 2>/dev/null
 	[ -n "$CPID" ] && wait "$CPID" 2>/dev/null
 	[ -n "$DPID" ] && wait "$DPID" 2>/dev/null
@@ -75,6 +76,18 @@ clean() {
 	[ $e = 0 ] && ok "$1: no I/O error, $lost packets lost ($3)" ||
 		bad "$1: I/O errors (lost $lost): $3"
 }
+# runs_clean WHAT DOMAIN BEFORE GEN: I/O goes on from now (counters read
+# 0.5 s apart from 1.5 s apart, so a stale publication cannot pass for
+# progress) and nothing went wrong since BEFORE
+runs_clean() {
+	local r0 r1
+	sleep 0.5
+	r0=$(counters $2)
+	sleep 1.5
+	r1=$(counters $2)
+	moving "$1" "$r0" "$r1"
+	clean "$1" "$3" "$r1" $4
+}
 # field FILE KEY of a --json result
 jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
 # restored_ok WHAT OUTFILE: restore result says the 2 devices reconnected
@@ -108,16 +121,14 @@ for gen in legacy modern; do
 		bad "$gen save: $(cat "$W/save.json" "$W/save.err")"
 	fi
 	P verify "$W/$g.pvm" --json >"$W/v.json"
+	cp "$W/v.json" "$W/$g-verify.json"
 	python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["sound"] and v["devices"]==2, v' "$W/v.json" 2>/dev/null &&
 		ok "$gen: the file is sound with 2 PVMIG_DEVICE records" || bad "$gen verify: $(cat "$W/v.json")"
 	P restore "$W/$g.pvm" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore: $(cat "$W/rest.err")"
 	restored_ok "$gen save->restore" "$W/rest.json"
 	nsid=$(domid_of $g)
 	[ "$gen" = modern ] || { [ "$nsid" = "$osid" ] && ok "$gen: restored with its domid $osid" || bad "$gen: domid $osid became $nsid"; }
-	sleep 1.5
-	after=$(counters $g)
-	moving "$gen save->restore" "$before" "$after"
-	clean "$gen save->restore" "$before" "$after" $gen
+	runs_clean "$gen save->restore" $g "$before" $gen
 
 	# ---- save -c -> restore -----------------------------------------------
 	P pause $g >/dev/null
@@ -128,31 +139,23 @@ for gen in legacy modern; do
 		bad "$gen save -c: $(cat "$W/save.json" "$W/save.err")"
 	cp "$W/$g.img" "$W/$g.img.at-save"
 	P unpause $g >/dev/null
-	sleep 1.5
-	after=$(counters $g)
 	# The backends were resumed in place: the original goes on unharmed
 	# (not one packet lost: its rings were never dropped).
-	moving "$gen -c: the original" "$before" "$after"
-	clean "$gen -c: the original" "$before" "$after" legacy
+	runs_clean "$gen -c: the original" $g "$before" legacy
 	P destroy $g >/dev/null
 	cp "$W/$g.img.at-save" "$W/$g.img"
 	P restore "$W/${g}c.pvm" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore -c image: $(cat "$W/rest.err")"
 	restored_ok "$gen -c->restore" "$W/rest.json"
-	sleep 1.5
-	after=$(counters $g)
-	moving "$gen -c->restore" "$before" "$after"
-	clean "$gen -c->restore" "$before" "$after" $gen
+	runs_clean "$gen -c->restore" $g "$before" $gen
 
 	# ---- continuous checkpoints -> restore of the newest epoch ---------------
 	rm -rf "$W/$g.dir"
 	before=$(counters $g)
-	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs 14 >"$W/cp.out" 2>&1 &
+	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs 30 >"$W/cp.out" 2>&1 &
 	CPID=$!
-	sleep 1
-	mid=$(counters $g)
-	moving "$gen checkpoints: the original between epochs" "$before" "$mid"
-	clean "$gen checkpoints: the original between epochs" "$before" "$mid" legacy
+	runs_clean "$gen checkpoints: the original between epochs" $g "$before" legacy
 	P pause $g >/dev/null
+	m0=$(awk '$1 == "epoch" { print $2 }' "$W/$g.dir/MANIFEST")
 	before=$(counters $g)
 	cp "$W/$g.img" "$W/$g.img.at-save"
 	wait $CPID; rc=$?; CPID=
@@ -161,14 +164,93 @@ for gen in legacy modern; do
 	cp "$W/$g.img.at-save" "$W/$g.img"
 	P restore "$W/$g.dir" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore dir: $(cat "$W/rest.err")"
 	ep=$(jfield "$W/rest.json" epoch)
-	[ "$ep" = 14 ] && ok "$gen: restored the newest epoch ($ep)" || bad "$gen: restored epoch '$ep', not 14"
+	# The newest epoch was taken after the pause (the disk matches it).
+	[ "$ep" = 30 ] && [ "${m0:-30}" -lt 30 ] && ok "$gen: restored the newest epoch ($ep; $m0 were committed when it was paused)" ||
+		bad "$gen: restored epoch '$ep', not 30 (paused at epoch '$m0')"
 	restored_ok "$gen checkpoint->restore" "$W/rest.json"
-	sleep 1.5
-	after=$(counters $g)
-	moving "$gen checkpoint->restore" "$before" "$after"
-	clean "$gen checkpoint->restore" "$before" "$after" $gen
+	runs_clean "$gen checkpoint->restore" $g "$before" $gen
 	P destroy $g >/dev/null
 done
+
+# ---- damaged device state: a clear error naming the device, nothing left ---
+# A legacy guest's file with its vbd's PVMIG_DEVICE record dropped, or its
+# vif's record made inconsistent (a tx ring said to be a blk ring), the
+# stream checksum recomputed so that only the device state is wrong.
+tamper() { # IN OUT drop|corrupt
+	python3 - "$@" <<'PY'
+import hashlib, re, struct, sys
+src, dst, how = sys.argv[1:]
+f = bytearray(open(src, "rb").read())
+start = 48 + struct.unpack_from("<I", f, 44)[0]   # after the xl header
+s = f[start:]
+# the CHECKSUM record (type 0x80706d06, 48 bytes), last in the libxc stream
+c = s.rfind(struct.pack("<II", 0x80706d06, 48) + struct.pack("<II", 1, 32))
+assert c > 0
+if how == "drop":   # the vbd (devid 51712)
+	m = list(re.finditer(re.escape(struct.pack("<I", 0x80706d03)) + b"(....)" +
+			     re.escape(struct.pack("<II", 1, 51712)), s, re.S))[-1]
+	ln = struct.unpack("<I", m.group(1))[0]
+	end = m.start() + 8 + ((ln + 7) & ~7)
+	del s[m.start():end]
+	c -= end - m.start()
+else:               # the vif (devid 0): its first ring's kind -> BLK
+	m = list(re.finditer(re.escape(struct.pack("<I", 0x80706d03)) + b"(....)" +
+			     re.escape(struct.pack("<II", 2, 0)), s, re.S))[-1]
+	b = m.start() + 8
+	fel, bel = struct.unpack_from("<HH", s, b + 24)
+	ring = b + 32 + ((fel + bel + 7) & ~7)
+	assert s[ring + 2] == 1, s[ring + 2]     # NET_TX
+	s[ring + 2] = 0
+struct.pack_into("<Q", s, c + 16, c)
+s[c + 24:c + 56] = hashlib.sha256(bytes(s[:c])).digest()
+open(dst, "wb").write(bytes(f[:start]) + bytes(s))
+PY
+}
+create dmg legacy
+P save dmg "$W/dmg.pvm" >/dev/null 2>&1 || bad "save dmg"
+ndom=$(P list --json | grep -o '"domid"' | wc -l)
+for how in drop corrupt; do
+	if ! tamper "$W/dmg.pvm" "$W/dmg-$how.pvm" $how 2>"$W/tamper.err"; then
+		bad "cannot make the $how file: $(cat "$W/tamper.err")"; continue
+	fi
+	want="no PVMIG_DEVICE record for vbd xvda"
+	[ $how = corrupt ] && want="vif 0: its PVMIG_DEVICE record is corrupt"
+	if P restore "$W/dmg-$how.pvm" >"$W/r.out" 2>&1; then
+		bad "restore with a $how device record succeeded"
+	elif grep -q "$want" "$W/r.out" && ! P status dmg >/dev/null 2>&1 &&
+	     [ "$(P list --json | grep -o '"domid"' | wc -l)" = "$ndom" ]; then
+		ok "device record $how: $(cat "$W/r.out"); no domain left"
+	else
+		bad "device record $how: $(cat "$W/r.out"); domains: $(P list)"
+	fi
+done
+P restore "$W/dmg.pvm" --json >"$W/rest.json" 2>&1 && restored_ok "the undamaged file" "$W/rest.json" ||
+	bad "the undamaged file: $(cat "$W/rest.json")"
+P destroy dmg >/dev/null
+
+# ---- a legacy guest's domid taken on the restoring host: refused up front ---
+# (a second pvmigd whose first guest takes the domid the legacy guest had)
+"$PVMIGD" --backend sim --state-dir "$W/s2" --foreground >>"$W/pvmigd2.log" 2>&1 &
+D2=$!
+for _ in $(seq 100); do "$PVMIG" -H "$W/s2" info >/dev/null 2>&1 && break; sleep 0.05; done
+"$PVMIG" -H "$W/s2" create --name squatter --memory 16M --workload dirty:16:64:100 >/dev/null 2>&1 ||
+	bad "create the squatter"
+sq=$("$PVMIG" -H "$W/s2" status squatter --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
+lid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["domid"])' <"$W/legacy-verify.json" 2>/dev/null)
+if [ -n "$sq" ] && [ "$sq" = "$lid" ]; then
+	n0=$("$PVMIG" -H "$W/s2" list --json | grep -o '"domid"' | wc -l)
+	if "$PVMIG" -H "$W/s2" restore "$W/legacy.pvm" >"$W/r.out" 2>&1; then
+		bad "legacy restore onto a taken domid succeeded"
+	elif grep -q "need their saved domid $lid back, and domain 'squatter' has it" "$W/r.out" &&
+	     [ "$("$PVMIG" -H "$W/s2" list --json | grep -o '"domid"' | wc -l)" = "$n0" ]; then
+		ok "legacy domid taken: $(cat "$W/r.out")"
+	else
+		bad "legacy domid taken: $(cat "$W/r.out")"
+	fi
+else
+	bad "the squatter got domid '$sq', the legacy guest had '$lid': cannot test a taken domid"
+fi
+kill $D2; wait $D2 2>/dev/null; D2=
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
