@@ -66,6 +66,20 @@ enum state_tag {
 
 #define RECONNECT_WAIT_MS 10000u
 
+/*
+ * Fault injection for tests: PVMIG_FAULT in pvmigd's environment names one
+ * point where the hand-over breaks as a cut link or a dead host would:
+ * src-cut-before-unpause, src-cut-after-unpause (the source's channel is
+ * shut down there), dst-die-after-ready (the destination pvmigd exits at
+ * once after READY, as a crashed host).
+ */
+static bool fault_point(const char *name)
+{
+	const char *f = getenv("PVMIG_FAULT");
+
+	return f && !strcmp(f, name);
+}
+
 #define MAP_BATCH 1024u
 #define ACCEPT_WAIT_MS 1000u
 #define QUERY_TRIES 10u
@@ -214,14 +228,27 @@ static void outcome_set(struct pvm_service *s, const char *id, const char *state
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void outcome_get(struct pvm_service *s, const char *id, char *out,
-			size_t len)
+/*
+ * The destination's decision point, under the service lock so that a QUERY
+ * and a late UNPAUSE cannot both win: @to_state is set only if the outcome
+ * is still "receiving". QUERY fences with "aborted" (the source asked, so
+ * it will not hand over on this channel any more); UNPAUSE claims "running".
+ * Returns the state after the call in @out.
+ */
+static void outcome_decide(struct pvm_service *s, const char *id,
+			   const char *to_state, char *out, size_t len)
 {
 	snprintf(out, len, "unknown");
 	pthread_mutex_lock(&s->lock);
-	for (unsigned i = 0; i < MIG_OUTCOMES; i++)
-		if (s->outcomes[i].id[0] && !strcmp(s->outcomes[i].id, id))
-			snprintf(out, len, "%s", s->outcomes[i].state);
+	for (unsigned i = 0; i < MIG_OUTCOMES; i++) {
+		struct mig_outcome *o = &s->outcomes[i];
+
+		if (!o->id[0] || strcmp(o->id, id))
+			continue;
+		if (!strcmp(o->state, "receiving"))
+			snprintf(o->state, sizeof(o->state), "%s", to_state);
+		snprintf(out, len, "%s", o->state);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -508,7 +535,7 @@ static void *dest_main(void *arg)
 		const char *id = pvm_kv_get(&kv, "id");
 		char state[16];
 
-		outcome_get(s, id ? id : "", state, sizeof(state));
+		outcome_decide(s, id ? id : "", "aborted", state, sizeof(state));
 		pvm_kv_add(&reply, "state", "%s", state);
 		send_kv(d->ch, M_OUTCOME, &reply);
 		goto out;
@@ -620,18 +647,30 @@ static void *dest_main(void *arg)
 				pvm_kv_add(&reply, "memory", "verified");
 			if (send_kv(d->ch, M_READY, &reply))
 				goto out_lost;
+			if (fault_point("dst-die-after-ready"))
+				_exit(9);
 			continue;
 		}
 		if (type == M_UNPAUSE) {
+			char st[16];
+
+			outcome_decide(s, d->id, "running", st, sizeof(st));
+			if (strcmp(st, "running")) {
+				/* The source asked (QUERY) first and was told
+				 * "aborted": it has resumed its copy. */
+				snprintf(why, sizeof(why), "UNPAUSE after the source was told '%s'", st);
+				send_abort(d->ch, why);
+				goto out;
+			}
 			rc = hv->ops->domain_unpause(hv, d->domid);
 			if (rc) {
 				snprintf(why, sizeof(why), "cannot unpause: %s",
 					 strerror(-rc));
+				outcome_set(s, d->id, "aborted");
 				send_abort(d->ch, why);
 				goto out;
 			}
 			running = true;
-			outcome_set(s, d->id, "running");
 			pvm_info("migration %.8s: domain %u '%s' runs here",
 				 d->id, d->domid, d->name);
 			{
@@ -1317,7 +1356,11 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		goto out;
 	}
 	/* The point of no return: from here the destination may run it. */
+	if (fault_point("src-cut-before-unpause"))
+		pvm_channel_shutdown(m->ch);
 	rc = send_simple(m->ch, M_UNPAUSE);
+	if (!rc && fault_point("src-cut-after-unpause"))
+		pvm_channel_shutdown(m->ch);
 	if (!rc)
 		rc = expect(m, M_RUNNING, &kv, why, why_len);
 	if (!rc && pvm_kv_get(&kv, "devices"))
@@ -1325,25 +1368,34 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	if (!rc && pvm_kv_get(&kv, "reconnect_ms"))
 		add_stat(m, "reconnect_ms", "%s", pvm_kv_get(&kv, "reconnect_ms"));
 	if (rc) {
+		/* UNPAUSE may or may not have reached the destination (even a
+		 * failed send may have left part of it on the wire): ask. */
 		char state[16];
+		int q;
 
+		if (!why[0])
+			snprintf(why, why_len, "lost the destination during the hand-over");
 		pvm_warn("migration %.8s: outcome in doubt (%s); asking the destination",
 			 m->id, why);
-		if (query_outcome(m, state, sizeof(state)) == 0 &&
-		    strcmp(state, "running") != 0) {
+		q = query_outcome(m, state, sizeof(state));
+		if (q == 0 && strcmp(state, "running") != 0) {
 			snprintf(why + strlen(why), why_len - strlen(why),
-				 "; destination says '%s'", state);
-			goto out; /* rollback */
+				 "; the destination says '%s'", state);
+			goto out; /* roll back: it is not running there */
 		}
-		if (query_outcome(m, state, sizeof(state)) != 0) {
+		if (q != 0) {
 			snprintf(why, why_len,
 				 "outcome unknown: the destination could not be asked. The guest stays PAUSED here (domid %u); check the destination, then 'pvmig destroy' or 'pvmig unpause' it here",
 				 m->dom.domid);
-			m->paused = false; /* keep it paused: no rollback */
+			m->paused = false; /* keep it paused: no roll back */
 			m->logdirty = false;
+			m->quiesced = false;
+			add_stat(m, "outcome", "unknown");
 			rc = -EHOSTUNREACH;
 			goto out;
 		}
+		pvm_warn("migration %.8s: the destination runs it", m->id);
+		add_stat(m, "outcome", "confirmed by query after a lost hand-over");
 	}
 	/* Running there: end the source copy. */
 	{

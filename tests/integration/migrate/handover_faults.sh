@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The hand-over failing at its three hard points (fault injection through
+# PVMIG_FAULT, migrate/migration.c): the link cut just before UNPAUSE, just
+# after it, and the destination host dying right after READY. Each time the
+# guest must be running on exactly one host, or — when nobody can know —
+# paused on the source and said so, never running twice.
+#   $1 = build dir
+set -uo pipefail
+B=$(cd "$1" && pwd)
+PVMIG=$B/pvmig PVMIGD=$B/pvmigd
+W=$(mktemp -d /tmp/pvmig-it-ho.XXXXXX)
+declare -A PID
+fails=0 passes=0
+ok() { echo "ok: $*"; passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+cleanup() {
+	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
+	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	[ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
+"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+declare -A PORT=([a]=$(port_of) [b]=$(port_of))
+
+start_host() { # NAME [FAULT]
+	mkdir -p "$W/$1"
+	printf 'state-dir = %s\nlisten = 127.0.0.1\nport = %s\ntimeout-ms = 2000\ntls-ca = %s\ntls-cert = %s\ntls-key = %s\n' \
+		"$W/$1" "${PORT[$1]}" "$W/certs/ca.pem" "$W/certs/host$1.pem" "$W/certs/host$1.key" >"$W/$1.conf"
+	PVMIG_FAULT=${2:-} "$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
+	PID[$1]=$!
+	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return; sleep 0.05; done
+	echo "pvmigd $1 did not start"; cat "$W/$1.log"; exit 1
+}
+stop_host() { kill "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; rm -rf "${W:?}/$1"; }
+state() {
+	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
+import json,sys
+try: d=json.load(sys.stdin)
+except Exception: print("no-host"); sys.exit()
+n=sys.argv[1]
+print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
+}
+expect_state() { local s; s=$(state "$1" "$2"); [ "$s" = "$3" ] && ok "$4 ($1: $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"; }
+guest() { # on host a
+	truncate -s 16M "$W/disk.img"
+	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/disk.img" --nic --frontend legacy \
+		--workload "dirty:16:1000:2000,blk:500,net:500" >/dev/null || bad "create"
+	sleep 0.5
+}
+
+# 1. Link cut just before UNPAUSE: the destination never runs it; the
+#    source asks, the destination fences the migration ("aborted": a late
+#    UNPAUSE would now be refused), and the source resumes its copy.
+start_host a src-cut-before-unpause; start_host b; guest
+if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" 2>"$W/e1"; then
+	bad "a hand-over cut before UNPAUSE reported success"
+else
+	grep -q "says 'aborted'" "$W/e1" && ok "cut before UNPAUSE: $(head -1 "$W/e1")" ||
+		bad "cut before UNPAUSE: unexpected error: $(cat "$W/e1")"
+fi
+expect_state a g running "the source resumed its copy"
+for _ in $(seq 60); do [ "$(state b g)" = absent ] && break; sleep 0.1; done
+expect_state b g absent "the destination dropped its copy"
+stop_host a; stop_host b
+
+# 2. Link cut just after UNPAUSE: the destination runs it; the source asks,
+#    hears "running", and destroys its paused copy.
+start_host a src-cut-after-unpause; start_host b; guest
+if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" --json >"$W/o2" 2>"$W/e2"; then
+	grep -q "confirmed by query" "$W/o2" && ok "cut after UNPAUSE: the source learned the outcome by asking" ||
+		bad "cut after UNPAUSE: no query outcome in $(cat "$W/o2")"
+else
+	bad "cut after UNPAUSE: $(cat "$W/e2")"
+fi
+expect_state b g running "the destination runs it"
+expect_state a g absent "the source destroyed its paused copy"
+stop_host a; stop_host b
+
+# 3. The destination host dies right after READY: nobody can tell whether it
+#    ran; the source keeps its copy PAUSED (never two running) and says so.
+start_host a; start_host b dst-die-after-ready; guest
+if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" 2>"$W/e3"; then
+	bad "a hand-over to a dead destination reported success"
+else
+	grep -q "outcome unknown" "$W/e3" && ok "destination died after READY: $(head -1 "$W/e3" | cut -c1-160)" ||
+		bad "destination died after READY: unexpected error: $(cat "$W/e3")"
+fi
+expect_state a g paused "the source keeps its copy paused"
+wait "${PID[b]}" 2>/dev/null; unset "PID[b]"
+"$PVMIG" -H "$W/a" unpause g >/dev/null && expect_state a g running "the operator resumes it once the destination is known dead"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
