@@ -200,9 +200,22 @@ int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 		if (connected == n)
 			return 0;
 		if (pvm_now_ms() >= deadline) {
-			snprintf(why, why_len,
-				 "%zu of %zu PV devices of domain %u reconnected within %u ms",
-				 connected, n, domid, timeout_ms);
+			/* Name every device left behind: a guest must not be
+			 * left silently with a dead disk. */
+			size_t o = (size_t)snprintf(why, why_len,
+						    "%zu of %zu PV devices of domain %u reconnected within %u ms; not:",
+						    connected, n, domid, timeout_ms);
+
+			for (size_t i = 0; i < n && o < why_len; i++) {
+				if (pvm_sim_backend_xb_state(hv, domid,
+							     (uint32_t)sim_type(devs[i].type),
+							     devs[i].devid, &st) == 0 &&
+				    st == XenbusStateConnected)
+					continue;
+				o += (size_t)snprintf(why + o, why_len - o, " %s %u (state %u)",
+						      type_name(devs[i].type),
+						      devs[i].devid, st);
+			}
 			return -ETIMEDOUT;
 		}
 		usleep(200); /* cheap: a state read per device */
