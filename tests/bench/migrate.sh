@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Migration benchmark (issue 7): pvmig against QEMU, on this machine.
+#
+# pvmig: two pvmigd (simulated Xen hosts) on loopback, TLS 1.3 always; a
+# 1 GiB, 2-vCPU guest with a PV disk and a PV NIC (workload blk:200,net:200,
+# whose own counters say whether any I/O went wrong) in three settings:
+#   idle        no memory dirtying (only the disk/NIC workload)
+#   50MiB/s     dirty:16:65536:6400   256 MiB set, 6400 pages/s per vCPU
+#   200MiB/s    dirty:16:65536:25600  256 MiB set, 25600 pages/s per vCPU
+# migrated A->B, B->A, ... --reps times (default 5): median total time and
+# downtime, bytes on the wire, workload errors.
+#
+# QEMU: a 1 GiB, 2-vCPU guest running Debian's kernel with a busybox
+# initramfs whose init runs tests/bench/migrate/dirtier.c (the same dirtying
+# job; it also checks each page before rewriting it). The kernel and busybox
+# are fetched with `apt-get download` and unpacked (dpkg -x), never
+# installed, into $QEMU_CACHE (default /var/tmp/pvmig-bench-qemu).
+# Loopback TCP, max-bandwidth raised, QEMU's default downtime target, once
+# plain and once with tls-creds-x509. /dev/kvm here is a nested
+# implementation that cannot boot a stock kernel, so QEMU runs with
+# -accel tcg -cpu qemu64. After each run the destination's serial log must
+# keep its heartbeats with errors=0 and show no panic/Oops ("survived").
+#
+# Ends with lines "downtime ratio vs qemu-plain SETTING: X" and
+# "total ratio vs qemu-plain SETTING: X" (and the same for qemu-tls),
+# pvmig median / QEMU median.
+#
+# Usage: tests/bench/migrate.sh [--reps N] [--qemu-reps N] [--no-qemu] [--keep]
+# A benchmark, not a test: it reports, it does not pass or fail.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+REPS=5 QREPS=5 QEMU=1 KEEP=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--reps) REPS=$2; shift 2 ;;
+	--qemu-reps) QREPS=$2; shift 2 ;;
+	--no-qemu) QEMU=0; shift ;;
+	--keep) KEEP=1; shift ;;
+	*) echo "usage: $0 [--reps N] [--qemu-reps N] [--no-qemu] [--keep]" >&2; exit 2 ;;
+	esac
+done
+SETTINGS=(idle 50MiB/s 200MiB/s)
+declare -A WL=([idle]="blk:200,net:200"
+	[50MiB/s]="dirty:16:65536:6400,blk:200,net:200"
+	[200MiB/s]="dirty:16:65536:25600,blk:200,net:200")
+# QEMU dirtier: pages, pages/s per thread (2 threads, as 2 vCPUs)
+declare -A QWL=([idle]="0 0" [50MiB/s]="65536 6400" [200MiB/s]="65536 25600")
+T_START=$(date +%s)
+
+./scripts/build.sh build-bench >/dev/null 2>"${TMPDIR:-/tmp}/pvmig-bench-build.err" ||
+	[ -x build-bench/pvmig ] || { cat "${TMPDIR:-/tmp}/pvmig-bench-build.err"; exit 1; }
+PVMIG=$ROOT/build-bench/pvmig PVMIGD=$ROOT/build-bench/pvmigd
+for t in python3 xenstore-read; do
+	command -v $t >/dev/null || { echo "migrate.sh: needs $t (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+W=$(mktemp -d /tmp/pvmig-bench-migrate.XXXXXX)
+declare -A PID
+cleanup() {
+	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
+	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	if [ "$KEEP" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(date -u +%FT%TZ)"
+
+# ---- pvmig ----------------------------------------------------------------
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+"$PVMIG" tls-init "$W/tls" hosta hostb >/dev/null 2>&1 || { echo "tls-init failed"; exit 1; }
+declare -A PORT=([a]=$(port_of) [b]=$(port_of))
+for h in a b; do
+	mkdir -p "$W/$h"
+	cat >"$W/$h.conf" <<EOC
+backend = sim
+state-dir = $W/$h
+listen = 127.0.0.1
+port = ${PORT[$h]}
+tls-ca = $W/tls/ca.pem
+tls-cert = $W/tls/host$h.pem
+tls-key = $W/tls/host$h.key
+EOC
+	"$PVMIGD" --config "$W/$h.conf" --foreground 2>>"$W/$h.log" &
+	PID[$h]=$!
+done
+for h in a b; do
+	for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done
+	"$PVMIG" -H "$W/$h" info >/dev/null 2>&1 || { echo "pvmigd $h did not start:"; cat "$W/$h.log"; exit 1; }
+done
+
+# counters HOST NAME -> the workload's counters, "key=value ..."
+counters() {
+	local domid k
+	domid=$("$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])') || return 1
+	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
+		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read "/local/domain/$domid/data/workload/$k" 2>/dev/null || echo '?')"
+	done
+}
+
+echo
+echo "== pvmig: 2 pvmigd on 127.0.0.1:${PORT[a]} / :${PORT[b]}, TLS 1.3 + lz4, 1 GiB guest, 2 vCPUs,"
+echo "   PV disk + PV NIC (modern frontend), $REPS migrations per setting (A->B, B->A, ...)"
+truncate -s 64M "$W/disk.img"
+for s in "${SETTINGS[@]}"; do
+	tag=${s//\//}
+	name=bench-$tag
+	if ! "$PVMIG" -H "$W/a" create --name "$name" --memory 1G --vcpus 2 --disk "$W/disk.img" --nic \
+		--workload "${WL[$s]}" >/dev/null 2>"$W/err"; then
+		echo "$s: create failed: $(cat "$W/err")"; continue
+	fi
+	sleep 2
+	here=a there=b
+	for r in $(seq "$REPS"); do
+		before=$(counters $here "$name")
+		timeout 300 "$PVMIG" -H "$W/$here" migrate "$name" "127.0.0.1:${PORT[$there]}" --json \
+			>"$W/pv-$tag-$r.json" 2>"$W/err" || echo "$s rep $r: migrate failed: $(cat "$W/err")"
+		sleep 1.5
+		after=$(counters $there "$name")
+		echo "$before" >"$W/pv-$tag-$r.before"
+		echo "$after" >"$W/pv-$tag-$r.after"
+		python3 - "$W/pv-$tag-$r.json" "$s" "$r" "$before" "$after" <<'EOP'
+import json, sys
+path, s, r, before, after = sys.argv[1:]
+kv = lambda t: dict(x.split("=", 1) for x in t.split())
+b, a = kv(before), kv(after)
+try:
+    res = json.load(open(path))["result"]
+except Exception:
+    res = {}
+errs = sum(int(a.get(k, "0")) if a.get(k, "?").isdigit() else 1
+           for k in ("blk-verify-fail", "blk-io-errors", "net-dup", "net-ooo"))
+moved = all(a.get(k, "?").isdigit() and b.get(k, "?").isdigit() and int(a[k]) > int(b[k])
+            for k in ("blk-reads", "net-received"))
+lost = (int(a["net-lost"]) - int(b["net-lost"])) if a.get("net-lost", "?").isdigit() and b.get("net-lost", "?").isdigit() else "?"
+print(f"  {s:<9} rep {r}: {res.get('result', 'FAILED')}, total {res.get('total_ms')} ms, downtime {res.get('downtime_ms')} ms, "
+      f"rounds {res.get('rounds')}, {int(res.get('wire_bytes', 0)) / 1048576:.1f} MiB on the wire, "
+      f"errors {errs}, lost packets this move {lost}, I/O goes on: {'yes' if moved else 'NO'}")
+json.dump({"total_ms": res.get("total_ms"), "downtime_ms": res.get("downtime_ms"),
+           "bytes": res.get("wire_bytes"), "ok": res.get("result") == "done",
+           "errors": errs, "lost": lost, "moved": moved}, open(path + ".sum", "w"))
+EOP
+		t=$here; here=$there; there=$t
+	done
+	"$PVMIG" -H "$W/$here" destroy "$name" >/dev/null 2>&1
+done
+
+# ---- QEMU -----------------------------------------------------------------
+QEMU_NOTE=""
+QC=${QEMU_CACHE:-/var/tmp/pvmig-bench-qemu}
+qemu_prepare() {
+	if ! command -v qemu-system-x86_64 >/dev/null; then
+		echo "   qemu-system-x86_64 missing: apt-get install qemu-system-x86 ..."
+		DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends qemu-system-x86 >"$W/apt.log" 2>&1 ||
+			{ QEMU_NOTE="qemu-system-x86 could not be installed ($(tail -1 "$W/apt.log"))"; return 1; }
+	fi
+	command -v gcc >/dev/null || { QEMU_NOTE="gcc is needed to build the dirtier"; return 1; }
+	mkdir -p "$QC/deb"
+	local kpkg kimg
+	kimg=$(ls "$QC"/root/boot/vmlinuz-6.1.0-*-amd64 2>/dev/null | sort -V | tail -1)
+	if [ -z "$kimg" ] || [ ! -x "$QC/root/bin/busybox" ]; then
+		kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6.1/ {print $2; exit}')
+		[ -n "$kpkg" ] || kpkg=$(apt-cache search '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1)
+		[ -n "$kpkg" ] || { QEMU_NOTE="no linux-image-6.1.0-*-amd64 in apt's lists (apt-get update?)"; return 1; }
+		(cd "$QC/deb" && timeout 600 apt-get download "$kpkg" busybox-static >"$W/apt.log" 2>&1) ||
+			{ QEMU_NOTE="apt-get download $kpkg busybox-static failed ($(tail -1 "$W/apt.log"))"; return 1; }
+		for d in "$QC"/deb/*.deb; do dpkg -x "$d" "$QC/root" || { QEMU_NOTE="dpkg -x $d failed"; return 1; }; done
+		kimg=$(ls "$QC"/root/boot/vmlinuz-6.1.0-*-amd64 2>/dev/null | sort -V | tail -1)
+	fi
+	[ -n "$kimg" ] || { QEMU_NOTE="no kernel image after unpacking"; return 1; }
+	KERNEL=$kimg
+	gcc -O2 -static -pthread -Wall -o "$W/dirtier" tests/bench/migrate/dirtier.c 2>"$W/gcc.err" ||
+		{ QEMU_NOTE="static build of the dirtier failed: $(head -3 "$W/gcc.err")"; return 1; }
+	python3 tests/bench/migrate/qemu.py initramfs "$W/initrd.cpio" "$QC/root/bin/busybox" "$W/dirtier" ||
+		{ QEMU_NOTE="initramfs build failed"; return 1; }
+	# QEMU's TLS file names; server cert for "localhost" (tls-hostname).
+	local d=$W/qtls
+	mkdir -p "$d"
+	(
+		cd "$d" || exit 1
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+			-subj /CN=bench-ca -keyout ca-key.pem -out ca-cert.pem \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+		for role in server client; do
+			openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$([ $role = server ] && echo localhost || echo bench-client)" \
+				-keyout $role-key.pem -out $role.csr
+			printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=%s\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' \
+				"$([ $role = server ] && echo serverAuth || echo clientAuth)" >$role.ext
+			openssl x509 -req -in $role.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+				-extfile $role.ext -out $role-cert.pem
+		done
+	) >"$W/openssl.log" 2>&1 || { QEMU_NOTE="openssl failed: $(tail -2 "$W/openssl.log")"; return 1; }
+	return 0
+}
+
+if [ "$QEMU" = 1 ]; then
+	echo
+	echo "== QEMU: preparing (kernel + busybox-static via apt-get download into $QC, dirtier, initramfs, TLS certs)"
+	if qemu_prepare; then
+		QVER=$(qemu-system-x86_64 --version | head -1)
+		echo "   $QVER; kernel $(basename "$KERNEL") (Debian), busybox initramfs + static dirtier"
+		echo "   NOTE: /dev/kvm here is a nested implementation that cannot boot a stock kernel:"
+		echo "   QEMU runs with -accel tcg -cpu qemu64 (software emulation, MTTCG), 1 GiB, 2 vCPUs;"
+		echo "   migration over tcp:127.0.0.1, max-bandwidth 100 GiB/s, default downtime-limit (300 ms)"
+		if [ "$QREPS" -lt "$REPS" ]; then echo "   QEMU reps reduced to $QREPS per setting and mode (pvmig: $REPS)"; fi
+		for s in "${SETTINGS[@]}"; do
+			tag=${s//\//}
+			read -r qcount qrate <<<"${QWL[$s]}"
+			for mode in plain tls; do
+				tlsarg=(); [ $mode = tls ] && tlsarg=(--tls "$W/qtls")
+				for r in $(seq "$QREPS"); do
+					timeout 600 python3 tests/bench/migrate/qemu.py run --kernel "$KERNEL" --initrd "$W/initrd.cpio" \
+						--work "$W/q-$tag-$mode" --count "$qcount" --rate "$qrate" "${tlsarg[@]}" \
+						>"$W/q-$tag-$mode-$r.json" 2>"$W/q.err" ||
+						echo "{\"status\": \"runner failed: $(tail -1 "$W/q.err" | tr -d '"\\')\"}" >"$W/q-$tag-$mode-$r.json"
+					python3 - "$W/q-$tag-$mode-$r.json" "$s" "$mode" "$r" <<'EOP'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s, mode, rep = sys.argv[2:]
+line = f"  {s:<9} qemu-{mode:<5} rep {rep}: {r['status']}"
+if r.get("status") == "completed":
+    line += (f", total {r['total_ms']} ms, downtime {r['downtime_ms']} ms, {r['bytes'] / 1048576:.1f} MiB sent, "
+             f"destination {'survived' if r.get('survived') else 'DID NOT SURVIVE'}")
+    if not r.get("survived"):
+        line += f" ({r.get('dst_status')}; {', '.join(r.get('dst_bad') or [])}; guest errors={r.get('errors')})"
+print(line)
+EOP
+				done
+			done
+		done
+	else
+		echo "   QEMU not measured: $QEMU_NOTE"
+	fi
+fi
+
+# ---- report -----------------------------------------------------------------
+echo
+python3 - "$W" "$REPS" "$QREPS" "$QEMU" "$QEMU_NOTE" <<'EOP'
+import json, os, statistics, sys
+w, reps, qreps, qemu, note = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+settings = ["idle", "50MiB/s", "200MiB/s"]
+def load(p):
+    try:
+        return json.load(open(p))
+    except Exception:
+        return None
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def fmt(x, nd=0):
+    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+ratios = []
+targets = []
+print("== results (medians; bytes = median bytes sent per migration)")
+for s in settings:
+    tag = s.replace("/", "")
+    pv = [load(f"{w}/pv-{tag}-{r}.json.sum") for r in range(1, reps + 1)]
+    pv = [x for x in pv if x]
+    ok = [x for x in pv if x["ok"]]
+    row = {}
+    row["pvmig"] = (med([x["total_ms"] for x in ok]), med([x["downtime_ms"] for x in ok]),
+                    med([int(x["bytes"]) for x in ok if x["bytes"] is not None]),
+                    f"{len(ok)}/{reps} done, workload errors {sum(x['errors'] for x in pv)}, "
+                    f"I/O went on after {sum(1 for x in pv if x['moved'])}/{len(pv)}, "
+                    f"packets lost {sum(x['lost'] for x in pv if isinstance(x['lost'], int))}")
+    perr = sum(x["errors"] for x in pv) if pv else None
+    for mode in ("plain", "tls"):
+        q = [load(f"{w}/q-{tag}-{mode}-{r}.json") for r in range(1, qreps + 1)] if qemu == "1" else []
+        q = [x for x in q if x]
+        done = [x for x in q if x.get("status") == "completed"]
+        if not q:
+            row["qemu-" + mode] = (None, None, None, "not measured: " + (note or "--no-qemu"))
+            continue
+        row["qemu-" + mode] = (med([x["total_ms"] for x in done]), med([x["downtime_ms"] for x in done]),
+                               med([x["bytes"] for x in done]),
+                               f"{len(done)}/{len(q)} completed, destination survived "
+                               f"{sum(1 for x in done if x.get('survived'))}/{len(q)}")
+    print(f"\n{s}:")
+    print(f"  {'':<11} {'total ms':>9} {'downtime ms':>12} {'MiB sent':>9}  errors / survived")
+    for k, (t, d, b, e) in row.items():
+        print(f"  {k:<11} {fmt(t):>9} {fmt(d):>12} {fmt(None if b is None else b / 1048576, 1):>9}  {e}")
+    pt, pd = row["pvmig"][0], row["pvmig"][1]
+    for mode in ("plain", "tls"):
+        qt, qd = row["qemu-" + mode][0], row["qemu-" + mode][1]
+        rd = f"{pd / qd:.3f}" if pd is not None and qd else "not measured"
+        rt = f"{pt / qt:.3f}" if pt is not None and qt else "not measured"
+        ratios.append(f"downtime ratio vs qemu-{mode} {s}: {rd}")
+        ratios.append(f"total ratio vs qemu-{mode} {s}: {rt}")
+        if mode == "plain":
+            targets.append((f"{s}: downtime ratio vs qemu-plain <= 0.5", rd != "not measured" and float(rd) <= 0.5, rd))
+            targets.append((f"{s}: total ratio vs qemu-plain <= 1.0", rt != "not measured" and float(rt) <= 1.0, rt))
+    if s != "200MiB/s":
+        targets.append((f"{s}: pvmig median downtime <= 30 ms", pd is not None and pd <= 30, fmt(pd)))
+    targets.append((f"{s}: zero workload errors in every pvmig run", perr == 0 and len(pv) == reps, fmt(perr)))
+print()
+for l in ratios:
+    print(l)
+print("\n== targets (issue 7)")
+for what, met, val in targets:
+    print(f"  {'met    ' if met else 'NOT met'}  {what} (measured {val})")
+EOP
+echo
+echo "pvmig errors = blk-verify-fail + blk-io-errors + net-dup + net-ooo from the guest's"
+echo "xenstore counters (data/workload); lost packets are counted apart: the modern frontend,"
+echo "like Linux netfront, drops the replies left in its old rx ring at resume."
+echo "QEMU 'survived' = destination still running, heartbeats with errors=0, no panic/Oops/BUG in its serial log."
+echo "elapsed: $(( $(date +%s) - T_START )) s"
