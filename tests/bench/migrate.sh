@@ -138,8 +138,9 @@ lost = (int(a["net-lost"]) - int(b["net-lost"])) if a.get("net-lost", "?").isdig
 print(f"  {s:<9} rep {r}: {res.get('result', 'FAILED')}, total {res.get('total_ms')} ms, downtime {res.get('downtime_ms')} ms, "
       f"rounds {res.get('rounds')}, {int(res.get('wire_bytes', 0)) / 1048576:.1f} MiB on the wire, "
       f"errors {errs}, lost packets this move {lost}, I/O goes on: {'yes' if moved else 'NO'}")
-json.dump({"total_ms": res.get("total_ms"), "downtime_ms": res.get("downtime_ms"),
-           "bytes": res.get("wire_bytes"), "ok": res.get("result") == "done",
+num = lambda x: None if x is None else float(x)
+json.dump({"total_ms": num(res.get("total_ms")), "downtime_ms": num(res.get("downtime_ms")),
+           "bytes": num(res.get("wire_bytes")), "ok": res.get("result") == "done",
            "errors": errs, "lost": lost, "moved": moved}, open(path + ".sum", "w"))
 EOP
 		t=$here; here=$there; there=$t
@@ -247,10 +248,10 @@ def load(p):
     except Exception:
         return None
 def med(xs):
-    xs = [x for x in xs if x is not None]
+    xs = [float(x) for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 def fmt(x, nd=0):
-    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+    return "-" if x is None else f"{x:.{nd}f}"
 ratios = []
 targets = []
 print("== results (medians; bytes = median bytes sent per migration)")
@@ -280,7 +281,7 @@ for s in settings:
     print(f"\n{s}:")
     print(f"  {'':<11} {'total ms':>9} {'downtime ms':>12} {'MiB sent':>9}  errors / survived")
     for k, (t, d, b, e) in row.items():
-        print(f"  {k:<11} {fmt(t):>9} {fmt(d):>12} {fmt(None if b is None else b / 1048576, 1):>9}  {e}")
+        print(f"  {k:<11} {fmt(t, 1):>9} {fmt(d, 1):>12} {fmt(None if b is None else b / 1048576, 1):>9}  {e}")
     pt, pd = row["pvmig"][0], row["pvmig"][1]
     for mode in ("plain", "tls"):
         qt, qd = row["qemu-" + mode][0], row["qemu-" + mode][1]
@@ -292,7 +293,7 @@ for s in settings:
             targets.append((f"{s}: downtime ratio vs qemu-plain <= 0.5", rd != "not measured" and float(rd) <= 0.5, rd))
             targets.append((f"{s}: total ratio vs qemu-plain <= 1.0", rt != "not measured" and float(rt) <= 1.0, rt))
     if s != "200MiB/s":
-        targets.append((f"{s}: pvmig median downtime <= 30 ms", pd is not None and pd <= 30, fmt(pd)))
+        targets.append((f"{s}: pvmig median downtime <= 30 ms", pd is not None and pd <= 30, fmt(pd, 1)))
     targets.append((f"{s}: zero workload errors in every pvmig run", perr == 0 and len(pv) == reps, fmt(perr)))
 print()
 for l in ratios:
