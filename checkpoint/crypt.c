@@ -83,8 +83,11 @@ int sr_key_load(const char *path, struct sr_key *key, struct sr_err *e)
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	len = n > 0 ? (size_t)n : 0;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-		       buf[len - 1] == ' '))
+	/* A 32-byte file is a raw key, whatever its last byte is (1 random
+	 * key in 85 ends in '\n', '\r' or ' '); only the hex form may carry a
+	 * trailing newline or spaces. */
+	while (len > 32 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+			    buf[len - 1] == ' '))
 		len--;
 	if (len == 32) {
 		memcpy(key->k, buf, 32);

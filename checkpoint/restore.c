@@ -680,17 +680,24 @@ static int load_evtchns(struct rctx *x)
 	pvm_buf_put_u32(&b, (uint32_t)x->nr_evtchns);
 	for (size_t i = 0; i < x->nr_evtchns; i++) {
 		const struct pvm_ckpt_evtchn *v = &x->evtchns[i];
+		/* Record kinds back to the hv state (Xen's EVTCHNSTAT_*,
+		 * docs/hv.md); the backend refuses what it cannot re-create. */
+		static const uint16_t hv_state[] = {
+			[PVM_CKPT_EVTCHN_UNBOUND] = 1,
+			[PVM_CKPT_EVTCHN_INTERDOMAIN] = 2,
+			[PVM_CKPT_EVTCHN_PIRQ] = 3,
+			[PVM_CKPT_EVTCHN_VIRQ] = 4,
+			[PVM_CKPT_EVTCHN_IPI] = 5,
+		};
 
-		if (v->kind != PVM_CKPT_EVTCHN_UNBOUND &&
-		    v->kind != PVM_CKPT_EVTCHN_INTERDOMAIN) {
+		if (v->kind >= PVM_ARRAY_SIZE(hv_state) || !hv_state[v->kind]) {
 			pvm_buf_dispose(&b);
 			return sr_fail(x->e, -ENOTSUP, "event channel %u: "
 				       "kind %u cannot be restored here",
 				       v->port, v->kind);
 		}
 		pvm_buf_put_u32(&b, v->port);
-		pvm_buf_put_u16(&b, v->kind == PVM_CKPT_EVTCHN_INTERDOMAIN ? 2
-									  : 1);
+		pvm_buf_put_u16(&b, hv_state[v->kind]);
 		pvm_buf_put_u16(&b, v->remote_domid);
 		pvm_buf_put_u32(&b, v->remote);
 		pvm_buf_put_u32(&b, 0);

@@ -477,10 +477,32 @@ static int write_evtchns(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 		pvm_cursor_u32(&c, &rport);
 		pvm_cursor_u32(&c, &res);
 		v[i].port = port;
-		v[i].kind = st == 2 ? PVM_CKPT_EVTCHN_INTERDOMAIN
-				    : PVM_CKPT_EVTCHN_UNBOUND;
+		/* hv state is Xen's EVTCHNSTAT_* (docs/hv.md): 1 unbound,
+		 * 2 interdomain, 3 pirq, 4 virq, 5 ipi; the record has a
+		 * code for each, and keeps the pirq/virq number. */
+		switch (st) {
+		case 2:
+			v[i].kind = PVM_CKPT_EVTCHN_INTERDOMAIN;
+			v[i].remote = rport;
+			break;
+		case 3:
+			v[i].kind = PVM_CKPT_EVTCHN_PIRQ;
+			v[i].remote = rport;
+			break;
+		case 4:
+			v[i].kind = PVM_CKPT_EVTCHN_VIRQ;
+			v[i].remote = rport;
+			break;
+		case 5:
+			v[i].kind = PVM_CKPT_EVTCHN_IPI;
+			v[i].remote = 0;
+			break;
+		default:
+			v[i].kind = PVM_CKPT_EVTCHN_UNBOUND;
+			v[i].remote = 0;
+			break;
+		}
 		v[i].remote_domid = rdom;
-		v[i].remote = st == 2 ? rport : 0;
 	}
 	rc = pvm_ckpt_write_evtchns(w, v, count);
 	free(v);

@@ -1602,6 +1602,15 @@ int h_migrate(struct req *r)
 	svc_config_get(s, m->dom.domid, &m->dc);
 	m->ndev = config_devices(&m->dc, m->devs);
 	pvm_buf_init(&m->devstate, 64 * 1024);
+	if (!strcmp(s->hv->ops->name, "xen")) {
+		/* As for save: no restorable PV image on Xen yet, and a
+		 * migration ends by destroying the source (docs/xen.md). */
+		rc = reply_result(r, -EOPNOTSUPP, NULL,
+				  "'%s' stays here: live migration on the Xen backend is not supported yet (PV page tables are not rewritten; docs/xen.md); use 'xl migrate'",
+				  m->dom.name);
+		free(m);
+		return rc;
+	}
 	if (m->dom.flags & (PVM_HV_DOMINF_DYING | PVM_HV_DOMINF_SHUTDOWN)) {
 		rc = reply_result(r, -EINVAL, NULL, "'%s' is not running",
 				  m->dom.name);

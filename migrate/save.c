@@ -254,6 +254,20 @@ int h_save(struct req *r)
 		   (is_set(r, "digest") ? PVM_CKPT_SAVE_DIGEST : 0);
 	j->have_dev = config_of(r->svc, j->dom.domid, j->image,
 				sizeof(j->image), &j->dev);
+	/*
+	 * On real Xen a saved x86 PV guest cannot be restored yet: its page
+	 * tables hold machine frames nothing here rewrites (docs/xen.md). A
+	 * save that destroys the guest would lose it (seen on the nested Xen
+	 * host), so only a checkpoint that leaves it running is allowed.
+	 */
+	if (!strcmp(r->svc->hv->ops->name, "xen") &&
+	    !(j->flags & PVM_CKPT_SAVE_KEEP)) {
+		rc = reply_result(r, -EOPNOTSUPP, NULL,
+				  "'%s' stays running: on Xen pvmig cannot yet write a restorable image of a PV guest, so it will not destroy it; use 'pvmig save -c' for a checkpoint, or 'xl save' (docs/xen.md)",
+				  j->dom.name);
+		free(j);
+		return rc;
+	}
 	rc = svc_job_start(r->svc, save_main, j);
 	if (rc) {
 		free(j);
