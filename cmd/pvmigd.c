@@ -89,7 +89,8 @@ int main(int argc, char **argv)
 		rc = 0;
 	if (rc) {
 		if (rc == -ENOENT || rc == -EACCES)
-			fprintf(stderr, "pvmigd: cannot read %s: %s\n", config,
+			fprintf(stderr, "pvmigd: cannot read %s: %s\n",
+				config ? config : PVM_CONFIG_DEFAULT,
 				strerror(-rc));
 		return 2;
 	}
@@ -107,6 +108,28 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
+	}
+
+	/* The daemon changes to / when it detaches: make every path in the
+	 * configuration absolute now, against the directory it was started in. */
+	{
+		char *paths[] = { cfg.state_dir, cfg.tls_ca, cfg.tls_cert, cfg.tls_key };
+		size_t caps[] = { sizeof(cfg.state_dir), sizeof(cfg.tls_ca),
+				  sizeof(cfg.tls_cert), sizeof(cfg.tls_key) };
+		char cwd[256], abs[1024];
+
+		if (getcwd(cwd, sizeof(cwd))) {
+			for (size_t i = 0; i < 4; i++) {
+				if (!paths[i][0] || paths[i][0] == '/')
+					continue;
+				snprintf(abs, sizeof(abs), "%s/%s", cwd, paths[i]);
+				if (strlen(abs) >= caps[i]) {
+					fprintf(stderr, "pvmigd: path too long: %s\n", abs);
+					return 2;
+				}
+				memcpy(paths[i], abs, strlen(abs) + 1);
+			}
+		}
 	}
 
 	/*

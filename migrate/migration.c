@@ -1197,6 +1197,11 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	pvm_channel_opts_defaults(&o);
 	o.timeout_ms = m->svc->cfg.timeout_ms;
 	o.streams = m->streams;
+	/* Named by a host name: its certificate must carry that name, so a
+	 * host with another certificate of the same CA cannot stand in. An
+	 * address is checked against the CA only (docs/pvmigd.8.md). */
+	if (strspn(m->host, "0123456789.:") != strlen(m->host))
+		o.peer_name = m->host;
 	o.compress = m->compress;
 	rc = pvm_transport_connect(m->host, m->port, m->svc->tls, &o, &m->ch);
 	if (rc) {

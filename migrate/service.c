@@ -703,6 +703,8 @@ static int bind_control(struct pvm_service *s)
 	old = umask(0077);
 	rc = bind(s->ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
+	if (rc == 0)
+		chmod(s->ctl_path, 0600); /* as documented: the owner only */
 	if (rc < 0 || listen(s->ctl_fd, 16) < 0) {
 		rc = -errno;
 		pvm_err("cannot bind the control socket %s: %s", s->ctl_path,
@@ -776,7 +778,7 @@ int pvm_service_create(const struct pvm_service_config *c,
 	}
 	if (rc) {
 		pvm_err("cannot open the %s backend: %s", c->backend,
-			rc == -EOPNOTSUPP ? "not built into this pvmigd" :
+			rc == -EOPNOTSUPP ? "not available (this pvmigd was built without it, or this host does not run it)" :
 					    strerror(-rc));
 		goto out_free;
 	}
