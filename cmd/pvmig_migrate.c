@@ -43,6 +43,7 @@ static void print_stats(const struct pvm_kv *kv)
 		{ "destination", "destination", "" },
 		{ "total_ms", "total time", "ms" },
 		{ "downtime_ms", "downtime", "ms" },
+		{ "pause_detail", "of which", "" },
 		{ "io_downtime_ms", "PV I/O downtime", "ms (until devices reconnected)" },
 		{ "rounds", "pre-copy rounds", "" },
 		{ "round_detail", "per round", "" },
