@@ -269,9 +269,27 @@ static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 	return rc;
 }
 
+static int handshake_loop(struct tp_conn *c, bool server, const char *peer_name,
+			  unsigned timeout_ms, char *why, size_t why_len);
+static void sigpipe_block(sigset_t *old, bool *was_pending);
+static void sigpipe_restore(const sigset_t *old, bool was_pending);
+
 /* Runs SSL_connect/SSL_accept to completion within @timeout_ms. */
 static int handshake(struct tp_conn *c, bool server, const char *peer_name,
 		     unsigned timeout_ms, char *why, size_t why_len)
+{
+	sigset_t oldmask;
+	bool pending = false;
+	int rc;
+
+	sigpipe_block(&oldmask, &pending);
+	rc = handshake_loop(c, server, peer_name, timeout_ms, why, why_len);
+	sigpipe_restore(&oldmask, pending);
+	return rc;
+}
+
+static int handshake_loop(struct tp_conn *c, bool server, const char *peer_name,
+			  unsigned timeout_ms, char *why, size_t why_len)
 {
 	uint64_t deadline = pvm_now_ms() + timeout_ms;
 	int rc;
@@ -419,7 +437,9 @@ static int conn_io_loop(struct tp_conn *c, bool writing, uint8_t *p,
 /*
  * OpenSSL writes with write(2): to a reset connection that raises SIGPIPE,
  * which would kill a process that never asked for it. Block SIGPIPE in this
- * thread around the write, and consume one we caused before unblocking.
+ * thread around every SSL call that may write (handshakes, writes, and
+ * reads, which can send alerts), and consume one we caused before
+ * unblocking.
  */
 static void sigpipe_block(sigset_t *old, bool *was_pending)
 {
@@ -456,11 +476,10 @@ static int conn_io(struct tp_conn *c, bool writing, void *buf, size_t len,
 	bool pipe_pending = false;
 	int rc = 0;
 
-	if (writing)
-		sigpipe_block(&oldmask, &pipe_pending);
+	/* Reads too: SSL_read may write (an alert, a TLS 1.3 key update). */
+	sigpipe_block(&oldmask, &pipe_pending);
 	rc = conn_io_loop(c, writing, p, len, timeout_ms, stop, why, why_len);
-	if (writing)
-		sigpipe_restore(&oldmask, pipe_pending);
+	sigpipe_restore(&oldmask, pipe_pending);
 	return rc;
 }
 
