@@ -33,9 +33,7 @@ cleanup() {
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 P() { "$PVMIG" -H "$S" "$@"; }
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 command -v xenstore-read >/dev/null || { echo "skip: xenstore-utils is needed to read the guest's counters"; exit 77; }
@@ -55,7 +53,6 @@ counters() {
 		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$S/xenstore.sock xenstore-read /local/domain/$domid/data/workload/$k 2>/dev/null || echo '?')"
 	done
 }
-val() { sed -E "s/.*$1=([^ ]*).*/\\1/" <<<"$2"; }
 # moving WHAT BEFORE AFTER: blk-reads and net-received went up
 moving() {
 	if [ "$(val blk-reads "$3")" -gt "$(val blk-reads "$2")" ] 2>/dev/null &&

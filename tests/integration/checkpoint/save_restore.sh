@@ -21,9 +21,7 @@ S=$W/state
 DPID=
 cleanup() { [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 P() { "$PVMIG" -H "$S" "$@"; }
 
 start_daemon() {

@@ -10,9 +10,7 @@ B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-ho.XXXXXX)
 declare -A PID
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 cleanup() {
 	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
 	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
@@ -21,7 +19,6 @@ cleanup() {
 trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 declare -A PORT=([a]=$(port_of) [b]=$(port_of))
 
 start_host() { # NAME [FAULT]

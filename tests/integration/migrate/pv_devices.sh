@@ -11,9 +11,7 @@ B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-pv.XXXXXX)
 declare -A PID
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 cleanup() {
 	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
 	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
@@ -23,7 +21,6 @@ trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 command -v xenstore-read >/dev/null || { echo "skip: xenstore-utils is needed to read the guest's counters"; exit 77; }
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 declare -A PORT=([a]=$(port_of) [b]=$(port_of))
 for h in a b; do
 	mkdir -p "$W/$h"
@@ -50,7 +47,6 @@ counters() {
 		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read /local/domain/$domid/data/workload/$k 2>/dev/null || echo ?)"
 	done
 }
-val() { sed -E "s/.*$1=([^ ]*).*/\\1/" <<<"$2"; }
 # check_clean WHAT BEFORE AFTER GEN
 # Nothing may fail, repeat or reorder. Packets: none lost with the legacy
 # frontend (its rings go on as they were). The modern frontend does what

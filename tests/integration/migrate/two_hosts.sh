@@ -8,9 +8,7 @@ B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-mig.XXXXXX)
 declare -A PID
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 cleanup() {
 	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
 	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
@@ -22,7 +20,6 @@ trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
 "$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PA=$(port_of) PB=$(port_of)
 
 # start_host NAME PORT CERTDIR CERTNAME

@@ -16,9 +16,7 @@ NA=pvmig-it-a-$$ NB=pvmig-it-b-$$ VA=pva$$ VB=pvb$$
 ip netns add "$NA" 2>/dev/null || { echo "skip: cannot make network namespaces here"; exit 77; }
 W=$(mktemp -d /tmp/pvmig-it-ns.XXXXXX)
 declare -A PID
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 cleanup() {
 	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
 	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
@@ -66,7 +64,6 @@ counters() {
 		printf '%s=%s ' $k "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read /local/domain/$id/data/workload/$k)"
 	done
 }
-val() { sed -E "s/.*$1=([^ ]*).*/\\1/" <<<"$2"; }
 clean() { for k in blk-verify-fail blk-io-errors net-dup net-ooo; do [ "$(val $k "$1")" = 0 ] || return 1; done; }
 
 start_host a

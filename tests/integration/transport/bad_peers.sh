@@ -10,9 +10,7 @@ W=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
-fails=0 passes=0
-ok() { echo "ok: $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/../lib.sh"
 
 $PVMIG tls-init "$W/certs" src dst 2>/dev/null || { echo "tls-init failed"; exit 1; }
 $PVMIG tls-init "$W/other" src dst 2>/dev/null || exit 1
