@@ -645,4 +645,48 @@ struct pvm_ckpt_cont_stats {
 int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 			struct pvm_ckpt_cont_stats *st_out);
 
+/* ---- the xl save-file header (checkpoint/xlhdr.c) ------------------------ */
+
+/* The fixed part of an xl save-file header, decoded. */
+struct pvm_ckpt_xlhdr {
+	uint32_t mandatory; /* PVM_CKPT_XL_MANDATORY_* (STREAMV2 always) */
+	uint32_t optional;  /* xl defines none; ignored, as xl does */
+	uint32_t optlen;    /* option data after the 48 bytes, <= _OPTDATA_MAX */
+};
+
+/* True when @p starts with the xl save-file magic (32 bytes). */
+bool pvm_ckpt_xlhdr_is(const uint8_t *p, size_t len);
+
+/*
+ * Checks the first PVM_CKPT_XL_HDR_SIZE bytes of @h (@len available):
+ * magic (-EBADMSG), little-endian byte order, a v2 stream and no unknown
+ * mandatory flag (-ENOTSUP), option data at most PVM_CKPT_XL_OPTDATA_MAX
+ * (-E2BIG). 0 fills @out. On failure @err (may be NULL) says what was
+ * wrong.
+ */
+int pvm_ckpt_xlhdr_decode(const uint8_t *h, size_t len,
+			  struct pvm_ckpt_xlhdr *out, char *err, size_t errlen);
+
+/*
+ * The domain config inside @optlen bytes of option data @opt: xl's layout
+ * (le32 length, then the config; the rest is ignored), or pvmig's older
+ * one (the text straight away, starting "# pvmig ", NUL padding dropped).
+ * *@cfg_out points into @opt (NULL with length 0 when there is none).
+ * -EBADMSG when the length word is missing or runs past the option data.
+ */
+int pvm_ckpt_xlhdr_config(const uint8_t *opt, uint32_t optlen,
+			  const uint8_t **cfg_out, uint32_t *cfglen_out,
+			  char *err, size_t errlen);
+
+/*
+ * Writes the header and the config length word (PVM_CKPT_XL_PREFIX_SIZE
+ * bytes) for a config of @cfglen bytes; STREAMV2 is always set, add
+ * PVM_CKPT_XL_MANDATORY_JSON for a libxl JSON config. The file continues
+ * with the config, then *@optlen_out - 4 - @cfglen zero bytes, then the
+ * libxl stream. Returns the bytes written, 0 when the config is too large.
+ */
+size_t pvm_ckpt_xlhdr_encode(uint8_t out[PVM_CKPT_XL_PREFIX_SIZE],
+			     uint32_t mandatory, uint32_t cfglen,
+			     uint32_t *optlen_out);
+
 #endif /* PVM_CHECKPOINT_H */

@@ -1024,30 +1024,17 @@ static int skip_xl_header(struct reader *r, const uint8_t first8[8],
 			  uint8_t next8[8])
 {
 	uint8_t h[PVM_CKPT_XL_HDR_SIZE];
-	uint32_t mandatory, optlen;
+	struct pvm_ckpt_xlhdr x;
+	char msg[160];
+	int rc;
 
 	memcpy(h, first8, 8);
 	if (pull(r, h + 8, sizeof(h) - 8, "xl save-file header"))
 		return r->err;
-	if (memcmp(h, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN) != 0)
-		return rfail(r, -EBADMSG, "xl save-file header: bad magic");
-	if (pvm_get_le32(h + 32) != PVM_CKPT_XL_BYTEORDER)
-		return rfail(r, -ENOTSUP,
-			     "xl save-file header: saved on a big-endian host");
-	mandatory = pvm_get_le32(h + 36);
-	optlen = pvm_get_le32(h + 44);
-	if (!(mandatory & PVM_CKPT_XL_MANDATORY_STREAMV2))
-		return rfail(r, -ENOTSUP,
-			     "xl save file holds a legacy (pre-4.6) stream");
-	if (mandatory & ~PVM_CKPT_XL_MANDATORY_STREAMV2)
-		return rfail(r, -ENOTSUP,
-			     "xl save-file header: unknown mandatory flags %#x",
-			     mandatory);
-	if (optlen > PVM_CKPT_XL_OPTDATA_MAX)
-		return rfail(r, -E2BIG,
-			     "xl save-file header: %u bytes of option data",
-			     optlen);
-	if (discard(r, optlen, "xl option data"))
+	rc = pvm_ckpt_xlhdr_decode(h, sizeof(h), &x, msg, sizeof(msg));
+	if (rc)
+		return rfail(r, rc, "%s", msg);
+	if (discard(r, x.optlen, "xl option data"))
 		return r->err;
 	r->info->xl_header = true;
 	return pull(r, next8, 8, "libxl header");

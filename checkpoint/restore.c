@@ -267,9 +267,11 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 	       struct sr_config *c, bool *has_config_out, struct sr_err *e)
 {
 	struct stat st;
-	char *text = NULL;
+	struct pvm_ckpt_xlhdr x;
+	char *text = NULL, msg[160];
+	const uint8_t *cfg;
+	uint32_t optlen, cfglen;
 	size_t got = 0, n;
-	uint32_t optlen;
 	int rc;
 
 	memset(in, 0, sizeof(*in));
@@ -296,16 +298,10 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 		if (rc)
 			goto out_close;
 	}
-	got = in->pre_len;
-	if (got < sizeof(in->pre) ||
-	    memcmp(in->pre, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN))
-		return 0; /* no xl header: the stream reader judges it */
-	optlen = pvm_get_le32(in->pre + 44);
-	if (optlen > SR_CONFIG_MAX) {
-		in->pre_off = 0;
-		return 0; /* someone else's xl file; let the reader say */
-	}
-	text = malloc(optlen ? optlen : 1);
+	if (pvm_ckpt_xlhdr_decode(in->pre, in->pre_len, &x, NULL, 0))
+		return 0; /* no (usable) xl header: the stream reader judges it */
+	optlen = x.optlen;
+	text = malloc((size_t)optlen + 1);
 	if (!text) {
 		rc = sr_fail(e, -ENOMEM, "out of memory");
 		goto out_close;
@@ -320,18 +316,29 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 			goto out_close;
 		}
 	}
-	if (optlen < 8 || memcmp(text, "# pvmig ", 8)) {
-		/* xl's own config (an `xl save` file): the stream after it
-		 * can be walked, but there is no pvmig config. */
-		in->pre_len = in->pre_off = 0;
-		free(text);
-		return 0;
-	}
-	rc = parse_config(text, optlen, c, path, e);
-	if (rc)
+	rc = pvm_ckpt_xlhdr_config((const uint8_t *)text, optlen, &cfg, &cfglen,
+				   msg, sizeof(msg));
+	if (rc) {
+		sr_fail(e, rc, "%s: %s", path, msg);
 		goto out_close;
+	}
 	/* The xl header is consumed; the stream starts at the libxl header. */
 	in->pre_len = in->pre_off = 0;
+	in->xl_mandatory = x.mandatory;
+	if (cfglen < 8 || memcmp(cfg, "# pvmig ", 8) ||
+	    (x.mandatory & PVM_CKPT_XL_MANDATORY_JSON)) {
+		/* xl's own config (an `xl save` file, or a pvmig save on Xen,
+		 * which writes what xl writes): kept for a restore through
+		 * libxl; there is no pvmig config. */
+		memmove(text, cfg, cfglen);
+		text[cfglen] = '\0'; /* cfglen <= optlen */
+		in->xl_config = text;
+		in->xl_config_len = cfglen;
+		return 0;
+	}
+	rc = parse_config((const char *)cfg, cfglen, c, path, e);
+	if (rc)
+		goto out_close;
 	*has_config_out = true;
 	free(text);
 	return 0;
@@ -361,6 +368,8 @@ int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out)
 
 void sr_in_close(struct sr_in *in)
 {
+	free(in->xl_config);
+	in->xl_config = NULL;
 	pvm_ckpt_file_close(in->file);
 	in->file = NULL;
 	sr_unseal_close(in->unseal);

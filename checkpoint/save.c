@@ -142,13 +142,44 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 	return b->err;
 }
 
+/* The text's length without the NUL padding config_text() adds. */
+size_t sr_text_len(const struct pvm_buf *text)
+{
+	size_t n = text->len;
+
+	while (n && text->data[n - 1] == '\0')
+		n--;
+	return n;
+}
+
+int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
+		       uint32_t mandatory, const void *cfg, size_t cfglen)
+{
+	static const uint8_t zeros[8];
+	uint8_t pre[PVM_CKPT_XL_PREFIX_SIZE];
+	uint32_t optlen;
+	size_t n;
+	int rc;
+
+	if (cfglen > UINT32_MAX)
+		return -E2BIG;
+	n = pvm_ckpt_xlhdr_encode(pre, mandatory, (uint32_t)cfglen, &optlen);
+	if (!n)
+		return -E2BIG;
+	rc = wc->write(wc->write_ctx, pre, n);
+	if (!rc && cfglen)
+		rc = wc->write(wc->write_ctx, cfg, cfglen);
+	if (!rc && optlen - 4 - cfglen)
+		rc = wc->write(wc->write_ctx, zeros, optlen - 4 - cfglen);
+	return rc;
+}
+
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		const struct sr_key *key, const struct sr_config *c,
 		struct sr_err *e)
 {
 	struct pvm_ckpt_write_cfg wc = { .write = pvm_ckpt_file_write };
 	struct pvm_ckpt_meta meta = { 0 };
-	uint8_t hdr[PVM_CKPT_XL_HDR_SIZE];
 	struct pvm_buf text;
 	int rc;
 
@@ -177,15 +208,9 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		goto out;
 	}
 	/* The xl save-file header: xl's own reader and ours skip to the
-	 * libxl stream after it; its option data is our config. */
-	memcpy(hdr, PVM_CKPT_XL_MAGIC, PVM_CKPT_XL_MAGIC_LEN);
-	pvm_put_le32(hdr + 32, PVM_CKPT_XL_BYTEORDER);
-	pvm_put_le32(hdr + 36, PVM_CKPT_XL_MANDATORY_STREAMV2);
-	pvm_put_le32(hdr + 40, 0);
-	pvm_put_le32(hdr + 44, (uint32_t)text.len);
-	rc = wc.write(wc.write_ctx, hdr, sizeof(hdr));
-	if (!rc)
-		rc = wc.write(wc.write_ctx, text.data, text.len);
+	 * libxl stream after it; its option data is our config, behind the
+	 * length word xl reads first. */
+	rc = sr_write_xl_header(&wc, 0, text.data, sr_text_len(&text));
 	if (rc) {
 		sr_fail(e, rc, "cannot write %s.tmp: %s", path, strerror(-rc));
 		goto out_abort;

@@ -99,6 +99,12 @@ struct sr_out {
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		const struct sr_key *key, const struct sr_config *c,
 		struct sr_err *e);
+/* Writes an xl save-file header whose option data holds @cfg (@cfglen
+ * bytes, xl.cfg text or, with PVM_CKPT_XL_MANDATORY_JSON, libxl JSON). */
+int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
+		       uint32_t mandatory, const void *cfg, size_t cfglen);
+/* The length of config_text()'s output without its NUL padding. */
+size_t sr_text_len(const struct pvm_buf *text);
 /* Finishes the stream and commits the file (fsync, rename, fsync dir). */
 int sr_out_commit(struct sr_out *o, struct sr_err *e);
 /* Removes the tmp file; safe on an empty or committed sr_out. */
@@ -199,6 +205,11 @@ struct sr_in {
 	uint8_t pre[PVM_CKPT_XL_HDR_SIZE];
 	size_t pre_len, pre_off;
 	uint64_t size;              /* on disk */
+	uint32_t xl_mandatory;      /* the xl header's flags (0: none) */
+	char *xl_config;            /* owned, NUL-terminated: xl's own config
+				     * (JSON with PVM_CKPT_XL_MANDATORY_JSON,
+				     * else xl.cfg text); NULL for pvmig's */
+	uint32_t xl_config_len;
 };
 int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 	       struct sr_config *c, bool *has_config_out, struct sr_err *e);

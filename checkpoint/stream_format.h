@@ -42,7 +42,7 @@ struct pvm_ckpt_wire_rhdr {
 };
 static_assert(sizeof(struct pvm_ckpt_wire_rhdr) == 8, "record header");
 
-/* ---- xl save-file header (only skipped by the reader) ------------------ */
+/* ---- xl save-file header (checkpoint/xlhdr.c) -------------------------- */
 
 #define PVM_CKPT_XL_MAGIC "Xen saved domain, xl format\n \0 \r"
 #define PVM_CKPT_XL_MAGIC_LEN 32u
@@ -50,7 +50,12 @@ static_assert(sizeof(struct pvm_ckpt_wire_rhdr) == 8, "record header");
  * optional_data_len u32, all in the saving host's byte order. */
 #define PVM_CKPT_XL_HDR_SIZE 48u
 #define PVM_CKPT_XL_BYTEORDER 0x01020304u
-#define PVM_CKPT_XL_MANDATORY_STREAMV2 (1u << 1)
+#define PVM_CKPT_XL_MANDATORY_JSON (1u << 0)     /* config is libxl JSON */
+#define PVM_CKPT_XL_MANDATORY_STREAMV2 (1u << 1) /* libxl stream v2 */
+#define PVM_CKPT_XL_MANDATORY_KNOWN                                          \
+	(PVM_CKPT_XL_MANDATORY_JSON | PVM_CKPT_XL_MANDATORY_STREAMV2)
+/* The header and the option data's first word, the config length. */
+#define PVM_CKPT_XL_PREFIX_SIZE (PVM_CKPT_XL_HDR_SIZE + 4u)
 /* The reader refuses xl option data larger than this. */
 #define PVM_CKPT_XL_OPTDATA_MAX (1u << 20)
 

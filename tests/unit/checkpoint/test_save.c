@@ -367,13 +367,20 @@ static void test_bad_files(void **state)
 	/* An `xl save` file (xl's own config in the header): verify walks
 	 * its stream, restore refuses it (no pvmig config). */
 	{
-		static const char xlcfg[16] = "name = \"x\"\n\0\0\0\0";
+		/* xl's layout: le32 config length, the config, a tail. */
+		static const char xlcfg[16] = "\x0b\0\0\0name = \"x\"\n\0";
 		size_t old = 48 + pvm_get_le32(good + 44), n = 0;
 		struct pvm_ckpt_restore_cfg rc = { .hv = f->hv, .path = f->path };
 		struct pvm_ckpt_restore_stats rst;
 		struct pvm_ckpt_image im;
 		char xl[160];
 
+		/* pvmig's own file has xl's layout: the config length
+		 * word first, so `xl restore` finds the config. */
+		assert_int_equal(memcmp(good + 52, "# pvmig ", 8), 0);
+		assert_true(pvm_get_le32(good + 48) + 4 <=
+			    pvm_get_le32(good + 44));
+		assert_int_equal(good[52 + pvm_get_le32(good + 48) - 1], '\n');
 		memcpy(bad, good, 48);
 		pvm_put_le32(bad + 44, sizeof(xlcfg));
 		n = 48;
