@@ -22,6 +22,7 @@
  *   pvm_ckpt_inspect()     the same walk with no hypervisor (verify)
  */
 #include "checkpoint/sr.h"
+#include "hv/xen/xen.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -735,11 +736,15 @@ static int open_checked(struct sr_in *in, const char *path,
 	if (sr_in_open(in, path, key, c, &has, e))
 		return e->rc;
 	if (!has) {
+		bool xen = in->xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON;
+
 		sr_in_close(in);
 		return sr_fail(e, -ENOTSUP, "%s: no pvmig domain config (an "
 			       "xl header with it comes first in every file "
 			       "pvmig saves): cannot tell what domain to "
-			       "create", path);
+			       "create%s", path, xen ? "; it is a save of a "
+			       "Xen domain (libxl config): restore it on a Xen "
+			       "host (pvmig restore or xl restore)" : "");
 	}
 	if (!want_kind && !strcmp(c->kind, SR_KIND_DELTA)) {
 		sr_in_close(in);
@@ -856,6 +861,18 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	}
 	if (cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
 		goto out_rc;
+	if (pvm_hv_is_xen(hv)) {
+		/* PV guests on Xen: libxenguest's stream, through libxl. */
+		if (dir)
+			sr_fail(&e, -ENOTSUP, "%s: a continuous-checkpoint "
+				"directory cannot be restored on Xen (its "
+				"epochs are pvmig page copies of a PV guest; "
+				"docs/xen.md)", cfg->path);
+		else
+			sr_xen_restore(cfg, path, kp, st, &e);
+		rc = e.rc;
+		goto out;
+	}
 	if (open_checked(&in, path, kp, &c, dir ? SR_KIND_BASE : NULL, NULL,
 			 &e))
 		goto out_rc;

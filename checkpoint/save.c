@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "hv/sim/sim.h"
+#include "hv/xen/xen.h"
 
 int sr_fail(struct sr_err *e, int rc, const char *fmt, ...)
 {
@@ -174,6 +175,32 @@ int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
 	return rc;
 }
 
+int sr_out_create(struct sr_out *o, const char *path, bool lz4,
+		  const struct sr_key *key, struct pvm_ckpt_write_cfg *wc,
+		  struct sr_err *e)
+{
+	int rc;
+
+	o->file = NULL;
+	o->sealed = NULL;
+	o->w = NULL;
+	if (key) {
+		rc = sr_sealed_create(path, key, lz4, &o->sealed);
+		wc->write = sr_sealed_write;
+		wc->write_ctx = o->sealed;
+	} else {
+		rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0,
+					  &o->file);
+		wc->write = pvm_ckpt_file_write;
+		wc->write_ctx = o->file;
+	}
+	if (rc)
+		return sr_fail(e, rc, "cannot create %s.tmp: %s (is the "
+			       "directory there and writable?)", path,
+			       strerror(-rc));
+	return 0;
+}
+
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		const struct sr_key *key, const struct sr_config *c,
 		struct sr_err *e)
@@ -193,20 +220,9 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 			"or image has characters a config cannot hold)", c->domid);
 		goto out;
 	}
-	if (key) {
-		rc = sr_sealed_create(path, key, lz4, &o->sealed);
-		wc.write = sr_sealed_write;
-		wc.write_ctx = o->sealed;
-	} else {
-		rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0,
-					  &o->file);
-		wc.write_ctx = o->file;
-	}
-	if (rc) {
-		sr_fail(e, rc, "cannot create %s.tmp: %s (is the directory "
-			"there and writable?)", path, strerror(-rc));
+	rc = sr_out_create(o, path, lz4, key, &wc, e);
+	if (rc)
 		goto out;
-	}
 	/* The xl save-file header: xl's own reader and ours skip to the
 	 * libxl stream after it; its option data is our config, behind the
 	 * length word xl reads first. */
@@ -242,7 +258,7 @@ out:
 
 int sr_out_commit(struct sr_out *o, struct sr_err *e)
 {
-	int rc = pvm_ckpt_write_finish(o->w);
+	int rc = o->w ? pvm_ckpt_write_finish(o->w) : 0;
 
 	if (rc)
 		return sr_fail(e, rc, "cannot finish the stream: %s",
@@ -602,7 +618,6 @@ int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
 
 /* ---- pvm_ckpt_save ------------------------------------------------------ */
 
-#define DEFAULT_ROUNDS 8u
 #define CONVERGED_PAGES 256u /* 1 MiB left: pause */
 
 /*
@@ -610,8 +625,8 @@ int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
  * simple_precopy_policy): stop pre-copying when little is left, when the
  * rounds are used up, or when a round did not shrink the dirty set.
  */
-static bool precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
-			 size_t prev_dirty)
+bool sr_precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
+		     size_t prev_dirty)
 {
 	return dirty <= CONVERGED_PAGES || round >= max_rounds ||
 	       (round > 2 && dirty >= prev_dirty);
@@ -679,7 +694,10 @@ int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 	memset(st, 0, sizeof(*st));
 	if (cfg && cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
 		return e.rc;
-	rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st);
+	if (cfg && cfg->hv && pvm_hv_is_xen(cfg->hv))
+		rc = sr_xen_save(cfg, key.loaded ? &key : NULL, st);
+	else
+		rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st);
 	sr_key_wipe(&key);
 	return rc;
 }
@@ -715,7 +733,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	}
 	hv = cfg->hv;
 	live = cfg->flags & PVM_CKPT_SAVE_LIVE;
-	max_rounds = cfg->max_rounds ? cfg->max_rounds : DEFAULT_ROUNDS;
+	max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
 	if (as)
 		c = *as;
 	else if (sr_config_of(hv, cfg->domid, &c, &e))
@@ -770,7 +788,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 				goto out_abort;
 			}
 			dirty = pvm_bitmap_count(&bm);
-			if (precopy_done(round, max_rounds, dirty, prev))
+			if (sr_precopy_done(round, max_rounds, dirty, prev))
 				break; /* bm's pages go after the pause */
 			if (write_set(cfg, &o, &bm, c.nr_pages, "precopy",
 				      round, false, bounce, &st->pages, &e))

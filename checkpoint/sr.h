@@ -99,6 +99,32 @@ struct sr_out {
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		const struct sr_key *key, const struct sr_config *c,
 		struct sr_err *e);
+/* Creates @path (tmp until commit), sealed with @key unless NULL, and no
+ * writer: *@wc writes raw bytes into it (lz4 and sealing applied). */
+int sr_out_create(struct sr_out *o, const char *path, bool lz4,
+		  const struct sr_key *key, struct pvm_ckpt_write_cfg *wc,
+		  struct sr_err *e);
+/* Pre-copy rounds when the caller gives no bound. */
+#define SR_DEFAULT_ROUNDS 8u
+/* The convergence policy of a live save: stop pre-copying now? */
+bool sr_precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
+		     size_t prev_dirty);
+
+/* ---- on a Xen host (xen.c): libxenguest's stream, xl's file ----------- */
+
+/* pvm_ckpt_save() of an x86 PV domain on Xen: the file `xl save` writes
+ * (xl header with the libxl JSON config, libxl stream with the libxc
+ * stream of xc_domain_save), optionally lz4/sealed. */
+int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
+		struct pvm_ckpt_save_stats *st);
+
+/* pvm_ckpt_restore() of file @path on Xen: a file with libxl's JSON
+ * config (pvmig save or xl save on Xen) through libxl. */
+struct sr_in;
+int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
+		   const struct sr_key *key,
+		   struct pvm_ckpt_restore_stats *st, struct sr_err *e);
+
 /* Writes an xl save-file header whose option data holds @cfg (@cfglen
  * bytes, xl.cfg text or, with PVM_CKPT_XL_MANDATORY_JSON, libxl JSON). */
 int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,

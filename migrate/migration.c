@@ -1629,10 +1629,11 @@ int h_migrate(struct req *r)
 	m->ndev = config_devices(&m->dc, m->devs);
 	pvm_buf_init(&m->devstate, 64 * 1024);
 	if (!strcmp(s->hv->ops->name, "xen")) {
-		/* As for save: no restorable PV image on Xen yet, and a
-		 * migration ends by destroying the source (docs/xen.md). */
+		/* pvmig's page-copy migration cannot move a PV guest (its
+		 * page tables hold machine frames), and libxenguest's stream
+		 * is not carried over pvmig's channel yet (docs/xen.md). */
 		rc = reply_result(r, -EOPNOTSUPP, NULL,
-				  "'%s' stays here: live migration on the Xen backend is not supported yet (PV page tables are not rewritten; docs/xen.md); use 'xl migrate'",
+				  "'%s' stays here: live migration on the Xen backend is not supported yet (docs/xen.md); use 'pvmig save' + 'pvmig restore' on the other host, or 'xl migrate'",
 				  m->dom.name);
 		free(m);
 		return rc;

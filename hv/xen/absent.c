@@ -48,3 +48,34 @@ int pvm_hv_xen_nic_detach(struct pvm_hv *hv, uint32_t domid,
 {
 	return absent();
 }
+
+int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
+			   char **json_out)
+{
+	*json_out = NULL;
+	return absent();
+}
+
+int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
+		       uint32_t timeout_ms)
+{
+	return absent();
+}
+
+int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
+		    const struct pvm_hv_xen_save_cb *cb)
+{
+	return absent();
+}
+
+int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
+{
+	return absent();
+}
+
+int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
+		       bool paused, uint32_t *domid_out)
+{
+	*domid_out = 0;
+	return absent();
+}

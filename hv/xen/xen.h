@@ -6,6 +6,11 @@
  *   pvm_hv_is_xen()        is this instance the Xen backend?
  *   pvm_hv_xen_disk_*()    PV block device attach/detach (libxl)
  *   pvm_hv_xen_nic_*()     PV network device attach/detach (libxl)
+ *   pvm_hv_xen_save()      an x86 PV domain as a libxc stream
+ *                          (xc_domain_save, pvmig's callbacks)
+ *   pvm_hv_xen_restore()   a libxl stream into a new domain
+ *                          (libxl_domain_create_restore)
+ *   pvm_hv_xen_config_json(), _suspend(), _resume(): around those
  *
  * What works on stock Xen and what does not is in docs/xen.md. When the
  * Xen libraries are not found at configure time, hv/xen/absent.c provides
@@ -67,5 +72,79 @@ int pvm_hv_xen_nic_attach(struct pvm_hv *hv, uint32_t domid,
 			  const struct pvm_hv_xen_nic *nic);
 int pvm_hv_xen_nic_detach(struct pvm_hv *hv, uint32_t domid,
 			  const struct pvm_hv_xen_nic *nic);
+
+/* ---- whole-domain save/restore through libxenguest/libxl (guest.c) ---- */
+
+/* Default bound on the wait for a guest to suspend (a nested TCG host is
+ * slow; a native one answers in milliseconds). */
+#define PVM_HV_XEN_SUSPEND_MS 60000u
+/* Pre-copy rounds without a policy callback. */
+#define PVM_HV_XEN_DEFAULT_ROUNDS 5u
+
+/*
+ * The domain's libxl configuration as JSON (libxl_domain_config), what
+ * `xl save` writes into its header. *@json_out is malloc'd, the caller
+ * frees it. -ESRCH, -EINVAL (not a libxl-made domain), -ENOMEM; logged.
+ */
+int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
+			   char **json_out);
+
+/*
+ * Asks PV guest @domid to suspend (xenstore control/shutdown = "suspend")
+ * and waits, up to @timeout_ms, until Xen reports it shut down for a
+ * suspend. 0 (also when it already was), -ETIMEDOUT (the request is taken
+ * back), -ESHUTDOWN (it shut down for another reason), -ESRCH; logged.
+ */
+int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
+		       uint32_t timeout_ms);
+
+enum {
+	PVM_HV_XEN_PRECOPY_CONTINUE = 0,
+	PVM_HV_XEN_PRECOPY_STOP = 1,  /* suspend, send the rest */
+	PVM_HV_XEN_PRECOPY_ABORT = -1 /* give up; the guest runs on */
+};
+
+/* pvm_hv_xen_save()'s callbacks; any may be NULL. Called on the
+ * caller's thread, from inside xc_domain_save. */
+struct pvm_hv_xen_save_cb {
+	/* Brings the guest to its suspended state: 0 or a negative errno.
+	 * NULL: pvm_hv_xen_suspend(PVM_HV_XEN_SUSPEND_MS). */
+	int (*suspend)(void *ctx);
+	/* Live: before and after each pre-copy round, libxenguest's figures
+	 * (round number, pages sent so far, pages dirty or -1 when not
+	 * known yet): PVM_HV_XEN_PRECOPY_*. NULL: stop after
+	 * PVM_HV_XEN_DEFAULT_ROUNDS rounds or under 50 dirty pages. */
+	int (*precopy)(void *ctx, uint32_t round, uint64_t written,
+		       int64_t dirty);
+	void *ctx;
+};
+
+/*
+ * Writes x86 PV domain @domid to @fd as a libxc stream (Xen's format:
+ * image header ... END), with xc_domain_save: live (log-dirty pre-copy
+ * rounds, then suspend) or not (suspend first). Page tables, the p2m and
+ * the vCPU contexts are canonicalised by libxenguest, so the stream
+ * restores on any Xen host. On success the guest is left suspended: the
+ * caller resumes it (pvm_hv_xen_resume) or destroys it. On failure after
+ * the suspend the guest is suspended too (resume it). -EOPNOTSUPP for an
+ * HVM/PVH domain; the libxenguest failure otherwise; logged.
+ */
+int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
+		    const struct pvm_hv_xen_save_cb *cb);
+
+/* Lets a guest suspended for a save carry on (libxl_domain_resume with
+ * suspend_cancel, as xl save -c does). 0 or a negative errno; logged. */
+int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid);
+
+/*
+ * Creates a domain from @json (a libxl_domain_config, as from
+ * pvm_hv_xen_config_json or an `xl save` header; a fresh domid is taken)
+ * and restores it from the libxl stream (v2) read from @fd, through
+ * libxl_domain_create_restore; unpaused unless @paused. *@domid_out on
+ * success. On failure no new domain is left. -EBADMSG (config), the
+ * libxl failure as an errno otherwise; logged.
+ */
+int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
+		       bool paused, uint32_t *domid_out);
 
 #endif /* PVM_HV_XEN_H */

@@ -282,6 +282,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+. "$REPO/tests/nested/steps_saverestore.sh"
+
 # ---- the run -------------------------------------------------------------------
 
 step images s_images || exit 1
@@ -297,11 +299,7 @@ if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s
 	step unpause-not-paused s_unpause_refused
 	step status-unknown s_unknown
 	step pvmigd-restart-keeps-guest s_pvmigd_restart
-	step save-checkpoint s_save_checkpoint
-	step save-live-checkpoint s_save_live
-	step state-vs-xen s_state_vs_xen
-	step evtchn-kinds-in-file s_evtchn_kinds
-	step save-cold-then-restore s_save_cold_restore
+	saverestore_steps   # tests/nested/steps_saverestore.sh
 	step pvmigd-stop s_pvmigd_stop
 fi
 if [ $KEEP = 0 ]; then step stop-host-a s_stop; fi

@@ -1,0 +1,309 @@
+/*
+ * Whole-domain save and restore of x86 PV guests through Xen's own
+ * toolstack libraries, where they already do what pvmig must not redo:
+ *
+ *   pvm_hv_xen_config_json()  libxl_retrieve_domain_configuration +
+ *                             libxl_domain_config_to_json (what xl save
+ *                             puts in its header)
+ *   pvm_hv_xen_save()         xc_domain_save (libxenguest): the libxc
+ *                             stream, page tables canonicalised (mfn ->
+ *                             pfn), p2m, vCPUs, shared info; driven by
+ *                             pvmig's suspend and precopy-policy callbacks
+ *   pvm_hv_xen_resume()       libxl_domain_resume(suspend_cancel): the
+ *                             guest continues after a checkpoint (xl save -c)
+ *   pvm_hv_xen_restore()      libxl_domain_create_restore: creates the
+ *                             domain from its JSON config (devices, hotplug,
+ *                             xenstore) and runs xc_domain_restore on the
+ *                             stream in its libxl-save-helper
+ *
+ * The suspend: Xen's control/shutdown protocol, which every PV Linux
+ * honours: write "suspend", the guest's xenbus driver acknowledges,
+ * quiesces its frontends and calls SCHEDOP_shutdown(SHUTDOWN_suspend);
+ * xc_domain_save requires the domain in that state when the callback
+ * returns. Pre-copy rounds: the caller's policy, given libxenguest's
+ * figures for each round.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hv/xen/internal.h"
+
+#include <xenguest.h> /* after xenctrl.h (internal.h), which it needs */
+
+/* Poll period while waiting for the guest to suspend. */
+#define SUSPEND_POLL_MS 10u
+
+static int check_hv(struct pvm_hv *hv, const char *what)
+{
+	if (!pvm_hv_is_xen(hv)) {
+		pvm_err("xen: %s on a %s instance", what,
+			hv ? hv->ops->name : "NULL");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
+			   char **json_out)
+{
+	struct xen_host *x;
+	libxl_domain_config dc;
+	char *json;
+	int lrc, rc = 0;
+
+	*json_out = NULL;
+	if ((rc = check_hv(hv, "config")))
+		return rc;
+	x = xen_of(hv);
+	libxl_domain_config_init(&dc);
+	lrc = libxl_retrieve_domain_configuration(x->ctx, domid, &dc, NULL);
+	if (lrc) {
+		rc = xen_libxl_errno(lrc);
+		pvm_err("xen: domain %u: cannot read its libxl configuration "
+			"(libxl_retrieve_domain_configuration: %d): was it "
+			"created by libxl (xl create, pvmigd)?", domid, lrc);
+		goto out;
+	}
+	json = libxl_domain_config_to_json(x->ctx, &dc);
+	if (!json) {
+		rc = -ENOMEM;
+		pvm_err("xen: domain %u: cannot write its configuration as "
+			"JSON", domid);
+		goto out;
+	}
+	*json_out = json;
+out:
+	libxl_domain_config_dispose(&dc);
+	return rc;
+}
+
+/* ---- save --------------------------------------------------------------- */
+
+struct save_ctx {
+	struct xen_host *x;
+	uint32_t domid;
+	const struct pvm_hv_xen_save_cb *cb;
+	int suspend_rc;
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000u, (long)(ms % 1000u) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Is @domid shut down for a suspend? 1 yes, 0 not yet, < 0 error. */
+static int is_suspended(struct xen_host *x, uint32_t domid)
+{
+	xc_domaininfo_t info;
+	int rc = xen_getinfo(x, domid, &info);
+
+	if (rc)
+		return rc;
+	if (!(info.flags & XEN_DOMINF_shutdown))
+		return 0;
+	if (((info.flags >> XEN_DOMINF_shutdownshift) &
+	     XEN_DOMINF_shutdownmask) != SHUTDOWN_suspend)
+		return -ESHUTDOWN; /* powered off / crashed meanwhile */
+	return 1;
+}
+
+int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
+		       uint32_t timeout_ms)
+{
+	struct xen_host *x;
+	char path[64];
+	uint32_t waited = 0;
+	int rc;
+
+	if ((rc = check_hv(hv, "suspend")))
+		return rc;
+	x = xen_of(hv);
+	rc = is_suspended(x, domid);
+	if (rc)
+		goto done; /* already suspended (1) or gone */
+	snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+		 domid);
+	if (!xs_write(x->xsh, XBT_NULL, path, "suspend", 7)) {
+		rc = xen_neg_errno();
+		pvm_err("xen: domain %u: cannot write %s: %s", domid, path,
+			strerror(-rc));
+		return rc;
+	}
+	for (;;) {
+		rc = is_suspended(x, domid);
+		if (rc)
+			break;
+		if (waited >= timeout_ms) {
+			/* Take the request back so that a late guest does not
+			 * suspend itself with nobody to resume it. */
+			xs_rm(x->xsh, XBT_NULL, path);
+			rc = is_suspended(x, domid);
+			if (rc)
+				break;
+			pvm_err("xen: domain %u did not suspend within %u ms "
+				"(no PV suspend support, or it hangs in its "
+				"suspend path)", domid, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(SUSPEND_POLL_MS);
+		waited += SUSPEND_POLL_MS;
+	}
+done:
+	if (rc < 0) {
+		pvm_err("xen: domain %u: %s while waiting for it to suspend",
+			domid, rc == -ESHUTDOWN ? "it shut down" :
+			strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* libxenguest's suspend callback: 1 on success, 0 on failure. */
+static int save_suspend(void *data)
+{
+	struct save_ctx *s = data;
+
+	if (s->cb && s->cb->suspend)
+		s->suspend_rc = s->cb->suspend(s->cb->ctx);
+	else
+		s->suspend_rc = pvm_hv_xen_suspend(&s->x->base, s->domid,
+						   PVM_HV_XEN_SUSPEND_MS);
+	return s->suspend_rc == 0;
+}
+
+static int save_policy(struct precopy_stats st, void *data)
+{
+	struct save_ctx *s = data;
+	int v;
+
+	if (!s->cb || !s->cb->precopy)
+		return st.iteration >= PVM_HV_XEN_DEFAULT_ROUNDS ||
+		       (st.dirty_count >= 0 && st.dirty_count < 50) ?
+			       XGS_POLICY_STOP_AND_COPY :
+			       XGS_POLICY_CONTINUE_PRECOPY;
+	v = s->cb->precopy(s->cb->ctx, st.iteration, st.total_written,
+			   st.dirty_count);
+	switch (v) {
+	case PVM_HV_XEN_PRECOPY_STOP:
+		return XGS_POLICY_STOP_AND_COPY;
+	case PVM_HV_XEN_PRECOPY_ABORT:
+		return XGS_POLICY_ABORT;
+	default:
+		return XGS_POLICY_CONTINUE_PRECOPY;
+	}
+}
+
+int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
+		    const struct pvm_hv_xen_save_cb *cb)
+{
+	struct save_ctx s = { .domid = domid, .cb = cb, .suspend_rc = 0 };
+	struct save_callbacks callbacks = { 0 };
+	xc_domaininfo_t info;
+	int rc;
+
+	if ((rc = check_hv(hv, "save")))
+		return rc;
+	s.x = xen_of(hv);
+	rc = xen_getinfo(s.x, domid, &info);
+	if (rc) {
+		pvm_err("xen: save: no domain %u: %s", domid, strerror(-rc));
+		return rc;
+	}
+	if (info.flags & XEN_DOMINF_hvm_guest) {
+		pvm_err("xen: domain %u is HVM/PVH: pvmig saves x86 PV domains "
+			"on Xen (use xl save)", domid);
+		return -EOPNOTSUPP;
+	}
+	callbacks.suspend = save_suspend;
+	callbacks.precopy_policy = save_policy;
+	callbacks.data = &s;
+	if (xc_domain_save(s.x->xch, fd, domid, live ? XCFLAGS_LIVE : 0,
+			   &callbacks, XC_STREAM_PLAIN, -1)) {
+		rc = s.suspend_rc ? s.suspend_rc : xen_neg_errno();
+		pvm_err("xen: domain %u: xc_domain_save failed: %s (libxenguest's "
+			"reason is logged above)", domid, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
+{
+	int lrc, rc;
+
+	if ((rc = check_hv(hv, "resume")))
+		return rc;
+	/* suspend_cancel = 1: the guest's suspend hypercall returns 1 and
+	 * it carries on with its devices as they are (xl save -c). */
+	lrc = libxl_domain_resume(xen_of(hv)->ctx, domid, 1, NULL);
+	if (lrc) {
+		rc = xen_libxl_errno(lrc);
+		pvm_err("xen: domain %u: libxl_domain_resume: %d: the guest "
+			"stays suspended (xl destroy it or restore the save)",
+			domid, lrc);
+		return rc;
+	}
+	return 0;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
+		       bool paused, uint32_t *domid_out)
+{
+	struct xen_host *x;
+	libxl_domain_config dc;
+	libxl_domain_restore_params params;
+	uint32_t domid = (uint32_t)INVALID_DOMID;
+	int lrc, rc;
+
+	*domid_out = 0;
+	if ((rc = check_hv(hv, "restore")))
+		return rc;
+	x = xen_of(hv);
+	libxl_domain_config_init(&dc);
+	libxl_domain_restore_params_init(&params);
+	lrc = libxl_domain_config_from_json(x->ctx, &dc, json);
+	if (lrc) {
+		rc = -EBADMSG;
+		pvm_err("xen: restore: the save file's domain config is not "
+			"libxl JSON libxl accepts (%d)", lrc);
+		goto out;
+	}
+	/* A domid from the saving host is not asked for again: libxl would
+	 * refuse a recently used one, and xl restore does not either. */
+	dc.c_info.domid = (uint32_t)INVALID_DOMID;
+	params.checkpointed_stream = LIBXL_CHECKPOINTED_STREAM_NONE;
+	params.stream_version = 2;
+	lrc = libxl_domain_create_restore(x->ctx, &dc, &domid, fd, -1, &params,
+					  NULL, NULL);
+	if (lrc) {
+		rc = xen_libxl_errno(lrc);
+		pvm_err("xen: restore of '%s' failed: libxl_domain_create_restore: "
+			"%d (libxl's reason is logged above)",
+			dc.c_info.name ? dc.c_info.name : "?", lrc);
+		if (domid != (uint32_t)INVALID_DOMID && domid != 0)
+			libxl_domain_destroy(x->ctx, domid, NULL);
+		goto out;
+	}
+	if (!paused) {
+		lrc = libxl_domain_unpause(x->ctx, domid, NULL);
+		if (lrc) {
+			rc = xen_libxl_errno(lrc);
+			pvm_err("xen: restored domain %u: libxl_domain_unpause: "
+				"%d; destroying it", domid, lrc);
+			libxl_domain_destroy(x->ctx, domid, NULL);
+			goto out;
+		}
+	}
+	*domid_out = domid;
+out:
+	libxl_domain_restore_params_dispose(&params);
+	libxl_domain_config_dispose(&dc);
+	return rc;
+}
