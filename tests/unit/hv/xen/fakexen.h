@@ -67,6 +67,10 @@ struct fx_dom {
 	int gnt_version;
 	uint32_t gnt_frames, gnt_max;
 	xen_pfn_t gnt_mfn[FX_GNT_MAX_FRAMES];
+	/* whole-domain save (guest.c): the guest suspends when asked
+	 * through control/shutdown; control/shutdown's value */
+	bool honours_suspend;
+	char control_shutdown[16];
 };
 
 struct fx_device {
@@ -89,7 +93,19 @@ struct fx_host {
 	unsigned int live_maps; /* foreign/resource mappings not unmapped */
 	unsigned int live_hbufs;
 	unsigned int handles_open; /* xc, fmem, xs, libxl ctx */
+	/* xc_domain_save: the dirty count given to the policy per round
+	 * (-1 ends the script: the fake then stops pre-copy), how many
+	 * rounds ran, the bytes of its stream (FX_SAVE_BYTES, starting
+	 * "FXSAVE <domid>\n"), the flags of the last call */
+	int64_t save_dirty[8];
+	unsigned int save_rounds;
+	uint32_t save_flags;
+	/* libxl_domain_create_restore: everything read from its fd */
+	uint8_t *restored;
+	size_t restored_len;
 };
+
+#define FX_SAVE_BYTES (300u * 1024u) /* more than a pipe holds */
 
 extern struct fx_host fx;
 
