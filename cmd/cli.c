@@ -66,88 +66,182 @@ void cli_json_object(const struct pvm_kv *kv)
 	putchar('}');
 }
 
-int cli_call(const char *what, const struct pvm_kv *req, bool json,
-		const struct cli_printer *pr)
+int cli_exchange(const char *path, const char *what, const struct pvm_kv *req,
+		 const struct cli_handlers *h, struct pvm_kv *result)
 {
-	char path[512];
-	struct pvm_kv rec;
 	enum pvm_ctl_kind kind;
+	struct pvm_kv rec;
 	size_t items = 0;
 	int fd, rc;
 
-	cli_control_path(path, sizeof(path));
 	rc = pvm_ctl_connect(path, &fd);
 	if (rc) {
 		fprintf(stderr, "pvmig: cannot reach pvmigd at %s: %s\n"
 				"       (is pvmigd running? choose its state dir with -H DIR)\n",
 			path, strerror(-rc));
-		return 3;
+		return rc;
 	}
 	rc = pvm_ctl_send(fd, PVM_CTL_REQUEST, req);
 	if (rc) {
 		fprintf(stderr, "pvmig: %s: cannot send the request: %s\n", what,
 			strerror(-rc));
 		close(fd);
-		return 3;
+		return rc;
 	}
 	pvm_kv_init(&rec);
-	if (json)
-		fputs("{\"items\":[", stdout);
 	for (;;) {
 		rc = pvm_ctl_recv(fd, 0, &kind, &rec);
 		if (rc) {
 			fprintf(stderr, "pvmig: %s: pvmigd went away before answering: %s\n",
 				what, strerror(-rc));
-			rc = 3;
 			break;
 		}
 		if (kind == PVM_CTL_ITEM) {
-			if (json) {
-				if (items)
-					putchar(',');
-				cli_json_object(&rec);
-			} else if (pr && pr->item) {
-				pr->item(&rec, items);
-			}
+			if (h && h->item)
+				h->item(h->ctx, &rec, items);
 			items++;
 			continue;
 		}
 		if (kind == PVM_CTL_PROGRESS) {
-			if (pr && pr->progress)
-				pr->progress(&rec);
+			if (h && h->progress)
+				h->progress(h->ctx, &rec);
 			continue;
 		}
 		if (kind != PVM_CTL_RESULT) {
 			fprintf(stderr, "pvmig: %s: unexpected answer from pvmigd\n", what);
-			rc = 3;
+			rc = -EPROTO;
 			break;
 		}
-		{
-			const char *status = pvm_kv_get(&rec, "status");
-			bool ok = status && !strcmp(status, "0");
-
-			if (json) {
-				fputs("],\"result\":", stdout);
-				cli_json_object(&rec);
-				fputs("}\n", stdout);
-			} else if (ok && pr && pr->result) {
-				pr->result(&rec);
-			}
-			if (!ok) {
-				const char *err = pvm_kv_get(&rec, "error");
-
-				fprintf(stderr, "pvmig: %s: %s\n", what,
-					err ? err : "failed");
-			}
-			rc = ok ? 0 : 1;
-		}
+		/* The record's strings move to the caller's kv. */
+		pvm_kv_dispose(result);
+		*result = rec;
+		pvm_kv_init(&rec);
 		break;
 	}
-	if (rc == 3 && json)
-		fputs("]}\n", stdout);
 	pvm_kv_dispose(&rec);
 	close(fd);
 	return rc;
+}
+
+bool cli_result_ok(const struct pvm_kv *result)
+{
+	const char *status = pvm_kv_get(result, "status");
+
+	return status && !strcmp(status, "0");
+}
+
+struct call_ctx {
+	bool json;
+	const struct cli_printer *pr;
+};
+
+static void call_item(void *ctx, const struct pvm_kv *kv, size_t index)
+{
+	const struct call_ctx *c = ctx;
+
+	if (c->json) {
+		if (index)
+			putchar(',');
+		cli_json_object(kv);
+	} else if (c->pr && c->pr->item) {
+		c->pr->item(kv, index);
+	}
+}
+
+static void call_progress(void *ctx, const struct pvm_kv *kv)
+{
+	const struct call_ctx *c = ctx;
+
+	if (c->pr && c->pr->progress)
+		c->pr->progress(kv);
+}
+
+int cli_call(const char *what, const struct pvm_kv *req, bool json,
+		const struct cli_printer *pr)
+{
+	struct call_ctx c = { .json = json, .pr = pr };
+	const struct cli_handlers h = { .item = call_item,
+					.progress = call_progress, .ctx = &c };
+	struct pvm_kv res;
+	char path[512];
+	bool ok;
+	int rc;
+
+	cli_control_path(path, sizeof(path));
+	pvm_kv_init(&res);
+	if (json)
+		fputs("{\"items\":[", stdout);
+	rc = cli_exchange(path, what, req, &h, &res);
+	if (rc) {
+		if (json)
+			fputs("]}\n", stdout);
+		pvm_kv_dispose(&res);
+		return 3;
+	}
+	ok = cli_result_ok(&res);
+	if (json) {
+		fputs("],\"result\":", stdout);
+		cli_json_object(&res);
+		fputs("}\n", stdout);
+	} else if (ok && pr && pr->result) {
+		pr->result(&res);
+	}
+	if (!ok) {
+		const char *err = pvm_kv_get(&res, "error");
+
+		fprintf(stderr, "pvmig: %s: %s\n", what, err ? err : "failed");
+	}
+	pvm_kv_dispose(&res);
+	return ok ? 0 : 1;
+}
+
+/*
+ * --workload items, comma-separated, passed on as the simulated guest
+ * program's spec; "dirty=R" (MiB/s, total) and "ws=W" (MiB working set) are
+ * turned into its page form "dirty:16:PAGES:PAGES_PER_S_PER_VCPU" (the
+ * vCPU count is applied by the service: we assume 1 here and the guest
+ * splits the working set, not the rate, so the rate is per vCPU).
+ */
+int cli_workload_spec(const char *in, char *out, size_t len)
+{
+	char buf[256], *save = NULL, *tok;
+	unsigned long rate = 0, ws = 0;
+	bool has_dirty = false;
+	size_t o = 0;
+
+	if (strlen(in) >= sizeof(buf))
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%s", in);
+	out[0] = '\0';
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "dirty=", 6) || !strncmp(tok, "ws=", 3)) {
+			char *end;
+			unsigned long v = strtoul(strchr(tok, '=') + 1, &end, 10);
+
+			if (*end || v == 0 || v > 1u << 20)
+				return -EINVAL;
+			if (tok[0] == 'd')
+				rate = v;
+			else
+				ws = v;
+			has_dirty = true;
+			continue;
+		}
+		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", tok);
+		if (o >= len)
+			return -EINVAL;
+	}
+	if (has_dirty) {
+		/* Default working set 64 MiB; rate in MiB/s -> pages/s. */
+		unsigned long pages = (ws ? ws : 64) * 256;
+
+		o += (size_t)snprintf(out + o, len - o, "%sdirty:16:%lu", o ? "," : "", pages);
+		if (rate)
+			o += (size_t)snprintf(out + o, len - o, ":%lu", rate * 256);
+		if (o >= len)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 int cli_parse_simple(int argc, char **argv, const char *usage_line,

@@ -25,14 +25,41 @@ struct cli_printer {
 	void (*progress)(const struct pvm_kv *kv);
 };
 
+/* What cli_exchange() does with the records before the RESULT; either
+ * slot may be NULL. The kv is borrowed for the call. */
+struct cli_handlers {
+	void (*item)(void *ctx, const struct pvm_kv *kv, size_t index);
+	void (*progress)(void *ctx, const struct pvm_kv *kv);
+	void *ctx;
+};
+
 /*
- * Sends @req to pvmigd and prints the answer: JSON ({"items":[...],
- * "result":{...}}) with @json, else through @pr. Returns the exit status:
- * 0; 1 when pvmigd reported a failure (its message on stderr); 3 when
- * pvmigd could not be reached.
+ * One request/answer with the pvmigd whose control socket is @path: ITEM
+ * and PROGRESS records go to @h, the RESULT record replaces @result
+ * (initialised by the caller, who disposes it). Returns 0 when a RESULT
+ * arrived (see cli_result_ok()), or a negative errno when pvmigd could not
+ * be reached or went away (said on stderr, naming @what).
+ */
+int cli_exchange(const char *path, const char *what, const struct pvm_kv *req,
+		 const struct cli_handlers *h, struct pvm_kv *result);
+/* A RESULT's "status" is 0. */
+bool cli_result_ok(const struct pvm_kv *result);
+
+/*
+ * Sends @req to the pvmigd the options name (cli_control_path()) and
+ * prints the answer: JSON ({"items":[...], "result":{...}}) with @json,
+ * else through @pr. Returns the exit status: 0; 1 when pvmigd reported a
+ * failure (its message on stderr); 3 when pvmigd could not be reached.
  */
 int cli_call(const char *what, const struct pvm_kv *req, bool json,
 	     const struct cli_printer *pr);
+
+/*
+ * Turns a --workload SPEC (comma-separated; "dirty=R" MiB/s and "ws=W" MiB
+ * become the guest program's page form) into what the service takes.
+ * 0, or -EINVAL for a bad or too long spec.
+ */
+int cli_workload_spec(const char *in, char *out, size_t len);
 
 /* Parses --json and --help for simple commands: returns -1 to go on, or
  * the exit status (0 after --help, 2 for a bad option). */

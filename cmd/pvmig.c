@@ -184,55 +184,6 @@ static int cmd_unpause(int argc, char **argv)
 			  NULL);
 }
 
-/*
- * --workload items, comma-separated, passed on as the simulated guest
- * program's spec; "dirty=R" (MiB/s, total) and "ws=W" (MiB working set) are
- * turned into its page form "dirty:16:PAGES:PAGES_PER_S_PER_VCPU" (the
- * vCPU count is applied by the service: we assume 1 here and the guest
- * splits the working set, not the rate, so the rate is per vCPU).
- */
-static int workload_spec(const char *in, char *out, size_t len)
-{
-	char buf[256], *save = NULL, *tok;
-	unsigned long rate = 0, ws = 0;
-	bool has_dirty = false;
-	size_t o = 0;
-
-	if (strlen(in) >= sizeof(buf))
-		return -EINVAL;
-	snprintf(buf, sizeof(buf), "%s", in);
-	out[0] = '\0';
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "dirty=", 6) || !strncmp(tok, "ws=", 3)) {
-			char *end;
-			unsigned long v = strtoul(strchr(tok, '=') + 1, &end, 10);
-
-			if (*end || v == 0 || v > 1u << 20)
-				return -EINVAL;
-			if (tok[0] == 'd')
-				rate = v;
-			else
-				ws = v;
-			has_dirty = true;
-			continue;
-		}
-		o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", tok);
-		if (o >= len)
-			return -EINVAL;
-	}
-	if (has_dirty) {
-		/* Default working set 64 MiB; rate in MiB/s -> pages/s. */
-		unsigned long pages = (ws ? ws : 64) * 256;
-
-		o += (size_t)snprintf(out + o, len - o, "%sdirty:16:%lu", o ? "," : "", pages);
-		if (rate)
-			o += (size_t)snprintf(out + o, len - o, ":%lu", rate * 256);
-		if (o >= len)
-			return -EINVAL;
-	}
-	return 0;
-}
-
 /* --disk PATH[,vdev=xvdX][,ro] -> diskN, diskN_vdev, diskN_ro */
 static int add_disk(struct pvm_kv *req, unsigned i, const char *spec)
 {
@@ -349,7 +300,7 @@ static int cmd_create(int argc, char **argv)
 		case 'w': {
 			char wl[256];
 
-			if (workload_spec(optarg, wl, sizeof(wl))) {
+			if (cli_workload_spec(optarg, wl, sizeof(wl))) {
 				fprintf(stderr, "pvmig create: bad --workload '%s' (see pvmig create --help)\n",
 					optarg);
 				pvm_kv_dispose(&req);
@@ -429,6 +380,8 @@ static const struct subcmd cmds[] = {
 	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
 	{ "tls-init", cmd_tls_init, "DIR [HOST...] [--days N]",
 	  "make a CA and host certificates for pvmigd's TLS" },
+	{ "demo", cmd_demo, "[--json] [--memory SIZE] ...",
+	  "two simulated hosts here, a guest migrated A->B->A" },
 	{ "help", cmd_help, "[COMMAND]", "show help for pvmig or a command" },
 };
 

@@ -14,7 +14,7 @@
 
 static bool progress_drawn;
 
-static void draw_progress(const struct pvm_kv *kv)
+void migrate_draw_progress(const struct pvm_kv *kv)
 {
 	uint64_t sent = 0, total = 1, dirty = 0, pred = 0;
 	const char *rate = pvm_kv_get(kv, "mib_per_s");
@@ -34,7 +34,7 @@ static void draw_progress(const struct pvm_kv *kv)
 	progress_drawn = true;
 }
 
-static void print_stats(const struct pvm_kv *kv)
+void migrate_print_stats(const struct pvm_kv *kv)
 {
 	static const struct {
 		const char *key, *label, *unit;
@@ -96,8 +96,8 @@ int cmd_migrate(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct cli_printer pr = { .result = print_stats,
-					       .progress = draw_progress };
+	static const struct cli_printer pr = { .result = migrate_print_stats,
+					       .progress = migrate_draw_progress };
 	struct pvm_kv req;
 	bool json = false, cancel = false;
 	int c, rc = 0;

@@ -73,7 +73,7 @@ static int apply(struct pvm_service_config *c, const char *k, const char *v)
 	if (!strcmp(k, "listen"))
 		return set_str(c->listen, sizeof(c->listen), v);
 	if (!strcmp(k, "port")) {
-		rc = set_uint(&u, v, 1, 65535);
+		rc = set_uint(&u, v, 0, 65535); /* 0: any free port */
 		if (!rc)
 			c->port = (uint16_t)u;
 		return rc;

@@ -34,6 +34,7 @@
 #include "hv/hv.h"
 #include "hv/sim/sim.h"
 #include "hv/sim/xenstored/xenstored.h"
+#include "transport/transport.h"
 
 #define REQUEST_WAIT_MS 5000u
 #define MAX_DOMAINS 1024u
@@ -246,6 +247,11 @@ static int h_ping(struct req *r)
 	pvm_kv_add(&kv, "version", "0.1.0");
 	pvm_kv_add(&kv, "backend", "%s", r->svc->hv->ops->name);
 	pvm_kv_add(&kv, "state_dir", "%s", r->svc->cfg.state_dir);
+	if (r->svc->listener) {
+		/* The port actually bound (the config may say 0: any). */
+		pvm_kv_add(&kv, "listen", "%s", r->svc->cfg.listen);
+		pvm_kv_add(&kv, "port", "%u", pvm_listener_port(r->svc->listener));
+	}
 	rc = reply_result(r, 0, &kv, NULL);
 	pvm_kv_dispose(&kv);
 	return rc;
