@@ -45,9 +45,9 @@ static void on_signal(int sig)
 
 struct demo_host {
 	char name;        /* 'a' or 'b' */
-	char dir[PATH_MAX];
-	char ctl[PATH_MAX];
-	char log[PATH_MAX];
+	char dir[128];    /* under demo.dir (80) */
+	char ctl[160];
+	char log[128];
 	pid_t pid;        /* 0 = not started / reaped */
 	unsigned port;
 };

@@ -33,6 +33,9 @@ struct dom_config {
 		uint8_t mac[6];
 		char bridge[32];
 	} nics[PVM_HV_MAX_NICS];
+	/* Local state, not sent: an in-doubt migration left the PV devices
+	 * quiesced; unpause resumes them first (h_unpause). */
+	bool devices_quiesced;
 };
 
 /* Fills @cfg's image and device fields from @dc (pointers into @dc). */
@@ -126,8 +129,15 @@ void svc_config_drop(struct pvm_service *s, uint32_t domid);
  * (and an empty config with @domid set) when unknown. */
 void svc_config_put(struct pvm_service *s, const struct dom_config *dc);
 int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out);
+void svc_config_quiesced(struct pvm_service *s, uint32_t domid, bool quiesced);
 
 /* ---- migration (migration.c) ---- */
+
+struct pvm_pvq_device;
+/* The PV devices a config names, as pvquiesce addresses them (@out holds
+ * PVM_PVQ_MAX_DEVICES); returns how many. */
+size_t mig_config_devices(const struct dom_config *dc,
+			  struct pvm_pvq_device *out);
 
 int h_migrate(struct req *r);
 int h_migrate_cancel(struct req *r);

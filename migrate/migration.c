@@ -31,6 +31,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -79,6 +80,35 @@ static bool fault_point(const char *name)
 	const char *f = getenv("PVMIG_FAULT");
 
 	return f && !strcmp(f, name);
+}
+
+#define HOLD_MAX_MS 30000u
+
+/*
+ * PVMIG_HOLD=POINT:FILE in the source pvmigd's environment: at POINT the
+ * migration creates FILE.held and waits until FILE exists (30 s at most),
+ * so that a test can cut the link or kill a host at exactly that moment.
+ * Points: src-precopy (connected, the destination domain made, before
+ * round 0), src-stop-copy (paused and quiesced, before the last pages),
+ * src-after-ready (READY in, before UNPAUSE), src-after-running (RUNNING
+ * in, before the paused source copy is destroyed).
+ */
+static void hold_point(const char *name)
+{
+	const char *h = getenv("PVMIG_HOLD");
+	size_t n = strlen(name);
+	char held[512];
+	int fd;
+
+	if (!h || strncmp(h, name, n) || h[n] != ':' || !h[n + 1])
+		return;
+	snprintf(held, sizeof(held), "%s.held", h + n + 1);
+	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	pvm_warn("PVMIG_HOLD: held at %s until %s exists", name, h + n + 1);
+	for (unsigned ms = 0; ms < HOLD_MAX_MS && access(h + n + 1, F_OK); ms += 10)
+		usleep(10000);
 }
 
 #define MAP_BATCH 1024u
@@ -302,9 +332,8 @@ struct dest {
 	size_t ndev;
 };
 
-/* The PV devices a config names, as pvquiesce addresses them. */
-static size_t config_devices(const struct dom_config *dc,
-			     struct pvm_pvq_device *out)
+size_t mig_config_devices(const struct dom_config *dc,
+			  struct pvm_pvq_device *out)
 {
 	size_t n = 0;
 
@@ -578,7 +607,7 @@ static void *dest_main(void *arg)
 			if (pvm_kv_get_u64(&kv, "domid", &v) == 0 && v <= PVM_HV_DOMID_MAX)
 				d->src_domid = (uint32_t)v;
 		}
-		d->ndev = config_devices(&d->dc, d->devs);
+		d->ndev = mig_config_devices(&d->dc, d->devs);
 	}
 	outcome_set(s, d->id, "receiving");
 	if (name_taken(hv, d->name)) {
@@ -1259,6 +1288,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		pvm_bitmap_set(&m->dirty, i);
 
 	/* Pre-copy. A cold migration makes round 0 its only round. */
+	hold_point("src-precopy");
 	for (r.round = 0; m->live; r.round++) {
 		uint64_t t0 = pvm_now_ns(), sent = 0, dirty;
 		const char *verdict_why;
@@ -1352,6 +1382,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 				goto out;
 		}
 	}
+	hold_point("src-stop-copy");
 	uint64_t t_read = pvm_now_ns(), t_sent = 0, t_state = 0, t_ready = 0;
 	{
 		uint64_t sent = 0;
@@ -1382,6 +1413,21 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		goto out;
 	}
 	/* The point of no return: from here the destination may run it. */
+	hold_point("src-after-ready");
+	{
+		/* A channel that already failed cannot carry UNPAUSE: the
+		 * destination will never run its copy, so resume ours now
+		 * rather than stay paused on a QUERY that may not get
+		 * through (a destination host that died after READY). */
+		const char *cwhy;
+
+		rc = pvm_channel_error(m->ch, &cwhy);
+		if (rc) {
+			snprintf(why, why_len, "lost the destination before UNPAUSE was sent: %s",
+				 *cwhy ? cwhy : strerror(-rc));
+			goto out;
+		}
+	}
 	if (fault_point("src-cut-before-unpause"))
 		pvm_channel_shutdown(m->ch);
 	rc = send_simple(m->ch, M_UNPAUSE);
@@ -1415,6 +1461,9 @@ static int source_run(struct source *m, char *why, size_t why_len)
 				 m->dom.domid);
 			m->paused = false; /* keep it paused: no roll back */
 			m->logdirty = false;
+			/* ... and remember its devices are drained, so that
+			 * the operator's 'pvmig unpause' resumes them. */
+			svc_config_quiesced(m->svc, m->dom.domid, m->quiesced);
 			m->quiesced = false;
 			add_stat(m, "outcome", "unknown");
 			rc = -EHOSTUNREACH;
@@ -1424,6 +1473,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		add_stat(m, "outcome", "confirmed by query after a lost hand-over");
 	}
 	/* Running there: end the source copy. */
+	hold_point("src-after-running");
 	{
 		uint64_t down_ns = pvm_now_ns() - m->t_pause;
 		const char *rc_ms = pvm_kv_get(&kv, "reconnect_ms");
@@ -1626,7 +1676,7 @@ int h_migrate(struct req *r)
 		}
 	}
 	svc_config_get(s, m->dom.domid, &m->dc);
-	m->ndev = config_devices(&m->dc, m->devs);
+	m->ndev = mig_config_devices(&m->dc, m->devs);
 	pvm_buf_init(&m->devstate, 64 * 1024);
 	if (!strcmp(s->hv->ops->name, "xen")) {
 		/* pvmig's page-copy migration cannot move a PV guest (its

@@ -34,6 +34,7 @@
 #include "hv/hv.h"
 #include "hv/sim/sim.h"
 #include "hv/sim/xenstored/xenstored.h"
+#include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
 #define REQUEST_WAIT_MS 5000u
@@ -203,6 +204,17 @@ int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out
 	}
 	pthread_mutex_unlock(&s->lock);
 	return slot ? 0 : -ENOENT;
+}
+
+void svc_config_quiesced(struct pvm_service *s, uint32_t domid, bool quiesced)
+{
+	struct dom_config *slot;
+
+	pthread_mutex_lock(&s->lock);
+	slot = config_slot(s, domid, false);
+	if (slot)
+		slot->devices_quiesced = quiesced;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image)
@@ -460,6 +472,22 @@ static int h_pause(struct req *r)
 
 static int h_unpause(struct req *r)
 {
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	struct pvm_hv_dominfo d;
+	struct dom_config dc;
+
+	if (find_domain(r, &d))
+		return 0;
+	/* Left paused by a migration whose outcome was unknown: its PV
+	 * backends were drained for the move; let them go on in place first
+	 * (what a roll back does), or the guest runs with dead devices. */
+	if (svc_config_get(r->svc, d.domid, &dc) == 0 && dc.devices_quiesced) {
+		pvm_pvq_resume(r->svc->hv, d.domid, devs,
+			       mig_config_devices(&dc, devs));
+		svc_config_quiesced(r->svc, d.domid, false);
+		pvm_info("domain %u '%s': PV devices resumed (left quiesced by an in-doubt migration)",
+			 d.domid, d.name);
+	}
 	return h_simple(r, r->svc->hv->ops->domain_unpause, "unpause");
 }
 

@@ -2,7 +2,14 @@
 # Two pvmigd hosts in two network namespaces joined by a veth pair (made
 # here, 10.78.<n>.1/2 inside the namespaces only), guests of both frontend
 # generations under memory + disk + network load migrated over that link,
-# and the link failing halfway. Needs root and iproute2: skips otherwise.
+# and the fault cases: the link cut and the destination pvmigd killed mid
+# pre-copy, mid stop-and-copy and right after the destination's READY; the
+# source pvmigd killed right after the hand-over; a peer whose certificate
+# comes from another CA; the same guest migrated twice at once. Each checks
+# the invariant: exactly one running copy, its I/O counters error-free.
+# The exact moments come from PVMIG_HOLD (migrate/migration.c): the source
+# pvmigd stops at a point until a file appears. Needs root and iproute2:
+# skips otherwise.
 #   $1 = build dir
 set -uo pipefail
 B=$(cd "$1" && pwd)
@@ -34,18 +41,18 @@ ip -n "$NB" link set "$VB" up
 declare -A ADDR=([a]=10.78.$N.1 [b]=10.78.$N.2) NS=([a]=$NA [b]=$NB)
 
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-start_host() {
+start_host() { # NAME [PVMIG_HOLD value] [CERT DIR]
 	mkdir -p "$W/$1"
 	cat >"$W/$1.conf" <<EOC
 state-dir = $W/$1
 listen = ${ADDR[$1]}
 port = 8002
-timeout-ms = 3000
-tls-ca = $W/certs/ca.pem
-tls-cert = $W/certs/host$1.pem
-tls-key = $W/certs/host$1.key
+timeout-ms = ${TIMEOUT_MS:-3000}
+tls-ca = ${3:-$W/certs}/ca.pem
+tls-cert = ${3:-$W/certs}/host$1.pem
+tls-key = ${3:-$W/certs}/host$1.key
 EOC
-	ip netns exec "${NS[$1]}" "$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
+	ip netns exec "${NS[$1]}" env PVMIG_HOLD="${2:-}" "$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
 	PID[$1]=$!
 	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return; sleep 0.05; done
 	echo "pvmigd $1 did not start"; cat "$W/$1.log"; exit 1
@@ -145,6 +152,124 @@ print("total %s ms, downtime %s ms, %d rounds, %.1f MiB on the wire" % (r["total
 else
 	echo "note: tc/tbf unavailable here; the shaped-link case was not run"
 fi
+
+# 5. Fault cases, each on two fresh hosts: guest g (legacy frontends, the
+#    kind that cannot re-handshake) on A under memory + disk + network load,
+#    migrated to B; the source pvmigd holds at POINT while the test breaks
+#    something, then goes on.
+stop_host() { # NAME [SIGNAL]
+	[ -n "${PID[$1]:-}" ] || return 0
+	kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"
+}
+TIMEOUT_MS=1500
+fresh_pair() { # PVMIG_HOLD value for A
+	stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b" "$W/go" "$W/go.held"
+	for h in a b; do cat "$W/$h.log" >>"$W/$h.old.log" 2>/dev/null; : >"$W/$h.log"; done
+	start_host a "$1"; start_host b
+	truncate -s 16M "$W/g.img"
+	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
+		--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
+	sleep 0.5
+}
+migrate_held() { # POINT ACTION...: migrate g A -> B, run ACTION at POINT
+	local point=$1; shift
+	fresh_pair "$point:$W/go"
+	"$PVMIG" -H "$W/a" migrate g "${ADDR[b]}" >"$W/fo" 2>"$W/fe" & FM=$!
+	for _ in $(seq 300); do [ -e "$W/go.held" ] && break; sleep 0.02; done
+	[ -e "$W/go.held" ] || bad "$point: the source never reached the point"
+	"$@"
+	touch "$W/go"
+	wait $FM; FRC=$?
+}
+# exactly one running copy: on HOST, absent or dead on the other; its I/O
+# goes on, error-free.
+one_running() { # HOST OTHER CASE
+	local s o c1 c2
+	s=$(state "$1" g)
+	for _ in $(seq 60); do o=$(state "$2" g); [ "$o" = absent ] || [ "$o" = "" ] && break; sleep 0.1; done
+	if [ "$s" != running ] || { [ "$o" != absent ] && [ -n "$o" ]; }; then
+		bad "$3: g is '$s' on $1 and '${o:-no host}' on $2"; return
+	fi
+	c1=$(counters "$1" g); sleep 1; c2=$(counters "$1" g)
+	if clean "$c2" && [ "$(val blk-reads "$c2")" -gt "$(val blk-reads "$c1")" ]; then
+		ok "$3: runs on $1 only (on $2: ${o:-no pvmigd}), I/O going on, error-free ($c2)"
+	else
+		bad "$3: I/O on $1: $c1 then $c2"
+	fi
+}
+link_down() { ip -n "$NA" link set "$VA" down; }
+link_up() { ip -n "$NA" link set "$VA" up; }
+kill_b() { stop_host b KILL; }
+
+for point in src-precopy src-stop-copy; do
+	migrate_held $point link_down
+	link_up
+	[ $FRC -ne 0 ] && ok "link cut at $point: the migration failed: $(head -1 "$W/fe" | cut -c1-150)" ||
+		bad "link cut at $point: the migration succeeded"
+	one_running a b "link cut at $point"
+
+	migrate_held $point kill_b
+	[ $FRC -ne 0 ] && ok "destination killed at $point: the migration failed: $(head -1 "$W/fe" | cut -c1-150)" ||
+		bad "destination killed at $point: the migration succeeded"
+	one_running a b "destination killed at $point"
+done
+
+# Right after READY the source has not sent UNPAUSE yet. Link cut, and
+# kept down until the source's channel notices (peer silent): the source
+# must resume its own copy at once (it cannot have sent UNPAUSE), not stay
+# paused on QUERYs that cannot get through; the destination drops its copy
+# when the source falls silent.
+link_down_noticed() {
+	link_down
+	for _ in $(seq 100); do grep -q "peer silent" "$W/a.log" && break; sleep 0.05; done
+}
+migrate_held src-after-ready link_down_noticed
+link_up
+[ $FRC -ne 0 ] && grep -q "before UNPAUSE was sent" "$W/fe" &&
+	ok "link cut after READY: the source resumed at once: $(head -1 "$W/fe" | cut -c1-150)" ||
+	bad "link cut after READY: exit $FRC: $(cat "$W/fe")"
+one_running a b "link cut after READY"
+
+# Destination pvmigd killed after READY, before UNPAUSE. Its copy died with
+# it; the source cannot tell that from a slow host (the transport reads the
+# control stream only when a message is awaited), so it keeps its copy
+# PAUSED and says so: never two running, nothing lost; the operator
+# resumes it.
+migrate_held src-after-ready kill_b
+if [ $FRC -ne 0 ] && grep -q "outcome unknown" "$W/fe"; then
+	ok "destination killed after READY: $(head -1 "$W/fe" | cut -c1-110)"
+	expect_state a g paused "the source keeps its copy paused"
+	"$PVMIG" -H "$W/a" unpause g >/dev/null || bad "unpause g on A"
+elif [ $FRC -ne 0 ]; then
+	ok "destination killed after READY: the source resumed: $(head -1 "$W/fe" | cut -c1-110)"
+else
+	bad "destination killed after READY: the migration succeeded"
+fi
+one_running a b "destination killed after READY"
+
+# Source pvmigd killed right after the hand-over (RUNNING in, its paused
+# copy not yet destroyed): the guest runs on B, nothing on A.
+kill_a() { stop_host a KILL; }
+migrate_held src-after-running kill_a
+one_running b a "source killed after the hand-over"
+
+# A peer whose certificate comes from another CA: refused both ways, the
+# guest stays where it was.
+stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b"
+"$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
+start_host a; start_host b "" "$W/other"
+truncate -s 16M "$W/g.img"
+"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
+	--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
+sleep 0.5
+if "$PVMIG" -H "$W/a" migrate g "${ADDR[b]}" 2>"$W/fe"; then
+	bad "migration to a host of another CA succeeded"
+else
+	ok "host of another CA refused: $(head -1 "$W/fe" | cut -c1-150)"
+fi
+grep -q "certificate\|verify\|TLS" "$W/a.log" "$W/b.log" && ok "the logs name the certificate failure" ||
+	bad "no certificate error in the logs"
+one_running a b "after a peer of another CA"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
