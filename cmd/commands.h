@@ -15,5 +15,6 @@ struct pvm_kv;
  * table of a migration's RESULT, also used by pvmig demo. */
 void migrate_draw_progress(const struct pvm_kv *kv);
 void migrate_print_stats(const struct pvm_kv *kv);
+int cmd_tunnel(int argc, char **argv);     /* pvmig_tunnel.c */
 
 #endif /* PVM_CMD_COMMANDS_H */

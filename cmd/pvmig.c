@@ -377,6 +377,8 @@ static const struct subcmd cmds[] = {
 	{ "verify", cmd_verify, "FILE|DIR [--json]", "check a save file (no pvmigd)" },
 	{ "checkpoint", cmd_checkpoint, "DOMAIN DIR --interval-ms N",
 	  "continuous checkpoints of a running guest" },
+	{ "tunnel", cmd_tunnel, "HOST[:PORT] [--stats]",
+	  "carry xl migrate's stream to HOST's pvmigd (TLS, lz4)" },
 	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
 	{ "tls-init", cmd_tls_init, "DIR [HOST...] [--days N]",
 	  "make a CA and host certificates for pvmigd's TLS" },

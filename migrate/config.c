@@ -19,6 +19,8 @@ void pvm_service_config_defaults(struct pvm_service_config *c)
 	c->max_migrations = 4;
 	c->streams = 2;
 	c->timeout_ms = 15000;
+	/* = PVM_TUNNEL_COMMAND_DEFAULT (spelled out for the docs check) */
+	snprintf(c->tunnel_command, sizeof(c->tunnel_command), "xl migrate-receive");
 }
 
 static char *trim(char *s)
@@ -90,6 +92,8 @@ static int apply(struct pvm_service_config *c, const char *k, const char *v)
 		return set_uint(&c->streams, v, 1, 16);
 	if (!strcmp(k, "timeout-ms"))
 		return set_uint(&c->timeout_ms, v, 100, 600000);
+	if (!strcmp(k, "tunnel-command"))
+		return set_str(c->tunnel_command, sizeof(c->tunnel_command), v);
 	if (!strcmp(k, "log")) {
 		if (!strcmp(v, "syslog"))
 			c->log_syslog = true;

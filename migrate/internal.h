@@ -49,6 +49,7 @@ int dom_config_from_kv(const struct pvm_kv *kv, struct dom_config *dc,
 		       const char **why_out);
 
 struct pvm_tls_ctx;
+struct pvm_channel;
 struct req;
 struct source;
 struct pvm_listener;
@@ -142,6 +143,27 @@ size_t mig_config_devices(const struct dom_config *dc,
 int h_migrate(struct req *r);
 int h_migrate_cancel(struct req *r);
 int h_migrations(struct req *r);
+
+/* Shared with tunnel.c: a channel message is a type byte then a
+ * key=value record (send_kv); send_abort() sends 'X' error=WHY. */
+int send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv);
+void send_abort(struct pvm_channel *ch, const char *why);
+/* "HOST[:PORT]" (PVM_PORT_DEFAULT without one); -EINVAL if malformed. */
+int parse_target(const char *t, char *host, size_t hlen, uint16_t *port);
+
+/* ---- xl stream tunnels (tunnel.c) ---- */
+
+/* The first message of a tunnel channel (instead of a migration's HELLO). */
+#define M_TUNNEL 'T'
+struct tunnel;
+/* Serves the tunnel whose open message @hello arrived on *@chp: runs the
+ * configured tunnel-command and joins it to the channel until either ends.
+ * Closes the channel (*@chp = NULL). *@slot is where the listener's page
+ * callback finds the tunnel (tunnel_pages) while it runs. */
+void tunnel_serve(struct pvm_service *s, struct pvm_channel **chp,
+		  const struct pvm_kv *hello, struct tunnel *_Atomic *slot);
+int tunnel_pages(struct tunnel *t, const uint64_t *pfns,
+		 const uint8_t *const *pages, size_t n);
 
 /* ---- save, restore, continuous checkpoints (save.c) ---- */
 

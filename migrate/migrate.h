@@ -98,6 +98,7 @@ struct pvm_service_config {
 	unsigned streams;        /* default data streams per migration */
 	unsigned timeout_ms;     /* a peer silent or stalled this long fails */
 	bool log_syslog;
+	char tunnel_command[512]; /* run for `pvmig tunnel`; "" refuses */
 };
 
 void pvm_service_config_defaults(struct pvm_service_config *c);
@@ -126,5 +127,34 @@ void pvm_service_stop(struct pvm_service *s);
 /* Destroys guests this service started, closes everything. Safe on NULL. */
 void pvm_service_destroy(struct pvm_service *s);
 const char *pvm_service_control_path(const struct pvm_service *s);
+
+/* ---- pvmig tunnel: a byte stream to a peer's tunnel-command (tunnel.c) --- */
+
+#define PVM_TUNNEL_COMMAND_DEFAULT "xl migrate-receive"
+
+struct pvm_tunnel_opts {
+	const char *target;  /* "HOST[:PORT]" */
+	uint16_t port;       /* when the target names none (0: PVM_PORT_DEFAULT) */
+	const char *tls_ca, *tls_cert, *tls_key;
+	unsigned streams;    /* 0: the transport's default */
+	unsigned timeout_ms; /* 0: the transport's default */
+};
+
+struct pvm_tunnel_stats {
+	uint64_t sent;      /* bytes read from in_fd and delivered */
+	uint64_t received;  /* bytes written to out_fd */
+	uint64_t wire_sent; /* what the sent bytes took on the channel (lz4) */
+	double ms;
+};
+
+/*
+ * Connects to the pvmigd at @o->target and has it run its tunnel-command
+ * (pvmigd.conf) with the bytes read from @in_fd on its stdin; its stdout
+ * is written to @out_fd (closed when the command closes it or on failure).
+ * Returns the command's exit status (0..255) once it ended, or a negative
+ * errno with the explanation in @why (refused, TLS, lost channel).
+ */
+int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
+		   struct pvm_tunnel_stats *st, char *why, size_t why_len);
 
 #endif /* PVM_MIGRATE_H */

@@ -162,7 +162,7 @@ static void hex32(const uint8_t d[32], char out[65])
 
 /* ---- messages ------------------------------------------------------------ */
 
-static int send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
+int send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
 {
 	struct pvm_buf b;
 	int rc;
@@ -190,7 +190,7 @@ static int send_simple(struct pvm_channel *ch, char type)
 	return rc;
 }
 
-static void send_abort(struct pvm_channel *ch, const char *why)
+void send_abort(struct pvm_channel *ch, const char *why)
 {
 	struct pvm_kv kv;
 
@@ -330,6 +330,8 @@ struct dest {
 	uint32_t src_domid;
 	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
 	size_t ndev;
+	/* Set while the channel is an xl stream tunnel (tunnel.c). */
+	struct tunnel *_Atomic tun;
 };
 
 size_t mig_config_devices(const struct dom_config *dc,
@@ -353,7 +355,10 @@ static int dest_pages(void *ctx, const uint64_t *pfns,
 		      const uint8_t *const *pages, size_t n)
 {
 	struct dest *d = ctx;
+	struct tunnel *t = atomic_load(&d->tun);
 
+	if (t)
+		return tunnel_pages(t, pfns, pages, n);
 	if (!d->mem)
 		return -EPROTO;
 	for (size_t i = 0; i < n; i++) {
@@ -565,6 +570,10 @@ static void *dest_main(void *arg)
 	pvm_kv_init(&kv);
 	pvm_kv_init(&reply);
 	type = recv_msg(d->ch, &kv, NULL, NULL);
+	if (type == M_TUNNEL) {
+		tunnel_serve(s, &d->ch, &kv, &d->tun);
+		goto out;
+	}
 	if (type == M_QUERY) {
 		const char *id = pvm_kv_get(&kv, "id");
 		char state[16];
@@ -1578,7 +1587,7 @@ static void *source_main(void *arg)
 	return NULL;
 }
 
-static int parse_target(const char *t, char *host, size_t hlen, uint16_t *port)
+int parse_target(const char *t, char *host, size_t hlen, uint16_t *port)
 {
 	const char *colon = strrchr(t, ':');
 	size_t n = colon ? (size_t)(colon - t) : strlen(t);

@@ -1,0 +1,714 @@
+/*
+ * Tunnels: a byte stream carried both ways over a pvmig channel, for stock
+ * xl (docs/xen.md, "pvmig tunnel"):
+ *
+ *   xl migrate -s '' DOMAIN 'pvmig tunnel HOST'
+ *
+ * xl runs the quoted command with its migration stream on the command's
+ * stdin and reads the receiver's replies from its stdout. `pvmig tunnel`
+ * (pvm_tunnel_run) connects to the pvmigd on HOST, which runs its
+ * tunnel-command (pvmigd.conf, default "xl migrate-receive") with stdin and
+ * stdout joined to the channel (tunnel_serve). Nothing of xl's stream is
+ * interpreted: bytes in, the same bytes out.
+ *
+ * On the channel (after the transport's own TLS and framing), every message
+ * starts with a type byte:
+ *
+ *   'T' (M_TUNNEL) client -> pvmigd: open, key=value "version=1"
+ *   'K'            pvmigd -> client: the command runs, send
+ *   'X' (M_ABORT)  either way: refused or failed, key=value "error=..."
+ *   'd' LEN(u32 le) TAIL   data. From the client, the first LEN/4096 whole
+ *                  pages of the chunk travel before it as one page batch
+ *                  (lz4 and zero-page elision of the transport) and TAIL is
+ *                  the rest; from pvmigd (which cannot send pages) TAIL is
+ *                  all LEN bytes. Page i of the k-th DATA message that
+ *                  has pages has pfn (k % 2) * 64 + i: the transport
+ *                  delivers the next chunk's pages as soon as message k is
+ *                  handed over, while pvmigd still writes chunk k out, so
+ *                  chunks alternate between two buffers. (Counting every
+ *                  message instead would be wrong: a message without pages
+ *                  adds no mark, so the chunk after it may arrive early
+ *                  too.)
+ *   'e'            the sender's input ended (the reader closes its output)
+ *   'x' STATUS(u32 le)  pvmigd -> client: the command's exit status
+ *                  (128 + signal if it was killed)
+ *
+ * The client ends the channel (pvm_channel_finish) once it has the exit
+ * status. Any channel failure ends the tunnel: the client closes both ends
+ * of the pipe xl gave it and exits non-zero (xl then takes its own failure
+ * path: before xl's "go" the domain stays on the source); pvmigd closes the
+ * command's stdin and stdout, waits for it (bounded) and kills it if it
+ * does not exit.
+ */
+#include "migrate/internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "transport/transport.h"
+
+extern char **environ;
+
+#define TUN_VERSION 1u
+#define TUN_CHUNK_PAGES 64u                             /* client -> pvmigd */
+#define TUN_CHUNK (TUN_CHUNK_PAGES * PVM_PAGE_SIZE)     /* 256 KiB */
+#define TUN_BACK_MAX (64u * 1024u)                      /* pvmigd -> client */
+#define TUN_HDR 5u
+#define CHILD_EXIT_WAIT_MS 30000u
+
+enum {
+	T_OK = 'K',
+	T_DATA = 'd',
+	T_EOF = 'e',
+	T_EXIT = 'x',
+	T_ABORT = 'X', /* migration.c's M_ABORT: send_abort() */
+};
+
+struct tunnel {
+	struct pvm_channel *ch;
+	int in_fd;          /* local bytes to send (read end) */
+	int out_fd;         /* where received bytes go (write end); -1 closed */
+	bool client;        /* the connecting side: sends pages */
+	int wake[2];        /* tells the pump thread to stop */
+	pthread_t pump;
+	bool pump_started;
+	int pump_rc;        /* 0, or why the pump stopped */
+	char pump_why[200];
+	/* DATA messages with pages so far: the k-th uses half k % 2 */
+	uint64_t chunks_sent, chunks_received;
+	/* pvmigd side: two chunks' worth of pages, and how many arrived in each */
+	uint8_t *chunk;
+	_Atomic size_t chunk_pages[2];
+	/* pvmigd side: the command */
+	pid_t child;
+	int exit_status;    /* -1 until reaped */
+	/* counters */
+	_Atomic uint64_t sent, received, msg_wire;
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static int send_raw(struct tunnel *t, const void *m, size_t len)
+{
+	atomic_fetch_add(&t->msg_wire, len);
+	return pvm_channel_send_msg(t->ch, m, len);
+}
+
+static int send_type(struct tunnel *t, uint8_t type, bool with_u32, uint32_t v)
+{
+	uint8_t m[TUN_HDR] = { type };
+
+	put_le32(m + 1, v);
+	return send_raw(t, m, with_u32 ? TUN_HDR : 1);
+}
+
+/* The explanation of the channel's failure, or @dflt. */
+static const char *channel_why(struct tunnel *t, const char *dflt)
+{
+	const char *why = NULL;
+
+	pvm_channel_error(t->ch, &why);
+	return why && *why ? why : dflt;
+}
+
+/* ---- sending: local input -> channel (the pump thread) ------------------ */
+
+static bool readable_now(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* One chunk of @len bytes: whole pages as a batch (client), the rest in the
+ * DATA message. */
+static int send_data(struct tunnel *t, uint8_t *buf, size_t len, uint8_t *msg)
+{
+	size_t full = t->client ? len / PVM_PAGE_SIZE : 0;
+	size_t tail = len - full * PVM_PAGE_SIZE;
+	uint64_t base = 0;
+	int rc;
+
+	if (full) {
+		uint64_t pfns[TUN_CHUNK_PAGES];
+		const uint8_t *pages[TUN_CHUNK_PAGES];
+
+		base = (t->chunks_sent++ % 2) * TUN_CHUNK_PAGES;
+		for (size_t i = 0; i < full; i++) {
+			pfns[i] = base + i;
+			pages[i] = buf + i * PVM_PAGE_SIZE;
+		}
+		rc = pvm_channel_send_pages(t->ch, pfns, pages, full);
+		if (rc)
+			return rc;
+	}
+	msg[0] = T_DATA;
+	put_le32(msg + 1, (uint32_t)len);
+	memcpy(msg + TUN_HDR, buf + full * PVM_PAGE_SIZE, tail);
+	rc = send_raw(t, msg, TUN_HDR + tail);
+	if (!rc)
+		atomic_fetch_add(&t->sent, len);
+	return rc;
+}
+
+/* pvmigd side, after the command closed its stdout: its exit status, or
+ * -ECANCELED when told to stop first. */
+static int reap_child(struct tunnel *t)
+{
+	for (;;) {
+		int st;
+		pid_t p = waitpid(t->child, &st, WNOHANG);
+		struct pollfd w = { .fd = t->wake[0], .events = POLLIN };
+
+		if (p == t->child) {
+			t->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) :
+					 128 + WTERMSIG(st);
+			return t->exit_status;
+		}
+		if (p < 0 && errno != EINTR)
+			return -errno;
+		if (poll(&w, 1, 100) > 0)
+			return -ECANCELED;
+	}
+}
+
+static void *pump_main(void *arg)
+{
+	struct tunnel *t = arg;
+	size_t cap = t->client ? TUN_CHUNK : TUN_BACK_MAX;
+	uint8_t *buf = malloc(cap);
+	uint8_t *msg = malloc(TUN_HDR + cap);
+	int rc = 0;
+
+	if (!buf || !msg) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		struct pollfd p[2] = { { .fd = t->in_fd, .events = POLLIN },
+				       { .fd = t->wake[0], .events = POLLIN } };
+		size_t len = 0;
+		bool eof = false;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (p[1].revents) {
+			rc = -ECANCELED;
+			break;
+		}
+		/* Forward at once what is there (xl's handshake is
+		 * request/reply), but gather what is already waiting. */
+		do {
+			ssize_t n = read(t->in_fd, buf + len, cap - len);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				break;
+			if (n < 0) {
+				rc = -errno;
+				snprintf(t->pump_why, sizeof(t->pump_why),
+					 "reading the local stream: %s", strerror(errno));
+				goto out;
+			}
+			if (n == 0) {
+				eof = true;
+				break;
+			}
+			len += (size_t)n;
+		} while (len < cap && readable_now(t->in_fd));
+		if (len) {
+			rc = send_data(t, buf, len, msg);
+			if (rc)
+				break;
+		}
+		if (eof) {
+			rc = send_type(t, T_EOF, false, 0);
+			if (rc || t->client)
+				break;
+			/* pvmigd: the command closed its stdout; its exit
+			 * status ends the tunnel. */
+			rc = reap_child(t);
+			if (rc >= 0)
+				rc = send_type(t, T_EXIT, true, (uint32_t)rc);
+			break;
+		}
+	}
+out:
+	if (rc && rc != -ECANCELED && !t->pump_why[0])
+		snprintf(t->pump_why, sizeof(t->pump_why), "sending: %s",
+			 channel_why(t, strerror(-rc)));
+	t->pump_rc = rc;
+	free(buf);
+	free(msg);
+	return NULL;
+}
+
+static int pump_start(struct tunnel *t)
+{
+	if (pthread_create(&t->pump, NULL, pump_main, t))
+		return -EAGAIN;
+	t->pump_started = true;
+	return 0;
+}
+
+static void pump_stop(struct tunnel *t)
+{
+	if (!t->pump_started)
+		return;
+	if (write(t->wake[1], "x", 1) < 0) {
+		/* the pipe is ours and empty: cannot fail */
+	}
+	pthread_join(t->pump, NULL);
+	t->pump_started = false;
+}
+
+/* ---- receiving: channel -> local output ---------------------------------- */
+
+/* pvmigd side: the transport's page callback (from its receive threads). */
+int tunnel_pages(struct tunnel *t, const uint64_t *pfns,
+		 const uint8_t *const *pages, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (pfns[i] >= 2 * TUN_CHUNK_PAGES)
+			return -ERANGE;
+		if (pages[i])
+			memcpy(t->chunk + pfns[i] * PVM_PAGE_SIZE, pages[i],
+			       PVM_PAGE_SIZE);
+		else
+			memset(t->chunk + pfns[i] * PVM_PAGE_SIZE, 0,
+			       PVM_PAGE_SIZE);
+		atomic_fetch_add(&t->chunk_pages[pfns[i] / TUN_CHUNK_PAGES], 1);
+	}
+	return 0;
+}
+
+static void close_out(struct tunnel *t)
+{
+	if (t->out_fd >= 0)
+		close(t->out_fd);
+	t->out_fd = -1;
+}
+
+/* Writes to the local output; once its reader has gone (EPIPE) the rest is
+ * dropped: the far end learns of it from the exit status or xl's own
+ * protocol. */
+static int write_out(struct tunnel *t, const uint8_t *p, size_t len)
+{
+	while (len && t->out_fd >= 0) {
+		ssize_t n = write(t->out_fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EPIPE) {
+			pvm_debug("tunnel: the local reader is gone; dropping its input");
+			close_out(t);
+			break;
+		}
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_data(struct tunnel *t, const uint8_t *m, size_t len,
+		     char *why, size_t why_len)
+{
+	unsigned half = 0;
+	uint32_t total;
+	size_t full, tail, got;
+	int rc;
+
+	if (len < TUN_HDR) {
+		snprintf(why, why_len, "a DATA message of %zu bytes", len);
+		return -EBADMSG;
+	}
+	total = get_le32(m + 1);
+	full = t->client ? 0 : total / PVM_PAGE_SIZE;
+	tail = total - full * PVM_PAGE_SIZE;
+	if (total > TUN_CHUNK || len != TUN_HDR + tail) {
+		snprintf(why, why_len, "a DATA message says %u bytes but carries %zu",
+			 total, len - TUN_HDR);
+		return -EBADMSG;
+	}
+	if (full)
+		half = (unsigned)(t->chunks_received++ % 2);
+	got = t->client ? 0 : atomic_exchange(&t->chunk_pages[half], 0);
+	if (got != full) {
+		snprintf(why, why_len, "a DATA message says %zu pages, %zu arrived",
+			 full, got);
+		return -EBADMSG;
+	}
+	rc = write_out(t, t->chunk + half * TUN_CHUNK, full * PVM_PAGE_SIZE);
+	if (!rc)
+		rc = write_out(t, m + TUN_HDR, tail);
+	if (rc)
+		snprintf(why, why_len, "writing the local stream: %s", strerror(-rc));
+	else
+		atomic_fetch_add(&t->received, total);
+	return rc;
+}
+
+/* The "error" of an 'X' message. */
+static void abort_reason(uint8_t *m, size_t len, char *why, size_t why_len)
+{
+	struct pvm_kv kv;
+	enum pvm_ctl_kind kind;
+
+	pvm_kv_init(&kv);
+	m[0] = PVM_CTL_ITEM;
+	if (pvm_ctl_decode(m, len, &kind, &kv) == 0 && pvm_kv_get(&kv, "error"))
+		snprintf(why, why_len, "%s", pvm_kv_get(&kv, "error"));
+	else
+		snprintf(why, why_len, "no reason given");
+	pvm_kv_dispose(&kv);
+}
+
+/*
+ * Receives until the tunnel ends. Client: returns the command's exit
+ * status (>= 0) when it arrives. pvmigd: returns 0 when the client closed
+ * the channel cleanly. Otherwise a negative errno with @why.
+ */
+static int recv_loop(struct tunnel *t, char *why, size_t why_len)
+{
+	for (;;) {
+		uint8_t *m = NULL;
+		size_t len = 0;
+		int rc = pvm_channel_recv_msg(t->ch, (void **)&m, &len);
+
+		if (rc == -ESHUTDOWN && !t->client)
+			return 0;
+		if (rc) {
+			snprintf(why, why_len, "%s", channel_why(t, strerror(-rc)));
+			return rc;
+		}
+		if (len == 0) {
+			free(m);
+			snprintf(why, why_len, "an empty message");
+			return -EBADMSG;
+		}
+		switch (m[0]) {
+		case T_DATA:
+			rc = recv_data(t, m, len, why, why_len);
+			break;
+		case T_EOF:
+			if (len != 1)
+				goto bad;
+			close_out(t);
+			break;
+		case T_EXIT:
+			if (!t->client || len != TUN_HDR)
+				goto bad;
+			rc = (int)(get_le32(m + 1) & 0xff);
+			free(m);
+			return rc;
+		case T_ABORT:
+			abort_reason(m, len, why, why_len);
+			rc = -ECONNABORTED;
+			break;
+		default:
+			goto bad;
+		}
+		free(m);
+		if (rc)
+			return rc;
+		continue;
+bad:
+		snprintf(why, why_len, "unexpected message '%c' (%zu bytes)",
+			 m[0] >= 0x20 && m[0] < 0x7f ? m[0] : '?', len);
+		free(m);
+		return -EPROTO;
+	}
+}
+
+static int tunnel_init(struct tunnel *t, struct pvm_channel *ch, bool client)
+{
+	memset(t, 0, sizeof(*t));
+	t->ch = ch;
+	t->client = client;
+	t->in_fd = t->out_fd = -1;
+	t->child = -1;
+	t->exit_status = -1;
+	if (pipe2(t->wake, O_CLOEXEC))
+		return -errno;
+	return 0;
+}
+
+static void tunnel_dispose(struct tunnel *t)
+{
+	pump_stop(t);
+	close(t->wake[0]);
+	close(t->wake[1]);
+	free(t->chunk);
+}
+
+/* ---- pvmigd side ------------------------------------------------------------ */
+
+static int spawn_command(struct tunnel *t, const char *cmd)
+{
+	int to[2] = { -1, -1 }, from[2] = { -1, -1 }, rc;
+	posix_spawn_file_actions_t fa;
+	char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+
+	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) {
+		rc = -errno;
+		goto fail;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, to[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, from[1], 1);
+	rc = -posix_spawn(&t->child, "/bin/sh", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc)
+		goto fail;
+	close(to[0]);
+	close(from[1]);
+	t->out_fd = to[1];
+	t->in_fd = from[0];
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (to[i] >= 0)
+			close(to[i]);
+		if (from[i] >= 0)
+			close(from[i]);
+	}
+	t->child = -1;
+	return rc;
+}
+
+/* Closes the command's pipes and waits for it (bounded), then kills it. */
+static void end_command(struct tunnel *t)
+{
+	int st;
+
+	close_out(t);
+	if (t->in_fd >= 0)
+		close(t->in_fd);
+	t->in_fd = -1;
+	if (t->child < 0 || t->exit_status >= 0)
+		return;
+	for (unsigned ms = 0; ms < CHILD_EXIT_WAIT_MS; ms += 100) {
+		if (waitpid(t->child, &st, WNOHANG) == t->child)
+			goto reaped;
+		usleep(100 * 1000);
+	}
+	pvm_warn("tunnel: the command (pid %d) did not exit; killing it",
+		 (int)t->child);
+	kill(t->child, SIGKILL);
+	waitpid(t->child, &st, 0);
+reaped:
+	t->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void tunnel_serve(struct pvm_service *s, struct pvm_channel **chp,
+		  const struct pvm_kv *hello, struct tunnel *_Atomic *slot)
+{
+	struct pvm_channel *ch = *chp;
+	const char *peer = pvm_channel_peer(ch);
+	struct tunnel *t = calloc(1, sizeof(*t));
+	char why[300] = "";
+	uint64_t ver = 0;
+	int rc;
+
+	if (!t || tunnel_init(t, ch, false)) {
+		send_abort(ch, "out of memory");
+		free(t);
+		return;
+	}
+	if (pvm_kv_get_u64(hello, "version", &ver) || ver != TUN_VERSION) {
+		send_abort(ch, "unsupported tunnel version (this pvmigd speaks 1)");
+		goto out;
+	}
+	if (!s->cfg.tunnel_command[0]) {
+		send_abort(ch, "this pvmigd runs no tunnels (tunnel-command is empty in its pvmigd.conf)");
+		pvm_warn("tunnel from %s refused: tunnel-command is empty", peer);
+		goto out;
+	}
+	t->chunk = malloc(2 * TUN_CHUNK);
+	if (!t->chunk) {
+		send_abort(ch, "out of memory");
+		goto out;
+	}
+	rc = spawn_command(t, s->cfg.tunnel_command);
+	if (rc) {
+		snprintf(why, sizeof(why), "cannot start the tunnel-command: %s",
+			 strerror(-rc));
+		send_abort(ch, why);
+		pvm_warn("tunnel from %s: %s", peer, why);
+		goto out;
+	}
+	pvm_info("tunnel from %s: running '%s' (pid %d)", peer,
+		 s->cfg.tunnel_command, (int)t->child);
+	/* Pages may follow 'K' at once: the hook must be in place. */
+	atomic_store(slot, t);
+	rc = send_type(t, T_OK, false, 0);
+	if (!rc)
+		rc = pump_start(t);
+	if (!rc)
+		rc = recv_loop(t, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "%s", channel_why(t, strerror(-rc)));
+	pump_stop(t);
+	if (rc || t->exit_status < 0)
+		pvm_warn("tunnel from %s: ended before the command did: %s%s%s", peer,
+			 why[0] ? why : "", why[0] && t->pump_why[0] ? "; " : "",
+			 t->pump_why);
+	end_command(t);
+	pvm_info("tunnel from %s: %llu bytes in, %llu out, command status %d", peer,
+		 (unsigned long long)atomic_load(&t->received),
+		 (unsigned long long)atomic_load(&t->sent), t->exit_status);
+out:
+	/* Close the channel (joining its receive threads) before the chunk
+	 * they write into is freed. */
+	pvm_channel_close(ch);
+	*chp = NULL;
+	atomic_store(slot, NULL);
+	end_command(t);
+	tunnel_dispose(t);
+	free(t);
+}
+
+/* ---- client side (pvmig tunnel) ---------------------------------------------- */
+
+int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
+		   struct pvm_tunnel_stats *st, char *why, size_t why_len)
+{
+	struct pvm_tls_files files = { o->tls_ca, o->tls_cert, o->tls_key };
+	struct pvm_tls_ctx *tls = NULL;
+	struct pvm_channel_opts co;
+	struct pvm_channel *ch = NULL;
+	struct tunnel t;
+	struct pvm_kv kv;
+	char host[256];
+	uint16_t port;
+	uint8_t *m = NULL;
+	size_t len = 0;
+	uint64_t t0 = pvm_now_ns();
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.wake[0] = t.wake[1] = -1;
+	t.in_fd = t.out_fd = -1;
+	why[0] = '\0';
+	if (parse_target(o->target, host, sizeof(host), &port)) {
+		snprintf(why, why_len, "'%s' is not HOST or HOST:PORT", o->target);
+		return -EINVAL;
+	}
+	if (!strchr(o->target, ':') && o->port)
+		port = o->port;
+	if (!o->tls_ca[0] || !o->tls_cert[0] || !o->tls_key[0]) {
+		snprintf(why, why_len, "tls-ca, tls-cert and tls-key are needed (pvmigd.conf, or --config)");
+		return -EINVAL;
+	}
+	rc = pvm_tls_ctx_new(&files, &tls);
+	if (rc) {
+		snprintf(why, why_len, "cannot load the TLS files (%s, %s, %s): %s",
+			 o->tls_ca, o->tls_cert, o->tls_key, strerror(-rc));
+		return rc;
+	}
+	pvm_channel_opts_defaults(&co);
+	if (o->streams)
+		co.streams = o->streams;
+	if (o->timeout_ms)
+		co.timeout_ms = o->timeout_ms;
+	rc = pvm_transport_connect(host, port, tls, &co, &ch);
+	if (rc) {
+		snprintf(why, why_len, "cannot open a channel to pvmigd on %s:%u: %s (the reason is logged above)",
+			 host, port, strerror(-rc));
+		goto out_tls;
+	}
+	rc = tunnel_init(&t, ch, true);
+	if (rc)
+		goto out;
+	t.in_fd = in_fd;
+	t.out_fd = out_fd;
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "version", "%u", TUN_VERSION);
+	rc = send_kv(ch, M_TUNNEL, &kv);
+	pvm_kv_dispose(&kv);
+	if (!rc)
+		rc = pvm_channel_recv_msg(ch, (void **)&m, &len);
+	if (rc) {
+		snprintf(why, why_len, "pvmigd on %s:%u did not answer: %s", host,
+			 port, channel_why(&t, strerror(-rc)));
+		goto out;
+	}
+	if (len >= 1 && m[0] == T_ABORT) {
+		char r[200];
+
+		abort_reason(m, len, r, sizeof(r));
+		snprintf(why, why_len, "pvmigd on %s:%u refused the tunnel: %s",
+			 host, port, r);
+		rc = -ECONNREFUSED;
+		goto out;
+	}
+	if (len != 1 || m[0] != T_OK) {
+		snprintf(why, why_len, "pvmigd on %s:%u answered something else than OK (an older pvmigd?)",
+			 host, port);
+		rc = -EPROTO;
+		goto out;
+	}
+	rc = pump_start(&t);
+	if (!rc) {
+		char r[200] = "";
+
+		rc = recv_loop(&t, r, sizeof(r));
+		if (rc < 0)
+			snprintf(why, why_len, "the tunnel to %s:%u broke: %s%s%s",
+				 host, port, r, t.pump_why[0] ? "; " : "", t.pump_why);
+	}
+	pump_stop(&t);
+	if (rc >= 0) {
+		/* The command is done: end the channel cleanly. */
+		int frc = pvm_channel_finish(ch);
+
+		if (frc)
+			pvm_debug("tunnel: closing: %s", channel_why(&t, strerror(-frc)));
+	}
+out:
+	free(m);
+	close_out(&t);
+	if (st) {
+		struct pvm_channel_stats cs = { 0 };
+
+		if (ch)
+			pvm_channel_stats(ch, &cs);
+		st->sent = atomic_load(&t.sent);
+		st->received = atomic_load(&t.received);
+		st->wire_sent = cs.wire_bytes + atomic_load(&t.msg_wire);
+		st->ms = (double)(pvm_now_ns() - t0) / 1e6;
+	}
+	if (t.wake[0] >= 0)
+		tunnel_dispose(&t);
+	pvm_channel_close(ch);
+out_tls:
+	pvm_tls_ctx_free(tls);
+	return rc;
+}
