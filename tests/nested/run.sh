@@ -1,39 +1,46 @@
 #!/bin/bash
-# pvmig on a real Xen 4.17 hypervisor: one nested QEMU/TCG host (host A of the
-# nested-xen lab) running Xen 4.17 with a Debian 12 dom0 and the lab's PV domU.
+# pvmig between two nested Xen 4.17 hosts (QEMU/TCG on this machine), with
+# the project's own harness (tests/nested/harness/): images built from
+# Debian's repositories into $PVMIG_NESTED_CACHE (default
+# /var/tmp/pvmig-nested), hosts a and b joined by a link on 127.0.0.1, the
+# PV test domU (vif + vbd, checked by domu-check after every step).
 #
-#   tests/nested/run.sh [--keep]      (as root; --keep leaves host A running)
+#   tests/nested/run.sh [--keep]      (root; --keep leaves both hosts up:
+#                                      tests/nested/harness/hosts ssh a ...)
 #
-# Uses the lab's own scripts, from $NESTED_XEN_LAB (default
-# /work/shared/lab/nested-xen): build-images.sh (cached in /var/tmp/nested-xen)
-# and nxlab (start/wait/ssh/scp-to/stop). Builds pvmig into $PVMIG_BUILD
-# (default build-nested), copies pvmig and pvmigd (and any shared library
-# dom0 lacks) to dom0's /opt/pvmig, creates the domU with `xl create`, runs
-# pvmigd --backend xen and checks every pvmig answer against `xl list`.
-# Prints PASS/FAIL per step, ends with "N passed, N failed"; exit 0 iff none
-# failed. Not in CTest: it takes minutes. See tests/nested/README.md.
+# Holds the nested-boot lock ($PVMIG_NESTED_LOCK, default
+# /var/tmp/pvmig-nested.lock) for the whole run: one nested boot at a time
+# on this machine. Prints PASS/FAIL and the time of every step, then the
+# total; exit 0 iff no step failed. Not in CTest (minutes, root, QEMU).
+# More steps come from tests/nested/steps_*.sh (see README.md).
 set -uo pipefail
+
+HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+. "$HERE/harness/env.sh"
+if [ "${PVMIG_NESTED_LOCKED:-}" != 1 ]; then
+	[ "$(id -u)" = 0 ] || { echo "run as root (QEMU, debootstrap, chroot)"; exit 2; }
+	flock -n "$NX_LOCK" true 2>/dev/null || echo "waiting for $NX_LOCK (another nested run holds it)"
+	PVMIG_NESTED_LOCKED=1 exec flock "$NX_LOCK" "$0" "$@"
+fi
 
 KEEP=0
 [ "${1:-}" = --keep ] && KEEP=1
-LAB=${NESTED_XEN_LAB:-/work/shared/lab/nested-xen}
-NX="$LAB/nxlab"
-REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
+HOSTS=$HERE/harness/hosts
+REPO=$(cd "$HERE/../.." && pwd)
 BUILD=${PVMIG_BUILD:-build-nested}
-DOMU=nxdomu
-SD=/tmp/pvmig                    # pvmigd's state dir in dom0
-BIN=/opt/pvmig                   # where pvmig/pvmigd go in dom0
+DOMU=domu
+SD=/tmp/pvmig                    # pvmigd's state dir in each dom0
+BIN=/opt/pvmig                   # pvmig, pvmigd (and missing libraries) there
+CONF=/etc/pvmig/pvmigd.conf
 PVMIG="LD_LIBRARY_PATH=$BIN/lib $BIN/pvmig -H $SD"
 LOGDIR=${PVMIG_NESTED_LOG:-$REPO/$BUILD/nested}
 mkdir -p "$LOGDIR"
 LOG="$LOGDIR/run-$(date +%Y%m%d-%H%M%S).log"
 exec > >(tee "$LOG") 2>&1
 
-[ "$(id -u)" = 0 ] || { echo "run as root (the lab's scripts need it)"; exit 2; }
-[ -x "$NX" ] || { echo "no nested-xen lab at $LAB (set NESTED_XEN_LAB)"; exit 2; }
-command -v jq >/dev/null || { echo "needs jq"; exit 2; }
+command -v jq >/dev/null || { echo "needs jq (apt-get install jq)"; exit 2; }
 
-PASSED=0 FAILED=0 STARTED_A=0 T0=$(date +%s)
+PASSED=0 FAILED=0 STARTED=() T0=$(date +%s)
 declare -a SUMMARY
 
 # step NAME FUNC: runs FUNC, prints and records PASS/FAIL with its duration.
@@ -53,64 +60,89 @@ step() {
 	return $rc
 }
 fail() { echo "  error: $*"; return 1; }
-on() { "$NX" ssh a "$@"; }            # a command in host A's dom0
-# "Name ID Mem VCPUs State" of the domU from `xl list` in dom0, or "".
-xl_row() { on "xl list $DOMU 2>/dev/null | awk 'NR==2{print \$1, \$2, \$3, \$4, \$5}'"; }
+on() { "$HOSTS" ssh a "$@"; }         # a command in host a's dom0
+on_b() { "$HOSTS" ssh b "$@"; }       # ... in host b's
+on_h() { "$HOSTS" ssh "$@"; }         # on_h HOST CMD
+ip_of() { case $1 in a) echo 192.168.100.1 ;; b) echo 192.168.100.2 ;; esac; }
+# "Name ID Mem VCPUs State" of the domU from `xl list` in dom0 a (or $1), or "".
+xl_row() { on_h "${1:-a}" "xl list $DOMU 2>/dev/null | awk 'NR==2{print \$1, \$2, \$3, \$4, \$5}'"; }
+# Bytes dom0 HOST has sent on the inter-host link so far.
+link_tx() { on_h "$1" 'cat /sys/class/net/$(cat /run/pvmig-link)/statistics/tx_bytes'; }
 
-# ---- steps -------------------------------------------------------------------
+# ---- hosts -------------------------------------------------------------------
 
-s_images() { "$LAB/build-images.sh"; }
+s_images() { "$HERE/harness/build-images.sh"; }
 s_build() { (cd "$REPO" && ./scripts/build.sh "$BUILD") && [ -x "$REPO/$BUILD/pvmigd" ]; }
 
 s_boot() {
-	if "$NX" status | grep -q '^a: running'; then
-		fail "host A is already running (not started by this run; stop it first: $NX stop a)"
-		return 1
-	fi
-	STARTED_A=1
-	"$NX" start a && "$NX" wait a 300
+	local h
+	for h in a b; do
+		if "$HOSTS" status | grep -q "^$h: running"; then
+			fail "host $h already runs (not started by this run: $HOSTS stop $h)"
+			return 1
+		fi
+	done
+	for h in a b; do
+		"$HOSTS" start "$h" || return 1
+		STARTED+=("$h")
+	done
+	"$HOSTS" wait a b -t 300
 }
 
-# pvmig, pvmigd and whatever shared library dom0 does not have.
-s_copy() {
-	local f missing lib path
-	on "rm -rf $BIN && mkdir -p $BIN/lib" || return 1
+# pvmig and pvmigd (and whatever shared library dom0 lacks), a test CA and
+# each host's certificate, pvmigd.conf; on both hosts.
+copy_to() {
+	local h=$1 f missing lib path
+	on_h "$h" "rm -rf $BIN && mkdir -p $BIN/lib /etc/pvmig" || return 1
 	for f in pvmig pvmigd; do
-		"$NX" scp-to a "$REPO/$BUILD/$f" "$BIN/$f" || return 1
+		"$HOSTS" scp-to "$h" "$REPO/$BUILD/$f" "$BIN/$f" || return 1
 	done
-	missing=$(on "ldd $BIN/pvmig $BIN/pvmigd | awk '/not found/{print \$1}' | sort -u")
+	missing=$(on_h "$h" "ldd $BIN/pvmig $BIN/pvmigd | awk '/not found/{print \$1}' | sort -u")
 	for lib in $missing; do
-		path=$(ldd "$REPO/$BUILD/pvmigd" "$REPO/$BUILD/pvmig" |
-		       awk -v l="$lib" '$1==l{print $3; exit}')
-		[ -n "$path" ] || { fail "dom0 lacks $lib and this machine has none"; return 1; }
-		echo "  copying $path (dom0 lacks it)"
-		"$NX" scp-to a "$path" "$BIN/lib/$lib" || return 1
+		path=$(ldd "$REPO/$BUILD/pvmigd" "$REPO/$BUILD/pvmig" | awk -v l="$lib" '$1==l{print $3; exit}')
+		[ -n "$path" ] || { fail "dom0 $h lacks $lib and this machine has none"; return 1; }
+		echo "  $h: copying $path (dom0 lacks it)"
+		"$HOSTS" scp-to "$h" "$path" "$BIN/lib/$lib" || return 1
 	done
-	[ -n "$missing" ] || echo "  dom0 has every shared library pvmig and pvmigd need"
-	missing=$(on "LD_LIBRARY_PATH=$BIN/lib ldd $BIN/pvmig $BIN/pvmigd | grep 'not found'")
-	[ -z "$missing" ] || { fail "still missing: $missing"; return 1; }
-	on "$PVMIG --version"
+	for f in ca.pem "host$h.pem" "host$h.key"; do
+		"$HOSTS" scp-to "$h" "$LOGDIR/certs/$f" "/etc/pvmig/$f" || return 1
+	done
+	on_h "$h" "printf '%s\n' 'backend = xen' 'state-dir = $SD' 'listen = $(ip_of "$h")' \
+		'tls-ca = /etc/pvmig/ca.pem' 'tls-cert = /etc/pvmig/host$h.pem' 'tls-key = /etc/pvmig/host$h.key' \
+		'timeout-ms = 5000' >$CONF
+	    printf '#!/bin/sh\nLD_LIBRARY_PATH=$BIN/lib exec $BIN/pvmig \"\$@\"\n' >/usr/local/bin/pvmig
+	    chmod 755 /usr/local/bin/pvmig; pvmig --version" | sed "s/^/  $h: /"
+}
+s_copy() {
+	rm -rf "$LOGDIR/certs"
+	"$REPO/$BUILD/pvmig" tls-init "$LOGDIR/certs" hosta hostb 2>/dev/null || return 1
+	copy_to a && copy_to b
 }
 
 s_create() {
 	on "xl create -q /etc/xen/$DOMU.cfg" || return 1
 	# until its vif/vbd are connected and it answers ping and HTTP
-
 	for _ in $(seq 20); do
 		sleep 3
-		on "nx-domu-check $DOMU" >/dev/null 2>&1 && { on "nx-domu-check $DOMU"; return 0; }
+		on "domu-check $DOMU" >/dev/null 2>&1 && { on "domu-check $DOMU"; return 0; }
 	done
-	on "nx-domu-check $DOMU"
+	on "domu-check $DOMU"
 }
 
+# pvmigd on host $1 (default a) from $CONF, in the background.
 start_pvmigd() {
-	on "rm -rf $SD; mkdir -p $SD; n=\$(wc -l </tmp/pvmigd.log)
-	    LD_LIBRARY_PATH=$BIN/lib nohup $BIN/pvmigd --backend xen \
-	    --state-dir $SD --foreground -v >>/tmp/pvmigd.log 2>&1 </dev/null & echo \$! >/tmp/pvmigd.pid
+	on_h "${1:-a}" "mkdir -p $SD; touch /tmp/pvmigd.log; n=\$(wc -l </tmp/pvmigd.log)
+	    LD_LIBRARY_PATH=$BIN/lib nohup $BIN/pvmigd --config $CONF --foreground -v \
+	    >>/tmp/pvmigd.log 2>&1 </dev/null & echo \$! >/tmp/pvmigd.pid
 	    for i in \$(seq 50); do [ -S $SD/control.sock ] && break; sleep 0.2; done
 	    tail -n +\$((n + 1)) /tmp/pvmigd.log | grep -v 'debug: xen: ' | sed 's/^/  /'; [ -S $SD/control.sock ]"
 }
-s_pvmigd() { on ": >/tmp/pvmigd.log" && start_pvmigd; }
+s_pvmigd() {
+	on "rm -rf $SD; : >/tmp/pvmigd.log" && on_b "rm -rf $SD; : >/tmp/pvmigd.log" &&
+		start_pvmigd a && start_pvmigd b
+}
+
+# ---- pvmig on host a (the domU runs there) -----------------------------------
 
 s_list() {
 	local js row
@@ -184,31 +216,103 @@ s_pvmigd_restart() {
 	start_pvmigd && check_status running
 }
 
-s_pvmigd_stop() {
-	on "kill -TERM \$(cat /tmp/pvmigd.pid); for i in \$(seq 50); do kill -0 \$(cat /tmp/pvmigd.pid) 2>/dev/null || break; sleep 0.2; done
-	    ! kill -0 \$(cat /tmp/pvmigd.pid) 2>/dev/null; rc=\$?
-	    echo '  pvmigd errors and warnings:'; grep -E 'error|warn' /tmp/pvmigd.log | grep -v 'debug:' | sed 's/^/    /'
-	    rm -f /tmp/*.pvm; exit \$rc"
-	"$NX" scp-from a /tmp/pvmigd.log "$LOGDIR/pvmigd.log" >/dev/null 2>&1 || true
+# ---- xl migrate between the hosts: over ssh, and through pvmig tunnel ----------
+
+# xl_migrate FROM TO HOW: `xl migrate` of the domU, timed in dom0 FROM, the
+# bytes FROM sent on the link counted; HOW = ssh | tunnel. Sets MIG_MS,
+# MIG_BYTES; passes if the domU left FROM and its checks pass on TO.
+MIG_MS=0 MIG_BYTES=0
+xl_migrate() {
+	local from=$1 to=$2 how=$3 tx0 tx1 out rc=0 cmd
+	case $how in
+	ssh) cmd="xl migrate $DOMU $(ip_of "$to")" ;;
+	tunnel) cmd="xl migrate -s '' $DOMU 'pvmig tunnel --stats $(ip_of "$to")'" ;;
+	esac
+	tx0=$(link_tx "$from")
+	out=$(on_h "$from" "t0=\$(date +%s%N); $cmd; rc=\$?; echo MIGRATE-MS \$(( (\$(date +%s%N) - t0) / 1000000 )); exit \$rc" 2>&1) || rc=$?
+	tx1=$(link_tx "$from")
+	echo "$out" | grep -E 'pvmig tunnel|Migration|migration sender: Target|MIGRATE-MS|rror' | sed 's/^/  /'
+	MIG_MS=$(awk '/^MIGRATE-MS/{print $2}' <<<"$out")
+	MIG_BYTES=$((tx1 - tx0))
+	echo "  $how $from -> $to: ${MIG_MS} ms, $MIG_BYTES bytes sent on the link by $from"
+	[ $rc = 0 ] || { fail "xl migrate ($how) failed: rc $rc"; return 1; }
+	[ -z "$(xl_row "$from")" ] || { fail "$DOMU is still on $from"; return 1; }
+	on_h "$to" "sleep 3; domu-check $DOMU" | grep -v '^  '
+}
+SSH_MS= SSH_BYTES= TUN_MS= TUN_BYTES=
+s_xl_migrate_ssh() { xl_migrate a b ssh && SSH_MS=$MIG_MS SSH_BYTES=$MIG_BYTES; }
+s_xl_migrate_tunnel() {
+	xl_migrate b a tunnel || return 1
+	TUN_MS=$MIG_MS TUN_BYTES=$MIG_BYTES
+	on "grep -a 'tunnel from' /tmp/pvmigd.log | tail -n 2 | sed 's/^/  pvmigd a: /'"
 }
 
-s_stop() { "$NX" stop a && ! "$NX" status | grep -q '^a: running'; }
+# The link goes down 3 s into an `xl migrate` through the tunnel and comes
+# back 12 s later: the tunnel gives up (timeout-ms 5000 in pvmigd.conf),
+# xl resumes the domU on a, and b keeps no copy.
+s_tunnel_link_cut() {
+	local out rc=0
+	on "nohup sh -c 'l=\$(cat /run/pvmig-link); sleep 3; ip link set \$l down; sleep 12; ip link set \$l up' \
+	    >/dev/null 2>&1 </dev/null &"
+	out=$(on "xl migrate -s '' $DOMU 'pvmig tunnel $(ip_of b)'" 2>&1) || rc=$?
+	echo "$out" | grep -E 'pvmig tunnel|Migration|resum|rror' | sed 's/^/  /'
+	[ $rc != 0 ] || { fail "xl migrate succeeded although the link was cut"; return 1; }
+	grep -q "pvmig tunnel: the tunnel to $(ip_of b):8002 broke" <<<"$out" ||
+		{ fail "pvmig tunnel did not say the tunnel broke"; return 1; }
+	on 'l=$(cat /run/pvmig-link); for i in $(seq 30); do ip link show $l | grep -q "state UP" && break; sleep 1; done'
+	on_b "for i in \$(seq 30); do xl list | grep -q $DOMU || break; sleep 1; done; xl list | sed 's/^/  b: /'
+	      grep -a 'tunnel from' /tmp/pvmigd.log | tail -n 2 | sed 's/^/  pvmigd b: /'"
+	[ -z "$(xl_row b)" ] || { fail "b still has a copy of $DOMU"; return 1; }
+	[ -n "$(xl_row a)" ] || { fail "$DOMU is not on a any more"; return 1; }
+	echo "  a: $(xl_row a)"
+	on "sleep 3; domu-check $DOMU" | grep -v '^  '
+}
+
+# ---- the end -------------------------------------------------------------------
+
+s_pvmigd_stop() {
+	local h rc=0
+	for h in a b; do
+		on_h "$h" "kill -TERM \$(cat /tmp/pvmigd.pid); for i in \$(seq 50); do kill -0 \$(cat /tmp/pvmigd.pid) 2>/dev/null || break; sleep 0.2; done
+		    ! kill -0 \$(cat /tmp/pvmigd.pid) 2>/dev/null; rc=\$?
+		    echo '  $h: pvmigd errors and warnings:'; grep -aE 'error|warn' /tmp/pvmigd.log | grep -v 'debug:' | sed 's/^/    /'
+		    rm -f /tmp/*.pvm; exit \$rc" || rc=1
+		"$HOSTS" scp-from "$h" /tmp/pvmigd.log "$LOGDIR/pvmigd-$h.log" >/dev/null 2>&1
+	done
+	return $rc
+}
+
+s_stop() {
+	"$HOSTS" stop "${STARTED[@]}"
+	STARTED=()
+	! "$HOSTS" status | grep -q running
+}
 
 cleanup() {
-	if [ $STARTED_A = 1 ] && [ $KEEP = 0 ] && "$NX" status | grep -q '^a: running'; then
-		echo "(stopping host A)"; "$NX" stop a
+	if [ ${#STARTED[@]} -gt 0 ] && [ $KEEP = 0 ]; then
+		echo "(stopping hosts ${STARTED[*]})"
+		"$HOSTS" stop "${STARTED[@]}"
 	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-. "$REPO/tests/nested/steps_saverestore.sh"
+# More steps: tests/nested/steps_NAME.sh defines step functions and
+# NAME_steps, which runs them (`step STEP-NAME FUNCTION` each). They run
+# after the xl migrate steps, with pvmigd on both hosts and the domU on a,
+# and may use: on/on_b/on_h, fail, xl_row, step, $PVMIG, $DOMU, $REPO,
+# $LOGDIR, "$NX" (the host controller) and dom0's domu-check (also
+# installed as nx-domu-check, the lab's name).
+NX=$HOSTS
+for f in "$HERE"/steps_*.sh; do
+	[ -f "$f" ] && . "$f"
+done
 
 # ---- the run -------------------------------------------------------------------
 
 step images s_images || exit 1
 step build s_build || exit 1
-step boot-host-a s_boot || exit 1
+step boot-hosts s_boot || exit 1
 if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s_pvmigd; then
 	step list s_list
 	step info s_info
@@ -219,13 +323,25 @@ if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s
 	step unpause-not-paused s_unpause_refused
 	step status-unknown s_unknown
 	step pvmigd-restart-keeps-guest s_pvmigd_restart
-	saverestore_steps   # tests/nested/steps_saverestore.sh
+	[ -n "$(xl_row a)" ] && step xl-migrate-ssh-a-to-b s_xl_migrate_ssh &&
+		step xl-migrate-tunnel-b-to-a s_xl_migrate_tunnel &&
+		step tunnel-link-cut-stays-on-a s_tunnel_link_cut
+	# the steps of tests/nested/steps_*.sh, each file's NAME_steps in turn
+	for f in "$HERE"/steps_*.sh; do
+		n=${f##*/steps_}
+		[ -n "$(xl_row a)" ] || { echo "(no domU on a: skipping ${n%.sh}_steps)"; break; }
+		"${n%.sh}_steps"
+	done
 	step pvmigd-stop s_pvmigd_stop
 fi
-if [ $KEEP = 0 ]; then step stop-host-a s_stop; fi
+if [ $KEEP = 0 ]; then step stop-hosts s_stop; fi
 
 echo
 echo "===== SUMMARY ($(( $(date +%s) - T0 ))s; log $LOG)"
 printf '  %s\n' "${SUMMARY[@]}"
+if [ -n "$SSH_MS" ] && [ -n "$TUN_MS" ] && [ "$SSH_MS" -gt 0 ] && [ "$SSH_BYTES" -gt 0 ]; then
+	echo "  xl migrate through pvmig tunnel vs over ssh: time $TUN_MS/$SSH_MS ms = $(awk -v a="$TUN_MS" -v b="$SSH_MS" 'BEGIN{printf "%.2f", a/b}'),"\
+	     "link bytes $TUN_BYTES/$SSH_BYTES = $(awk -v a="$TUN_BYTES" -v b="$SSH_BYTES" 'BEGIN{printf "%.2f", a/b}')"
+fi
 echo "$PASSED passed, $FAILED failed"
 [ $FAILED = 0 ]

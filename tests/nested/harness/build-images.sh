@@ -25,6 +25,9 @@ set -euo pipefail
 
 ROOT=$NX_CACHE/dom0-root
 DEBS=$NX_CACHE/debs
+# The guest files and this script, as a stamp: when they change, the stages
+# that copy them (dom0, domu, pack) run again.
+STAMP=$(cat "$HARNESS"/guest/* "$HARNESS/build-images.sh" | sha256sum | cut -c1-16)
 mkdir -p "$NX_CACHE" "$DEBS"
 
 # apt-get download into $DEBS and unpack into $2; prints the .deb's path.
@@ -99,7 +102,7 @@ st_rootfs() {
 # What dom0 loads (the pack keeps only these modules and their deps).
 DOM0_MODS="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback loop bridge e1000"
 st_dom0() {
-	[ -f "$ROOT/.pvmig-dom0" ] && return 0
+	[ "$(cat "$ROOT/.pvmig-dom0" 2>/dev/null)" = "$STAMP" ] && return 0
 	[ -f "$ROOT/.pvmig-debootstrap" ] || nx_die "stage rootfs first"
 	local kr keep
 	kr=$(cat "$NX_CACHE/kernel/release")
@@ -119,6 +122,7 @@ st_dom0() {
 	install -D -m 0755 "$HARNESS/guest/dom0-init" "$ROOT/etc/pvmig-nested/dom0-init"
 	install -D -m 0755 "$HARNESS/guest/dom0-halt" "$ROOT/etc/pvmig-nested/dom0-halt"
 	install -D -m 0755 "$HARNESS/guest/domu-check" "$ROOT/usr/local/bin/domu-check"
+	ln -sf domu-check "$ROOT/usr/local/bin/nx-domu-check"   # the lab's name for it
 	printf '%s\n' '::sysinit:/etc/pvmig-nested/dom0-init' '::shutdown:/etc/pvmig-nested/dom0-halt' \
 		'hvc0::respawn:/bin/bash -l' > "$ROOT/etc/inittab"
 	printf '#!/bin/sh\nexec /bin/busybox poweroff "$@"\n' > "$ROOT/usr/local/sbin/poweroff"
@@ -136,11 +140,11 @@ st_dom0() {
 	printf '127.0.0.1 localhost\n%s.1 hosta\n%s.2 hostb\n' "$NX_NET" "$NX_NET" > "$ROOT/etc/hosts"
 	install -D -m 0644 "$HARNESS/guest/domu.cfg" "$ROOT/etc/xen/domu.cfg"
 	mkdir -p "$ROOT/var/lib/pvmig-nested" "$ROOT/var/log/xen/console"
-	touch "$ROOT/.pvmig-dom0"
+	echo "$STAMP" >"$ROOT/.pvmig-dom0"
 }
 
 st_domu() {
-	[ -f "$NX_CACHE/domu.cpio.gz" ] && return 0
+	[ -f "$NX_CACHE/domu.cpio.gz" ] && [ "$(cat "$NX_CACHE/domu.stamp" 2>/dev/null)" = "$STAMP" ] && return 0
 	local kr d=$NX_CACHE/domu-root
 	kr=$(cat "$NX_CACHE/kernel/release")
 	nx_log "domU initramfs"
@@ -153,17 +157,19 @@ st_domu() {
 	install -m 0755 "$HARNESS/guest/domu-init" "$d/init"
 	(cd "$d" && find . | cpio -o -H newc --quiet) | gzip -9 > "$NX_CACHE/domu.cpio.gz.tmp"
 	mv "$NX_CACHE/domu.cpio.gz.tmp" "$NX_CACHE/domu.cpio.gz"
+	echo "$STAMP" >"$NX_CACHE/domu.stamp"
 }
 
 st_pack() {
-	[ -f "$NX_CACHE/dom0.cpio.zst" ] && return 0
-	[ -f "$ROOT/.pvmig-dom0" ] || nx_die "stage dom0 first"
+	[ -f "$NX_CACHE/dom0.cpio.zst" ] && [ "$(cat "$NX_CACHE/dom0.stamp" 2>/dev/null)" = "$STAMP" ] && return 0
+	[ "$(cat "$ROOT/.pvmig-dom0" 2>/dev/null)" = "$STAMP" ] || nx_die "stage dom0 first"
 	nx_log "packing dom0's initramfs"
 	cp "$NX_CACHE/kernel/vmlinuz" "$NX_CACHE/domu.cpio.gz" "$ROOT/var/lib/pvmig-nested/"
 	(cd "$ROOT" && find . -xdev \( -path ./usr/share/doc -o -path ./usr/share/man \
 		-o -path ./usr/share/locale -o -path ./var/cache/apt -o -path ./var/lib/apt/lists \) -prune \
 		-o ! -name '.pvmig-*' -print | cpio -o -H newc --quiet) | zstd -q -T0 -9 > "$NX_CACHE/dom0.cpio.zst.tmp"
 	mv "$NX_CACHE/dom0.cpio.zst.tmp" "$NX_CACHE/dom0.cpio.zst"
+	echo "$STAMP" >"$NX_CACHE/dom0.stamp"
 	nx_log "dom0.cpio.zst: $(du -h "$NX_CACHE/dom0.cpio.zst" | cut -f1)"
 }
 
