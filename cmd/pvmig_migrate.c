@@ -16,7 +16,7 @@ static bool progress_drawn;
 
 void migrate_draw_progress(const struct pvm_kv *kv)
 {
-	uint64_t sent = 0, total = 1, dirty = 0, pred = 0;
+	uint64_t sent = 0, total = 1, dirty = 0, pred = 0, thr = 0;
 	const char *rate = pvm_kv_get(kv, "mib_per_s");
 	const char *round = pvm_kv_get(kv, "round");
 
@@ -26,11 +26,14 @@ void migrate_draw_progress(const struct pvm_kv *kv)
 	pvm_kv_get_u64(kv, "nr_pages", &total);
 	pvm_kv_get_u64(kv, "dirty_pages", &dirty);
 	pvm_kv_get_u64(kv, "predicted_downtime_ms", &pred);
+	pvm_kv_get_u64(kv, "throttle_pct", &thr);
 	fprintf(stderr,
 		"\r\033[Kround %s: sent %5.1f%% of memory at %s MiB/s, %llu pages dirty, predicted downtime %llu ms",
 		round ? round : "?", total ? 100.0 * (double)sent / (double)total : 0.0,
 		rate ? rate : "?", (unsigned long long)dirty,
 		(unsigned long long)pred);
+	if (thr)
+		fprintf(stderr, ", vCPUs throttled %llu%%", (unsigned long long)thr);
 	progress_drawn = true;
 }
 
@@ -47,6 +50,7 @@ void migrate_print_stats(const struct pvm_kv *kv)
 		{ "io_downtime_ms", "PV I/O downtime", "ms (until devices reconnected)" },
 		{ "rounds", "pre-copy rounds", "" },
 		{ "round_detail", "per round", "" },
+		{ "throttle_max_pct", "vCPU throttle (max)", "%" },
 		{ "final_pages", "stop-and-copy pages", "" },
 		{ "pages_sent", "pages sent", "" },
 		{ "zero_pages", "zero pages (no data)", "" },
@@ -118,8 +122,9 @@ int cmd_migrate(int argc, char **argv)
 		case 'n': rc = pvm_kv_add(&req, "no_compress", "1"); break;
 		case 'V': rc = pvm_kv_add(&req, "verify", "1"); break;
 		case 'C':
-			if (strcmp(optarg, "stop") && strcmp(optarg, "continue")) {
-				fprintf(stderr, "pvmig migrate: --no-converge is 'stop' or 'continue'\n");
+			if (strcmp(optarg, "throttle") && strcmp(optarg, "stop") &&
+			    strcmp(optarg, "continue")) {
+				fprintf(stderr, "pvmig migrate: --no-converge is 'throttle', 'stop' or 'continue'\n");
 				pvm_kv_dispose(&req);
 				return 2;
 			}
@@ -133,7 +138,7 @@ int cmd_migrate(int argc, char **argv)
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
 			       "                    [--streams N] [--bandwidth MiB/s] [--no-compress]\n"
 			       "                    [--verify-memory]\n"
-			       "                    [--no-converge stop|continue] [--json]\n\n"
+			       "                    [--no-converge throttle|stop|continue] [--json]\n\n"
 			       "Moves DOMAIN to the pvmigd on HOST (port 8002 by default) over TLS 1.3.\n"
 			       "  --live            copy memory while the guest runs (default)\n"
 			       "  --cold            pause first, copy once\n"
@@ -148,11 +153,13 @@ int cmd_migrate(int argc, char **argv)
 			       "                    legacy guest loses its disk and network)\n"
 			       "  --verify-memory   while paused, SHA-256 all guest memory on both\n"
 			       "                    hosts; a mismatch aborts (the guest stays here)\n"
-			       "  --no-converge stop|continue\n"
+			       "  --no-converge throttle|stop|continue\n"
 			       "                    when the guest dirties memory faster than the link\n"
-			       "                    carries (3 rounds without progress): copy the rest\n"
-			       "                    paused (stop, default) or keep going until\n"
-			       "                    --max-rounds / --max-time-s (continue)\n"
+			       "                    carries: slow its vCPUs down step by step, 20%% to\n"
+			       "                    99%% (throttle, default; lifted after the migration),\n"
+			       "                    copy the rest paused once 3 rounds made no progress\n"
+			       "                    (stop), or keep going until --max-rounds /\n"
+			       "                    --max-time-s (continue)\n"
 			       "Ctrl-C before the pause cancels: the guest keeps running here.\n"
 			       "       pvmig migrate --cancel DOMAIN\n"
 			       "cancels DOMAIN's running migration from another terminal (the same).\n");

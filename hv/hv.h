@@ -282,6 +282,22 @@ struct pvm_hv_ops {
 	 */
 	int (*grant_state_set)(struct pvm_hv *hv, uint32_t domid,
 			       const void *state, size_t len);
+
+	/* ---- auto-converge (xc_sched_credit{,2}_domain_set: cap) ---- */
+
+	/*
+	 * Holds the domain's vCPUs to at most (100 - @percent)% of the CPU
+	 * time they would otherwise get, until the next call: @percent 0
+	 * lifts the throttle (the domain's own setting, if any, comes back),
+	 * 1..99 throttles, anything above is -EINVAL. A later call replaces
+	 * the level. Pause and unpause work as usual while throttled, and a
+	 * paused domain stays paused whatever the level. Pre-copy calls it
+	 * when the guest dirties memory faster than the link carries, and
+	 * calls it with 0 after the migration, whatever its outcome.
+	 * -EOPNOTSUPP when the host cannot cap this domain (reason logged).
+	 */
+	int (*domain_throttle)(struct pvm_hv *hv, uint32_t domid,
+			       unsigned percent);
 };
 
 /*

@@ -204,15 +204,27 @@ int parse_size(const char *s, uint64_t *bytes_out);
 /* ---- convergence policy (policy.c) ---- */
 
 enum pvm_policy_verdict {
-	PVM_POLICY_CONTINUE,   /* another pre-copy round */
-	PVM_POLICY_STOP,       /* converged: stop-and-copy */
-	PVM_POLICY_STOP_ANYWAY /* not converged, but a limit says stop */
+	PVM_POLICY_CONTINUE,    /* another pre-copy round */
+	PVM_POLICY_STOP,        /* converged: stop-and-copy */
+	PVM_POLICY_STOP_ANYWAY, /* not converged, but a limit says stop */
+	PVM_POLICY_THROTTLE,    /* another round, the guest's vCPUs slowed to
+				 * pvm_policy_throttle_next(r->throttle_pct) */
 };
 
+/* What to do when the guest dirties memory faster than the link carries
+ * (`--no-converge`). */
 enum pvm_noconv {
-	PVM_NOCONV_STOP,       /* stop-and-copy once stuck (default) */
+	PVM_NOCONV_STOP,       /* stop-and-copy once stuck */
 	PVM_NOCONV_KEEP_GOING, /* keep going until max rounds / time */
+	PVM_NOCONV_THROTTLE,   /* auto-converge: throttle the vCPUs step by
+				* step; stop anyway when even the maximum
+				* does not help (default) */
 };
+
+/* Auto-converge steps (percent of CPU time taken from the vCPUs). */
+#define PVM_THROTTLE_INITIAL 20u
+#define PVM_THROTTLE_STEP 10u
+#define PVM_THROTTLE_MAX 99u
 
 struct pvm_policy {
 	uint64_t downtime_ms; /* target */
@@ -231,9 +243,18 @@ struct pvm_round_stats {
 	uint64_t dirty_after;  /* dirtied while this round was sent */
 	double dirty_rate;     /* pages/s */
 	uint32_t stuck_rounds; /* consecutive rounds the dirty set did not shrink */
+	uint32_t high_rounds;  /* consecutive rounds that dirtied more than
+				* half of what they sent (dirty_after * 2 >
+				* pages_sent): the set does not at least halve */
+	uint32_t throttle_pct; /* the throttle during this round (0: none) */
 };
 
 uint64_t pvm_policy_predict_ms(uint64_t dirty_pages, double bytes_per_s);
+/* The throttle level after @current: PVM_THROTTLE_INITIAL from 0, then
+ * PVM_THROTTLE_STEP more each time, at most PVM_THROTTLE_MAX. */
+unsigned pvm_policy_throttle_next(unsigned current);
+/* Is this a round that did not at least halve the dirty set? */
+bool pvm_policy_round_high(const struct pvm_round_stats *r);
 enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
 					  const struct pvm_round_stats *r,
 					  uint64_t elapsed_ms,

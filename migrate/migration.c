@@ -910,6 +910,7 @@ struct source {
 	size_t ndev;
 	bool quiesced;
 	struct pvm_buf devstate; /* captured at the pause */
+	unsigned throttle;       /* auto-converge level set on the guest (%) */
 	uint64_t t_start, t_pause;
 	struct pvm_kv stats;
 };
@@ -964,13 +965,38 @@ static void progress(struct source *m, const struct pvm_round_stats *r,
 	pvm_kv_add(&kv, "dirty_pages", "%llu", (unsigned long long)r->dirty_after);
 	pvm_kv_add(&kv, "predicted_downtime_ms", "%llu",
 		   (unsigned long long)predicted_ms);
+	pvm_kv_add(&kv, "throttle_pct", "%u", r->throttle_pct);
 	pvm_ctl_send(m->fd, PVM_CTL_PROGRESS, &kv);
 	pvm_kv_dispose(&kv);
 }
 
-/* --bandwidth: sleeps until the bytes handed to the wire since the start
- * fit the limit. */
-static void throttle(struct source *m)
+/* Auto-converge: sets the guest's throttle to @pct (0 lifts it). */
+static int throttle_set(struct source *m, unsigned pct)
+{
+	struct pvm_hv *hv = m->svc->hv;
+	int rc;
+
+	if (pct == m->throttle)
+		return 0;
+	rc = hv->ops->domain_throttle(hv, m->dom.domid, pct);
+	if (rc == 0 || (pct == 0 && rc == -ESRCH))
+		m->throttle = pct;
+	if (rc == 0)
+		pvm_info("migration %.8s: '%s' throttled to %u%%", m->id,
+			 m->dom.name, pct);
+	return rc;
+}
+
+/*
+ * --bandwidth: sleeps until the bytes handed to the wire since the start
+ * fit the limit. The transport counts wire bytes when its stream threads
+ * have compressed and written them, after send_pages() queued them, so a
+ * check between batches lags; @all waits until everything counted so far
+ * fits (the end of each round, once the destination has acknowledged it),
+ * so a round's time includes what it cost on the limited link and no debt
+ * is carried into the stop-and-copy, where it would be paid as downtime.
+ */
+static void bw_limit(struct source *m, bool all)
 {
 	struct pvm_channel_stats cs;
 	uint64_t now = pvm_now_ns(), due_ns;
@@ -983,10 +1009,13 @@ static void throttle(struct source *m)
 	}
 	due_ns = (uint64_t)((double)(cs.wire_bytes - m->bw_base) * 1e9 /
 			    (double)m->bw_bytes_s);
-	if (m->bw_t0 + due_ns > now) {
+	while (m->bw_t0 + due_ns > now) {
 		uint64_t wait_us = (m->bw_t0 + due_ns - now) / 1000;
 
 		usleep((useconds_t)(wait_us > 1000000 ? 1000000 : wait_us));
+		if (!all)
+			break;
+		now = pvm_now_ns();
 	}
 }
 
@@ -1027,7 +1056,7 @@ static int send_dirty(struct source *m, const struct pvm_bitmap *bm,
 			return rc;
 		sent += n;
 		if (m->bw_bytes_s)
-			throttle(m);
+			bw_limit(m, false);
 		/* A long round (big guest, slow link) can be cancelled too;
 		 * once paused we finish instead. */
 		if (!m->paused && cli_cancelled(m))
@@ -1234,7 +1263,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	struct pvm_round_stats r = { 0 };
 	struct pvm_kv kv;
 	uint64_t prev_dirty = UINT64_MAX, total_pages = 0;
-	char rounds_desc[2048] = "";
+	char rounds_desc[2048] = "", throttles[1024] = "";
+	unsigned throttle_max = 0;
 	int rc;
 
 	pvm_kv_init(&kv);
@@ -1295,6 +1325,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	}
 	for (uint64_t i = 0; i < m->dom.nr_pages; i++)
 		pvm_bitmap_set(&m->dirty, i);
+	if (m->bw_bytes_s)
+		bw_limit(m, false); /* the limit's clock starts here */
 
 	/* Pre-copy. A cold migration makes round 0 its only round. */
 	hold_point("src-precopy");
@@ -1321,6 +1353,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		if (!rc)
 			rc = expect(m, M_ROUND_ACK, &kv, why, why_len);
+		if (!rc && m->bw_bytes_s)
+			bw_limit(m, true);
 		if (!rc)
 			rc = hv->ops->logdirty_read_clear(hv, m->dom.domid,
 							  &m->dirty);
@@ -1334,11 +1368,21 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		r.pages_sent = sent;
 		r.wire_bytes = cs1.wire_bytes - cs0.wire_bytes;
 		r.ms = (pvm_now_ns() - t0) / 1000000;
-		r.bytes_per_s = (double)sent * PVM_PAGE_SIZE /
-				((double)(pvm_now_ns() - t0) / 1e9);
+		/* Pages of zeros cost a few bytes on the wire; what is left
+		 * dirty has been written, so what predicts its cost is the
+		 * rate of pages with data (all pages when none had any). */
+		{
+			uint64_t zero = cs1.zero_pages - cs0.zero_pages;
+			uint64_t data = sent > zero ? sent - zero : sent;
+
+			r.bytes_per_s = (double)data * PVM_PAGE_SIZE /
+					((double)(pvm_now_ns() - t0) / 1e9);
+		}
 		r.dirty_rate = (double)dirty / ((double)(pvm_now_ns() - t0) / 1e9);
 		r.dirty_after = dirty;
 		r.stuck_rounds = dirty >= prev_dirty ? r.stuck_rounds + 1 : 0;
+		r.high_rounds = pvm_policy_round_high(&r) ? r.high_rounds + 1 : 0;
+		r.throttle_pct = m->throttle;
 		prev_dirty = dirty;
 		total_pages += sent;
 		v = pvm_policy_decide(&m->policy, &r,
@@ -1350,10 +1394,37 @@ static int source_run(struct source *m, char *why, size_t why_len)
 			 sizeof(rounds_desc) - strlen(rounds_desc),
 			 "%s%u:%llu pages/%llu ms", r.round ? ", " : "", r.round,
 			 (unsigned long long)sent, (unsigned long long)r.ms);
-		pvm_debug("migration %.8s: round %u sent %llu pages in %llu ms, %llu dirty: %s",
+		if (r.throttle_pct)
+			snprintf(rounds_desc + strlen(rounds_desc),
+				 sizeof(rounds_desc) - strlen(rounds_desc),
+				 " throttled %u%%", r.throttle_pct);
+		snprintf(throttles + strlen(throttles),
+			 sizeof(throttles) - strlen(throttles), "%s%u",
+			 r.round ? "," : "", r.throttle_pct);
+		pvm_debug("migration %.8s: round %u sent %llu pages in %llu ms, %llu dirty, throttle %u%%: %s",
 			  m->id, r.round, (unsigned long long)sent,
 			  (unsigned long long)r.ms, (unsigned long long)dirty,
-			  verdict_why);
+			  r.throttle_pct, verdict_why);
+		if (v == PVM_POLICY_THROTTLE) {
+			unsigned next = pvm_policy_throttle_next(m->throttle);
+
+			rc = throttle_set(m, next);
+			if (rc == 0) {
+				/* A new regime: both counts start again. */
+				r.stuck_rounds = 0;
+				r.high_rounds = 0;
+				if (next > throttle_max)
+					throttle_max = next;
+				continue;
+			}
+			pvm_warn("migration %.8s: cannot throttle '%s' (%s): stopping anyway",
+				 m->id, m->dom.name, strerror(-rc));
+			add_stat(m, "stop_reason", "%s; the guest could not be throttled (%s)",
+				 verdict_why, strerror(-rc));
+			add_stat(m, "converged", "no");
+			rc = 0;
+			break;
+		}
 		if (v != PVM_POLICY_CONTINUE) {
 			add_stat(m, "stop_reason", "%s", verdict_why);
 			add_stat(m, "converged", "%s",
@@ -1371,6 +1442,11 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		m->paused = true;
 		m->t_pause = pvm_now_ns();
+		/* Nothing to slow down in a paused guest; whatever happens
+		 * next (hand-over or roll back), it runs at full speed. */
+		if (m->throttle && throttle_set(m, 0))
+			pvm_warn("migration %.8s: the throttle stays on '%s'",
+				 m->id, m->dom.name);
 		rc = quiesce(m, why, why_len);
 		if (rc)
 			goto out;
@@ -1506,6 +1582,9 @@ static int source_run(struct source *m, char *why, size_t why_len)
 			 (double)(pvm_now_ns() - m->t_start) / 1e6);
 		add_stat(m, "rounds", "%u", m->live ? r.round + 1 : 0);
 		add_stat(m, "round_detail", "%s", rounds_desc);
+		if (m->live)
+			add_stat(m, "throttle_per_round", "%s", throttles);
+		add_stat(m, "throttle_max_pct", "%u", throttle_max);
 		add_stat(m, "pages_sent", "%llu", (unsigned long long)total_pages);
 		add_stat(m, "zero_pages", "%llu", (unsigned long long)cs1.zero_pages);
 		add_stat(m, "wire_bytes", "%llu", (unsigned long long)cs1.wire_bytes);
@@ -1543,6 +1622,9 @@ static void *source_main(void *arg)
 			send_abort(m->ch, why[0] ? why : strerror(-rc));
 		if (m->logdirty)
 			hv->ops->logdirty_disable(hv, m->dom.domid);
+		if (m->throttle && throttle_set(m, 0))
+			pvm_warn("migration %.8s: the throttle stays on '%s'",
+				 m->id, m->dom.name);
 		if (m->quiesced && m->paused)
 			pvm_pvq_resume(hv, m->dom.domid, m->devs, m->ndev);
 		if (m->paused)
@@ -1648,7 +1730,7 @@ int h_migrate(struct req *r)
 	m->policy.downtime_ms = 30;
 	m->policy.max_rounds = 30;
 	m->policy.max_time_ms = 0;
-	m->policy.no_converge = PVM_NOCONV_STOP;
+	m->policy.no_converge = PVM_NOCONV_THROTTLE;
 	if (pvm_kv_get_u64(r->args, "downtime_ms", &v) == 0)
 		m->policy.downtime_ms = v;
 	if (pvm_kv_get_u64(r->args, "max_rounds", &v) == 0) {
@@ -1678,10 +1760,12 @@ int h_migrate(struct req *r)
 
 		if (!strcmp(nc, "continue")) {
 			m->policy.no_converge = PVM_NOCONV_KEEP_GOING;
-		} else if (strcmp(nc, "stop")) {
+		} else if (!strcmp(nc, "stop")) {
+			m->policy.no_converge = PVM_NOCONV_STOP;
+		} else if (strcmp(nc, "throttle")) {
 			free(m);
 			return reply_result(r, -EINVAL, NULL,
-					    "--no-converge is 'stop' or 'continue'");
+					    "--no-converge is 'throttle', 'stop' or 'continue'");
 		}
 	}
 	svc_config_get(s, m->dom.domid, &m->dc);

@@ -5,6 +5,15 @@
  *
  * Predicted downtime = pages still dirty × 4096 / measured throughput
  * + a fixed cost for pausing, the state record and the hand-over.
+ *
+ * A guest that dirties memory faster than the link carries never gets
+ * there; what then is the user's choice (--no-converge, enum pvm_noconv).
+ * Auto-converge (throttle) follows the idea of QEMU's: a round whose
+ * dirtied pages are more than half of what it sent is "high"; two high
+ * rounds in a row throttle the vCPUs (20%), each further high round (or a
+ * dirty set stuck for STUCK_ROUNDS) takes 10% more, up to 99%; stuck at
+ * 99% for STUCK_ROUNDS, it stops anyway. Every mode ends at --max-rounds
+ * and --max-time-s.
  */
 #include "migrate/internal.h"
 
@@ -25,6 +34,45 @@ uint64_t pvm_policy_predict_ms(uint64_t dirty_pages, double bytes_per_s)
 	if (!(ms < 1e12))
 		return UINT64_MAX / 2;
 	return (uint64_t)ms + FIXED_COST_MS;
+}
+
+unsigned pvm_policy_throttle_next(unsigned current)
+{
+	if (current == 0)
+		return PVM_THROTTLE_INITIAL;
+	if (current >= PVM_THROTTLE_MAX - PVM_THROTTLE_STEP)
+		return PVM_THROTTLE_MAX;
+	return current + PVM_THROTTLE_STEP;
+}
+
+bool pvm_policy_round_high(const struct pvm_round_stats *r)
+{
+	/* dirty × 2 > sent, without overflow: for integers it is the same
+	 * as dirty > sent / 2 (rounded down). */
+	return r->dirty_after > r->pages_sent / 2;
+}
+
+/* Not converging, in throttle mode: slow the guest more, or give up. */
+static enum pvm_policy_verdict throttle_verdict(const struct pvm_round_stats *r,
+						const char **why_out)
+{
+	bool stuck = r->stuck_rounds >= STUCK_ROUNDS;
+	bool high = r->high_rounds >= (r->throttle_pct ? 1u : 2u);
+
+	if (r->throttle_pct >= PVM_THROTTLE_MAX) {
+		if (stuck) {
+			*why_out = "throttled to the maximum and the dirty set still does not shrink";
+			return PVM_POLICY_STOP_ANYWAY;
+		}
+		*why_out = "pre-copy continues (throttled to the maximum)";
+		return PVM_POLICY_CONTINUE;
+	}
+	if (high || stuck) {
+		*why_out = "guest dirties faster than the link carries: throttling its vCPUs";
+		return PVM_POLICY_THROTTLE;
+	}
+	*why_out = "pre-copy continues";
+	return PVM_POLICY_CONTINUE;
 }
 
 enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
@@ -51,6 +99,8 @@ enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
 		*why_out = "time limit for pre-copy reached";
 		return PVM_POLICY_STOP_ANYWAY;
 	}
+	if (p->no_converge == PVM_NOCONV_THROTTLE)
+		return throttle_verdict(r, why_out);
 	if (r->stuck_rounds >= STUCK_ROUNDS) {
 		*why_out = "dirty set stopped shrinking (guest dirties faster than the link carries)";
 		return p->no_converge == PVM_NOCONV_KEEP_GOING ?

@@ -603,8 +603,11 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	rc = sim_fault(h, PVM_SIM_FAULT_PAUSE);
 	if (rc == 0)
 		rc = sim_dom_get(h, domid, true, &d);
-	if (rc == 0 && d->pause_count == 0)
+	if (rc == 0 && d->pause_count == 0) {
+		/* Out of the throttle's duty cycle first, so it can park. */
+		sim_throttle_hold(h, d, true);
 		park_fd = park_request(d);
+	}
 	if (park_fd >= 0) {
 		pthread_mutex_unlock(&h->lock);
 		park_wait(park_fd, domid);
@@ -613,6 +616,7 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	}
 	if (rc == 0 && d->pause_count == 0) {
 		rc = stop_process(h, d);
+		sim_throttle_hold(h, d, false);
 		if (rc == 0) {
 			d->pause_count = 1;
 			sim_dom_set_state(d, DOM_RUNNING, DOM_PAUSED);

@@ -291,6 +291,7 @@ static void sim_close(struct pvm_hv *hv)
 	struct sim_host *h = to_host(hv);
 
 	sim_svc_stop(h); /* no hypercall runs from here on */
+	sim_throttle_stop(h);
 	while (h->domains)
 		sim_domain_destroy(hv, h->domains->domid);
 	sim_dev_host_close(h); /* backends of no domain (attached) */
@@ -415,4 +416,5 @@ const struct pvm_hv_ops pvm_sim_ops = {
 	.evtchn_state_set = sim_evtchn_state_set,
 	.grant_state_get = sim_grant_state_get,
 	.grant_state_set = sim_grant_state_set,
+	.domain_throttle = sim_domain_throttle,
 };

@@ -112,6 +112,11 @@ struct sim_domain {
 	uint64_t gnttab_pfn;
 	uint32_t gnttab_frames;
 	struct sim_active_grant *active; /* gnttab_frames * SIM_GNT_PER_FRAME */
+
+	/* throttle.c: domain_throttle's level and duty-cycle state */
+	unsigned int throttle_pct;
+	bool throttle_stopped; /* SIGSTOPped by the throttle, not a pause */
+	bool throttle_hold;    /* a pause is in progress: hands off */
 };
 
 /* ---- PV backends (dev.c, vbd.c, vif.c) ---------------------------------
@@ -254,6 +259,11 @@ struct sim_host {
 	struct sim_fmap *fmaps;
 	struct sim_gmap *gmaps;
 	uint32_t next_handle;
+	/* throttle.c: the duty-cycle thread, started by the first throttle;
+	 * throttle_cv (CLOCK_MONOTONIC) is waited on with @lock */
+	pthread_t throttle_thread;
+	bool throttle_running, throttle_stop;
+	pthread_cond_t throttle_cv;
 };
 
 static inline struct sim_host *to_host(struct pvm_hv *hv)
@@ -293,6 +303,14 @@ int sim_vcpu_context_get(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 			 struct pvm_buf *out);
 int sim_vcpu_context_set(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 			 const void *ctx, size_t len);
+
+/* throttle.c */
+int sim_domain_throttle(struct pvm_hv *hv, uint32_t domid, unsigned percent);
+/* Lock held. A pause is starting (@hold true: the throttle lets go of @d,
+ * continuing it if it had stopped it) or is over (false). */
+void sim_throttle_hold(struct sim_host *h, struct sim_domain *d, bool hold);
+/* sim_close: stops the duty-cycle thread, continuing whom it stopped. */
+void sim_throttle_stop(struct sim_host *h);
 
 /* domain.c: the thread that forks guests */
 int sim_spawn_start(struct sim_host *h);

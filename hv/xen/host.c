@@ -10,6 +10,8 @@
  *   domain_destroy     libxl_domain_destroy
  *   domain_pause/...   xc_domain_pause / xc_domain_unpause (Xen counts
  *                      toolstack pauses: controller_pause_count)
+ *   domain_throttle    the scheduler's cap (credit2, Xen's default, or
+ *                      credit): xc_sched_credit{2,}_domain_get/_set
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -499,6 +501,103 @@ static int xen_domain_unpause(struct pvm_hv *hv, uint32_t domid)
 	return 0;
 }
 
+/* ---- throttle (auto-converge) ------------------------------------------- */
+
+/*
+ * The cap of both credit schedulers is in percent of one pCPU for the
+ * whole domain, 0 meaning none. A domain is scheduled by its cpupool's
+ * scheduler: the domctl answers EINVAL for the other one, so credit2
+ * (Xen 4.17's default) is tried first, then credit. Weight 0 on a set
+ * leaves the weight as it is.
+ */
+static int cap_get(struct xen_host *x, uint32_t domid, uint16_t *cap)
+{
+	struct xen_domctl_sched_credit2 c2 = { 0 };
+	struct xen_domctl_sched_credit c1 = { 0 };
+
+	errno = 0;
+	if (xc_sched_credit2_domain_get(x->xch, domid, &c2) == 0) {
+		*cap = c2.cap;
+		return 0;
+	}
+	if (errno != EINVAL)
+		return xen_neg_errno();
+	errno = 0;
+	if (xc_sched_credit_domain_get(x->xch, domid, &c1) == 0) {
+		*cap = c1.cap;
+		return 0;
+	}
+	/* Neither: another scheduler (rtds, arinc653, null) has no cap. */
+	return errno == EINVAL ? -EOPNOTSUPP : xen_neg_errno();
+}
+
+static int cap_set(struct xen_host *x, uint32_t domid, uint16_t cap)
+{
+	struct xen_domctl_sched_credit2 c2 = { .weight = 0, .cap = cap };
+	struct xen_domctl_sched_credit c1 = { .weight = 0, .cap = cap };
+
+	errno = 0;
+	if (xc_sched_credit2_domain_set(x->xch, domid, &c2) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return xen_neg_errno();
+	errno = 0;
+	if (xc_sched_credit_domain_set(x->xch, domid, &c1) == 0)
+		return 0;
+	return errno == EINVAL ? -EOPNOTSUPP : xen_neg_errno();
+}
+
+static int xen_domain_throttle(struct pvm_hv *hv, uint32_t domid,
+			       unsigned percent)
+{
+	struct xen_host *x = xen_of(hv);
+	struct xen_dom *d;
+	xc_domaininfo_t xi;
+	uint16_t cap = 0, base;
+	unsigned want;
+	int rc;
+
+	if (percent > 99)
+		return -EINVAL;
+	pthread_mutex_lock(&x->lock);
+	d = xen_dom_get(x, domid, false);
+	if (!percent) {
+		/* Lift: the cap the domain had before we set ours. */
+		rc = d && d->throttled ? cap_set(x, domid, d->saved_cap) : 0;
+		if (!rc && d)
+			d->throttled = false;
+		goto out;
+	}
+	rc = xen_getinfo(x, domid, &xi);
+	if (rc)
+		goto out;
+	if (!d || !d->throttled) {
+		rc = cap_get(x, domid, &cap);
+		if (rc)
+			goto out;
+	}
+	d = xen_dom_get(x, domid, true);
+	if (!d) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!d->throttled)
+		d->saved_cap = cap;
+	/* Of what it may use now: its own cap, else all of its vCPUs. */
+	base = d->saved_cap ? d->saved_cap :
+			      (uint16_t)(100u * (xi.max_vcpu_id + 1u));
+	want = (unsigned)base * (100u - percent) / 100u;
+	rc = cap_set(x, domid, (uint16_t)(want ? want : 1u));
+	if (!rc)
+		d->throttled = true;
+out:
+	pthread_mutex_unlock(&x->lock);
+	if (rc && rc != -ESRCH)
+		pvm_err("xen: domain %u: cannot %s its scheduler cap: %s", domid,
+			percent ? "set" : "restore", strerror(-rc));
+	return rc;
+}
+
 /* ---- the instance ------------------------------------------------------- */
 
 static void xen_close(struct pvm_hv *hv)
@@ -542,6 +641,7 @@ const struct pvm_hv_ops xen_ops = {
 	.evtchn_state_set = xen_evtchn_state_set,
 	.grant_state_get = xen_grant_state_get,
 	.grant_state_set = xen_grant_state_set,
+	.domain_throttle = xen_domain_throttle,
 };
 
 bool pvm_hv_is_xen(const struct pvm_hv *hv)

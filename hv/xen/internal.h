@@ -63,6 +63,8 @@ struct xen_p2m {
 struct xen_dom {
 	uint32_t domid;
 	bool logdirty; /* enabled by this instance */
+	bool throttled; /* domain_throttle set a cap; saved_cap comes back */
+	uint16_t saved_cap;
 	struct xen_p2m p2m;
 };
 

@@ -1,9 +1,11 @@
 /*
  * Table-driven tests for migrate/policy.c: the predicted downtime and the
  * verdict after each pre-copy round — converged on the target, nothing
- * dirty, the round and time limits, a stuck dirty set under both
- * no-converge modes, zero throughput — and whole runs of rounds fed
- * through the policy the way the pre-copy loop does.
+ * dirty, the round and time limits, a stuck dirty set under the three
+ * no-converge modes, auto-converge's throttle steps, zero throughput — and
+ * whole runs of rounds fed through the policy the way the pre-copy loop
+ * does, including a guest that dirties faster than the link carries until
+ * it is throttled.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -245,6 +247,233 @@ static void test_decide_runs(void **state)
 	}
 }
 
+static void test_throttle_steps(void **state)
+{
+	static const unsigned steps[][2] = {
+		{ 0, 20 }, { 20, 30 }, { 30, 40 }, { 80, 90 }, { 88, 98 },
+		{ 89, 99 }, { 90, 99 }, { 95, 99 }, { 99, 99 }, { 1000, 99 },
+	};
+
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(steps); i++)
+		if (pvm_policy_throttle_next(steps[i][0]) != steps[i][1])
+			fail_msg("next(%u) = %u, want %u", steps[i][0],
+				 pvm_policy_throttle_next(steps[i][0]), steps[i][1]);
+	/* From 0, every step rises until the maximum, which it never passes. */
+	for (unsigned t = 0, n = 0; n < 20; n++) {
+		unsigned next = pvm_policy_throttle_next(t);
+
+		assert_true(next > t || next == PVM_THROTTLE_MAX);
+		assert_true(next <= PVM_THROTTLE_MAX);
+		t = next;
+	}
+}
+
+static void test_round_high(void **state)
+{
+	static const struct {
+		uint64_t sent, dirty;
+		bool high;
+	} cases[] = {
+		{ 1000, 500, false }, /* exactly half: not high */
+		{ 1000, 501, true },
+		{ 1001, 500, false }, /* 1000 < 1001 */
+		{ 1001, 501, true },  /* 1002 > 1001 */
+		{ 0, 0, false },
+		{ 0, 1, true },       /* nothing sent, something dirty */
+		{ 1, 0, false },
+		{ UINT64_MAX, UINT64_MAX, true }, /* no overflow */
+		{ UINT64_MAX, UINT64_MAX / 2, false },
+		{ 262144, 65536, false }, /* a full copy, a 256 MiB set */
+	};
+
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(cases); i++) {
+		struct pvm_round_stats r = { .pages_sent = cases[i].sent,
+					     .dirty_after = cases[i].dirty };
+
+		if (pvm_policy_round_high(&r) != cases[i].high)
+			fail_msg("case %zu: sent %llu dirty %llu: high %d", i,
+				 (unsigned long long)cases[i].sent,
+				 (unsigned long long)cases[i].dirty,
+				 !cases[i].high);
+	}
+}
+
+enum { T = PVM_POLICY_THROTTLE };
+
+struct throttle_case {
+	const char *name;
+	uint32_t round, stuck, high, throttle;
+	uint64_t dirty, elapsed_ms, max_time_ms;
+	int want;
+	const char *why;
+};
+
+/* Throttle mode; 1 page/ms, target 30 ms (28 dirty pages converge),
+ * 30 rounds at most. */
+static const struct throttle_case throttle_cases[] = {
+	/* name                          round stuck high thr dirty elapsed time want why */
+	{ "one high round: wait",          3, 0, 1, 0,  5000, 500, 0, C, "continues" },
+	{ "two high rounds: throttle",     3, 0, 2, 0,  5000, 500, 0, T, "throttling" },
+	{ "stuck, not high: throttle",     4, 3, 0, 0,  5000, 500, 0, T, "throttling" },
+	{ "throttled, one high round",     5, 0, 1, 20, 5000, 500, 0, T, "throttling" },
+	{ "throttled, shrinking fast",     5, 0, 0, 20, 5000, 500, 0, C, "continues" },
+	{ "throttled, stuck 2",            5, 2, 0, 50, 5000, 500, 0, C, "continues" },
+	{ "throttled, stuck 3",            5, 3, 0, 50, 5000, 500, 0, T, "throttling" },
+	{ "at the maximum, high",          9, 0, 4, 99, 5000, 500, 0, C, "maximum" },
+	{ "at the maximum, stuck 2",       9, 2, 4, 99, 5000, 500, 0, C, "maximum" },
+	{ "at the maximum, stuck 3",       9, 3, 4, 99, 5000, 500, 0, A, "throttled to the maximum" },
+	{ "converged while throttled",     9, 3, 4, 60, 28,   500, 0, S, "under the target" },
+	{ "nothing dirty at the maximum",  9, 3, 4, 99, 0,    500, 0, S, "nothing left dirty" },
+	{ "time up while throttling",      9, 0, 4, 40, 5000, 9000, 9000, A, "time limit" },
+	{ "last round while throttling",  29, 0, 4, 40, 5000, 500, 0, A, "maximum number of rounds" },
+	{ "first round, huge dirty set",   0, 0, 1, 0,  5000, 500, 0, C, "continues" },
+};
+
+static void test_decide_throttle(void **state)
+{
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(throttle_cases); i++) {
+		const struct throttle_case *c = &throttle_cases[i];
+		struct pvm_policy p = { .downtime_ms = 30, .max_rounds = 30,
+					.max_time_ms = c->max_time_ms,
+					.no_converge = PVM_NOCONV_THROTTLE };
+		struct pvm_round_stats r = {
+			.round = c->round, .pages_sent = 5000,
+			.bytes_per_s = PAGE_PER_S * 1000,
+			.dirty_after = c->dirty, .stuck_rounds = c->stuck,
+			.high_rounds = c->high, .throttle_pct = c->throttle,
+		};
+		const char *why = NULL;
+		int got = (int)pvm_policy_decide(&p, &r, c->elapsed_ms, &why);
+
+		if (got != c->want)
+			fail_msg("'%s': verdict %d, want %d (%s)", c->name, got,
+				 c->want, why ? why : "no reason");
+		assert_non_null(why);
+		if (!strstr(why, c->why))
+			fail_msg("'%s': reason '%s' lacks '%s'", c->name, why, c->why);
+	}
+	/* The other modes never throttle, whatever the counts. */
+	for (int mode = PVM_NOCONV_STOP; mode <= PVM_NOCONV_KEEP_GOING; mode++) {
+		struct pvm_policy p = { .downtime_ms = 30, .max_rounds = 30,
+					.no_converge = (enum pvm_noconv)mode };
+
+		for (uint32_t k = 0; k < 10; k++) {
+			struct pvm_round_stats r = {
+				.round = 3, .pages_sent = 5000, .dirty_after = 5000,
+				.bytes_per_s = PAGE_PER_S * 1000, .stuck_rounds = k,
+				.high_rounds = k, .throttle_pct = 0,
+			};
+			const char *why;
+
+			assert_int_not_equal(pvm_policy_decide(&p, &r, 0, &why), T);
+		}
+	}
+}
+
+/*
+ * A guest dirtying faster than the link carries, fed round by round: the
+ * link moves 1 page/ms; the guest dirties @rate pages per round of a
+ * @set-page working set at full speed, scaled by (100 - throttle)% when
+ * throttled (the duty cycle takes that share of its CPU). The loop below
+ * does what the pre-copy loop does with the verdicts.
+ */
+struct model_out {
+	int verdict;
+	uint32_t rounds;
+	unsigned throttle;
+	unsigned steps;
+};
+
+static struct model_out run_model(enum pvm_noconv mode, uint64_t set,
+				  uint64_t rate, uint32_t max_rounds,
+				  uint64_t max_time_ms)
+{
+	struct pvm_policy p = { .downtime_ms = 30, .max_rounds = max_rounds,
+				.max_time_ms = max_time_ms, .no_converge = mode };
+	struct pvm_round_stats r;
+	struct model_out out = { 0 };
+	uint64_t to_send = 10000, prev = UINT64_MAX, elapsed = 0;
+	unsigned throttle = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.bytes_per_s = PAGE_PER_S * 1000;
+	for (r.round = 0;; r.round++) {
+		uint64_t dirty = rate * (100 - throttle) / 100;
+		const char *why;
+		int v;
+
+		if (dirty > set)
+			dirty = set;
+		r.pages_sent = to_send;
+		r.dirty_after = dirty;
+		elapsed += to_send; /* 1 page/ms */
+		r.stuck_rounds = dirty >= prev ? r.stuck_rounds + 1 : 0;
+		r.high_rounds = pvm_policy_round_high(&r) ? r.high_rounds + 1 : 0;
+		r.throttle_pct = throttle;
+		prev = dirty;
+		v = (int)pvm_policy_decide(&p, &r, elapsed, &why);
+		if (v == T) {
+			unsigned next = pvm_policy_throttle_next(throttle);
+
+			if (next <= throttle)
+				fail_msg("throttle did not rise from %u", throttle);
+			throttle = next;
+			out.steps++;
+			r.stuck_rounds = r.high_rounds = 0;
+		} else if (v != C) {
+			out.verdict = v;
+			break;
+		}
+		to_send = dirty;
+		if (r.round > 1000)
+			fail_msg("mode %d never stopped", mode);
+	}
+	out.rounds = r.round + 1;
+	out.throttle = throttle;
+	return out;
+}
+
+static void test_not_converging_runs(void **state)
+{
+	struct model_out o;
+
+	/* Throttle: step by step to 99%, where 2000 pages/round become 20:
+	 * converged, well before the round limit. */
+	o = run_model(PVM_NOCONV_THROTTLE, 4000, 2000, 30, 0);
+	assert_int_equal(o.verdict, S);
+	assert_int_equal(o.throttle, 99);
+	assert_int_equal(o.steps, 9); /* 20, 30, ..., 90, 99 */
+	assert_true(o.rounds < 30);
+	/* A milder guest needs less. */
+	o = run_model(PVM_NOCONV_THROTTLE, 4000, 100, 30, 0);
+	assert_int_equal(o.verdict, S);
+	assert_true(o.throttle > 0 && o.throttle < 99);
+	/* One that not even 99% tames: stops anyway, throttled to the max. */
+	o = run_model(PVM_NOCONV_THROTTLE, 1000000, 1000000, 100, 0);
+	assert_int_equal(o.verdict, A);
+	assert_int_equal(o.throttle, 99);
+	assert_true(o.rounds < 100);
+
+	/* Stop: three rounds without progress, stop-and-copy, unthrottled. */
+	o = run_model(PVM_NOCONV_STOP, 4000, 2000, 30, 0);
+	assert_int_equal(o.verdict, A);
+	assert_int_equal(o.throttle, 0);
+	assert_int_equal(o.rounds, 4);
+
+	/* Keep going ("continue"): to the time limit, or the round limit. */
+	o = run_model(PVM_NOCONV_KEEP_GOING, 4000, 2000, 1000, 40000);
+	assert_int_equal(o.verdict, A);
+	assert_int_equal(o.throttle, 0);
+	assert_int_equal(o.rounds, 16); /* 10000 + 15 × 2000 ms >= 40 s */
+	o = run_model(PVM_NOCONV_KEEP_GOING, 4000, 2000, 30, 0);
+	assert_int_equal(o.verdict, A);
+	assert_int_equal(o.rounds, 30);
+	/* A guest that converges on its own is never throttled. */
+	o = run_model(PVM_NOCONV_THROTTLE, 4000, 10, 30, 0);
+	assert_int_equal(o.verdict, S);
+	assert_int_equal(o.steps, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +481,10 @@ int main(void)
 		cmocka_unit_test(test_predict_saturates),
 		cmocka_unit_test(test_decide_table),
 		cmocka_unit_test(test_decide_runs),
+		cmocka_unit_test(test_throttle_steps),
+		cmocka_unit_test(test_round_high),
+		cmocka_unit_test(test_decide_throttle),
+		cmocka_unit_test(test_not_converging_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

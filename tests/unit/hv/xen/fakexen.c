@@ -212,6 +212,7 @@ struct fx_dom *fx_add_dom(uint32_t domid, uint64_t nr_pages,
 	d->pause_count = 1;
 	d->width = 8;
 	d->max_vcpus = vcpus;
+	d->weight = 256;
 	d->nr_pages = nr_pages;
 	d->p2m = calloc(nr_pages, sizeof(xen_pfn_t));
 	d->dirty = calloc((nr_pages + 63) / 64, sizeof(uint64_t));
@@ -486,6 +487,89 @@ int __wrap_xc_domain_pause(xc_interface *xch, uint32_t domid)
 		return -1;
 	}
 	d->pause_count++;
+	return 0;
+}
+
+/* The scheduler domctls: EINVAL when the domain's pool runs another. */
+static struct fx_dom *sched_dom(uint32_t domid, int sched)
+{
+	struct fx_dom *d = fx_dom(domid);
+
+	if (!d) {
+		errno = ESRCH;
+		return NULL;
+	}
+	if ((int)d->sched != sched) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return d;
+}
+
+int __wrap_xc_sched_credit2_domain_get(xc_interface *xch, uint32_t domid,
+				       struct xen_domctl_sched_credit2 *s);
+int __wrap_xc_sched_credit2_domain_get(xc_interface *xch, uint32_t domid,
+				       struct xen_domctl_sched_credit2 *s)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = sched_dom(domid, FX_CREDIT2)))
+		return -1;
+	s->weight = d->weight;
+	s->cap = d->cap;
+	return 0;
+}
+
+int __wrap_xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
+				       struct xen_domctl_sched_credit2 *s);
+int __wrap_xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
+				       struct xen_domctl_sched_credit2 *s)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = sched_dom(domid, FX_CREDIT2)))
+		return -1;
+	if (s->cap > 100u * d->max_vcpus) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (s->weight)
+		d->weight = s->weight;
+	d->cap = s->cap;
+	return 0;
+}
+
+int __wrap_xc_sched_credit_domain_get(xc_interface *xch, uint32_t domid,
+				      struct xen_domctl_sched_credit *s);
+int __wrap_xc_sched_credit_domain_get(xc_interface *xch, uint32_t domid,
+				      struct xen_domctl_sched_credit *s)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = sched_dom(domid, FX_CREDIT)))
+		return -1;
+	s->weight = d->weight;
+	s->cap = d->cap;
+	return 0;
+}
+
+int __wrap_xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid,
+				      struct xen_domctl_sched_credit *s);
+int __wrap_xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid,
+				      struct xen_domctl_sched_credit *s)
+{
+	struct fx_dom *d;
+
+	FAILPOINT(-1);
+	if (!(d = sched_dom(domid, FX_CREDIT)))
+		return -1;
+	if (s->weight)
+		d->weight = s->weight;
+	if (s->cap != (uint16_t)~0u)
+		d->cap = s->cap;
 	return 0;
 }
 

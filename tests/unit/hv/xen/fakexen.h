@@ -18,6 +18,10 @@
  *     a port past the allocated buckets (64 ports each) is EINVAL
  *   - grant tables: frames are Xen's (not in the p2m), mapped through
  *     map_resource, which grows the table up to max frames
+ *   - scheduler caps: a domain's cpupool runs credit2 (default), credit
+ *     or rtds; the domctl of another scheduler is EINVAL, as in Xen;
+ *     weight 0 on a set keeps the weight; credit2 refuses a cap above
+ *     100 per vCPU
  *   - libxl create builds a paused PV domain with the xenstore and
  *     console ports (1, 2: unbound for dom0) and a seeded grant table
  *
@@ -71,6 +75,9 @@ struct fx_dom {
 	 * through control/shutdown; control/shutdown's value */
 	bool honours_suspend;
 	char control_shutdown[16];
+	/* The scheduler of its cpupool and its parameters. */
+	enum { FX_CREDIT2, FX_CREDIT, FX_RTDS } sched;
+	uint16_t weight, cap; /* cap: % of one pCPU, 0 = none */
 };
 
 struct fx_device {

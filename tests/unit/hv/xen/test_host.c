@@ -1,6 +1,7 @@
 /*
  * hv/xen/host.c against the fake Xen host: opening and closing the
- * libraries, domain list/info, create/destroy through libxl, pause/unpause.
+ * libraries, domain list/info, create/destroy through libxl, pause/unpause,
+ * the throttle (scheduler cap).
  */
 #include "xentest.h"
 
@@ -345,6 +346,64 @@ static void test_libxl_errno(void **state)
 	assert_fails_once(hv->ops->domain_destroy(hv, 6), -EINVAL);
 }
 
+/*
+ * domain_throttle sets the scheduler's cap to (100 - percent)% of what the
+ * domain could use (all its vCPUs, or its own cap), keeps the weight, and
+ * 0 puts the domain's own cap back; credit2 first, credit when the pool
+ * runs credit, -EOPNOTSUPP for a scheduler without caps.
+ */
+static void test_throttle(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct fx_dom *a = fx_add_dom(5, 64, 2, false);
+	struct fx_dom *b = fx_add_dom(6, 64, 4, false);
+	struct fx_dom *c = fx_add_dom(7, 64, 1, false);
+
+	/* credit2, no cap of its own: 2 vCPUs = 200%. */
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 20), 0);
+	assert_int_equal(a->cap, 160);
+	assert_int_equal(a->weight, 256);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 50), 0);
+	assert_int_equal(a->cap, 100);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 99), 0);
+	assert_int_equal(a->cap, 2);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 0), 0);
+	assert_int_equal(a->cap, 0);
+	/* Lifting twice, or an untouched domain: nothing to restore. */
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 0), 0);
+	assert_int_equal(hv->ops->domain_throttle(hv, 6, 0), 0);
+	assert_int_equal(fx_calls("xc_sched_credit2_domain_set"), 4);
+
+	/* credit, with a cap of its own (150%) and another weight. */
+	b->sched = FX_CREDIT;
+	b->cap = 150;
+	b->weight = 512;
+	assert_int_equal(hv->ops->domain_throttle(hv, 6, 40), 0);
+	assert_int_equal(b->cap, 90);
+	assert_int_equal(b->weight, 512);
+	assert_int_equal(hv->ops->domain_throttle(hv, 6, 99), 0);
+	assert_int_equal(b->cap, 1); /* never 0, which would mean no cap */
+	assert_int_equal(hv->ops->domain_throttle(hv, 6, 0), 0);
+	assert_int_equal(b->cap, 150);
+
+	/* A scheduler without caps, out-of-range levels, no domain. */
+	c->sched = FX_RTDS;
+	xt_errors = 0;
+	assert_int_equal(hv->ops->domain_throttle(hv, 7, 30), -EOPNOTSUPP);
+	assert_int_equal(xt_errors, 1);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 100), -EINVAL);
+	assert_int_equal(a->cap, 0);
+	assert_int_equal(hv->ops->domain_throttle(hv, 42, 30), -ESRCH);
+
+	/* A failed restore keeps the saved cap for the next try. */
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 50), 0);
+	fx_fail("xc_sched_credit2_domain_set", 1, EPERM);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 0), -EPERM);
+	assert_int_equal(a->cap, 100);
+	assert_int_equal(hv->ops->domain_throttle(hv, 5, 0), 0);
+	assert_int_equal(a->cap, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +419,7 @@ int main(void)
 		XT_TEST(test_create_failures),
 		XT_TEST(test_destroy),
 		XT_TEST(test_pause_nesting),
+		XT_TEST(test_throttle),
 		XT_TEST(test_libxl_errno),
 	};
 
