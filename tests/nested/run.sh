@@ -40,17 +40,21 @@ exec > >(tee "$LOG") 2>&1
 
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq)"; exit 2; }
 
-PASSED=0 FAILED=0 STARTED=() T0=$(date +%s)
+PASSED=0 FAILED=0 SKIPPED=0 STARTED=() T0=$(date +%s)
 declare -a SUMMARY
 
-# step NAME FUNC: runs FUNC, prints and records PASS/FAIL with its duration.
+# step NAME FUNC: runs FUNC, prints and records PASS/FAIL with its duration
+# (SKIP when FUNC returns 77: what it tests is not there to test; it says why).
 step() {
 	local name=$1 fn=$2 t rc=0 d
 	t=$(date +%s.%N)
 	echo "===== $name"
 	"$fn" || rc=$?
 	d=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-	if [ $rc = 0 ]; then
+	if [ $rc = 77 ]; then
+		SKIPPED=$((SKIPPED + 1)); SUMMARY+=("SKIP  $name (${d}s)")
+		echo "SKIP  $name (${d}s)"
+	elif [ $rc = 0 ]; then
 		PASSED=$((PASSED + 1)); SUMMARY+=("PASS  $name (${d}s)")
 		echo "PASS  $name (${d}s)"
 	else
@@ -66,6 +70,8 @@ on_h() { "$HOSTS" ssh "$@"; }         # on_h HOST CMD
 ip_of() { case $1 in a) echo 192.168.100.1 ;; b) echo 192.168.100.2 ;; esac; }
 # "Name ID Mem VCPUs State" of the domU from `xl list` in dom0 a (or $1), or "".
 xl_row() { on_h "${1:-a}" "xl list $DOMU 2>/dev/null | awk 'NR==2{print \$1, \$2, \$3, \$4, \$5}'"; }
+# The domU's tick counter, as HOST's dom0 reads it over HTTP ("" if none).
+tick() { on_h "$1" "timeout 10 busybox wget -q -O- http://192.168.100.10/status" 2>/dev/null | awk '$1 == "DOMU-TICK" && $3 == "disk=ok" {print $2}'; }
 # Bytes dom0 HOST has sent on the inter-host link so far.
 link_tx() { on_h "$1" 'cat /sys/class/net/$(cat /run/pvmig-link)/statistics/tx_bytes'; }
 
@@ -223,11 +229,12 @@ s_pvmigd_restart() {
 # MIG_BYTES; passes if the domU left FROM and its checks pass on TO.
 MIG_MS=0 MIG_BYTES=0
 xl_migrate() {
-	local from=$1 to=$2 how=$3 tx0 tx1 out rc=0 cmd
+	local from=$1 to=$2 how=$3 tx0 tx1 out rc=0 cmd t0 t1
 	case $how in
 	ssh) cmd="xl migrate $DOMU $(ip_of "$to")" ;;
 	tunnel) cmd="xl migrate -s '' $DOMU 'pvmig tunnel --stats $(ip_of "$to")'" ;;
 	esac
+	t0=$(tick "$from")
 	tx0=$(link_tx "$from")
 	out=$(on_h "$from" "t0=\$(date +%s%N); $cmd; rc=\$?; echo MIGRATE-MS \$(( (\$(date +%s%N) - t0) / 1000000 )); exit \$rc" 2>&1) || rc=$?
 	tx1=$(link_tx "$from")
@@ -237,7 +244,11 @@ xl_migrate() {
 	echo "  $how $from -> $to: ${MIG_MS} ms, $MIG_BYTES bytes sent on the link by $from"
 	[ $rc = 0 ] || { fail "xl migrate ($how) failed: rc $rc"; return 1; }
 	[ -z "$(xl_row "$from")" ] || { fail "$DOMU is still on $from"; return 1; }
-	on_h "$to" "sleep 3; domu-check $DOMU" | grep -v '^  '
+	on_h "$to" "sleep 3; domu-check $DOMU" | grep -v '^  ' || return 1
+	# the same guest, its disk loop still going (not a fresh boot)
+	t1=$(tick "$to")
+	echo "  tick before: $t0, after: $t1"
+	[ -n "$t0" ] && [ -n "$t1" ] && [ "$t1" -gt "$t0" ] || fail "the domU's disk tick did not go on from $t0"
 }
 SSH_MS= SSH_BYTES= TUN_MS= TUN_BYTES=
 s_xl_migrate_ssh() { xl_migrate a b ssh && SSH_MS=$MIG_MS SSH_BYTES=$MIG_BYTES; }
@@ -267,6 +278,32 @@ s_tunnel_link_cut() {
 	echo "  a: $(xl_row a)"
 	on "sleep 3; domu-check $DOMU" | grep -v '^  '
 }
+
+# `pvmig migrate` a -> b -> a, live, with the domU's disk loop and HTTP
+# answers going on. On Xen it is refused while hv/xen has no migration
+# (docs/xen.md): then the step checks the refusal left the domU untouched
+# on a and is reported as SKIP, not PASS.
+pvmig_migrate() {  # FROM TO
+	local from=$1 to=$2 out rc=0 t0 t1
+	t0=$(tick "$from")
+	out=$(on_h "$from" "$PVMIG migrate $DOMU $(ip_of "$to") --json" 2>&1) || rc=$?
+	if [ $rc != 0 ] && grep -qiE 'not supported|EOPNOTSUPP|not written yet|refused' <<<"$out"; then
+		echo "  refused: $(tail -n 1 <<<"$out")"
+		[ -n "$(xl_row "$from")" ] && [ -z "$(xl_row "$to")" ] || { fail "the refusal moved or lost $DOMU"; return 1; }
+		on_h "$from" "domu-check $DOMU" | grep -v '^  ' || return 1
+		echo "  pvmig migrate is not available on Xen yet; the guest is untouched on $from"
+		return 77
+	fi
+	echo "  $(jq -c '.result | {result, total_ms, downtime_ms, wire_bytes, compression_ratio}' <<<"$out" 2>/dev/null || echo "$out")"
+	[ $rc = 0 ] || { fail "pvmig migrate $from -> $to failed: rc $rc"; return 1; }
+	[ -z "$(xl_row "$from")" ] && [ -n "$(xl_row "$to")" ] || { fail "$DOMU is not (only) on $to"; return 1; }
+	on_h "$to" "sleep 3; domu-check $DOMU" | grep -v '^  ' || return 1
+	t1=$(tick "$to")
+	echo "  tick before: $t0, after: $t1"
+	[ -n "$t0" ] && [ -n "$t1" ] && [ "$t1" -gt "$t0" ] || fail "the domU's disk tick did not go on from $t0"
+}
+s_pvmig_migrate_ab() { pvmig_migrate a b; }
+s_pvmig_migrate_ba() { pvmig_migrate b a; }
 
 # ---- the end -------------------------------------------------------------------
 
@@ -326,6 +363,8 @@ if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s
 	[ -n "$(xl_row a)" ] && step xl-migrate-ssh-a-to-b s_xl_migrate_ssh &&
 		step xl-migrate-tunnel-b-to-a s_xl_migrate_tunnel &&
 		step tunnel-link-cut-stays-on-a s_tunnel_link_cut
+	[ -n "$(xl_row a)" ] && step pvmig-migrate-a-to-b s_pvmig_migrate_ab &&
+		step pvmig-migrate-b-to-a s_pvmig_migrate_ba
 	# the steps of tests/nested/steps_*.sh, each file's NAME_steps in turn
 	for f in "$HERE"/steps_*.sh; do
 		n=${f##*/steps_}
@@ -343,5 +382,5 @@ if [ -n "$SSH_MS" ] && [ -n "$TUN_MS" ] && [ "$SSH_MS" -gt 0 ] && [ "$SSH_BYTES"
 	echo "  xl migrate through pvmig tunnel vs over ssh: time $TUN_MS/$SSH_MS ms = $(awk -v a="$TUN_MS" -v b="$SSH_MS" 'BEGIN{printf "%.2f", a/b}'),"\
 	     "link bytes $TUN_BYTES/$SSH_BYTES = $(awk -v a="$TUN_BYTES" -v b="$SSH_BYTES" 'BEGIN{printf "%.2f", a/b}')"
 fi
-echo "$PASSED passed, $FAILED failed"
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ $FAILED = 0 ]
