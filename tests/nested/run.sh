@@ -232,7 +232,7 @@ xl_migrate() {
 	local from=$1 to=$2 how=$3 tx0 tx1 out rc=0 cmd t0 t1
 	case $how in
 	ssh) cmd="xl migrate $DOMU $(ip_of "$to")" ;;
-	tunnel) cmd="xl migrate -s '' $DOMU 'pvmig tunnel --stats $(ip_of "$to")'" ;;
+	tunnel) cmd="xl migrate -s '' $DOMU 'pvmig tunnel --stats host$to'" ;;
 	esac
 	t0=$(tick "$from")
 	tx0=$(link_tx "$from")
@@ -265,10 +265,10 @@ s_tunnel_link_cut() {
 	local out rc=0
 	on "nohup sh -c 'l=\$(cat /run/pvmig-link); sleep 3; ip link set \$l down; sleep 12; ip link set \$l up' \
 	    >/dev/null 2>&1 </dev/null &"
-	out=$(on "xl migrate -s '' $DOMU 'pvmig tunnel $(ip_of b)'" 2>&1) || rc=$?
+	out=$(on "xl migrate -s '' $DOMU 'pvmig tunnel hostb'" 2>&1) || rc=$?
 	echo "$out" | grep -E 'pvmig tunnel|Migration|resum|rror' | sed 's/^/  /'
 	[ $rc != 0 ] || { fail "xl migrate succeeded although the link was cut"; return 1; }
-	grep -q "pvmig tunnel: the tunnel to $(ip_of b):8002 broke" <<<"$out" ||
+	grep -q "pvmig tunnel: the tunnel to hostb:8002 broke" <<<"$out" ||
 		{ fail "pvmig tunnel did not say the tunnel broke"; return 1; }
 	on 'l=$(cat /run/pvmig-link); for i in $(seq 30); do ip link show $l | grep -q "state UP" && break; sleep 1; done'
 	on_b "for i in \$(seq 30); do xl list | grep -q $DOMU || break; sleep 1; done; xl list | sed 's/^/  b: /'
@@ -286,7 +286,7 @@ s_tunnel_link_cut() {
 pvmig_migrate() {  # FROM TO
 	local from=$1 to=$2 out rc=0 t0 t1
 	t0=$(tick "$from")
-	out=$(on_h "$from" "$PVMIG migrate $DOMU $(ip_of "$to") --json" 2>&1) || rc=$?
+	out=$(on_h "$from" "$PVMIG migrate $DOMU host$to --json" 2>&1) || rc=$?
 	if [ $rc != 0 ] && grep -qiE 'not supported|EOPNOTSUPP|not written yet|refused' <<<"$out"; then
 		echo "  refused: $(tail -n 1 <<<"$out")"
 		[ -n "$(xl_row "$from")" ] && [ -z "$(xl_row "$to")" ] || { fail "the refusal moved or lost $DOMU"; return 1; }

@@ -100,6 +100,17 @@ else
 	bad "bad certificate: $out $(cat "$W/err")"
 fi
 
+# 3b. Named by a host name, the peer's certificate must carry it (b's says
+# hostb, not localhost).
+out=$(tunnel a "localhost:$PB" 1000 0 10)
+echo "  $out"; echo "  $(head -n 1 "$W/err")"
+if [ "$(val rc "$out")" = 1 ] && grep -q "peer certificate is for 'hostb', expected 'localhost'" "$W/err" &&
+   [ "$(wc -l <"$W/peer.b")" = "$n0" ]; then
+	ok "a host name not in the peer's certificate: refused, the command never ran"
+else
+	bad "host name check: $out $(cat "$W/err")"
+fi
+
 # 4. A pvmigd that runs no tunnels says so.
 out=$(tunnel a "127.0.0.1:$PC" 1000 0 10)
 echo "  $out"; echo "  $(cat "$W/err")"
