@@ -50,9 +50,8 @@ static bool is_number(const char *v)
 	return true;
 }
 
-void cli_json_object(const struct pvm_kv *kv)
+void cli_json_fields(const struct pvm_kv *kv)
 {
-	putchar('{');
 	for (size_t i = 0; i < kv->n; i++) {
 		if (i)
 			putchar(',');
@@ -63,7 +62,27 @@ void cli_json_object(const struct pvm_kv *kv)
 		else
 			cli_json_string(kv->val[i]);
 	}
+}
+
+void cli_json_object(const struct pvm_kv *kv)
+{
+	putchar('{');
+	cli_json_fields(kv);
 	putchar('}');
+}
+
+void cli_json_doc(const struct pvm_kv *items, size_t n,
+		  const struct pvm_kv *result)
+{
+	fputs("{\"items\":[", stdout);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			putchar(',');
+		cli_json_object(&items[i]);
+	}
+	fputs("],\"result\":", stdout);
+	cli_json_object(result);
+	fputs("}\n", stdout);
 }
 
 int cli_exchange(const char *path, const char *what, const struct pvm_kv *req,

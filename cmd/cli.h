@@ -66,7 +66,14 @@ int cli_workload_spec(const char *in, char *out, size_t len);
 int cli_parse_simple(int argc, char **argv, const char *usage_line,
 		     const char *help, bool *json);
 
+/* JSON output (docs/pvmig.1.md, "JSON output"): a string; a kv's fields
+ * ("key":value,... — decimal integers as numbers, the rest as strings),
+ * bare or as an object; a whole {"items":[...],"result":{...}} document
+ * with its newline, for commands that answer without pvmigd. */
 void cli_json_string(const char *v);
+void cli_json_fields(const struct pvm_kv *kv);
 void cli_json_object(const struct pvm_kv *kv);
+void cli_json_doc(const struct pvm_kv *items, size_t n,
+		  const struct pvm_kv *result);
 
 #endif /* PVM_CMD_CLI_H */

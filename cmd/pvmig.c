@@ -21,6 +21,8 @@
 #include "transport/transport.h"
 
 
+#define PVMIG_VERSION "0.1.0"
+
 struct subcmd {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -30,18 +32,70 @@ struct subcmd {
 
 static const struct subcmd *find_cmd(const char *name);
 
+/* With --json, pvm_tls_init_dir()'s error line goes into the result. */
+static void keep_error(void *ctx, enum pvm_log_level lvl, const char *line)
+{
+	if (lvl == PVM_LOG_ERR)
+		snprintf(ctx, 512, "%s", line);
+}
+
+static int tls_init_json(const char *dir, const char *const *hosts,
+			 size_t n, int days)
+{
+	struct pvm_kv items[64], res;
+	char err[512] = "";
+	int rc;
+
+	pvm_log_set_sink(keep_error, err);
+	rc = pvm_tls_init_dir(dir, hosts, n, 0, days);
+	pvm_log_set_sink(NULL, NULL);
+	pvm_kv_init(&res);
+	pvm_kv_add(&res, "status", "%d", rc < 0 ? -rc : rc);
+	if (rc) {
+		pvm_kv_add(&res, "error", "%s", err[0] ? err : strerror(-rc));
+		fprintf(stderr, "pvmig: %s\n", err[0] ? err : strerror(-rc));
+	} else {
+		pvm_kv_add(&res, "dir", "%s", dir);
+		pvm_kv_add(&res, "ca", "%s/ca.pem", dir);
+		pvm_kv_add(&res, "days", "%d", days);
+	}
+	n = rc || n > PVM_ARRAY_SIZE(items) ? 0 : n;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strcspn(hosts[i], ",");
+
+		pvm_kv_init(&items[i]);
+		pvm_kv_add(&items[i], "host", "%.*s", (int)len, hosts[i]);
+		pvm_kv_add(&items[i], "cert", "%s/%.*s.pem", dir, (int)len, hosts[i]);
+		pvm_kv_add(&items[i], "key", "%s/%.*s.key", dir, (int)len, hosts[i]);
+		if (hosts[i][len])
+			pvm_kv_add(&items[i], "ip", "%s", hosts[i] + len + 1);
+	}
+	cli_json_doc(items, n, &res);
+	for (size_t i = 0; i < n; i++)
+		pvm_kv_dispose(&items[i]);
+	pvm_kv_dispose(&res);
+	return rc ? 1 : 0;
+}
+
 static int cmd_tls_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "days", required_argument, NULL, 'd' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *def_hosts[] = { "localhost" };
+	const char *const *hosts = def_hosts;
+	size_t nhosts = 1;
+	bool json = false;
 	int days = 825, c, rc;
 
-	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:jh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'j':
+			json = true;
+			break;
 		case 'd':
 			days = atoi(optarg);
 			if (days <= 0) {
@@ -51,13 +105,17 @@ static int cmd_tls_init(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			printf("usage: pvmig tls-init DIR [HOST...] [--days N]\n\n"
+			printf("usage: pvmig tls-init DIR [HOST[,IP...]...] [--days N] [--json]\n\n"
 			       "Creates DIR/ca.pem and DIR/ca.key (a new CA, unless DIR already has\n"
 			       "one) and, for each HOST (default: localhost), DIR/HOST.pem and\n"
 			       "DIR/HOST.key signed by that CA, valid N days (default 825), with\n"
-			       "HOST as common name and DNS name. Copy ca.pem and one host's pair\n"
+			       "HOST as common name and DNS name, and each IP after it (IPv4 or\n"
+			       "IPv6, comma-separated) as an IP address name: a migration to that\n"
+			       "address then checks it. Copy ca.pem and one host's pair\n"
 			       "to each host and name them in pvmigd.conf (tls-ca, tls-cert,\n"
-			       "tls-key). Keys are EC P-256, mode 0600.\n");
+			       "tls-key). Keys are EC P-256, mode 0600.\n"
+			       "  --json    the files made: items (host, cert, key, ip), result\n"
+			       "            (status, dir, ca, days)\n");
 			return 0;
 		default:
 			return 2;
@@ -67,12 +125,13 @@ static int cmd_tls_init(int argc, char **argv)
 		fprintf(stderr, "pvmig tls-init: missing DIR (see pvmig tls-init --help)\n");
 		return 2;
 	}
-	if (optind + 1 < argc)
-		rc = pvm_tls_init_dir(argv[optind],
-				      (const char *const *)&argv[optind + 1],
-				      (size_t)(argc - optind - 1), 0, days);
-	else
-		rc = pvm_tls_init_dir(argv[optind], def_hosts, 1, 0, days);
+	if (optind + 1 < argc) {
+		hosts = (const char *const *)&argv[optind + 1];
+		nhosts = (size_t)(argc - optind - 1);
+	}
+	if (json)
+		return tls_init_json(argv[optind], hosts, nhosts, days);
+	rc = pvm_tls_init_dir(argv[optind], hosts, nhosts, 0, days);
 	return rc ? 1 : 0;
 }
 
@@ -380,11 +439,11 @@ static const struct subcmd cmds[] = {
 	{ "tunnel", cmd_tunnel, "HOST[:PORT] [--stats]",
 	  "carry xl migrate's stream to HOST's pvmigd (TLS, lz4)" },
 	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
-	{ "tls-init", cmd_tls_init, "DIR [HOST...] [--days N]",
+	{ "tls-init", cmd_tls_init, "DIR [HOST[,IP...]...] [...]",
 	  "make a CA and host certificates for pvmigd's TLS" },
 	{ "demo", cmd_demo, "[--json] [--memory SIZE] ...",
 	  "two simulated hosts here, a guest migrated A->B->A" },
-	{ "help", cmd_help, "[COMMAND]", "show help for pvmig or a command" },
+	{ "help", cmd_help, "[COMMAND] [--json]", "show help for pvmig or a command" },
 };
 
 static const struct subcmd *find_cmd(const char *name)
@@ -401,7 +460,7 @@ static void usage(FILE *f)
 		   "Save, restore, checkpoint and live-migrate Xen guests with PV drivers.\n\n"
 		   "Commands:\n");
 	for (size_t i = 0; i < PVM_ARRAY_SIZE(cmds); i++)
-		fprintf(f, "  %-9s %-27s %s\n", cmds[i].name, cmds[i].usage,
+		fprintf(f, "  %-10s %-28s %s\n", cmds[i].name, cmds[i].usage,
 			cmds[i].help);
 	fprintf(f, "\nOptions:\n"
 		   "  -H DIR|SOCKET   the local pvmigd: its state dir or control socket\n"
@@ -411,18 +470,75 @@ static void usage(FILE *f)
 		   "'pvmig COMMAND --help' explains a command. See pvmig(1).\n");
 }
 
+/* help --json: the command table as items. */
+static void help_json(const struct subcmd *only)
+{
+	struct pvm_kv items[PVM_ARRAY_SIZE(cmds)], res;
+	size_t n = 0;
+
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(cmds); i++) {
+		if (only && only != &cmds[i])
+			continue;
+		pvm_kv_init(&items[n]);
+		pvm_kv_add(&items[n], "name", "%s", cmds[i].name);
+		pvm_kv_add(&items[n], "usage", "pvmig %s %s", cmds[i].name, cmds[i].usage);
+		pvm_kv_add(&items[n], "help", "%s", cmds[i].help);
+		n++;
+	}
+	pvm_kv_init(&res);
+	pvm_kv_add(&res, "status", "0");
+	pvm_kv_add(&res, "version", PVMIG_VERSION);
+	cli_json_doc(items, n, &res);
+	for (size_t i = 0; i < n; i++)
+		pvm_kv_dispose(&items[i]);
+	pvm_kv_dispose(&res);
+}
+
 static int cmd_help(int argc, char **argv)
 {
-	const struct subcmd *c;
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct subcmd *c = NULL;
+	bool json = false;
+	int o;
 
-	if (argc < 2) {
-		usage(stdout);
+	while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			printf("usage: pvmig help [COMMAND] [--json]\n\n"
+			       "Without COMMAND, the same as pvmig --help; with one, the same as\n"
+			       "pvmig COMMAND --help.\n"
+			       "  --json    the commands (name, usage, help) as items\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "pvmig help: one COMMAND at most (see pvmig help --help)\n");
+		return 2;
+	}
+	if (optind < argc) {
+		c = find_cmd(argv[optind]);
+		if (!c) {
+			fprintf(stderr, "pvmig: unknown command '%s' (see pvmig --help)\n",
+				argv[optind]);
+			return 2;
+		}
+	}
+	if (json) {
+		help_json(c);
 		return 0;
 	}
-	c = find_cmd(argv[1]);
 	if (!c) {
-		fprintf(stderr, "pvmig: unknown command '%s'\n", argv[1]);
-		return 2;
+		usage(stdout);
+		return 0;
 	}
 	char *args[] = { (char *)c->name, "--help", NULL };
 	optind = 1;
@@ -445,7 +561,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--version")) {
-			printf("pvmig 0.1.0\n");
+			printf("pvmig " PVMIG_VERSION "\n");
 			return 0;
 		} else {
 			fprintf(stderr, "pvmig: unknown option '%s' (see pvmig --help)\n",
@@ -456,6 +572,9 @@ int main(int argc, char **argv)
 	if (verbose)
 		pvm_log_set_level(verbose > 1 ? PVM_LOG_DEBUG : PVM_LOG_INFO);
 	if (i >= argc) {
+		/* "pvmig -v" or "pvmig -H DIR" alone: say what is missing. */
+		if (i > 1)
+			fprintf(stderr, "pvmig: no COMMAND after the options (see pvmig --help)\n\n");
 		usage(stderr);
 		return 2;
 	}

@@ -294,7 +294,15 @@ static void verify_json(const char *path, const struct pvm_ckpt_image *im,
 {
 	const struct pvm_ckpt_info *i = &im->info;
 
-	printf("{\"path\":");
+	/* The document every --json prints: the record types are the items,
+	 * the image the result (its status that of the check). */
+	printf("{\"items\":[");
+	for (uint32_t t = 0; t < i->nr_types; t++)
+		printf("%s{\"type\":\"%s\",\"count\":%llu,\"bytes\":%llu}",
+		       t ? "," : "", pvm_ckpt_record_name(i->by_type[t].type),
+		       (unsigned long long)i->by_type[t].count,
+		       (unsigned long long)i->by_type[t].bytes);
+	printf("],\"result\":{\"status\":%d,\"path\":", rc < 0 ? -rc : rc);
 	cli_json_string(path);
 	printf(",\"sound\":%s,\"kind\":", rc ? "false" : "true");
 	cli_json_string(im->kind[0] ? im->kind : "unknown");
@@ -306,7 +314,7 @@ static void verify_json(const char *path, const struct pvm_ckpt_image *im,
 	       "\"lz4\":%s,\"encrypted\":%s,\"files\":%u,\"file_bytes\":%llu,\"pages\":%llu,"
 	       "\"records\":%llu,\"config_disks\":%u,\"config_nics\":%u,"
 	       "\"devices\":%u,\"evtchns\":%u,\"grants\":%u,"
-	       "\"checksum\":\"%s\",\"record_types\":[",
+	       "\"checksum\":\"%s\"",
 	       (unsigned long long)im->nr_pages, im->nr_vcpus, im->domid,
 	       im->epoch, im->lz4 ? "true" : "false",
 	       im->encrypted ? "true" : "false", im->files,
@@ -314,14 +322,11 @@ static void verify_json(const char *path, const struct pvm_ckpt_image *im,
 	       (unsigned long long)im->records, im->config_devices.nr_disks,
 	       im->config_devices.nr_nics, im->devices, im->evtchns,
 	       im->grants, csum_name(i->checksum));
-	for (uint32_t t = 0; t < i->nr_types; t++)
-		printf("%s{\"type\":\"%s\",\"count\":%llu,\"bytes\":%llu}",
-		       t ? "," : "", pvm_ckpt_record_name(i->by_type[t].type),
-		       (unsigned long long)i->by_type[t].count,
-		       (unsigned long long)i->by_type[t].bytes);
-	printf("],\"error\":");
-	cli_json_string(im->err_msg);
-	printf("}\n");
+	if (rc) {
+		printf(",\"error\":");
+		cli_json_string(im->err_msg[0] ? im->err_msg : strerror(-rc));
+	}
+	printf("}}\n");
 }
 
 static void verify_human(const char *path, const struct pvm_ckpt_image *im,
@@ -518,7 +523,7 @@ int cmd_checkpoint(int argc, char **argv)
 		case 'h':
 			printf("usage: pvmig checkpoint DOMAIN DIR --interval-ms N\n"
 			       "                        [--epochs N | --duration-s N] [--rebase-every N]\n"
-			       "                        [--lz4] [--key-file KEY] [--json]\n\n"
+			       "                        [--lz4] [--verify-memory] [--key-file KEY] [--json]\n\n"
 			       "Keeps DIR an up-to-date restorable image of the running DOMAIN:\n"
 			       "a base image (a live save), then every N ms an epoch that pauses\n"
 			       "the guest briefly, copies the pages dirtied since the last one and\n"
@@ -527,7 +532,9 @@ int cmd_checkpoint(int argc, char **argv)
 			       "--duration-s, or until interrupted. 'pvmig restore DIR' restores\n"
 			       "the newest committed epoch. --rebase-every N: after N deltas, a\n"
 			       "fresh base (a live save) replaces the chain, bounding the files a\n"
-			       "restore reads; it is reported as an epoch 0.\n");
+			       "restore reads; it is reported as an epoch 0.\n"
+			       "  --verify-memory   each epoch also reports a SHA-256 of all guest\n"
+			       "                    memory taken while paused\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:

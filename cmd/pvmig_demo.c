@@ -450,7 +450,8 @@ static int check_progress(struct demo *d, const struct pvm_kv *before,
 
 static int run(struct demo *d)
 {
-	const char *hosts[] = { "hosta", "hostb" };
+	/* Both on loopback: the address a migration targets is checked. */
+	const char *hosts[] = { "hosta,127.0.0.1", "hostb,127.0.0.1" };
 	char tls[PATH_MAX];
 	int rc;
 
@@ -531,18 +532,15 @@ static int run(struct demo *d)
 	return 0;
 }
 
+/* The document of every --json: the migrations are the items. */
 static void print_json(const struct demo *d, int rc)
 {
 	static const char *const where[] = { "A", "B", "A" };
 	static const char *const dir[] = { "A->B", "B->A" };
+	const char *err = NULL;
 	bool first = true;
 
-	fputs("{\"guest\":{\"memory\":", stdout);
-	cli_json_string(d->memory);
-	fputs(",\"frontend\":", stdout);
-	cli_json_string(d->frontend);
-	printf(",\"dirty_rate_mib_s\":%lu,\"working_set_mib\":%lu},\"migrations\":[",
-	       d->dirty_rate, d->working_set);
+	fputs("{\"items\":[", stdout);
 	for (int i = 0; i < 2; i++) {
 		if (!d->mig[i].n)
 			continue;
@@ -551,11 +549,29 @@ static void print_json(const struct demo *d, int rc)
 		first = false;
 		fputs("{\"direction\":", stdout);
 		cli_json_string(dir[i]);
-		fputs(",\"stats\":", stdout);
-		cli_json_object(&d->mig[i]);
+		putchar(',');
+		cli_json_fields(&d->mig[i]);
 		putchar('}');
+		if (!cli_result_ok(&d->mig[i]))
+			err = pvm_kv_get(&d->mig[i], "error");
 	}
-	fputs("],\"counters\":[", stdout);
+	printf("],\"result\":{\"status\":%d", rc < 0 ? -rc : d->errors ? EIO : 0);
+	if (rc || d->errors) {
+		fputs(",\"error\":", stdout);
+		cli_json_string(d->errors ? "the guest's I/O is not error-free" :
+				err ? err : strerror(-rc));
+	}
+	fputs(",\"memory\":", stdout);
+	cli_json_string(d->memory);
+	fputs(",\"frontend\":", stdout);
+	cli_json_string(d->frontend);
+	printf(",\"dirty_rate_mib_s\":%lu,\"working_set_mib\":%lu,\"io_error_free\":%s",
+	       d->dirty_rate, d->working_set, d->errors ? "false" : "true");
+	if (d->errors) {
+		fputs(",\"io_error\":", stdout);
+		cli_json_string(d->errors);
+	}
+	fputs(",\"counters\":[", stdout);
 	first = true;
 	for (int i = 0; i < 3; i++) {
 		if (!d->counters[i].n)
@@ -565,12 +581,11 @@ static void print_json(const struct demo *d, int rc)
 		first = false;
 		fputs("{\"host\":", stdout);
 		cli_json_string(where[i]);
-		fputs(",\"status\":", stdout);
-		cli_json_object(&d->counters[i]);
+		putchar(',');
+		cli_json_fields(&d->counters[i]);
 		putchar('}');
 	}
-	printf("],\"io_error_free\":%s,\"ok\":%s}\n",
-	       d->errors ? "false" : "true", !rc && !d->errors ? "true" : "false");
+	fputs("]}}\n", stdout);
 }
 
 static void usage(FILE *f)

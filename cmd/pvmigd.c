@@ -24,7 +24,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fputs("Usage: pvmigd [--config FILE] [--backend sim|xen] [--state-dir DIR]\n"
-	      "              [--foreground] [--verbose]\n"
+	      "              [--foreground] [--log stderr|syslog] [--verbose]\n"
 	      "\n"
 	      "The pvmig host daemon: runs the hypervisor backend and answers the\n"
 	      "local pvmig command on DIR/control.sock.\n"
@@ -39,7 +39,10 @@ static void usage(FILE *f)
 	      "                    DIR/xenstore.sock (XENSTORED_PATH=DIR/xenstore.sock\n"
 	      "                    xenstore-ls works against it)\n"
 	      "  --foreground, -f  stay in the foreground and log to stderr\n"
-	      "                    (otherwise detach and log to syslog)\n"
+	      "                    (otherwise detach and log as pvmigd.conf's 'log'\n"
+	      "                    says: syslog by default)\n"
+	      "  --log stderr|syslog\n"
+	      "                    log there, whatever the two above say\n"
 	      "  --verbose, -v     debug logging\n"
 	      "  --help, -h        this text\n"
 	      "\n"
@@ -55,19 +58,29 @@ int main(int argc, char **argv)
 		{ "backend", required_argument, NULL, 'b' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pvm_service_config cfg;
 	const char *config = NULL, *backend = NULL, *state_dir = NULL;
-	bool foreground = false;
+	const char *log_to = NULL;
+	bool foreground = false, use_syslog;
 	struct sigaction sa;
 	int opt, rc;
 
 	pvm_log_set_prog("pvmigd");
-	while ((opt = getopt_long(argc, argv, "c:b:s:fvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:b:s:fl:vh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'l':
+			if (strcmp(optarg, "stderr") && strcmp(optarg, "syslog")) {
+				fprintf(stderr, "pvmigd: --log is stderr or syslog, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			log_to = optarg;
+			break;
 		case 'c': config = optarg; break;
 		case 'b': backend = optarg; break;
 		case 's': state_dir = optarg; break;
@@ -132,6 +145,11 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* --log beats everything; in the foreground a terminal (or whoever
+	 * started us) reads stderr; detached, the configuration decides. */
+	use_syslog = log_to ? !strcmp(log_to, "syslog") :
+			      !foreground && cfg.log_syslog;
+
 	/*
 	 * Detach before the service starts its threads (a fork keeps only the
 	 * calling thread). The parent waits for the child's verdict on a pipe,
@@ -159,16 +177,19 @@ int main(int argc, char **argv)
 		if (write(ready[1], &verdict, 1) != 1 || rc)
 			return 1;
 		close(ready[1]);
+		/* With "log = stderr", stderr stays what it was (under
+		 * systemd: the journal). */
 		if (chdir("/") < 0 || !freopen("/dev/null", "r", stdin) ||
 		    !freopen("/dev/null", "w", stdout) ||
-		    !freopen("/dev/null", "w", stderr))
+		    (use_syslog && !freopen("/dev/null", "w", stderr)))
 			return 1;
-		pvm_log_use_syslog("pvmigd");
+		if (use_syslog)
+			pvm_log_use_syslog("pvmigd");
 	} else {
 		rc = pvm_service_create(&cfg, &g_svc);
 		if (rc)
 			return 1; /* the service logged why */
-		if (cfg.log_syslog)
+		if (use_syslog)
 			pvm_log_use_syslog("pvmigd");
 	}
 

@@ -21,6 +21,7 @@ void pvm_service_config_defaults(struct pvm_service_config *c)
 	c->timeout_ms = 15000;
 	/* = PVM_TUNNEL_COMMAND_DEFAULT (spelled out for the docs check) */
 	snprintf(c->tunnel_command, sizeof(c->tunnel_command), "xl migrate-receive");
+	c->log_syslog = true; /* detached; --foreground logs to stderr */
 }
 
 static char *trim(char *s)

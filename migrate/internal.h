@@ -77,6 +77,7 @@ struct pvm_service {
 	pthread_t xs_thread;
 	bool xs_started;
 	int lock_fd;                /* flock on STATE_DIR/pvmigd.lock */
+	bool lock_held;             /* ours: unlinked at destroy */
 	int ctl_fd;                 /* listening control socket */
 	int stop_pipe[2];           /* pvm_service_stop() writes here */
 	char ctl_path[300];

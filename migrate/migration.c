@@ -1276,13 +1276,17 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	pvm_channel_opts_defaults(&o);
 	o.timeout_ms = m->svc->cfg.timeout_ms;
 	o.streams = m->streams;
-	/* Named by a host name: its certificate must carry that name, so a
-	 * host with another certificate of the same CA cannot stand in. An
-	 * address is checked against the CA only (docs/pvmigd.8.md). */
-	if (strspn(m->host, "0123456789.:") != strlen(m->host))
-		o.peer_name = m->host;
+	/* Its certificate must carry the name or address it is reached by,
+	 * so a host with another certificate of the same CA cannot stand in
+	 * (an address: if the certificate lists any; docs/pvmigd.8.md). */
+	o.peer_name = m->host;
 	o.compress = m->compress;
 	rc = pvm_transport_connect(m->host, m->port, m->svc->tls, &o, &m->ch);
+	if (rc == -EACCES) {
+		snprintf(why, why_len, "pvmigd at %s:%u refused: its certificate is not from this host's CA, or does not name %s (the log says which; see pvmig tls-init)",
+			 m->host, m->port, m->host);
+		return rc;
+	}
 	if (rc) {
 		snprintf(why, why_len, "cannot reach pvmigd at %s:%u (%s); see the log for the TLS details",
 			 m->host, m->port, strerror(-rc));

@@ -748,6 +748,41 @@ static int bind_control(struct pvm_service *s)
 	return 0;
 }
 
+/*
+ * Takes STATE_DIR/pvmigd.lock (flock, exclusive). pvm_service_destroy()
+ * unlinks it while still holding it, so a pvmigd that opened the old file
+ * just before could lock an inode no longer in the directory while a third
+ * one locks the new file: after locking, check that the path still names
+ * the inode we hold, else start again.
+ */
+static int lock_state_dir(struct pvm_service *s, char *path, size_t len)
+{
+	snprintf(path, len, "%s/pvmigd.lock", s->cfg.state_dir);
+	for (unsigned tries = 0; tries < 10; tries++) {
+		struct stat held, named;
+		int rc;
+
+		s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+			rc = s->lock_fd < 0 ? -errno : -EBUSY;
+			if (rc == -EBUSY)
+				pvm_err("another pvmigd already serves %s", s->cfg.state_dir);
+			else
+				pvm_err("cannot lock %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		if (fstat(s->lock_fd, &held) == 0 && stat(path, &named) == 0 &&
+		    held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+			s->lock_held = true;
+			return 0;
+		}
+		close(s->lock_fd); /* unlinked under us by a pvmigd that quit */
+		s->lock_fd = -1;
+	}
+	pvm_err("cannot lock %s: it keeps being replaced", path);
+	return -EBUSY;
+}
+
 int pvm_service_create(const struct pvm_service_config *c,
 		       struct pvm_service **out)
 {
@@ -776,16 +811,9 @@ int pvm_service_create(const struct pvm_service_config *c,
 			strerror(errno));
 		goto out_free;
 	}
-	snprintf(path, sizeof(path), "%s/pvmigd.lock", c->state_dir);
-	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		rc = s->lock_fd < 0 ? -errno : -EBUSY;
-		if (rc == -EBUSY)
-			pvm_err("another pvmigd already serves %s", c->state_dir);
-		else
-			pvm_err("cannot lock %s: %s", path, strerror(-rc));
+	rc = lock_state_dir(s, path, sizeof(path));
+	if (rc)
 		goto out_free;
-	}
 	if (!strcmp(c->backend, "sim")) {
 		struct pvm_xenstored_opts xo;
 		struct pvm_sim_config sc = { 0 };
@@ -858,6 +886,13 @@ void pvm_service_destroy(struct pvm_service *s)
 	if (s->ctl_fd >= 0) {
 		close(s->ctl_fd);
 		unlink(s->ctl_path);
+	}
+	if (s->lock_held) {
+		/* Unlinked while still locked: see lock_state_dir(). */
+		char path[400];
+
+		snprintf(path, sizeof(path), "%s/pvmigd.lock", s->cfg.state_dir);
+		unlink(path);
 	}
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);

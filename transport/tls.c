@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,20 @@ static int ssl_failure(SSL *ssl, int ret, int saved_errno, char *why,
 	}
 }
 
+static bool is_ip_literal(const char *s);
+
+/* Whether @x's subjectAltName lists at least one IP address. */
+static bool cert_has_ip(X509 *x)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	bool found = false;
+
+	for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && !found; i++)
+		found = sk_GENERAL_NAME_value(names, i)->type == GEN_IPADD;
+	GENERAL_NAMES_free(names);
+	return found;
+}
+
 static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 		      char *why, size_t why_len)
 {
@@ -258,8 +273,26 @@ static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 	cn[0] = '\0';
 	if (X509_NAME_get_text_by_NID(subj, NID_commonName, cn, (int)cn_len) < 0)
 		snprintf(cn, cn_len, "(no CN)");
-	if (peer_name && *peer_name &&
-	    X509_check_host(peer, peer_name, 0, 0, NULL) != 1) {
+	if (peer_name && *peer_name && is_ip_literal(peer_name)) {
+		/* Named by an address: a certificate that lists addresses
+		 * must list this one. One that lists none (made before
+		 * tls-init took NAME,IP) is held to the CA only, said once. */
+		if (cert_has_ip(peer)) {
+			if (X509_check_ip_asc(peer, peer_name, 0) != 1) {
+				snprintf(why, why_len,
+					 "peer certificate '%s' does not carry the address %s (make it with pvmig tls-init DIR %s,%s)",
+					 cn, peer_name, cn, peer_name);
+				rc = -EACCES;
+			}
+		} else {
+			static atomic_bool warned;
+
+			if (!atomic_exchange(&warned, true))
+				pvm_warn("peer certificate '%s' carries no IP address: %s is checked against the CA only (make certificates with pvmig tls-init DIR NAME,IP to have addresses checked)",
+					 cn, peer_name);
+		}
+	} else if (peer_name && *peer_name &&
+		   X509_check_host(peer, peer_name, 0, 0, NULL) != 1) {
 		snprintf(why, why_len,
 			 "peer certificate is for '%s', expected '%s'", cn,
 			 peer_name);
@@ -607,16 +640,27 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -EINVAL;
 }
 
-/* Makes a certificate for @cn with @key, signed by (@ca, @ca_key) or self. */
-static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *ca,
-		       EVP_PKEY *ca_key, bool is_ca, int not_before_days,
-		       int days)
+static bool is_ip_literal(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/*
+ * Makes a certificate for @cn with @key, signed by (@ca, @ca_key) or self.
+ * @ips: NULL, or a comma-separated list of IP addresses (checked by the
+ * caller) that go into subjectAltName beside the DNS name.
+ */
+static X509 *make_cert(const char *cn, const char *ips, EVP_PKEY *key,
+		       X509 *ca, EVP_PKEY *ca_key, bool is_ca,
+		       int not_before_days, int days)
 {
 	X509 *x = X509_new();
 	X509_NAME *name;
 	unsigned char serial[16];
 	BIGNUM *bn = NULL;
-	char san[300];
+	char san[1024];
 	bool ok = false;
 
 	if (!x)
@@ -644,7 +688,17 @@ static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *ca,
 		    add_ext(x, x, NID_subject_key_identifier, "hash"))
 			goto out;
 	} else {
-		snprintf(san, sizeof(san), "DNS:%s", cn);
+		size_t o = (size_t)snprintf(san, sizeof(san), "DNS:%s", cn);
+
+		for (const char *ip = ips; ip && *ip && o < sizeof(san);) {
+			size_t n = strcspn(ip, ",");
+
+			o += (size_t)snprintf(san + o, sizeof(san) - o, ",IP:%.*s",
+					      (int)n, ip);
+			ip += n + (ip[n] == ',');
+		}
+		if (o >= sizeof(san))
+			goto out;
 		if (add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") ||
 		    add_ext(x, ca, NID_key_usage,
 			    "critical,digitalSignature,keyEncipherment") ||
@@ -691,10 +745,26 @@ int pvm_tls_init_dir(const char *dir, const char *const *hosts, size_t nhosts,
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < nhosts; i++) {
-		if (!valid_host_name(hosts[i]) || strcmp(hosts[i], "ca") == 0) {
-			pvm_err("tls-init: '%s' is not a usable host name (letters, digits, '.', '-', '_'; not 'ca')",
-				hosts[i]);
+		char name[80], ip[64];
+		size_t n = strcspn(hosts[i], ",");
+		const char *p;
+
+		snprintf(name, sizeof(name), "%.*s", (int)(n < 79 ? n : 79), hosts[i]);
+		if (n >= sizeof(name) || !valid_host_name(name) || strcmp(name, "ca") == 0) {
+			pvm_err("tls-init: '%.*s' is not a usable host name (letters, digits, '.', '-', '_'; not 'ca')",
+				(int)n, hosts[i]);
 			return -EINVAL;
+		}
+		for (p = hosts[i] + n; *p == ',';) {
+			size_t m = strcspn(p + 1, ",");
+
+			snprintf(ip, sizeof(ip), "%.*s", (int)(m < 63 ? m : 63), p + 1);
+			if (m >= sizeof(ip) || !is_ip_literal(ip)) {
+				pvm_err("tls-init: '%.*s' (after %s) is not an IPv4 or IPv6 address",
+					(int)m, p + 1, name);
+				return -EINVAL;
+			}
+			p += 1 + m;
 		}
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -716,8 +786,8 @@ int pvm_tls_init_dir(const char *dir, const char *const *hosts, size_t nhosts,
 			goto out;
 		}
 		ca_key = EVP_EC_gen("P-256");
-		ca = ca_key ? make_cert("pvmig CA", ca_key, NULL, NULL, true,
-					0, 3650) : NULL;
+		ca = ca_key ? make_cert("pvmig CA", NULL, ca_key, NULL, NULL,
+					true, 0, 3650) : NULL;
 		if (!ca || (rc = write_pem(ca_keyf, ca_key, NULL)) ||
 		    (rc = write_pem(ca_pem, NULL, ca))) {
 			pvm_err("tls-init: cannot create the CA in %s", dir);
@@ -727,15 +797,21 @@ int pvm_tls_init_dir(const char *dir, const char *const *hosts, size_t nhosts,
 		pvm_info("tls-init: created CA %s", ca_pem);
 	}
 	for (size_t i = 0; i < nhosts; i++) {
-		snprintf(pem, sizeof(pem), "%s/%s.pem", dir, hosts[i]);
-		snprintf(keyf, sizeof(keyf), "%s/%s.key", dir, hosts[i]);
+		/* "NAME[,IP...]": checked above. */
+		size_t n = strcspn(hosts[i], ",");
+		char name[80];
+
+		snprintf(name, sizeof(name), "%.*s", (int)n, hosts[i]);
+		snprintf(pem, sizeof(pem), "%s/%s.pem", dir, name);
+		snprintf(keyf, sizeof(keyf), "%s/%s.key", dir, name);
 		key = EVP_EC_gen("P-256");
-		cert = key ? make_cert(hosts[i], key, ca, ca_key, false,
-				       not_before_days, days) : NULL;
+		cert = key ? make_cert(name, hosts[i][n] ? hosts[i] + n + 1 : NULL,
+				       key, ca, ca_key, false, not_before_days,
+				       days) : NULL;
 		if (!cert || (rc = write_pem(keyf, key, NULL)) ||
 		    (rc = write_pem(pem, NULL, cert))) {
 			pvm_err("tls-init: cannot create the certificate for %s",
-				hosts[i]);
+				name);
 			rc = rc ? rc : -EIO;
 			goto out;
 		}

@@ -119,7 +119,7 @@ for gen in legacy modern; do
 	fi
 	P verify "$W/$g.pvm" --json >"$W/v.json"
 	cp "$W/v.json" "$W/$g-verify.json"
-	python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["sound"] and v["devices"]==2, v' "$W/v.json" 2>/dev/null &&
+	python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["result"]; assert v["sound"] and v["devices"]==2, v' "$W/v.json" 2>/dev/null &&
 		ok "$gen: the file is sound with 2 PVMIG_DEVICE records" || bad "$gen verify: $(cat "$W/v.json")"
 	P restore "$W/$g.pvm" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore: $(cat "$W/rest.err")"
 	restored_ok "$gen save->restore" "$W/rest.json"
@@ -233,7 +233,7 @@ for _ in $(seq 100); do "$PVMIG" -H "$W/s2" info >/dev/null 2>&1 && break; sleep
 "$PVMIG" -H "$W/s2" create --name squatter --memory 16M --workload dirty:16:64:100 >/dev/null 2>&1 ||
 	bad "create the squatter"
 sq=$("$PVMIG" -H "$W/s2" status squatter --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
-lid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["domid"])' <"$W/legacy-verify.json" 2>/dev/null)
+lid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])' <"$W/legacy-verify.json" 2>/dev/null)
 if [ -n "$sq" ] && [ "$sq" = "$lid" ]; then
 	n0=$("$PVMIG" -H "$W/s2" list --json | grep -o '"domid"' | wc -l)
 	if "$PVMIG" -H "$W/s2" restore "$W/legacy.pvm" >"$W/r.out" 2>&1; then

@@ -20,11 +20,11 @@ TMPDIR=$W/tmp "$PVMIG" demo --json --memory 64M >"$W/o1" 2>"$W/e1"; rc=$?
 [ $rc -eq 0 ] && ok "pvmig demo --json --memory 64M exits 0" || bad "demo exit status $rc: $(cat "$W/e1")"
 if python3 - "$W/o1" >"$W/c1" 2>&1 <<'EOP'
 import json, sys
-r = json.load(open(sys.argv[1]))
-m = r["migrations"]
+d = json.load(open(sys.argv[1]))
+m, r = d["items"], d["result"]
+assert r["status"] == 0 and "error" not in r, r
 assert [x["direction"] for x in m] == ["A->B", "B->A"], m
-for x in m:
-    s = x["stats"]
+for s in m:
     assert s["status"] == 0 and s["result"] == "done", s
     assert float(s["downtime_ms"]) > 0 and float(s["total_ms"]) >= float(s["downtime_ms"]), s
     assert int(s["rounds"]) >= 1 and int(s["pages_sent"]) >= 16384, s
@@ -33,27 +33,29 @@ for x in m:
 c = r["counters"]
 assert [x["host"] for x in c] == ["A", "B", "A"], c
 for x in c:
+    assert x["state"] == "running", x
     for k in ("blk_verify_fail", "blk_io_errors", "net_dup", "net_ooo"):
-        assert x["status"][k] == 0, (x["host"], k, x["status"][k])
+        assert x[k] == 0, (x["host"], k, x[k])
 for a, b in zip(c, c[1:]):
-    assert b["status"]["blk_reads"] > a["status"]["blk_reads"], (a, b)
-    assert b["status"]["net_received"] > a["status"]["net_received"], (a, b)
-assert r["io_error_free"] is True and r["ok"] is True, r
-print("downtime %s / %s ms, blk reads %d, net received %d" % (m[0]["stats"]["downtime_ms"],
-      m[1]["stats"]["downtime_ms"], c[2]["status"]["blk_reads"], c[2]["status"]["net_received"]))
+    assert b["blk_reads"] > a["blk_reads"], (a, b)
+    assert b["net_received"] > a["net_received"], (a, b)
+assert r["io_error_free"] is True, r
+print("downtime %s / %s ms, blk reads %d, net received %d" % (m[0]["downtime_ms"],
+      m[1]["downtime_ms"], c[2]["blk_reads"], c[2]["net_received"]))
 EOP
 then ok "JSON report: two migrations done, counters error-free and going on ($(cat "$W/c1"))"
 else bad "JSON report: $(cat "$W/c1")"; fi
 [ -z "$(left)" ] && ok "nothing left in TMPDIR" || bad "left behind: $(left)"
 
 # 2. A migration that fails (fault injected into both pvmigd: the link cut
-#    before UNPAUSE): exit status 1, "ok": false, the failed migration's
+#    before UNPAUSE): exit status 1, a non-zero status, the failed migration's
 #    result in the report, everything cleaned up.
 TMPDIR=$W/tmp PVMIG_FAULT=src-cut-before-unpause "$PVMIG" demo --json --memory 64M >"$W/o2" 2>"$W/e2"; rc=$?
 if [ $rc -eq 1 ] && python3 -c '
 import json,sys
-r=json.load(open(sys.argv[1])); m=r["migrations"]
-assert r["ok"] is False and len(m) == 1 and m[0]["stats"]["result"] == "failed", r' "$W/o2"; then
+d=json.load(open(sys.argv[1])); m, r = d["items"], d["result"]
+assert r["status"] != 0 and "aborted" in r["error"], r
+assert len(m) == 1 and m[0]["direction"] == "A->B" and m[0]["result"] == "failed", m' "$W/o2"; then
 	ok "failed migration: exit 1, ok false ($(grep -m1 'pvmig demo' "$W/e2" | cut -c1-120))"
 else
 	bad "failed migration: exit $rc, $(cat "$W/o2") $(cat "$W/e2")"
