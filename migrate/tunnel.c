@@ -638,10 +638,9 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 		co.streams = o->streams;
 	if (o->timeout_ms)
 		co.timeout_ms = o->timeout_ms;
-	/* As for migrations: a host name must be in the peer's certificate;
-	 * an address is checked against the CA only. */
-	if (strspn(host, "0123456789.:") != strlen(host))
-		co.peer_name = host;
+	/* As for migrations: a host name must be in the peer's certificate,
+	 * an address too if the certificate lists any (transport/tls.c). */
+	co.peer_name = host;
 	rc = pvm_transport_connect(host, port, tls, &co, &ch);
 	if (rc) {
 		snprintf(why, why_len, "cannot open a channel to pvmigd on %s:%u: %s (the reason is logged above)",
