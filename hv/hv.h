@@ -159,7 +159,8 @@ struct pvm_hv_ops {
 
 	/*
 	 * Creates and starts a domain described by @cfg (borrowed for the
-	 * call). On success *@domid_out is its domid; with cfg->start_paused
+	 * call); its memory reads as zeros (Xen scrubs what it gives a
+	 * domain). On success *@domid_out is its domid; with cfg->start_paused
 	 * it is paused once (domain_unpause lets it run). -EEXIST when
 	 * cfg->domid is taken, -EINVAL for a bad config.
 	 */
@@ -298,6 +299,20 @@ struct pvm_hv_ops {
 	 */
 	int (*domain_throttle)(struct pvm_hv *hv, uint32_t domid,
 			       unsigned percent);
+
+	/* ---- populate-on-demand knowledge ---- */
+
+	/*
+	 * Overwrites caller-owned @bm (bm->nbits must equal the domain's
+	 * nr_pages, else -EINVAL) with the pages that may hold data. A clear
+	 * bit is a page never populated since the domain was created: it
+	 * reads as zeros, as every page of a domain fresh from domain_create
+	 * does, so a copy need not send it. A page populated after the call
+	 * was written, so log-dirty (if on) reports it. A backend that cannot
+	 * tell sets every bit and returns 0. Works running or paused.
+	 */
+	int (*domain_populated)(struct pvm_hv *hv, uint32_t domid,
+				struct pvm_bitmap *bm);
 };
 
 /*

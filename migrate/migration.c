@@ -1264,6 +1264,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	struct pvm_kv kv;
 	uint64_t prev_dirty = UINT64_MAX, total_pages = 0;
 	char rounds_desc[2048] = "", throttles[1024] = "";
+	uint64_t t_connected = 0, t_accepted = 0, t_precopy = 0;
 	unsigned throttle_max = 0;
 	int rc;
 
@@ -1298,11 +1299,13 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	pvm_kv_add(&kv, "vcpus", "%u", m->dom.nr_vcpus);
 	pvm_kv_add(&kv, "domid", "%u", m->dom.domid);
 	dom_config_to_kv(&m->dc, &kv);
+	t_connected = pvm_now_ns();
 	rc = send_kv(m->ch, M_HELLO, &kv);
 	if (!rc)
 		rc = expect(m, M_ACCEPT, &kv, why, why_len);
 	if (rc)
 		goto out;
+	t_accepted = pvm_now_ns();
 
 	rc = pvm_bitmap_init(&m->dirty, m->dom.nr_pages);
 	if (rc)
@@ -1327,8 +1330,19 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		if (rc)
 			goto out;
 	}
-	for (uint64_t i = 0; i < m->dom.nr_pages; i++)
-		pvm_bitmap_set(&m->dirty, i);
+	/* Round 0: every page that may hold data. Pages never populated
+	 * read as zeros here and already are zeros in the new domain there;
+	 * one populated later was written, so log-dirty (on since above)
+	 * reports it in a later round. */
+	rc = hv->ops->domain_populated(hv, m->dom.domid, &m->dirty);
+	if (rc) {
+		snprintf(why, why_len, "cannot read which pages are populated: %s",
+			 strerror(-rc));
+		goto out;
+	}
+	add_stat(m, "unpopulated_pages", "%llu",
+		 (unsigned long long)(m->dom.nr_pages -
+				      pvm_bitmap_count(&m->dirty)));
 	if (m->bw_bytes_s)
 		bw_limit(m, false); /* the limit's clock starts here */
 
@@ -1437,6 +1451,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 	}
 
+	t_precopy = pvm_now_ns();
 	/* Stop-and-copy. */
 	if (!m->paused) {
 		rc = hv->ops->domain_pause(hv, m->dom.domid);
@@ -1584,6 +1599,14 @@ static int source_run(struct source *m, char *why, size_t why_len)
 			add_stat(m, "io_downtime_ms", "%.2f", (double)down_ns / 1e6);
 		add_stat(m, "total_ms", "%.1f",
 			 (double)(pvm_now_ns() - m->t_start) / 1e6);
+		/* Where the total went: connecting (TCP + TLS handshakes),
+		 * the destination creating and mapping the domain, log-dirty
+		 * on and pre-copy, then the pause and hand-over. */
+		add_stat(m, "phase_detail", "connect %.1f ms, destination create %.1f ms, pre-copy %.1f ms, stop-and-copy + hand-over %.1f ms",
+			 (double)(t_connected - m->t_start) / 1e6,
+			 (double)(t_accepted - t_connected) / 1e6,
+			 (double)(t_precopy - t_accepted) / 1e6,
+			 (double)(pvm_now_ns() - t_precopy) / 1e6);
 		add_stat(m, "rounds", "%u", m->live ? r.round + 1 : 0);
 		add_stat(m, "round_detail", "%s", rounds_desc);
 		if (m->live)

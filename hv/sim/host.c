@@ -417,4 +417,5 @@ const struct pvm_hv_ops pvm_sim_ops = {
 	.grant_state_get = sim_grant_state_get,
 	.grant_state_set = sim_grant_state_set,
 	.domain_throttle = sim_domain_throttle,
+	.domain_populated = sim_domain_populated,
 };

@@ -312,6 +312,10 @@ void sim_throttle_hold(struct sim_host *h, struct sim_domain *d, bool hold);
 /* sim_close: stops the duty-cycle thread, continuing whom it stopped. */
 void sim_throttle_stop(struct sim_host *h);
 
+/* populated.c */
+int sim_domain_populated(struct pvm_hv *hv, uint32_t domid,
+			 struct pvm_bitmap *bm);
+
 /* domain.c: the thread that forks guests */
 int sim_spawn_start(struct sim_host *h);
 void sim_spawn_stop(struct sim_host *h);

@@ -598,6 +598,40 @@ out:
 	return rc;
 }
 
+/* ---- populated pages ------------------------------------------------------ */
+
+/*
+ * Every pfn of a PV guest is backed by a frame the guest may have written
+ * (Xen gives a PV domain all of its memory at build time; there is no
+ * populate-on-demand for PV), so this backend cannot tell and says "all",
+ * as the contract allows.
+ */
+static int xen_domain_populated(struct pvm_hv *hv, uint32_t domid,
+				struct pvm_bitmap *bm)
+{
+	struct xen_host *x = xen_of(hv);
+	xc_domaininfo_t xi;
+	xen_pfn_t gpfns = 0;
+	int rc = xen_getinfo(x, domid, &xi);
+
+	if (rc)
+		return rc;
+	errno = 0;
+	if (xc_domain_nr_gpfns(x->xch, domid, &gpfns) < 0) {
+		rc = xen_neg_errno();
+		pvm_err("xen: domain %u: nr_gpfns: %s", domid, strerror(-rc));
+		return rc;
+	}
+	if (bm->nbits != gpfns) {
+		pvm_err("xen: domain %u: populated bitmap of %zu bits for %llu pages",
+			domid, bm->nbits, (unsigned long long)gpfns);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < bm->nbits; i++)
+		pvm_bitmap_set(bm, i);
+	return 0;
+}
+
 /* ---- the instance ------------------------------------------------------- */
 
 static void xen_close(struct pvm_hv *hv)
@@ -642,6 +676,7 @@ const struct pvm_hv_ops xen_ops = {
 	.grant_state_get = xen_grant_state_get,
 	.grant_state_set = xen_grant_state_set,
 	.domain_throttle = xen_domain_throttle,
+	.domain_populated = xen_domain_populated,
 };
 
 bool pvm_hv_is_xen(const struct pvm_hv *hv)

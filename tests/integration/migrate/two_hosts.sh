@@ -64,7 +64,7 @@ import json,sys
 r=json.loads(sys.argv[1])["result"]
 assert r["status"]==0 and r["result"]=="done", r
 assert r["memory"]=="identical on both hosts", r
-assert float(r["downtime_ms"])>0 and int(r["pages_sent"])>=16384, r' "$out"; then
+assert float(r["downtime_ms"])>0 and int(r["pages_sent"])+int(r["unpopulated_pages"])>=16384, r' "$out"; then
 	ok "live migration A->B with verified memory"
 else
 	bad "live migration A->B: rc $rc $out $(cat "$W/err")"

@@ -404,6 +404,25 @@ static void test_throttle(void **state)
 	assert_int_equal(a->cap, 0);
 }
 
+/* No populate-on-demand for PV: every pfn may hold data. */
+static void test_populated(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_bitmap bm, small;
+
+	fx_add_dom(5, 300, 1, false);
+	assert_int_equal(pvm_bitmap_init(&bm, 300), 0);
+	assert_int_equal(pvm_bitmap_init(&small, 299), 0);
+	assert_int_equal(hv->ops->domain_populated(hv, 5, &bm), 0);
+	assert_int_equal(pvm_bitmap_count(&bm), 300);
+	xt_errors = 0;
+	assert_int_equal(hv->ops->domain_populated(hv, 5, &small), -EINVAL);
+	assert_int_equal(xt_errors, 1);
+	assert_int_equal(hv->ops->domain_populated(hv, 42, &bm), -ESRCH);
+	pvm_bitmap_dispose(&bm);
+	pvm_bitmap_dispose(&small);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -420,6 +439,7 @@ int main(void)
 		XT_TEST(test_destroy),
 		XT_TEST(test_pause_nesting),
 		XT_TEST(test_throttle),
+		XT_TEST(test_populated),
 		XT_TEST(test_libxl_errno),
 	};
 
