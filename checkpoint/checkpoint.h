@@ -487,6 +487,9 @@ struct pvm_ckpt_save_cfg {
 	 * it (PVMIG_XENSTORE). NULL: none (a legacy guest with devices then
 	 * cannot be saved). */
 	struct pvm_xenstored *xs;
+	/* Bound on the guest's answer to the suspend request made before
+	 * the pause (pvquiesce/pvquiesce.h pvm_pvq_suspend); 0: 1000 ms. */
+	uint32_t suspend_timeout_ms;
 };
 
 struct pvm_ckpt_save_stats {
@@ -498,6 +501,11 @@ struct pvm_ckpt_save_stats {
 	bool has_digest;
 	uint8_t mem_digest[32]; /* SAVE_DIGEST: memory at the last pause */
 	uint32_t devices;      /* PV devices quiesced and saved */
+	/* How the guest was suspended: "cooperative" or "non-cooperative:
+	 * <why>" (docs/pvquiesce.md), and the request's time to suspended
+	 * (or to giving up). */
+	char suspend[192];
+	double suspend_ms;
 	char err_msg[PVM_CKPT_ERR_MAX];
 };
 
@@ -594,6 +602,7 @@ struct pvm_ckpt_epoch_stats {
 	uint64_t pages;       /* pages in this epoch's stream */
 	uint64_t bytes;       /* stream bytes */
 	uint64_t commit_ns;   /* from the pause to the manifest's rename */
+	char suspend[192];    /* as pvm_ckpt_save_stats.suspend */
 	bool has_digest;
 	uint8_t mem_digest[32]; /* DIGEST: memory at this epoch's pause */
 };
@@ -614,6 +623,7 @@ struct pvm_ckpt_cont_cfg {
 	const char *key_file;   /* as in pvm_ckpt_save_cfg */
 	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
 	struct pvm_xenstored *xs;               /* as in pvm_ckpt_save_cfg */
+	uint32_t suspend_timeout_ms;            /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

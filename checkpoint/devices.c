@@ -68,6 +68,23 @@ void sr_devs_dispose(struct sr_devs *s)
 
 /* ---- save ---------------------------------------------------------------- */
 
+int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+		    uint32_t timeout_ms, char *desc, size_t desc_len,
+		    struct sr_err *e)
+{
+	int rc;
+
+	rc = pvm_pvq_suspend(hv, domid, timeout_ms, &s->susp);
+	if (rc)
+		return sr_fail(e, rc, "domain %u: cannot ask it to suspend: %s",
+			       domid, strerror(-rc));
+	if (s->susp.cooperative)
+		snprintf(desc, desc_len, "cooperative");
+	else
+		snprintf(desc, desc_len, "non-cooperative: %s", s->susp.why);
+	return 0;
+}
+
 int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		    struct pvm_xenstored *xs, struct sr_err *e)
 {
@@ -82,7 +99,7 @@ int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		return sr_fail(e, -EOPNOTSUPP, "domain %u: its legacy frontends "
 			       "need their xenstore nodes saved, and this host "
 			       "has no xenstore server to read them from", domid);
-	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, &s->state, why,
+	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, 0, &s->state, why,
 			     sizeof(why));
 	if (rc)
 		return sr_fail(e, rc, "cannot quiesce the PV devices: %s",

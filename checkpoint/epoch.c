@@ -314,6 +314,11 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 			&k->c, k->e))
 		return k->e->rc;
 
+	if (sr_devs_suspend(&k->devs, hv, cfg->domid,
+			    cfg->suspend_timeout_ms ? cfg->suspend_timeout_ms :
+						      PVM_PVQ_SUSPEND_TIMEOUT_MS,
+			    es->suspend, sizeof(es->suspend), k->e))
+		goto out_abort;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
 	if (rc) {
 		sr_fail(k->e, rc, "epoch %u: cannot pause domain %u: %s", ep,
@@ -370,6 +375,8 @@ out_abort:
 	if (paused) {
 		sr_devs_resume(&k->devs, hv, cfg->domid);
 		hv->ops->domain_unpause(hv, cfg->domid);
+	} else {
+		pvm_pvq_suspend_cancel(hv, cfg->domid);
 	}
 	sr_out_abort(&o);
 	return k->e->rc ? k->e->rc : -EIO;
@@ -405,6 +412,7 @@ static int base(struct cont *k, bool logdirty_on,
 	sc.progress = cfg->progress;
 	sc.progress_ctx = cfg->progress_ctx;
 	sc.xs = cfg->xs;
+	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
 	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
 				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
 		     k->key.loaded ? &k->key : NULL, &bs);

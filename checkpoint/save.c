@@ -6,6 +6,8 @@
  *     sr_out_open()           path.tmp, xl header + config, stream headers
  *     [live] logdirty_enable, round 0 (every page), rounds of dirty pages
  *            until precopy_policy() says stop
+ *     sr_devs_suspend()       the suspend request to the guest (it may
+ *                             stop its frontends itself, or not answer)
  *     pause                   the one pause
  *     sr_devs_quiesce()       PV backends drained and captured (they write
  *                             responses into guest memory while draining,
@@ -798,6 +800,13 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		}
 	}
 
+	/* The guest's own suspend first (it stops its frontends), then
+	 * the pause; a guest that does not answer is quiesced anyway. */
+	if (sr_devs_suspend(&devs, hv, cfg->domid, cfg->suspend_timeout_ms ?
+				cfg->suspend_timeout_ms : PVM_PVQ_SUSPEND_TIMEOUT_MS,
+			    st->suspend, sizeof(st->suspend), &e))
+		goto out_abort;
+	st->suspend_ms = devs.susp.ms;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
 	if (rc) {
 		sr_fail(&e, rc, "domain %u: cannot pause it: %s", cfg->domid,
@@ -896,6 +905,8 @@ out:
 		if (tp)
 			st->pause_ns = pvm_now_ns() - tp;
 	}
+	if (rc && hv && !committed)
+		pvm_pvq_suspend_cancel(hv, cfg->domid); /* failed before the pause */
 	sr_state_dispose(&state);
 	sr_devs_dispose(&devs);
 	pvm_bitmap_dispose(&bm);

@@ -186,6 +186,7 @@ struct sr_devs {
 	/* save */
 	struct pvm_buf state;  /* pvquiesce's blob */
 	bool quiesced;         /* backends paused by us: resume or destroy */
+	struct pvm_pvq_suspend_result susp; /* the suspend request's outcome */
 	/* restore (and save: the legacy subtree) */
 	struct pvm_buf xsimg;  /* xenstore migration image, legacy only */
 	struct pvm_sim_backend_state st[PVM_PVQ_MAX_DEVICES];
@@ -195,6 +196,12 @@ struct sr_devs {
 };
 void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d);
 void sr_devs_dispose(struct sr_devs *s);
+/* Before the pause: ask the guest to suspend (pvm_pvq_suspend; never
+ * fails but for a vanished domain); its outcome in s->susp and, as a
+ * sentence, in @desc (cooperative or not, and why). */
+int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+		    uint32_t timeout_ms, char *desc, size_t desc_len,
+		    struct sr_err *e);
 /* Domain paused: drain and capture (and export a legacy guest's nodes). */
 int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		    struct pvm_xenstored *xs, struct sr_err *e);

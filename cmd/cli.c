@@ -288,3 +288,16 @@ int cli_parse_simple(int argc, char **argv, const char *usage_line,
 	return -1;
 }
 
+
+int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg)
+{
+	char *end;
+	unsigned long v = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || v < 1 || v > 60000) {
+		fprintf(stderr, "pvmig %s: --suspend-timeout wants 1..60000 (ms), not '%s'\n",
+			cmd, arg);
+		return -1;
+	}
+	return pvm_kv_add(req, "suspend_timeout_ms", "%lu", v) ? -1 : 0;
+}

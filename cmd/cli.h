@@ -66,6 +66,10 @@ int cli_workload_spec(const char *in, char *out, size_t len);
 int cli_parse_simple(int argc, char **argv, const char *usage_line,
 		     const char *help, bool *json);
 
+/* --suspend-timeout MS (save, checkpoint, migrate): checks 1..60000 and
+ * adds suspend_timeout_ms to @req; -1 with a message on stderr. */
+int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg);
+
 /* JSON output (docs/pvmig.1.md, "JSON output"): a string; a kv's fields
  * ("key":value,... — decimal integers as numbers, the rest as strings),
  * bare or as an object; a whole {"items":[...],"result":{...}} document

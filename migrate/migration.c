@@ -896,6 +896,7 @@ struct source {
 	bool compress;
 	bool verify;
 	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
+	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: no request */
 	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
 	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
 	unsigned streams;
@@ -1230,6 +1231,26 @@ static void add_stat(struct source *m, const char *key, const char *fmt, ...)
 	pvm_kv_add(&m->stats, key, "%s", v);
 }
 
+/* Before the pause: the guest's own suspend (pvquiesce), recorded. */
+static int suspend(struct source *m)
+{
+	struct pvm_pvq_suspend_result r;
+	int rc;
+
+	if (m->no_quiesce)
+		return 0;
+	rc = pvm_pvq_suspend(m->svc->hv, m->dom.domid, m->suspend_timeout_ms,
+			     &r);
+	if (rc)
+		return rc;
+	if (r.cooperative)
+		add_stat(m, "suspend", "cooperative");
+	else
+		add_stat(m, "suspend", "non-cooperative: %s", r.why);
+	add_stat(m, "suspend_ms", "%.2f", r.ms);
+	return 0;
+}
+
 /* With the domain paused: drain and capture its PV backends. */
 static int quiesce(struct source *m, char *why, size_t why_len)
 {
@@ -1245,7 +1266,7 @@ static int quiesce(struct source *m, char *why, size_t why_len)
 		return 0;
 	}
 	pvm_buf_reset(&m->devstate);
-	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev,
+	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev, 0,
 			     &m->devstate, why, why_len);
 	if (rc)
 		return rc;
@@ -1319,7 +1340,9 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		m->logdirty = true;
 	} else {
-		rc = hv->ops->domain_pause(hv, m->dom.domid);
+		rc = suspend(m);
+		if (rc == 0)
+			rc = hv->ops->domain_pause(hv, m->dom.domid);
 		if (rc)
 			goto out;
 		m->paused = true;
@@ -1454,7 +1477,9 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	t_precopy = pvm_now_ns();
 	/* Stop-and-copy. */
 	if (!m->paused) {
-		rc = hv->ops->domain_pause(hv, m->dom.domid);
+		rc = suspend(m);
+		if (rc == 0)
+			rc = hv->ops->domain_pause(hv, m->dom.domid);
 		if (rc) {
 			snprintf(why, why_len, "cannot pause: %s", strerror(-rc));
 			goto out;
@@ -1656,6 +1681,8 @@ static void *source_main(void *arg)
 			pvm_pvq_resume(hv, m->dom.domid, m->devs, m->ndev);
 		if (m->paused)
 			hv->ops->domain_unpause(hv, m->dom.domid);
+		else
+			pvm_pvq_suspend_cancel(hv, m->dom.domid);
 		pvm_err("migration %.8s of '%s' failed: %s%s", m->id, m->dom.name,
 			why[0] ? why : strerror(-rc),
 			rc == -EHOSTUNREACH ? "" : "; the guest keeps running here");
@@ -1745,6 +1772,16 @@ int h_migrate(struct req *r)
 	m->compress = !pvm_kv_get(r->args, "no_compress");
 	m->verify = pvm_kv_get(r->args, "verify") != NULL;
 	m->no_quiesce = pvm_kv_get(r->args, "no_quiesce") != NULL;
+	m->suspend_timeout_ms = PVM_PVQ_SUSPEND_TIMEOUT_MS;
+	if (pvm_kv_get(r->args, "suspend_timeout_ms")) {
+		if (pvm_kv_get_u64(r->args, "suspend_timeout_ms", &v) ||
+		    v < 1 || v > 60000) {
+			free(m);
+			return reply_result(r, -EINVAL, NULL,
+					    "--suspend-timeout must be 1..60000 (ms)");
+		}
+		m->suspend_timeout_ms = (uint32_t)v;
+	}
 	m->streams = s->cfg.streams;
 	if (pvm_kv_get_u64(r->args, "streams", &v) == 0) {
 		if (v < 1 || v > PVM_TP_STREAMS_MAX) {

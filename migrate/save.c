@@ -3,6 +3,7 @@
  * side of checkpoint/'s pvm_ckpt_save/restore/continuous.
  *
  *   h_save()        domain=, path=, [live=1] [keep=1] [lz4=1] [digest=1]
+ *                   [suspend_timeout_ms=] (also h_checkpoint)
  *                   [key_file=] (all three: the key file's path; pvmigd
  *                   reads it, the key never crosses the socket)
  *                   a job thread: PROGRESS records, then the RESULT
@@ -38,6 +39,7 @@ struct sr_job {
 	bool have_dev;
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
 	uint32_t interval_ms, epochs, rebase_epochs;
+	uint32_t suspend_timeout_ms; /* 0: pvquiesce's default */
 	uint64_t duration_ms;
 	uint64_t last_progress_ns;
 };
@@ -115,6 +117,23 @@ static bool is_set(const struct req *r, const char *key)
 
 static int get_path(struct req *r, const char *key, char *out, size_t len);
 
+/* The optional suspend_timeout_ms= (1..60000); 0 when absent. */
+static int get_suspend_timeout(struct req *r, uint32_t *out)
+{
+	uint64_t v;
+
+	*out = 0;
+	if (!pvm_kv_get(r->args, "suspend_timeout_ms"))
+		return 0;
+	if (pvm_kv_get_u64(r->args, "suspend_timeout_ms", &v) || v < 1 ||
+	    v > 60000)
+		return reply_result(r, -EINVAL, NULL,
+				    "--suspend-timeout must be 1..60000 (ms)"),
+		       -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
 /* The optional key_file= (absolute); its contents never cross the socket. */
 static int get_key_file(struct req *r, char *out, size_t len)
 {
@@ -189,6 +208,7 @@ static void *save_main(void *arg)
 		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
 		.xs = j->svc->xs,
+		.suspend_timeout_ms = j->suspend_timeout_ms,
 	};
 	struct pvm_ckpt_save_stats st;
 	struct pvm_kv kv;
@@ -214,6 +234,8 @@ static void *save_main(void *arg)
 		pvm_kv_add(&kv, "stream_bytes", "%llu",
 			   (unsigned long long)st.bytes);
 		pvm_kv_add(&kv, "rounds", "%u", st.rounds);
+		pvm_kv_add(&kv, "suspend", "%s", st.suspend);
+		pvm_kv_add(&kv, "suspend_ms", "%.2f", st.suspend_ms);
 		pvm_kv_add(&kv, "devices_quiesced", "%u", st.devices);
 		pvm_kv_add(&kv, "pause_ms", "%.3f", (double)st.pause_ns / 1e6);
 		pvm_kv_add(&kv, "total_ms", "%.3f", (double)st.total_ns / 1e6);
@@ -242,7 +264,8 @@ int h_save(struct req *r)
 		return reply_result(r, -ENOMEM, NULL, NULL);
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "path", j->path, sizeof(j->path)) ||
-	    get_key_file(r, j->key_file, sizeof(j->key_file))) {
+	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
+	    get_suspend_timeout(r, &j->suspend_timeout_ms)) {
 		free(j);
 		return 0;
 	}
@@ -363,6 +386,8 @@ static void cp_epoch(void *ctx, const struct pvm_ckpt_epoch_stats *e)
 	pvm_kv_add(&kv, "pages", "%llu", (unsigned long long)e->pages);
 	pvm_kv_add(&kv, "bytes", "%llu", (unsigned long long)e->bytes);
 	pvm_kv_add(&kv, "commit_ms", "%.3f", (double)e->commit_ns / 1e6);
+	if (e->suspend[0])
+		pvm_kv_add(&kv, "suspend", "%s", e->suspend);
 	if (e->has_digest) {
 		hexstr(dg, e->mem_digest, 32);
 		pvm_kv_add(&kv, "memory_sha256", "%s", dg);
@@ -383,6 +408,7 @@ static void *checkpoint_main(void *arg)
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
 		.xs = j->svc->xs,
+		.suspend_timeout_ms = j->suspend_timeout_ms,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
@@ -418,7 +444,8 @@ int h_checkpoint(struct req *r)
 		return reply_result(r, -ENOMEM, NULL, NULL);
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "dir", j->path, sizeof(j->path)) ||
-	    get_key_file(r, j->key_file, sizeof(j->key_file))) {
+	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
+	    get_suspend_timeout(r, &j->suspend_timeout_ms)) {
 		free(j);
 		return 0;
 	}

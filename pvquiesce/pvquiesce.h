@@ -5,7 +5,15 @@
  *
  * In the order a migration uses it:
  *
- *   source       pvm_pvq_quiesce()     after the domain is paused: each
+ *   source       pvm_pvq_suspend()     before the pause: ask the guest to
+ *                                      suspend the Xen way (control/shutdown
+ *                                      = "suspend", acknowledged by the
+ *                                      guest clearing it, then its suspend
+ *                                      hypercall), within a bound; a guest
+ *                                      that does not answer is handled by
+ *                                      the non-cooperative path (quiesce
+ *                                      from the backend side alone)
+ *                pvm_pvq_quiesce()     after the domain is paused: each
  *                                      backend stops taking requests and
  *                                      drains (every request it took has
  *                                      its response on the ring and its
@@ -37,6 +45,7 @@
 #ifndef PVM_PVQUIESCE_H
 #define PVM_PVQUIESCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,12 +64,51 @@ struct pvm_pvq_device {
 
 #define PVM_PVQ_MAX_DEVICES 8u
 
+/* Bound on the wait for a suspend acknowledgement (and then for the
+ * suspend hypercall), unless the caller gives one. */
+#define PVM_PVQ_SUSPEND_TIMEOUT_MS 1000u
+
+struct pvm_pvq_suspend_result {
+	bool cooperative; /* acknowledged and suspended: frontends stopped */
+	double ms;        /* request -> suspended (or given up) */
+	char why[160];    /* non-cooperative: the reason, for statistics */
+};
+
+/*
+ * Before the pause: asks domain @domid to suspend (docs/pvquiesce.md,
+ * "Suspend request"). A guest that advertises control/feature-suspend = 1
+ * gets control/shutdown = "suspend" and @timeout_ms (0: no request at all)
+ * to clear it (its acknowledgement) and to make its suspend hypercall; one
+ * that does not advertise it is not asked. A request left unanswered is
+ * withdrawn (the node cleared), as libxl does. Never an error: a guest
+ * that does not co-operate is simply quiesced from the backend side, the
+ * path taken is in @out. Returns 0, or -ESRCH when the domain is gone.
+ * A suspended guest that is resumed in place (unpaused without moving)
+ * sees its suspend cancelled and goes on with its old rings.
+ */
+int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
+		    struct pvm_pvq_suspend_result *out);
+/* A failure between the suspend and the pause: the guest, if suspended
+ * and still running, goes on with its old rings. No-op otherwise. */
+void pvm_pvq_suspend_cancel(struct pvm_hv *hv, uint32_t domid);
+
 /* Xen's devid of a disk named xvdX (xvda = 51712), or -EINVAL. */
 int pvm_pvq_vdev_devid(const char *vdev);
 
+/* Bound on each backend's drain unless the caller gives one. */
+#define PVM_PVQ_DRAIN_TIMEOUT_MS 2000u
+
+/*
+ * Domain paused: drains and captures every backend of @devs, each within
+ * @drain_timeout_ms (0: PVM_PVQ_DRAIN_TIMEOUT_MS). A backend that does
+ * not drain in time (a stuck disk) fails the quiesce with -ETIMEDOUT and
+ * @why naming the device; every backend is then running again (the caller
+ * unpauses the domain: the guest goes on with its devices connected).
+ */
 int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n,
-		    struct pvm_buf *out, char *why, size_t why_len);
+		    unsigned drain_timeout_ms, struct pvm_buf *out, char *why,
+		    size_t why_len);
 void pvm_pvq_resume(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n);
 /* @state: what quiesce appended (untrusted: decoded and bounded). */

@@ -21,6 +21,106 @@ static const char *type_name(uint32_t t)
 	return t == PVM_PVQ_VBD ? "vbd" : t == PVM_PVQ_VIF ? "vif" : "?";
 }
 
+/* ---- suspend request (before the pause) ------------------------------ */
+
+static bool guest_suspended(struct pvm_hv *hv, uint32_t domid)
+{
+	bool s = false;
+
+	return pvm_sim_domain_suspended(hv, domid, &s) == 0 && s;
+}
+
+int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
+		    struct pvm_pvq_suspend_result *out)
+{
+	struct pvm_hv_dominfo info;
+	char ctl[64], val[32];
+	uint64_t t0 = pvm_now_ns(), deadline;
+	bool acked = false, s;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!pvm_sim_is_sim(hv)) {
+		snprintf(out->why, sizeof(out->why),
+			 "no suspend handshake on the %s backend yet",
+			 hv->ops->name);
+		return 0;
+	}
+	rc = pvm_sim_domain_suspended(hv, domid, &s);
+	if (rc)
+		return rc;
+	rc = hv->ops->domain_info(hv, domid, &info);
+	if (rc)
+		return rc;
+	if (info.flags & PVM_HV_DOMINF_PAUSED) {
+		/* It cannot answer; waiting would only add the timeout. */
+		snprintf(out->why, sizeof(out->why), "the domain is paused");
+		return 0;
+	}
+	if (timeout_ms == 0) {
+		snprintf(out->why, sizeof(out->why), "suspend request disabled");
+		return 0;
+	}
+	snprintf(ctl, sizeof(ctl), "/local/domain/%u/control/feature-suspend",
+		 domid);
+	if (pvm_sim_xs_read(hv, ctl, val, sizeof(val)) || strcmp(val, "1")) {
+		snprintf(out->why, sizeof(out->why),
+			 "the guest does not advertise control/feature-suspend");
+		return 0;
+	}
+	snprintf(ctl, sizeof(ctl), "/local/domain/%u/control/shutdown", domid);
+	rc = pvm_sim_xs_write(hv, ctl, "suspend");
+	if (rc) {
+		snprintf(out->why, sizeof(out->why),
+			 "cannot write control/shutdown: %s", strerror(-rc));
+		return 0;
+	}
+	deadline = t0 + (uint64_t)timeout_ms * 1000000u;
+	for (;;) {
+		if (!acked && pvm_sim_xs_read(hv, ctl, val, sizeof(val)) == 0 &&
+		    !val[0])
+			acked = true;
+		if (acked && guest_suspended(hv, domid)) {
+			out->cooperative = true;
+			break;
+		}
+		if (pvm_now_ns() >= deadline) {
+			if (!acked) {
+				/* Withdraw it, unless the guest took it just
+				 * now (then it suspends: check once more). */
+				if (pvm_sim_xs_read(hv, ctl, val, sizeof(val)) == 0 &&
+				    !strcmp(val, "suspend"))
+					pvm_sim_xs_write(hv, ctl, "");
+				else
+					usleep(2000);
+			}
+			if (guest_suspended(hv, domid)) {
+				out->cooperative = true;
+				break;
+			}
+			snprintf(out->why, sizeof(out->why), acked ?
+				 "acknowledged but not suspended within %u ms" :
+				 "no acknowledgement within %u ms (request withdrawn)",
+				 timeout_ms);
+			break;
+		}
+		usleep(100);
+	}
+	out->ms = (double)(pvm_now_ns() - t0) / 1e6;
+	pvm_debug("domain %u: suspend %s in %.2f ms%s%s", domid,
+		  out->cooperative ? "cooperative" : "non-cooperative", out->ms,
+		  out->why[0] ? ": " : "", out->why);
+	return 0;
+}
+
+void pvm_pvq_suspend_cancel(struct pvm_hv *hv, uint32_t domid)
+{
+	if (pvm_sim_is_sim(hv))
+		pvm_sim_domain_suspend_cancel(hv, domid);
+}
+
+/* ---- quiesce (after the pause) ---------------------------------------- */
+
 int pvm_pvq_vdev_devid(const char *vdev)
 {
 	if (!vdev || strncmp(vdev, "xvd", 3) || strlen(vdev) != 4 ||
@@ -50,9 +150,21 @@ void pvm_pvq_resume(struct pvm_hv *hv, uint32_t domid,
 	}
 }
 
+/* "vbd xvdb (51728)", "vif 0": how a device is named in messages. */
+static void dev_name(const struct pvm_pvq_device *d, char *buf, size_t len)
+{
+	if (d->type == PVM_PVQ_VBD && (d->devid >> 8) == 202 &&
+	    (d->devid & 15) == 0)
+		snprintf(buf, len, "vbd xvd%c (%u)",
+			 (char)('a' + ((d->devid >> 4) & 15)), d->devid);
+	else
+		snprintf(buf, len, "%s %u", type_name(d->type), d->devid);
+}
+
 int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n,
-		    struct pvm_buf *out, char *why, size_t why_len)
+		    unsigned drain_timeout_ms, struct pvm_buf *out, char *why,
+		    size_t why_len)
 {
 	size_t paused = 0;
 	int rc = 0;
@@ -77,13 +189,22 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 	for (; paused < n; paused++) {
 		const struct pvm_pvq_device *d = &devs[paused];
 
+		char name[40];
+
 		rc = pvm_sim_backend_pause(hv, domid, (uint32_t)sim_type(d->type),
-					   d->devid);
+					   d->devid, drain_timeout_ms ?
+					   drain_timeout_ms : PVM_PVQ_DRAIN_TIMEOUT_MS);
 		if (rc) {
-			snprintf(why, why_len, "%s %u of domain %u will not quiesce: %s",
-				 type_name(d->type), d->devid, domid,
-				 rc == -EIO ? "its backend is broken (bad ring from the guest)" :
-					      strerror(-rc));
+			dev_name(d, name, sizeof(name));
+			if (rc == -ETIMEDOUT)
+				snprintf(why, why_len, "%s of domain %u did not drain within %u ms: its backend is stuck in a request (a disk that does not answer?); the guest goes on with its devices connected",
+					 name, domid, drain_timeout_ms ?
+					 drain_timeout_ms : PVM_PVQ_DRAIN_TIMEOUT_MS);
+			else
+				snprintf(why, why_len, "%s of domain %u will not quiesce: %s",
+					 name, domid,
+					 rc == -EIO ? "its backend is broken (bad ring from the guest)" :
+						      strerror(-rc));
 			goto out_resume;
 		}
 	}

@@ -41,6 +41,8 @@
 #ifndef PVM_SIM_BACKEND_H
 #define PVM_SIM_BACKEND_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/common.h"
@@ -77,8 +79,14 @@ struct pvm_sim_backend_state {
 	uint64_t features; /* PVM_SIM_FEAT_* */
 };
 
+/*
+ * Waits at most @timeout_ms for the drain: -ETIMEDOUT when the backend is
+ * stuck inside a request (a disk that does not answer; the fault knob is
+ * the dom0 node <backend dir>/pvmig-stall = 1, vbd only): it is then left
+ * running, and finishes that request when it can.
+ */
 int pvm_sim_backend_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-			  uint32_t devid);
+			  uint32_t devid, unsigned timeout_ms);
 int pvm_sim_backend_unpause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 			    uint32_t devid);
 
@@ -106,6 +114,24 @@ int pvm_sim_backend_attach(struct pvm_hv *hv,
 /* The backend's xenbus state (XenbusState*) into *@state_out. */
 int pvm_sim_backend_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 			     uint32_t devid, uint32_t *state_out);
+
+/*
+ * The suspend handshake's host side (pvquiesce's suspend request):
+ * xenstore as domain 0, through the host's own connection (@buf gets a
+ * NUL-terminated value; -ENOENT, -EACCES, -ERANGE as xenstore answers),
+ * and whether the guest made its suspend hypercall
+ * (PVM_SIMGUEST_SUSPEND, Xen's SHUTDOWN_suspend) since it last ran.
+ * -EOPNOTSUPP: the host has no xenstore server.
+ */
+int pvm_sim_xs_read(struct pvm_hv *hv, const char *path, char *buf,
+		    size_t len);
+int pvm_sim_xs_write(struct pvm_hv *hv, const char *path, const char *val);
+int pvm_sim_domain_suspended(struct pvm_hv *hv, uint32_t domid,
+			     bool *suspended_out);
+/* Xen's xc_domain_resume(fast) for a suspended domain that is not paused
+ * (an unpause does the same): its suspend returns "cancelled". No-op
+ * otherwise. */
+int pvm_sim_domain_suspend_cancel(struct pvm_hv *hv, uint32_t domid);
 
 /*
  * Wire form of the state, for stream records (little-endian):

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv/sim/xenring.h"
@@ -245,12 +246,23 @@ void sim_dev_fatal(struct sim_dev *v, const char *fmt, ...)
 }
 
 /* The frontend's state changed (or may have): Linux frontend_changed(). */
+void sim_dev_read_stall(struct sim_dev *v)
+{
+	char path[160], val[8];
+
+	snprintf(path, sizeof(path), "%s/pvmig-stall", v->be_path);
+	v->stall = v->type == PVM_SIM_DEV_VBD &&
+		   xsc_read(&v->xs, path, val, sizeof(val)) >= 0 &&
+		   !strcmp(val, "1");
+}
+
 static void frontend_changed(struct sim_dev *v)
 {
 	char path[160], mine[16];
 	uint32_t fe = 0;
 	int rc;
 
+	sim_dev_read_stall(v);
 	snprintf(path, sizeof(path), "%s/state", v->be_path);
 	if (xsc_read(&v->xs, path, mine, sizeof(mine)) == -ENOENT) {
 		/* our own directory was removed: the domain is gone */
@@ -417,7 +429,15 @@ static int dev_new(struct sim_host *h, uint32_t domid, uint32_t type,
 	v->xs.fd = -1;
 	v->xb_state = XenbusStateInitialising;
 	pthread_mutex_init(&v->mu, NULL);
-	pthread_cond_init(&v->cv, NULL);
+	{
+		/* pvm_sim_backend_pause waits on it with a monotonic bound */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&v->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	snprintf(v->be_path, sizeof(v->be_path),
 		 "/local/domain/0/backend/%s/%u/%u", type_name(type), domid,
 		 devid);
@@ -452,6 +472,10 @@ static int dev_run(struct sim_dev *v)
 	if (rc == 0) {
 		snprintf(path, sizeof(path), "%s/state", v->fe_path);
 		rc = xsc_watch(&v->xs, path, "fe");
+	}
+	if (rc == 0 && v->type == PVM_SIM_DEV_VBD) {
+		snprintf(path, sizeof(path), "%s/pvmig-stall", v->be_path);
+		rc = xsc_watch(&v->xs, path, "stall");
 	}
 	if (rc < 0)
 		return rc;
@@ -813,6 +837,62 @@ int pvm_sim_workload_read(struct pvm_hv *hv, uint32_t domid,
 
 /* ---- the seam (backend.h) ----------------------------------------- */
 
+int pvm_sim_xs_read(struct pvm_hv *hv, const char *path, char *buf,
+		    size_t len)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	if (!h->xs_srv)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&h->xs_lock);
+	rc = xsc_read(&h->xs, path, buf, len);
+	pthread_mutex_unlock(&h->xs_lock);
+	return rc < 0 ? rc : 0;
+}
+
+int pvm_sim_xs_write(struct pvm_hv *hv, const char *path, const char *val)
+{
+	struct sim_host *h = to_host(hv);
+	int rc;
+
+	if (!h->xs_srv)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&h->xs_lock);
+	rc = xsc_write(&h->xs, path, val);
+	pthread_mutex_unlock(&h->xs_lock);
+	return rc;
+}
+
+int pvm_sim_domain_suspend_cancel(struct pvm_hv *hv, uint32_t domid)
+{
+	struct sim_host *h = to_host(hv);
+	struct sim_domain *d;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_dom_get(h, domid, true, &d);
+	if (rc == 0 && d->suspended && d->pause_count == 0)
+		sim_cancel_suspend_locked(d);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+int pvm_sim_domain_suspended(struct pvm_hv *hv, uint32_t domid,
+			     bool *suspended_out)
+{
+	struct sim_host *h = to_host(hv);
+	struct sim_domain *d;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = sim_dom_get(h, domid, true, &d);
+	if (rc == 0)
+		*suspended_out = d->suspended;
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 static int dev_lookup(struct sim_host *h, uint32_t domid, uint32_t type,
 		      uint32_t devid, struct sim_dev **out)
 {
@@ -821,7 +901,7 @@ static int dev_lookup(struct sim_host *h, uint32_t domid, uint32_t type,
 }
 
 int pvm_sim_backend_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-			  uint32_t devid)
+			  uint32_t devid, unsigned timeout_ms)
 {
 	struct sim_host *h = to_host(hv);
 	struct sim_dev *v;
@@ -832,11 +912,27 @@ int pvm_sim_backend_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 	if (rc == 0) {
 		/* The thread acknowledges between two batches: each request
 		 * it took has its response pushed by then (drained). */
+		struct timespec dl;
+
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
 		pthread_mutex_lock(&v->mu);
 		v->want = DEV_PAUSE;
 		eventfd_write(v->kick, 1);
-		while (!v->paused)
-			pthread_cond_wait(&v->cv, &v->mu);
+		while (!v->paused && rc == 0)
+			rc = -pthread_cond_timedwait(&v->cv, &v->mu, &dl);
+		if (rc) {
+			/* Stuck inside a request (a disk that does not
+			 * answer): not paused; let it go on when it can. */
+			rc = -ETIMEDOUT;
+			v->want = DEV_RUN;
+			pthread_cond_broadcast(&v->cv);
+		}
 		pthread_mutex_unlock(&v->mu);
 	}
 	pthread_mutex_unlock(&h->dev_lock);

@@ -227,6 +227,19 @@ static void unpark(struct sim_domain *d)
 	}
 }
 
+/* A suspended domain resumed in place: its suspend hypercall "returns 1"
+ * (guest_abi.h suspend_cancel). Lock held. */
+void sim_cancel_suspend_locked(struct sim_domain *d)
+{
+	struct pvm_simguest_header *hdr = header(d);
+
+	d->suspended = false;
+	if (!hdr)
+		return;
+	__atomic_store_n(&hdr->suspend_cancel, 1, __ATOMIC_SEQ_CST);
+	sim_mark_dirty_locked(d, PVM_SIMGUEST_HEADER_PFN);
+}
+
 /* SIGSTOP and wait until every thread has stopped. Lock held. */
 static int stop_process(struct sim_host *h, struct sim_domain *d)
 {
@@ -642,6 +655,8 @@ int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid)
 		rc = -EINVAL;
 	if (rc == 0 && --d->pause_count == 0) {
 		sim_dom_set_state(d, DOM_PAUSED, DOM_RUNNING);
+		if (d->suspended)
+			sim_cancel_suspend_locked(d);
 		/* Also clears a request copied in with a restored image. */
 		unpark(d);
 		if (pidfd_send_signal(d->pidfd, SIGCONT, NULL, 0) < 0) {

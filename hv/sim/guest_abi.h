@@ -74,6 +74,15 @@ struct pvm_simguest_header {
 	 */
 	uint32_t park_req; /* host → guest */
 	uint32_t parked;   /* guest → host */
+	/*
+	 * Cancelled suspend (Xen: xc_domain_resume(fast) makes
+	 * SCHEDOP_shutdown(SHUTDOWN_suspend) return 1). The host sets it when
+	 * it unpauses a domain that made PVM_SIMGUEST_SUSPEND and was not
+	 * moved: the guest then goes on with its old rings and clears it. A
+	 * restored copy ignores it (the new process is the resume).
+	 */
+	uint32_t suspend_cancel; /* host → guest */
+	uint32_t reserved;
 };
 
 enum pvm_simguest_counter {
@@ -112,6 +121,14 @@ enum pvm_simguest_op {
 	PVM_SIMGUEST_EVTCHN_SEND = 3,  /* arg[0] port */
 	PVM_SIMGUEST_EVTCHN_CLOSE = 4, /* arg[0] port */
 	PVM_SIMGUEST_EVTCHN_FD = 5,    /* arg[0] port → eventfd (after restore) */
+	/*
+	 * SCHEDOP_shutdown(SHUTDOWN_suspend): the guest acknowledged a
+	 * suspend request (control/shutdown) and has stopped its frontends;
+	 * the host records it (pvm_sim_domain_suspended()). Returns at once;
+	 * the guest then idles until it is paused, and either finds
+	 * suspend_cancel set (resumed in place) or is restored elsewhere.
+	 */
+	PVM_SIMGUEST_SUSPEND = 6,
 };
 
 struct pvm_simguest_msg {

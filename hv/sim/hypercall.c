@@ -87,6 +87,10 @@ static void dispatch(struct sim_host *h, struct sim_domain *d,
 		rc = 0;
 		port = m->arg[0];
 		break;
+	case PVM_SIMGUEST_SUSPEND:
+		d->suspended = true;
+		rc = 0;
+		break;
 	default:
 		rc = -ENOSYS;
 		break;

@@ -91,6 +91,7 @@ struct sim_domain {
 	uint32_t nr_vcpus;
 	bool is_control; /* domain 0, the host itself: no process, no memory */
 	bool svc;        /* ctl_fd is in the service thread's epoll set */
+	bool suspended;  /* made PVM_SIMGUEST_SUSPEND, not resumed since */
 
 	pid_t pid;
 	int pidfd;
@@ -187,11 +188,15 @@ struct sim_dev {
 	int disk_fd;
 	uint64_t sectors;
 	bool readonly;
+	bool stall; /* fault knob: <be_path>/pvmig-stall = 1 (thread) */
 	/* vif */
 	char bridge[32];
 	uint8_t mac[6];
 	struct sim_swport *swport;
 };
+
+/* vbd fault knob (dev.c): re-reads <be_path>/pvmig-stall into v->stall. */
+void sim_dev_read_stall(struct sim_dev *v);
 
 /* A map_pages mapping, until unmap_pages. */
 struct sim_fmap {
@@ -296,6 +301,8 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
 int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_pause(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid);
+/* A suspended domain resumed in place (guest_abi.h suspend_cancel). */
+void sim_cancel_suspend_locked(struct sim_domain *d);
 int sim_map_pages(struct pvm_hv *hv, uint32_t domid, enum pvm_hv_prot prot,
 		  const uint64_t *pfns, size_t n, int *errs, void **addr_out);
 int sim_unmap_pages(struct pvm_hv *hv, void *addr, size_t n);

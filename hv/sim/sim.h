@@ -22,6 +22,9 @@
  *   "net[:PPS]"                   on every vif: numbered frames to the
  *                                 switch's echo peer, replies checked
  *                                 (PPS as OPS)
+ *   "noack"                       (fault tests) a modern guest that
+ *                                 advertises control/feature-suspend but
+ *                                 never answers a suspend request
  *   "evil-ring", "evil-gref"      (fault tests) after a few requests the
  *                                 frontend writes garbage into its ring
  *                                 index / a grant entry it uses

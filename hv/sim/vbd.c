@@ -149,6 +149,17 @@ bad:
 	return 0;
 }
 
+/* The backend is being destroyed (a stalled request must not hold it). */
+static bool stopping(struct sim_dev *v)
+{
+	bool stop;
+
+	pthread_mutex_lock(&v->mu);
+	stop = v->want == DEV_STOP;
+	pthread_mutex_unlock(&v->mu);
+	return stop;
+}
+
 int sim_vbd_process(struct sim_dev *v)
 {
 	struct sim_ring *r = &v->ring[0];
@@ -178,6 +189,13 @@ int sim_vbd_process(struct sim_dev *v)
 
 			RING_COPY_REQUEST(&br, br.req_cons, &req);
 			br.req_cons++;
+			/* Fault knob (a stuck disk): the request is taken and
+			 * hangs, as on a disk that stopped answering, until
+			 * the node is cleared; nothing else runs meanwhile. */
+			while (v->stall && !v->gone && !stopping(v)) {
+				usleep(5000);
+				sim_dev_read_stall(v);
+			}
 			switch (req.operation) {
 			case BLKIF_OP_READ:
 			case BLKIF_OP_WRITE:

@@ -15,6 +15,7 @@ struct pv_workload {
 	bool blk, net;
 	uint64_t blk_rate, net_rate; /* per second per device; 0: flat out */
 	bool evil_ring, evil_gref;
+	bool no_suspend_ack; /* "noack": advertise suspend, never answer */
 	bool legacy;
 };
 

@@ -7,7 +7,7 @@
  * Usage: pvmig-simguest NR_PAGES NR_VCPUS WORKLOAD [modern|legacy]
  *
  * WORKLOAD is a comma-separated list of "idle", "echo",
- * "dirty:FIRST:COUNT[:RATE]", "blk[:OPS]", "net[:PPS]", "evil-ring",
+ * "dirty:FIRST:COUNT[:RATE]", "blk[:OPS]", "net[:PPS]", "noack", "evil-ring",
  * "evil-gref" (hv/sim/sim.h). With a xenstore connection on fd 5 the main
  * thread runs the PV frontends and the blk/net workload (pv.c).
  *
@@ -73,6 +73,10 @@ static int parse_item(const char *s, struct workload *w)
 		return 0;
 	if (strcmp(s, "echo") == 0) {
 		w->echo = true;
+		return 0;
+	}
+	if (strcmp(s, "noack") == 0) {
+		w->pv.no_suspend_ack = true;
 		return 0;
 	}
 	if (strcmp(s, "evil-ring") == 0 || strcmp(s, "evil-gref") == 0) {

@@ -20,6 +20,18 @@
  *           writes xenstore again and registers no watch (imported ones
  *           still reach it).
  *
+ * Suspend (Linux drivers/xen/manage.c): a modern guest writes
+ * control/feature-suspend = 1 and watches control/shutdown. When the
+ * toolstack writes "suspend" there, it acknowledges by clearing the node
+ * (as shutdown_handler does, before acting on it), stops its frontends
+ * (no new requests, nothing consumed) and makes the suspend hypercall
+ * (PVM_SIMGUEST_SUSPEND). It then idles until either the host cancels the
+ * suspend (resumed in place: header suspend_cancel; the frontends go on
+ * with their rings, as Linux's suspend_cancel path) or the process is
+ * replaced by a restore (the resume above). A legacy guest advertises
+ * nothing and never answers; "noack" makes a modern guest advertise the
+ * feature but never answer (fault tests).
+ *
  * Frontend xenbus state machine (fe_set() performs and checks each):
  *
  *   Initialising ──backend InitWait: rings granted, port allocated,
@@ -133,6 +145,7 @@ static const struct pv_workload *wl;
 static struct xsc xs;
 static struct dev devs[MAX_DEV];
 static unsigned int ndev;
+static bool suspended; /* made the suspend hypercall, not resumed since */
 static uint32_t my_domid;
 
 static uint64_t now_ns(void)
@@ -893,6 +906,46 @@ static void publish(void)
 	once = true;
 }
 
+/* ---- suspend (file head) ------------------------------------------ */
+
+static void advertise_suspend(void)
+{
+	if (wl->legacy)
+		return;
+	xsc_write(&xs, "control/feature-suspend", "1");
+	xsc_watch(&xs, "control/shutdown", "ctl");
+}
+
+/* On a xenstore event: a suspend request? */
+static void check_shutdown(void)
+{
+	char req[32];
+
+	if (wl->legacy || wl->no_suspend_ack || suspended)
+		return;
+	if (xsc_read(&xs, "control/shutdown", req, sizeof(req)) < 0 ||
+	    strcmp(req, "suspend") != 0)
+		return;
+	/* The acknowledgement: the toolstack waits for the node to clear. */
+	if (xsc_write(&xs, "control/shutdown", "") < 0)
+		return;
+	if (hypercall(PVM_SIMGUEST_SUSPEND, 0, 0, NULL, NULL) < 0)
+		return;
+	suspended = true;
+}
+
+/* Suspended: resumed in place when the host sets suspend_cancel. */
+static bool still_suspended(void)
+{
+	if (!suspended)
+		return false;
+	if (!__atomic_load_n(&hdr->suspend_cancel, __ATOMIC_ACQUIRE))
+		return true;
+	__atomic_store_n(&hdr->suspend_cancel, 0, __ATOMIC_SEQ_CST);
+	suspended = false;
+	return false;
+}
+
 /* After a restore: what each generation does (file head). */
 static void resume(void)
 {
@@ -930,8 +983,10 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 	gpages = nr_pages;
 	wl = w;
 	hdr = (void *)mem;
-	/* A restored image carries the source's parked flag. */
+	/* A restored image carries the source's parked flag (and perhaps a
+	 * cancel meant for the source's process). */
 	__atomic_store_n(&hdr->parked, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&hdr->suspend_cancel, 0, __ATOMIC_SEQ_CST);
 	g = page_of(base);
 	xsc_init(&xs, PVM_SIMGUEST_XS_FD);
 	if (xsc_read(&xs, "domid", buf, sizeof(buf)) < 0)
@@ -956,6 +1011,7 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 		resume();
 	if (!resumed || !wl->legacy)
 		watch_all();
+	advertise_suspend();
 
 	for (;;) {
 		struct pollfd pfd[2 + MAX_DEV];
@@ -973,9 +1029,19 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 			__atomic_store_n(&hdr->parked, 0, __ATOMIC_SEQ_CST);
 			continue;
 		}
-		if (xsc_take_events(&xs) != 0 || next_publish == 0)
+		if (still_suspended()) {
+			/* Frontends stopped: nothing queued, nothing consumed
+			 * until the host resumes or replaces us. */
+			poll(NULL, 0, 1);
+			continue;
+		}
+		if (xsc_take_events(&xs) != 0 || next_publish == 0) {
+			check_shutdown();
 			for (unsigned int i = 0; i < ndev; i++)
 				fe_changed(&devs[i]);
+		}
+		if (suspended)
+			continue;
 		for (unsigned int i = 0; i < ndev; i++) {
 			struct dev *d = &devs[i];
 

@@ -80,8 +80,12 @@ for round in 1 2 3; do
 import json,sys
 r=json.loads(sys.argv[1])["result"]
 assert r["result"]=="done" and r["memory"]=="identical on both hosts", r
-assert r["devices"]=="all reconnected" and str(r["devices_quiesced"])=="2", r' "$out" 2>/dev/null; then
-			ok "$gen: move $round $here->$there, memory identical, 2 devices quiesced and reconnected"
+assert r["devices"]=="all reconnected" and str(r["devices_quiesced"])=="2", r
+# A modern guest answers the suspend request; a legacy one advertises no
+# control/feature-suspend and is quiesced from the backend side alone.
+want = "cooperative" if sys.argv[2] == "modern" else "non-cooperative: the guest does not advertise control/feature-suspend"
+assert r["suspend"] == want, r' "$out" $gen 2>/dev/null; then
+			ok "$gen: move $round $here->$there, memory identical, suspend $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"]["suspend"])' "$out"), 2 devices quiesced and reconnected"
 		else
 			bad "$gen: move $round $here->$there: $out $(cat "$W/err")"
 			continue

@@ -380,7 +380,7 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 		assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
 	assert_int_equal(pvm_sim_backend_capture(p->hv, d, type, devid, &st),
 			 -EBUSY);
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid), 0);
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid, 10000), 0);
 	assert_int_equal(pvm_sim_backend_capture(p->hv, d, type, devid, &st), 0);
 	assert_int_equal(st.xb_state, XB_CONNECTED);
 	assert_int_equal(st.nr_rings, type == PVM_SIM_DEV_VIF ? 2 : 1);
@@ -401,7 +401,7 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 	pvm_buf_dispose(&buf);
 
 	assert_int_equal(pvm_sim_backend_destroy(p->hv, d, type, devid), 0);
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid), -ESRCH);
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid, 10000), -ESRCH);
 	{
 		struct pvm_sim_evtchn_status es;
 
@@ -451,7 +451,7 @@ static void test_backend_reattach(void **state)
 		pvm_log_set_sink(quiet, NULL);
 		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
 		assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD,
-						       XVDA), 0);
+						       XVDA, 10000), 0);
 		assert_int_equal(pvm_sim_backend_capture(p->hv, d,
 							 PVM_SIM_DEV_VBD, XVDA,
 							 &st), 0);
@@ -563,7 +563,7 @@ static void migrate_generation(enum pvm_hv_frontend_gen gen)
 	copy_dirty(a->hv, sd, b->hv, dd, &bm, pfns);
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pvm_sim_backend_pause(a->hv, sd, types[i],
-						       ids[i]), 0);
+						       ids[i], 10000), 0);
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pvm_sim_backend_capture(a->hv, sd, types[i],
 							 ids[i], &st[i]), 0);
@@ -659,7 +659,7 @@ static void hostile(const char *image)
 		 d, XVDA);
 	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
 	assert_string_equal(val, "6");
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 0);
 	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
 						 XVDA, &st), -EIO);
@@ -848,7 +848,7 @@ static void test_guest_death_cleans_up(void **state)
 	(void)state;
 	WAIT_FOR(p, d, w, w.blk_reads >= 10 && w.net_received >= 10);
 	/* the backend's dom0 port, found through the guest's */
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 0);
 	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
 						 XVDA, &st), 0);
@@ -890,7 +890,7 @@ static void test_guest_death_cleans_up(void **state)
 		}
 	}
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 -ESRCH);
 	pvm_log_set_sink(NULL, NULL);
 	pv_host_end(p);
