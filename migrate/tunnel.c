@@ -357,9 +357,14 @@ static int recv_data(struct tunnel *t, const uint8_t *m, size_t len,
 			 total, len - TUN_HDR);
 		return -EBADMSG;
 	}
-	if (full)
+	/* A message without pages leaves the counters alone: the pages of
+	 * the chunk after it may already be arriving (it adds no mark). */
+	if (full) {
 		half = (unsigned)(t->chunks_received++ % 2);
-	got = t->client ? 0 : atomic_exchange(&t->chunk_pages[half], 0);
+		got = atomic_exchange(&t->chunk_pages[half], 0);
+	} else {
+		got = 0;
+	}
 	if (got != full) {
 		snprintf(why, why_len, "a DATA message says %zu pages, %zu arrived",
 			 full, got);

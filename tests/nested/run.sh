@@ -258,21 +258,30 @@ s_xl_migrate_tunnel() {
 	on "grep -a 'tunnel from' /tmp/pvmigd.log | tail -n 2 | sed 's/^/  pvmigd a: /'"
 }
 
-# The link goes down 3 s into an `xl migrate` through the tunnel and comes
+# The link goes down 10 MB into an `xl migrate` through the tunnel and comes
 # back 12 s later: the tunnel gives up (timeout-ms 5000 in pvmigd.conf),
 # xl resumes the domU on a, and b keeps no copy.
 s_tunnel_link_cut() {
 	local out rc=0
-	on "nohup sh -c 'l=\$(cat /run/pvmig-link); sleep 3; ip link set \$l down; sleep 12; ip link set \$l up' \
-	    >/dev/null 2>&1 </dev/null &"
+	# down once 10 MB more went out on the link (at most 40 s from now)
+	on "nohup sh -c 'l=\$(cat /run/pvmig-link); f=/sys/class/net/\$l/statistics/tx_bytes; b=\$(cat \$f)
+	    for i in \$(seq 200); do [ \$((\$(cat \$f) - b)) -ge 10000000 ] && break; sleep 0.2; done
+	    ip link set \$l down; sleep 12; ip link set \$l up' >/dev/null 2>&1 </dev/null &"
 	out=$(on "xl migrate -s '' $DOMU 'pvmig tunnel hostb'" 2>&1) || rc=$?
 	echo "$out" | grep -E 'pvmig tunnel|Migration|resum|rror' | sed 's/^/  /'
 	[ $rc != 0 ] || { fail "xl migrate succeeded although the link was cut"; return 1; }
 	grep -q "pvmig tunnel: the tunnel to hostb:8002 broke" <<<"$out" ||
 		{ fail "pvmig tunnel did not say the tunnel broke"; return 1; }
 	on 'l=$(cat /run/pvmig-link); for i in $(seq 30); do ip link show $l | grep -q "state UP" && break; sleep 1; done'
-	on_b "for i in \$(seq 30); do xl list | grep -q $DOMU || break; sleep 1; done; xl list | sed 's/^/  b: /'
-	      grep -a 'tunnel from' /tmp/pvmigd.log | tail -n 2 | sed 's/^/  pvmigd b: /'"
+	local blog bytes
+	on_b "for i in \$(seq 30); do xl list | grep -q $DOMU || break; sleep 1; done; xl list | sed 's/^/  b: /'"
+	blog=$(on_b "grep -a 'tunnel from' /tmp/pvmigd.log | tail -n 2")
+	echo "$blog" | sed 's/^/  pvmigd b: /'
+	# b gave up because the link was gone, in the middle of the stream
+	grep -qE 'ended before the command did: .*(peer silent|receive failed|send failed|closed|reset)' <<<"$blog" ||
+		{ fail "pvmigd b did not end the tunnel for the lost link"; return 1; }
+	bytes=$(sed -nE 's/.*: ([0-9]+) bytes in,.*/\1/p' <<<"$blog" | tail -n 1)
+	[ "${bytes:-0}" -gt 1000000 ] || { fail "the link was cut before the stream got going (${bytes:-?} bytes)"; return 1; }
 	[ -z "$(xl_row b)" ] || { fail "b still has a copy of $DOMU"; return 1; }
 	[ -n "$(xl_row a)" ] || { fail "$DOMU is not on a any more"; return 1; }
 	echo "  a: $(xl_row a)"

@@ -7,6 +7,7 @@ usage: client.py N_BYTES EXIT_CODE BACK_BYTES -- pvmig tunnel ...
 import hashlib
 import random
 import subprocess
+import time
 import sys
 
 n, code, m = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -28,7 +29,19 @@ try:
         raise RuntimeError("no banner")
     res["stage"] = "banner"
     p.stdin.write(b"LEN %d EXIT %d BACK %d\n" % (n, code, m))
+    p.stdin.flush()
     at = 0
+    # First, paced: a piece shorter than a page (its message carries no
+    # pages), at once whole pages, then a pause: as xl's small records
+    # before its page batches.
+    for _ in range(100):
+        if at + 70000 > n:
+            break
+        for k in (100, 65536):
+            p.stdin.write(data[at:at + k])
+            p.stdin.flush()
+            at += k
+        time.sleep(0.002)
     while at < n:
         k = rnd.choice([1, 17, 4096, 4097, 65536, 300000])
         p.stdin.write(data[at:at + k])
