@@ -243,7 +243,8 @@ struct pvm_round_stats {
 	double bytes_per_s;    /* of guest memory moved (pages × 4096 / s) */
 	uint64_t dirty_after;  /* dirtied while this round was sent */
 	double dirty_rate;     /* pages/s */
-	uint32_t stuck_rounds; /* consecutive rounds the dirty set did not shrink */
+	uint32_t stuck_rounds; /* consecutive rounds the dirty set did not shrink
+				* (pvm_policy_shrank) */
 	uint32_t high_rounds;  /* consecutive rounds that dirtied more than
 				* half of what they sent (dirty_after * 2 >
 				* pages_sent): the set does not at least halve */
@@ -254,6 +255,10 @@ uint64_t pvm_policy_predict_ms(uint64_t dirty_pages, double bytes_per_s);
 /* The throttle level after @current: PVM_THROTTLE_INITIAL from 0, then
  * PVM_THROTTLE_STEP more each time, at most PVM_THROTTLE_MAX. */
 unsigned pvm_policy_throttle_next(unsigned current);
+/* Did the dirty set shrink from @prev to @now? By at least an eighth: a
+ * set the guest keeps saturated wobbles by a few pages from round to
+ * round, which is no progress (stuck_rounds counts rounds without it). */
+bool pvm_policy_shrank(uint64_t prev, uint64_t now);
 /* Is this a round that did not at least halve the dirty set? */
 bool pvm_policy_round_high(const struct pvm_round_stats *r);
 enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,

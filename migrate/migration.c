@@ -1421,7 +1421,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 		r.dirty_rate = (double)dirty / ((double)(pvm_now_ns() - t0) / 1e9);
 		r.dirty_after = dirty;
-		r.stuck_rounds = dirty >= prev_dirty ? r.stuck_rounds + 1 : 0;
+		r.stuck_rounds = pvm_policy_shrank(prev_dirty, dirty) ? 0 :
+								       r.stuck_rounds + 1;
 		r.high_rounds = pvm_policy_round_high(&r) ? r.high_rounds + 1 : 0;
 		r.throttle_pct = m->throttle;
 		prev_dirty = dirty;
@@ -1607,9 +1608,11 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		uint64_t down_ns = pvm_now_ns() - m->t_pause;
 		const char *rc_ms = pvm_kv_get(&kv, "reconnect_ms");
 		double reconnect = rc_ms ? strtod(rc_ms, NULL) : 0.0;
+		uint64_t t_running = pvm_now_ns(), t_destroyed;
 
 		hv->ops->domain_destroy(hv, m->dom.domid);
 		svc_config_drop(m->svc, m->dom.domid);
+		t_destroyed = pvm_now_ns();
 		m->paused = false;
 		m->logdirty = false;
 		pvm_channel_finish(m->ch);
@@ -1627,11 +1630,13 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		/* Where the total went: connecting (TCP + TLS handshakes),
 		 * the destination creating and mapping the domain, log-dirty
 		 * on and pre-copy, then the pause and hand-over. */
-		add_stat(m, "phase_detail", "connect %.1f ms, destination create %.1f ms, pre-copy %.1f ms, stop-and-copy + hand-over %.1f ms",
+		add_stat(m, "phase_detail", "connect %.1f ms, destination create %.1f ms, pre-copy %.1f ms, stop-and-copy + hand-over %.1f ms, source copy destroyed %.1f ms, channel closed %.1f ms",
 			 (double)(t_connected - m->t_start) / 1e6,
 			 (double)(t_accepted - t_connected) / 1e6,
 			 (double)(t_precopy - t_accepted) / 1e6,
-			 (double)(pvm_now_ns() - t_precopy) / 1e6);
+			 (double)(t_running - t_precopy) / 1e6,
+			 (double)(t_destroyed - t_running) / 1e6,
+			 (double)(pvm_now_ns() - t_destroyed) / 1e6);
 		add_stat(m, "rounds", "%u", m->live ? r.round + 1 : 0);
 		add_stat(m, "round_detail", "%s", rounds_desc);
 		if (m->live)

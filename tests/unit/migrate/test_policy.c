@@ -113,8 +113,9 @@ struct decide_case {
 
 static const struct decide_case decide_cases[] = {
 	/* name                      target rounds time mode  round dirty bps   stuck elapsed  want why */
-	{ "converged",                 30,   30,    0, STOP,  1,  100, MIB_PER_S * 100, 0, 500, S, "under the target" },
-	{ "converged on the target",   1002, 30,    0, STOP,  1,  1, PAGE_PER_S, 0,     500,   S, "under the target" },
+	{ "converged, still falling",  30,   30,    0, STOP,  1,  100, MIB_PER_S * 100, 0, 500, C, "still falling" },
+	{ "converged",                 30,   30,    0, STOP,  1,  600, MIB_PER_S * 100, 0, 500, S, "under the target" },
+	{ "converged on the target",   1002, 30,    0, STOP,  1,  1, PAGE_PER_S, 0,     500,   C, "under the target and still falling" },
 	{ "1 ms over the target",      1001, 30,    0, STOP,  1,  1, PAGE_PER_S, 0,     500,   C, "continues" },
 	{ "target 0 never converges",  0,    30,    0, STOP,  1,  1, 1e12, 0,           500,   C, "continues" },
 	{ "first round, busy guest",   30,   30,    0, STOP,  0,  5000, PAGE_PER_S, 0,  500,   C, "continues" },
@@ -204,6 +205,8 @@ static const struct run_case run_cases[] = {
 	  { 10000, 5000, 5000, 5100, 5200, 4000 }, 6, 4, A },
 	{ "stuck then shrinking resets", 30, STOP,
 	  { 10000, 5000, 5000, 5000, 4000, 4000, 4000, 4000, 3000 }, 9, 7, A },
+	{ "a saturated set wobbling is stuck", 30, STOP,
+	  { 10000, 1024, 1010, 1020, 1000, 990 }, 6, 4, A },
 	{ "stuck, keep going to the max", 8, KEEP,
 	  { 10000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000 }, 10, 7, A },
 	{ "never shrinks, 3 rounds max", 3, STOP,
@@ -231,7 +234,8 @@ static void test_decide_runs(void **state)
 
 			r.round = (uint32_t)k;
 			r.dirty_after = c->dirty[k];
-			r.stuck_rounds = c->dirty[k] >= prev ? r.stuck_rounds + 1 : 0;
+			r.stuck_rounds = pvm_policy_shrank(prev, c->dirty[k]) ?
+						 0 : r.stuck_rounds + 1;
 			prev = c->dirty[k];
 			v = (int)pvm_policy_decide(&p, &r, 100 * k, &why);
 			if (v == C)
@@ -244,6 +248,54 @@ static void test_decide_runs(void **state)
 		}
 		if (!stopped)
 			fail_msg("'%s' never stopped", c->name);
+	}
+}
+
+/*
+ * Under the target, pre-copy goes on while a round at least halves the
+ * dirty set (dirty_after <= pages_sent / 2) and the pages left cost more
+ * than 1 ms on the link: the pause aims lower than the target when the
+ * link allows. 1 page/ms, target 60 ms, 30 rounds.
+ */
+static void test_still_falling(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t round;
+		uint64_t sent, dirty, elapsed, max_time;
+		int want;
+		const char *why;
+	} cases[] = {
+		{ "a fifth left",            3, 100, 20, 500, 0, C, "still falling" },
+		{ "exactly half left",       3, 100, 50, 500, 0, C, "still falling" },
+		{ "more than half left",     3, 100, 51, 500, 0, S, "under the target" },
+		{ "round 0 of a big guest",  0, 262144, 40, 500, 0, C, "still falling" },
+		{ "1 ms of pages left",      3, 100, 1, 500, 0, S, "under the target" },
+		{ "2 ms of pages left",      3, 100, 2, 500, 0, C, "still falling" },
+		{ "on the last round",      29, 100, 20, 500, 0, S, "under the target" },
+		{ "time is up",              3, 100, 20, 9000, 9000, S, "under the target" },
+		{ "time not yet up",         3, 100, 20, 8999, 9000, C, "still falling" },
+		{ "nothing sent",            3, 0, 20, 500, 0, S, "under the target" },
+		{ "over the target",         3, 1000, 100, 500, 0, C, "continues" },
+		{ "did not shrink",          3, 100, 20, 500, 0, S, "under the target" },
+	};
+
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(cases); i++) {
+		struct pvm_policy p = { .downtime_ms = 60, .max_rounds = 30,
+					.max_time_ms = cases[i].max_time,
+					.no_converge = PVM_NOCONV_STOP };
+		struct pvm_round_stats r = {
+			.round = cases[i].round, .pages_sent = cases[i].sent,
+			.dirty_after = cases[i].dirty,
+			.bytes_per_s = PAGE_PER_S * 1000,
+			.stuck_rounds = !strcmp(cases[i].name, "did not shrink"),
+		};
+		const char *why = NULL;
+		int got = (int)pvm_policy_decide(&p, &r, cases[i].elapsed, &why);
+
+		if (got != cases[i].want || !strstr(why, cases[i].why))
+			fail_msg("'%s': verdict %d (%s), want %d (%s)", cases[i].name,
+				 got, why, cases[i].want, cases[i].why);
 	}
 }
 
@@ -266,6 +318,24 @@ static void test_throttle_steps(void **state)
 		assert_true(next <= PVM_THROTTLE_MAX);
 		t = next;
 	}
+}
+
+/* Progress is a set at least an eighth smaller: a saturated working set
+ * that wobbles by a few pages is stuck (it used to count as progress, so
+ * "stop" went on to the round limit). */
+static void test_shrank(void **state)
+{
+	assert_true(pvm_policy_shrank(UINT64_MAX, 0));
+	assert_true(pvm_policy_shrank(UINT64_MAX, UINT64_MAX / 2));
+	assert_true(pvm_policy_shrank(8000, 6999));
+	assert_false(pvm_policy_shrank(8000, 7000));
+	assert_false(pvm_policy_shrank(1024, 1010));
+	assert_false(pvm_policy_shrank(1024, 1024));
+	assert_false(pvm_policy_shrank(1024, 2000));
+	assert_true(pvm_policy_shrank(8, 6));
+	assert_false(pvm_policy_shrank(7, 7)); /* 7/8 rounds to 0 */
+	assert_true(pvm_policy_shrank(7, 6));
+	assert_false(pvm_policy_shrank(0, 0));
 }
 
 static void test_round_high(void **state)
@@ -407,7 +477,7 @@ static struct model_out run_model(enum pvm_noconv mode, uint64_t set,
 		r.pages_sent = to_send;
 		r.dirty_after = dirty;
 		elapsed += to_send; /* 1 page/ms */
-		r.stuck_rounds = dirty >= prev ? r.stuck_rounds + 1 : 0;
+		r.stuck_rounds = pvm_policy_shrank(prev, dirty) ? 0 : r.stuck_rounds + 1;
 		r.high_rounds = pvm_policy_round_high(&r) ? r.high_rounds + 1 : 0;
 		r.throttle_pct = throttle;
 		prev = dirty;
@@ -481,7 +551,9 @@ int main(void)
 		cmocka_unit_test(test_predict_saturates),
 		cmocka_unit_test(test_decide_table),
 		cmocka_unit_test(test_decide_runs),
+		cmocka_unit_test(test_still_falling),
 		cmocka_unit_test(test_throttle_steps),
+		cmocka_unit_test(test_shrank),
 		cmocka_unit_test(test_round_high),
 		cmocka_unit_test(test_decide_throttle),
 		cmocka_unit_test(test_not_converging_runs),
