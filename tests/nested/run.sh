@@ -38,7 +38,6 @@ mkdir -p "$LOGDIR"
 LOG="$LOGDIR/run-$(date +%Y%m%d-%H%M%S).log"
 exec > >(tee "$LOG") 2>&1
 
-command -v jq >/dev/null || { echo "needs jq (apt-get install jq)"; exit 2; }
 
 PASSED=0 FAILED=0 SKIPPED=0 STARTED=() T0=$(date +%s)
 declare -a SUMMARY
@@ -357,6 +356,7 @@ done
 # ---- the run -------------------------------------------------------------------
 
 step images s_images || exit 1
+command -v jq >/dev/null || { echo "needs jq (apt-get install jq)"; exit 2; }
 step build s_build || exit 1
 step boot-hosts s_boot || exit 1
 if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s_pvmigd; then

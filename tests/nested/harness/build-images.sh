@@ -43,7 +43,8 @@ st_tools() {
 	local need=()
 	for t in debootstrap:debootstrap cpio:cpio zstd:zstd ssh-keygen:openssh-client \
 		 python3:python3 gcc:build-essential flex:flex bison:bison \
-		 dpkg-source:dpkg-dev qemu-system-x86_64:qemu-system-x86 socat:socat; do
+		 dpkg-source:dpkg-dev qemu-system-x86_64:qemu-system-x86 socat:socat \
+		 jq:jq; do
 		command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 	done
 	[ ${#need[@]} = 0 ] && return 0
