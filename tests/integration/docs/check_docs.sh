@@ -76,7 +76,11 @@ first_para() { awk '/^[[:space:]]*$/ { exit } { print }'; }
 long_opts() { grep -oE -- '--[a-z][a-z0-9-]*' | sort -u; }
 # has_word TEXT WORD: WORD appears, not as part of a longer --option.
 has_word() {
-	printf '%s\n' "$1" | grep -qE -- "(^|[^a-z0-9-])$(printf '%s' "$2" | sed 's/[.]/\\./g')([^a-z0-9-]|\$)"
+	local re
+	re="(^|[^a-z0-9-])$(printf '%s' "$2" | sed 's/[.]/\\./g')([^a-z0-9-]|\$)"
+	# A here-string, not a pipe: under pipefail, grep -q leaving early
+	# would fail printf with SIGPIPE on a long TEXT (a flaky "lacks").
+	grep -qE -- "$re" <<<"$1"
 }
 
 # ---- pvmig(1) ------------------------------------------------------------
@@ -104,7 +108,7 @@ for c in $cmds; do
 		continue
 	fi
 	usage=$(printf '%s\n' "$h" | first_para | norm)
-	if printf '%s' "$sec" | norm | grep -qF -- "$usage"; then
+	if grep -qF -- "$usage" <<<"$(printf '%s' "$sec" | norm)"; then
 		ok "pvmig.1.md: '$c' synopsis matches --help"
 	else
 		bad "pvmig.1.md: section '$c' lacks the usage of 'pvmig $c --help': $usage"
@@ -123,7 +127,7 @@ for c in $cmds; do
 done
 # Sections for commands that no longer exist.
 for c in $(sed -n 's/^### pvmig \([^ ]*\)$/\1/p' "$MAN1"); do
-	printf '%s\n' "$cmds" | grep -qxF -- "$c" ||
+	grep -qxF -- "$c" <<<"$cmds" ||
 		bad "pvmig.1.md: section '### pvmig $c' but pvmig --help lists no '$c'"
 done
 sec=$(section "$MAN1" "## OPTIONS")
@@ -137,7 +141,7 @@ done
 # ---- pvmigd(8) -------------------------------------------------------------
 dh=$("$PVMIGD" --help) || bad "pvmigd --help failed"
 usage=$(printf '%s\n' "$dh" | first_para | norm)
-section "$MAN8" "## SYNOPSIS" | norm | grep -qF -- "$usage" &&
+grep -qF -- "$usage" <<<"$(section "$MAN8" "## SYNOPSIS" | norm)" &&
 	ok "pvmigd.8.md: synopsis matches pvmigd --help" ||
 	bad "pvmigd.8.md: SYNOPSIS lacks the usage of pvmigd --help: $usage"
 sec=$(section "$MAN8" "## OPTIONS")
@@ -216,19 +220,19 @@ for k in $keys; do
 	missing=
 	while read -r key kind val; do
 		[ "$key" = "$k" ] || continue
-		printf '%s\n' "$sec" | grep -qF -- "$val" || missing="$missing $kind $val;"
+		grep -qF -- "$val" <<<"$sec" || missing="$missing $kind $val;"
 	done <<<"$facts"
 	while read -r key val; do
 		[ "$key" = "$k" ] || continue
 		v=$(resolve "$val")
 		[ -n "$v" ] || { missing="$missing default $val (cannot resolve);"; continue; }
-		printf '%s\n' "$sec" | grep -qF -- "Default: \`$v\`" || missing="$missing default \`$v\`;"
+		grep -qF -- "Default: \`$v\`" <<<"$sec" || missing="$missing default \`$v\`;"
 	done <<<"$defaults"
 	[ -z "$missing" ] && ok "pvmigd.conf.5.md: key '$k' documented" ||
 		bad "pvmigd.conf.5.md: key '$k' section lacks$missing"
 done
 for k in $(printf '%s\n' "$keysec" | sed -n 's/^### \(.*\)$/\1/p'); do
-	printf '%s\n' "$keys" | grep -qxF -- "$k" ||
+	grep -qxF -- "$k" <<<"$keys" ||
 		bad "pvmigd.conf.5.md: section '### $k' but migrate/config.c accepts no key '$k'"
 done
 nr=$(printf '%s\n' "$facts" | grep -c ' range ')
@@ -236,7 +240,7 @@ nv=$(printf '%s\n' "$facts" | grep -c ' value ')
 [ "$nr" -ge 1 ] && [ "$nv" -ge 1 ] && ok "config ranges ($nr) and values ($nv) extracted" ||
 	bad "no ranges or values extracted from apply() in migrate/config.c"
 while read -r key _ _; do
-	[ -z "$key" ] || printf '%s\n' "$keys" | grep -qxF -- "$key" ||
+	[ -z "$key" ] || grep -qxF -- "$key" <<<"$keys" ||
 		bad "extraction bug: '$key' is not a key"
 done <<<"$facts"
 nd=$(printf '%s\n' "$defaults" | grep -c .)
@@ -249,7 +253,7 @@ else
 	bad "pvmigd.conf.5.md: EXAMPLE differs from contrib/pvmigd.conf.example: $(diff "$W/doc-example" "$EXAMPLE" | head -5 | tr '\n' ' ')"
 fi
 for k in $(sed -n 's/^[[:space:]]*\([^#=[:space:]]*\)[[:space:]]*=.*/\1/p' "$EXAMPLE"); do
-	printf '%s\n' "$keys" | grep -qxF -- "$k" || bad "contrib/pvmigd.conf.example: unknown key '$k'"
+	grep -qxF -- "$k" <<<"$keys" || bad "contrib/pvmigd.conf.example: unknown key '$k'"
 done
 
 # ---- contrib/pvmigd.conf.example loads -------------------------------------
@@ -283,7 +287,7 @@ for _ in $(seq 100); do
 done
 if [ -n "$answered" ]; then
 	ok "pvmigd runs with contrib/pvmigd.conf.example (port $port)"
-	printf '%s\n' "$info" | grep -qE "^state_dir +$state\$" &&
+	grep -qE "^state_dir +$state\$" <<<"$info" &&
 		ok "--state-dir overrides the file's state-dir" ||
 		bad "pvmig info shows another state dir: $info"
 	kill -TERM "$DPID"
