@@ -1545,14 +1545,16 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	/* The point of no return: from here the destination may run it. */
 	hold_point("src-after-ready");
 	{
-		/* A channel that already failed cannot carry UNPAUSE: the
-		 * destination will never run its copy, so resume ours now
-		 * rather than stay paused on a QUERY that may not get
-		 * through (a destination host that died after READY). */
+		/* A channel that already failed, or whose peer has already
+		 * closed it, cannot carry UNPAUSE: the destination will never
+		 * run its copy, so resume ours now rather than stay paused on
+		 * a QUERY that may not get through (a destination pvmigd that
+		 * died after READY). */
 		const char *cwhy;
 
-		rc = pvm_channel_error(m->ch, &cwhy);
+		rc = pvm_channel_check_peer(m->ch);
 		if (rc) {
+			pvm_channel_error(m->ch, &cwhy);
 			snprintf(why, why_len, "lost the destination before UNPAUSE was sent: %s",
 				 *cwhy ? cwhy : strerror(-rc));
 			goto out;

@@ -194,6 +194,30 @@ static int ch_error(struct pvm_channel *ch)
 	return e;
 }
 
+int pvm_channel_check_peer(struct pvm_channel *ch)
+{
+	struct pollfd pf[PVM_TP_STREAMS_MAX + 1];
+	unsigned idx[PVM_TP_STREAMS_MAX + 1], n = 0;
+	int rc = ch_error(ch);
+
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i <= ch->nstreams && n < PVM_ARRAY_SIZE(pf); i++) {
+		if (ch->s[i].conn.fd < 0)
+			continue;
+		idx[n] = i;
+		pf[n++] = (struct pollfd){ .fd = ch->s[i].conn.fd, .events = POLLRDHUP };
+	}
+	if (poll(pf, n, 0) <= 0)
+		return 0;
+	for (unsigned i = 0; i < n; i++)
+		if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			return ch_fail(ch, -ECONNRESET, false,
+				       "stream %u: the peer closed the connection",
+				       idx[i]);
+	return 0;
+}
+
 int pvm_channel_error(const struct pvm_channel *ch, const char **why_out)
 {
 	if (why_out)

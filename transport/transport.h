@@ -16,6 +16,7 @@
  *   pvm_channel_send_pages()         source: queue a batch of pages
  *   pvm_channel_send_msg()           either side: an ordered control message
  *   pvm_channel_recv_msg()           either side: the next control message
+ *   pvm_channel_check_peer()         sender: has the peer already hung up?
  *   pvm_channel_finish()             sender: flush, say CLOSE, wait for peer
  *   pvm_channel_close()              both: release everything
  *
@@ -169,6 +170,15 @@ void pvm_channel_close(struct pvm_channel *ch);
 
 /* The first error the channel met (0 if none) and its explanation. */
 int pvm_channel_error(const struct pvm_channel *ch, const char **why_out);
+
+/*
+ * Without waiting: has the peer already closed or reset one of the
+ * channel's connections (a killed peer's kernel does so at once)? Then
+ * the channel fails with that reason (see pvm_channel_error()), which is
+ * returned; else 0, or the channel's earlier error. For a sender about to
+ * send a message whose loss must be known beforehand (migrate: UNPAUSE).
+ */
+int pvm_channel_check_peer(struct pvm_channel *ch);
 
 /* Counters since the channel was set up. */
 struct pvm_channel_stats {

@@ -86,15 +86,21 @@ stop_host a; stop_host b
 # 3. The destination host dies right after READY: nobody can tell whether it
 #    ran; the source keeps its copy PAUSED (never two running) and says so.
 start_host a; start_host b dst-die-after-ready; guest
+#    (Should the source see the connection closed before it sends UNPAUSE,
+#    it resumes its copy at once instead: netns/two_namespaces.sh holds it
+#    there to test that.)
 if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" 2>"$W/e3"; then
 	bad "a hand-over to a dead destination reported success"
+elif grep -q "before UNPAUSE was sent" "$W/e3"; then
+	ok "destination died after READY, seen before UNPAUSE: $(head -1 "$W/e3" | cut -c1-160)"
+	expect_state a g running "the source resumed its copy"
 else
 	grep -q "outcome unknown" "$W/e3" && ok "destination died after READY: $(head -1 "$W/e3" | cut -c1-160)" ||
 		bad "destination died after READY: unexpected error: $(cat "$W/e3")"
+	expect_state a g paused "the source keeps its copy paused"
+	wait "${PID[b]}" 2>/dev/null; unset "PID[b]"
+	"$PVMIG" -H "$W/a" unpause g >/dev/null && expect_state a g running "the operator resumes it once the destination is known dead"
 fi
-expect_state a g paused "the source keeps its copy paused"
-wait "${PID[b]}" 2>/dev/null; unset "PID[b]"
-"$PVMIG" -H "$W/a" unpause g >/dev/null && expect_state a g running "the operator resumes it once the destination is known dead"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -230,22 +230,34 @@ link_up
 	bad "link cut after READY: exit $FRC: $(cat "$W/fe")"
 one_running a b "link cut after READY"
 
-# Destination pvmigd killed after READY, before UNPAUSE. Its copy died with
-# it; the source cannot tell that from a slow host (the transport reads the
-# control stream only when a message is awaited), so it keeps its copy
-# PAUSED and says so: never two running, nothing lost; the operator
-# resumes it.
+# Destination pvmigd killed after READY, before UNPAUSE (and dead before
+# the source goes on). Its copy died with it; the source sees the closed
+# connection before sending UNPAUSE and resumes its own copy at once
+# (it used to stay paused: "outcome unknown").
 migrate_held src-after-ready kill_b
-if [ $FRC -ne 0 ] && grep -q "outcome unknown" "$W/fe"; then
-	ok "destination killed after READY: $(head -1 "$W/fe" | cut -c1-110)"
-	expect_state a g paused "the source keeps its copy paused"
-	"$PVMIG" -H "$W/a" unpause g >/dev/null || bad "unpause g on A"
-elif [ $FRC -ne 0 ]; then
-	ok "destination killed after READY: the source resumed: $(head -1 "$W/fe" | cut -c1-110)"
-else
-	bad "destination killed after READY: the migration succeeded"
-fi
+[ $FRC -ne 0 ] && grep -q "before UNPAUSE was sent" "$W/fe" &&
+	ok "destination killed after READY: the source resumed at once: $(head -1 "$W/fe" | cut -c1-110)" ||
+	bad "destination killed after READY: exit $FRC: $(cat "$W/fe")"
 one_running a b "destination killed after READY"
+
+# The link cut silently after READY (released at once: the source does
+# not notice, sends UNPAUSE into the dead link, gets no RUNNING, and its
+# QUERYs cannot get through): the outcome is unknown, so the source keeps
+# its copy PAUSED and says so; the destination never got UNPAUSE and drops
+# its copy. The operator then resumes it: its PV devices must come back
+# too (they used to stay drained: a running guest with a dead disk and NIC).
+migrate_held src-after-ready link_down
+link_up
+if [ $FRC -ne 0 ] && grep -q "outcome unknown" "$W/fe"; then
+	ok "silent cut after READY: $(head -1 "$W/fe" | cut -c1-110)"
+	expect_state a g paused "the source keeps its copy paused"
+	for _ in $(seq 60); do [ "$(state b g)" = absent ] && break; sleep 0.1; done
+	expect_state b g absent "the destination dropped its copy"
+	"$PVMIG" -H "$W/a" unpause g >/dev/null || bad "unpause g on A"
+	one_running a b "resumed by the operator after an unknown outcome"
+else
+	bad "silent cut after READY: exit $FRC: $(cat "$W/fe")"
+fi
 
 # Source pvmigd killed right after the hand-over (RUNNING in, its paused
 # copy not yet destroyed): the guest runs on B, nothing on A.

@@ -129,18 +129,25 @@ static void *accept_thread(void *arg)
 	return NULL;
 }
 
-static void acceptor_start(struct acceptor *a, pvm_tp_pages_fn fn, void *ctx,
-			   unsigned timeout_ms)
+/* An acceptor thread presenting the certificate @cert of the main CA. */
+static void acceptor_start_as(struct acceptor *a, const char *cert,
+			      pvm_tp_pages_fn fn, void *ctx, unsigned timeout_ms)
 {
 	memset(a, 0, sizeof(*a));
 	assert_int_equal(pvm_transport_listen("127.0.0.1", 0, &a->l), 0);
-	a->tls = tls_for(dir, "dst");
+	a->tls = tls_for(dir, cert);
 	pvm_channel_opts_defaults(&a->opts);
 	a->opts.on_pages = fn;
 	a->opts.ctx = ctx;
 	a->opts.timeout_ms = 2000;
 	a->timeout_ms = timeout_ms;
 	pthread_create(&a->thr, NULL, accept_thread, a);
+}
+
+static void acceptor_start(struct acceptor *a, pvm_tp_pages_fn fn, void *ctx,
+			   unsigned timeout_ms)
+{
+	acceptor_start_as(a, "dst", fn, ctx, timeout_ms);
 }
 
 static void acceptor_join(struct acceptor *a)
@@ -1049,6 +1056,97 @@ static void test_cancel_wakes_receiver(void **state)
 	acceptor_dispose(&a);
 }
 
+/*
+ * A peer reached by address: a certificate listing addresses must list
+ * that one; one listing none is held to the CA only (with a warning).
+ */
+static int connect_as(const char *cert, const char *peer_name)
+{
+	struct acceptor a;
+	struct pvm_tls_ctx *tls = tls_for(dir, "src");
+	struct pvm_channel_opts o;
+	struct pvm_channel *ch = NULL;
+	int rc;
+
+	acceptor_start_as(&a, cert, NULL, NULL, 1500);
+	pvm_channel_opts_defaults(&o);
+	o.streams = 1;
+	o.peer_name = peer_name;
+	rc = pvm_transport_connect("127.0.0.1", pvm_listener_port(a.l), tls,
+				   &o, &ch);
+	acceptor_join(&a);
+	pvm_channel_close(ch);
+	pvm_tls_ctx_free(tls);
+	acceptor_dispose(&a);
+	return rc;
+}
+
+static void test_ip_peer_name_checked(void **state)
+{
+	const char *hosts[] = { "ipdst,127.0.0.1,::1", "otherip,127.0.0.2" };
+
+	assert_int_equal(pvm_tls_init_dir(dir, hosts, 2, 0, 30), 0);
+	log_reset();
+	assert_true(connect_as("otherip", "127.0.0.1") < 0);
+	assert_true(log_has("does not carry the address 127.0.0.1"));
+	assert_int_equal(connect_as("ipdst", "127.0.0.1"), 0);
+	log_reset();
+	assert_int_equal(connect_as("dst", "127.0.0.1"), 0);
+	assert_true(log_has("carries no IP address"));
+}
+
+/* A peer that closed its end is seen without waiting, before a send. */
+static void test_check_peer_sees_closed_peer(void **state)
+{
+	struct pvm_listener *l;
+	struct pvm_tls_ctx *tls;
+	struct pvm_channel_opts o;
+	struct pvm_channel *ch = NULL;
+	const char *cwhy;
+	int go[2], status, rc = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pvm_transport_listen("127.0.0.1", 0, &l), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct pvm_tls_ctx *t = tls_for(dir, "dst");
+		struct pvm_channel *c = NULL;
+		char b;
+
+		pvm_channel_opts_defaults(&o);
+		if (pvm_transport_accept(l, t, &o, 5000, &c))
+			_exit(3);
+		/* Dies, as a killed pvmigd would, when told. */
+		_exit(read(go[0], &b, 1) == 1 ? 0 : 4);
+	}
+	tls = tls_for(dir, "src");
+	pvm_channel_opts_defaults(&o);
+	o.timeout_ms = 5000;
+	assert_int_equal(pvm_transport_connect("127.0.0.1",
+					       pvm_listener_port(l), tls, &o,
+					       &ch), 0);
+	assert_int_equal(pvm_channel_check_peer(ch), 0);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	waitpid(pid, &status, 0);
+	/* Its kernel closed the connections as it died; they reach us over
+	 * loopback at once, but give the stack a moment. */
+	for (unsigned i = 0; i < 200 && !rc; i++) {
+		rc = pvm_channel_check_peer(ch);
+		if (!rc)
+			usleep(5000);
+	}
+	assert_int_equal(rc, -ECONNRESET);
+	assert_int_equal(pvm_channel_error(ch, &cwhy), -ECONNRESET);
+	assert_non_null(strstr(cwhy, "closed"));
+	pvm_channel_close(ch);
+	pvm_listener_close(l);
+	pvm_tls_ctx_free(tls);
+	close(go[0]);
+	close(go[1]);
+}
+
 static void test_tls_init_rejects_bad_names(void **state)
 {
 	const char *bad[] = { "../etc" };
@@ -1057,6 +1155,14 @@ static void test_tls_init_rejects_bad_names(void **state)
 	assert_int_equal(pvm_tls_init_dir(dir, bad, 1, 0, 1), -EINVAL);
 	assert_int_equal(pvm_tls_init_dir(dir, ca, 1, 0, 1), -EINVAL);
 	assert_int_equal(pvm_tls_init_dir(dir, NULL, 0, 0, 0), -EINVAL);
+	/* NAME,IP: every IP must be an IPv4 or IPv6 address. */
+	{
+		const char *ips[][1] = { { "h,300.1.2.3" }, { "h," }, { "h,1.2.3.4,x" },
+					 { "../etc,1.2.3.4" } };
+
+		for (size_t i = 0; i < 4; i++)
+			assert_int_equal(pvm_tls_init_dir(dir, ips[i], 1, 0, 1), -EINVAL);
+	}
 }
 
 int main(void)
@@ -1080,6 +1186,8 @@ int main(void)
 		cmocka_unit_test(test_killed_receiver),
 		cmocka_unit_test(test_cancel_wakes_receiver),
 		cmocka_unit_test(test_tls_init_rejects_bad_names),
+		cmocka_unit_test(test_ip_peer_name_checked),
+		cmocka_unit_test(test_check_peer_sees_closed_peer),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
