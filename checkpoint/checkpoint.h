@@ -147,12 +147,19 @@ struct pvm_ckpt_device {
 	uint16_t backend_domid;
 	uint8_t fe_state; /* XenbusState */
 	uint8_t be_state;
+	uint32_t flags;    /* PVM_CKPT_DEV_F_* (other bits ignored) */
 	uint64_t features;
 	const char *fe_path; /* NUL-terminated, < PVM_CKPT_PATH_MAX */
 	const char *be_path;
 	uint16_t nr_rings;   /* 1..PVM_CKPT_RINGS_MAX */
 	const struct pvm_ckpt_ring *rings;
 };
+
+/* PVMIG_DEVICE flags bits 0-1: how the device reconnects on restore
+ * (pvquiesce enum pvm_pvq_mode): 0 not recorded, 1 cooperative (the
+ * frontend re-handshakes), 2 transparent (the backend re-attaches to the
+ * old ring); 3 reserved. */
+#define PVM_CKPT_DEV_F_MODE_MASK 3u
 
 struct pvm_ckpt_evtchn {
 	uint32_t port;
@@ -490,6 +497,10 @@ struct pvm_ckpt_save_cfg {
 	/* Bound on the guest's answer to the suspend request made before
 	 * the pause (pvquiesce/pvquiesce.h pvm_pvq_suspend); 0: 1000 ms. */
 	uint32_t suspend_timeout_ms;
+	/* How each PV device is to reconnect on restore, recorded with it:
+	 * pvquiesce's enum pvm_pvq_mode (0 auto: from what the guest
+	 * advertises). */
+	uint32_t pv_mode;
 };
 
 struct pvm_ckpt_save_stats {
@@ -527,6 +538,8 @@ struct pvm_ckpt_restore_cfg {
 				   * guest's subtree is imported into it */
 	uint32_t reconnect_ms;    /* bound on the wait for the devices to
 				   * reconnect after unpause; 0: 5000 */
+	uint32_t pv_mode;         /* enum pvm_pvq_mode: force every device's
+				   * reconnect mode; 0: as recorded */
 };
 
 struct pvm_ckpt_restore_stats {
@@ -624,6 +637,7 @@ struct pvm_ckpt_cont_cfg {
 	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
 	struct pvm_xenstored *xs;               /* as in pvm_ckpt_save_cfg */
 	uint32_t suspend_timeout_ms;            /* as in pvm_ckpt_save_cfg */
+	uint32_t pv_mode;                       /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */
 	int (*wait)(void *ctx, uint32_t ms);

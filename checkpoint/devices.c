@@ -74,6 +74,8 @@ int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 {
 	int rc;
 
+	/* Chosen before the suspend: a suspended guest still advertises. */
+	s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
 	rc = pvm_pvq_suspend(hv, domid, timeout_ms, &s->susp);
 	if (rc)
 		return sr_fail(e, rc, "domain %u: cannot ask it to suspend: %s",
@@ -95,17 +97,20 @@ int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	pvm_buf_reset(&s->xsimg);
 	if (!s->n)
 		return 0;
-	if (s->legacy && !xs)
-		return sr_fail(e, -EOPNOTSUPP, "domain %u: its legacy frontends "
-			       "need their xenstore nodes saved, and this host "
-			       "has no xenstore server to read them from", domid);
-	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, 0, &s->state, why,
-			     sizeof(why));
+	if (s->mode == PVM_PVQ_MODE_AUTO) /* no suspend request made */
+		s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
+	if (s->mode == PVM_PVQ_MODE_TRANSPARENT && !xs)
+		return sr_fail(e, -EOPNOTSUPP, "domain %u: a transparent "
+			       "reconnect needs its xenstore nodes saved, and "
+			       "this host has no xenstore server to read them "
+			       "from", domid);
+	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, 0, &s->state,
+			     why, sizeof(why));
 	if (rc)
 		return sr_fail(e, rc, "cannot quiesce the PV devices: %s",
 			       why[0] ? why : strerror(-rc));
 	s->quiesced = true;
-	if (s->legacy) {
+	if (s->mode == PVM_PVQ_MODE_TRANSPARENT) {
 		/* Its records are 8-aligned from the start of their own
 		 * buffer: s->xsimg holds nothing else. */
 		rc = pvm_xs_export_domain(xs, (uint16_t)domid, &s->xsimg);
@@ -180,6 +185,7 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 		d.backend_domid = 0;
 		d.fe_state = XenbusStateUnknown; /* not captured */
 		d.be_state = (uint8_t)st.xb_state;
+		d.flags = st.mode;
 		d.features = feat_to_ckpt(st.type, st.features);
 		snprintf(fe, sizeof(fe), "/local/domain/%u/device/%s/%u", domid,
 			 xs_type(st.type), st.devid);
@@ -211,7 +217,7 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 			return sr_fail(e, rc, "cannot write PVMIG_DEVICE of %s: %s",
 				       s->name[i], strerror(-rc));
 	}
-	if (s->legacy && s->xsimg.len) {
+	if (s->xsimg.len) {
 		rc = pvm_ckpt_write_xenstore(w, s->xsimg.data, s->xsimg.len);
 		if (rc)
 			return sr_fail(e, rc, "cannot write PVMIG_XENSTORE: %s",
@@ -250,8 +256,13 @@ static int from_record(const struct pvm_ckpt_device *d,
 		*why = "feature bits this host's backends do not have";
 		return -EBADMSG;
 	}
+	if ((d->flags & PVM_CKPT_DEV_F_MODE_MASK) > PVM_PVQ_MODE_TRANSPARENT) {
+		*why = "a reconnect mode that does not exist";
+		return -EBADMSG;
+	}
 	st->type = vbd ? PVM_SIM_DEV_VBD : PVM_SIM_DEV_VIF;
 	st->devid = d->devid;
+	st->mode = d->flags & PVM_CKPT_DEV_F_MODE_MASK;
 	st->xb_state = d->be_state;
 	if (vbd)
 		st->features = d->features & PVM_CKPT_VBD_F_FLUSH ?
@@ -332,6 +343,8 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 {
 	struct pvm_buf blob;
 	char why[256] = "";
+	uint32_t saved_domid = s->saved_domid;
+	bool transparent = false;
 	int rc;
 
 	if (!s->n)
@@ -349,13 +362,29 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 			 "it starts afresh", path, s->name[i]);
 		return 0;
 	}
-	if (s->legacy && (!s->have_xs || !xs))
+	for (size_t i = 0; i < s->n; i++) {
+		enum pvm_pvq_mode m = s->mode ? s->mode :
+				      s->st[i].mode ? (enum pvm_pvq_mode)s->st[i].mode :
+				      s->legacy ? PVM_PVQ_MODE_TRANSPARENT :
+						  PVM_PVQ_MODE_COOPERATIVE;
+
+		if (m == PVM_PVQ_MODE_TRANSPARENT)
+			transparent = true;
+	}
+	if (transparent && (!s->have_xs || !xs))
 		return sr_fail(e, s->have_xs ? -EOPNOTSUPP : -EBADMSG,
 			       "%s", s->have_xs ?
 			       "this host has no xenstore server to give the "
-			       "legacy guest its nodes back" :
-			       "the legacy guest's xenstore nodes "
-			       "(PVMIG_XENSTORE) are missing from the file");
+			       "guest its nodes back (transparent reconnect)" :
+			       "the guest's xenstore nodes (PVMIG_XENSTORE), "
+			       "which a transparent reconnect needs, are "
+			       "missing from the file");
+	if (transparent && saved_domid && saved_domid != domid)
+		return sr_fail(e, -EEXIST, "its PV devices reconnect "
+			       "transparently, which needs the saved domid %u, "
+			       "and the domain got %u (restore with --pv-mode "
+			       "cooperative if its frontends re-handshake)",
+			       saved_domid, domid);
 	pvm_buf_init(&blob, SR_DEV_STATE_MAX);
 	pvm_buf_put_u32(&blob, (uint32_t)s->n);
 	for (size_t i = 0; i < s->n; i++) {
@@ -372,14 +401,15 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		rc = pvm_pvq_reconnect(hv, domid,
 				       s->legacy ? PVM_HV_FRONTEND_LEGACY
 						 : PVM_HV_FRONTEND_MODERN,
-				       blob.data, blob.len, why, sizeof(why));
+				       s->mode, blob.data, blob.len,
+				       &transparent, why, sizeof(why));
 	pvm_buf_dispose(&blob);
 	if (rc)
 		return sr_fail(e, rc, "domain %u: cannot reconnect its PV "
 			       "devices: %s", domid,
 			       why[0] ? why : strerror(-rc));
 	s->reconnected = true;
-	if (s->legacy) {
+	if (transparent) {
 		rc = pvm_xs_import_domain(xs, (uint16_t)domid, s->xsimg.data,
 					  s->xsimg.len);
 		if (rc)

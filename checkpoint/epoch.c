@@ -413,6 +413,7 @@ static int base(struct cont *k, bool logdirty_on,
 	sc.progress_ctx = cfg->progress_ctx;
 	sc.xs = cfg->xs;
 	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
+	sc.pv_mode = cfg->pv_mode;
 	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
 				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
 		     k->key.loaded ? &k->key : NULL, &bs);
@@ -488,6 +489,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		k.c.dev = *cfg->devices;
 	sr_devs_dispose(&k.devs);
 	sr_devs_init(&k.devs, &k.c.dev);
+	k.devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	k.m.lz4 = cfg->flags & PVM_CKPT_SAVE_LZ4;
 	k.m.nr_pages = k.c.nr_pages;
 	k.stage_pages = (cfg->stage_bytes ? cfg->stage_bytes : STAGE_DEFAULT) /

@@ -510,6 +510,7 @@ static int h_device(struct reader *r, const struct pvm_ckpt_record *rec)
 	pvm_cursor_u8(&c, &d.fe_state);
 	pvm_cursor_u8(&c, &d.be_state);
 	pvm_cursor_u32(&c, &flags32);
+	d.flags = flags32 & PVM_CKPT_DEV_F_MODE_MASK;
 	pvm_cursor_u64(&c, &d.features);
 	pvm_cursor_u16(&c, &fe_len);
 	pvm_cursor_u16(&c, &be_len);

@@ -882,7 +882,11 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		goto out_close;
 	}
 	first = c;
-	legacy = c.dev.frontend_gen == PVM_HV_FRONTEND_LEGACY && c.domid;
+	/* Transparent reconnects need the saved domid: legacy frontends
+	 * (as recorded unless forced otherwise) or a forced transparent. */
+	legacy = ((c.dev.frontend_gen == PVM_HV_FRONTEND_LEGACY &&
+		   cfg->pv_mode != PVM_PVQ_MODE_COOPERATIVE) ||
+		  cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT) && c.domid;
 	if (name_taken(hv, c.name, &taken)) {
 		sr_fail(&e, -EEXIST, "a domain named '%s' exists on this host "
 			"(domid %u): destroy or rename it first", c.name, taken);
@@ -894,16 +898,21 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		/* A legacy frontend never rewrites its xenstore nodes: their
 		 * paths and ACLs name the saved domid, so it must be that. */
 		if (hv->ops->domain_info(hv, c.domid, &other) == 0) {
-			sr_fail(&e, -EEXIST, "'%s' has legacy PV frontends, "
+			sr_fail(&e, -EEXIST, "'%s' has %s, "
 				"which need their saved domid %u back, and "
 				"domain '%s' has it on this host: destroy it "
 				"first or restore on another host", c.name,
+				cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT ?
+				"PV devices forced to reconnect transparently" :
+				"legacy PV frontends",
 				c.domid, other.name);
 			goto out_close;
 		}
 	}
 	sr_devs_dispose(&x.devs);
 	sr_devs_init(&x.devs, &c.dev);
+	x.devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
+	x.devs.saved_domid = c.domid;
 	x.stage = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
 	if (!x.stage) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");

@@ -750,6 +750,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		c.dev = *cfg->devices;
 	sr_devs_dispose(&devs);
 	sr_devs_init(&devs, &c.dev);
+	devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
 		rc = sr_fail(&e, -ENOMEM, "out of memory");
 		goto out;

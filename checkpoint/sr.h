@@ -183,6 +183,10 @@ struct sr_devs {
 	char name[PVM_PVQ_MAX_DEVICES][40]; /* "vbd xvda (51712)", "vif 0" */
 	size_t n;
 	bool legacy;
+	/* save: forced by the caller (AUTO: chosen at the suspend) and then
+	 * the mode chosen; restore: forced by the caller or AUTO */
+	enum pvm_pvq_mode mode;
+	uint32_t saved_domid; /* restore: the domid in the file (0: none) */
 	/* save */
 	struct pvm_buf state;  /* pvquiesce's blob */
 	bool quiesced;         /* backends paused by us: resume or destroy */

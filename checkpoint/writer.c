@@ -425,7 +425,7 @@ int pvm_ckpt_write_device(struct pvm_ckpt_writer *w,
 	pvm_buf_put_u16(&w->rec, d->backend_domid);
 	pvm_buf_put_u8(&w->rec, d->fe_state);
 	pvm_buf_put_u8(&w->rec, d->be_state);
-	pvm_buf_put_u32(&w->rec, 0);
+	pvm_buf_put_u32(&w->rec, d->flags & PVM_CKPT_DEV_F_MODE_MASK);
 	pvm_buf_put_u64(&w->rec, d->features);
 	pvm_buf_put_u16(&w->rec, (uint16_t)fe_len);
 	pvm_buf_put_u16(&w->rec, (uint16_t)be_len);

@@ -301,3 +301,14 @@ int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg)
 	}
 	return pvm_kv_add(req, "suspend_timeout_ms", "%lu", v) ? -1 : 0;
 }
+
+int add_pv_mode(struct pvm_kv *req, const char *cmd, const char *arg)
+{
+	if (strcmp(arg, "auto") && strcmp(arg, "cooperative") &&
+	    strcmp(arg, "transparent")) {
+		fprintf(stderr, "pvmig %s: --pv-mode is auto, cooperative or transparent, not '%s'\n",
+			cmd, arg);
+		return -1;
+	}
+	return pvm_kv_add(req, "pv_mode", "%s", arg) ? -1 : 0;
+}

@@ -69,6 +69,9 @@ int cli_parse_simple(int argc, char **argv, const char *usage_line,
 /* --suspend-timeout MS (save, checkpoint, migrate): checks 1..60000 and
  * adds suspend_timeout_ms to @req; -1 with a message on stderr. */
 int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg);
+/* --pv-mode auto|cooperative|transparent (save, restore, checkpoint,
+ * migrate): adds pv_mode to @req; -1 with a message on stderr. */
+int add_pv_mode(struct pvm_kv *req, const char *cmd, const char *arg);
 
 /* JSON output (docs/pvmig.1.md, "JSON output"): a string; a kv's fields
  * ("key":value,... — decimal integers as numbers, the rest as strings),

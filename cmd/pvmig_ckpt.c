@@ -147,6 +147,7 @@ int cmd_save(int argc, char **argv)
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "suspend-timeout", required_argument, NULL, 'S' },
+		{ "pv-mode", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -160,10 +161,16 @@ int cmd_save(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "save");
-	while ((c = getopt_long(argc, argv, "lczrVk:S:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lczrVk:S:P:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'S':
 			if (add_suspend_timeout(&req, "save", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (add_pv_mode(&req, "save", optarg)) {
 				pvm_kv_dispose(&req);
 				return 2;
 			}
@@ -183,7 +190,7 @@ int cmd_save(int argc, char **argv)
 		case 'h':
 			printf("usage: pvmig save DOMAIN FILE [--live] [--checkpoint|-c]\n"
 			       "                  [--lz4|--raw] [--verify-memory] [--suspend-timeout MS]\n"
-			       "                  [--json]\n\n"
+			       "                  [--pv-mode MODE] [--json]\n\n"
 			       "Saves DOMAIN to FILE and destroys it (as xl save does).\n"
 			       "  --live, -l        copy memory while the guest runs (log-dirty\n"
 			       "                    rounds); pause only for the last round\n"
@@ -196,6 +203,11 @@ int cmd_save(int argc, char **argv)
 			       "  --suspend-timeout MS\n"
 			       "                    how long a guest that advertises suspend has to\n"
 			       "                    answer the suspend request (default 1000)\n"
+			       "  --pv-mode auto|cooperative|transparent\n"
+			       "                    how each PV device reconnects where the guest\n"
+			       "                    resumes: its frontend re-handshakes, or its backend\n"
+			       "                    re-attaches to the old ring (same domid needed);\n"
+			       "                    auto (default): from what the guest advertises\n"
 			       "An existing FILE is replaced only once the new one is complete.\n");
 			pvm_kv_dispose(&req);
 			return 0;
@@ -232,6 +244,7 @@ int cmd_restore(int argc, char **argv)
 		{ "paused", no_argument, NULL, 'p' },
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "pv-mode", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -245,10 +258,16 @@ int cmd_restore(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "restore");
-	while ((c = getopt_long(argc, argv, "pVk:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "pVk:P:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			if (add_key_file(&req, "restore", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (add_pv_mode(&req, "restore", optarg)) {
 				pvm_kv_dispose(&req);
 				return 2;
 			}
@@ -257,14 +276,17 @@ int cmd_restore(int argc, char **argv)
 		case 'V': pvm_kv_add(&req, "digest", "1"); break;
 		case 'j': json = true; break;
 		case 'h':
-			printf("usage: pvmig restore FILE|DIR [-p|--paused] [--verify-memory] [--json]\n\n"
+			printf("usage: pvmig restore FILE|DIR [-p|--paused] [--verify-memory]\n"
+			       "                     [--pv-mode MODE] [--json]\n\n"
 			       "Re-creates the guest saved in FILE (plain or .lz4), or the newest\n"
 			       "committed epoch of a checkpoint DIR, and unpauses it once every\n"
 			       "checksum has been verified. Same name (fails if the host has a\n"
 			       "domain of that name), the saved domid if it is free.\n"
 			       "  -p, --paused      leave it paused\n"
 			       "  --verify-memory   report a SHA-256 of all memory before unpausing\n"
-			       "  --key-file KEY    the key of an encrypted file\n");
+			       "  --key-file KEY    the key of an encrypted file\n"
+			       "  --pv-mode MODE    force how every PV device reconnects: cooperative\n"
+			       "                    or transparent; auto (default): as recorded\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
@@ -501,6 +523,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "suspend-timeout", required_argument, NULL, 'S' },
+		{ "pv-mode", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -514,13 +537,19 @@ int cmd_checkpoint(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "checkpoint");
-	while ((c = getopt_long(argc, argv, "i:e:d:b:zVk:S:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:e:d:b:zVk:S:P:jh", opts, NULL)) != -1) {
 		const char *key = NULL;
 		char *end;
 
 		switch (c) {
 		case 'S':
 			if (add_suspend_timeout(&req, "checkpoint", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (add_pv_mode(&req, "checkpoint", optarg)) {
 				pvm_kv_dispose(&req);
 				return 2;
 			}
@@ -542,7 +571,7 @@ int cmd_checkpoint(int argc, char **argv)
 			printf("usage: pvmig checkpoint DOMAIN DIR --interval-ms N\n"
 			       "                        [--epochs N | --duration-s N] [--rebase-every N]\n"
 			       "                        [--lz4] [--verify-memory] [--key-file KEY]\n"
-			       "                        [--suspend-timeout MS] [--json]\n\n"
+			       "                        [--suspend-timeout MS] [--pv-mode MODE] [--json]\n\n"
 			       "Keeps DIR an up-to-date restorable image of the running DOMAIN:\n"
 			       "a base image (a live save), then every N ms an epoch that pauses\n"
 			       "the guest briefly, copies the pages dirtied since the last one and\n"
@@ -556,7 +585,12 @@ int cmd_checkpoint(int argc, char **argv)
 			       "                    memory taken while paused\n"
 			       "  --suspend-timeout MS  before each pause the guest is asked to\n"
 			       "                    suspend and has MS (default 1000) to answer\n"
-			       "                    (docs/pvquiesce.md)\n");
+			       "                    (docs/pvquiesce.md)\n"
+			       "  --pv-mode auto|cooperative|transparent\n"
+			       "                    how each PV device reconnects where the guest\n"
+			       "                    resumes: its frontend re-handshakes, or its backend\n"
+			       "                    re-attaches to the old ring (same domid needed);\n"
+			       "                    auto (default): from what the guest advertises\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:

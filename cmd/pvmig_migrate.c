@@ -99,6 +99,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "cancel", no_argument, NULL, 'X' },
 		{ "no-quiesce", no_argument, NULL, 'Q' },
 		{ "suspend-timeout", required_argument, NULL, 'S' },
+		{ "pv-mode", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -111,7 +112,7 @@ int cmd_migrate(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "migrate");
-	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:XQS:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:XQS:P:jh", opts, NULL)) != -1) {
 		const char *num_key = NULL;
 
 		switch (c) {
@@ -142,11 +143,17 @@ int cmd_migrate(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'P':
+			if (add_pv_mode(&req, "migrate", optarg)) {
+				pvm_kv_dispose(&req);
+				return 2;
+			}
+			break;
 		case 'h':
 			printf("usage: pvmig migrate DOMAIN HOST[:PORT] [--live|--cold]\n"
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
 			       "                    [--streams N] [--bandwidth MiB/s] [--no-compress]\n"
-			       "                    [--verify-memory] [--suspend-timeout MS]\n"
+			       "                    [--verify-memory] [--suspend-timeout MS] [--pv-mode MODE]\n"
 			       "                    [--no-converge throttle|stop|continue] [--json]\n\n"
 			       "Moves DOMAIN to the pvmigd on HOST (port 8002 by default) over TLS 1.3.\n"
 			       "  --live            copy memory while the guest runs (default)\n"
@@ -163,6 +170,11 @@ int cmd_migrate(int argc, char **argv)
 			       "  --suspend-timeout MS\n"
 			       "                    how long a guest that advertises suspend has to\n"
 			       "                    answer the suspend request (default 1000)\n"
+			       "  --pv-mode auto|cooperative|transparent\n"
+			       "                    how each PV device reconnects where the guest\n"
+			       "                    resumes: its frontend re-handshakes, or its backend\n"
+			       "                    re-attaches to the old ring (same domid needed);\n"
+			       "                    auto (default): from what the guest advertises\n"
 			       "  --verify-memory   while paused, SHA-256 all guest memory on both\n"
 			       "                    hosts; a mismatch aborts (the guest stays here)\n"
 			       "  --no-converge throttle|stop|continue\n"

@@ -328,6 +328,7 @@ struct dest {
 	struct dom_config dc;
 	bool verified;
 	uint32_t src_domid;
+	bool keep_domid; /* devices reconnect transparently (HELLO pv_mode) */
 	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
 	size_t ndev;
 	/* Set while the channel is an xl stream tunnel (tunnel.c). */
@@ -394,7 +395,7 @@ static int dest_create_on_main(void *arg)
 
 	dom_config_to_hv(&d->dc, &cfg);
 	rc = hv->ops->domain_create(hv, &cfg, &d->domid);
-	if (rc == -EEXIST) {
+	if (rc == -EEXIST && !d->keep_domid) {
 		cfg.domid = PVM_HV_DOMID_ANY;
 		rc = hv->ops->domain_create(hv, &cfg, &d->domid);
 	}
@@ -444,7 +445,7 @@ static int dest_apply_state(struct dest *d, const uint8_t *p, size_t len,
 	uint32_t vcpu = 0;
 	const uint8_t *want_digest = NULL, *devstate = NULL, *xsimg = NULL;
 	uint32_t devstate_len = 0, xsimg_len = 0;
-	bool legacy = d->dc.frontend_gen == PVM_HV_FRONTEND_LEGACY;
+	bool transparent = false;
 	int rc;
 
 	/* Pass 1: find the digest and check the memory as received. */
@@ -539,11 +540,13 @@ static int dest_apply_state(struct dest *d, const uint8_t *p, size_t len,
 	if (devstate) {
 		rc = pvm_pvq_reconnect(hv, d->domid,
 				       (enum pvm_hv_frontend_gen)d->dc.frontend_gen,
-				       devstate, devstate_len, why, why_len);
+				       PVM_PVQ_MODE_AUTO, devstate, devstate_len,
+				       &transparent, why, why_len);
 		if (rc)
 			return rc;
 	}
-	if (xsimg && legacy && d->svc->xs) {
+	/* Re-attached backends: the frontend never rewrites its nodes. */
+	if (xsimg && transparent && d->svc->xs) {
 		rc = pvm_xs_import_domain(d->svc->xs, (uint16_t)d->domid, xsimg,
 					  xsimg_len);
 		if (rc) {
@@ -615,6 +618,8 @@ static void *dest_main(void *arg)
 
 			if (pvm_kv_get_u64(&kv, "domid", &v) == 0 && v <= PVM_HV_DOMID_MAX)
 				d->src_domid = (uint32_t)v;
+			d->keep_domid = d->src_domid && pvm_kv_get(&kv, "pv_mode") &&
+					!strcmp(pvm_kv_get(&kv, "pv_mode"), "transparent");
 		}
 		d->ndev = mig_config_devices(&d->dc, d->devs);
 	}
@@ -627,6 +632,14 @@ static void *dest_main(void *arg)
 		goto out;
 	}
 	rc = svc_on_main(s, dest_create_on_main, d);
+	if (rc == -EEXIST && d->keep_domid) {
+		/* Before anything is paused: the source's guest runs on. */
+		snprintf(why, sizeof(why),
+			 "its PV devices reconnect transparently, which needs its domid %u, and domid %u is taken on the destination",
+			 d->src_domid, d->src_domid);
+		send_abort(d->ch, why);
+		goto out;
+	}
 	if (rc) {
 		snprintf(why, sizeof(why), "cannot create the domain: %s",
 			 strerror(-rc));
@@ -897,6 +910,7 @@ struct source {
 	bool verify;
 	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
 	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: no request */
+	enum pvm_pvq_mode pv_mode; /* --pv-mode, then chosen before HELLO */
 	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
 	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
 	unsigned streams;
@@ -1266,7 +1280,8 @@ static int quiesce(struct source *m, char *why, size_t why_len)
 		return 0;
 	}
 	pvm_buf_reset(&m->devstate);
-	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev, 0,
+	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev,
+			     m->pv_mode, 0,
 			     &m->devstate, why, why_len);
 	if (rc)
 		return rc;
@@ -1319,6 +1334,14 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	pvm_kv_add(&kv, "nr_pages", "%llu", (unsigned long long)m->dom.nr_pages);
 	pvm_kv_add(&kv, "vcpus", "%u", m->dom.nr_vcpus);
 	pvm_kv_add(&kv, "domid", "%u", m->dom.domid);
+	if (m->ndev && !m->no_quiesce) {
+		/* Decided now, before any pause: a destination that cannot
+		 * keep the domid a transparent reconnect needs refuses here. */
+		m->pv_mode = pvm_pvq_choose_mode(m->svc->hv, m->dom.domid,
+						 m->pv_mode);
+		pvm_kv_add(&kv, "pv_mode", "%s", pvm_pvq_mode_name(m->pv_mode));
+		add_stat(m, "pv_mode", "%s", pvm_pvq_mode_name(m->pv_mode));
+	}
 	dom_config_to_kv(&m->dc, &kv);
 	t_connected = pvm_now_ns();
 	rc = send_kv(m->ch, M_HELLO, &kv);
@@ -1779,6 +1802,12 @@ int h_migrate(struct req *r)
 	m->compress = !pvm_kv_get(r->args, "no_compress");
 	m->verify = pvm_kv_get(r->args, "verify") != NULL;
 	m->no_quiesce = pvm_kv_get(r->args, "no_quiesce") != NULL;
+	if (pvm_kv_get(r->args, "pv_mode") &&
+	    pvm_pvq_mode_parse(pvm_kv_get(r->args, "pv_mode"), &m->pv_mode)) {
+		free(m);
+		return reply_result(r, -EINVAL, NULL,
+				    "--pv-mode is auto, cooperative or transparent");
+	}
 	m->suspend_timeout_ms = PVM_PVQ_SUSPEND_TIMEOUT_MS;
 	if (pvm_kv_get(r->args, "suspend_timeout_ms")) {
 		if (pvm_kv_get_u64(r->args, "suspend_timeout_ms", &v) ||

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "pvquiesce/pvquiesce.h"
 
 /* A save or checkpoint running in a job thread; owns the client fd. */
 struct sr_job {
@@ -40,6 +41,7 @@ struct sr_job {
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
 	uint32_t interval_ms, epochs, rebase_epochs;
 	uint32_t suspend_timeout_ms; /* 0: pvquiesce's default */
+	uint32_t pv_mode;            /* enum pvm_pvq_mode */
 	uint64_t duration_ms;
 	uint64_t last_progress_ns;
 };
@@ -116,6 +118,21 @@ static bool is_set(const struct req *r, const char *key)
 }
 
 static int get_path(struct req *r, const char *key, char *out, size_t len);
+
+/* The optional pv_mode= (auto|cooperative|transparent); 0 (auto) when
+ * absent. */
+static int get_pv_mode(struct req *r, uint32_t *out)
+{
+	enum pvm_pvq_mode m = PVM_PVQ_MODE_AUTO;
+
+	if (pvm_kv_get(r->args, "pv_mode") &&
+	    pvm_pvq_mode_parse(pvm_kv_get(r->args, "pv_mode"), &m))
+		return reply_result(r, -EINVAL, NULL,
+				    "--pv-mode is auto, cooperative or transparent"),
+		       -EINVAL;
+	*out = (uint32_t)m;
+	return 0;
+}
 
 /* The optional suspend_timeout_ms= (1..60000); 0 when absent. */
 static int get_suspend_timeout(struct req *r, uint32_t *out)
@@ -209,6 +226,7 @@ static void *save_main(void *arg)
 		.progress = job_progress, .progress_ctx = j,
 		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->suspend_timeout_ms,
+		.pv_mode = j->pv_mode,
 	};
 	struct pvm_ckpt_save_stats st;
 	struct pvm_kv kv;
@@ -265,7 +283,8 @@ int h_save(struct req *r)
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "path", j->path, sizeof(j->path)) ||
 	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
-	    get_suspend_timeout(r, &j->suspend_timeout_ms)) {
+	    get_suspend_timeout(r, &j->suspend_timeout_ms) ||
+	    get_pv_mode(r, &j->pv_mode)) {
 		free(j);
 		return 0;
 	}
@@ -318,7 +337,8 @@ int h_restore(struct req *r)
 	int rc;
 
 	if (get_path(r, "path", path, sizeof(path)) ||
-	    get_key_file(r, key_file, sizeof(key_file)))
+	    get_key_file(r, key_file, sizeof(key_file)) ||
+	    get_pv_mode(r, &cfg.pv_mode))
 		return 0;
 	cfg.path = path;
 	cfg.key_file = key_file[0] ? key_file : NULL;
@@ -409,6 +429,7 @@ static void *checkpoint_main(void *arg)
 		.devices = j->have_dev ? &j->dev : NULL,
 		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->suspend_timeout_ms,
+		.pv_mode = j->pv_mode,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
@@ -445,7 +466,8 @@ int h_checkpoint(struct req *r)
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "dir", j->path, sizeof(j->path)) ||
 	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
-	    get_suspend_timeout(r, &j->suspend_timeout_ms)) {
+	    get_suspend_timeout(r, &j->suspend_timeout_ms) ||
+	    get_pv_mode(r, &j->pv_mode)) {
 		free(j);
 		return 0;
 	}

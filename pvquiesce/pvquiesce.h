@@ -64,6 +64,33 @@ struct pvm_pvq_device {
 
 #define PVM_PVQ_MAX_DEVICES 8u
 
+/*
+ * How a device reconnects on the destination (recorded per device in its
+ * state): cooperative, the frontend re-runs the xenbus handshake with a
+ * fresh backend (Linux blkfront/netfront on resume); transparent, the
+ * backend re-attaches to the old ring, grant refs and port and the
+ * frontend sees nothing (needs the same domid and the guest's xenstore
+ * subtree). AUTO: cooperative for a guest that advertises
+ * control/feature-suspend (a frontend that handles suspend/resume),
+ * transparent for one that does not.
+ */
+enum pvm_pvq_mode {
+	PVM_PVQ_MODE_AUTO = 0,
+	PVM_PVQ_MODE_COOPERATIVE = 1,
+	PVM_PVQ_MODE_TRANSPARENT = 2,
+};
+
+/* "auto", "cooperative", "transparent" <-> the enum; parse: -EINVAL. */
+const char *pvm_pvq_mode_name(enum pvm_pvq_mode m);
+int pvm_pvq_mode_parse(const char *s, enum pvm_pvq_mode *out);
+
+/*
+ * Before the pause: the mode @domid's devices will be quiesced for: @forced
+ * unless AUTO, else from what the guest advertises (above). Never AUTO.
+ */
+enum pvm_pvq_mode pvm_pvq_choose_mode(struct pvm_hv *hv, uint32_t domid,
+				      enum pvm_pvq_mode forced);
+
 /* Bound on the wait for a suspend acknowledgement (and then for the
  * suspend hypercall), unless the caller gives one. */
 #define PVM_PVQ_SUSPEND_TIMEOUT_MS 1000u
@@ -107,14 +134,25 @@ int pvm_pvq_vdev_devid(const char *vdev);
  */
 int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n,
-		    unsigned drain_timeout_ms, struct pvm_buf *out, char *why,
-		    size_t why_len);
+		    enum pvm_pvq_mode mode, unsigned drain_timeout_ms,
+		    struct pvm_buf *out, char *why, size_t why_len);
 void pvm_pvq_resume(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n);
-/* @state: what quiesce appended (untrusted: decoded and bounded). */
+/*
+ * @state: what quiesce appended (untrusted: decoded and bounded). Each
+ * device reconnects in the mode recorded with it; @force (unless AUTO)
+ * overrides that, and a state with no mode recorded (older streams)
+ * follows @gen (legacy: transparent). *@transparent_out (may be NULL):
+ * whether any device was re-attached transparently (the caller then
+ * imports the guest's xenstore subtree).
+ */
 int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
-		      enum pvm_hv_frontend_gen gen, const void *state,
-		      size_t len, char *why, size_t why_len);
+		      enum pvm_hv_frontend_gen gen, enum pvm_pvq_mode force,
+		      const void *state, size_t len, bool *transparent_out,
+		      char *why, size_t why_len);
+/* The mode a state blob records (the first device's; AUTO: none or not
+ * recorded), to decide before restoring whether the domid must be kept. */
+enum pvm_pvq_mode pvm_pvq_state_mode(const void *state, size_t len);
 int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 			   const struct pvm_pvq_device *devs, size_t n,
 			   unsigned timeout_ms, char *why, size_t why_len);

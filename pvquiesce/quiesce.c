@@ -6,6 +6,7 @@
  * pvm_sim_backend_state_encode).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <xen/io/xenbus.h>
@@ -19,6 +20,39 @@
 static const char *type_name(uint32_t t)
 {
 	return t == PVM_PVQ_VBD ? "vbd" : t == PVM_PVQ_VIF ? "vif" : "?";
+}
+
+/* ---- reconnect modes ---------------------------------------------------- */
+
+const char *pvm_pvq_mode_name(enum pvm_pvq_mode m)
+{
+	return m == PVM_PVQ_MODE_COOPERATIVE ? "cooperative" :
+	       m == PVM_PVQ_MODE_TRANSPARENT ? "transparent" : "auto";
+}
+
+int pvm_pvq_mode_parse(const char *s, enum pvm_pvq_mode *out)
+{
+	for (int m = PVM_PVQ_MODE_AUTO; m <= PVM_PVQ_MODE_TRANSPARENT; m++)
+		if (s && !strcmp(s, pvm_pvq_mode_name((enum pvm_pvq_mode)m))) {
+			*out = (enum pvm_pvq_mode)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+enum pvm_pvq_mode pvm_pvq_choose_mode(struct pvm_hv *hv, uint32_t domid,
+				      enum pvm_pvq_mode forced)
+{
+	char path[64], val[8];
+
+	if (forced != PVM_PVQ_MODE_AUTO)
+		return forced;
+	snprintf(path, sizeof(path), "/local/domain/%u/control/feature-suspend",
+		 domid);
+	if (pvm_sim_is_sim(hv) &&
+	    pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 && !strcmp(val, "1"))
+		return PVM_PVQ_MODE_COOPERATIVE;
+	return PVM_PVQ_MODE_TRANSPARENT;
 }
 
 /* ---- suspend request (before the pause) ------------------------------ */
@@ -163,8 +197,8 @@ static void dev_name(const struct pvm_pvq_device *d, char *buf, size_t len)
 
 int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n,
-		    unsigned drain_timeout_ms, struct pvm_buf *out, char *why,
-		    size_t why_len)
+		    enum pvm_pvq_mode mode, unsigned drain_timeout_ms,
+		    struct pvm_buf *out, char *why, size_t why_len)
 {
 	size_t paused = 0;
 	int rc = 0;
@@ -223,6 +257,7 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 			goto out_resume;
 		}
 		at = out->len;
+		st.mode = (uint32_t)mode;
 		pvm_buf_put_u32(out, 0);
 		pvm_sim_backend_state_encode(&st, out);
 		if (out->err) {
@@ -241,13 +276,32 @@ out_resume:
 	return rc;
 }
 
+enum pvm_pvq_mode pvm_pvq_state_mode(const void *state, size_t len)
+{
+	struct pvm_sim_backend_state st;
+	struct pvm_cursor c;
+	const uint8_t *body;
+	uint32_t count, blen;
+
+	pvm_cursor_init(&c, state, len);
+	if (pvm_cursor_u32(&c, &count) || !count ||
+	    pvm_cursor_u32(&c, &blen) || blen > STATE_MAX ||
+	    pvm_cursor_bytes(&c, blen, &body) ||
+	    pvm_sim_backend_state_decode(body, blen, &st))
+		return PVM_PVQ_MODE_AUTO;
+	return (enum pvm_pvq_mode)st.mode;
+}
+
 int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
-		      enum pvm_hv_frontend_gen gen, const void *state,
-		      size_t len, char *why, size_t why_len)
+		      enum pvm_hv_frontend_gen gen, enum pvm_pvq_mode force,
+		      const void *state, size_t len, bool *transparent_out,
+		      char *why, size_t why_len)
 {
 	struct pvm_cursor c;
 	uint32_t count;
 
+	if (transparent_out)
+		*transparent_out = false;
 	pvm_cursor_init(&c, state, len);
 	if (pvm_cursor_u32(&c, &count) || count > PVM_PVQ_MAX_DEVICES) {
 		snprintf(why, why_len, "device state: bad device count");
@@ -260,6 +314,7 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 	}
 	for (uint32_t i = 0; i < count; i++) {
 		struct pvm_sim_backend_state st;
+		enum pvm_pvq_mode mode;
 		const uint8_t *body;
 		uint32_t blen;
 		int rc;
@@ -274,10 +329,14 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 			snprintf(why, why_len, "device state %u is malformed", i);
 			return rc;
 		}
-		if (gen == PVM_HV_FRONTEND_MODERN)
+		mode = force != PVM_PVQ_MODE_AUTO ? force :
+		       st.mode ? (enum pvm_pvq_mode)st.mode :
+		       gen == PVM_HV_FRONTEND_LEGACY ? PVM_PVQ_MODE_TRANSPARENT :
+						       PVM_PVQ_MODE_COOPERATIVE;
+		if (mode == PVM_PVQ_MODE_COOPERATIVE)
 			continue; /* the frontend re-handshakes with the fresh backend */
-		/* Legacy: the frontend never re-handshakes, so the backend
-		 * must pick up its old ring exactly where it stopped. */
+		/* Transparent: the frontend never re-handshakes, so the
+		 * backend must pick up its old ring exactly where it stopped. */
 		st.domid = domid;
 		rc = pvm_sim_backend_destroy(hv, domid, st.type, st.devid);
 		if (rc && rc != -ESRCH) {
@@ -291,12 +350,36 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 				 st.type, st.devid, strerror(-rc));
 			return rc;
 		}
+		if (transparent_out)
+			*transparent_out = true;
 	}
 	if (pvm_cursor_remaining(&c)) {
 		snprintf(why, why_len, "device state has trailing bytes");
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+/* Both ends Connected: the backend's state and the frontend's node (a
+ * backend re-attached under a frontend that started over is not enough;
+ * the frontend would wait for InitWait for ever). */
+static bool dev_connected(struct pvm_hv *hv, uint32_t domid,
+			  const struct pvm_pvq_device *d, uint32_t *be_out,
+			  uint32_t *fe_out)
+{
+	char path[96], val[16];
+
+	*be_out = *fe_out = 0;
+	if (pvm_sim_backend_xb_state(hv, domid, (uint32_t)sim_type(d->type),
+				     d->devid, be_out) ||
+	    *be_out != XenbusStateConnected)
+		return false;
+	snprintf(path, sizeof(path), "/local/domain/%u/device/%s/%u/state",
+		 domid, type_name(d->type), d->devid);
+	if (pvm_sim_xs_read(hv, path, val, sizeof(val)))
+		return false;
+	*fe_out = (uint32_t)strtoul(val, NULL, 10);
+	return *fe_out == XenbusStateConnected;
 }
 
 int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
@@ -309,15 +392,10 @@ int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 		return 0;
 	for (;;) {
 		size_t connected = 0;
-		uint32_t st = 0;
+		uint32_t be, fe;
 
-		for (size_t i = 0; i < n; i++) {
-			if (pvm_sim_backend_xb_state(hv, domid,
-						     (uint32_t)sim_type(devs[i].type),
-						     devs[i].devid, &st) == 0 &&
-			    st == XenbusStateConnected)
-				connected++;
-		}
+		for (size_t i = 0; i < n; i++)
+			connected += dev_connected(hv, domid, &devs[i], &be, &fe);
 		if (connected == n)
 			return 0;
 		if (pvm_now_ms() >= deadline) {
@@ -328,17 +406,17 @@ int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 						    connected, n, domid, timeout_ms);
 
 			for (size_t i = 0; i < n && o < why_len; i++) {
-				if (pvm_sim_backend_xb_state(hv, domid,
-							     (uint32_t)sim_type(devs[i].type),
-							     devs[i].devid, &st) == 0 &&
-				    st == XenbusStateConnected)
+				char name[40];
+
+				if (dev_connected(hv, domid, &devs[i], &be, &fe))
 					continue;
-				o += (size_t)snprintf(why + o, why_len - o, " %s %u (state %u)",
-						      type_name(devs[i].type),
-						      devs[i].devid, st);
+				dev_name(&devs[i], name, sizeof(name));
+				o += (size_t)snprintf(why + o, why_len - o,
+						      " %s (backend state %u, frontend %u)",
+						      name, be, fe);
 			}
 			return -ETIMEDOUT;
 		}
-		usleep(200); /* cheap: a state read per device */
+		usleep(200); /* cheap: two reads per device */
 	}
 }

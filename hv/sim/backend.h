@@ -77,6 +77,10 @@ struct pvm_sim_backend_state {
 	uint32_t nr_rings;
 	struct pvm_sim_ring_state ring[PVM_SIM_BACKEND_MAX_RINGS];
 	uint64_t features; /* PVM_SIM_FEAT_* */
+	/* How the destination reconnects it, chosen at the quiesce (not by
+	 * the backend): 0 not recorded, 1 cooperative, 2 transparent
+	 * (pvquiesce/pvquiesce.h enum pvm_pvq_mode). */
+	uint32_t mode;
 };
 
 /*
@@ -136,7 +140,7 @@ int pvm_sim_domain_suspend_cancel(struct pvm_hv *hv, uint32_t domid);
 /*
  * Wire form of the state, for stream records (little-endian):
  * le32 version 1, le32 type, le32 domid, le32 devid, le32 xb_state,
- * le32 fe_port, le32 nr_rings, le32 0, nr_rings x {le32 ref, le32
+ * le32 fe_port, le32 nr_rings, le32 mode (0..2; was 0), nr_rings x {le32 ref, le32
  * req_cons, le32 rsp_prod_pvt, le32 0}, le64 features.
  * Decode: -EBADMSG for anything malformed (@buf borrowed, untrusted).
  */

@@ -1117,7 +1117,7 @@ void pvm_sim_backend_state_encode(const struct pvm_sim_backend_state *st,
 	pvm_buf_put_u32(out, st->xb_state);
 	pvm_buf_put_u32(out, st->fe_port);
 	pvm_buf_put_u32(out, st->nr_rings);
-	pvm_buf_put_u32(out, 0);
+	pvm_buf_put_u32(out, st->mode);
 	for (uint32_t i = 0; i < st->nr_rings && i < PVM_SIM_BACKEND_MAX_RINGS;
 	     i++) {
 		pvm_buf_put_u32(out, st->ring[i].ref);
@@ -1143,8 +1143,8 @@ int pvm_sim_backend_state_decode(const void *buf, size_t len,
 	pvm_cursor_u32(&c, &out->xb_state);
 	pvm_cursor_u32(&c, &out->fe_port);
 	pvm_cursor_u32(&c, &out->nr_rings);
-	pvm_cursor_u32(&c, &rsvd);
-	if (c.err || version != BE_STATE_VERSION ||
+	pvm_cursor_u32(&c, &out->mode);
+	if (c.err || version != BE_STATE_VERSION || out->mode > 2 ||
 	    out->nr_rings > PVM_SIM_BACKEND_MAX_RINGS ||
 	    (out->type != PVM_SIM_DEV_VBD && out->type != PVM_SIM_DEV_VIF))
 		return -EBADMSG;

@@ -196,6 +196,31 @@ fi
 runs_clean "modern guest without an answer, after the save -c" mute "$before" legacy
 P destroy mute >/dev/null
 
+# ---- forced modes ------------------------------------------------------------
+# A modern guest saved with --pv-mode transparent (its records say so)
+# restored with --pv-mode cooperative: fresh backends, reconnected, clean.
+# A legacy guest (recorded transparent) restored with --pv-mode
+# cooperative: its frontends never re-handshake, so its devices stay
+# unconnected, and the restore says so naming each of them.
+create forced modern
+P save forced "$W/forced.pvm" --pv-mode transparent >/dev/null 2>"$W/save.err" || bad "save --pv-mode transparent: $(cat "$W/save.err")"
+if P restore "$W/forced.pvm" --pv-mode cooperative --json >"$W/rest.json" 2>"$W/rest.err"; then
+	restored_ok "modern guest recorded transparent, restored --pv-mode cooperative" "$W/rest.json"
+	sleep 0.3
+	runs_clean "modern guest restored --pv-mode cooperative" forced "$(counters forced)" modern
+else
+	bad "restore --pv-mode cooperative: $(cat "$W/rest.err")"
+fi
+P destroy forced >/dev/null
+create forced legacy
+P save forced "$W/forced.pvm" >/dev/null 2>"$W/save.err" || bad "save legacy: $(cat "$W/save.err")"
+P restore "$W/forced.pvm" --pv-mode cooperative --json >"$W/rest.json" 2>"$W/rest.err"
+d=$(jfield "$W/rest.json" devices)
+[ "$d" = "vbd xvda (51712), vif 0 did not reconnect within 5000 ms" ] &&
+	ok "legacy guest restored --pv-mode cooperative: '$d'" ||
+	bad "legacy guest restored --pv-mode cooperative: devices '$d' $(cat "$W/rest.err")"
+P destroy forced >/dev/null
+
 # ---- a backend that never drains (a stuck disk) ------------------------------
 # The fault knob of the simulated vbd backend: dom0's node pvmig-stall = 1
 # in its directory makes it take a request and hang on it. The save must

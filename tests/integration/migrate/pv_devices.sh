@@ -65,6 +65,36 @@ check_clean() {
 }
 
 truncate -s 32M "$W/legacy.img" "$W/modern.img"
+
+# A transparent reconnect (legacy frontends) needs the guest's domid on the
+# destination: with it taken there, the migration is refused before the
+# guest is paused, and the guest runs on here. (Both hosts are fresh: the
+# first guest of each gets the same domid.)
+"$PVMIG" -H "$W/b" create --name squatter --memory 16M >/dev/null || bad "create squatter"
+"$PVMIG" -H "$W/a" create --name lg --memory 64M --disk "$W/legacy.img" --nic --frontend legacy \
+	--workload "blk:1000,net:1000" >/dev/null || bad "create lg"
+sleep 1
+lgid=$("$PVMIG" -H "$W/a" status lg --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
+sqid=$("$PVMIG" -H "$W/b" status squatter --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
+before=$(counters a lg)
+if [ "$lgid" != "$sqid" ]; then
+	bad "legacy guest got domid $lgid, the squatter $sqid: cannot test a taken domid"
+elif "$PVMIG" -H "$W/a" migrate lg "127.0.0.1:${PORT[b]}" --json >"$W/out" 2>"$W/err"; then
+	bad "migration of a legacy guest onto a taken domid succeeded"
+elif grep -q "needs its domid $lgid, and domid $lgid is taken on the destination" "$W/err" &&
+     ! grep -q '"pause_ms"\|"downtime_ms"' "$W/out" &&
+     "$PVMIG" -H "$W/a" status lg --json | grep -q '"state":"running"'; then
+	sleep 1.5
+	after=$(counters a lg)
+	[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
+		ok "legacy guest, domid taken on the destination: refused before the pause ($(cat "$W/err")), runs on here" ||
+		bad "legacy guest after the refused move: I/O stalled: $before / $after"
+	check_clean "legacy guest after the refused move" "$before" "$after" legacy
+else
+	bad "legacy guest, domid taken: $(cat "$W/err" "$W/out")"
+fi
+"$PVMIG" -H "$W/a" destroy lg >/dev/null
+"$PVMIG" -H "$W/b" destroy squatter >/dev/null
 for gen in legacy modern; do
 	"$PVMIG" -H "$W/a" create --name $gen --memory 64M --vcpus 2 \
 		--disk "$W/$gen.img" --nic --frontend $gen \
@@ -84,7 +114,9 @@ assert r["devices"]=="all reconnected" and str(r["devices_quiesced"])=="2", r
 # A modern guest answers the suspend request; a legacy one advertises no
 # control/feature-suspend and is quiesced from the backend side alone.
 want = "cooperative" if sys.argv[2] == "modern" else "non-cooperative: the guest does not advertise control/feature-suspend"
-assert r["suspend"] == want, r' "$out" $gen 2>/dev/null; then
+assert r["suspend"] == want, r
+# ... and its devices reconnect as it allows (auto mode).
+assert r["pv_mode"] == ("cooperative" if sys.argv[2] == "modern" else "transparent"), r' "$out" $gen 2>/dev/null; then
 			ok "$gen: move $round $here->$there, memory identical, suspend $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"]["suspend"])' "$out"), 2 devices quiesced and reconnected"
 		else
 			bad "$gen: move $round $here->$there: $out $(cat "$W/err")"
