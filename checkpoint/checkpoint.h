@@ -713,4 +713,13 @@ size_t pvm_ckpt_xlhdr_encode(uint8_t out[PVM_CKPT_XL_PREFIX_SIZE],
 			     uint32_t mandatory, uint32_t cfglen,
 			     uint32_t *optlen_out);
 
+/*
+ * What a libxl stream starts with before a libxc stream: the libxl header
+ * (version 2, options 0) and a LIBXC_CONTEXT record header (§2.1, §2.2);
+ * after the libxc stream comes PVM_CKPT_LIBXL_END_SIZE zero bytes (END).
+ */
+#define PVM_CKPT_LIBXL_HEAD_SIZE 24u
+#define PVM_CKPT_LIBXL_END_SIZE 8u
+size_t pvm_ckpt_libxl_head(uint8_t out[PVM_CKPT_LIBXL_HEAD_SIZE]);
+
 #endif /* PVM_CHECKPOINT_H */

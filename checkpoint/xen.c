@@ -223,20 +223,15 @@ static int xsave_precopy(void *ctx, uint32_t round, uint64_t written,
 /* libxl header + LIBXC_CONTEXT record header (§2.1, §2.2). */
 static int write_libxl_head(const struct pvm_ckpt_write_cfg *wc)
 {
-	uint8_t h[24] = { 0 };
+	uint8_t h[PVM_CKPT_LIBXL_HEAD_SIZE];
 
-	for (int i = 0; i < 8; i++)
-		h[i] = (uint8_t)(PVM_CKPT_XL_IDENT >> (56 - 8 * i));
-	h[11] = PVM_CKPT_XL_VERSION; /* be32 version; be32 options 0 */
-	pvm_put_le32(h + 16, PVM_CKPT_XL_REC_LIBXC_CONTEXT);
-	pvm_put_le32(h + 20, 0);
-	return wc->write(wc->write_ctx, h, sizeof(h));
+	return wc->write(wc->write_ctx, h, pvm_ckpt_libxl_head(h));
 }
 
 int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
 		struct pvm_ckpt_save_stats *st)
 {
-	static const uint8_t libxl_end[8]; /* type END, length 0 */
+	static const uint8_t libxl_end[PVM_CKPT_LIBXL_END_SIZE]; /* END */
 	struct sr_err e = { .msg = st->err_msg };
 	struct pvm_ckpt_write_cfg wc = { 0 };
 	struct sr_out o = { 0 };

@@ -129,3 +129,14 @@ size_t pvm_ckpt_xlhdr_encode(uint8_t out[PVM_CKPT_XL_PREFIX_SIZE],
 	*optlen_out = (uint32_t)optlen;
 	return PVM_CKPT_XL_PREFIX_SIZE;
 }
+
+size_t pvm_ckpt_libxl_head(uint8_t out[PVM_CKPT_LIBXL_HEAD_SIZE])
+{
+	memset(out, 0, PVM_CKPT_LIBXL_HEAD_SIZE);
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(PVM_CKPT_XL_IDENT >> (56 - 8 * i));
+	out[11] = PVM_CKPT_XL_VERSION; /* be32 version; be32 options 0 */
+	pvm_put_le32(out + 16, PVM_CKPT_XL_REC_LIBXC_CONTEXT);
+	pvm_put_le32(out + 20, 0);
+	return PVM_CKPT_LIBXL_HEAD_SIZE;
+}

@@ -266,4 +266,37 @@ enum pvm_policy_verdict pvm_policy_decide(const struct pvm_policy *p,
 					  uint64_t elapsed_ms,
 					  const char **why_out);
 
+/* ---- a byte stream in page-slot chunks over a channel (xchunk.c) ------- */
+
+#define PVM_XCHUNK_PAGES 256u
+#define PVM_XCHUNK_BYTES (PVM_XCHUNK_PAGES * PVM_PAGE_SIZE)
+
+struct pvm_channel;
+
+/* The first page slot of chunk @k (alternating halves). */
+uint64_t pvm_xchunk_base(uint64_t k);
+/* Sender: queues chunk @k (@len <= PVM_XCHUNK_BYTES bytes of @buf) as a
+ * page batch; the caller then sends the message that closes it, with @len.
+ * 0 or the channel's error. */
+int pvm_xchunk_send_pages(struct pvm_channel *ch, uint64_t k,
+			  const uint8_t *buf, size_t len);
+
+/* Receiver: the staging area for two chunks. */
+struct pvm_xchunk_rx {
+	uint8_t *stage;                 /* 2 * PVM_XCHUNK_BYTES, owned */
+	uint64_t taken;                 /* chunks taken so far */
+	_Atomic uint64_t half_pages[2]; /* pages delivered into each half */
+};
+int pvm_xchunk_rx_init(struct pvm_xchunk_rx *rx); /* 0 or -ENOMEM */
+void pvm_xchunk_rx_dispose(struct pvm_xchunk_rx *rx);
+/* The channel's on_pages (receive threads): -ERANGE for a slot past the
+ * two halves. */
+int pvm_xchunk_rx_pages(struct pvm_xchunk_rx *rx, const uint64_t *pfns,
+			const uint8_t *const *pages, size_t n);
+/* On the message closing the next chunk (@bytes long): where it is (valid
+ * until the message after the next one is received) and its length.
+ * -EBADMSG unless exactly its pages arrived and @bytes fits. */
+int pvm_xchunk_rx_take(struct pvm_xchunk_rx *rx, uint64_t bytes,
+		       const uint8_t **at, size_t *len_out);
+
 #endif /* PVM_MIGRATE_INTERNAL_H */

@@ -23,6 +23,17 @@
  *   RUNNING. Any failure or a lost channel before UNPAUSE destroys the
  *   destination copy; the outcome ("running"/"aborted") is kept by id.
  *
+ * On Xen the guest travels as libxenguest's stream instead (x86 PV: page
+ * tables canonicalised, see docs/xen.md): the source runs xc_domain_save
+ * (live, its suspend and this file's policy) into a pipe, a thread cuts
+ * what comes out into chunks of PVM_XCHUNK_PAGES page slots sent as page
+ * batches (lz4, zero pages elided, several connections) each closed by
+ * M_XCHUNK {bytes}; the destination writes each chunk, in order, into the
+ * pipe libxl_domain_create_restore reads (domain created paused from the
+ * config chunk, M_XCONFIG, sent first). M_XEND ends the stream; READY,
+ * UNPAUSE, RUNNING and the rollback are as above, the source copy being
+ * suspended instead of paused (resumed with suspend-cancel on rollback).
+ *
  * Messages on the channel's control stream: one type byte, then either a
  * key=value record (control-protocol encoding without its length prefix)
  * or, for STATE, tagged sections.
@@ -39,7 +50,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <signal.h>
+
+#include "checkpoint/checkpoint.h"
 #include "hv/sim/xenstored/xenstored.h"
+#include "hv/xen/xen.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -55,6 +71,10 @@ enum msg_type {
 	M_ABORT = 'X',   /* either: error */
 	M_QUERY = 'Q',   /* src -> dst on a new channel: id */
 	M_OUTCOME = 'O', /* dst -> src: state */
+	/* Xen (x86 PV): libxenguest's stream instead of pages and STATE */
+	M_XCONFIG = 'c', /* src -> dst: chunk holding the libxl JSON config */
+	M_XCHUNK = 'b',  /* src -> dst: chunk of the libxl stream: bytes */
+	M_XEND = 'z',    /* src -> dst: the stream is complete */
 };
 
 enum state_tag {
@@ -333,7 +353,211 @@ struct dest {
 	size_t ndev;
 	/* Set while the channel is an xl stream tunnel (tunnel.c). */
 	struct tunnel *_Atomic tun;
+	bool xen;           /* libxenguest's stream (HELLO xen=1) */
+	struct pvm_xchunk_rx xrx; /* xen: chunks (xrx.stage NULL: none) */
 };
+
+/* ---- Xen: libxenguest's stream in chunks ------------------------------------ */
+
+/* Sends chunk @k of a Xen stream: its pages, then @type {bytes}. */
+static int xsend_chunk(struct pvm_channel *ch, char type, uint64_t k,
+		       const uint8_t *buf, size_t len)
+{
+	struct pvm_kv kv;
+	int rc = pvm_xchunk_send_pages(ch, k, buf, len);
+
+	if (rc)
+		return rc;
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "bytes", "%zu", len);
+	rc = send_kv(ch, type, &kv);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
+/* The chunk a M_XCONFIG/M_XCHUNK message closes. */
+static int xchunk_take(struct dest *d, const struct pvm_kv *kv,
+		       const uint8_t **at, size_t *len_out)
+{
+	uint64_t bytes;
+
+	if (pvm_kv_get_u64(kv, "bytes", &bytes))
+		return -EBADMSG;
+	return pvm_xchunk_rx_take(&d->xrx, bytes, at, len_out);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The destination's libxl restore, on its own thread: it reads the pipe
+ * the channel's chunks are written into. */
+struct xrestore {
+	struct pvm_hv *hv;
+	char *json;
+	int fd;
+	uint32_t domid;
+	int rc;
+	pthread_t thread;
+	bool started;
+};
+
+static void *xrestore_main(void *arg)
+{
+	struct xrestore *x = arg;
+
+	x->rc = pvm_hv_xen_restore(x->hv, x->json, x->fd, true, &x->domid);
+	close(x->fd); /* a writer still writing gets EPIPE */
+	x->fd = -1;
+	return NULL;
+}
+
+/*
+ * Destination, xen: from HELLO to READY sent. 0 with the domain restored
+ * and paused (d->created, d->domid); -ENOTCONN when the channel was lost
+ * (@why says so); another negative errno after telling the source why.
+ */
+static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
+{
+	struct xrestore x = { .hv = d->svc->hv, .fd = -1 };
+	struct pvm_kv kv;
+	const uint8_t *at;
+	size_t len;
+	int fds[2], wfd = -1, type, rc = 0;
+	sigset_t pipe_set;
+
+	/* A libxl that stops reading makes our write fail (EPIPE) instead
+	 * of killing pvmigd. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+	pvm_kv_init(&kv);
+	if (pvm_xchunk_rx_init(&d->xrx)) {
+		snprintf(why, why_len, "out of memory");
+		rc = -ENOMEM;
+		goto out_abort;
+	}
+	pvm_kv_add(&kv, "domid", "0");
+	if (send_kv(d->ch, M_ACCEPT, &kv))
+		goto out_lost;
+	type = recv_msg(d->ch, &kv, NULL, NULL);
+	if (type < 0)
+		goto out_lost;
+	if (type != M_XCONFIG || xchunk_take(d, &kv, &at, &len) || !len ||
+	    memchr(at, '\0', len)) {
+		snprintf(why, why_len, "expected the domain's config, got '%c'",
+			 type);
+		rc = -EPROTO;
+		goto out_abort;
+	}
+	x.json = strndup((const char *)at, len);
+	if (!x.json || pipe2(fds, O_CLOEXEC)) {
+		snprintf(why, why_len, "out of memory or file descriptors");
+		rc = -ENOMEM;
+		goto out_abort;
+	}
+	x.fd = fds[0];
+	wfd = fds[1];
+	rc = -pthread_create(&x.thread, NULL, xrestore_main, &x);
+	if (rc) {
+		close(fds[0]);
+		x.fd = -1;
+		snprintf(why, why_len, "cannot start the restore: %s",
+			 strerror(-rc));
+		goto out_abort;
+	}
+	x.started = true;
+	pvm_info("migration %.8s: receiving '%s' as libxenguest's stream",
+		 d->id, d->name);
+	for (;;) {
+		type = recv_msg(d->ch, &kv, NULL, NULL);
+		if (type < 0)
+			goto out_lost;
+		if (type == M_ABORT) {
+			snprintf(why, why_len, "source aborted: %s",
+				 pvm_kv_get(&kv, "error") ?: "no reason");
+			rc = -ECONNABORTED;
+			goto out; /* no need to answer */
+		}
+		if (type == M_XEND)
+			break;
+		if (type != M_XCHUNK || xchunk_take(d, &kv, &at, &len)) {
+			snprintf(why, why_len, "bad message '%c' in the stream",
+				 type);
+			rc = -EPROTO;
+			goto out_abort;
+		}
+		rc = write_all(wfd, at, len);
+		if (rc) {
+			/* libxl stopped reading: its failure says why. */
+			close(wfd);
+			wfd = -1;
+			pthread_join(x.thread, NULL);
+			x.started = false;
+			snprintf(why, why_len, "libxl stopped reading the stream: %s",
+				 x.rc ? strerror(-x.rc) : strerror(-rc));
+			goto out_abort;
+		}
+	}
+	close(wfd);
+	wfd = -1;
+	pthread_join(x.thread, NULL);
+	x.started = false;
+	if (x.rc) {
+		rc = x.rc;
+		snprintf(why, why_len, "libxl could not restore it: %s (see pvmigd's log on the destination)",
+			 strerror(-rc));
+		goto out_abort;
+	}
+	d->domid = x.domid;
+	d->created = true;
+	pvm_kv_dispose(&kv);
+	if (send_kv(d->ch, M_READY, &kv))
+		goto out_lost;
+	if (fault_point("dst-die-after-ready"))
+		_exit(9);
+	rc = 0;
+	goto out;
+
+out_lost:
+	{
+		const char *cwhy;
+
+		pvm_channel_error(d->ch, &cwhy);
+		snprintf(why, why_len, "lost the source: %s",
+			 cwhy && *cwhy ? cwhy : "channel closed");
+	}
+	rc = -ENOTCONN;
+	goto out;
+out_abort:
+	send_abort(d->ch, why);
+	if (!rc)
+		rc = -EIO;
+out:
+	if (wfd >= 0)
+		close(wfd); /* EOF: a waiting libxl fails and cleans up */
+	if (x.started)
+		pthread_join(x.thread, NULL);
+	if (x.started && !x.rc && rc) {
+		/* restored after all, but not handed over */
+		d->domid = x.domid;
+		d->created = true;
+	}
+	free(x.json);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
 
 size_t mig_config_devices(const struct dom_config *dc,
 			  struct pvm_pvq_device *out)
@@ -360,6 +584,8 @@ static int dest_pages(void *ctx, const uint64_t *pfns,
 
 	if (t)
 		return tunnel_pages(t, pfns, pages, n);
+	if (d->xrx.stage)
+		return pvm_xchunk_rx_pages(&d->xrx, pfns, pages, n);
 	if (!d->mem)
 		return -EPROTO;
 	for (size_t i = 0; i < n; i++) {
@@ -622,6 +848,9 @@ static void *dest_main(void *arg)
 					!strcmp(pvm_kv_get(&kv, "pv_mode"), "transparent");
 		}
 		d->ndev = mig_config_devices(&d->dc, d->devs);
+		d->xen = pvm_kv_get(&kv, "xen") != NULL;
+		if (d->xen)
+			d->ndev = 0; /* the guest reconnects its own devices */
 	}
 	outcome_set(s, d->id, "receiving");
 	if (name_taken(hv, d->name)) {
@@ -630,6 +859,20 @@ static void *dest_main(void *arg)
 			 d->name);
 		send_abort(d->ch, why);
 		goto out;
+	}
+	if (d->xen != pvm_hv_is_xen(hv)) {
+		snprintf(why, sizeof(why), "the source is %sa Xen host, this one %s",
+			 d->xen ? "" : "not ", pvm_hv_is_xen(hv) ? "is" : "is not");
+		send_abort(d->ch, why);
+		goto out;
+	}
+	if (d->xen) {
+		rc = dest_xen_receive(d, why, sizeof(why));
+		if (rc == -ENOTCONN)
+			goto out_lost_why;
+		if (rc)
+			goto out;
+		goto handover;
 	}
 	rc = svc_on_main(s, dest_create_on_main, d);
 	if (rc == -EEXIST && d->keep_domid) {
@@ -677,6 +920,7 @@ static void *dest_main(void *arg)
 	pvm_info("migration %.8s: receiving '%s' as domain %u (%llu pages)",
 		 d->id, d->name, d->domid, (unsigned long long)d->nr_pages);
 
+handover:
 	for (;;) {
 		void *raw = NULL;
 		size_t raw_len = 0;
@@ -777,10 +1021,12 @@ out_lost:
 		snprintf(why, sizeof(why), "lost the source: %s",
 			 cwhy && *cwhy ? cwhy : "channel closed");
 	}
+out_lost_why:
 out:
 	/* Join the receive threads first: they write into d->mem. */
 	pvm_channel_close(d->ch);
 	d->ch = NULL;
+	pvm_xchunk_rx_dispose(&d->xrx);
 	if (d->mem)
 		hv->ops->unmap_pages(hv, d->mem, d->nr_pages);
 	if (!running && d->created) {
@@ -928,6 +1174,15 @@ struct source {
 	unsigned throttle;       /* auto-converge level set on the guest (%) */
 	uint64_t t_start, t_pause;
 	struct pvm_kv stats;
+
+	/* xen: libxenguest's stream (source_xen_stream) */
+	bool xen;
+	bool xen_suspended;     /* suspended for the save: resume on rollback */
+	_Atomic uint64_t xbytes; /* stream bytes sent so far */
+	uint64_t xchunks;        /* chunks sent (xchunk_base) */
+	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
+	struct pvm_round_stats xr;
+	char x_rounds_desc[1024];
 };
 
 /* Cancel requested: `pvmig migrate --cancel`, or the CLI that asked for
@@ -1291,6 +1546,179 @@ static int quiesce(struct source *m, char *why, size_t why_len)
 	return 0;
 }
 
+/* ---- source on Xen: libxenguest's stream --------------------------------- */
+
+/* Cuts what libxenguest writes into the pipe into chunks on the channel;
+ * the only sender on the channel while xc_domain_save runs. After a send
+ * error it keeps draining the pipe so that libxenguest is never stuck. */
+struct xpump {
+	struct source *m;
+	int fd;
+	int rc;
+	pthread_t thread;
+};
+
+static void *xpump_main(void *arg)
+{
+	struct xpump *p = arg;
+	uint8_t *buf = malloc(PVM_XCHUNK_BYTES), drain[512];
+	size_t fill = 0;
+	bool eof = false;
+	ssize_t n;
+
+	if (!buf)
+		p->rc = -ENOMEM;
+	while (!eof) {
+		n = read(p->fd, buf ? buf + fill : drain,
+			 buf ? PVM_XCHUNK_BYTES - fill : sizeof(drain));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			eof = true;
+		else if (buf)
+			fill += (size_t)n;
+		if (buf && fill && (fill == PVM_XCHUNK_BYTES || eof)) {
+			if (!p->rc)
+				p->rc = xsend_chunk(p->m->ch, M_XCHUNK,
+						    p->m->xchunks++, buf, fill);
+			if (!p->rc)
+				atomic_fetch_add(&p->m->xbytes, fill);
+			fill = 0;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* libxenguest's suspend callback: the guest's own PV suspend. */
+static int xsrc_suspend(void *ctx)
+{
+	struct source *m = ctx;
+	int rc;
+
+	m->t_pause = pvm_now_ns();
+	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, PVM_HV_XEN_SUSPEND_MS);
+	m->xen_suspended = rc == 0;
+	return rc;
+}
+
+/* libxenguest's precopy_policy: pvmig's convergence policy on its round
+ * figures and our measured throughput. */
+static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
+			int64_t dirty)
+{
+	struct source *m = ctx;
+	struct pvm_round_stats *r = &m->xr;
+	uint64_t now = pvm_now_ns(), bytes = atomic_load(&m->xbytes);
+	double s = (double)(now - m->x_t_round) / 1e9;
+	enum pvm_policy_verdict v;
+	const char *verdict_why;
+
+	if (cli_cancelled(m))
+		return PVM_HV_XEN_PRECOPY_ABORT;
+	if (dirty < 0) { /* before round 0 */
+		m->x_t_round = now;
+		m->x_bytes_round = bytes;
+		return PVM_HV_XEN_PRECOPY_CONTINUE;
+	}
+	r->round = round ? round - 1 : 0;
+	r->pages_sent = written;
+	r->wire_bytes = bytes - m->x_bytes_round;
+	r->ms = (now - m->x_t_round) / 1000000;
+	r->bytes_per_s = s > 0 ? (double)(bytes - m->x_bytes_round) / s : 0;
+	r->dirty_after = (uint64_t)dirty;
+	r->dirty_rate = s > 0 ? (double)dirty / s : 0;
+	r->stuck_rounds = (uint64_t)dirty >= m->x_prev_dirty ?
+				  r->stuck_rounds + 1 : 0;
+	m->x_prev_dirty = (uint64_t)dirty;
+	v = pvm_policy_decide(&m->policy, r, (now - m->t_start) / 1000000,
+			      &verdict_why);
+	progress(m, r, pvm_policy_predict_ms(r->dirty_after, r->bytes_per_s),
+		 "precopy");
+	snprintf(m->x_rounds_desc + strlen(m->x_rounds_desc),
+		 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
+		 "%s%u:%llu dirty/%llu ms", r->round ? ", " : "", r->round,
+		 (unsigned long long)dirty, (unsigned long long)r->ms);
+	m->x_t_round = now;
+	m->x_bytes_round = bytes;
+	if (v == PVM_POLICY_CONTINUE)
+		return PVM_HV_XEN_PRECOPY_CONTINUE;
+	add_stat(m, "stop_reason", "%s", verdict_why);
+	add_stat(m, "converged", "%s", v == PVM_POLICY_STOP ? "yes" : "no");
+	return PVM_HV_XEN_PRECOPY_STOP;
+}
+
+/* Source, xen: after ACCEPT, up to M_XEND sent (the guest suspended). */
+static int source_xen_stream(struct source *m, char *why, size_t why_len)
+{
+	static const uint8_t end[PVM_CKPT_LIBXL_END_SIZE];
+	struct pvm_hv *hv = m->svc->hv;
+	struct xpump p = { .m = m, .fd = -1 };
+	struct pvm_hv_xen_save_cb cb = { xsrc_suspend, xsrc_precopy, m };
+	uint8_t head[PVM_CKPT_LIBXL_HEAD_SIZE];
+	char *json = NULL;
+	int fds[2], rc;
+
+	m->x_prev_dirty = UINT64_MAX;
+	rc = pvm_hv_xen_config_json(hv, m->dom.domid, &json);
+	if (rc) {
+		snprintf(why, why_len, "cannot read its libxl config: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	if (strlen(json) > PVM_XCHUNK_BYTES) {
+		free(json);
+		snprintf(why, why_len, "its libxl config is larger than %u bytes",
+			 PVM_XCHUNK_BYTES);
+		return -E2BIG;
+	}
+	rc = xsend_chunk(m->ch, M_XCONFIG, m->xchunks++, (const uint8_t *)json,
+			 strlen(json));
+	free(json);
+	if (rc) {
+		snprintf(why, why_len, "lost the destination: %s", strerror(-rc));
+		return rc;
+	}
+	if (pipe2(fds, O_CLOEXEC)) {
+		rc = -errno;
+		snprintf(why, why_len, "cannot make a pipe: %s", strerror(-rc));
+		return rc;
+	}
+	p.fd = fds[0];
+	rc = -pthread_create(&p.thread, NULL, xpump_main, &p);
+	if (rc) {
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(why, why_len, "cannot start a thread: %s", strerror(-rc));
+		return rc;
+	}
+	rc = write_all(fds[1], head, pvm_ckpt_libxl_head(head));
+	if (!rc) {
+		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->live, &cb);
+		if (rc)
+			snprintf(why, why_len, "libxenguest could not send it: %s (pvmigd's log says why)",
+				 strerror(-rc));
+	}
+	if (!rc)
+		rc = write_all(fds[1], end, sizeof(end));
+	close(fds[1]);
+	pthread_join(p.thread, NULL);
+	close(fds[0]);
+	if (!rc && p.rc) {
+		const char *cwhy;
+
+		rc = p.rc;
+		pvm_channel_error(m->ch, &cwhy);
+		snprintf(why, why_len, "lost the destination: %s",
+			 cwhy && *cwhy ? cwhy : strerror(-rc));
+	}
+	if (!rc)
+		rc = send_simple(m->ch, M_XEND);
+	add_stat(m, "stream_bytes", "%llu",
+		 (unsigned long long)atomic_load(&m->xbytes));
+	return rc;
+}
+
 static int source_run(struct source *m, char *why, size_t why_len)
 {
 	struct pvm_hv *hv = m->svc->hv;
@@ -1301,6 +1729,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	uint64_t prev_dirty = UINT64_MAX, total_pages = 0;
 	char rounds_desc[2048] = "", throttles[1024] = "";
 	uint64_t t_connected = 0, t_accepted = 0, t_precopy = 0;
+	uint64_t t_read = 0, t_sent = 0, t_state = 0, t_ready = 0;
 	unsigned throttle_max = 0;
 	int rc;
 
@@ -1343,6 +1772,8 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		add_stat(m, "pv_mode", "%s", pvm_pvq_mode_name(m->pv_mode));
 	}
 	dom_config_to_kv(&m->dc, &kv);
+	if (m->xen)
+		pvm_kv_add(&kv, "xen", "1");
 	t_connected = pvm_now_ns();
 	rc = send_kv(m->ch, M_HELLO, &kv);
 	if (!rc)
@@ -1350,6 +1781,13 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	if (rc)
 		goto out;
 	t_accepted = pvm_now_ns();
+	if (m->xen) {
+		rc = source_xen_stream(m, why, why_len);
+		r.round = m->xr.round;
+		snprintf(rounds_desc, sizeof(rounds_desc), "%s", m->x_rounds_desc);
+		t_precopy = t_read = t_sent = t_state = pvm_now_ns();
+		goto handover;
+	}
 
 	rc = pvm_bitmap_init(&m->dirty, m->dom.nr_pages);
 	if (rc)
@@ -1536,7 +1974,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		}
 	}
 	hold_point("src-stop-copy");
-	uint64_t t_read = pvm_now_ns(), t_sent = 0, t_state = 0, t_ready = 0;
+	t_read = pvm_now_ns();
 	{
 		uint64_t sent = 0;
 
@@ -1548,6 +1986,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	if (!rc)
 		rc = send_state(m);
 	t_state = pvm_now_ns();
+handover:
 	if (!rc)
 		rc = expect(m, M_READY, &kv, why, why_len);
 	t_ready = pvm_now_ns();
@@ -1615,6 +2054,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 				 "outcome unknown: the destination could not be asked. The guest stays PAUSED here (domid %u); check the destination, then 'pvmig destroy' or 'pvmig unpause' it here",
 				 m->dom.domid);
 			m->paused = false; /* keep it paused: no roll back */
+			m->xen_suspended = false;
 			m->logdirty = false;
 			/* ... and remember its devices are drained, so that
 			 * the operator's 'pvmig unpause' resumes them. */
@@ -1639,6 +2079,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 		svc_config_drop(m->svc, m->dom.domid);
 		t_destroyed = pvm_now_ns();
 		m->paused = false;
+		m->xen_suspended = false;
 		m->logdirty = false;
 		pvm_channel_finish(m->ch);
 		pvm_channel_stats(m->ch, &cs1);
@@ -1709,10 +2150,14 @@ static void *source_main(void *arg)
 				 m->id, m->dom.name);
 		if (m->quiesced && m->paused)
 			pvm_pvq_resume(hv, m->dom.domid, m->devs, m->ndev);
-		if (m->paused)
+		if (m->xen) {
+			if (m->xen_suspended)
+				pvm_hv_xen_resume(hv, m->dom.domid);
+		} else if (m->paused) {
 			hv->ops->domain_unpause(hv, m->dom.domid);
-		else
+		} else {
 			pvm_pvq_suspend_cancel(hv, m->dom.domid);
+		}
 		pvm_err("migration %.8s of '%s' failed: %s%s", m->id, m->dom.name,
 			why[0] ? why : strerror(-rc),
 			rc == -EHOSTUNREACH ? "" : "; the guest keeps running here");
@@ -1871,15 +2316,17 @@ int h_migrate(struct req *r)
 	svc_config_get(s, m->dom.domid, &m->dc);
 	m->ndev = mig_config_devices(&m->dc, m->devs);
 	pvm_buf_init(&m->devstate, 64 * 1024);
-	if (!strcmp(s->hv->ops->name, "xen")) {
-		/* pvmig's page-copy migration cannot move a PV guest (its
-		 * page tables hold machine frames), and libxenguest's stream
-		 * is not carried over pvmig's channel yet (docs/xen.md). */
-		rc = reply_result(r, -EOPNOTSUPP, NULL,
-				  "'%s' stays here: live migration on the Xen backend is not supported yet (docs/xen.md); use 'pvmig save' + 'pvmig restore' on the other host, or 'xl migrate'",
-				  m->dom.name);
-		free(m);
-		return rc;
+	if (pvm_hv_is_xen(s->hv)) {
+		/* x86 PV on Xen: libxenguest's stream (page tables
+		 * canonicalised), not pvmig's page copy (docs/xen.md). */
+		m->xen = true;
+		if (m->verify || m->no_quiesce) {
+			rc = reply_result(r, -EOPNOTSUPP, NULL,
+					  "'%s' stays here: --verify-memory and --no-quiesce are not available on the Xen backend (libxenguest moves the memory)",
+					  m->dom.name);
+			free(m);
+			return rc;
+		}
 	}
 	if (m->dom.flags & (PVM_HV_DOMINF_DYING | PVM_HV_DOMINF_SHUTDOWN)) {
 		rc = reply_result(r, -EINVAL, NULL, "'%s' is not running",
