@@ -41,6 +41,9 @@ fetch_deb() {
 
 st_tools() {
 	local need=()
+	# a fresh machine may have no package lists yet (apt-get download and
+	# apt-cache need them too)
+	compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null || apt-get update -qq
 	for t in debootstrap:debootstrap cpio:cpio zstd:zstd ssh-keygen:openssh-client \
 		 python3:python3 gcc:build-essential flex:flex bison:bison \
 		 dpkg-source:dpkg-dev qemu-system-x86_64:qemu-system-x86 socat:socat \
