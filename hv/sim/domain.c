@@ -611,6 +611,7 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	int rc;
 
 	int park_fd = -1;
+	uint64_t held = 0; /* serial of the domain we took from the throttle */
 
 	pthread_mutex_lock(&h->lock);
 	rc = sim_fault(h, PVM_SIM_FAULT_PAUSE);
@@ -619,6 +620,7 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	if (rc == 0 && d->pause_count == 0) {
 		/* Out of the throttle's duty cycle first, so it can park. */
 		sim_throttle_hold(h, d, true);
+		held = d->serial;
 		park_fd = park_request(d);
 	}
 	if (park_fd >= 0) {
@@ -629,7 +631,6 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	}
 	if (rc == 0 && d->pause_count == 0) {
 		rc = stop_process(h, d);
-		sim_throttle_hold(h, d, false);
 		if (rc == 0) {
 			d->pause_count = 1;
 			sim_dom_set_state(d, DOM_RUNNING, DOM_PAUSED);
@@ -638,6 +639,14 @@ int sim_domain_pause(struct pvm_hv *hv, uint32_t domid)
 		}
 	} else if (rc == 0) {
 		d->pause_count++;
+	}
+	/* Back to the throttle (a paused domain it leaves alone anyway);
+	 * the serial tells our domain from a new one with its domid. */
+	if (held) {
+		struct sim_domain *e;
+
+		if (sim_dom_get(h, domid, false, &e) == 0 && e->serial == held)
+			sim_throttle_hold(h, e, false);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return rc;

@@ -117,7 +117,7 @@ struct sim_domain {
 	/* throttle.c: domain_throttle's level and duty-cycle state */
 	unsigned int throttle_pct;
 	bool throttle_stopped; /* SIGSTOPped by the throttle, not a pause */
-	bool throttle_hold;    /* a pause is in progress: hands off */
+	unsigned int throttle_hold; /* pauses in progress: hands off */
 };
 
 /* ---- PV backends (dev.c, vbd.c, vif.c) ---------------------------------
@@ -314,7 +314,7 @@ int sim_vcpu_context_set(struct pvm_hv *hv, uint32_t domid, uint32_t vcpu,
 /* throttle.c */
 int sim_domain_throttle(struct pvm_hv *hv, uint32_t domid, unsigned percent);
 /* Lock held. A pause is starting (@hold true: the throttle lets go of @d,
- * continuing it if it had stopped it) or is over (false). */
+ * continuing it if it had stopped it) or is over (false); they nest. */
 void sim_throttle_hold(struct sim_host *h, struct sim_domain *d, bool hold);
 /* sim_close: stops the duty-cycle thread, continuing whom it stopped. */
 void sim_throttle_stop(struct sim_host *h);

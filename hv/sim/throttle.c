@@ -167,9 +167,12 @@ out:
 
 void sim_throttle_hold(struct sim_host *h, struct sim_domain *d, bool hold)
 {
-	d->throttle_hold = hold;
-	if (hold)
+	if (hold) {
+		d->throttle_hold++;
 		release(d);
+	} else if (d->throttle_hold) {
+		d->throttle_hold--;
+	}
 }
 
 void sim_throttle_stop(struct sim_host *h)
