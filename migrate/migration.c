@@ -1628,8 +1628,10 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	r->bytes_per_s = s > 0 ? (double)(bytes - m->x_bytes_round) / s : 0;
 	r->dirty_after = (uint64_t)dirty;
 	r->dirty_rate = s > 0 ? (double)dirty / s : 0;
-	r->stuck_rounds = (uint64_t)dirty >= m->x_prev_dirty ?
-				  r->stuck_rounds + 1 : 0;
+	r->stuck_rounds = pvm_policy_shrank(m->x_prev_dirty, (uint64_t)dirty) ?
+				  0 : r->stuck_rounds + 1;
+	r->high_rounds = pvm_policy_round_high(r) ? r->high_rounds + 1 : 0;
+	r->throttle_pct = m->throttle;
 	m->x_prev_dirty = (uint64_t)dirty;
 	v = pvm_policy_decide(&m->policy, r, (now - m->t_start) / 1000000,
 			      &verdict_why);
@@ -1639,12 +1641,35 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 		 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
 		 "%s%u:%llu dirty/%llu ms", r->round ? ", " : "", r->round,
 		 (unsigned long long)dirty, (unsigned long long)r->ms);
+	if (r->throttle_pct)
+		snprintf(m->x_rounds_desc + strlen(m->x_rounds_desc),
+			 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
+			 " throttled %u%%", r->throttle_pct);
 	m->x_t_round = now;
 	m->x_bytes_round = bytes;
 	if (v == PVM_POLICY_CONTINUE)
 		return PVM_HV_XEN_PRECOPY_CONTINUE;
-	add_stat(m, "stop_reason", "%s", verdict_why);
+	if (v == PVM_POLICY_THROTTLE) {
+		int rc = throttle_set(m, pvm_policy_throttle_next(m->throttle));
+
+		if (rc == 0) {
+			/* A new regime: both counts start again. */
+			r->stuck_rounds = 0;
+			r->high_rounds = 0;
+			return PVM_HV_XEN_PRECOPY_CONTINUE;
+		}
+		add_stat(m, "stop_reason", "%s; the guest could not be throttled (%s)",
+			 verdict_why, strerror(-rc));
+		v = PVM_POLICY_STOP_ANYWAY;
+	} else {
+		add_stat(m, "stop_reason", "%s", verdict_why);
+	}
 	add_stat(m, "converged", "%s", v == PVM_POLICY_STOP ? "yes" : "no");
+	/* Full speed for the suspend that comes next (a throttled guest
+	 * would answer it slowly) and for whatever follows. */
+	if (m->throttle && throttle_set(m, 0))
+		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
+			 m->dom.name);
 	return PVM_HV_XEN_PRECOPY_STOP;
 }
 
