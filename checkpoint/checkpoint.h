@@ -433,8 +433,8 @@ int pvm_ckpt_verify_file(const char *path, uint64_t max_pfns,
 struct pvm_hv;
 struct pvm_xenstored;
 
-#define PVM_CKPT_DISKS_MAX 4u /* = PVM_HV_MAX_DISKS (checked in save.c) */
-#define PVM_CKPT_NICS_MAX 4u  /* = PVM_HV_MAX_NICS */
+#define PVM_CKPT_DISKS_MAX 8u /* = PVM_HV_MAX_DISKS (checked in save.c) */
+#define PVM_CKPT_NICS_MAX 8u  /* = PVM_HV_MAX_NICS */
 
 /*
  * The PV devices a domain was created with (the toolstack's config, as

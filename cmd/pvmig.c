@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "hv/hv.h"
 #include "cmd/commands.h"
 #include "common/common.h"
 #include "migrate/migrate.h"
@@ -250,8 +251,9 @@ static int add_disk(struct pvm_kv *req, unsigned i, const char *spec)
 	char key[32];
 	int rc;
 
-	if (i >= 4 || strlen(spec) >= sizeof(buf)) {
-		fprintf(stderr, "pvmig create: at most 4 disks, paths under 256 characters\n");
+	if (i >= PVM_HV_MAX_DISKS || strlen(spec) >= sizeof(buf)) {
+		fprintf(stderr, "pvmig create: at most %u disks, paths under 256 characters\n",
+			PVM_HV_MAX_DISKS);
 		return -EINVAL;
 	}
 	snprintf(buf, sizeof(buf), "%s", spec);
@@ -285,8 +287,8 @@ static int add_nic(struct pvm_kv *req, unsigned i, const char *spec)
 	char key[32], mac[32] = "";
 	int rc = 0;
 
-	if (i >= 4) {
-		fprintf(stderr, "pvmig create: at most 4 NICs\n");
+	if (i >= PVM_HV_MAX_NICS) {
+		fprintf(stderr, "pvmig create: at most %u NICs\n", PVM_HV_MAX_NICS);
 		return -EINVAL;
 	}
 	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
@@ -384,9 +386,9 @@ static int cmd_create(int argc, char **argv)
 			       "                   blk[:N]  checksummed block writes read back, N/s\n"
 			       "                   net[:N]  numbered packets to an echo peer, N/s\n"
 			       "                   echo, idle (default); see docs/hv.md\n"
-			       "  --disk PATH      (or --vbd) a PV disk backed by the raw image PATH (up to 4;\n"
+			       "  --disk PATH      (or --vbd) a PV disk backed by the raw image PATH (up to 8;\n"
 			       "                   vdev xvda, xvdb, ... in order unless given)\n"
-			       "  --nic[=MAC]      (or --vif) a PV NIC (up to 4; MAC default 00:16:3e:random)\n"
+			       "  --nic[=MAC]      (or --vif) a PV NIC (up to 8; MAC default 00:16:3e:random)\n"
 			       "  --frontend GEN   the guest's PV drivers: modern (re-connect on resume,\n"
 			       "                   like Linux; default) or legacy (never re-handshake)\n"
 			       "  --paused         create it paused (pvmig unpause starts it)\n");

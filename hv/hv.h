@@ -62,8 +62,8 @@ struct pvm_hv_dominfo {
 };
 
 /* Bounds of the device arrays in struct pvm_hv_domain_config. */
-#define PVM_HV_MAX_DISKS 4u
-#define PVM_HV_MAX_NICS 4u
+#define PVM_HV_MAX_DISKS 8u
+#define PVM_HV_MAX_NICS 8u
 
 /* A virtual disk (after libxl_device_disk, reduced). */
 struct pvm_hv_disk {

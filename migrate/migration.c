@@ -87,6 +87,7 @@ enum state_tag {
 };
 
 #define RECONNECT_WAIT_MS 10000u
+#define FIRST_IO_WAIT_MS 100u /* then "first_io_ms" is left out */
 
 /*
  * Fault injection for tests: PVMIG_FAULT in pvmigd's environment names one
@@ -794,6 +795,8 @@ static void *dest_main(void *arg)
 	int *errs = NULL;
 	char why[300] = "";
 	bool running = false;
+	uint64_t served0[PVM_PVQ_MAX_DEVICES] = { 0 }, t_unpause = 0;
+	double first_io = 0;
 	int type, rc;
 
 	pvm_kv_init(&kv);
@@ -968,6 +971,10 @@ handover:
 				send_abort(d->ch, why);
 				goto out;
 			}
+			/* What each backend had served, for "first I/O
+			 * completed" after the unpause. */
+			pvm_pvq_served(hv, d->domid, d->devs, d->ndev, served0);
+			t_unpause = pvm_now_ns();
 			rc = hv->ops->domain_unpause(hv, d->domid);
 			if (rc) {
 				snprintf(why, sizeof(why), "cannot unpause: %s",
@@ -997,6 +1004,12 @@ handover:
 					if (!rc)
 						pvm_kv_add(&reply, "reconnect_ms", "%.2f",
 							   (double)(pvm_now_ns() - t0) / 1e6);
+					/* Bounded short: an idle guest does no I/O
+					 * and has nothing to measure. */
+					if (!rc && pvm_pvq_wait_first_io(hv, d->domid, d->devs,
+									 d->ndev, served0, t_unpause,
+									 FIRST_IO_WAIT_MS, &first_io) == 0)
+						pvm_kv_add(&reply, "first_io_ms", "%.2f", first_io);
 					if (rc)
 						pvm_warn("migration %.8s: %s", d->id, dwhy);
 				}
@@ -2058,6 +2071,8 @@ handover:
 		add_stat(m, "devices", "%s", pvm_kv_get(&kv, "devices"));
 	if (!rc && pvm_kv_get(&kv, "reconnect_ms"))
 		add_stat(m, "reconnect_ms", "%s", pvm_kv_get(&kv, "reconnect_ms"));
+	if (!rc && pvm_kv_get(&kv, "first_io_ms"))
+		add_stat(m, "first_io_ms", "%s", pvm_kv_get(&kv, "first_io_ms"));
 	if (rc) {
 		/* UNPAUSE may or may not have reached the destination (even a
 		 * failed send may have left part of it on the wire): ask. */

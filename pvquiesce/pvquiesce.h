@@ -62,7 +62,7 @@ struct pvm_pvq_device {
 	uint32_t devid;
 };
 
-#define PVM_PVQ_MAX_DEVICES 8u
+#define PVM_PVQ_MAX_DEVICES 16u
 
 /*
  * How a device reconnects on the destination (recorded per device in its
@@ -156,5 +156,23 @@ enum pvm_pvq_mode pvm_pvq_state_mode(const void *state, size_t len);
 int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 			   const struct pvm_pvq_device *devs, size_t n,
 			   unsigned timeout_ms, char *why, size_t why_len);
+
+/*
+ * After pvm_pvq_wait_connected: waits at most @timeout_ms until every
+ * backend of @devs has completed a request since @since_ns (a
+ * pvm_now_ns() taken at the unpause; each backend's count is read when it
+ * is first seen), and puts the time from @since_ns in *@ms_out. -ETIMEDOUT
+ * when some device did no I/O in time (an idle guest): not an error of
+ * the move, only nothing to measure.
+ */
+int pvm_pvq_wait_first_io(struct pvm_hv *hv, uint32_t domid,
+			  const struct pvm_pvq_device *devs, size_t n,
+			  const uint64_t *served_before, uint64_t since_ns,
+			  unsigned timeout_ms, double *ms_out);
+/* Each backend's response count now (0 for one not there), into
+ * @served_out[n]: taken at the unpause for pvm_pvq_wait_first_io. */
+void pvm_pvq_served(struct pvm_hv *hv, uint32_t domid,
+		    const struct pvm_pvq_device *devs, size_t n,
+		    uint64_t *served_out);
 
 #endif /* PVM_PVQUIESCE_H */

@@ -420,3 +420,49 @@ int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 		usleep(200); /* cheap: two reads per device */
 	}
 }
+
+void pvm_pvq_served(struct pvm_hv *hv, uint32_t domid,
+		    const struct pvm_pvq_device *devs, size_t n,
+		    uint64_t *served_out)
+{
+	for (size_t i = 0; i < n; i++) {
+		served_out[i] = 0;
+		if (pvm_sim_is_sim(hv))
+			pvm_sim_backend_served(hv, domid,
+					       (uint32_t)sim_type(devs[i].type),
+					       devs[i].devid, &served_out[i]);
+	}
+}
+
+int pvm_pvq_wait_first_io(struct pvm_hv *hv, uint32_t domid,
+			  const struct pvm_pvq_device *devs, size_t n,
+			  const uint64_t *served_before, uint64_t since_ns,
+			  unsigned timeout_ms, double *ms_out)
+{
+	uint64_t deadline = pvm_now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	if (!n || !pvm_sim_is_sim(hv))
+		return -EOPNOTSUPP;
+	for (;;) {
+		size_t done = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			uint64_t s = 0;
+
+			/* A backend replaced since (a cooperative reconnect
+			 * makes a fresh one) counts from 0. */
+			if (pvm_sim_backend_served(hv, domid,
+						   (uint32_t)sim_type(devs[i].type),
+						   devs[i].devid, &s) == 0 &&
+			    (s > served_before[i] || (s && s < served_before[i])))
+				done++;
+		}
+		if (done == n) {
+			*ms_out = (double)(pvm_now_ns() - since_ns) / 1e6;
+			return 0;
+		}
+		if (pvm_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		usleep(100);
+	}
+}

@@ -115,6 +115,11 @@ int pvm_sim_backend_destroy(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 int pvm_sim_backend_attach(struct pvm_hv *hv,
 			   const struct pvm_sim_backend_state *st);
 
+/* How many responses this backend has pushed since it was created or
+ * attached (for "first I/O completed" after a reconnect). */
+int pvm_sim_backend_served(struct pvm_hv *hv, uint32_t domid, uint32_t type,
+			   uint32_t devid, uint64_t *served_out);
+
 /* The backend's xenbus state (XenbusState*) into *@state_out. */
 int pvm_sim_backend_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 			     uint32_t devid, uint32_t *state_out);

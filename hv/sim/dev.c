@@ -996,6 +996,21 @@ int pvm_sim_backend_capture(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 	return rc;
 }
 
+int pvm_sim_backend_served(struct pvm_hv *hv, uint32_t domid, uint32_t type,
+			   uint32_t devid, uint64_t *served_out)
+{
+	struct sim_host *h = to_host(hv);
+	struct sim_dev *v;
+	int rc;
+
+	pthread_mutex_lock(&h->dev_lock);
+	rc = dev_lookup(h, domid, type, devid, &v);
+	if (rc == 0)
+		*served_out = __atomic_load_n(&v->served, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&h->dev_lock);
+	return rc;
+}
+
 int pvm_sim_backend_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 			     uint32_t devid, uint32_t *state_out)
 {

@@ -156,7 +156,7 @@ static_assert(sizeof(struct pvm_simguest_msg) == 40, "simguest msg");
  * the last PVM_SIMGUEST_DEV_PAGES pages of its memory (so they migrate
  * with it); the dirty workload stays below them.
  */
-#define PVM_SIMGUEST_DEV_PAGES 192u
+#define PVM_SIMGUEST_DEV_PAGES 512u
 /* The echo peer on every host switch (a locally administered MAC). */
 #define PVM_SIMGUEST_ECHO_MAC { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 }
 /* Ethertype of workload frames (IEEE local experimental). */

@@ -189,6 +189,7 @@ struct sim_dev {
 	uint64_t sectors;
 	bool readonly;
 	bool stall; /* fault knob: <be_path>/pvmig-stall = 1 (thread) */
+	uint64_t served; /* responses pushed, ever (atomic: read by others) */
 	/* vif */
 	char bridge[32];
 	uint8_t mac[6];

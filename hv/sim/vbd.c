@@ -217,6 +217,7 @@ int sim_vbd_process(struct sim_dev *v)
 			rsp->operation = req.operation;
 			rsp->status = (int16_t)status;
 			br.rsp_prod_pvt++;
+			__atomic_fetch_add(&v->served, 1, __ATOMIC_RELAXED);
 		}
 		RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&br, notify);
 		if (notify)

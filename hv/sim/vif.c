@@ -321,6 +321,7 @@ static int tx(struct sim_dev *v)
 			rsp->id = req.id;
 			rsp->status = status;
 			br.rsp_prod_pvt++;
+			__atomic_fetch_add(&v->served, 1, __ATOMIC_RELAXED);
 		}
 		RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(&br, notify);
 		if (notify)
@@ -415,6 +416,7 @@ static int rx(struct sim_dev *v)
 		rsp->flags = NETRXF_data_validated;
 		rsp->status = (int16_t)len;
 		br.rsp_prod_pvt++;
+		__atomic_fetch_add(&v->served, 1, __ATOMIC_RELAXED);
 		pushed++;
 	}
 	if (pushed) {

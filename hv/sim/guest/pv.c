@@ -64,7 +64,7 @@
 #include "hv/sim/xsc.h"
 
 #define FE_MAGIC 0x66726f6eu /* "fron" */
-#define MAX_DEV 8u
+#define MAX_DEV 16u
 #define VBD_SLOTS 8u
 #define VBD_MAXBLK 64u
 #define VIF_NTX 8u
@@ -183,15 +183,28 @@ static grant_entry_v1_t *gent(uint32_t ref)
 	return (grant_entry_v1_t *)page_of(PVM_SIMGUEST_GNTTAB_PFN) + ref;
 }
 
+/* The next free entry from next_ref on, wrapping (a modern resume
+ * grants everything anew: refs it gave up are taken again, or a guest
+ * with 16 devices would run out at its first resume). */
 static uint32_t grant(uint32_t pfn)
 {
-	uint32_t ref = g->next_ref++;
+	const uint32_t span = NR_REFS - FIRST_REF;
+	uint32_t ref = NR_REFS;
 	grant_entry_v1_t *e;
 
+	for (uint32_t n = 0; n < span; n++) {
+		uint32_t r = FIRST_REF + (g->next_ref - FIRST_REF + n) % span;
+
+		if (!__atomic_load_n(&gent(r)->flags, __ATOMIC_ACQUIRE)) {
+			ref = r;
+			break;
+		}
+	}
 	if (ref >= NR_REFS) {
 		fprintf(stderr, "pvmig-simguest: out of grant refs\n");
 		_exit(1);
 	}
+	g->next_ref = ref + 1;
 	e = gent(ref);
 	e->frame = pfn;
 	e->domid = 0;
