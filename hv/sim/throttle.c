@@ -5,10 +5,12 @@
  * works, by taking CPU time away in slices: one thread per host runs a
  * duty cycle of THROTTLE_PERIOD_NS, in which each throttled domain runs
  * (100 - percent)% of the period and is stopped (SIGSTOP) for the rest,
- * then continued (SIGCONT) at the start of the next period. A cgroup
- * cpu.max would do the same in the kernel, but needs a delegated cgroup v2
- * cpu controller, which neither this project's CI containers nor a
- * cgroup-v1 host offer; signals work wherever the sim does.
+ * then continued (SIGCONT) at the start of the next period. A cgroup v2
+ * cpu.max would do the same in the kernel, but needs a cgroup v2 cpu
+ * controller we may write to: the machine this was written on mounts the
+ * v1 hierarchy (its v2 mount has no cpu controller), so that path could
+ * not be tested here, and a mechanism per host kind would need tests on
+ * each; signals work wherever the sim does.
  *
  * Living with pause/unpause (domain.c), all under the host lock:
  *   - the thread only touches domains that are RUNNING, with pause_count 0
