@@ -372,7 +372,9 @@ static void *dev_main(void *arg)
 		if (v->be_port && v->efd >= 0)
 			pfd[np++] = (struct pollfd){ .fd = v->efd,
 						     .events = POLLIN };
-		if (poll(pfd, (nfds_t)np, -1) < 0)
+		/* An event read while awaiting a reply is off the socket
+		 * already: poll would sleep on it. */
+		if (poll(pfd, (nfds_t)np, v->xs.events ? 0 : -1) < 0)
 			continue;
 		eventfd_read(v->kick, &n);
 		xs_ready = !v->xs.err && (pfd[1].revents & (POLLIN | POLLHUP));

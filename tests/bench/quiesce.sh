@@ -14,11 +14,15 @@
 #                 quiesce_ms + res->io (idle: + reconn_ms)
 #   downtime_ms   the guest's pause as the migration measures it
 # Target (issue 6): quiesce + reconnect under 5 ms for 4 devices under I/O.
-#   tests/bench/quiesce.sh [--reps N]
+#   tests/bench/quiesce.sh [--reps N] [--devices "1 4 16"]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=5
-[ "${1:-}" = --reps ] && REPS=$2
+DEVS="1 4 16"
+while [ $# -gt 1 ]; do
+	case $1 in --reps) REPS=$2 ;; --devices) DEVS=$2 ;; *) echo "usage: $0 [--reps N] [--devices LIST]"; exit 2 ;; esac
+	shift 2
+done
 [ -x build/pvmig ] || ./scripts/build.sh build >/dev/null
 PVMIG=$PWD/build/pvmig PVMIGD=$PWD/build/pvmigd
 W=$(mktemp -d /tmp/pvmig-bench-q.XXXXXX)
@@ -37,7 +41,7 @@ done
 for h in a b; do for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done; done
 
 printf "%-7s %-7s %-5s %8s %10s %12s %9s %8s %9s %11s\n" devices gen load susp_ms quiesce_ms "req->drained" reconn_ms "res->io" added_ms downtime_ms
-for ndev in 1 4 16; do
+for ndev in $DEVS; do
 	for gen in legacy modern; do
 		for load in idle io; do
 			args=() nd=$(( (ndev + 1) / 2 )) nn=$(( ndev / 2 ))

@@ -1072,7 +1072,10 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 			if (devs[i].efd >= 0)
 				pfd[np++] = (struct pollfd){ .fd = devs[i].efd,
 							     .events = POLLIN };
-		timeout = busy ? 0 : 5; /* paced workloads: next due soon */
+		/* paced workloads: next due soon; a watch event that came in
+		 * while we awaited a reply is already read off the socket,
+		 * so poll would not see it: go round at once */
+		timeout = busy || xs.events ? 0 : 5;
 		if (poll(pfd, (nfds_t)np, timeout) < 0)
 			continue;
 		if (pfd[0].revents)
