@@ -1821,6 +1821,10 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	t_accepted = pvm_now_ns();
 	if (m->xen) {
 		rc = source_xen_stream(m, why, why_len);
+		/* pages_sent, compression and throughput count the 4 KiB
+		 * slots of libxenguest's stream */
+		total_pages = (atomic_load(&m->xbytes) + PVM_PAGE_SIZE - 1) /
+			      PVM_PAGE_SIZE;
 		r.round = m->xr.round;
 		snprintf(rounds_desc, sizeof(rounds_desc), "%s", m->x_rounds_desc);
 		t_precopy = t_read = t_sent = t_state = pvm_now_ns();
