@@ -155,6 +155,27 @@ for gen in legacy modern; do
 	fi
 done
 
+# Idle guests (devices, no PV I/O): the devices come back, nothing counted
+# wrong.
+for gen in legacy modern; do
+	truncate -s 8M "$W/idle-$gen.img"
+	"$PVMIG" -H "$W/$here" create --name idle-$gen --memory 64M --disk "$W/idle-$gen.img" --nic \
+		--frontend $gen --workload "dirty:16:2000:2000" >/dev/null || bad "create idle-$gen"
+	sleep 1
+	out=$("$PVMIG" -H "$W/$here" migrate idle-$gen "127.0.0.1:${PORT[$there]}" --json 2>"$W/err")
+	sleep 0.5
+	after=$(counters $there idle-$gen)
+	if python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])["result"]
+assert r["result"]=="done" and r["devices"]=="all reconnected", r' "$out" 2>/dev/null; then
+		check_clean "idle-$gen: devices reconnected" "$after" "$after" $gen
+	else
+		bad "idle-$gen: $out $(cat "$W/err")"
+	fi
+	"$PVMIG" -H "$W/$there" destroy idle-$gen >/dev/null 2>&1
+done
+
 # 16 PV devices (8 disks + 8 NICs, the simulated host's limit), each
 # generation, I/O on all of them: one move, everything reconnects, clean.
 for gen in legacy modern; do
