@@ -18,6 +18,7 @@
 #include "hv/sim/xenring.h"
 #include "hv/sim/xenstored/xenstored.h"
 #include "hv/sim/xsc.h"
+#include "pvquiesce/pvquiesce.h"
 
 #define PV_PAGES 2048u /* 8 MiB */
 #define DISK_BYTES (1u << 20)
@@ -1018,6 +1019,172 @@ static void test_create_from_any_thread(void **state)
 	hv->ops->close(hv);
 }
 
+
+/* ---- pvquiesce on the simulated host -------------------------------- */
+
+/* The suspend handshake: a modern guest acknowledges and suspends, and an
+ * unpause in place cancels it (I/O goes on); a modern guest that never
+ * answers ("noack") has the request withdrawn; a legacy one is not asked. */
+static void test_suspend_request(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0", true, false, 1);
+	struct pvm_pvq_suspend_result r;
+	struct pvm_sim_workload w, before;
+	char path[64], val[32];
+	bool susp = true;
+	uint32_t d;
+
+	(void)state;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_reads >= 64);
+	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
+			 PVM_PVQ_MODE_COOPERATIVE);
+	assert_int_equal(pvm_pvq_suspend(p->hv, d, 1000, &r), 0);
+	assert_true(r.cooperative);
+	snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", d);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) >= 0);
+	assert_string_equal(val, ""); /* its acknowledgement */
+	assert_int_equal(pvm_sim_domain_suspended(p->hv, d, &susp), 0);
+	assert_true(susp);
+	/* suspended: its frontends stopped, nothing more is read */
+	before = counters(p, d);
+	usleep(300000);
+	w = counters(p, d);
+	assert_true(w.blk_reads <= before.blk_reads + 8);
+	/* resumed in place: cancelled, I/O goes on with the old rings */
+	assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
+	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
+	assert_int_equal(pvm_sim_domain_suspended(p->hv, d, &susp), 0);
+	assert_false(susp);
+	WAIT_FOR(p, d, w, w.blk_reads >= before.blk_reads + 128);
+	assert_int_equal(w.blk_verify_fail, 0);
+	assert_int_equal(w.blk_io_errors, 0);
+	assert_int_equal(w.fe_connects, 1); /* no re-handshake */
+	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
+
+	cfg = pv_config(p, "blk:0,noack", true, false, 1);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_reads >= 64);
+	assert_int_equal(pvm_pvq_suspend(p->hv, d, 100, &r), 0);
+	assert_false(r.cooperative);
+	assert_string_equal(r.why, "no acknowledgement within 100 ms (request withdrawn)");
+	snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown", d);
+	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) >= 0);
+	assert_string_equal(val, "");
+	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
+
+	cfg = pv_config(p, "blk:0", true, false, 1);
+	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_reads >= 64);
+	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
+			 PVM_PVQ_MODE_TRANSPARENT);
+	assert_int_equal(pvm_pvq_suspend(p->hv, d, 1000, &r), 0);
+	assert_false(r.cooperative);
+	assert_string_equal(r.why, "the guest does not advertise control/feature-suspend");
+	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
+	pv_host_end(p);
+}
+
+/* A stuck disk (pvmig-stall): the quiesce gives up after its bound naming
+ * the disk, every backend runs again, and once the disk answers the
+ * guest's I/O goes on with nothing failed. */
+static void test_stuck_backend(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0,net:0", true,
+						    true, 1);
+	const struct pvm_pvq_device devs[] = { { PVM_PVQ_VBD, XVDA },
+					       { PVM_PVQ_VIF, 0 } };
+	struct pvm_sim_workload w, before;
+	struct pvm_buf out;
+	char path[96], why[256] = "";
+	uint64_t t0;
+	uint32_t d;
+
+	(void)state;
+	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/pvmig-stall",
+		 d, XVDA);
+	assert_int_equal(xsc_write(&p->xs, path, "1"), 0);
+	usleep(100000);
+	pvm_buf_init(&out, 1u << 16);
+	assert_int_equal(p->hv->ops->domain_pause(p->hv, d), 0);
+	t0 = pvm_now_ms();
+	assert_int_equal(pvm_pvq_quiesce(p->hv, d, devs, 2, PVM_PVQ_MODE_AUTO,
+					 300, &out, why, sizeof(why)),
+			 -ETIMEDOUT);
+	assert_true(pvm_now_ms() - t0 < 3000); /* bounded */
+	assert_non_null(strstr(why, "vbd xvda (51712) of domain"));
+	assert_non_null(strstr(why, "did not drain within 300 ms"));
+	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
+	assert_int_equal(xsc_rm(&p->xs, path), 0);
+	before = counters(p, d);
+	WAIT_FOR(p, d, w,
+		 w.blk_reads >= before.blk_reads + 64 &&
+			 w.net_received >= before.net_received + 50);
+	assert_int_equal(w.blk_verify_fail, 0);
+	assert_int_equal(w.blk_io_errors, 0);
+	assert_int_equal(w.net_dup, 0);
+	assert_int_equal(w.net_ooo, 0);
+	pvm_buf_dispose(&out);
+	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
+	pv_host_end(p);
+}
+
+/* Device state blobs are untrusted: every truncation, a mode that does not
+ * exist and too many devices are refused before anything is touched. */
+static void test_state_blob_bounds(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct pvm_sim_backend_state st = {
+		.type = PVM_SIM_DEV_VBD, .domid = 1, .devid = XVDA,
+		.xb_state = XB_CONNECTED, .fe_port = 5, .nr_rings = 1,
+		.ring = { { 8, 3, 3 } }, .mode = PVM_PVQ_MODE_TRANSPARENT,
+	};
+	enum pvm_pvq_mode m;
+	struct pvm_buf b;
+	char why[256];
+	size_t at;
+
+	(void)state;
+	assert_int_equal(pvm_pvq_mode_parse("transparent", &m), 0);
+	assert_int_equal(m, PVM_PVQ_MODE_TRANSPARENT);
+	assert_int_equal(pvm_pvq_mode_parse("cooperative", &m), 0);
+	assert_int_equal(pvm_pvq_mode_parse("auto", &m), 0);
+	assert_int_equal(pvm_pvq_mode_parse("Transparent", &m), -EINVAL);
+	pvm_buf_init(&b, 4096);
+	pvm_buf_put_u32(&b, 1);
+	at = b.len;
+	pvm_buf_put_u32(&b, 0);
+	pvm_sim_backend_state_encode(&st, &b);
+	pvm_put_le32(b.data + at, (uint32_t)(b.len - at - 4));
+	assert_int_equal(pvm_pvq_state_mode(b.data, b.len),
+			 PVM_PVQ_MODE_TRANSPARENT);
+	for (size_t len = 0; len < b.len; len++)
+		assert_int_equal(pvm_pvq_reconnect(p->hv, 1, PVM_HV_FRONTEND_LEGACY,
+						   PVM_PVQ_MODE_AUTO, b.data, len,
+						   NULL, why, sizeof(why)),
+				 -EBADMSG);
+	/* mode 3 (reserved) */
+	b.data[at + 4 + 28] = 3;
+	assert_int_equal(pvm_pvq_reconnect(p->hv, 1, PVM_HV_FRONTEND_LEGACY,
+					   PVM_PVQ_MODE_AUTO, b.data, b.len,
+					   NULL, why, sizeof(why)),
+			 -EBADMSG);
+	/* more devices than a guest can have */
+	pvm_put_le32(b.data, PVM_PVQ_MAX_DEVICES + 1);
+	assert_int_equal(pvm_pvq_reconnect(p->hv, 1, PVM_HV_FRONTEND_LEGACY,
+					   PVM_PVQ_MODE_AUTO, b.data, b.len,
+					   NULL, why, sizeof(why)),
+			 -EBADMSG);
+	pvm_buf_dispose(&b);
+	pv_host_end(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1040,6 +1207,9 @@ int main(void)
 		cmocka_unit_test(test_xenbus_transitions),
 		cmocka_unit_test(test_bad_device_configs),
 		cmocka_unit_test(test_create_from_any_thread),
+		cmocka_unit_test(test_suspend_request),
+		cmocka_unit_test(test_stuck_backend),
+		cmocka_unit_test(test_state_blob_bounds),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
