@@ -47,10 +47,13 @@ enum pvm_pvq_mode pvm_pvq_choose_mode(struct pvm_hv *hv, uint32_t domid,
 
 	if (forced != PVM_PVQ_MODE_AUTO)
 		return forced;
+	/* Xen: devices are libxl's, whose guests re-handshake (docs/xen.md);
+	 * nothing here re-attaches a backend there. */
+	if (!pvm_sim_is_sim(hv))
+		return PVM_PVQ_MODE_COOPERATIVE;
 	snprintf(path, sizeof(path), "/local/domain/%u/control/feature-suspend",
 		 domid);
-	if (pvm_sim_is_sim(hv) &&
-	    pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 && !strcmp(val, "1"))
+	if (pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 && !strcmp(val, "1"))
 		return PVM_PVQ_MODE_COOPERATIVE;
 	return PVM_PVQ_MODE_TRANSPARENT;
 }
