@@ -962,6 +962,8 @@ static bool still_suspended(void)
 /* After a restore: what each generation does (file head). */
 static void resume(void)
 {
+	char path[128];
+
 	for (unsigned int i = 0; i < ndev; i++) {
 		struct dev *d = &devs[i];
 
@@ -974,6 +976,13 @@ static void resume(void)
 			continue;
 		}
 		d->c->live = 0;
+		/* The backend may live elsewhere now: the destination gives
+		 * the guest a new domid when the old one is taken, and the
+		 * backend's directory is named after it. Read it again, as
+		 * xenbus does on resume (talk_to_otherend). */
+		snprintf(path, sizeof(path), "%s/backend", d->c->fe_path);
+		if (xsc_read(&xs, path, d->c->be_path, sizeof(d->c->be_path)) < 0)
+			d->c->be_path[0] = '\0';
 		/* the old port, if the toolstack restored it, is nobody's now */
 		hypercall(PVM_SIMGUEST_EVTCHN_CLOSE, d->c->port, 0, NULL, NULL);
 		d->c->port = 0;

@@ -176,6 +176,44 @@ assert r["result"]=="done" and r["devices"]=="all reconnected", r' "$out" 2>/dev
 	"$PVMIG" -H "$W/$there" destroy idle-$gen >/dev/null 2>&1
 done
 
+# A modern guest moved to a host where its domid is taken gets another
+# one there, and with it new backend directories
+# (/local/domain/0/backend/vbd/NEW/...): its frontends must find them on
+# resume, as xenbus re-reads "backend" (they once kept the old path and
+# sat in Initialising; the destination waited 10 s and left both devices
+# dead).
+domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }
+truncate -s 8M "$W/renum.img"
+"$PVMIG" -H "$W/$here" create --name renum --memory 64M --disk "$W/renum.img" --nic \
+	--frontend modern --workload "blk:200,net:200" >/dev/null || bad "create renum"
+old=$(domid_of $here renum)
+holds=()
+for i in $(seq 1 16); do
+	"$PVMIG" -H "$W/$there" list --json | python3 -c '
+import json,sys
+sys.exit(0 if any(str(d.get("domid"))==sys.argv[1] for d in json.load(sys.stdin)["items"]) else 1)' "$old" && break
+	"$PVMIG" -H "$W/$there" create --name hold$i --memory 16M --workload idle >/dev/null && holds+=(hold$i)
+done
+sleep 1
+before=$(counters $here renum)
+out=$("$PVMIG" -H "$W/$here" migrate renum "127.0.0.1:${PORT[$there]}" --json 2>"$W/err")
+new=$(domid_of $there renum)
+if python3 -c '
+import json,sys
+r=json.loads(sys.argv[1])["result"]
+assert r["result"]=="done" and r["devices"]=="all reconnected", r' "$out" 2>/dev/null && [ -n "$new" ] && [ "$new" != "$old" ]; then
+	sleep 1.5
+	after=$(counters $there renum)
+	[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
+		ok "modern guest renumbered $old -> $new on the destination: devices reconnected, I/O goes on" ||
+		bad "renum stalled after becoming domain $new: $before / $after"
+	check_clean "renum (new domid)" "$before" "$after" modern
+else
+	bad "renum (domid $old taken on the destination, now '$new'): $out $(cat "$W/err")"
+fi
+"$PVMIG" -H "$W/$there" destroy renum >/dev/null 2>&1
+for h in "${holds[@]}"; do "$PVMIG" -H "$W/$there" destroy $h >/dev/null 2>&1; done
+
 # 16 PV devices (8 disks + 8 NICs, the simulated host's limit), each
 # generation, I/O on all of them: one move, everything reconnects, clean.
 for gen in legacy modern; do
