@@ -1014,6 +1014,10 @@ handover:
 						pvm_warn("migration %.8s: %s", d->id, dwhy);
 				}
 			}
+			/* The guest ran from the unpause on: the source takes
+			 * this off the pause it measured (downtime_ms). */
+			pvm_kv_add(&reply, "running_for_ms", "%.2f",
+				   (double)(pvm_now_ns() - t_unpause) / 1e6);
 			send_kv(d->ch, M_RUNNING, &reply);
 			/* Wait for the clean close; an error now changes
 			 * nothing: the guest is ours. */
@@ -2115,8 +2119,12 @@ handover:
 	hold_point("src-after-running");
 	{
 		uint64_t down_ns = pvm_now_ns() - m->t_pause;
+		double pause_ms = (double)down_ns / 1e6;
 		const char *rc_ms = pvm_kv_get(&kv, "reconnect_ms");
-		double reconnect = rc_ms ? strtod(rc_ms, NULL) : 0.0;
+		const char *io_ms = pvm_kv_get(&kv, "first_io_ms");
+		const char *ran_ms = pvm_kv_get(&kv, "running_for_ms");
+		double ran = ran_ms ? strtod(ran_ms, NULL) : 0.0;
+		double down;
 		uint64_t t_running = pvm_now_ns(), t_destroyed;
 
 		hv->ops->domain_destroy(hv, m->dom.domid);
@@ -2128,13 +2136,23 @@ handover:
 		pvm_channel_finish(m->ch);
 		pvm_channel_stats(m->ch, &cs1);
 		/* The destination answers RUNNING once its PV devices are
-		 * connected again: the guest itself ran from the unpause, its
-		 * I/O from then on. */
-		add_stat(m, "downtime_ms", "%.2f",
-			 (double)down_ns / 1e6 - reconnect > 0 ?
-				 (double)down_ns / 1e6 - reconnect : (double)down_ns / 1e6);
-		if (rc_ms)
-			add_stat(m, "io_downtime_ms", "%.2f", (double)down_ns / 1e6);
+		 * connected again and (bounded) a first request is served;
+		 * it says how long after its unpause that was. The guest
+		 * itself ran from the unpause: that part is not downtime.
+		 * A figure out of range (hostile or a clock step) is
+		 * ignored rather than trusted. */
+		if (!(ran >= 0.0 && ran < pause_ms))
+			ran = 0.0;
+		down = pause_ms - ran;
+		add_stat(m, "downtime_ms", "%.2f", down);
+		/* PV I/O was down until the first request completed, or,
+		 * for a guest doing none, until its devices reconnected. */
+		if (io_ms)
+			add_stat(m, "io_downtime_ms", "%.2f",
+				 down + strtod(io_ms, NULL));
+		else if (rc_ms)
+			add_stat(m, "io_downtime_ms", "%.2f",
+				 down + strtod(rc_ms, NULL));
 		add_stat(m, "total_ms", "%.1f",
 			 (double)(pvm_now_ns() - m->t_start) / 1e6);
 		/* Where the total went: connecting (TCP + TLS handshakes),
