@@ -169,21 +169,6 @@ static void sealed_free(struct sr_sealed *s)
 	free(s);
 }
 
-static int write_full(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int seal_chunk(struct sr_sealed *s, bool last)
 {
 	uint8_t nonce[12], aad[SEAL_HDR + 9];
@@ -200,7 +185,7 @@ static int seal_chunk(struct sr_sealed *s, bool last)
 				s->out + s->fill) != 1)
 		return -EIO;
 	s->index++;
-	s->err = write_full(s->fd, s->out, s->fill + SEAL_TAG);
+	s->err = pvm_write_all(s->fd, s->out, s->fill + SEAL_TAG);
 	s->fill = 0;
 	return s->err;
 }
@@ -266,7 +251,7 @@ int sr_sealed_create(const char *path, const struct sr_key *key, bool lz4,
 		rc = -errno;
 		goto out_free;
 	}
-	rc = write_full(s->fd, s->hdr, SEAL_HDR);
+	rc = pvm_write_all(s->fd, s->hdr, SEAL_HDR);
 	if (!rc && lz4) {
 		n = LZ4F_compressBegin(s->cctx, s->z, s->zcap, &prefs);
 		rc = LZ4F_isError(n) ? -EIO : feed(s, s->z, n);

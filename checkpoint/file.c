@@ -34,24 +34,6 @@ struct pvm_ckpt_file {
 	LZ4F_preferences_t prefs;
 };
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void file_free(struct pvm_ckpt_file *f)
 {
 	if (f->fd >= 0)
@@ -125,7 +107,7 @@ int pvm_ckpt_file_create(const char *path, uint32_t flags,
 			rc = -EIO;
 			goto out_unlink;
 		}
-		rc = write_all(f->fd, f->io, hdr);
+		rc = pvm_write_all(f->fd, f->io, hdr);
 		if (rc)
 			goto out_unlink;
 	}
@@ -149,7 +131,7 @@ int pvm_ckpt_file_write(void *ctx, const void *buf, size_t len)
 	if (!f->writing || f->fd < 0)
 		return -EBADF;
 	if (!f->lz4) {
-		f->err = write_all(f->fd, buf, len);
+		f->err = pvm_write_all(f->fd, buf, len);
 		return f->err;
 	}
 	while (len && !f->err) {
@@ -160,7 +142,7 @@ int pvm_ckpt_file_write(void *ctx, const void *buf, size_t len)
 		if (LZ4F_isError(n))
 			f->err = -EIO;
 		else
-			f->err = write_all(f->fd, f->io, n);
+			f->err = pvm_write_all(f->fd, f->io, n);
 		p += k;
 		len -= k;
 	}
@@ -193,7 +175,7 @@ int pvm_ckpt_file_commit(struct pvm_ckpt_file *f)
 	if (!rc && f->lz4) {
 		size_t n = LZ4F_compressEnd(f->cctx, f->io, f->io_cap, NULL);
 
-		rc = LZ4F_isError(n) ? -EIO : write_all(f->fd, f->io, n);
+		rc = LZ4F_isError(n) ? -EIO : pvm_write_all(f->fd, f->io, n);
 	}
 	if (!rc && fsync(f->fd) != 0)
 		rc = -errno;

@@ -178,6 +178,10 @@ static inline uint64_t pvm_now_ms(void)
 /* True when all @len bytes at @p are zero (len a multiple of 8). */
 bool pvm_is_zero(const void *p, size_t len);
 
+/* Write all @len bytes to @fd, again after EINTR and short writes.
+ * 0, or -errno of the write that failed. */
+int pvm_write_all(int fd, const void *buf, size_t len);
+
 /* Wipe a secret so the compiler cannot elide it. */
 void pvm_wipe(void *p, size_t len);
 

@@ -1,7 +1,9 @@
-/* Clocks, zero-page detection, secret wiping. */
+/* Clocks, zero-page detection, secret wiping, whole writes. */
 #include "common/common.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 uint64_t pvm_now_ns(void)
@@ -33,4 +35,22 @@ bool pvm_is_zero(const void *p, size_t len)
 void pvm_wipe(void *p, size_t len)
 {
 	explicit_bzero(p, len);
+}
+
+int pvm_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -387,21 +387,6 @@ static int xchunk_take(struct dest *d, const struct pvm_kv *kv,
 	return pvm_xchunk_rx_take(&d->xrx, bytes, at, len_out);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* The destination's libxl restore, on its own thread: it reads the pipe
  * the channel's chunks are written into. */
 struct xrestore {
@@ -499,7 +484,7 @@ static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
 			rc = -EPROTO;
 			goto out_abort;
 		}
-		rc = write_all(wfd, at, len);
+		rc = pvm_write_all(wfd, at, len);
 		if (rc) {
 			/* libxl stopped reading: its failure says why. */
 			close(wfd);
@@ -1734,7 +1719,7 @@ static int source_xen_stream(struct source *m, char *why, size_t why_len)
 		snprintf(why, why_len, "cannot start a thread: %s", strerror(-rc));
 		return rc;
 	}
-	rc = write_all(fds[1], head, pvm_ckpt_libxl_head(head));
+	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
 		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->live, &cb);
 		if (rc)
@@ -1742,7 +1727,7 @@ static int source_xen_stream(struct source *m, char *why, size_t why_len)
 				 strerror(-rc));
 	}
 	if (!rc)
-		rc = write_all(fds[1], end, sizeof(end));
+		rc = pvm_write_all(fds[1], end, sizeof(end));
 	close(fds[1]);
 	pthread_join(p.thread, NULL);
 	close(fds[0]);

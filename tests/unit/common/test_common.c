@@ -3,7 +3,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -104,6 +108,51 @@ static void test_bitmap(void **state)
 	pvm_bitmap_dispose(&bm);
 }
 
+/* More than a pipe holds at once (64 KiB): the writer's short writes are
+ * continued while a reader drains the other end; a bad fd is -EBADF. */
+static void test_write_all(void **state)
+{
+	enum { LEN = 300000 };
+	uint8_t *buf = malloc(LEN), *got = calloc(1, LEN);
+	int fds[2];
+	pid_t pid;
+	size_t have = 0;
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(got);
+	for (size_t i = 0; i < LEN; i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		_exit(pvm_write_all(fds[1], buf, LEN) == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t n = read(fds[0], got + have, LEN - have);
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fds[0]);
+	{
+		int st = -1;
+
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	assert_int_equal(have, LEN);
+	assert_memory_equal(got, buf, LEN);
+	assert_int_equal(pvm_write_all(-1, buf, 1), -EBADF);
+	assert_int_equal(pvm_write_all(-1, buf, 0), 0);
+	free(buf);
+	free(got);
+}
+
 static void test_is_zero(void **state)
 {
 	uint64_t page[512];
@@ -127,6 +176,7 @@ int main(void)
 		cmocka_unit_test(test_buf_encodes_and_caps),
 		cmocka_unit_test(test_bitmap),
 		cmocka_unit_test(test_is_zero),
+		cmocka_unit_test(test_write_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
