@@ -48,7 +48,7 @@ void migrate_print_stats(const struct pvm_kv *kv)
 		{ "downtime_ms", "downtime", "ms" },
 		{ "phase_detail", "total: of which", "" },
 		{ "pause_detail", "downtime: of which", "" },
-		{ "io_downtime_ms", "PV I/O downtime", "ms (until devices reconnected)" },
+		{ "io_downtime_ms", "PV I/O downtime", "ms (until PV I/O served again)" },
 		{ "rounds", "pre-copy rounds", "" },
 		{ "round_detail", "per round", "" },
 		{ "throttle_max_pct", "vCPU throttle (max)", "%" },
