@@ -10,16 +10,6 @@
 
 #include "hv/xen/internal.h"
 
-static int check_hv(struct pvm_hv *hv, const char *what)
-{
-	if (!pvm_hv_is_xen(hv)) {
-		pvm_err("xen: %s on a %s instance", what,
-			hv ? hv->ops->name : "NULL");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int disk_build(const struct pvm_hv_xen_disk *in, libxl_device_disk *d)
 {
 	if (!in->target || !*in->target || !in->vdev || !*in->vdev ||
@@ -41,7 +31,7 @@ static int disk_op(struct pvm_hv *hv, uint32_t domid,
 	libxl_device_disk d;
 	int rc, lrc;
 
-	rc = check_hv(hv, what);
+	rc = xen_check_hv(hv, what);
 	if (rc)
 		return rc;
 	libxl_device_disk_init(&d);
@@ -112,7 +102,7 @@ static int nic_op(struct pvm_hv *hv, uint32_t domid,
 	libxl_device_nic n;
 	int rc, lrc;
 
-	rc = check_hv(hv, what);
+	rc = xen_check_hv(hv, what);
 	if (rc)
 		return rc;
 	libxl_device_nic_init(&n);

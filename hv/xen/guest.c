@@ -36,16 +36,6 @@
 /* Poll period while waiting for the guest to suspend. */
 #define SUSPEND_POLL_MS 10u
 
-static int check_hv(struct pvm_hv *hv, const char *what)
-{
-	if (!pvm_hv_is_xen(hv)) {
-		pvm_err("xen: %s on a %s instance", what,
-			hv ? hv->ops->name : "NULL");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
 			   char **json_out)
 {
@@ -55,7 +45,7 @@ int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
 	int lrc, rc = 0;
 
 	*json_out = NULL;
-	if ((rc = check_hv(hv, "config")))
+	if ((rc = xen_check_hv(hv, "config")))
 		return rc;
 	x = xen_of(hv);
 	libxl_domain_config_init(&dc);
@@ -120,7 +110,7 @@ int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
 	uint32_t waited = 0;
 	int rc;
 
-	if ((rc = check_hv(hv, "suspend")))
+	if ((rc = xen_check_hv(hv, "suspend")))
 		return rc;
 	x = xen_of(hv);
 	rc = is_suspended(x, domid);
@@ -206,7 +196,7 @@ int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 	xc_domaininfo_t info;
 	int rc;
 
-	if ((rc = check_hv(hv, "save")))
+	if ((rc = xen_check_hv(hv, "save")))
 		return rc;
 	s.x = xen_of(hv);
 	rc = xen_getinfo(s.x, domid, &info);
@@ -236,7 +226,7 @@ int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
 {
 	int lrc, rc;
 
-	if ((rc = check_hv(hv, "resume")))
+	if ((rc = xen_check_hv(hv, "resume")))
 		return rc;
 	/* suspend_cancel = 1: the guest's suspend hypercall returns 1 and
 	 * it carries on with its devices as they are (xl save -c). */
@@ -263,7 +253,7 @@ int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
 	int lrc, rc;
 
 	*domid_out = 0;
-	if ((rc = check_hv(hv, "restore")))
+	if ((rc = xen_check_hv(hv, "restore")))
 		return rc;
 	x = xen_of(hv);
 	libxl_domain_config_init(&dc);

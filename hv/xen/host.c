@@ -684,6 +684,16 @@ bool pvm_hv_is_xen(const struct pvm_hv *hv)
 	return hv && hv->ops == &xen_ops;
 }
 
+int xen_check_hv(struct pvm_hv *hv, const char *what)
+{
+	if (!pvm_hv_is_xen(hv)) {
+		pvm_err("xen: %s on a %s instance", what,
+			hv ? hv->ops->name : "NULL");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int pvm_hv_xen_open(struct pvm_hv **hv_out)
 {
 	struct xen_host *x;

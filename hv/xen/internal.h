@@ -96,6 +96,9 @@ static inline int xen_neg_errno(void)
 extern const struct pvm_hv_ops xen_ops;
 /* libxl's ERROR_* as a negative errno. */
 int xen_libxl_errno(int lrc);
+/* 0 when @hv is the Xen backend; else logs "@what on a NAME instance"
+ * and returns -EINVAL (an entry point of xen.h called on another). */
+int xen_check_hv(struct pvm_hv *hv, const char *what);
 /*
  * One domain's xc_domaininfo_t into @out: 0, -ESRCH (none), or the errno
  * of the hypercall. Logs nothing: callers log with their context.
