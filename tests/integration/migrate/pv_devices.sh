@@ -39,10 +39,12 @@ for h in a b; do
 	for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done
 done
 
+# domid_of HOST DOMAIN -> its domid there
+domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }
 # counters HOST DOMAIN -> "key=value ..." of data/workload
 counters() {
 	local domid
-	domid=$("$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])') || return 1
+	domid=$(domid_of "$1" "$2") || return 1
 	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
 		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read /local/domain/$domid/data/workload/$k 2>/dev/null || echo ?)"
 	done
@@ -182,7 +184,6 @@ done
 # resume, as xenbus re-reads "backend" (they once kept the old path and
 # sat in Initialising; the destination waited 10 s and left both devices
 # dead).
-domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }
 truncate -s 8M "$W/renum.img"
 "$PVMIG" -H "$W/$here" create --name renum --memory 64M --disk "$W/renum.img" --nic \
 	--frontend modern --workload "blk:200,net:200" >/dev/null || bad "create renum"
