@@ -56,10 +56,9 @@ for t in python3 xenstore-read; do
 done
 
 W=$(mktemp -d /tmp/pvmig-bench-migrate.XXXXXX)
-declare -A PID
+. tests/integration/lib.sh
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	if [ "$KEEP" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -68,27 +67,8 @@ trap 'exit 130' INT TERM
 echo "== machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(date -u +%FT%TZ)"
 
 # ---- pvmig ----------------------------------------------------------------
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-"$PVMIG" tls-init "$W/tls" hosta hostb >/dev/null 2>&1 || { echo "tls-init failed"; exit 1; }
-declare -A PORT=([a]=$(port_of) [b]=$(port_of))
-for h in a b; do
-	mkdir -p "$W/$h"
-	cat >"$W/$h.conf" <<EOC
-backend = sim
-state-dir = $W/$h
-listen = 127.0.0.1
-port = ${PORT[$h]}
-tls-ca = $W/tls/ca.pem
-tls-cert = $W/tls/host$h.pem
-tls-key = $W/tls/host$h.key
-EOC
-	"$PVMIGD" --config "$W/$h.conf" --foreground 2>>"$W/$h.log" &
-	PID[$h]=$!
-done
-for h in a b; do
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done
-	"$PVMIG" -H "$W/$h" info >/dev/null 2>&1 || { echo "pvmigd $h did not start:"; cat "$W/$h.log"; exit 1; }
-done
+"$PVMIG" tls-init "$W/certs" hosta hostb >/dev/null 2>&1 || { echo "tls-init failed"; exit 1; }
+for h in a b; do start_host $h 'backend = sim'; done
 
 # counters HOST NAME -> the workload's counters, "key=value ..."
 counters() {

@@ -26,19 +26,10 @@ done
 [ -x build/pvmig ] || ./scripts/build.sh build >/dev/null
 PVMIG=$PWD/build/pvmig PVMIGD=$PWD/build/pvmigd
 W=$(mktemp -d /tmp/pvmig-bench-q.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$W"; }
+. tests/integration/lib.sh
+cleanup() { stop_hosts; rm -rf "$W"; }
 trap cleanup EXIT
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null
-port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-declare -A PORT=([a]=$(port_of) [b]=$(port_of))
-for h in a b; do
-	mkdir -p "$W/$h"
-	printf 'state-dir = %s\nlisten = 127.0.0.1\nport = %s\ntls-ca = %s\ntls-cert = %s\ntls-key = %s\n' \
-		"$W/$h" "${PORT[$h]}" "$W/certs/ca.pem" "$W/certs/host$h.pem" "$W/certs/host$h.key" >"$W/$h.conf"
-	"$PVMIGD" --config "$W/$h.conf" --foreground 2>>"$W/$h.log" & PIDS+=($!)
-done
-for h in a b; do for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done; done
+start_hosts a b
 
 printf "%-7s %-7s %-5s %8s %10s %12s %9s %8s %9s %11s\n" devices gen load susp_ms quiesce_ms "req->drained" reconn_ms "res->io" added_ms downtime_ms
 for ndev in $DEVS; do

@@ -6,3 +6,68 @@ ok() { echo "ok: $*"; passes=$((passes + 1)); }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 val() { sed -E "s/.*$1=([^ ]*).*/\\1/" <<<"$2"; }
+
+# ---- pvmigd hosts (simulated Xen hosts) ----------------------------------
+# For the scripts that run two or more pvmigd. The caller sets W (its
+# scratch directory), PVMIG and PVMIGD before calling; host NAME keeps its
+# state in $W/NAME, its config in $W/NAME.conf and its log in $W/NAME.log.
+# Optional, per host, set before start_host (unset: the default):
+#   PORT[NAME]    its TLS port (default: a free loopback port, then kept)
+#   LISTEN[NAME]  its listen address (default 127.0.0.1)
+#   CERT[NAME]    its certificate, without .pem/.key (default
+#                 $W/certs/hostNAME); the CA is ca.pem beside it
+#   WRAP[NAME]    a command prefix pvmigd runs under ("ip netns exec NS")
+# and PVMIGD_OPTS, an array of extra pvmigd options for every host.
+# Each running host's pvmigd PID is in PID[NAME]; the caller's EXIT trap
+# calls stop_hosts (by PID, never by name).
+declare -A PID PORT CERT LISTEN WRAP
+PVMIGD_OPTS=()
+# start_host NAME [CONF-LINE...]: writes $W/NAME.conf (state-dir, listen,
+# port, tls-*, then each CONF-LINE as given: "key = value"), starts
+# `pvmigd --foreground` and waits until `pvmig info` answers; exits the
+# script with pvmigd's log if it never does. Environment assignments before
+# the call reach pvmigd: PVMIG_FAULT=... start_host a.
+start_host() {
+	local h=$1 line; shift
+	[ -n "${PORT[$h]:-}" ] || PORT[$h]=$(port_of)
+	local cert=${CERT[$h]:-$W/certs/host$h}
+	mkdir -p "$W/$h"
+	{
+		printf 'state-dir = %s\nlisten = %s\nport = %s\n' "$W/$h" "${LISTEN[$h]:-127.0.0.1}" "${PORT[$h]}"
+		printf 'tls-ca = %s\ntls-cert = %s.pem\ntls-key = %s.key\n' "$(dirname "$cert")/ca.pem" "$cert" "$cert"
+		for line in "$@"; do echo "$line"; done
+	} >"$W/$h.conf"
+	# shellcheck disable=SC2086 # WRAP is a command prefix, split on purpose
+	${WRAP[$h]:-} "$PVMIGD" --config "$W/$h.conf" --foreground "${PVMIGD_OPTS[@]}" 2>>"$W/$h.log" &
+	PID[$h]=$!
+	for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && return 0; sleep 0.05; done
+	echo "pvmigd $h did not start:"; cat "$W/$h.log"; exit 1
+}
+# start_hosts [NAME...] (default: a b): certificates for hosta, hostb and
+# each hostNAME in $W/certs unless made already, then start_host each.
+start_hosts() {
+	[ $# -gt 0 ] || set -- a b
+	local h names=(hosta hostb)
+	if [ ! -f "$W/certs/ca.pem" ]; then
+		for h in "$@"; do [[ " ${names[*]} " == *" host$h "* ]] || names+=("host$h"); done
+		"$PVMIG" tls-init "$W/certs" "${names[@]}" >/dev/null 2>&1 || { echo "pvmig tls-init failed"; exit 1; }
+	fi
+	for h in "$@"; do start_host "$h"; done
+}
+# stop_host NAME [SIGNAL]: signal its pvmigd (TERM), wait for it to end;
+# kill_host NAME: the same with KILL. No-ops for a host not running.
+stop_host() {
+	[ -n "${PID[$1]:-}" ] || return 0
+	kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null || true
+	wait "${PID[$1]}" 2>/dev/null || true
+	unset "PID[$1]"
+}
+kill_host() { stop_host "$1" KILL; }
+# stop_hosts: every running host (for the EXIT trap), all signalled first
+# and then all waited for, so that they shut down side by side.
+stop_hosts() {
+	local h
+	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null || true; done
+	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null || true; done
+	PID=()
+}

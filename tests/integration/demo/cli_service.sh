@@ -11,10 +11,8 @@ PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 . "$(dirname "$0")/../lib.sh"
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 W=$(mktemp -d /tmp/pvmig-it-cli.XXXXXX)
-declare -A PID
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -87,16 +85,11 @@ head -c 5000 /dev/urandom >"$W/junk.pvm"
 # 8. A migration to an IP address checks the destination's certificate
 #    against it: B's certificate names 127.0.0.2 only -> refused, naming
 #    the address; B with a certificate for 127.0.0.1 -> done.
-PA=$(port_of) PB=$(port_of)
 "$PVMIG" tls-init "$W/ca" hostb2,127.0.0.2 2>/dev/null
-start() { # NAME PORT CERT
-	printf 'state-dir = %s\nlisten = 127.0.0.1\nport = %s\ntimeout-ms = 2000\ntls-ca = %s\ntls-cert = %s.pem\ntls-key = %s.key\n' \
-		"$W/$1" "$2" "$W/ca/ca.pem" "$W/ca/$3" "$W/ca/$3" >"$W/$1.conf"
-	"$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" & PID[$1]=$!
-	wait_up "$W/$1" || { bad "pvmigd $1: $(cat "$W/$1.log")"; }
-}
-start a "$PA" hosta
-start b "$PB" hostb2
+host() { CERT[$1]=$W/ca/$2; start_host "$1" 'timeout-ms = 2000'; } # NAME CERT
+host a hosta
+host b hostb2
+PB=${PORT[b]}
 "$PVMIG" -H "$W/a" create --name g --memory 32M >/dev/null || bad "create g"
 if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:$PB" 2>"$W/e8"; then
 	bad "migration to 127.0.0.1 accepted a certificate for 127.0.0.2"
@@ -107,8 +100,8 @@ else
 fi
 [ "$("$PVMIG" -H "$W/a" status g --json | jq_py 'print(d["result"]["state"])' /dev/stdin)" = running ] &&
 	ok "the guest still runs on A" || bad "g not running on A after the refusal"
-kill "${PID[b]}"; wait "${PID[b]}"; unset "PID[b]"; rm -rf "${W:?}/b"
-start b "$PB" hostb
+stop_host b; rm -rf "${W:?}/b"
+host b hostb
 "$PVMIG" -H "$W/a" migrate g "127.0.0.1:$PB" >/dev/null 2>"$W/e8b" &&
 	ok "certificate carrying 127.0.0.1: migrated" || bad "migration to the right certificate: $(cat "$W/e8b")"
 

@@ -9,28 +9,18 @@ set -uo pipefail
 B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-ho.XXXXXX)
-declare -A PID
 . "$(dirname "$0")/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-declare -A PORT=([a]=$(port_of) [b]=$(port_of))
-
-start_host() { # NAME [FAULT]
-	mkdir -p "$W/$1"
-	printf 'state-dir = %s\nlisten = 127.0.0.1\nport = %s\ntimeout-ms = 2000\ntls-ca = %s\ntls-cert = %s\ntls-key = %s\n' \
-		"$W/$1" "${PORT[$1]}" "$W/certs/ca.pem" "$W/certs/host$1.pem" "$W/certs/host$1.key" >"$W/$1.conf"
-	PVMIG_FAULT=${2:-} "$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
-	PID[$1]=$!
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "pvmigd $1 did not start"; cat "$W/$1.log"; exit 1
-}
-stop_host() { kill "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; rm -rf "${W:?}/$1"; }
+# host NAME [FAULT]: pvmigd NAME, with PVMIG_FAULT=FAULT; reset_host NAME
+# stops it and drops its state, for the next case's fresh start.
+host() { PVMIG_FAULT=${2:-} start_host "$1" 'timeout-ms = 2000'; }
+reset_host() { stop_host "$1"; rm -rf "${W:?}/$1"; }
 state() {
 	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
 import json,sys
@@ -50,7 +40,7 @@ guest() { # on host a
 # 1. Link cut just before UNPAUSE: the destination never runs it; the
 #    source asks, the destination fences the migration ("aborted": a late
 #    UNPAUSE would now be refused), and the source resumes its copy.
-start_host a src-cut-before-unpause; start_host b; guest
+host a src-cut-before-unpause; host b; guest
 if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" 2>"$W/e1"; then
 	bad "a hand-over cut before UNPAUSE reported success"
 else
@@ -60,7 +50,7 @@ fi
 expect_state a g running "the source resumed its copy"
 for _ in $(seq 60); do [ "$(state b g)" = absent ] && break; sleep 0.1; done
 expect_state b g absent "the destination dropped its copy"
-stop_host a; stop_host b
+reset_host a; reset_host b
 
 # 2. Link cut just after UNPAUSE. The UNPAUSE is on the wire; whether the
 #    destination acts on it before the source's QUERY reaches it is a race
@@ -68,7 +58,7 @@ stop_host a; stop_host b
 #    source, told "running", destroys its copy, or the QUERY came first,
 #    fenced it "aborted", the late UNPAUSE is refused and the source resumes.
 #    Both keep exactly one copy running, and the source must say which.
-start_host a src-cut-after-unpause; start_host b; guest
+host a src-cut-after-unpause; host b; guest
 if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:${PORT[b]}" --json >"$W/o2" 2>"$W/e2"; then
 	grep -q "confirmed by query" "$W/o2" && ok "cut after UNPAUSE: the destination ran it, the source learned it by asking" ||
 		bad "cut after UNPAUSE: no query outcome in $(cat "$W/o2")"
@@ -81,11 +71,11 @@ else
 	for _ in $(seq 60); do [ "$(state b g)" = absent ] && break; sleep 0.1; done
 	expect_state b g absent "the destination refused the late UNPAUSE and dropped its copy"
 fi
-stop_host a; stop_host b
+reset_host a; reset_host b
 
 # 3. The destination host dies right after READY: nobody can tell whether it
 #    ran; the source keeps its copy PAUSED (never two running) and says so.
-start_host a; start_host b dst-die-after-ready; guest
+host a; host b dst-die-after-ready; guest
 #    (Should the source see the connection closed before it sends UNPAUSE,
 #    it resumes its copy at once instead: netns/two_namespaces.sh holds it
 #    there to test that.)

@@ -12,35 +12,15 @@ set -uo pipefail
 B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-noconv.XXXXXX)
-declare -A PID
 . "$(dirname "$0")/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	rm -rf "$W"
 }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-PA=$(port_of) PB=$(port_of)
-
-start_host() { # NAME PORT CERTNAME
-	mkdir -p "$W/$1"
-	cat >"$W/$1.conf" <<EOC
-state-dir = $W/$1
-listen = 127.0.0.1
-port = $2
-tls-ca = $W/certs/ca.pem
-tls-cert = $W/certs/$3.pem
-tls-key = $W/certs/$3.key
-EOC
-	"$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
-	PID[$1]=$!
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return 0; sleep 0.05; done
-	echo "pvmigd $1 did not start:"; cat "$W/$1.log"; exit 1
-}
 state() { # HOST DOMAIN -> running/paused/... or "absent"
 	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
 import json,sys
@@ -73,8 +53,8 @@ print("stopped" if seen else "running")
 EOP
 }
 
-start_host a "$PA" hosta
-start_host b "$PB" hostb
+start_hosts a b
+PA=${PORT[a]} PB=${PORT[b]}
 
 # 1024 pages (4 MiB) rewritten at up to 20000 pages/s per vCPU; the link
 # carries 4 MiB/s (1024 pages/s) uncompressed: no round ever ends clean.

@@ -10,34 +10,15 @@ set -uo pipefail
 B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-pv.XXXXXX)
-declare -A PID
 . "$(dirname "$0")/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 command -v xenstore-read >/dev/null || { echo "skip: xenstore-utils is needed to read the guest's counters"; exit 77; }
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-declare -A PORT=([a]=$(port_of) [b]=$(port_of))
-for h in a b; do
-	mkdir -p "$W/$h"
-	cat >"$W/$h.conf" <<EOC
-state-dir = $W/$h
-listen = 127.0.0.1
-port = ${PORT[$h]}
-tls-ca = $W/certs/ca.pem
-tls-cert = $W/certs/host$h.pem
-tls-key = $W/certs/host$h.key
-EOC
-	"$PVMIGD" --config "$W/$h.conf" --foreground 2>>"$W/$h.log" &
-	PID[$h]=$!
-done
-for h in a b; do
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$h" info >/dev/null 2>&1 && break; sleep 0.05; done
-done
+start_hosts a b
 
 # domid_of HOST DOMAIN -> its domid there
 domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }

@@ -7,39 +7,16 @@ set -uo pipefail
 B=$(cd "$1" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-mig.XXXXXX)
-declare -A PID
 . "$(dirname "$0")/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	rm -rf "$W"
 }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
 "$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
-PA=$(port_of) PB=$(port_of)
-
-# start_host NAME PORT CERTDIR CERTNAME
-start_host() {
-	mkdir -p "$W/$1"
-	cat >"$W/$1.conf" <<EOC
-state-dir = $W/$1
-listen = 127.0.0.1
-port = $2
-tls-ca = $3/ca.pem
-tls-cert = $3/$4.pem
-tls-key = $3/$4.key
-EOC
-	"$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
-	PID[$1]=$!
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return 0; sleep 0.05; done
-	echo "pvmigd $1 did not start:"; cat "$W/$1.log"; exit 1
-}
-stop_host() { kill "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; }
-kill_host() { kill -9 "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"; }
 # state HOST DOMAIN -> running/paused/... or "absent"
 state() {
 	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
@@ -52,8 +29,8 @@ expect_state() { # HOST DOMAIN STATE WHAT
 	[ "$s" = "$3" ] && ok "$4 ($1: $2 $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"
 }
 
-start_host a "$PA" "$W/certs" hosta
-start_host b "$PB" "$W/certs" hostb
+start_hosts a b
+PA=${PORT[a]} PB=${PORT[b]}
 
 # 1. Live migration A -> B, memory verified on both ends.
 "$PVMIG" -H "$W/a" create --name g1 --memory 64M --vcpus 2 --workload dirty:16:4000:20000 >/dev/null || bad "create g1"
@@ -121,8 +98,9 @@ fi
 expect_state a g1 running "guest still runs on the source"
 
 # 4. A destination whose certificate comes from another CA.
-PC=$(port_of)
-start_host c "$PC" "$W/other" hostb
+CERT[c]=$W/other/hostb
+start_host c
+PC=${PORT[c]}
 if "$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PC" 2>"$W/err"; then
 	bad "migration to a host of another CA succeeded"
 else
@@ -158,7 +136,7 @@ else
 	bad "killed destination: rc $rc, $(cat "$W/err6" "$W/out6")"
 fi
 expect_state a big running "guest resumed on the source"
-start_host b "$PB" "$W/certs" hostb
+start_host b
 
 # 7. Source killed mid-migration: the destination drops its partial copy.
 "$PVMIG" -H "$W/a" migrate big "127.0.0.1:$PB" --bandwidth 8 --no-compress >"$W/out7" 2>&1 &

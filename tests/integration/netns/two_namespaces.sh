@@ -22,11 +22,9 @@ N=$(( $$ % 250 + 1 ))
 NA=pvmig-it-a-$$ NB=pvmig-it-b-$$ VA=pva$$ VB=pvb$$
 ip netns add "$NA" 2>/dev/null || { echo "skip: cannot make network namespaces here"; exit 77; }
 W=$(mktemp -d /tmp/pvmig-it-ns.XXXXXX)
-declare -A PID
 . "$(dirname "$0")/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	ip netns del "$NA" 2>/dev/null; ip netns del "$NB" 2>/dev/null
 	[ -n "${KEEP:-}" ] || rm -rf "$W"
 }
@@ -41,21 +39,11 @@ ip -n "$NB" link set "$VB" up
 declare -A ADDR=([a]=10.78.$N.1 [b]=10.78.$N.2) NS=([a]=$NA [b]=$NB)
 
 "$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
-start_host() { # NAME [PVMIG_HOLD value] [CERT DIR]
-	mkdir -p "$W/$1"
-	cat >"$W/$1.conf" <<EOC
-state-dir = $W/$1
-listen = ${ADDR[$1]}
-port = 8002
-timeout-ms = ${TIMEOUT_MS:-3000}
-tls-ca = ${3:-$W/certs}/ca.pem
-tls-cert = ${3:-$W/certs}/host$1.pem
-tls-key = ${3:-$W/certs}/host$1.key
-EOC
-	ip netns exec "${NS[$1]}" env PVMIG_HOLD="${2:-}" "$PVMIGD" --config "$W/$1.conf" --foreground 2>>"$W/$1.log" &
-	PID[$1]=$!
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "pvmigd $1 did not start"; cat "$W/$1.log"; exit 1
+LISTEN=([a]=${ADDR[a]} [b]=${ADDR[b]}) PORT=([a]=8002 [b]=8002)
+WRAP=([a]="ip netns exec $NA" [b]="ip netns exec $NB")
+host() { # NAME [PVMIG_HOLD value] [CERT DIR]
+	CERT[$1]=${3:-$W/certs}/host$1
+	PVMIG_HOLD=${2:-} start_host "$1" "timeout-ms = ${TIMEOUT_MS:-3000}"
 }
 state() {
 	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
@@ -73,8 +61,8 @@ counters() {
 }
 clean() { for k in blk-verify-fail blk-io-errors net-dup net-ooo; do [ "$(val $k "$1")" = 0 ] || return 1; done; }
 
-start_host a
-start_host b
+host a
+host b
 
 # 1. Both generations under load, over the veth link.
 for gen in modern legacy; do
@@ -159,15 +147,11 @@ fi
 #    kind that cannot re-handshake) on A under memory + disk + network load,
 #    migrated to B; the source pvmigd holds at POINT while the test breaks
 #    something, then goes on.
-stop_host() { # NAME [SIGNAL]
-	[ -n "${PID[$1]:-}" ] || return 0
-	kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"
-}
 TIMEOUT_MS=1500
 fresh_pair() { # PVMIG_HOLD value for A
 	stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b" "$W/go" "$W/go.held"
 	for h in a b; do cat "$W/$h.log" >>"$W/$h.old.log" 2>/dev/null; : >"$W/$h.log"; done
-	start_host a "$1"; start_host b
+	host a "$1"; host b
 	truncate -s 16M "$W/g.img"
 	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
 		--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
@@ -271,7 +255,7 @@ one_running b a "source killed after the hand-over"
 # guest stays where it was.
 stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b"
 "$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
-start_host a; start_host b "" "$W/other"
+host a; host b "" "$W/other"
 truncate -s 16M "$W/g.img"
 "$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
 	--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"

@@ -9,11 +9,9 @@ B=$(cd "$1" && pwd)
 D=$(cd "$(dirname "$0")" && pwd)
 PVMIG=$B/pvmig PVMIGD=$B/pvmigd
 W=$(mktemp -d /tmp/pvmig-it-tunnel.XXXXXX)
-declare -A PID
 . "$D/../lib.sh"
 cleanup() {
-	for h in "${!PID[@]}"; do kill "${PID[$h]}" 2>/dev/null; done
-	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null; done
+	stop_hosts
 	# peer.py processes pvmigd started and lost track of (never expected)
 	for f in "$W"/peer.*; do
 		[ -f "$f" ] || continue
@@ -28,23 +26,15 @@ command -v python3 >/dev/null || { echo "skip: python3 is needed (the test's pee
 "$PVMIG" tls-init "$W/certs" hosta hostb >/dev/null 2>&1 || exit 1
 "$PVMIG" tls-init "$W/other" hosta >/dev/null 2>&1 || exit 1
 
-# conf NAME CERTDIR CERTNAME [PORT TUNNEL-COMMAND]: writes $W/NAME.conf
+# conf NAME CERTDIR CERTNAME: writes $W/NAME.conf, a client's (no listener)
 conf() {
-	{
-		echo "state-dir = $W/$1"
-		echo "tls-ca = $2/ca.pem"
-		echo "tls-cert = $2/$3.pem"
-		echo "tls-key = $2/$3.key"
-		[ $# -gt 3 ] && printf 'listen = 127.0.0.1\nport = %s\ntunnel-command = %s\n' "$4" "$5"
-	} >"$W/$1.conf"
+	printf 'state-dir = %s\ntls-ca = %s/ca.pem\ntls-cert = %s/%s.pem\ntls-key = %s/%s.key\n' \
+		"$W/$1" "$2" "$2" "$3" "$2" "$3" >"$W/$1.conf"
 }
-start_pvmigd() {
-	mkdir -p "$W/$1"
-	"$PVMIGD" --config "$W/$1.conf" --foreground -v 2>>"$W/$1.log" &
-	PID[$1]=$!
-	for _ in $(seq 100); do "$PVMIG" -H "$W/$1" info >/dev/null 2>&1 && return 0; sleep 0.05; done
-	echo "pvmigd $1 did not start:"; cat "$W/$1.log"; exit 1
-}
+PVMIGD_OPTS=(-v)
+CERT[b]=$W/certs/hostb CERT[c]=$W/certs/hostb
+# pvmigd b runs peer.py for each tunnel; c has no tunnel-command
+start_b() { start_host b "tunnel-command = python3 $D/peer.py $W/peer.b"; }
 # tunnel CONF TARGET N EXIT BACK: client.py through pvmig tunnel; its line on stdout
 tunnel() {
 	python3 "$D/client.py" "$3" "$4" "$5" -- "$PVMIG" tunnel --config "$W/$1.conf" --stats "$2" 2>"$W/err"
@@ -52,13 +42,11 @@ tunnel() {
 # still_running MARKERFILE: the pids peer.py wrote that are still alive
 still_running() { for p in $(awk '{print $2}' "$1" 2>/dev/null); do kill -0 "$p" 2>/dev/null && echo "$p"; done; }
 
-PB=$(port_of) PC=$(port_of)
-conf b "$W/certs" hostb "$PB" "python3 $D/peer.py $W/peer.b"
-conf c "$W/certs" hostb "$PC" ""
 conf a "$W/certs" hosta
 conf bad "$W/other" hosta
-start_pvmigd b
-start_pvmigd c
+start_b
+start_host c 'tunnel-command = '
+PB=${PORT[b]} PC=${PORT[c]}
 
 # 1. Bytes intact both ways: 8 MiB + 1234 in pieces of odd sizes, 1 MiB back.
 out=$(tunnel a "127.0.0.1:$PB" $((8 * 1048576 + 1234)) 0 1048576)
@@ -128,7 +116,7 @@ python3 "$D/client.py" $((400 * 1048576)) 0 10 -- "$PVMIG" tunnel --config "$W/a
 CL=$!
 for _ in $(seq 100); do [ -s "$W/peer.b" ] && break; sleep 0.1; done
 sleep 0.5
-kill -9 "${PID[b]}"; wait "${PID[b]}" 2>/dev/null; unset "PID[b]"
+kill_host b
 t0=$(date +%s)
 wait "$CL"
 out=$(cat "$W/cut.out")
@@ -145,7 +133,7 @@ for _ in $(seq 50); do [ -z "$(still_running "$W/peer.b")" ] && break; sleep 0.2
 	bad "the tunnel-command still runs after its pvmigd died"
 
 # 6. The client dies mid-stream: pvmigd ends the command and says so.
-start_pvmigd b
+start_b
 : >"$W/peer.b"
 "$PVMIG" tunnel --config "$W/a.conf" "127.0.0.1:$PB" \
 	< <(echo "LEN 100000000000 EXIT 0 BACK 1"; head -c 2000000000 /dev/zero) >/dev/null 2>"$W/k.err" &
