@@ -497,6 +497,10 @@ struct pvm_ckpt_save_cfg {
 	/* Bound on the guest's answer to the suspend request made before
 	 * the pause (pvquiesce/pvquiesce.h pvm_pvq_suspend); 0: 1000 ms. */
 	uint32_t suspend_timeout_ms;
+	/* Bound on each PV backend's drain at the pause (pvm_pvq_quiesce):
+	 * one still inside a request then (a stuck disk) fails the save and
+	 * the guest runs on; 0: PVM_PVQ_DRAIN_TIMEOUT_MS (2000). */
+	uint32_t drain_timeout_ms;
 	/* How each PV device is to reconnect on restore, recorded with it:
 	 * pvquiesce's enum pvm_pvq_mode (0 auto: from what the guest
 	 * advertises). */
@@ -637,6 +641,7 @@ struct pvm_ckpt_cont_cfg {
 	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
 	struct pvm_xenstored *xs;               /* as in pvm_ckpt_save_cfg */
 	uint32_t suspend_timeout_ms;            /* as in pvm_ckpt_save_cfg */
+	uint32_t drain_timeout_ms;              /* as in pvm_ckpt_save_cfg */
 	uint32_t pv_mode;                       /* as in pvm_ckpt_save_cfg */
 	/* Waits @ms before the next epoch: 0 to go on, 1 to stop (cancel),
 	 * or a negative errno. NULL: sleep. */

@@ -88,7 +88,8 @@ int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 }
 
 int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    struct pvm_xenstored *xs, struct sr_err *e)
+		    struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+		    struct sr_err *e)
 {
 	char why[256] = "";
 	int rc;
@@ -104,8 +105,8 @@ int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 			       "reconnect needs its xenstore nodes saved, and "
 			       "this host has no xenstore server to read them "
 			       "from", domid);
-	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, 0, &s->state,
-			     why, sizeof(why));
+	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, drain_timeout_ms,
+			     &s->state, why, sizeof(why));
 	if (rc)
 		return sr_fail(e, rc, "cannot quiesce the PV devices: %s",
 			       why[0] ? why : strerror(-rc));

@@ -329,7 +329,8 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	tp = pvm_now_ns();
 	/* Drained first: the backends' last writes are in this epoch's
 	 * dirty set. */
-	if (sr_devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs, k->e))
+	if (sr_devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs,
+			    cfg->drain_timeout_ms, k->e))
 		goto out_abort;
 	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &k->bm);
 	if (rc) {
@@ -413,6 +414,7 @@ static int base(struct cont *k, bool logdirty_on,
 	sc.progress_ctx = cfg->progress_ctx;
 	sc.xs = cfg->xs;
 	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
+	sc.drain_timeout_ms = cfg->drain_timeout_ms;
 	sc.pv_mode = cfg->pv_mode;
 	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
 				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),

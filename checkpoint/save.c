@@ -818,7 +818,8 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	tp = pvm_now_ns();
 	/* Drained before the last dirty read: the responses the backends
 	 * write go into this image. */
-	if (sr_devs_quiesce(&devs, hv, cfg->domid, cfg->xs, &e))
+	if (sr_devs_quiesce(&devs, hv, cfg->domid, cfg->xs,
+			    cfg->drain_timeout_ms, &e))
 		goto out_abort;
 	st->devices = (uint32_t)devs.n;
 	if (live) {

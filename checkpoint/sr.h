@@ -206,9 +206,11 @@ void sr_devs_dispose(struct sr_devs *s);
 int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		    uint32_t timeout_ms, char *desc, size_t desc_len,
 		    struct sr_err *e);
-/* Domain paused: drain and capture (and export a legacy guest's nodes). */
+/* Domain paused: drain, each backend within @drain_timeout_ms (0:
+ * pvquiesce's default), and capture (and export a legacy guest's nodes). */
 int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    struct pvm_xenstored *xs, struct sr_err *e);
+		    struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+		    struct sr_err *e);
 /* The backends go on in place, if quiesced (idempotent). */
 void sr_devs_resume(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid);
 /* PVMIG_DEVICE per device, PVMIG_XENSTORE (legacy), from the capture. */

@@ -289,26 +289,39 @@ int cli_parse_simple(int argc, char **argv, const char *usage_line,
 }
 
 
-int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg)
+/* @arg as a bound in ms for @opt: 1..60000, else a message and -1. */
+static int add_timeout_ms(struct pvm_kv *req, const char *cmd, const char *opt,
+			  const char *key, const char *arg)
 {
 	char *end;
 	unsigned long v = strtoul(arg, &end, 10);
 
 	if (!*arg || *end || v < 1 || v > 60000) {
-		fprintf(stderr, "pvmig %s: --suspend-timeout wants 1..60000 (ms), not '%s'\n",
-			cmd, arg);
+		fprintf(stderr, "pvmig %s: %s wants 1..60000 (ms), not '%s'\n",
+			cmd, opt, arg);
 		return -1;
 	}
-	return pvm_kv_add(req, "suspend_timeout_ms", "%lu", v) ? -1 : 0;
+	return pvm_kv_add(req, key, "%lu", v) ? -1 : 0;
 }
 
-int add_pv_mode(struct pvm_kv *req, const char *cmd, const char *arg)
+int cli_pv_option(struct pvm_kv *req, const char *cmd, int c, const char *arg)
 {
-	if (strcmp(arg, "auto") && strcmp(arg, "cooperative") &&
-	    strcmp(arg, "transparent")) {
-		fprintf(stderr, "pvmig %s: --pv-mode is auto, cooperative or transparent, not '%s'\n",
-			cmd, arg);
-		return -1;
+	switch (c) {
+	case CLI_OPT_SUSPEND_TIMEOUT:
+		return add_timeout_ms(req, cmd, "--suspend-timeout",
+				      "suspend_timeout_ms", arg);
+	case CLI_OPT_DRAIN_TIMEOUT:
+		return add_timeout_ms(req, cmd, "--drain-timeout",
+				      "drain_timeout_ms", arg);
+	case CLI_OPT_PV_MODE:
+		if (strcmp(arg, "auto") && strcmp(arg, "cooperative") &&
+		    strcmp(arg, "transparent")) {
+			fprintf(stderr, "pvmig %s: --pv-mode is auto, cooperative or transparent, not '%s'\n",
+				cmd, arg);
+			return -1;
+		}
+		return pvm_kv_add(req, "pv_mode", "%s", arg) ? -1 : 0;
+	default:
+		return 1;
 	}
-	return pvm_kv_add(req, "pv_mode", "%s", arg) ? -1 : 0;
 }

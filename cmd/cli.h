@@ -66,12 +66,44 @@ int cli_workload_spec(const char *in, char *out, size_t len);
 int cli_parse_simple(int argc, char **argv, const char *usage_line,
 		     const char *help, bool *json);
 
-/* --suspend-timeout MS (save, checkpoint, migrate): checks 1..60000 and
- * adds suspend_timeout_ms to @req; -1 with a message on stderr. */
-int add_suspend_timeout(struct pvm_kv *req, const char *cmd, const char *arg);
-/* --pv-mode auto|cooperative|transparent (save, restore, checkpoint,
- * migrate): adds pv_mode to @req; -1 with a message on stderr. */
-int add_pv_mode(struct pvm_kv *req, const char *cmd, const char *arg);
+/*
+ * The PV device options. save, checkpoint and migrate take all three
+ * (CLI_PV_OPTIONS in their getopt_long table, CLI_PV_USAGE and
+ * CLI_PV_HELP in their --help); restore takes --pv-mode only.
+ *   --suspend-timeout MS  suspend_timeout_ms (1..60000)
+ *   --drain-timeout MS    drain_timeout_ms (1..60000)
+ *   --pv-mode MODE        pv_mode (auto|cooperative|transparent)
+ */
+enum {
+	CLI_OPT_SUSPEND_TIMEOUT = 0x100,
+	CLI_OPT_DRAIN_TIMEOUT,
+	CLI_OPT_PV_MODE,
+};
+#define CLI_OPT_PV_MODE_ROW { "pv-mode", required_argument, NULL, CLI_OPT_PV_MODE }
+#define CLI_PV_OPTIONS                                                          \
+	{ "suspend-timeout", required_argument, NULL, CLI_OPT_SUSPEND_TIMEOUT }, \
+	{ "drain-timeout", required_argument, NULL, CLI_OPT_DRAIN_TIMEOUT },     \
+	CLI_OPT_PV_MODE_ROW
+#define CLI_PV_USAGE "[--suspend-timeout MS] [--drain-timeout MS] [--pv-mode MODE]"
+#define CLI_PV_HELP                                                             \
+	"  --suspend-timeout MS\n"                                               \
+	"                    how long a guest that advertises suspend has to\n"   \
+	"                    answer the suspend request before each pause\n"      \
+	"                    (1..60000, default 1000)\n"                          \
+	"  --drain-timeout MS\n"                                                 \
+	"                    how long, the guest paused, each PV backend has to\n" \
+	"                    finish the requests it holds (1..60000, default\n"   \
+	"                    2000); one that does not (a stuck disk) fails the\n" \
+	"                    command, naming it, and the guest runs on\n"         \
+	"  --pv-mode auto|cooperative|transparent\n"                             \
+	"                    how each PV device reconnects where the guest\n"     \
+	"                    resumes: its frontend re-handshakes, or its backend\n" \
+	"                    re-attaches to the old ring (same domid needed);\n"  \
+	"                    auto (default): from what the guest advertises\n"
+/* If getopt_long's @c is one of the PV options, checks @arg and adds it
+ * to @req: 0, or -1 with a message on stderr naming @cmd. 1: @c is not a
+ * PV option (the caller's own default case). */
+int cli_pv_option(struct pvm_kv *req, const char *cmd, int c, const char *arg);
 
 /* JSON output (docs/pvmig.1.md, "JSON output"): a string; a kv's fields
  * ("key":value,... — decimal integers as numbers, the rest as strings),

@@ -146,8 +146,7 @@ int cmd_save(int argc, char **argv)
 		{ "raw", no_argument, NULL, 'r' },
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
-		{ "suspend-timeout", required_argument, NULL, 'S' },
-		{ "pv-mode", required_argument, NULL, 'P' },
+		CLI_PV_OPTIONS,
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -161,20 +160,8 @@ int cmd_save(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "save");
-	while ((c = getopt_long(argc, argv, "lczrVk:S:P:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lczrVk:jh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'S':
-			if (add_suspend_timeout(&req, "save", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (add_pv_mode(&req, "save", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
 		case 'k':
 			if (add_key_file(&req, "save", optarg)) {
 				pvm_kv_dispose(&req);
@@ -189,8 +176,9 @@ int cmd_save(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: pvmig save DOMAIN FILE [--live] [--checkpoint|-c]\n"
-			       "                  [--lz4|--raw] [--verify-memory] [--suspend-timeout MS]\n"
-			       "                  [--pv-mode MODE] [--json]\n\n"
+			       "                  [--lz4|--raw] [--verify-memory] [--key-file KEY]\n"
+			       "                  " CLI_PV_USAGE "\n"
+			       "                  [--json]\n\n"
 			       "Saves DOMAIN to FILE and destroys it (as xl save does).\n"
 			       "  --live, -l        copy memory while the guest runs (log-dirty\n"
 			       "                    rounds); pause only for the last round\n"
@@ -200,18 +188,13 @@ int cmd_save(int argc, char **argv)
 			       "  --verify-memory   report a SHA-256 of all memory at the pause\n"
 			       "  --key-file KEY    encrypt with AES-256-GCM; KEY holds 32 bytes or\n"
 			       "                    64 hex digits (head -c 32 /dev/urandom > KEY)\n"
-			       "  --suspend-timeout MS\n"
-			       "                    how long a guest that advertises suspend has to\n"
-			       "                    answer the suspend request (default 1000)\n"
-			       "  --pv-mode auto|cooperative|transparent\n"
-			       "                    how each PV device reconnects where the guest\n"
-			       "                    resumes: its frontend re-handshakes, or its backend\n"
-			       "                    re-attaches to the old ring (same domid needed);\n"
-			       "                    auto (default): from what the guest advertises\n"
+			       CLI_PV_HELP
 			       "An existing FILE is replaced only once the new one is complete.\n");
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
+			if (cli_pv_option(&req, "save", c, optarg) == 0)
+				break;
 			pvm_kv_dispose(&req);
 			return 2;
 		}
@@ -244,7 +227,7 @@ int cmd_restore(int argc, char **argv)
 		{ "paused", no_argument, NULL, 'p' },
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
-		{ "pv-mode", required_argument, NULL, 'P' },
+		CLI_OPT_PV_MODE_ROW,
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -258,16 +241,10 @@ int cmd_restore(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "restore");
-	while ((c = getopt_long(argc, argv, "pVk:P:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "pVk:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			if (add_key_file(&req, "restore", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (add_pv_mode(&req, "restore", optarg)) {
 				pvm_kv_dispose(&req);
 				return 2;
 			}
@@ -290,6 +267,8 @@ int cmd_restore(int argc, char **argv)
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
+			if (cli_pv_option(&req, "restore", c, optarg) == 0)
+				break;
 			pvm_kv_dispose(&req);
 			return 2;
 		}
@@ -522,8 +501,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "lz4", no_argument, NULL, 'z' },
 		{ "verify-memory", no_argument, NULL, 'V' },
 		{ "key-file", required_argument, NULL, 'k' },
-		{ "suspend-timeout", required_argument, NULL, 'S' },
-		{ "pv-mode", required_argument, NULL, 'P' },
+		CLI_PV_OPTIONS,
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -537,23 +515,11 @@ int cmd_checkpoint(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "checkpoint");
-	while ((c = getopt_long(argc, argv, "i:e:d:b:zVk:S:P:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:e:d:b:zVk:jh", opts, NULL)) != -1) {
 		const char *key = NULL;
 		char *end;
 
 		switch (c) {
-		case 'S':
-			if (add_suspend_timeout(&req, "checkpoint", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (add_pv_mode(&req, "checkpoint", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
 		case 'k':
 			if (add_key_file(&req, "checkpoint", optarg)) {
 				pvm_kv_dispose(&req);
@@ -571,7 +537,8 @@ int cmd_checkpoint(int argc, char **argv)
 			printf("usage: pvmig checkpoint DOMAIN DIR --interval-ms N\n"
 			       "                        [--epochs N | --duration-s N] [--rebase-every N]\n"
 			       "                        [--lz4] [--verify-memory] [--key-file KEY]\n"
-			       "                        [--suspend-timeout MS] [--pv-mode MODE] [--json]\n\n"
+			       "                        " CLI_PV_USAGE "\n"
+			       "                        [--json]\n\n"
 			       "Keeps DIR an up-to-date restorable image of the running DOMAIN:\n"
 			       "a base image (a live save), then every N ms an epoch that pauses\n"
 			       "the guest briefly, copies the pages dirtied since the last one and\n"
@@ -583,17 +550,12 @@ int cmd_checkpoint(int argc, char **argv)
 			       "restore reads; it is reported as an epoch 0.\n"
 			       "  --verify-memory   each epoch also reports a SHA-256 of all guest\n"
 			       "                    memory taken while paused\n"
-			       "  --suspend-timeout MS  before each pause the guest is asked to\n"
-			       "                    suspend and has MS (default 1000) to answer\n"
-			       "                    (docs/pvquiesce.md)\n"
-			       "  --pv-mode auto|cooperative|transparent\n"
-			       "                    how each PV device reconnects where the guest\n"
-			       "                    resumes: its frontend re-handshakes, or its backend\n"
-			       "                    re-attaches to the old ring (same domid needed);\n"
-			       "                    auto (default): from what the guest advertises\n");
+			       CLI_PV_HELP);
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
+			if (cli_pv_option(&req, "checkpoint", c, optarg) == 0)
+				break;
 			pvm_kv_dispose(&req);
 			return 2;
 		}

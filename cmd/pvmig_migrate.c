@@ -98,8 +98,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "cancel", no_argument, NULL, 'X' },
 		{ "no-quiesce", no_argument, NULL, 'Q' },
-		{ "suspend-timeout", required_argument, NULL, 'S' },
-		{ "pv-mode", required_argument, NULL, 'P' },
+		CLI_PV_OPTIONS,
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -112,7 +111,7 @@ int cmd_migrate(int argc, char **argv)
 
 	pvm_kv_init(&req);
 	pvm_kv_add(&req, "cmd", "migrate");
-	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:XQS:P:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcd:r:t:s:nVC:b:XQjh", opts, NULL)) != -1) {
 		const char *num_key = NULL;
 
 		switch (c) {
@@ -137,23 +136,12 @@ int cmd_migrate(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'X': cancel = true; break;
 		case 'Q': rc = pvm_kv_add(&req, "no_quiesce", "1"); break;
-		case 'S':
-			if (add_suspend_timeout(&req, "migrate", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (add_pv_mode(&req, "migrate", optarg)) {
-				pvm_kv_dispose(&req);
-				return 2;
-			}
-			break;
 		case 'h':
 			printf("usage: pvmig migrate DOMAIN HOST[:PORT] [--live|--cold]\n"
 			       "                    [--downtime-ms N] [--max-rounds N] [--max-time-s N]\n"
 			       "                    [--streams N] [--bandwidth MiB/s] [--no-compress]\n"
-			       "                    [--verify-memory] [--suspend-timeout MS] [--pv-mode MODE]\n"
+			       "                    [--verify-memory] [--no-quiesce]\n"
+			       "                    " CLI_PV_USAGE "\n"
 			       "                    [--no-converge throttle|stop|continue] [--json]\n\n"
 			       "Moves DOMAIN to the pvmigd on HOST (port 8002 by default) over TLS 1.3.\n"
 			       "  --live            copy memory while the guest runs (default)\n"
@@ -167,14 +155,7 @@ int cmd_migrate(int argc, char **argv)
 			       "  --no-compress     no lz4 (zero pages are still elided)\n"
 			       "  --no-quiesce      do not drain and reconnect PV devices (for tests: a\n"
 			       "                    legacy guest loses its disk and network)\n"
-			       "  --suspend-timeout MS\n"
-			       "                    how long a guest that advertises suspend has to\n"
-			       "                    answer the suspend request (default 1000)\n"
-			       "  --pv-mode auto|cooperative|transparent\n"
-			       "                    how each PV device reconnects where the guest\n"
-			       "                    resumes: its frontend re-handshakes, or its backend\n"
-			       "                    re-attaches to the old ring (same domid needed);\n"
-			       "                    auto (default): from what the guest advertises\n"
+			       CLI_PV_HELP
 			       "  --verify-memory   while paused, SHA-256 all guest memory on both\n"
 			       "                    hosts; a mismatch aborts (the guest stays here)\n"
 			       "  --no-converge throttle|stop|continue\n"
@@ -190,6 +171,8 @@ int cmd_migrate(int argc, char **argv)
 			pvm_kv_dispose(&req);
 			return 0;
 		default:
+			if (cli_pv_option(&req, "migrate", c, optarg) == 0)
+				break;
 			pvm_kv_dispose(&req);
 			return 2;
 		}

@@ -10,6 +10,7 @@
 
 #include "hv/hv.h"
 #include "migrate/migrate.h"
+#include "pvquiesce/pvquiesce.h"
 
 struct pvm_xenstored;
 
@@ -194,6 +195,21 @@ int reply_result(struct req *r, int status, const struct pvm_kv *extra,
 /* Finds the domain named by args "domain" (a name or a domid). On failure
  * the RESULT has been sent and a negative errno is returned. */
 int find_domain(struct req *r, struct pvm_hv_dominfo *out);
+
+/*
+ * The PV options of save, checkpoint and migrate (restore takes pv_mode
+ * only): args pv_mode=, suspend_timeout_ms=, drain_timeout_ms=.
+ */
+#define REQ_PV_TIMEOUT_MAX_MS 60000u
+struct req_pv_opts {
+	enum pvm_pvq_mode mode;      /* --pv-mode; AUTO when absent */
+	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0 when absent */
+	uint32_t drain_timeout_ms;   /* --drain-timeout; 0 when absent */
+};
+/* Fills @o from r->args, each timeout 1..REQ_PV_TIMEOUT_MAX_MS: 0; on a
+ * bad value the RESULT (naming the option) has been sent and -EINVAL is
+ * returned. */
+int req_pv_opts(struct req *r, struct req_pv_opts *o);
 
 /* Adds the fields `pvmig list/status` show for a domain. */
 void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d);

@@ -1158,6 +1158,7 @@ struct source {
 	bool verify;
 	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
 	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: no request */
+	uint32_t drain_timeout_ms;   /* --drain-timeout; 0: pvquiesce's */
 	enum pvm_pvq_mode pv_mode; /* --pv-mode, then chosen before HELLO */
 	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
 	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
@@ -1538,7 +1539,7 @@ static int quiesce(struct source *m, char *why, size_t why_len)
 	}
 	pvm_buf_reset(&m->devstate);
 	rc = pvm_pvq_quiesce(m->svc->hv, m->dom.domid, m->devs, m->ndev,
-			     m->pv_mode, 0,
+			     m->pv_mode, m->drain_timeout_ms,
 			     &m->devstate, why, why_len);
 	if (rc)
 		return rc;
@@ -2270,6 +2271,7 @@ int h_migrate(struct req *r)
 {
 	struct pvm_service *s = r->svc;
 	const char *target = pvm_kv_get(r->args, "target");
+	struct req_pv_opts pv;
 	struct source *m;
 	uint64_t v;
 	uint8_t idb[16];
@@ -2294,22 +2296,14 @@ int h_migrate(struct req *r)
 	m->compress = !pvm_kv_get(r->args, "no_compress");
 	m->verify = pvm_kv_get(r->args, "verify") != NULL;
 	m->no_quiesce = pvm_kv_get(r->args, "no_quiesce") != NULL;
-	if (pvm_kv_get(r->args, "pv_mode") &&
-	    pvm_pvq_mode_parse(pvm_kv_get(r->args, "pv_mode"), &m->pv_mode)) {
+	if (req_pv_opts(r, &pv)) {
 		free(m);
-		return reply_result(r, -EINVAL, NULL,
-				    "--pv-mode is auto, cooperative or transparent");
+		return 0;
 	}
-	m->suspend_timeout_ms = PVM_PVQ_SUSPEND_TIMEOUT_MS;
-	if (pvm_kv_get(r->args, "suspend_timeout_ms")) {
-		if (pvm_kv_get_u64(r->args, "suspend_timeout_ms", &v) ||
-		    v < 1 || v > 60000) {
-			free(m);
-			return reply_result(r, -EINVAL, NULL,
-					    "--suspend-timeout must be 1..60000 (ms)");
-		}
-		m->suspend_timeout_ms = (uint32_t)v;
-	}
+	m->pv_mode = pv.mode;
+	m->suspend_timeout_ms = pv.suspend_timeout_ms ? pv.suspend_timeout_ms :
+							PVM_PVQ_SUSPEND_TIMEOUT_MS;
+	m->drain_timeout_ms = pv.drain_timeout_ms;
 	m->streams = s->cfg.streams;
 	if (pvm_kv_get_u64(r->args, "streams", &v) == 0) {
 		if (v < 1 || v > PVM_TP_STREAMS_MAX) {

@@ -3,7 +3,8 @@
  * side of checkpoint/'s pvm_ckpt_save/restore/continuous.
  *
  *   h_save()        domain=, path=, [live=1] [keep=1] [lz4=1] [digest=1]
- *                   [suspend_timeout_ms=] (also h_checkpoint)
+ *                   [pv_mode=] [suspend_timeout_ms=] [drain_timeout_ms=]
+ *                   (also h_checkpoint; h_restore: pv_mode= only)
  *                   [key_file=] (all three: the key file's path; pvmigd
  *                   reads it, the key never crosses the socket)
  *                   a job thread: PROGRESS records, then the RESULT
@@ -40,8 +41,7 @@ struct sr_job {
 	bool have_dev;
 	uint32_t flags;      /* PVM_CKPT_SAVE_* */
 	uint32_t interval_ms, epochs, rebase_epochs;
-	uint32_t suspend_timeout_ms; /* 0: pvquiesce's default */
-	uint32_t pv_mode;            /* enum pvm_pvq_mode */
+	struct req_pv_opts pv; /* timeouts 0: pvquiesce's defaults */
 	uint64_t duration_ms;
 	uint64_t last_progress_ns;
 };
@@ -119,38 +119,6 @@ static bool is_set(const struct req *r, const char *key)
 
 static int get_path(struct req *r, const char *key, char *out, size_t len);
 
-/* The optional pv_mode= (auto|cooperative|transparent); 0 (auto) when
- * absent. */
-static int get_pv_mode(struct req *r, uint32_t *out)
-{
-	enum pvm_pvq_mode m = PVM_PVQ_MODE_AUTO;
-
-	if (pvm_kv_get(r->args, "pv_mode") &&
-	    pvm_pvq_mode_parse(pvm_kv_get(r->args, "pv_mode"), &m))
-		return reply_result(r, -EINVAL, NULL,
-				    "--pv-mode is auto, cooperative or transparent"),
-		       -EINVAL;
-	*out = (uint32_t)m;
-	return 0;
-}
-
-/* The optional suspend_timeout_ms= (1..60000); 0 when absent. */
-static int get_suspend_timeout(struct req *r, uint32_t *out)
-{
-	uint64_t v;
-
-	*out = 0;
-	if (!pvm_kv_get(r->args, "suspend_timeout_ms"))
-		return 0;
-	if (pvm_kv_get_u64(r->args, "suspend_timeout_ms", &v) || v < 1 ||
-	    v > 60000)
-		return reply_result(r, -EINVAL, NULL,
-				    "--suspend-timeout must be 1..60000 (ms)"),
-		       -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 /* The optional key_file= (absolute); its contents never cross the socket. */
 static int get_key_file(struct req *r, char *out, size_t len)
 {
@@ -225,8 +193,9 @@ static void *save_main(void *arg)
 		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
 		.xs = j->svc->xs,
-		.suspend_timeout_ms = j->suspend_timeout_ms,
-		.pv_mode = j->pv_mode,
+		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
+		.drain_timeout_ms = j->pv.drain_timeout_ms,
+		.pv_mode = j->pv.mode,
 	};
 	struct pvm_ckpt_save_stats st;
 	struct pvm_kv kv;
@@ -283,8 +252,7 @@ int h_save(struct req *r)
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "path", j->path, sizeof(j->path)) ||
 	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
-	    get_suspend_timeout(r, &j->suspend_timeout_ms) ||
-	    get_pv_mode(r, &j->pv_mode)) {
+	    req_pv_opts(r, &j->pv)) {
 		free(j);
 		return 0;
 	}
@@ -332,14 +300,16 @@ int h_restore(struct req *r)
 	};
 	struct pvm_ckpt_restore_stats st;
 	struct pvm_hv_dominfo info;
+	struct req_pv_opts pv;
 	char path[PVM_KV_VALUE_MAX + 1], key_file[PVM_KV_VALUE_MAX + 1], dg[65];
 	struct pvm_kv kv;
 	int rc;
 
 	if (get_path(r, "path", path, sizeof(path)) ||
 	    get_key_file(r, key_file, sizeof(key_file)) ||
-	    get_pv_mode(r, &cfg.pv_mode))
+	    req_pv_opts(r, &pv))
 		return 0;
+	cfg.pv_mode = pv.mode;
 	cfg.path = path;
 	cfg.key_file = key_file[0] ? key_file : NULL;
 	rc = pvm_ckpt_restore(&cfg, &st);
@@ -428,8 +398,9 @@ static void *checkpoint_main(void *arg)
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
 		.xs = j->svc->xs,
-		.suspend_timeout_ms = j->suspend_timeout_ms,
-		.pv_mode = j->pv_mode,
+		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
+		.drain_timeout_ms = j->pv.drain_timeout_ms,
+		.pv_mode = j->pv.mode,
 		.wait = cp_wait, .wait_ctx = j,
 		.epoch_done = cp_epoch, .epoch_ctx = j,
 		.progress = job_progress, .progress_ctx = j,
@@ -466,8 +437,7 @@ int h_checkpoint(struct req *r)
 	if (find_domain(r, &j->dom) ||
 	    get_path(r, "dir", j->path, sizeof(j->path)) ||
 	    get_key_file(r, j->key_file, sizeof(j->key_file)) ||
-	    get_suspend_timeout(r, &j->suspend_timeout_ms) ||
-	    get_pv_mode(r, &j->pv_mode)) {
+	    req_pv_opts(r, &j->pv)) {
 		free(j);
 		return 0;
 	}

@@ -110,6 +110,44 @@ static const char *state_name(const struct pvm_hv_dominfo *d)
 	return "running";
 }
 
+/* The optional @key= (1..REQ_PV_TIMEOUT_MAX_MS), set by the option @opt;
+ * 0 when absent. */
+static int req_timeout_ms(struct req *r, const char *key, const char *opt,
+			  uint32_t *out)
+{
+	uint64_t v;
+
+	*out = 0;
+	if (!pvm_kv_get(r->args, key))
+		return 0;
+	if (pvm_kv_get_u64(r->args, key, &v) || v < 1 ||
+	    v > REQ_PV_TIMEOUT_MAX_MS)
+		return reply_result(r, -EINVAL, NULL,
+				    "%s must be 1..%u (ms), not '%s'", opt,
+				    REQ_PV_TIMEOUT_MAX_MS, pvm_kv_get(r->args, key)),
+		       -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int req_pv_opts(struct req *r, struct req_pv_opts *o)
+{
+	const char *mode = pvm_kv_get(r->args, "pv_mode");
+
+	o->mode = PVM_PVQ_MODE_AUTO;
+	if (mode && pvm_pvq_mode_parse(mode, &o->mode))
+		return reply_result(r, -EINVAL, NULL,
+				    "--pv-mode is auto, cooperative or transparent, not '%s'",
+				    mode),
+		       -EINVAL;
+	if (req_timeout_ms(r, "suspend_timeout_ms", "--suspend-timeout",
+			   &o->suspend_timeout_ms) ||
+	    req_timeout_ms(r, "drain_timeout_ms", "--drain-timeout",
+			   &o->drain_timeout_ms))
+		return -EINVAL;
+	return 0;
+}
+
 int find_domain(struct req *r, struct pvm_hv_dominfo *out)
 {
 	struct pvm_hv *hv = r->svc->hv;

@@ -285,26 +285,83 @@ P destroy forced >/dev/null
 # in its directory makes it take a request and hang on it. The save must
 # give up after the drain bound with an error naming the disk, leave no
 # file, and leave the guest running with its devices connected; once the
-# disk answers again its I/O goes on with nothing lost or failed.
-for gen in legacy modern; do
+# disk answers again its I/O goes on with nothing lost or failed. The
+# bound: the default 2000 ms (legacy), --drain-timeout 300 (modern), and
+# --drain-timeout 250 for a continuous checkpoint (its base save stops).
+# stuck_case GEN MS COMMAND...: COMMAND (a pvmig subcommand on the guest
+# stuck-GEN) must fail naming the disk and the bound MS, leaving the
+# guest running, and no file at $W/stuck.pvm.
+stuck_case() {
+	local gen=$1 ms=$2 sid before knob; shift 2
 	create stuck-$gen $gen
 	sid=$(domid_of stuck-$gen)
 	before=$(counters stuck-$gen)
 	knob=/local/domain/0/backend/vbd/$sid/51712/pvmig-stall
 	XENSTORED_PATH=$S/xenstore.sock xenstore-write $knob 1
 	sleep 0.3
-	if P save stuck-$gen "$W/stuck.pvm" >"$W/r.out" 2>&1; then
-		bad "$gen: save with a stuck disk succeeded"
-	elif grep -q "vbd xvda (51712) of domain $sid did not drain within 2000 ms" "$W/r.out" &&
+	if P "$@" >"$W/r.out" 2>&1; then
+		bad "$gen: $1 with a stuck disk succeeded"
+	elif grep -q "vbd xvda (51712) of domain $sid did not drain within $ms ms" "$W/r.out" &&
 	     [ ! -e "$W/stuck.pvm" ] && P status stuck-$gen --json | grep -q '"state":"running"'; then
-		ok "$gen: stuck disk: $(cat "$W/r.out"); no file, the guest runs"
+		ok "$gen: $1 with a stuck disk, bound $ms ms: $(head -1 "$W/r.out"); no file, the guest runs"
 	else
-		bad "$gen: stuck disk: $(cat "$W/r.out"); $(P status stuck-$gen)"
+		bad "$gen: $1 with a stuck disk, bound $ms ms: $(cat "$W/r.out"); $(P status stuck-$gen)"
 	fi
 	XENSTORED_PATH=$S/xenstore.sock xenstore-rm $knob
 	runs_clean "$gen: stuck disk answering again" stuck-$gen "$before" legacy
 	P destroy stuck-$gen >/dev/null
+}
+stuck_case legacy 2000 save stuck-legacy "$W/stuck.pvm"
+stuck_case modern 300 save stuck-modern "$W/stuck.pvm" --drain-timeout 300
+stuck_case legacy 250 checkpoint stuck-legacy "$W/stuck.d" --interval-ms 100 --epochs 2 --drain-timeout 250
+
+# ---- --drain-timeout values out of range: refused by pvmig and by pvmigd ---
+create bounds legacy
+for v in 0 60001 abc "" -5 1.5; do
+	for cmd in save checkpoint migrate; do
+		case $cmd in
+		save) args=(bounds "$W/b.pvm") ;;
+		checkpoint) args=(bounds "$W/b.d" --interval-ms 100) ;;
+		migrate) args=(bounds 127.0.0.1:1) ;;
+		esac
+		P $cmd "${args[@]}" --drain-timeout "$v" >/dev/null 2>"$W/e"; rc=$?
+		[ $rc = 2 ] && grep -q "pvmig $cmd: --drain-timeout wants 1..60000 (ms), not '$v'" "$W/e" ||
+			bad "pvmig $cmd --drain-timeout '$v': exit $rc, $(cat "$W/e")"
+	done
 done
+ok "pvmig save/checkpoint/migrate refuse --drain-timeout 0, 60001, abc, '', -5, 1.5 (exit 2, naming the range)"
+# The same request sent to pvmigd directly (the control protocol: a u32
+# length, kind 'Q', key NUL value NUL ...), past pvmig's own check.
+ctl() { # KEY=VALUE... -> the RESULT's fields, "key=value" per line
+	python3 - "$S/control.sock" "$@" <<'PY'
+import socket, struct, sys
+body = b"Q" + b"".join(a.split("=", 1)[0].encode() + b"\0" + a.split("=", 1)[1].encode() + b"\0" for a in sys.argv[2:])
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(struct.pack("<I", len(body)) + body)
+buf = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    buf += d
+    while len(buf) >= 4 and len(buf) >= 4 + struct.unpack_from("<I", buf)[0]:
+        n = struct.unpack_from("<I", buf)[0]; rec = buf[4:4 + n]; buf = buf[4 + n:]
+        if rec[:1] == b"R":
+            f = rec[1:].split(b"\0")
+            for k, v in zip(f[0::2], f[1::2]): print(k.decode() + "=" + v.decode())
+            sys.exit(0)
+PY
+}
+for v in 0 60001; do
+	for req in "cmd=save path=$W/b.pvm" "cmd=checkpoint dir=$W/b.d interval_ms=100" "cmd=migrate target=127.0.0.1:1"; do
+		# shellcheck disable=SC2086 # the fields, split on purpose
+		out=$(ctl $req domain=bounds drain_timeout_ms=$v)
+		grep -q "^error=--drain-timeout must be 1..60000 (ms), not '$v'" <<<"$out" && ! grep -q '^status=0$' <<<"$out" ||
+			bad "pvmigd took ${req%% *} drain_timeout_ms=$v: $out"
+	done
+done
+ok "pvmigd refuses drain_timeout_ms 0 and 60001 for save, checkpoint and migrate, naming --drain-timeout"
+P status bounds --json | grep -q '"state":"running"' && ok "and the guest runs on" || bad "bounds guest: $(P status bounds)"
+P destroy bounds >/dev/null
 
 # ---- damaged device state: a clear error naming the device, nothing left ---
 # A legacy guest's file with its vbd's PVMIG_DEVICE record dropped, or its

@@ -222,6 +222,39 @@ assert r["result"]=="done" and r["devices"]=="all reconnected" and str(r["device
 	fi
 done
 
+# A stuck disk (dom0's pvmig-stall = 1 in its backend directory: the
+# backend takes a request and hangs on it) with --drain-timeout 300: the
+# migration fails at the pause, naming the disk and the bound; the guest
+# runs on here, nothing is left on the destination, and once the disk
+# answers again its I/O goes on clean.
+truncate -s 8M "$W/stuck.img"
+"$PVMIG" -H "$W/$here" create --name stuck --memory 64M --disk "$W/stuck.img" --nic \
+	--frontend modern --workload "blk:500,net:500" >/dev/null || bad "create stuck"
+sleep 1
+sid=$(domid_of $here stuck)
+before=$(counters $here stuck)
+knob=/local/domain/0/backend/vbd/$sid/51712/pvmig-stall
+XENSTORED_PATH=$W/$here/xenstore.sock xenstore-write $knob 1
+sleep 0.3
+if "$PVMIG" -H "$W/$here" migrate stuck "127.0.0.1:${PORT[$there]}" --drain-timeout 300 >"$W/out" 2>"$W/err"; then
+	bad "migration with a stuck disk succeeded"
+elif grep -q "vbd xvda (51712) of domain $sid did not drain within 300 ms" "$W/err" &&
+     "$PVMIG" -H "$W/$here" status stuck --json | grep -q '"state":"running"'; then
+	ok "stuck disk, --drain-timeout 300: $(head -1 "$W/err"); the guest runs here"
+else
+	bad "stuck disk, --drain-timeout 300: $(cat "$W/err" "$W/out"); $("$PVMIG" -H "$W/$here" status stuck)"
+fi
+for _ in $(seq 50); do "$PVMIG" -H "$W/$there" status stuck >/dev/null 2>&1 || break; sleep 0.1; done
+"$PVMIG" -H "$W/$there" status stuck >/dev/null 2>&1 && bad "the destination kept a copy of stuck" ||
+	ok "nothing of stuck left on the destination"
+XENSTORED_PATH=$W/$here/xenstore.sock xenstore-rm $knob
+sleep 1.5
+after=$(counters $here stuck)
+[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
+	ok "stuck: the disk answers again, I/O goes on" || bad "stuck: I/O stalled: $before / $after"
+check_clean "stuck (no move)" "$before" "$after" legacy
+"$PVMIG" -H "$W/$here" destroy stuck >/dev/null
+
 # Without pvquiesce the seed problem shows: a legacy frontend, which never
 # re-handshakes, is left without a working disk and network. Its block I/O
 # runs flat out (blk:0) so that requests are in flight at the pause, as the
