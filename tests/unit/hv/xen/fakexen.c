@@ -16,7 +16,39 @@
 
 #include "fakexen.h"
 
-struct fx_host fx = { .memfd = -1 };
+/* The hosts; each thread works on one (fx_here), the one whose handle
+ * its last wrapped call was given, or the one it chose (fx_use_host). */
+static struct fx_host hosts[FX_HOSTS] = { [0 ... FX_HOSTS - 1] = { .memfd = -1 } };
+static __thread unsigned int here;
+/* The handles an instance opened on host h all point at tokens[h]. */
+static int handle_token[FX_HOSTS];
+
+struct fx_host *fx_here(void)
+{
+	return &hosts[here];
+}
+
+void fx_use_host(unsigned int h)
+{
+	if (h >= FX_HOSTS)
+		abort();
+	here = h;
+}
+
+unsigned int fx_host_index(void)
+{
+	return here;
+}
+
+/* A wrapped call works on the host its handle was opened on. */
+static void on_handle(const void *h)
+{
+	const int *t = h;
+
+	if (t >= handle_token && t < handle_token + FX_HOSTS)
+		here = (unsigned int)(t - handle_token);
+}
+#define ON(h) on_handle(h)
 
 #define PAGE 4096u
 #define MEM_PAGES 16384u
@@ -311,8 +343,6 @@ grant_entry_v1_t *fx_gnt_entry(uint32_t domid, uint32_t ref)
 
 /* ---- handles ------------------------------------------------------------- */
 
-static int handle_token;
-
 xc_interface *__wrap_xc_interface_open(xentoollog_logger *l,
 				       xentoollog_logger *dl, unsigned f);
 xc_interface *__wrap_xc_interface_open(xentoollog_logger *l,
@@ -320,12 +350,13 @@ xc_interface *__wrap_xc_interface_open(xentoollog_logger *l,
 {
 	FAILPOINT(NULL);
 	fx.handles_open++;
-	return (xc_interface *)&handle_token;
+	return (xc_interface *)&handle_token[here];
 }
 
 int __wrap_xc_interface_close(xc_interface *xch);
 int __wrap_xc_interface_close(xc_interface *xch)
 {
+	ON(xch);
 	fx.handles_open--;
 	return 0;
 }
@@ -337,12 +368,13 @@ xenforeignmemory_handle *__wrap_xenforeignmemory_open(xentoollog_logger *l,
 {
 	FAILPOINT(NULL);
 	fx.handles_open++;
-	return (xenforeignmemory_handle *)&handle_token;
+	return (xenforeignmemory_handle *)&handle_token[here];
 }
 
 int __wrap_xenforeignmemory_close(xenforeignmemory_handle *h);
 int __wrap_xenforeignmemory_close(xenforeignmemory_handle *h)
 {
+	ON(h);
 	fx.handles_open--;
 	return 0;
 }
@@ -352,12 +384,13 @@ struct xs_handle *__wrap_xs_open(unsigned long flags)
 {
 	FAILPOINT(NULL);
 	fx.handles_open++;
-	return (struct xs_handle *)&handle_token;
+	return (struct xs_handle *)&handle_token[here];
 }
 
 void __wrap_xs_close(struct xs_handle *h);
 void __wrap_xs_close(struct xs_handle *h)
 {
+	ON(h);
 	fx.handles_open--;
 }
 
@@ -371,13 +404,14 @@ int __wrap_libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags,
 	if (e)
 		return ERROR_FAIL;
 	fx.handles_open++;
-	*pctx = (libxl_ctx *)&handle_token;
+	*pctx = (libxl_ctx *)&handle_token[here];
 	return 0;
 }
 
 int __wrap_libxl_ctx_free(libxl_ctx *ctx);
 int __wrap_libxl_ctx_free(libxl_ctx *ctx)
 {
+	ON(ctx);
 	if (ctx)
 		fx.handles_open--;
 	return 0;
@@ -390,6 +424,7 @@ void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
 void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
 		     const char *path, unsigned int *len)
 {
+	ON(h);
 	unsigned int domid;
 	char tail[16];
 	struct fx_dom *d;
@@ -432,6 +467,7 @@ int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first,
 int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first,
 				 unsigned int max, xc_domaininfo_t *info)
 {
+	ON(xch);
 	unsigned int n = 0;
 
 	FAILPOINT(-1);
@@ -449,6 +485,7 @@ int __wrap_xc_domain_nr_gpfns(xc_interface *xch, uint32_t domid,
 int __wrap_xc_domain_nr_gpfns(xc_interface *xch, uint32_t domid,
 			      xen_pfn_t *gpfns)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -465,6 +502,7 @@ int __wrap_xc_domain_get_guest_width(xc_interface *xch, uint32_t domid,
 int __wrap_xc_domain_get_guest_width(xc_interface *xch, uint32_t domid,
 				     unsigned int *w)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -479,6 +517,7 @@ int __wrap_xc_domain_get_guest_width(xc_interface *xch, uint32_t domid,
 int __wrap_xc_domain_pause(xc_interface *xch, uint32_t domid);
 int __wrap_xc_domain_pause(xc_interface *xch, uint32_t domid)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -511,6 +550,7 @@ int __wrap_xc_sched_credit2_domain_get(xc_interface *xch, uint32_t domid,
 int __wrap_xc_sched_credit2_domain_get(xc_interface *xch, uint32_t domid,
 				       struct xen_domctl_sched_credit2 *s)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -526,6 +566,7 @@ int __wrap_xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
 int __wrap_xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
 				       struct xen_domctl_sched_credit2 *s)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -546,6 +587,7 @@ int __wrap_xc_sched_credit_domain_get(xc_interface *xch, uint32_t domid,
 int __wrap_xc_sched_credit_domain_get(xc_interface *xch, uint32_t domid,
 				      struct xen_domctl_sched_credit *s)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -561,6 +603,7 @@ int __wrap_xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid,
 int __wrap_xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid,
 				      struct xen_domctl_sched_credit *s)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -576,6 +619,7 @@ int __wrap_xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid,
 int __wrap_xc_domain_unpause(xc_interface *xch, uint32_t domid);
 int __wrap_xc_domain_unpause(xc_interface *xch, uint32_t domid)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -600,6 +644,7 @@ int __wrap_xc_shadow_control(xc_interface *xch, uint32_t domid,
 			     unsigned int sop, unsigned int *mb,
 			     unsigned int mode)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -636,6 +681,7 @@ long long __wrap_xc_logdirty_control(xc_interface *xch, uint32_t domid,
 				     unsigned long pages, unsigned int mode,
 				     xc_shadow_op_stats_t *stats)
 {
+	ON(xch);
 	struct fx_dom *d;
 	uint64_t *out = bm->hbuf;
 	uint32_t count = 0;
@@ -678,6 +724,7 @@ void *__wrap_xc__hypercall_buffer_alloc_pages(xc_interface *xch,
 					      xc_hypercall_buffer_t *b,
 					      int nr)
 {
+	ON(xch);
 	void *p;
 
 	FAILPOINT(NULL);
@@ -697,6 +744,7 @@ void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
 void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch,
 					    xc_hypercall_buffer_t *b, int nr)
 {
+	ON(xch);
 	if (!b->hbuf)
 		return;
 	munmap(b->hbuf, (size_t)nr * PAGE);
@@ -758,6 +806,7 @@ void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom,
 				  int prot, size_t pages,
 				  const xen_pfn_t arr[], int err[])
 {
+	ON(h);
 	struct fx_dom *d;
 	uint8_t *base;
 
@@ -791,6 +840,7 @@ int __wrap_xenforeignmemory_unmap(xenforeignmemory_handle *h, void *addr,
 int __wrap_xenforeignmemory_unmap(xenforeignmemory_handle *h, void *addr,
 				  size_t pages)
 {
+	ON(h);
 	FAILPOINT(-1);
 	if (map_untrack(addr, pages)) {
 		errno = EINVAL;
@@ -814,6 +864,7 @@ xenforeignmemory_resource_handle *__wrap_xenforeignmemory_map_resource(
 	unsigned int id, unsigned long frame, unsigned long nr, void **paddr,
 	int prot, int flags)
 {
+	ON(h);
 	struct fx_dom *d;
 	struct fx_res *r;
 	uint8_t *base;
@@ -854,6 +905,7 @@ int __wrap_xenforeignmemory_unmap_resource(
 int __wrap_xenforeignmemory_unmap_resource(
 	xenforeignmemory_handle *h, xenforeignmemory_resource_handle *res)
 {
+	ON(h);
 	struct fx_res *r = (struct fx_res *)res;
 
 	if (!r)
@@ -873,6 +925,7 @@ int __wrap_xc_vcpu_getcontext(xc_interface *xch, uint32_t domid,
 int __wrap_xc_vcpu_getcontext(xc_interface *xch, uint32_t domid,
 			      uint32_t vcpu, vcpu_guest_context_any_t *ctx)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -889,6 +942,7 @@ int __wrap_xc_vcpu_setcontext(xc_interface *xch, uint32_t domid,
 int __wrap_xc_vcpu_setcontext(xc_interface *xch, uint32_t domid,
 			      uint32_t vcpu, vcpu_guest_context_any_t *ctx)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -905,6 +959,7 @@ int __wrap_xc_vcpu_setcontext(xc_interface *xch, uint32_t domid,
 int __wrap_xc_evtchn_status(xc_interface *xch, xc_evtchn_status_t *st);
 int __wrap_xc_evtchn_status(xc_interface *xch, xc_evtchn_status_t *st)
 {
+	ON(xch);
 	struct fx_dom *d;
 	struct fx_port *p;
 
@@ -945,6 +1000,7 @@ xc_evtchn_port_or_error_t __wrap_xc_evtchn_alloc_unbound(xc_interface *xch,
 							 uint32_t dom,
 							 uint32_t remote)
 {
+	ON(xch);
 	struct fx_dom *d;
 	uint32_t p;
 
@@ -966,6 +1022,7 @@ xc_evtchn_port_or_error_t __wrap_xc_evtchn_alloc_unbound(xc_interface *xch,
 int __wrap_xc_gnttab_get_version(xc_interface *xch, uint32_t domid);
 int __wrap_xc_gnttab_get_version(xc_interface *xch, uint32_t domid)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -981,6 +1038,7 @@ int __wrap_xc_gnttab_query_size(xc_interface *xch,
 int __wrap_xc_gnttab_query_size(xc_interface *xch,
 				struct gnttab_query_size *q)
 {
+	ON(xch);
 	struct fx_dom *d;
 
 	FAILPOINT(-1);
@@ -1017,6 +1075,7 @@ int __wrap_libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *dc,
 				   const libxl_asyncop_how *ao,
 				   const libxl_asyncprogress_how *aop)
 {
+	ON(ctx);
 	uint32_t id = dc->c_info.domid;
 	int rc = libxl_fail("libxl_domain_create_new");
 	unsigned int avail = 0;
@@ -1076,6 +1135,7 @@ int __wrap_libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid,
 int __wrap_libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid,
 				const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	struct fx_dom *d;
 	int rc = libxl_fail("libxl_domain_unpause");
 
@@ -1094,6 +1154,7 @@ int __wrap_libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid,
 int __wrap_libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid,
 				const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	struct fx_dom *d;
 	int rc = libxl_fail("libxl_domain_destroy");
 
@@ -1151,6 +1212,7 @@ int __wrap_libxl_device_disk_add(libxl_ctx *ctx, uint32_t domid,
 				 libxl_device_disk *disk,
 				 const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	int rc = libxl_fail("libxl_device_disk_add");
 
 	return rc ? rc : device(domid, true, true, disk, NULL);
@@ -1163,6 +1225,7 @@ int __wrap_libxl_device_disk_remove(libxl_ctx *ctx, uint32_t domid,
 				    libxl_device_disk *disk,
 				    const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	int rc = libxl_fail("libxl_device_disk_remove");
 
 	return rc ? rc : device(domid, true, false, disk, NULL);
@@ -1175,6 +1238,7 @@ int __wrap_libxl_device_nic_add(libxl_ctx *ctx, uint32_t domid,
 				libxl_device_nic *nic,
 				const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	int rc = libxl_fail("libxl_device_nic_add");
 
 	return rc ? rc : device(domid, false, true, NULL, nic);
@@ -1187,6 +1251,7 @@ int __wrap_libxl_device_nic_remove(libxl_ctx *ctx, uint32_t domid,
 				   libxl_device_nic *nic,
 				   const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	int rc = libxl_fail("libxl_device_nic_remove");
 
 	return rc ? rc : device(domid, false, false, NULL, nic);
@@ -1199,6 +1264,7 @@ bool __wrap_xs_write(struct xs_handle *h, xs_transaction_t t,
 bool __wrap_xs_write(struct xs_handle *h, xs_transaction_t t,
 		     const char *path, const void *data, unsigned int len)
 {
+	ON(h);
 	unsigned int domid;
 	char tail[32];
 	struct fx_dom *d;
@@ -1226,6 +1292,7 @@ bool __wrap_xs_write(struct xs_handle *h, xs_transaction_t t,
 bool __wrap_xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path);
 bool __wrap_xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path)
 {
+	ON(h);
 	unsigned int domid;
 	struct fx_dom *d;
 
@@ -1234,6 +1301,40 @@ bool __wrap_xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path)
 	    (d = fx_dom(domid)))
 		d->control_shutdown[0] = '\0';
 	return true;
+}
+
+void fx_save_stream(uint32_t dom, uint8_t *buf)
+{
+	int n;
+
+	for (size_t i = 0; i < FX_SAVE_BYTES; i++)
+		buf[i] = (uint8_t)(i * 7 + dom);
+	n = snprintf((char *)buf, 32, "FXSAVE %u\n", dom);
+	buf[n] = 'x'; /* no NUL inside */
+}
+
+/* Is @p (@len bytes) the whole libxl stream around fx_save_stream()? */
+static bool whole_stream(const uint8_t *p, size_t len)
+{
+	static const uint8_t ident[8] = "LibxlFmt";
+	static const uint8_t end[8];
+	unsigned int dom;
+	uint8_t *want;
+	bool ok;
+
+	/* libxl header (big-endian ident) + LIBXC_CONTEXT, the libxc part,
+	 * libxl END. */
+	if (len != 24 + FX_SAVE_BYTES + 8 || memcmp(p, ident, 8) ||
+	    p[16] != 1 || memcmp(p + len - 8, end, 8) ||
+	    sscanf((const char *)p + 24, "FXSAVE %u\n", &dom) != 1)
+		return false;
+	want = malloc(FX_SAVE_BYTES);
+	if (!want)
+		abort();
+	fx_save_stream(dom, want);
+	ok = memcmp(p + 24, want, FX_SAVE_BYTES) == 0;
+	free(want);
+	return ok;
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -1260,9 +1361,9 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 			  uint32_t flags, struct save_callbacks *cb,
 			  xc_stream_type_t type, int recv_fd)
 {
+	ON(xch);
 	struct fx_dom *d;
 	uint8_t *buf;
-	int n;
 
 	FAILPOINT(-1);
 	fx.save_flags = flags;
@@ -1274,10 +1375,7 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 	buf = malloc(FX_SAVE_BYTES);
 	if (!buf)
 		abort();
-	for (size_t i = 0; i < FX_SAVE_BYTES; i++)
-		buf[i] = (uint8_t)(i * 7 + dom);
-	n = snprintf((char *)buf, 32, "FXSAVE %u\n", dom);
-	buf[n] = 'x'; /* no NUL inside */
+	fx_save_stream(dom, buf);
 	if (flags & XCFLAGS_LIVE) {
 		/* As xg_sr_save.c: ask the policy before each round. */
 		struct precopy_stats st = { 0, 0, -1 };
@@ -1308,11 +1406,27 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 		errno = EINVAL;
 		return -1;
 	}
-	if (write_all(io_fd, buf, FX_SAVE_BYTES)) {
+	{
+		size_t half = FX_SAVE_BYTES / 2, end = FX_SAVE_BYTES;
+
+		if (fx.save_fail_at && fx.save_fail_at < end)
+			end = fx.save_fail_at;
+		if (write_all(io_fd, buf, end < half ? end : half)) {
+			free(buf);
+			return -1;
+		}
+		if (end >= half && fx.save_midway)
+			fx.save_midway(fx.save_midway_ctx);
+		if (end > half && write_all(io_fd, buf + half, end - half)) {
+			free(buf);
+			return -1;
+		}
 		free(buf);
-		return -1;
+		if (end < FX_SAVE_BYTES) {
+			errno = EIO; /* e.g. a page it could not map */
+			return -1;
+		}
 	}
-	free(buf);
 	return 0;
 }
 
@@ -1321,6 +1435,7 @@ int __wrap_libxl_domain_resume(libxl_ctx *ctx, uint32_t domid,
 int __wrap_libxl_domain_resume(libxl_ctx *ctx, uint32_t domid,
 			       int suspend_cancel, const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	struct fx_dom *d;
 	int rc = libxl_fail("libxl_domain_resume");
 
@@ -1342,6 +1457,7 @@ int __wrap_libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
 					       libxl_domain_config *dc,
 					       const libxl_asyncop_how *ao)
 {
+	ON(ctx);
 	struct fx_dom *d;
 	int rc = libxl_fail("libxl_retrieve_domain_configuration");
 
@@ -1361,6 +1477,7 @@ char *__wrap_libxl_domain_config_to_json(libxl_ctx *ctx,
 char *__wrap_libxl_domain_config_to_json(libxl_ctx *ctx,
 					 libxl_domain_config *dc)
 {
+	ON(ctx);
 	char *s;
 
 	if (enter("libxl_domain_config_to_json"))
@@ -1380,6 +1497,7 @@ int __wrap_libxl_domain_config_from_json(libxl_ctx *ctx,
 					 libxl_domain_config *dc,
 					 const char *s)
 {
+	ON(ctx);
 	char name[64];
 	unsigned long long kb;
 	int rc = libxl_fail("libxl_domain_config_from_json");
@@ -1405,7 +1523,7 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 				       const libxl_asyncop_how *ao,
 				       const libxl_asyncprogress_how *aop)
 {
-	static const uint8_t ident[8] = "LibxlFmt";
+	ON(ctx);
 	int rc = libxl_fail("libxl_domain_create_restore");
 	size_t cap = 1u << 20;
 	struct fx_dom *d;
@@ -1418,6 +1536,15 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 	if (p->stream_version != 2 || send_back_fd != -1 ||
 	    dc->c_info.domid != (uint32_t)INVALID_DOMID)
 		return ERROR_INVAL;
+	/* Built before the stream is read, as libxl does; destroyed again
+	 * when the restore fails. */
+	for (id = 1; fx_dom(id); id++)
+		;
+	d = fx_add_dom(id, dc->b_info.max_memkb / 4, 1, false);
+	if (!d)
+		return ERROR_NOMEM;
+	snprintf(d->name, sizeof(d->name), "%s",
+		 dc->c_info.name ? dc->c_info.name : "");
 	free(fx.restored);
 	fx.restored = malloc(cap);
 	fx.restored_len = 0;
@@ -1435,24 +1562,17 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return ERROR_FAIL;
+			break; /* whole_stream() says no */
 		if (n == 0)
 			break;
 		fx.restored_len += (size_t)n;
 	}
-	/* libxl header (big-endian ident) + LIBXC_CONTEXT, the libxc part,
-	 * libxl END. */
-	if (fx.restored_len < 32 || memcmp(fx.restored, ident, 8) ||
-	    fx.restored[16] != 1 ||
-	    memcmp(fx.restored + 24, "FXSAVE ", 7))
+	if (!whole_stream(fx.restored, fx.restored_len) ||
+	    fx.restore_fail_late) {
+		dom_free(d);
+		fx.restores_failed++;
 		return ERROR_BADFAIL;
-	for (id = 1; fx_dom(id); id++)
-		;
-	d = fx_add_dom(id, dc->b_info.max_memkb / 4, 1, false);
-	if (!d)
-		return ERROR_NOMEM;
-	snprintf(d->name, sizeof(d->name), "%s",
-		 dc->c_info.name ? dc->c_info.name : "");
+	}
 	*domid = id;
 	return 0;
 }

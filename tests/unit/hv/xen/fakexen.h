@@ -107,14 +107,40 @@ struct fx_host {
 	int64_t save_dirty[8];
 	unsigned int save_rounds;
 	uint32_t save_flags;
-	/* libxl_domain_create_restore: everything read from its fd */
+	/* xc_domain_save after the suspend: save_midway(save_midway_ctx)
+	 * is called once half the stream is written; save_fail_at > 0
+	 * makes it fail (EIO, as a lost page) after that many bytes. */
+	void (*save_midway)(void *ctx);
+	void *save_midway_ctx;
+	size_t save_fail_at;
+	/* libxl_domain_create_restore: everything read from its fd. Like
+	 * libxl it builds the domain first (paused) and destroys it again
+	 * when the stream is not a whole libxl stream (header, the
+	 * FX_SAVE_BYTES of a fake save, END) or restore_fail_late is set
+	 * (xc_domain_restore failing at the end). */
 	uint8_t *restored;
 	size_t restored_len;
+	bool restore_fail_late;
+	unsigned int restores_failed;
 };
 
 #define FX_SAVE_BYTES (300u * 1024u) /* more than a pipe holds */
+/* The libxc part xc_domain_save writes for @dom ("FXSAVE <dom>\n", then
+ * a pattern of @dom): FX_SAVE_BYTES into @buf. The fake's restore
+ * accepts exactly that inside a libxl stream. */
+void fx_save_stream(uint32_t dom, uint8_t *buf);
 
-extern struct fx_host fx;
+/*
+ * Several hosts (two pvmigd services in one test process): each handle
+ * belongs to the host that was current when it was opened, and every
+ * wrapped call works on its handle's host. fx is the current thread's
+ * host; fx_use_host() chooses it (host 0 until then).
+ */
+#define FX_HOSTS 2
+struct fx_host *fx_here(void);
+#define fx (*fx_here())
+void fx_use_host(unsigned int h);
+unsigned int fx_host_index(void);
 
 /* Fresh host with dom0 only; drops everything of the previous one. */
 void fx_reset(void);

@@ -180,15 +180,17 @@ static int stream_fd(uint32_t src_domid)
 {
 	static const uint8_t hdr[24] = { 'L', 'i', 'b', 'x', 'l', 'F', 'm', 't',
 					 0, 0, 0, 2, 0, 0, 0, 0, 1 };
-	char tmpl[] = "/tmp/pvm-xg-XXXXXX", body[32];
-	int fd = mkstemp(tmpl), n;
-	uint8_t end[8] = { 0 };
+	char tmpl[] = "/tmp/pvm-xg-XXXXXX";
+	int fd = mkstemp(tmpl);
+	uint8_t end[8] = { 0 }, *body = malloc(FX_SAVE_BYTES);
 
 	assert_true(fd >= 0);
+	assert_non_null(body);
 	unlink(tmpl);
-	n = snprintf(body, sizeof(body), "FXSAVE %u\n", src_domid);
+	fx_save_stream(src_domid, body);
 	assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
-	assert_int_equal(write(fd, body, (size_t)n), n);
+	assert_int_equal(write(fd, body, FX_SAVE_BYTES), FX_SAVE_BYTES);
+	free(body);
 	assert_int_equal(write(fd, end, sizeof(end)), sizeof(end));
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	return fd;
@@ -209,7 +211,7 @@ static void test_restore(void **state)
 	assert_string_equal(fx_dom(domid)->name, "web");
 	assert_int_equal(fx_dom(domid)->nr_pages, 64);
 	assert_int_equal(fx_dom(domid)->pause_count, 0);
-	assert_int_equal(fx.restored_len, 24 + 9 + 8);
+	assert_int_equal(fx.restored_len, 24 + FX_SAVE_BYTES + 8);
 
 	fd = stream_fd(4);
 	assert_int_equal(pvm_hv_xen_restore(hv, json, fd, true, &domid), 0);
