@@ -376,15 +376,31 @@ static int xsend_chunk(struct pvm_channel *ch, char type, uint64_t k,
 	return rc;
 }
 
-/* The chunk a M_XCONFIG/M_XCHUNK message closes. */
+/* The chunk a M_XCONFIG/M_XCHUNK message closes; -EBADMSG with @why
+ * saying what is wrong with it. */
 static int xchunk_take(struct dest *d, const struct pvm_kv *kv,
-		       const uint8_t **at, size_t *len_out)
+		       const uint8_t **at, size_t *len_out, char *why,
+		       size_t why_len)
 {
+	unsigned long long k = (unsigned long long)d->xrx.taken;
 	uint64_t bytes;
 
-	if (pvm_kv_get_u64(kv, "bytes", &bytes))
+	if (pvm_kv_get_u64(kv, "bytes", &bytes)) {
+		snprintf(why, why_len, "chunk %llu of the stream has no valid length ('bytes')",
+			 k);
 		return -EBADMSG;
-	return pvm_xchunk_rx_take(&d->xrx, bytes, at, len_out);
+	}
+	if (bytes > PVM_XCHUNK_BYTES) {
+		snprintf(why, why_len, "chunk %llu of the stream claims %llu bytes, a chunk holds at most %u",
+			 k, (unsigned long long)bytes, PVM_XCHUNK_BYTES);
+		return -EBADMSG;
+	}
+	if (pvm_xchunk_rx_take(&d->xrx, bytes, at, len_out)) {
+		snprintf(why, why_len, "chunk %llu of the stream claims %llu bytes, which are not the pages that came for it",
+			 k, (unsigned long long)bytes);
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 /* The destination's libxl restore, on its own thread: it reads the pipe
@@ -440,11 +456,20 @@ static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
 	type = recv_msg(d->ch, &kv, NULL, NULL);
 	if (type < 0)
 		goto out_lost;
-	if (type != M_XCONFIG || xchunk_take(d, &kv, &at, &len) || !len ||
-	    memchr(at, '\0', len)) {
+	if (type != M_XCONFIG) {
 		snprintf(why, why_len, "expected the domain's config, got '%c'",
 			 type);
 		rc = -EPROTO;
+		goto out_abort;
+	}
+	if (xchunk_take(d, &kv, &at, &len, why, why_len)) {
+		rc = -EBADMSG;
+		goto out_abort;
+	}
+	if (!len || memchr(at, '\0', len)) {
+		snprintf(why, why_len, "the domain's config (chunk 0, %zu bytes) is %s",
+			 len, len ? "not text (a NUL inside)" : "empty");
+		rc = -EBADMSG;
 		goto out_abort;
 	}
 	x.json = strndup((const char *)at, len);
@@ -478,10 +503,14 @@ static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
 		}
 		if (type == M_XEND)
 			break;
-		if (type != M_XCHUNK || xchunk_take(d, &kv, &at, &len)) {
-			snprintf(why, why_len, "bad message '%c' in the stream",
+		if (type != M_XCHUNK) {
+			snprintf(why, why_len, "unexpected message '%c' in the stream",
 				 type);
 			rc = -EPROTO;
+			goto out_abort;
+		}
+		if (xchunk_take(d, &kv, &at, &len, why, why_len)) {
+			rc = -EBADMSG;
 			goto out_abort;
 		}
 		rc = pvm_write_all(wfd, at, len);
@@ -1181,6 +1210,7 @@ struct source {
 	/* xen: libxenguest's stream (source_xen_stream) */
 	bool xen;
 	bool xen_suspended;     /* suspended for the save: resume on rollback */
+	int x_suspend_rc;       /* the suspend callback's failure */
 	_Atomic uint64_t xbytes; /* stream bytes sent so far */
 	uint64_t xchunks;        /* chunks sent (xchunk_base) */
 	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
@@ -1600,8 +1630,9 @@ static int xsrc_suspend(void *ctx)
 	int rc;
 
 	m->t_pause = pvm_now_ns();
-	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, PVM_HV_XEN_SUSPEND_MS);
+	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->suspend_timeout_ms);
 	m->xen_suspended = rc == 0;
+	m->x_suspend_rc = rc;
 	return rc;
 }
 
@@ -1723,7 +1754,13 @@ static int source_xen_stream(struct source *m, char *why, size_t why_len)
 	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
 		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->live, &cb);
-		if (rc)
+		if (rc && m->x_suspend_rc == -ETIMEDOUT)
+			snprintf(why, why_len, "it did not suspend within %u ms (no answer to control/shutdown: no PV suspend support, or it hangs in its suspend path; the request was taken back)",
+				 m->suspend_timeout_ms);
+		else if (rc && m->x_suspend_rc)
+			snprintf(why, why_len, "it could not be suspended: %s (pvmigd's log says why)",
+				 strerror(-m->x_suspend_rc));
+		else if (rc)
 			snprintf(why, why_len, "libxenguest could not send it: %s (pvmigd's log says why)",
 				 strerror(-rc));
 	}
@@ -2361,6 +2398,11 @@ int h_migrate(struct req *r)
 		/* x86 PV on Xen: libxenguest's stream (page tables
 		 * canonicalised), not pvmig's page copy (docs/xen.md). */
 		m->xen = true;
+		/* The guest's own suspend, through the toolstack: a nested
+		 * or loaded host needs far longer than a sim guest, so the
+		 * default is Xen's; --suspend-timeout still rules. */
+		if (!pvm_kv_get(r->args, "suspend_timeout_ms"))
+			m->suspend_timeout_ms = PVM_HV_XEN_SUSPEND_MS;
 		if (m->verify || m->no_quiesce) {
 			rc = reply_result(r, -EOPNOTSUPP, NULL,
 					  "'%s' stays here: --verify-memory and --no-quiesce are not available on the Xen backend (libxenguest moves the memory)",

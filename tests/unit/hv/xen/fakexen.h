@@ -124,7 +124,8 @@ struct fx_host {
 	unsigned int restores_failed;
 };
 
-#define FX_SAVE_BYTES (300u * 1024u) /* more than a pipe holds */
+/* More than a pipe holds, and than one migration chunk (1 MiB). */
+#define FX_SAVE_BYTES (2560u * 1024u)
 /* The libxc part xc_domain_save writes for @dom ("FXSAVE <dom>\n", then
  * a pattern of @dom): FX_SAVE_BYTES into @buf. The fake's restore
  * accepts exactly that inside a libxl stream. */

@@ -1,0 +1,807 @@
+/*
+ * The Xen migration path of migrate/ (migration.c: source_xen_stream,
+ * dest_xen_receive and the hand-over around them), end to end in one
+ * process: two pvmigd services on two fake Xen hosts (fakexen.c, hosts 0
+ * and 1), the real control protocol, TLS 1.3, lz4 and xchunk framing over
+ * loopback. The source's link to the destination goes through a TCP
+ * proxy the test can cut. Covered:
+ *
+ *   - a live and a cold migration, there and back: the destination's
+ *     libxl restore gets the byte-exact stream xc_domain_save wrote, the
+ *     guest runs there and is gone here;
+ *   - the destination's libxl restore failing at once or at the end: the
+ *     source resumes its guest, nothing is left on the destination;
+ *   - xc_domain_save failing mid-stream: resumed here, the domain libxl
+ *     built there destroyed;
+ *   - the link cut mid-stream (before READY), after READY (before
+ *     UNPAUSE) and after UNPAUSE: exactly one running copy each time;
+ *   - the guest not suspending within --suspend-timeout: it keeps running
+ *     here (its suspend request taken back), nothing left there;
+ *   - hostile or truncated chunks from a hand-made source: refused with a
+ *     message saying what was wrong, nothing left on the destination,
+ *     which serves the next migration.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <cmocka.h>
+
+#include "hv/xen/xen.h"
+#include "migrate/internal.h"
+#include "transport/transport.h"
+#include "fakexen.h"
+
+#include <xenguest.h> /* after xenctrl.h (fakexen.h), which it needs */
+
+#define SRC 0u
+#define DST 1u
+#define GUEST_DOMID 5u
+#define WAIT_MS 20000u
+
+static char dir[] = "/tmp/pvm-xmig-XXXXXX";
+static struct pvm_service *svc[FX_HOSTS];
+static pthread_t svc_thread[FX_HOSTS];
+
+/* ---- a TCP proxy between the source and the destination's listener ----- */
+
+#define PROXY_CONNS 32
+
+static struct {
+	int lfd;
+	uint16_t port, to_port;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	bool stop, cut;
+	int fds[PROXY_CONNS][2];
+	pthread_t conn_thread[PROXY_CONNS];
+	unsigned nconn;
+} px = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *proxy_conn(void *arg)
+{
+	int *fd = arg; /* fd[0] the source's side, fd[1] the destination's */
+	char buf[16384];
+
+	for (;;) {
+		struct pollfd pf[2] = { { fd[0], POLLIN, 0 }, { fd[1], POLLIN, 0 } };
+
+		if (poll(pf, 2, 200) < 0)
+			break;
+		pthread_mutex_lock(&px.lock);
+		if (px.stop || px.cut) {
+			pthread_mutex_unlock(&px.lock);
+			break;
+		}
+		pthread_mutex_unlock(&px.lock);
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(fd[i], buf, sizeof(buf));
+			if (n <= 0) {
+				shutdown(fd[1 - i], SHUT_WR);
+				goto out;
+			}
+			for (ssize_t off = 0; off < n;) {
+				ssize_t w = write(fd[1 - i], buf + off,
+						  (size_t)(n - off));
+
+				if (w <= 0)
+					goto out;
+				off += w;
+			}
+		}
+	}
+out:
+	shutdown(fd[0], SHUT_RDWR);
+	shutdown(fd[1], SHUT_RDWR);
+	return NULL;
+}
+
+static void *proxy_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd pf = { px.lfd, POLLIN, 0 };
+		struct sockaddr_in to = { .sin_family = AF_INET };
+		int a, b;
+
+		pthread_mutex_lock(&px.lock);
+		if (px.stop) {
+			pthread_mutex_unlock(&px.lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&px.lock);
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		a = accept4(px.lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (a < 0)
+			continue;
+		pthread_mutex_lock(&px.lock);
+		if (px.cut || px.nconn == PROXY_CONNS) {
+			/* the link is down: nothing gets through */
+			pthread_mutex_unlock(&px.lock);
+			close(a);
+			continue;
+		}
+		pthread_mutex_unlock(&px.lock);
+		b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		to.sin_port = htons(px.to_port);
+		to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (b < 0 || connect(b, (struct sockaddr *)&to, sizeof(to))) {
+			close(a);
+			if (b >= 0)
+				close(b);
+			continue;
+		}
+		pthread_mutex_lock(&px.lock);
+		px.fds[px.nconn][0] = a;
+		px.fds[px.nconn][1] = b;
+		pthread_create(&px.conn_thread[px.nconn], NULL, proxy_conn,
+			       px.fds[px.nconn]);
+		px.nconn++;
+		pthread_mutex_unlock(&px.lock);
+	}
+}
+
+static void proxy_start(uint16_t to_port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+
+	px.stop = px.cut = false;
+	px.nconn = 0;
+	px.to_port = to_port;
+	px.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(px.lfd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(px.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(px.lfd, 16), 0);
+	assert_int_equal(getsockname(px.lfd, (struct sockaddr *)&sa, &len), 0);
+	px.port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&px.thread, NULL, proxy_main, NULL), 0);
+}
+
+/* The link goes down: every connection through it is cut at once, new
+ * ones are refused. */
+static void proxy_cut(void *ctx)
+{
+	(void)ctx;
+	pthread_mutex_lock(&px.lock);
+	px.cut = true;
+	for (unsigned i = 0; i < px.nconn; i++) {
+		shutdown(px.fds[i][0], SHUT_RDWR);
+		shutdown(px.fds[i][1], SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&px.lock);
+}
+
+static void proxy_stop(void)
+{
+	pthread_mutex_lock(&px.lock);
+	px.stop = true;
+	pthread_mutex_unlock(&px.lock);
+	pthread_join(px.thread, NULL);
+	for (unsigned i = 0; i < px.nconn; i++) {
+		pthread_join(px.conn_thread[i], NULL);
+		close(px.fds[i][0]);
+		close(px.fds[i][1]);
+	}
+	close(px.lfd);
+}
+
+/* ---- the two hosts --------------------------------------------------------- */
+
+static void *svc_main(void *arg)
+{
+	pvm_service_run(arg);
+	return NULL;
+}
+
+static uint16_t listen_port(unsigned h)
+{
+	return pvm_listener_port(svc[h]->listener);
+}
+
+static int setup(void **state)
+{
+	static const char *const names[FX_HOSTS] = { "hosta", "hostb" };
+
+	(void)state;
+	for (unsigned h = FX_HOSTS; h-- > 0;) {
+		fx_use_host(h);
+		fx_reset();
+	}
+	for (unsigned h = 0; h < FX_HOSTS; h++) {
+		struct pvm_service_config c;
+
+		pvm_service_config_defaults(&c);
+		snprintf(c.backend, sizeof(c.backend), "xen");
+		snprintf(c.state_dir, sizeof(c.state_dir), "%s/%s", dir, names[h]);
+		snprintf(c.listen, sizeof(c.listen), "127.0.0.1");
+		c.port = 0;
+		snprintf(c.tls_ca, sizeof(c.tls_ca), "%s/ca.pem", dir);
+		snprintf(c.tls_cert, sizeof(c.tls_cert), "%s/%s.pem", dir, names[h]);
+		snprintf(c.tls_key, sizeof(c.tls_key), "%s/%s.key", dir, names[h]);
+		c.timeout_ms = 5000;
+		fx_use_host(h);
+		if (pvm_service_create(&c, &svc[h]) ||
+		    pthread_create(&svc_thread[h], NULL, svc_main, svc[h]))
+			return -1;
+	}
+	fx_use_host(SRC);
+	proxy_start(listen_port(DST));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (unsigned h = 0; h < FX_HOSTS; h++) {
+		pvm_service_stop(svc[h]);
+		pthread_join(svc_thread[h], NULL);
+		pvm_service_destroy(svc[h]);
+		svc[h] = NULL;
+	}
+	proxy_stop();
+	unsetenv("PVMIG_FAULT");
+	for (unsigned h = 0; h < FX_HOSTS; h++) {
+		fx_use_host(h);
+		assert_int_equal(fx.handles_open, 0);
+		assert_int_equal(fx.live_maps, 0);
+		assert_int_equal(fx.live_hbufs, 0);
+	}
+	fx_use_host(SRC);
+	return 0;
+}
+
+/* A running x86 PV guest "web" on the source host. */
+static struct fx_dom *guest(void)
+{
+	struct fx_dom *d;
+
+	fx_use_host(SRC);
+	d = fx_add_dom(GUEST_DOMID, 64, 1, false);
+	assert_non_null(d);
+	d->pause_count = 0;
+	d->honours_suspend = true;
+	snprintf(d->name, sizeof(d->name), "web");
+	return d;
+}
+
+/* Copies of @name on host @h: *running counts those neither paused,
+ * suspended nor dying. The thread's host is the source's afterwards. */
+static unsigned copies(unsigned h, const char *name, unsigned *running)
+{
+	unsigned n = 0, r = 0;
+
+	fx_use_host(h);
+	for (size_t i = 0; i < FX_MAX_DOMS; i++) {
+		const struct fx_dom *d = &fx.doms[i];
+
+		if (!d->exists || strcmp(d->name, name))
+			continue;
+		n++;
+		r += !d->shutdown && !d->dying && d->pause_count == 0;
+	}
+	fx_use_host(SRC);
+	if (running)
+		*running = r;
+	return n;
+}
+
+/* Waits (bounded) until host @h's service has no migration running. */
+static void wait_idle(unsigned h)
+{
+	for (unsigned ms = 0; ms < WAIT_MS; ms += 10) {
+		unsigned busy;
+
+		pthread_mutex_lock(&svc[h]->lock);
+		busy = svc[h]->incoming + svc[h]->outgoing;
+		pthread_mutex_unlock(&svc[h]->lock);
+		if (!busy)
+			return;
+		usleep(10000);
+	}
+	fail_msg("host %u still has a migration running", h);
+}
+
+/*
+ * `pvmig migrate web 127.0.0.1:PORT [key=value...]` asked of host @from's
+ * service; the RESULT in @res. Returns its status (0 or an errno).
+ */
+static int migrate(unsigned from, uint16_t port, struct pvm_kv *res, ...)
+{
+	struct pvm_kv req;
+	enum pvm_ctl_kind kind;
+	uint64_t status = 1;
+	const char *k;
+	va_list ap;
+	int fd;
+
+	pvm_kv_init(&req);
+	pvm_kv_add(&req, "cmd", "migrate");
+	pvm_kv_add(&req, "domain", "web");
+	pvm_kv_add(&req, "target", "127.0.0.1:%u", port);
+	va_start(ap, res);
+	while ((k = va_arg(ap, const char *)))
+		pvm_kv_add(&req, k, "%s", va_arg(ap, const char *));
+	va_end(ap);
+	assert_int_equal(pvm_ctl_connect(pvm_service_control_path(svc[from]),
+					 &fd), 0);
+	assert_int_equal(pvm_ctl_send(fd, PVM_CTL_REQUEST, &req), 0);
+	pvm_kv_dispose(&req);
+	pvm_kv_init(res);
+	do {
+		assert_int_equal(pvm_ctl_recv(fd, 60000, &kind, res), 0);
+	} while (kind != PVM_CTL_RESULT);
+	close(fd);
+	assert_int_equal(pvm_kv_get_u64(res, "status", &status), 0);
+	wait_idle(SRC);
+	wait_idle(DST);
+	return (int)status;
+}
+
+static void assert_error_has(const struct pvm_kv *res, const char *what)
+{
+	const char *e = pvm_kv_get(res, "error");
+
+	if (!e || !strstr(e, what))
+		fail_msg("error '%s' does not say '%s'", e ? e : "(none)", what);
+}
+
+/* The outcome: the guest runs on host @h only, once. */
+static void assert_runs_only_on(unsigned h)
+{
+	unsigned r;
+
+	assert_int_equal(copies(h, "web", &r), 1);
+	assert_int_equal(r, 1);
+	assert_int_equal(copies(1 - h, "web", NULL), 0);
+}
+
+/* ---- success ----------------------------------------------------------------- */
+
+static void test_live_there_and_back(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+	uint32_t back;
+
+	(void)state;
+	fx.save_dirty[0] = 900;
+	fx.save_dirty[1] = 400;
+	fx.save_dirty[2] = 20;
+	fx.save_dirty[3] = -1;
+	assert_int_equal(migrate(SRC, px.port, &res, NULL), 0);
+	assert_true(fx.save_flags & XCFLAGS_LIVE);
+	assert_int_equal(fx.save_rounds, 3);
+	/* the whole libxl stream: header, what xc_domain_save wrote, END */
+	{
+		char want[32];
+
+		snprintf(want, sizeof(want), "%u", 24 + FX_SAVE_BYTES + 8);
+		assert_string_equal(pvm_kv_get(&res, "stream_bytes"), want);
+	}
+	assert_string_equal(pvm_kv_get(&res, "rounds"), "3");
+	pvm_kv_dispose(&res);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 0);
+	(void)d; /* destroyed with the source copy */
+	assert_runs_only_on(DST);
+	fx_use_host(DST);
+	assert_int_equal(fx.restored_len, 24 + FX_SAVE_BYTES + 8);
+	assert_int_equal(fx.restores_failed, 0);
+	assert_memory_equal(fx.restored + 24, "FXSAVE 5\n", 9);
+
+	/* and back, cold, straight to host 0's listener */
+	for (back = 1; !fx_dom(back) || strcmp(fx_dom(back)->name, "web"); back++)
+		;
+	fx_dom(back)->honours_suspend = true;
+	fx_use_host(SRC);
+	assert_int_equal(migrate(DST, listen_port(SRC), &res, "cold", "1",
+				 NULL), 0);
+	pvm_kv_dispose(&res);
+	fx_use_host(DST);
+	assert_false(fx.save_flags & XCFLAGS_LIVE);
+	fx_use_host(SRC);
+	assert_runs_only_on(SRC);
+	/* the stream of the domain host 1 gave it */
+	{
+		char want[16];
+
+		snprintf(want, sizeof(want), "FXSAVE %u\n", back);
+		assert_memory_equal(fx.restored + 24, want, strlen(want));
+	}
+}
+
+/* ---- the destination's libxl restore fails ----------------------------------- */
+
+static void test_restore_fails_at_once(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	fx_fail("libxl_domain_create_restore", 1, EIO);
+	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
+	assert_error_has(&res, "libxl");
+	assert_error_has(&res, "keeps running on this host");
+	pvm_kv_dispose(&res);
+	/* suspended for the save, resumed: runs here only */
+	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
+	assert_false(d->shutdown);
+	assert_runs_only_on(SRC);
+}
+
+static void test_restore_fails_at_the_end(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	fx_use_host(DST);
+	fx.restore_fail_late = true;
+	fx_use_host(SRC);
+	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
+	assert_error_has(&res, "libxl could not restore it");
+	pvm_kv_dispose(&res);
+	assert_false(d->shutdown);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
+	assert_runs_only_on(SRC);
+	fx_use_host(DST);
+	assert_int_equal(fx.restores_failed, 1); /* built, then destroyed */
+	fx_use_host(SRC);
+}
+
+/* ---- the source's xc_domain_save fails mid-stream --------------------------- */
+
+static void test_save_fails_midstream(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	fx.save_fail_at = FX_SAVE_BYTES * 2 / 3; /* past the first chunk */
+	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
+	assert_error_has(&res, "libxenguest could not send it");
+	pvm_kv_dispose(&res);
+	assert_false(d->shutdown);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
+	assert_runs_only_on(SRC);
+	fx_use_host(DST);
+	/* libxl had built the domain from the config chunk; it is gone */
+	assert_int_equal(fx.restores_failed, 1);
+	assert_true(fx.restored_len <= 24 + FX_SAVE_BYTES * 2 / 3);
+	fx_use_host(SRC);
+}
+
+/* ---- the link cut --------------------------------------------------------------- */
+
+static void test_cut_midstream(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	fx.save_midway = proxy_cut;
+	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
+	assert_error_has(&res, "lost the destination");
+	pvm_kv_dispose(&res);
+	assert_false(d->shutdown);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
+	assert_runs_only_on(SRC);
+	fx_use_host(DST);
+	assert_int_equal(fx.restores_failed, 1);
+	fx_use_host(SRC);
+}
+
+static void test_cut_after_ready(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	/* READY came: the destination has restored it, paused; the link
+	 * goes before UNPAUSE does. */
+	setenv("PVMIG_FAULT", "src-cut-before-unpause", 1);
+	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
+	pvm_kv_dispose(&res);
+	assert_false(d->shutdown);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
+	assert_runs_only_on(SRC);
+	fx_use_host(DST);
+	assert_int_equal(fx.restores_failed, 0);  /* restored ... */
+	assert_int_equal(fx_calls("libxl_domain_destroy"), 1); /* ... destroyed */
+	fx_use_host(SRC);
+}
+
+static void test_cut_after_unpause(void **state)
+{
+	struct pvm_kv res;
+	int rc;
+
+	(void)state;
+	guest();
+	/* UNPAUSE went out, RUNNING cannot come back: the source asks (a new
+	 * connection) and acts on the answer. */
+	setenv("PVMIG_FAULT", "src-cut-after-unpause", 1);
+	rc = migrate(SRC, px.port, &res, NULL);
+	if (rc == 0) {
+		assert_string_equal(pvm_kv_get(&res, "outcome"),
+				    "confirmed by query after a lost hand-over");
+		assert_runs_only_on(DST);
+	} else {
+		/* the query was answered before UNPAUSE was read there: it
+		 * is refused, the source resumes */
+		assert_error_has(&res, "the destination says 'aborted'");
+		assert_runs_only_on(SRC);
+	}
+	pvm_kv_dispose(&res);
+}
+
+/* ---- the suspend times out ----------------------------------------------------- */
+
+static void test_suspend_timeout(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	d->honours_suspend = false; /* never acknowledges control/shutdown */
+	assert_int_not_equal(migrate(SRC, px.port, &res, "suspend_timeout_ms",
+				     "200", NULL), 0);
+	assert_error_has(&res, "did not suspend within 200 ms");
+	assert_error_has(&res, "keeps running on this host");
+	pvm_kv_dispose(&res);
+	assert_false(d->shutdown);
+	assert_string_equal(d->control_shutdown, ""); /* request taken back */
+	assert_int_equal(fx_calls("libxl_domain_resume"), 0);
+	assert_runs_only_on(SRC);
+	assert_int_equal(copies(DST, "web", NULL), 0);
+}
+
+/* ---- hostile chunks ---------------------------------------------------------------- */
+
+/* A hand-made source: its channel to the destination's listener. */
+static struct pvm_channel *raw_connect(void)
+{
+	char ca[300], cert[300], key[300];
+	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_ctx *tls = NULL;
+	struct pvm_channel_opts o;
+	struct pvm_channel *ch = NULL;
+
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/hosta.pem", dir);
+	snprintf(key, sizeof(key), "%s/hosta.key", dir);
+	assert_int_equal(pvm_tls_ctx_new(&f, &tls), 0);
+	pvm_channel_opts_defaults(&o);
+	o.timeout_ms = 5000;
+	o.compress = true;
+	assert_int_equal(pvm_transport_connect("127.0.0.1", listen_port(DST),
+					       tls, &o, &ch), 0);
+	pvm_tls_ctx_free(tls); /* the channel keeps what it needs */
+	return ch;
+}
+
+/* A message as migration.c frames it: type byte, key=value record. */
+static int raw_send(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
+{
+	struct pvm_buf b;
+	int rc;
+
+	pvm_buf_init(&b, 256);
+	rc = pvm_ctl_encode(PVM_CTL_ITEM, kv, &b);
+	if (!rc) {
+		b.data[4] = (uint8_t)type;
+		rc = pvm_channel_send_msg(ch, b.data + 4, b.len - 4);
+	}
+	pvm_buf_dispose(&b);
+	return rc;
+}
+
+static int raw_recv(struct pvm_channel *ch, struct pvm_kv *kv)
+{
+	enum pvm_ctl_kind kind;
+	void *buf;
+	size_t len;
+	int type, rc;
+
+	pvm_kv_dispose(kv);
+	rc = pvm_channel_recv_msg(ch, &buf, &len);
+	if (rc)
+		return rc;
+	assert_true(len >= 1);
+	type = ((uint8_t *)buf)[0];
+	((uint8_t *)buf)[0] = PVM_CTL_ITEM;
+	assert_int_equal(pvm_ctl_decode(buf, len, &kind, kv), 0);
+	free(buf);
+	return type;
+}
+
+static void raw_send_bytes(struct pvm_channel *ch, char type, uint64_t k,
+			   const void *p, size_t len, const char *bytes)
+{
+	struct pvm_kv kv;
+
+	assert_int_equal(pvm_xchunk_send_pages(ch, k, p, len), 0);
+	pvm_kv_init(&kv);
+	if (bytes)
+		pvm_kv_add(&kv, "bytes", "%s", bytes);
+	else
+		pvm_kv_add(&kv, "bytes", "%zu", len);
+	assert_int_equal(raw_send(ch, type, &kv), 0);
+	pvm_kv_dispose(&kv);
+}
+
+/* HELLO (xen=1) and the destination's ACCEPT. */
+static struct pvm_channel *raw_hello(void)
+{
+	static unsigned serial;
+	struct pvm_channel *ch = raw_connect();
+	struct dom_config dc = { 0 };
+	struct pvm_kv kv;
+
+	pvm_kv_init(&kv);
+	pvm_kv_add(&kv, "id", "%032x", ++serial);
+	pvm_kv_add(&kv, "name", "web");
+	pvm_kv_add(&kv, "nr_pages", "64");
+	pvm_kv_add(&kv, "vcpus", "1");
+	dom_config_to_kv(&dc, &kv);
+	pvm_kv_add(&kv, "xen", "1");
+	assert_int_equal(raw_send(ch, 'H', &kv), 0);
+	assert_int_equal(raw_recv(ch, &kv), 'A');
+	pvm_kv_dispose(&kv);
+	return ch;
+}
+
+static const char config_json[] =
+	"{\"c_info\":{\"name\":\"web\"},\"b_info\":{\"max_memkb\":256}}";
+
+/* The destination's answer: ABORT, whose error says @what. */
+static void expect_abort(struct pvm_channel *ch, const char *what)
+{
+	struct pvm_kv kv;
+	const char *e;
+
+	pvm_kv_init(&kv);
+	assert_int_equal(raw_recv(ch, &kv), 'X');
+	e = pvm_kv_get(&kv, "error");
+	if (!e || !strstr(e, what))
+		fail_msg("ABORT '%s' does not say '%s'", e ? e : "(none)", what);
+	pvm_kv_dispose(&kv);
+	pvm_channel_close(ch);
+	wait_idle(DST);
+	assert_int_equal(copies(DST, "web", NULL), 0);
+}
+
+static void test_hostile_chunks(void **state)
+{
+	static uint8_t page[2 * 4096];
+	struct pvm_channel *ch;
+
+	(void)state;
+	memset(page, 0xa5, sizeof(page));
+	/* config chunk: a NUL inside, and no bytes at all */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, "{\0}", 3, NULL);
+	expect_abort(ch, "config");
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, "", 0, NULL);
+	expect_abort(ch, "config");
+	/* a chunk claiming more than a chunk holds */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	raw_send_bytes(ch, 'b', 1, page, 4096, "99999999999999");
+	expect_abort(ch, "chunk 1");
+	/* a length that does not match the pages that came */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	raw_send_bytes(ch, 'b', 1, page, sizeof(page), "1");
+	expect_abort(ch, "chunk 1");
+	/* no length */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	raw_send_bytes(ch, 'b', 1, page, 4096, "many");
+	expect_abort(ch, "chunk 1");
+	/* a message that has no place in the stream */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	raw_send_bytes(ch, 'E', 1, page, 4096, NULL);
+	expect_abort(ch, "'E'");
+	/* truncated: END after part of a stream: libxl refuses it */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	raw_send_bytes(ch, 'b', 1, page, sizeof(page), NULL);
+	{
+		struct pvm_kv kv;
+
+		pvm_kv_init(&kv);
+		assert_int_equal(raw_send(ch, 'z', &kv), 0);
+	}
+	expect_abort(ch, "libxl could not restore it");
+	/* a page slot past the staging area: the channel is refused */
+	ch = raw_hello();
+	{
+		uint64_t pfn = 2 * PVM_XCHUNK_PAGES;
+		const uint8_t *pp = page;
+		struct pvm_kv kv;
+
+		pvm_channel_send_pages(ch, &pfn, &pp, 1);
+		pvm_kv_init(&kv);
+		pvm_kv_add(&kv, "bytes", "4096"); /* sends the batch */
+		raw_send(ch, 'c', &kv);
+		assert_true(raw_recv(ch, &kv) < 0);
+		pvm_kv_dispose(&kv);
+	}
+	pvm_channel_close(ch);
+	wait_idle(DST);
+	assert_int_equal(copies(DST, "web", NULL), 0);
+	fx_use_host(DST);
+	/* libxl built a domain for each stream that had a config, and
+	 * destroyed it when the stream broke off */
+	assert_int_equal(fx_calls("libxl_domain_create_restore"), 5);
+	assert_int_equal(fx.restores_failed, 5);
+	fx_use_host(SRC);
+
+	/* and the destination still takes a real migration */
+	guest();
+	{
+		struct pvm_kv res;
+
+		assert_int_equal(migrate(SRC, px.port, &res, NULL), 0);
+		pvm_kv_dispose(&res);
+	}
+	assert_runs_only_on(DST);
+}
+
+static int group_setup(void **state)
+{
+	static const char *const hosts[] = { "hosta", "hostb" };
+
+	(void)state;
+	if (!mkdtemp(dir))
+		return -1;
+	return pvm_tls_init_dir(dir, hosts, 2, 0, 30) ? -1 : 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_live_there_and_back),
+		T(test_restore_fails_at_once),
+		T(test_restore_fails_at_the_end),
+		T(test_save_fails_midstream),
+		T(test_cut_midstream),
+		T(test_cut_after_ready),
+		T(test_cut_after_unpause),
+		T(test_suspend_timeout),
+		T(test_hostile_chunks),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
