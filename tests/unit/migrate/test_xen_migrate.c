@@ -96,8 +96,8 @@ static void *proxy_conn(void *arg)
 				goto out;
 			}
 			for (ssize_t off = 0; off < n;) {
-				ssize_t w = write(fd[1 - i], buf + off,
-						  (size_t)(n - off));
+				ssize_t w = send(fd[1 - i], buf + off,
+						 (size_t)(n - off), MSG_NOSIGNAL);
 
 				if (w <= 0)
 					goto out;
