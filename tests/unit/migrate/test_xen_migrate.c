@@ -490,13 +490,27 @@ static void test_save_fails_midstream(void **state)
 
 /* ---- the link cut --------------------------------------------------------------- */
 
+/* xc_domain_save's midway hook: once the destination's libxl is reading
+ * the stream (bounded wait), the link goes down. */
+static void cut_while_restoring(void *ctx)
+{
+	unsigned h = fx_host_index();
+
+	(void)ctx;
+	fx_use_host(DST);
+	for (unsigned ms = 0; ms < WAIT_MS && !fx.restored_len; ms += 5)
+		usleep(5000);
+	fx_use_host(h);
+	proxy_cut(NULL);
+}
+
 static void test_cut_midstream(void **state)
 {
 	struct pvm_kv res;
 	struct fx_dom *d = guest();
 
 	(void)state;
-	fx.save_midway = proxy_cut;
+	fx.save_midway = cut_while_restoring;
 	assert_int_not_equal(migrate(SRC, px.port, &res, NULL), 0);
 	assert_error_has(&res, "lost the destination");
 	pvm_kv_dispose(&res);
@@ -504,6 +518,7 @@ static void test_cut_midstream(void **state)
 	assert_int_equal(fx_calls("libxl_domain_resume"), 1);
 	assert_runs_only_on(SRC);
 	fx_use_host(DST);
+	assert_true(fx.restored_len > 0); /* it was under way there */
 	assert_int_equal(fx.restores_failed, 1);
 	fx_use_host(SRC);
 }
