@@ -70,15 +70,6 @@ echo "== machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/104857
 "$PVMIG" tls-init "$W/certs" hosta hostb >/dev/null 2>&1 || { echo "tls-init failed"; exit 1; }
 for h in a b; do start_host $h 'backend = sim'; done
 
-# counters HOST NAME -> the workload's counters, "key=value ..."
-counters() {
-	local domid k
-	domid=$("$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])') || return 1
-	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
-		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read "/local/domain/$domid/data/workload/$k" 2>/dev/null || echo '?')"
-	done
-}
 
 echo
 echo "== pvmig: 2 pvmigd on 127.0.0.1:${PORT[a]} / :${PORT[b]}, TLS 1.3 + lz4, 1 GiB guest, 2 vCPUs,"

@@ -71,3 +71,29 @@ stop_hosts() {
 	for h in "${!PID[@]}"; do wait "${PID[$h]}" 2>/dev/null || true; done
 	PID=()
 }
+# state HOST DOMAIN -> DOMAIN's state on HOST (running, paused, ...),
+# "absent", or "no-host" when HOST's pvmigd does not answer
+state() {
+	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
+import json,sys
+try: d=json.load(sys.stdin)
+except Exception: print("no-host"); sys.exit()
+n=sys.argv[1]
+print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
+}
+# expect_state HOST DOMAIN STATE WHAT: ok WHAT if DOMAIN is STATE on HOST
+expect_state() {
+	local s; s=$(state "$1" "$2")
+	[ "$s" = "$3" ] && ok "$4 ($1: $2 $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"
+}
+# domid_of HOST DOMAIN -> its domid there (status 1 when it has none)
+domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])' 2>/dev/null; }
+# counters HOST DOMAIN -> "key=value ..." of the simulated guest's workload
+# counters (xenstore data/workload/*; "?" for one it cannot read)
+counters() {
+	local domid k
+	domid=$(domid_of "$1" "$2") || return 1
+	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
+		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read "/local/domain/$domid/data/workload/$k" 2>/dev/null || echo '?')"
+	done
+}

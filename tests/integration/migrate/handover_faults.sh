@@ -21,15 +21,6 @@ command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 # stops it and drops its state, for the next case's fresh start.
 host() { PVMIG_FAULT=${2:-} start_host "$1" 'timeout-ms = 2000'; }
 reset_host() { stop_host "$1"; rm -rf "${W:?}/$1"; }
-state() {
-	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
-import json,sys
-try: d=json.load(sys.stdin)
-except Exception: print("no-host"); sys.exit()
-n=sys.argv[1]
-print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
-}
-expect_state() { local s; s=$(state "$1" "$2"); [ "$s" = "$3" ] && ok "$4 ($1: $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"; }
 guest() { # on host a
 	truncate -s 16M "$W/disk.img"
 	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/disk.img" --nic --frontend legacy \

@@ -21,12 +21,6 @@ trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
-state() { # HOST DOMAIN -> running/paused/... or "absent"
-	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
-import json,sys
-d=json.load(sys.stdin); n=sys.argv[1]
-print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
-}
 # The simulated guest's process (a child of its host's pvmigd) is stopped
 # ('T') for part of each duty-cycle period while throttled: sample it.
 # Prints "stopped" if any of 400 samples (0.5 ms apart) was.

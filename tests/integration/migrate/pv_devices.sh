@@ -20,16 +20,6 @@ command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
 command -v xenstore-read >/dev/null || { echo "skip: xenstore-utils is needed to read the guest's counters"; exit 77; }
 start_hosts a b
 
-# domid_of HOST DOMAIN -> its domid there
-domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }
-# counters HOST DOMAIN -> "key=value ..." of data/workload
-counters() {
-	local domid
-	domid=$(domid_of "$1" "$2") || return 1
-	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
-		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read /local/domain/$domid/data/workload/$k 2>/dev/null || echo ?)"
-	done
-}
 # check_clean WHAT BEFORE AFTER GEN
 # Nothing may fail, repeat or reorder. Packets: none lost with the legacy
 # frontend (its rings go on as they were). The modern frontend does what
@@ -57,8 +47,8 @@ truncate -s 32M "$W/legacy.img" "$W/modern.img"
 "$PVMIG" -H "$W/a" create --name lg --memory 64M --disk "$W/legacy.img" --nic --frontend legacy \
 	--workload "blk:1000,net:1000" >/dev/null || bad "create lg"
 sleep 1
-lgid=$("$PVMIG" -H "$W/a" status lg --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
-sqid=$("$PVMIG" -H "$W/b" status squatter --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
+lgid=$(domid_of a lg)
+sqid=$(domid_of b squatter)
 before=$(counters a lg)
 if [ "$lgid" != "$sqid" ]; then
 	bad "legacy guest got domid $lgid, the squatter $sqid: cannot test a taken domid"

@@ -17,17 +17,6 @@ trap cleanup EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
 "$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
-# state HOST DOMAIN -> running/paused/... or "absent"
-state() {
-	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
-import json,sys
-d=json.load(sys.stdin); n=sys.argv[1]
-print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
-}
-expect_state() { # HOST DOMAIN STATE WHAT
-	local s; s=$(state "$1" "$2")
-	[ "$s" = "$3" ] && ok "$4 ($1: $2 $s)" || bad "$4: on $1 '$2' is '$s', expected '$3'"
-}
 
 start_hosts a b
 PA=${PORT[a]} PB=${PORT[b]}

@@ -45,20 +45,6 @@ host() { # NAME [PVMIG_HOLD value] [CERT DIR]
 	CERT[$1]=${3:-$W/certs}/host$1
 	PVMIG_HOLD=${2:-} start_host "$1" "timeout-ms = ${TIMEOUT_MS:-3000}"
 }
-state() {
-	"$PVMIG" -H "$W/$1" list --json 2>/dev/null | python3 -c '
-import json,sys
-d=json.load(sys.stdin); n=sys.argv[1]
-print(next((i["state"] for i in d["items"] if i["name"]==n), "absent"))' "$2"
-}
-expect_state() { local s; s=$(state "$1" "$2"); [ "$s" = "$3" ] && ok "$4" || bad "$4: on $1 '$2' is '$s', expected '$3'"; }
-counters() {
-	local id
-	id=$("$PVMIG" -H "$W/$1" status "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
-	for k in blk-reads blk-verify-fail blk-io-errors net-received net-dup net-ooo; do
-		printf '%s=%s ' $k "$(XENSTORED_PATH=$W/$1/xenstore.sock xenstore-read /local/domain/$id/data/workload/$k)"
-	done
-}
 clean() { for k in blk-verify-fail blk-io-errors net-dup net-ooo; do [ "$(val $k "$1")" = 0 ] || return 1; done; }
 
 host a
