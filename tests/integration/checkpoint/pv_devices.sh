@@ -44,15 +44,7 @@ for _ in $(seq 100); do P info >/dev/null 2>&1 && break; sleep 0.05; done
 P info >/dev/null 2>&1 || { echo "pvmigd did not come up:"; cat "$W/pvmigd.log"; exit 1; }
 
 WL="dirty:16:2000:2000,blk:1000,net:1000"
-domid_of() { P status "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])'; }
-# counters DOMAIN -> "key=value ..." of data/workload
-counters() {
-	local domid
-	domid=$(domid_of "$1") || { echo "no-domain"; return 1; }
-	for k in blk-writes blk-reads blk-verify-fail blk-io-errors net-sent net-received net-lost net-dup net-ooo; do
-		printf '%s=%s ' "$k" "$(XENSTORED_PATH=$S/xenstore.sock xenstore-read /local/domain/$domid/data/workload/$k 2>/dev/null || echo '?')"
-	done
-}
+# The one pvmigd here is host "state" for lib.sh's domid_of and counters.
 # moving WHAT BEFORE AFTER: blk-reads and net-received went up
 moving() {
 	if [ "$(val blk-reads "$3")" -gt "$(val blk-reads "$2")" ] 2>/dev/null &&
@@ -79,9 +71,9 @@ clean() {
 runs_clean() {
 	local r0 r1
 	sleep 0.5
-	r0=$(counters $2)
+	r0=$(counters state $2)
 	sleep 1.5
-	r1=$(counters $2)
+	r1=$(counters state $2)
 	moving "$1" "$r0" "$r1"
 	clean "$1" "$3" "$r1" $4
 }
@@ -109,8 +101,8 @@ for gen in legacy modern; do
 	g=$gen
 	# ---- save -> restore ------------------------------------------------
 	create $g $gen || continue
-	osid=$(domid_of $g)
-	before=$(counters $g)
+	osid=$(domid_of state $g)
+	before=$(counters state $g)
 	# A modern guest answers the suspend request; a legacy one does not
 	# advertise it (docs/pvquiesce.md).
 	want_susp=cooperative
@@ -128,13 +120,13 @@ for gen in legacy modern; do
 		ok "$gen: the file is sound with 2 PVMIG_DEVICE records" || bad "$gen verify: $(cat "$W/v.json")"
 	P restore "$W/$g.pvm" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore: $(cat "$W/rest.err")"
 	restored_ok "$gen save->restore" "$W/rest.json"
-	nsid=$(domid_of $g)
+	nsid=$(domid_of state $g)
 	[ "$gen" = modern ] || { [ "$nsid" = "$osid" ] && ok "$gen: restored with its domid $osid" || bad "$gen: domid $osid became $nsid"; }
 	runs_clean "$gen save->restore" $g "$before" $gen
 
 	# ---- save -c -> restore -----------------------------------------------
 	P pause $g >/dev/null
-	before=$(counters $g)
+	before=$(counters state $g)
 	P save -c $g "$W/${g}c.pvm" --json >"$W/save.json" 2>"$W/save.err" &&
 		[ "$(jfield "$W/save.json" devices_quiesced)" = 2 ] &&
 		[ "$(jfield "$W/save.json" guest)" = running ] &&
@@ -153,13 +145,13 @@ for gen in legacy modern; do
 
 	# ---- continuous checkpoints -> restore of the newest epoch ---------------
 	rm -rf "$W/$g.dir"
-	before=$(counters $g)
+	before=$(counters state $g)
 	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs 30 >"$W/cp.out" 2>&1 &
 	CPID=$!
 	runs_clean "$gen checkpoints: the original between epochs" $g "$before" legacy
 	P pause $g >/dev/null
 	m0=$(awk '$1 == "epoch" { print $2 }' "$W/$g.dir/MANIFEST")
-	before=$(counters $g)
+	before=$(counters state $g)
 	cp "$W/$g.img" "$W/$g.img.at-save"
 	wait $CPID; rc=$?; CPID=
 	[ $rc = 0 ] && ok "$gen checkpoints: $(grep -c . "$W/cp.out") lines, done" || bad "$gen checkpoint run: $(cat "$W/cp.out")"
@@ -186,7 +178,7 @@ done
 check_cell() {
 	if [ "$5" = idle ]; then
 		sleep 0.5
-		clean "$1" "$3" "$(counters $2)" $4
+		clean "$1" "$3" "$(counters state $2)" $4
 	else
 		runs_clean "$1" $2 "$3" $4
 	fi
@@ -200,14 +192,14 @@ for gen in legacy modern; do
 		create $g $gen
 		WL=$WL_SAVE
 		# save -> restore
-		before=$(counters $g)
+		before=$(counters state $g)
 		P save $g "$W/$g.pvm" >/dev/null 2>"$W/save.err" || bad "$g save: $(cat "$W/save.err")"
 		P restore "$W/$g.pvm" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$g restore: $(cat "$W/rest.err")"
 		restored_ok "$g save->restore" "$W/rest.json"
 		check_cell "$g save->restore" $g "$before" $gen $load
 		# save -c -> restore
 		P pause $g >/dev/null
-		before=$(counters $g)
+		before=$(counters state $g)
 		P save -c $g "$W/${g}c.pvm" >/dev/null 2>"$W/save.err" || bad "$g save -c: $(cat "$W/save.err")"
 		cp "$W/$g.img" "$W/$g.img.at-save"
 		P destroy $g >/dev/null
@@ -221,7 +213,7 @@ for gen in legacy modern; do
 		CPID=$!
 		sleep 0.5
 		P pause $g >/dev/null
-		before=$(counters $g)
+		before=$(counters state $g)
 		cp "$W/$g.img" "$W/$g.img.at-save"
 		wait $CPID; rc=$?; CPID=
 		[ $rc = 0 ] || bad "$g checkpoint run: $(cat "$W/cp.out")"
@@ -242,9 +234,9 @@ WL_SAVE=$WL
 WL="$WL,noack"
 create mute modern
 WL=$WL_SAVE
-before=$(counters mute)
+before=$(counters state mute)
 P save -c mute "$W/mute.pvm" --suspend-timeout 200 --json >"$W/save.json" 2>"$W/save.err"
-msid=$(domid_of mute)
+msid=$(domid_of state mute)
 shut=$(XENSTORED_PATH=$S/xenstore.sock xenstore-read /local/domain/$msid/control/shutdown 2>&1)
 if [ "$(jfield "$W/save.json" suspend)" = "non-cooperative: no acknowledgement within 200 ms (request withdrawn)" ] &&
    [ "$(jfield "$W/save.json" devices_quiesced)" = 2 ] && [ -z "$shut" ]; then
@@ -266,7 +258,7 @@ P save forced "$W/forced.pvm" --pv-mode transparent >/dev/null 2>"$W/save.err" |
 if P restore "$W/forced.pvm" --pv-mode cooperative --json >"$W/rest.json" 2>"$W/rest.err"; then
 	restored_ok "modern guest recorded transparent, restored --pv-mode cooperative" "$W/rest.json"
 	sleep 0.3
-	runs_clean "modern guest restored --pv-mode cooperative" forced "$(counters forced)" modern
+	runs_clean "modern guest restored --pv-mode cooperative" forced "$(counters state forced)" modern
 else
 	bad "restore --pv-mode cooperative: $(cat "$W/rest.err")"
 fi
@@ -294,8 +286,8 @@ P destroy forced >/dev/null
 stuck_case() {
 	local gen=$1 ms=$2 sid before knob; shift 2
 	create stuck-$gen $gen
-	sid=$(domid_of stuck-$gen)
-	before=$(counters stuck-$gen)
+	sid=$(domid_of state stuck-$gen)
+	before=$(counters state stuck-$gen)
 	knob=/local/domain/0/backend/vbd/$sid/51712/pvmig-stall
 	XENSTORED_PATH=$S/xenstore.sock xenstore-write $knob 1
 	sleep 0.3
