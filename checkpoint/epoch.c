@@ -25,6 +25,7 @@
  * Every file is a whole checksummed stream, so a torn one is caught too.
  */
 #include "checkpoint/sr.h"
+#include "hv/xen/xen.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -85,8 +86,8 @@ static int fsync_path(const char *path)
 	return rc;
 }
 
-static int manifest_write(const char *dir, const struct sr_manifest *m,
-			  struct sr_err *e)
+int sr_manifest_write(const char *dir, const struct sr_manifest *m,
+		      struct sr_err *e)
 {
 	char text[MANIFEST_MAX], sum[65], path[4096], tmp[4200];
 	int n, fd, rc = 0;
@@ -166,7 +167,7 @@ int sr_manifest_read(const char *dir, struct sr_manifest *m, struct sr_err *e)
 
 /* Removes stream files of other runs (and our stray .tmp files) once the
  * new run's base is committed: they are no longer reachable. */
-static void remove_old_runs(const char *dir, const char *chain)
+void sr_remove_old_runs(const char *dir, const char *chain)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -204,7 +205,7 @@ struct cont {
 	struct sr_key key;    /* wiped at the end of the run */
 };
 
-static int wait_ms(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
+int sr_cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
@@ -365,7 +366,7 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	if (sr_out_commit(&o, k->e))
 		goto out_abort;
 	k->m.epoch = ep;
-	if (manifest_write(cfg->dir, &k->m, k->e)) {
+	if (sr_manifest_write(cfg->dir, &k->m, k->e)) {
 		k->m.epoch = ep - 1;
 		return k->e->rc;
 	}
@@ -385,7 +386,6 @@ out_abort:
 
 /* ---- the run ---------------------------------------------------------------- */
 
-static void new_chain(char out[33]);
 
 /*
  * Writes a new run's base (a live save that leaves log-dirty on) and
@@ -401,7 +401,7 @@ static int base(struct cont *k, bool logdirty_on,
 	char path[4096];
 	int rc;
 
-	new_chain(k->c.chain);
+	sr_new_chain(k->c.chain);
 	snprintf(k->c.kind, sizeof(k->c.kind), "%s", SR_KIND_BASE);
 	k->c.epoch = 0;
 	sr_epoch_path(path, sizeof(path), cfg->dir, k->c.chain, 0, k->m.lz4);
@@ -423,9 +423,9 @@ static int base(struct cont *k, bool logdirty_on,
 		return sr_fail(k->e, rc, "%s", bs.err_msg);
 	snprintf(k->m.chain, sizeof(k->m.chain), "%s", k->c.chain);
 	k->m.epoch = 0;
-	if (manifest_write(cfg->dir, &k->m, k->e))
+	if (sr_manifest_write(cfg->dir, &k->m, k->e))
 		return k->e->rc;
-	remove_old_runs(cfg->dir, k->c.chain);
+	sr_remove_old_runs(cfg->dir, k->c.chain);
 	memset(es, 0, sizeof(*es));
 	es->pause_ns = bs.pause_ns;
 	es->commit_ns = bs.total_ns;
@@ -436,7 +436,7 @@ static int base(struct cont *k, bool logdirty_on,
 	return 0;
 }
 
-static void new_chain(char out[33])
+void sr_new_chain(char out[33])
 {
 	uint8_t r[16];
 
@@ -477,6 +477,12 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	if (mkdir(cfg->dir, 0700) && errno != EEXIST) {
 		rc = sr_fail(&e, -errno, "cannot create %s: %s", cfg->dir,
 			     strerror(errno));
+		goto out;
+	}
+	if (pvm_hv_is_xen(k.hv)) {
+		/* x86 PV on Xen: libxenguest's checkpointed stream. */
+		rc = sr_xen_continuous(cfg, k.key.loaded ? &k.key : NULL, st,
+				       &e);
 		goto out;
 	}
 	if (sr_config_of(k.hv, cfg->domid, &k.c, &e))
@@ -528,7 +534,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 			next = now; /* an epoch overran: do not catch up */
 		/* Called every epoch, with 0 after an overrun, so a stop
 		 * request is seen even when epochs take the whole interval. */
-		rc = wait_ms(cfg, (uint32_t)((next - now) / 1000000u));
+		rc = sr_cont_wait(cfg, (uint32_t)((next - now) / 1000000u));
 		if (rc < 0) {
 			sr_fail(&e, rc, "waiting for the next epoch: %s",
 				strerror(-rc));

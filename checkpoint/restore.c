@@ -864,10 +864,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	if (pvm_hv_is_xen(hv)) {
 		/* PV guests on Xen: libxenguest's stream, through libxl. */
 		if (dir)
-			sr_fail(&e, -ENOTSUP, "%s: a continuous-checkpoint "
-				"directory cannot be restored on Xen (its "
-				"epochs are pvmig page copies of a PV guest; "
-				"docs/xen.md)", cfg->path);
+			sr_xen_restore_dir(cfg, cfg->path, &m, kp, st, &e);
 		else
 			sr_xen_restore(cfg, path, kp, st, &e);
 		rc = e.rc;

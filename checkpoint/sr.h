@@ -125,6 +125,20 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 		   const struct sr_key *key,
 		   struct pvm_ckpt_restore_stats *st, struct sr_err *e);
 
+/* pvm_ckpt_continuous() on Xen (libxenguest's checkpointed stream, cut
+ * into the directory's epoch files; xen.c explains the layout). */
+int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
+		      const struct sr_key *key, struct pvm_ckpt_cont_stats *st,
+		      struct sr_err *e);
+
+/* pvm_ckpt_restore() of checkpoint directory @dir (manifest @m) on Xen:
+ * its committed epoch files as one checkpointed stream, through libxl. */
+struct sr_manifest;
+int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
+		       const char *dir, const struct sr_manifest *m,
+		       const struct sr_key *key,
+		       struct pvm_ckpt_restore_stats *st, struct sr_err *e);
+
 /* Writes an xl save-file header whose option data holds @cfg (@cfglen
  * bytes, xl.cfg text or, with PVM_CKPT_XL_MANDATORY_JSON, libxl JSON). */
 int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
@@ -275,6 +289,15 @@ struct sr_manifest {
 /* Reads DIR/MANIFEST. -ENOENT if absent, -EBADMSG if damaged. */
 int sr_manifest_read(const char *dir, struct sr_manifest *m,
 		     struct sr_err *e);
+/* Commits @m as DIR/MANIFEST (tmp, fsync, rename, fsync DIR). */
+int sr_manifest_write(const char *dir, const struct sr_manifest *m,
+		      struct sr_err *e);
+/* Removes the files of runs other than @chain (once its base is in). */
+void sr_remove_old_runs(const char *dir, const char *chain);
+/* A new run's name: 32 random hex digits. */
+void sr_new_chain(char out[33]);
+/* cfg->wait, or a sleep: 0 go on, 1 stop, < 0 error. */
+int sr_cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms);
 /* "DIR/CHAIN-base.pvm[.lz4]" or "DIR/CHAIN-NNNNNN.pvm[.lz4]". */
 int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
 		  uint32_t epoch, bool lz4);

@@ -1713,7 +1713,9 @@ static int source_xen_stream(struct source *m, char *why, size_t why_len)
 	static const uint8_t end[PVM_CKPT_LIBXL_END_SIZE];
 	struct pvm_hv *hv = m->svc->hv;
 	struct xpump p = { .m = m, .fd = -1 };
-	struct pvm_hv_xen_save_cb cb = { xsrc_suspend, xsrc_precopy, m };
+	struct pvm_hv_xen_save_cb cb = {
+		.suspend = xsrc_suspend, .precopy = xsrc_precopy, .ctx = m,
+	};
 	uint8_t head[PVM_CKPT_LIBXL_HEAD_SIZE];
 	char *json = NULL;
 	int fds[2], rc;

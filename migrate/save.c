@@ -472,16 +472,6 @@ int h_checkpoint(struct req *r)
 		   (is_set(r, "digest") ? PVM_CKPT_SAVE_DIGEST : 0);
 	j->have_dev = config_of(r->svc, j->dom.domid, j->image,
 				sizeof(j->image), &j->dev);
-	/* Continuous checkpoints copy pages: a PV guest's page tables hold
-	 * machine frames, so on Xen the directory would not restore
-	 * (docs/xen.md). */
-	if (!strcmp(r->svc->hv->ops->name, "xen")) {
-		rc = reply_result(r, -EOPNOTSUPP, NULL,
-				  "continuous checkpoints of '%s' are not supported on the Xen backend yet (docs/xen.md); use 'pvmig save -c' for one restorable checkpoint",
-				  j->dom.name);
-		free(j);
-		return rc;
-	}
 	rc = svc_job_start(r->svc, checkpoint_main, j);
 	if (rc) {
 		free(j);

@@ -68,6 +68,12 @@ int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 	return absent();
 }
 
+int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
+				 const struct pvm_hv_xen_save_cb *cb)
+{
+	return absent();
+}
+
 int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
 {
 	return absent();
@@ -75,6 +81,13 @@ int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
 
 int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
 		       bool paused, uint32_t *domid_out)
+{
+	*domid_out = 0;
+	return absent();
+}
+
+int pvm_hv_xen_restore_checkpointed(struct pvm_hv *hv, const char *json,
+				    int fd, bool paused, uint32_t *domid_out)
 {
 	*domid_out = 0;
 	return absent();

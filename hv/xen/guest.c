@@ -77,6 +77,7 @@ struct save_ctx {
 	uint32_t domid;
 	const struct pvm_hv_xen_save_cb *cb;
 	int suspend_rc;
+	int cb_rc; /* postcopy's or checkpoint's failure */
 };
 
 static void sleep_ms(unsigned ms)
@@ -188,8 +189,36 @@ static int save_policy(struct precopy_stats st, void *data)
 	}
 }
 
-int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
-		    const struct pvm_hv_xen_save_cb *cb)
+/* Checkpointed stream: the checkpoint is in the stream; the guest goes on
+ * (libxenguest: > 0 success, <= 0 failure). */
+static int save_postcopy(void *data)
+{
+	struct save_ctx *s = data;
+	int rc;
+
+	rc = s->cb && s->cb->postcopy ? s->cb->postcopy(s->cb->ctx) :
+					pvm_hv_xen_resume(&s->x->base, s->domid);
+	if (rc)
+		s->cb_rc = rc;
+	return rc == 0;
+}
+
+/* Checkpointed stream: another checkpoint (1), or the end of the stream
+ * here (0: xc_domain_save returns success without an END record). */
+static int save_checkpoint(void *data)
+{
+	struct save_ctx *s = data;
+	int rc = s->cb && s->cb->checkpoint ? s->cb->checkpoint(s->cb->ctx) : 0;
+
+	if (rc < 0) {
+		s->cb_rc = rc;
+		return -1;
+	}
+	return rc > 0;
+}
+
+static int do_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
+		   bool checkpointed, const struct pvm_hv_xen_save_cb *cb)
 {
 	struct save_ctx s = { .domid = domid, .cb = cb, .suspend_rc = 0 };
 	struct save_callbacks callbacks = { 0 };
@@ -211,15 +240,37 @@ int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 	}
 	callbacks.suspend = save_suspend;
 	callbacks.precopy_policy = save_policy;
+	if (checkpointed) {
+		/* Remus's stream: after each checkpoint (CHECKPOINT record)
+		 * postcopy resumes the guest and checkpoint says whether
+		 * another follows; later checkpoints send the pages dirtied
+		 * since the previous one. */
+		callbacks.postcopy = save_postcopy;
+		callbacks.checkpoint = save_checkpoint;
+	}
 	callbacks.data = &s;
 	if (xc_domain_save(s.x->xch, fd, domid, live ? XCFLAGS_LIVE : 0,
-			   &callbacks, XC_STREAM_PLAIN, -1)) {
-		rc = s.suspend_rc ? s.suspend_rc : xen_neg_errno();
+			   &callbacks, checkpointed ? XC_STREAM_REMUS :
+						      XC_STREAM_PLAIN, -1)) {
+		rc = s.cb_rc ? s.cb_rc : s.suspend_rc ? s.suspend_rc :
+							xen_neg_errno();
 		pvm_err("xen: domain %u: xc_domain_save failed: %s (libxenguest's "
 			"reason is logged above)", domid, strerror(-rc));
 		return rc;
 	}
 	return 0;
+}
+
+int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
+		    const struct pvm_hv_xen_save_cb *cb)
+{
+	return do_save(hv, domid, fd, live, false, cb);
+}
+
+int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
+				 const struct pvm_hv_xen_save_cb *cb)
+{
+	return do_save(hv, domid, fd, true, true, cb);
 }
 
 int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
@@ -243,8 +294,8 @@ int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid)
 
 /* ---- restore ------------------------------------------------------------ */
 
-int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
-		       bool paused, uint32_t *domid_out)
+static int do_restore(struct pvm_hv *hv, const char *json, int fd,
+		      bool paused, bool checkpointed, uint32_t *domid_out)
 {
 	struct xen_host *x;
 	libxl_domain_config dc;
@@ -268,7 +319,11 @@ int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
 	/* A domid from the saving host is not asked for again: libxl would
 	 * refuse a recently used one, and xl restore does not either. */
 	dc.c_info.domid = (uint32_t)INVALID_DOMID;
-	params.checkpointed_stream = LIBXL_CHECKPOINTED_STREAM_NONE;
+	/* A checkpointed (Remus) stream that ends without END: libxc fails
+	 * over to the last checkpoint whose CHECKPOINT_END was read, which
+	 * is how a checkpoint directory is restored. */
+	params.checkpointed_stream = checkpointed ?
+		LIBXL_CHECKPOINTED_STREAM_REMUS : LIBXL_CHECKPOINTED_STREAM_NONE;
 	params.stream_version = 2;
 	lrc = libxl_domain_create_restore(x->ctx, &dc, &domid, fd, -1, &params,
 					  NULL, NULL);
@@ -296,4 +351,16 @@ out:
 	libxl_domain_restore_params_dispose(&params);
 	libxl_domain_config_dispose(&dc);
 	return rc;
+}
+
+int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
+		       bool paused, uint32_t *domid_out)
+{
+	return do_restore(hv, json, fd, paused, false, domid_out);
+}
+
+int pvm_hv_xen_restore_checkpointed(struct pvm_hv *hv, const char *json,
+				    int fd, bool paused, uint32_t *domid_out)
+{
+	return do_restore(hv, json, fd, paused, true, domid_out);
 }

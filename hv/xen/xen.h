@@ -116,6 +116,14 @@ struct pvm_hv_xen_save_cb {
 	 * PVM_HV_XEN_DEFAULT_ROUNDS rounds or under 50 dirty pages. */
 	int (*precopy)(void *ctx, uint32_t round, uint64_t written,
 		       int64_t dirty);
+	/* Checkpointed saves only. After each checkpoint is in the stream
+	 * (libxc CHECKPOINT record written): lets the guest carry on, 0 or a
+	 * negative errno. NULL: pvm_hv_xen_resume(). */
+	int (*postcopy)(void *ctx);
+	/* Checkpointed saves only, after postcopy: 1 for another checkpoint
+	 * (the pages dirtied since this one), 0 to end the stream here, or a
+	 * negative errno (the save fails). NULL: 0. */
+	int (*checkpoint)(void *ctx);
 	void *ctx;
 };
 
@@ -132,6 +140,18 @@ struct pvm_hv_xen_save_cb {
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 		    const struct pvm_hv_xen_save_cb *cb);
 
+/*
+ * pvm_hv_xen_save() as a checkpointed stream (libxenguest's Remus stream):
+ * a live first checkpoint, then, while cb->checkpoint returns 1, a suspend,
+ * the pages dirtied since the previous checkpoint and the vCPU state, each
+ * ended by a libxc CHECKPOINT record, after which cb->postcopy resumes the
+ * guest and cb->checkpoint runs (it may write the libxl CHECKPOINT_END
+ * record to @fd). There is no END record: the stream stops after the
+ * checkpoint for which cb->checkpoint returned 0, with the guest running.
+ */
+int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
+				 const struct pvm_hv_xen_save_cb *cb);
+
 /* Lets a guest suspended for a save carry on (libxl_domain_resume with
  * suspend_cancel, as xl save -c does). 0 or a negative errno; logged. */
 int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid);
@@ -146,5 +166,13 @@ int pvm_hv_xen_resume(struct pvm_hv *hv, uint32_t domid);
  */
 int pvm_hv_xen_restore(struct pvm_hv *hv, const char *json, int fd,
 		       bool paused, uint32_t *domid_out);
+
+/* pvm_hv_xen_restore() of a checkpointed stream (as written with
+ * pvm_hv_xen_save_checkpointed, a libxl CHECKPOINT_END after each
+ * checkpoint): the domain is built from the last checkpoint whose
+ * CHECKPOINT_END was read before the stream ended (libxc's Remus
+ * failover). */
+int pvm_hv_xen_restore_checkpointed(struct pvm_hv *hv, const char *json,
+				    int fd, bool paused, uint32_t *domid_out);
 
 #endif /* PVM_HV_XEN_H */

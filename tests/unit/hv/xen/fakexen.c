@@ -1337,6 +1337,39 @@ static bool whole_stream(const uint8_t *p, size_t len)
 	return ok;
 }
 
+/*
+ * A checkpointed stream as pvmig writes it (libxl header + LIBXC_CONTEXT,
+ * the base, then deltas, each followed by the fake's CHECKPOINT and a
+ * libxl CHECKPOINT_END; no END). As libxc's Remus failover: usable if at
+ * least the first checkpoint is whole; *@n is how many are, a partial
+ * tail is dropped.
+ */
+static bool whole_checkpoints(const uint8_t *p, size_t len, unsigned int *n)
+{
+	static const uint8_t ident[8] = "LibxlFmt";
+	static const uint8_t ck[8] = "FXCKPT\n";
+	static const uint8_t cp_end[8] = { 4 };
+	size_t off = 24 + FX_SAVE_BYTES;
+	unsigned int dom, k;
+
+	*n = 0;
+	if (len < off + 16 || memcmp(p, ident, 8) || p[16] != 1 ||
+	    sscanf((const char *)p + 24, "FXSAVE %u\n", &dom) != 1 ||
+	    memcmp(p + off, ck, 8) || memcmp(p + off + 8, cp_end, 8))
+		return false;
+	off += 16;
+	*n = 1;
+	for (;;) {
+		if (len < off + FX_DELTA_BYTES + 16 ||
+		    sscanf((const char *)p + off, "FXDELTA %u\n", &k) != 1 ||
+		    k != *n || memcmp(p + off + FX_DELTA_BYTES, ck, 8) ||
+		    memcmp(p + off + FX_DELTA_BYTES + 8, cp_end, 8))
+			return true;
+		off += FX_DELTA_BYTES + 16;
+		(*n)++;
+	}
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -1367,8 +1400,10 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 
 	FAILPOINT(-1);
 	fx.save_flags = flags;
-	if (!(d = fx_dom(dom)) || type != XC_STREAM_PLAIN || !cb ||
-	    !cb->suspend) {
+	fx.save_type = type;
+	if (!(d = fx_dom(dom)) || !cb || !cb->suspend ||
+	    (type != XC_STREAM_PLAIN &&
+	     (type != XC_STREAM_REMUS || !cb->postcopy || !cb->checkpoint))) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1399,34 +1434,64 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 			st.iteration++;
 		}
 	}
-	if (!cb->suspend(cb->data) || !d->shutdown ||
-	    d->shutdown_reason != SHUTDOWN_suspend) {
-		/* libxenguest: "Domain has not been suspended" */
-		free(buf);
-		errno = EINVAL;
-		return -1;
-	}
-	{
-		size_t half = FX_SAVE_BYTES / 2, end = FX_SAVE_BYTES;
+	for (unsigned int ck = 0;; ck++) {
+		static const uint8_t checkpoint[8] = { 'F', 'X', 'C', 'K',
+						       'P', 'T', '\n', 0 };
+		int v;
 
-		if (fx.save_fail_at && fx.save_fail_at < end)
-			end = fx.save_fail_at;
-		if (write_all(io_fd, buf, end < half ? end : half)) {
+		if (!cb->suspend(cb->data) || !d->shutdown ||
+		    d->shutdown_reason != SHUTDOWN_suspend) {
+			/* libxenguest: "Domain has not been suspended" */
+			free(buf);
+			errno = EINVAL;
+			return -1;
+		}
+		if (ck) {
+			/* A later checkpoint of a checkpointed stream. */
+			snprintf((char *)buf, 32, "FXDELTA %u\n", ck);
+			if (write_all(io_fd, buf, FX_DELTA_BYTES)) {
+				free(buf);
+				return -1;
+			}
+		} else {
+			size_t half = FX_SAVE_BYTES / 2, end = FX_SAVE_BYTES;
+
+			if (fx.save_fail_at && fx.save_fail_at < end)
+				end = fx.save_fail_at;
+			if (write_all(io_fd, buf, end < half ? end : half)) {
+				free(buf);
+				return -1;
+			}
+			if (end >= half && fx.save_midway)
+				fx.save_midway(fx.save_midway_ctx);
+			if (end > half &&
+			    write_all(io_fd, buf + half, end - half)) {
+				free(buf);
+				return -1;
+			}
+			if (end < FX_SAVE_BYTES) {
+				free(buf);
+				errno = EIO; /* e.g. a page it could not map */
+				return -1;
+			}
+		}
+		if (type == XC_STREAM_PLAIN)
+			break;
+		/* As xg_sr_save.c for Remus: CHECKPOINT, postcopy,
+		 * checkpoint; its 0 ends the stream with no END record. */
+		if (write_all(io_fd, checkpoint, sizeof(checkpoint)) ||
+		    cb->postcopy(cb->data) <= 0) {
 			free(buf);
 			return -1;
 		}
-		if (end >= half && fx.save_midway)
-			fx.save_midway(fx.save_midway_ctx);
-		if (end > half && write_all(io_fd, buf + half, end - half)) {
+		fx.save_checkpoints = ck + 1;
+		v = cb->checkpoint(cb->data);
+		if (v <= 0) {
 			free(buf);
-			return -1;
-		}
-		free(buf);
-		if (end < FX_SAVE_BYTES) {
-			errno = EIO; /* e.g. a page it could not map */
-			return -1;
+			return v < 0 ? -1 : 0;
 		}
 	}
+	free(buf);
 	return 0;
 }
 
@@ -1533,6 +1598,7 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 	*domid = (uint32_t)INVALID_DOMID;
 	if (rc)
 		return rc;
+	fx.restore_checkpointed = p->checkpointed_stream;
 	if (p->stream_version != 2 || send_back_fd != -1 ||
 	    dc->c_info.domid != (uint32_t)INVALID_DOMID)
 		return ERROR_INVAL;
@@ -1567,7 +1633,10 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 			break;
 		fx.restored_len += (size_t)n;
 	}
-	if (!whole_stream(fx.restored, fx.restored_len) ||
+	if ((p->checkpointed_stream == LIBXL_CHECKPOINTED_STREAM_REMUS ?
+		     !whole_checkpoints(fx.restored, fx.restored_len,
+					&fx.restored_checkpoints) :
+		     !whole_stream(fx.restored, fx.restored_len)) ||
 	    fx.restore_fail_late) {
 		dom_free(d);
 		fx.restores_failed++;

@@ -8,12 +8,16 @@
  */
 #include "xentest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libxl.h>
 #include <xenguest.h>
 
 #include "checkpoint/checkpoint.h"
@@ -205,12 +209,260 @@ static void test_failures(void **state)
 	rmdir(dir);
 }
 
+
+/* ---- continuous checkpoints (libxenguest's checkpointed stream) ------- */
+
+static const uint8_t fx_ckpt[8] = "FXCKPT\n";           /* the fake's CHECKPOINT */
+static const uint8_t cp_end[8] = { 4, 0, 0, 0, 0, 0, 0, 0 }; /* libxl's */
+
+struct epochs {
+	uint32_t seen[16];
+	unsigned int n;
+	uint32_t fail_after; /* epoch after which the guest's suspend fails */
+};
+
+static void on_epoch(void *ctx, const struct pvm_ckpt_epoch_stats *e)
+{
+	struct epochs *ep = ctx;
+
+	if (ep->n < 16)
+		ep->seen[ep->n++] = e->epoch;
+	if (ep->fail_after && e->epoch == ep->fail_after)
+		fx_fail("xs_write", 1, EACCES);
+}
+
+/* Entries of @dir other than . and .. */
+static unsigned int dir_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	unsigned int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* The path of the one file in @dir whose name ends with @suffix. */
+static void find_file(const char *dir, const char *suffix, char *out,
+		      size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t sl = strlen(suffix);
+	int found = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+
+		if (nl > sl && !strcmp(de->d_name + nl - sl, suffix)) {
+			snprintf(out, len, "%s/%s", dir, de->d_name);
+			found++;
+		}
+	}
+	closedir(d);
+	assert_int_equal(found, 1);
+}
+
+/* The stream part of an epoch file (after its xl header). */
+static uint8_t *epoch_body(const char *path, size_t *len, uint8_t **file)
+{
+	struct pvm_ckpt_xlhdr x;
+	size_t flen;
+	uint8_t *f = slurp(path, &flen);
+
+	assert_int_equal(pvm_ckpt_xlhdr_decode(f, flen, &x, NULL, 0), 0);
+	assert_true(x.mandatory & PVM_CKPT_XL_MANDATORY_JSON);
+	*len = flen - 48 - x.optlen;
+	*file = f;
+	return f + 48 + x.optlen;
+}
+
+static void test_continuous(void **state)
+{
+	struct pvm_hv *hv = *state;
+	char dir[] = "/tmp/pvm-xck-XXXXXX", ck[64], path[128], key[64];
+	struct epochs ep = { 0 };
+	struct pvm_ckpt_cont_cfg cfg = {
+		.hv = hv, .domid = 4, .interval_ms = 1, .max_epochs = 3,
+		.epoch_done = on_epoch, .epoch_ctx = &ep,
+	};
+	struct pvm_ckpt_cont_stats st;
+	struct pvm_ckpt_restore_cfg rcfg = { .hv = hv };
+	struct pvm_ckpt_restore_stats rst;
+	struct fx_dom *d = running_pv(4, "web");
+	uint8_t *f, *b;
+	size_t len;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	cfg.dir = ck;
+	assert_int_equal(pvm_ckpt_continuous(&cfg, &st), 0);
+	assert_int_equal(fx.save_type, XC_STREAM_REMUS);
+	assert_int_equal(fx.save_checkpoints, 4);
+	assert_int_equal(st.epochs, 3);
+	assert_int_equal(ep.n, 4);
+	for (unsigned int i = 0; i < 4; i++)
+		assert_int_equal(ep.seen[i], i);
+	assert_false(d->shutdown); /* resumed after every checkpoint */
+	assert_int_equal(dir_entries(ck), 5); /* MANIFEST, base, 3 deltas */
+
+	/* The base: libxl header, the first checkpoint, CHECKPOINT_END. */
+	find_file(ck, "-base.pvm", path, sizeof(path));
+	b = epoch_body(path, &len, &f);
+	assert_int_equal(len, 24 + FX_SAVE_BYTES + 16 + 48); /* + trailer */
+	assert_memory_equal(b, "LibxlFmt", 8);
+	assert_memory_equal(b + 24, "FXSAVE 4", 8);
+	assert_memory_equal(b + 24 + FX_SAVE_BYTES, fx_ckpt, 8);
+	assert_memory_equal(b + 24 + FX_SAVE_BYTES + 8, cp_end, 8);
+	free(f);
+	/* A delta: its part of the stream only. */
+	find_file(ck, "-000002.pvm", path, sizeof(path));
+	b = epoch_body(path, &len, &f);
+	assert_int_equal(len, FX_DELTA_BYTES + 16 + 48);
+	assert_memory_equal(b, "FXDELTA 2", 9);
+	assert_memory_equal(b + FX_DELTA_BYTES + 8, cp_end, 8);
+	assert_memory_equal(b + FX_DELTA_BYTES + 16, "PVMIGXEP", 8);
+	free(f);
+
+	/* Restore: libxl gets every committed epoch as one checkpointed
+	 * stream, back to back. */
+	rcfg.path = ck;
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(fx.restore_checkpointed,
+			 LIBXL_CHECKPOINTED_STREAM_REMUS);
+	assert_int_equal(fx.restored_len,
+			 24 + FX_SAVE_BYTES + 16 + 3 * (FX_DELTA_BYTES + 16));
+	assert_memory_equal(fx.restored + 24 + FX_SAVE_BYTES + 16 +
+				    2 * (FX_DELTA_BYTES + 16),
+			    "FXDELTA 3", 9);
+	assert_int_equal(rst.epoch, 3);
+	assert_int_equal(rst.files, 4);
+	assert_string_equal(rst.name, "web");
+
+	/* lz4 and sealed: the same stream comes back. A second run in the
+	 * same directory replaces the first. */
+	snprintf(key, sizeof(key), "%s/key", dir);
+	fd = open(key, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+	close(fd);
+	cfg.flags = PVM_CKPT_SAVE_LZ4;
+	cfg.key_file = key;
+	cfg.max_epochs = 1;
+	assert_int_equal(pvm_ckpt_continuous(&cfg, &st), 0);
+	assert_int_equal(dir_entries(ck), 3);
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), -ENOKEY);
+	rcfg.key_file = key;
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(fx.restored_len,
+			 24 + FX_SAVE_BYTES + 16 + FX_DELTA_BYTES + 16);
+	assert_int_equal(rst.epoch, 1);
+
+	/* A digest is not available on Xen. */
+	cfg.flags = PVM_CKPT_SAVE_DIGEST;
+	assert_int_equal(pvm_ckpt_continuous(&cfg, &st), -EOPNOTSUPP);
+	assert_non_null(strstr(st.err_msg, "digest"));
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
+static void test_continuous_failures(void **state)
+{
+	struct pvm_hv *hv = *state;
+	char dir[] = "/tmp/pvm-xcf-XXXXXX", ck[64], path[128], cmd[160];
+	struct epochs ep = { .fail_after = 2 };
+	struct pvm_ckpt_cont_cfg cfg = {
+		.hv = hv, .domid = 4, .interval_ms = 1, .max_epochs = 5,
+		.epoch_done = on_epoch, .epoch_ctx = &ep,
+	};
+	struct pvm_ckpt_cont_stats st;
+	struct pvm_ckpt_restore_cfg rcfg = { .hv = hv };
+	struct pvm_ckpt_restore_stats rst;
+	struct fx_dom *d = running_pv(4, "web");
+	unsigned int doms = 0;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	cfg.dir = ck;
+	/* The guest cannot be suspended for epoch 3: the run fails, the
+	 * guest runs on, epoch 2 stays committed, no partial file. */
+	assert_int_not_equal(pvm_ckpt_continuous(&cfg, &st), 0);
+	assert_int_equal(st.epochs, 2);
+	assert_false(d->shutdown);
+	assert_int_equal(d->pause_count, 0);
+	assert_int_equal(dir_entries(ck), 4); /* MANIFEST, base, 2 deltas */
+	rcfg.path = ck;
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(rst.epoch, 2);
+	assert_int_equal(fx.restored_len,
+			 24 + FX_SAVE_BYTES + 16 + 2 * (FX_DELTA_BYTES + 16));
+	assert_int_equal(hv->ops->domain_destroy(hv, rst.domid), 0);
+
+	/* A committed delta damaged, then cut short: refused (libxc alone
+	 * would fail over to epoch 1), and the domain libxl built from the
+	 * older epoch is not left behind. */
+	find_file(ck, "-000002.pvm", path, sizeof(path));
+	{
+		int fd = open(path, O_RDWR);
+		struct stat sb;
+
+		assert_true(fd >= 0);
+		assert_int_equal(fstat(fd, &sb), 0);
+		assert_int_equal(pwrite(fd, "?", 1, sb.st_size - 100), 1);
+		close(fd);
+	}
+	for (uint32_t id = 0; id < 64; id++)
+		doms += fx_dom(id) != NULL;
+	assert_int_not_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_non_null(strstr(rst.err_msg, "epoch 2"));
+	for (uint32_t id = 0; id < 64; id++)
+		doms -= fx_dom(id) != NULL;
+	assert_int_equal(doms, 0);
+	assert_int_equal(truncate(path, 1000), 0);
+	for (uint32_t id = 0; id < 64; id++)
+		doms += fx_dom(id) != NULL;
+	assert_int_not_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_non_null(strstr(rst.err_msg, "epoch 2"));
+	for (uint32_t id = 0; id < 64; id++)
+		doms -= fx_dom(id) != NULL;
+	assert_int_equal(doms, 0);
+
+	/* Rebase every 2 epochs: a new run replaces the old one's files; a
+	 * rebase counts as an epoch, as on the simulated host. */
+	ep.fail_after = 0;
+	cfg.rebase_epochs = 2;
+	cfg.max_epochs = 5;
+	assert_int_equal(pvm_ckpt_continuous(&cfg, &st), 0);
+	assert_int_equal(st.epochs, 5);
+	assert_int_equal(dir_entries(ck), 4); /* MANIFEST, base, 2 deltas */
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(rst.epoch, 2);
+	assert_int_equal(rst.files, 3);
+
+	/* libxenguest fails at once: nothing committed, nothing left. */
+	assert_int_equal(system((snprintf(cmd, sizeof(cmd), "rm -rf %s", ck),
+				 cmd)), 0);
+	fx_fail("xc_domain_save", 1, EIO);
+	assert_int_equal(pvm_ckpt_continuous(&cfg, &st), -EIO);
+	assert_int_equal(dir_entries(ck), 0);
+	assert_false(d->shutdown);
+	assert_int_equal(system((snprintf(cmd, sizeof(cmd), "rm -rf %s", dir),
+				 cmd)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		XT_TEST(test_save_file_is_xls),
 		XT_TEST(test_lz4_and_sealed),
 		XT_TEST(test_failures),
+		XT_TEST(test_continuous),
+		XT_TEST(test_continuous_failures),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -117,7 +117,9 @@ static void test_save(void **state)
 	struct pvm_hv *hv = *state;
 	struct fx_dom *d = running_pv(4, "web");
 	struct cbs c = { .hv = hv, .domid = 4, .stop_below = 100 };
-	struct pvm_hv_xen_save_cb cb = { cb_suspend, cb_precopy, &c };
+	struct pvm_hv_xen_save_cb cb = {
+		.suspend = cb_suspend, .precopy = cb_precopy, .ctx = &c,
+	};
 	char tmpl[] = "/tmp/pvm-xg-XXXXXX", head[9] = "";
 	int fd = mkstemp(tmpl);
 
