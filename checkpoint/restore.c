@@ -1124,6 +1124,8 @@ static int inspect(const char *path, const struct sr_key *key,
 	if (sr_manifest_read(path, &m, e))
 		return e->rc;
 	sr_epoch_path(p, sizeof(p), path, m.chain, 0, m.lz4);
+	if (sr_xen_is_epoch_file(p, key))
+		return sr_xen_inspect_dir(path, &m, key, out, e);
 	snprintf(first.chain, sizeof(first.chain), "%s", m.chain);
 	if (inspect_file(p, key, out, SR_KIND_BASE, &first, 0, e))
 		return e->rc;

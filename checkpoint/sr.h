@@ -139,6 +139,15 @@ int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 		       const struct sr_key *key,
 		       struct pvm_ckpt_restore_stats *st, struct sr_err *e);
 
+/* pvm_ckpt_inspect() of such a directory: every committed epoch file read
+ * through, its trailer (length, SHA-256) checked. */
+int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
+		       const struct sr_key *key, struct pvm_ckpt_image *out,
+		       struct sr_err *e);
+/* Is @path an epoch file of a Xen checkpoint run (an xl header with libxl
+ * JSON, no pvmig config)? */
+bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key);
+
 /* Writes an xl save-file header whose option data holds @cfg (@cfglen
  * bytes, xl.cfg text or, with PVM_CKPT_XL_MANDATORY_JSON, libxl JSON). */
 int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,

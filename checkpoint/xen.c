@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -973,4 +974,59 @@ out:
 	xchain_close(&c);
 	free(c.json);
 	return e->rc ? e->rc : rc;
+}
+
+int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
+		       const struct sr_key *key, struct pvm_ckpt_image *out,
+		       struct sr_err *e)
+{
+	struct xchain c = { .dir = dir, .m = m, .key = key, .e = e };
+	uint8_t *buf = malloc(PUMP_BUF);
+	size_t got;
+	int rc;
+
+	if (!buf)
+		return sr_fail(e, -ENOMEM, "out of memory");
+	out->is_dir = true;
+	snprintf(out->kind, sizeof(out->kind), "%s", "dir");
+	rc = xchain_open(&c, 0);
+	if (!rc) {
+		c.next = 1;
+		out->lz4 = c.in.lz4;
+		out->encrypted = c.in.sealed;
+	}
+	/* Every committed file read to its end, its trailer checked. */
+	while (!rc && !(rc = xchain_read(&c, buf, PUMP_BUF, &got)) && got)
+		out->info.bytes += got;
+	out->files = c.done;
+	if (!rc) {
+		struct stat sb;
+		char p[4096];
+
+		for (uint32_t ep = 0; ep <= m->epoch; ep++)
+			if (!sr_epoch_path(p, sizeof(p), dir, m->chain, ep,
+					   m->lz4) && !stat(p, &sb))
+				out->file_bytes += (uint64_t)sb.st_size;
+		out->epoch = m->epoch;
+	}
+	xchain_close(&c);
+	free(c.json);
+	free(buf);
+	return e->rc ? e->rc : rc;
+}
+
+bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key)
+{
+	char msg[PVM_CKPT_ERR_MAX];
+	struct sr_err e = { .msg = msg };
+	struct sr_config c;
+	struct sr_in in;
+	bool has, xen;
+
+	if (sr_in_open(&in, path, key, &c, &has, &e))
+		return false;
+	xen = !has && in.xl_config &&
+	      (in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON);
+	sr_in_close(&in);
+	return xen;
 }

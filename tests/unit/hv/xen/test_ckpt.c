@@ -344,6 +344,16 @@ static void test_continuous(void **state)
 	assert_int_equal(rst.epoch, 3);
 	assert_int_equal(rst.files, 4);
 	assert_string_equal(rst.name, "web");
+	/* pvmig verify DIR: every file read through, trailers checked. */
+	{
+		struct pvm_ckpt_image im;
+
+		assert_int_equal(pvm_ckpt_inspect(ck, &im), 0);
+		assert_true(im.is_dir);
+		assert_int_equal(im.epoch, 3);
+		assert_int_equal(im.files, 4);
+		assert_int_equal(im.info.bytes, fx.restored_len);
+	}
 
 	/* lz4 and sealed: the same stream comes back. A second run in the
 	 * same directory replaces the first. */
@@ -423,6 +433,13 @@ static void test_continuous_failures(void **state)
 	for (uint32_t id = 0; id < 64; id++)
 		doms -= fx_dom(id) != NULL;
 	assert_int_equal(doms, 0);
+	{
+		struct pvm_ckpt_image im;
+
+		assert_int_equal(pvm_ckpt_inspect(ck, &im), -EBADMSG);
+		assert_non_null(strstr(im.err_msg, "epoch 2"));
+		assert_int_equal(im.files, 2);
+	}
 	assert_int_equal(truncate(path, 1000), 0);
 	for (uint32_t id = 0; id < 64; id++)
 		doms += fx_dom(id) != NULL;
