@@ -107,49 +107,42 @@ struct fx_host {
 	int64_t save_dirty[8];
 	unsigned int save_rounds;
 	uint32_t save_flags;
-<<<<<<< HEAD
 	/* xc_domain_save after the suspend: save_midway(save_midway_ctx)
 	 * is called once half the stream is written; save_fail_at > 0
 	 * makes it fail (EIO, as a lost page) after that many bytes. */
 	void (*save_midway)(void *ctx);
 	void *save_midway_ctx;
 	size_t save_fail_at;
-	/* libxl_domain_create_restore: everything read from its fd. Like
-	 * libxl it builds the domain first (paused) and destroys it again
-	 * when the stream is not a whole libxl stream (header, the
-	 * FX_SAVE_BYTES of a fake save, END) or restore_fail_late is set
-	 * (xc_domain_restore failing at the end). */
-=======
 	/* the stream type of the last call; XC_STREAM_REMUS: the base is
 	 * FX_SAVE_BYTES, each later checkpoint FX_DELTA_BYTES ("FXDELTA n\n"
 	 * first), each followed by the 8 bytes "FXCKPT\n\0" (its CHECKPOINT
 	 * record); how many checkpoints were written */
 	int save_type;
 	unsigned int save_checkpoints;
-	/* libxl_domain_create_restore: its params' checkpointed_stream, and
-	 * for a checkpointed stream the whole checkpoints it had (it
-	 * "fails over" to the last, as libxc does, on a partial tail) */
+	/* libxl_domain_create_restore: everything read from its fd. Like
+	 * libxl it builds the domain first (paused) and destroys it again
+	 * when the stream is not a whole libxl stream (header, the
+	 * FX_SAVE_BYTES of a fake save, END) or restore_fail_late is set
+	 * (xc_domain_restore failing at the end). A checkpointed stream
+	 * (restore_checkpointed: its params' checkpointed_stream) is
+	 * accepted once its first checkpoint is whole; restored_checkpoints
+	 * says how many are ("failing over" to the last, as libxc does, on
+	 * a partial tail). */
 	int restore_checkpointed;
 	unsigned int restored_checkpoints;
-	/* libxl_domain_create_restore: everything read from its fd */
->>>>>>> 8ce0d01 (Continuous checkpoints on Xen: libxenguest's checkpointed (Remus) stream cut at its checkpoints into the directory's epoch files (each with a length+SHA-256 trailer), committed through MANIFEST; restore feeds the committed epochs to libxl as one checkpointed stream (libxc fails over to the newest); fakes and unit tests)
 	uint8_t *restored;
 	size_t restored_len;
 	bool restore_fail_late;
 	unsigned int restores_failed;
 };
 
-<<<<<<< HEAD
 /* More than a pipe holds, and than one migration chunk (1 MiB). */
 #define FX_SAVE_BYTES (2560u * 1024u)
+#define FX_DELTA_BYTES (100u * 1024u) /* more than a pipe holds too */
 /* The libxc part xc_domain_save writes for @dom ("FXSAVE <dom>\n", then
  * a pattern of @dom): FX_SAVE_BYTES into @buf. The fake's restore
  * accepts exactly that inside a libxl stream. */
 void fx_save_stream(uint32_t dom, uint8_t *buf);
-=======
-#define FX_SAVE_BYTES (300u * 1024u) /* more than a pipe holds */
-#define FX_DELTA_BYTES (100u * 1024u) /* so is a delta */
->>>>>>> 8ce0d01 (Continuous checkpoints on Xen: libxenguest's checkpointed (Remus) stream cut at its checkpoints into the directory's epoch files (each with a length+SHA-256 trailer), committed through MANIFEST; restore feeds the committed epochs to libxl as one checkpointed stream (libxc fails over to the newest); fakes and unit tests)
 
 /*
  * Several hosts (two pvmigd services in one test process): each handle

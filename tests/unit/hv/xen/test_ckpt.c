@@ -336,6 +336,7 @@ static void test_continuous(void **state)
 	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
 	assert_int_equal(fx.restore_checkpointed,
 			 LIBXL_CHECKPOINTED_STREAM_REMUS);
+	assert_int_equal(fx.restored_checkpoints, 4);
 	assert_int_equal(fx.restored_len,
 			 24 + FX_SAVE_BYTES + 16 + 3 * (FX_DELTA_BYTES + 16));
 	assert_memory_equal(fx.restored + 24 + FX_SAVE_BYTES + 16 +
@@ -430,6 +431,10 @@ static void test_continuous_failures(void **state)
 		doms += fx_dom(id) != NULL;
 	assert_int_not_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
 	assert_non_null(strstr(rst.err_msg, "epoch 2"));
+	/* libxl had accepted it, damaged page data and all (nothing in
+	 * libxc's stream checks it): only the trailer caught it */
+	assert_int_equal(fx.restored_checkpoints, 3);
+	assert_int_equal(fx.restores_failed, 0);
 	for (uint32_t id = 0; id < 64; id++)
 		doms -= fx_dom(id) != NULL;
 	assert_int_equal(doms, 0);
