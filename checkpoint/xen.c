@@ -542,7 +542,7 @@ struct xcont {
 					 * pvm_ckpt_cont_stats.epochs counts */
 	uint32_t runs;                  /* started */
 	uint64_t t0, next;              /* the epoch schedule */
-	uint64_t pause_ns, bytes_at_open;
+	uint64_t pause_ns;
 	bool rebase;                    /* the run ended for a new base */
 };
 
@@ -597,7 +597,6 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 			       strerror(-rc));
 	}
 	k->ep = ep;
-	k->bytes_at_open = __atomic_load_n(&k->pump.bytes, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -657,8 +656,7 @@ static int xcont_checkpoint(void *ctx)
 		return sr_fail(k->e, rc, "%s: cannot write epoch %u: %s",
 			       k->cfg->dir, k->ep, strerror(-rc));
 	}
-	bytes = __atomic_load_n(&k->pump.bytes, __ATOMIC_RELAXED) -
-		k->bytes_at_open;
+	bytes = k->sum.len; /* the stream part: what a restore reads back */
 	ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
 	if (sr_out_commit(&k->o, k->e))

@@ -217,6 +217,7 @@ static const uint8_t cp_end[8] = { 4, 0, 0, 0, 0, 0, 0, 0 }; /* libxl's */
 
 struct epochs {
 	uint32_t seen[16];
+	uint64_t bytes[16];
 	unsigned int n;
 	uint32_t fail_after; /* epoch after which the guest's suspend fails */
 };
@@ -225,8 +226,10 @@ static void on_epoch(void *ctx, const struct pvm_ckpt_epoch_stats *e)
 {
 	struct epochs *ep = ctx;
 
-	if (ep->n < 16)
+	if (ep->n < 16) {
+		ep->bytes[ep->n] = e->bytes;
 		ep->seen[ep->n++] = e->epoch;
+	}
 	if (ep->fail_after && e->epoch == ep->fail_after)
 		fx_fail("xs_write", 1, EACCES);
 }
@@ -307,8 +310,14 @@ static void test_continuous(void **state)
 	assert_int_equal(fx.save_checkpoints, 4);
 	assert_int_equal(st.epochs, 3);
 	assert_int_equal(ep.n, 4);
-	for (unsigned int i = 0; i < 4; i++)
+	for (unsigned int i = 0; i < 4; i++) {
 		assert_int_equal(ep.seen[i], i);
+		/* its stream part, as a restore reads it back */
+		assert_int_equal(ep.bytes[i], i ? FX_DELTA_BYTES + 16 :
+						  24 + FX_SAVE_BYTES + 16);
+	}
+	assert_int_equal(st.bytes, 24 + FX_SAVE_BYTES + 16 +
+					   3 * (FX_DELTA_BYTES + 16));
 	assert_false(d->shutdown); /* resumed after every checkpoint */
 	assert_int_equal(dir_entries(ck), 5); /* MANIFEST, base, 3 deltas */
 
