@@ -398,6 +398,19 @@ out_rc:
 
 /* ---- restore ------------------------------------------------------------ */
 
+/* The stats of a restore that built domain @domid. */
+static void restored(const struct pvm_ckpt_restore_cfg *cfg,
+		     struct pvm_ckpt_restore_stats *st, uint32_t domid,
+		     uint64_t t0)
+{
+	struct pvm_hv_dominfo di;
+
+	st->domid = domid;
+	if (!cfg->hv->ops->domain_info(cfg->hv, domid, &di))
+		snprintf(st->name, sizeof(st->name), "%s", di.name);
+	st->total_ns = pvm_now_ns() - t0;
+}
+
 int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 		   const struct sr_key *key,
 		   struct pvm_ckpt_restore_stats *st, struct sr_err *e)
@@ -440,15 +453,8 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 			prc ? strerror(-prc) : "");
 		goto out;
 	}
-	st->domid = domid;
 	st->files = 1;
-	{
-		struct pvm_hv_dominfo di;
-
-		if (!cfg->hv->ops->domain_info(cfg->hv, domid, &di))
-			snprintf(st->name, sizeof(st->name), "%s", di.name);
-	}
-	st->total_ns = pvm_now_ns() - t0;
+	restored(cfg, st, domid, t0);
 	rc = 0;
 out:
 	sr_in_close(&in);
@@ -957,16 +963,9 @@ int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 			c.done, m->epoch + 1);
 		goto out;
 	}
-	st->domid = domid;
 	st->files = c.done;
 	st->epoch = m->epoch;
-	{
-		struct pvm_hv_dominfo di;
-
-		if (!cfg->hv->ops->domain_info(cfg->hv, domid, &di))
-			snprintf(st->name, sizeof(st->name), "%s", di.name);
-	}
-	st->total_ns = pvm_now_ns() - t0;
+	restored(cfg, st, domid, t0);
 	rc = 0;
 out:
 	xchain_close(&c);

@@ -71,6 +71,16 @@ ip_of() { case $1 in a) echo 192.168.100.1 ;; b) echo 192.168.100.2 ;; esac; }
 xl_row() { on_h "${1:-a}" "xl list $DOMU 2>/dev/null | awk 'NR==2{print \$1, \$2, \$3, \$4, \$5}'"; }
 # The domU's tick counter, as HOST's dom0 reads it over HTTP ("" if none).
 tick() { on_h "$1" "timeout 10 busybox wget -q -O- http://192.168.100.10/status" 2>/dev/null | awk '$1 == "DOMU-TICK" && $3 == "disk=ok" {print $2}'; }
+# domu-check on HOST (default a), retried for up to 30 s while the guest's
+# devices come back (after a restore or a move); its summary lines.
+domu_ok() {
+	local h=${1:-a} i
+	for i in $(seq 15); do
+		on_h "$h" "domu-check $DOMU" >/dev/null 2>&1 && { on_h "$h" "domu-check $DOMU" | grep -v '^  '; return 0; }
+		sleep 2
+	done
+	on_h "$h" "domu-check $DOMU"; fail "domu-check fails on $h"
+}
 # Bytes dom0 HOST has sent on the inter-host link so far.
 link_tx() { on_h "$1" 'cat /sys/class/net/$(cat /run/pvmig-link)/statistics/tx_bytes'; }
 
@@ -345,7 +355,7 @@ trap 'exit 130' INT TERM
 # More steps: tests/nested/steps_NAME.sh defines step functions and
 # NAME_steps, which runs them (`step STEP-NAME FUNCTION` each). They run
 # after the xl migrate steps, with pvmigd on both hosts and the domU on a,
-# and may use: on/on_b/on_h, fail, xl_row, step, $PVMIG, $DOMU, $REPO,
+# and may use: on/on_b/on_h, fail, xl_row, tick, domu_ok, step, $PVMIG, $DOMU, $REPO,
 # $LOGDIR, "$NX" (the host controller) and dom0's domu-check (also
 # installed as nx-domu-check, the lab's name).
 NX=$HOSTS

@@ -12,16 +12,6 @@
 
 CK_T0=
 
-# nx-domu-check, retried while the guest's devices come back
-ck_guest_ok() {
-	local i
-	for i in $(seq 15); do
-		on "nx-domu-check $DOMU" >/dev/null 2>&1 && { on "nx-domu-check $DOMU" | grep -v '^  '; return 0; }
-		sleep 2
-	done
-	on "nx-domu-check $DOMU"; fail "nx-domu-check fails"
-}
-
 ck_run() {
 	local out e
 	on "rm -rf /tmp/ck /tmp/ck.err"
@@ -36,7 +26,7 @@ ck_run() {
 	on "grep -qx 'epoch 3' /tmp/ck/MANIFEST" || { fail "MANIFEST does not name epoch 3"; return 1; }
 	on "ls -l /tmp/ck | tail -n +2" | sed 's/^/  /'
 	[ -n "$(xl_row)" ] || { fail "$DOMU is gone after the checkpoints"; return 1; }
-	ck_guest_ok
+	domu_ok a
 }
 
 ck_restore() {
@@ -51,7 +41,7 @@ ck_restore() {
 	}
 	echo "  restore: $(jq -c '.result | {domid, name, epoch, files, stream_bytes, total_ms}' <<<"$out" 2>/dev/null || echo "$out")"
 	[ "$(jq -r '.result.epoch' <<<"$out" 2>/dev/null)" = 3 ] || { fail "not epoch 3"; rc=1; }
-	ck_guest_ok || rc=1
+	domu_ok a || rc=1
 	t=$(tick a)
 	echo "  tick before the checkpoints $CK_T0, after the restore $t"
 	[ -n "$t" ] && [ "$t" -ge "$CK_T0" ] || { fail "the restored guest's counter ($t) is behind the one before the base ($CK_T0): not the checkpoint"; rc=1; }
