@@ -612,11 +612,15 @@ int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out);
 int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
 			   struct pvm_ckpt_image *out);
 
+#define PVM_CKPT_PAGES_UNKNOWN UINT64_MAX
+
 /* One committed epoch of pvm_ckpt_continuous(). */
 struct pvm_ckpt_epoch_stats {
 	uint32_t epoch;       /* 0: the base image */
 	uint64_t pause_ns;    /* the domain was paused this long */
-	uint64_t pages;       /* pages in this epoch's stream */
+	uint64_t pages;       /* pages in this epoch's stream, or
+			       * PVM_CKPT_PAGES_UNKNOWN (Xen: libxenguest
+			       * does not count a checkpoint's) */
 	uint64_t bytes;       /* stream bytes */
 	uint64_t commit_ns;   /* from the pause to the manifest's rename */
 	char suspend[192];    /* as pvm_ckpt_save_stats.suspend */

@@ -644,7 +644,9 @@ static int xcont_schedule(struct xcont *k)
 static int xcont_checkpoint(void *ctx)
 {
 	struct xcont *k = ctx;
-	struct pvm_ckpt_epoch_stats es = { .epoch = k->ep };
+	struct pvm_ckpt_epoch_stats es = {
+		.epoch = k->ep, .pages = PVM_CKPT_PAGES_UNKNOWN,
+	};
 	uint8_t trailer[XEP_TRAILER];
 	uint64_t bytes;
 	int rc;

@@ -476,10 +476,12 @@ static void print_epoch(const struct pvm_kv *kv)
 		fputs("}\n", stderr);
 		return;
 	}
-	printf("epoch %s: paused %s ms, %s pages, %.2f MiB, committed after %s ms\n",
+	/* pages: not on Xen (libxenguest does not count them) */
+	printf("epoch %s: paused %s ms, %s%s%.2f MiB, committed after %s ms\n",
 	       pvm_kv_get(kv, "epoch"), pvm_kv_get(kv, "pause_ms"),
-	       pvm_kv_get(kv, "pages"), mib(pvm_kv_get(kv, "bytes")),
-	       pvm_kv_get(kv, "commit_ms"));
+	       pvm_kv_get(kv, "pages") ? pvm_kv_get(kv, "pages") : "",
+	       pvm_kv_get(kv, "pages") ? " pages, " : "",
+	       mib(pvm_kv_get(kv, "bytes")), pvm_kv_get(kv, "commit_ms"));
 	fflush(stdout);
 }
 

@@ -373,7 +373,9 @@ static void cp_epoch(void *ctx, const struct pvm_ckpt_epoch_stats *e)
 	pvm_kv_add(&kv, "phase", "epoch");
 	pvm_kv_add(&kv, "epoch", "%u", e->epoch);
 	pvm_kv_add(&kv, "pause_ms", "%.3f", (double)e->pause_ns / 1e6);
-	pvm_kv_add(&kv, "pages", "%llu", (unsigned long long)e->pages);
+	if (e->pages != PVM_CKPT_PAGES_UNKNOWN)
+		pvm_kv_add(&kv, "pages", "%llu",
+			   (unsigned long long)e->pages);
 	pvm_kv_add(&kv, "bytes", "%llu", (unsigned long long)e->bytes);
 	pvm_kv_add(&kv, "commit_ms", "%.3f", (double)e->commit_ns / 1e6);
 	if (e->suspend[0])

@@ -226,6 +226,7 @@ static void on_epoch(void *ctx, const struct pvm_ckpt_epoch_stats *e)
 {
 	struct epochs *ep = ctx;
 
+	assert_true(e->pages == PVM_CKPT_PAGES_UNKNOWN); /* not counted */
 	if (ep->n < 16) {
 		ep->bytes[ep->n] = e->bytes;
 		ep->seen[ep->n++] = e->epoch;
