@@ -403,6 +403,24 @@ static int xchunk_take(struct dest *d, const struct pvm_kv *kv,
 	return 0;
 }
 
+/*
+ * After recv_msg failed: true when the channel is fine and the message
+ * itself was bad (malformed, or a STATE where a key=value record
+ * belongs), with @why saying so; false for a failed channel.
+ */
+static bool msg_refused(struct pvm_channel *ch, int type, char *why,
+			size_t why_len)
+{
+	const char *cwhy;
+
+	if (pvm_channel_error(ch, &cwhy) || (type != -EPROTO && type != -EBADMSG))
+		return false;
+	snprintf(why, why_len, "%s", type == -EPROTO ?
+		 "a STATE message has no place in libxenguest's stream" :
+		 "a malformed message (not a key=value record) in the stream");
+	return true;
+}
+
 /* The destination's libxl restore, on its own thread: it reads the pipe
  * the channel's chunks are written into. */
 struct xrestore {
@@ -454,6 +472,10 @@ static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
 	if (send_kv(d->ch, M_ACCEPT, &kv))
 		goto out_lost;
 	type = recv_msg(d->ch, &kv, NULL, NULL);
+	if (type < 0 && msg_refused(d->ch, type, why, why_len)) {
+		rc = -EPROTO;
+		goto out_abort;
+	}
 	if (type < 0)
 		goto out_lost;
 	if (type != M_XCONFIG) {
@@ -493,6 +515,10 @@ static int dest_xen_receive(struct dest *d, char *why, size_t why_len)
 		 d->id, d->name);
 	for (;;) {
 		type = recv_msg(d->ch, &kv, NULL, NULL);
+		if (type < 0 && msg_refused(d->ch, type, why, why_len)) {
+			rc = -EPROTO;
+			goto out_abort;
+		}
 		if (type < 0)
 			goto out_lost;
 		if (type == M_ABORT) {

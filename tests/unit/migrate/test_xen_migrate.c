@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -686,14 +687,52 @@ static struct pvm_channel *raw_hello(void)
 static const char config_json[] =
 	"{\"c_info\":{\"name\":\"web\"},\"b_info\":{\"max_memkb\":256}}";
 
+/* Cuts a channel whose answer has not come within WAIT_MS (a destination
+ * that waits for more instead of refusing), so that the test fails
+ * instead of hanging. */
+struct watchdog {
+	struct pvm_channel *ch;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool answered;
+	pthread_t thread;
+};
+
+static void *watchdog_main(void *arg)
+{
+	struct watchdog *w = arg;
+	struct timespec until;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&w->lock);
+	while (!w->answered && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&w->cond, &w->lock, &until);
+	if (!w->answered)
+		pvm_channel_shutdown(w->ch);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
 /* The destination's answer: ABORT, whose error says @what. */
 static void expect_abort(struct pvm_channel *ch, const char *what)
 {
+	struct watchdog w = { .ch = ch, .lock = PTHREAD_MUTEX_INITIALIZER,
+			      .cond = PTHREAD_COND_INITIALIZER };
 	struct pvm_kv kv;
 	const char *e;
+	int type;
 
 	pvm_kv_init(&kv);
-	assert_int_equal(raw_recv(ch, &kv), 'X');
+	assert_int_equal(pthread_create(&w.thread, NULL, watchdog_main, &w), 0);
+	type = raw_recv(ch, &kv);
+	pthread_mutex_lock(&w.lock);
+	w.answered = true;
+	pthread_cond_signal(&w.cond);
+	pthread_mutex_unlock(&w.lock);
+	pthread_join(w.thread, NULL);
+	assert_int_equal(type, 'X');
 	e = pvm_kv_get(&kv, "error");
 	if (!e || !strstr(e, what))
 		fail_msg("ABORT '%s' does not say '%s'", e ? e : "(none)", what);
@@ -713,25 +752,37 @@ static void test_hostile_chunks(void **state)
 	/* config chunk: a NUL inside, and no bytes at all */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, "{\0}", 3, NULL);
-	expect_abort(ch, "config");
+	expect_abort(ch, "config (chunk 0, 3 bytes) is not text");
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, "", 0, NULL);
-	expect_abort(ch, "config");
+	expect_abort(ch, "config (chunk 0, 0 bytes) is empty");
 	/* a chunk claiming more than a chunk holds */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
 	raw_send_bytes(ch, 'b', 1, page, 4096, "99999999999999");
-	expect_abort(ch, "chunk 1");
+	expect_abort(ch, "chunk 1 of the stream claims 99999999999999 bytes, a chunk holds at most");
 	/* a length that does not match the pages that came */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
 	raw_send_bytes(ch, 'b', 1, page, sizeof(page), "1");
-	expect_abort(ch, "chunk 1");
+	expect_abort(ch, "chunk 1 of the stream claims 1 bytes, which are not the pages");
 	/* no length */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
 	raw_send_bytes(ch, 'b', 1, page, 4096, "many");
-	expect_abort(ch, "chunk 1");
+	expect_abort(ch, "chunk 1 of the stream has no valid length");
+	/* a STATE message (not a key=value record), and garbage */
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	assert_int_equal(pvm_channel_send_msg(ch, "S\1\2\3", 4), 0);
+	expect_abort(ch, "a STATE message has no place");
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	assert_int_equal(pvm_channel_send_msg(ch, "bytes", 5), 0);
+	expect_abort(ch, "a malformed message");
+	ch = raw_hello();
+	assert_int_equal(pvm_channel_send_msg(ch, "c\377", 2), 0);
+	expect_abort(ch, "a malformed message");
 	/* a message that has no place in the stream */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
@@ -768,8 +819,8 @@ static void test_hostile_chunks(void **state)
 	fx_use_host(DST);
 	/* libxl built a domain for each stream that had a config, and
 	 * destroyed it when the stream broke off */
-	assert_int_equal(fx_calls("libxl_domain_create_restore"), 5);
-	assert_int_equal(fx.restores_failed, 5);
+	assert_int_equal(fx_calls("libxl_domain_create_restore"), 7);
+	assert_int_equal(fx.restores_failed, 7);
 	fx_use_host(SRC);
 
 	/* and the destination still takes a real migration */
