@@ -969,11 +969,14 @@ void pvm_channel_close(struct pvm_channel *ch)
 	pvm_channel_shutdown(ch);
 	if (ch->ka_started)
 		pthread_join(ch->ka_thread, NULL);
+	/* Every thread first: one that fails tells the peer on stream 0
+	 * (send_error_frame), which must not be freed under it. */
+	for (unsigned i = 0; i <= ch->nstreams; i++)
+		if (ch->s[i].thread_started)
+			pthread_join(ch->s[i].thread, NULL);
 	for (unsigned i = 0; i <= ch->nstreams; i++) {
 		struct stream *s = &ch->s[i];
 
-		if (s->thread_started)
-			pthread_join(s->thread, NULL);
 		tp_conn_dispose(&s->conn);
 		pthread_mutex_destroy(&s->conn.ssl_lock);
 		pthread_mutex_destroy(&s->wlock);

@@ -869,5 +869,6 @@ int main(void)
 #undef T
 	};
 
+	setvbuf(stdout, NULL, _IONBF, 0); /* cmocka's lines with the log's */
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
