@@ -1237,6 +1237,7 @@ struct source {
 	bool xen;
 	bool xen_suspended;     /* suspended for the save: resume on rollback */
 	int x_suspend_rc;       /* the suspend callback's failure */
+	bool x_cancelled;       /* the precopy callback aborted: cancel */
 	_Atomic uint64_t xbytes; /* stream bytes sent so far */
 	uint64_t xchunks;        /* chunks sent (xchunk_base) */
 	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
@@ -1674,8 +1675,10 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	enum pvm_policy_verdict v;
 	const char *verdict_why;
 
-	if (cli_cancelled(m))
+	if (cli_cancelled(m)) {
+		m->x_cancelled = true;
 		return PVM_HV_XEN_PRECOPY_ABORT;
+	}
 	if (dirty < 0) { /* before round 0 */
 		m->x_t_round = now;
 		m->x_bytes_round = bytes;
@@ -1782,7 +1785,10 @@ static int source_xen_stream(struct source *m, char *why, size_t why_len)
 	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
 		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->live, &cb);
-		if (rc && m->x_suspend_rc == -ETIMEDOUT)
+		if (rc && m->x_cancelled) {
+			rc = -ECANCELED;
+			snprintf(why, why_len, "cancelled");
+		} else if (rc && m->x_suspend_rc == -ETIMEDOUT)
 			snprintf(why, why_len, "it did not suspend within %u ms (no answer to control/shutdown: no PV suspend support, or it hangs in its suspend path; the request was taken back)",
 				 m->suspend_timeout_ms);
 		else if (rc && m->x_suspend_rc)

@@ -15,6 +15,8 @@
  *     built there destroyed;
  *   - the link cut mid-stream (before READY), after READY (before
  *     UNPAUSE) and after UNPAUSE: exactly one running copy each time;
+ *   - `pvmig migrate` cancelled during pre-copy: the guest runs on here,
+ *     nothing left there;
  *   - the guest not suspending within --suspend-timeout: it keeps running
  *     here (its suspend request taken back), nothing left there;
  *   - hostile or truncated chunks from a hand-made source: refused with a
@@ -320,6 +322,9 @@ static void wait_idle(unsigned h)
 	fail_msg("host %u still has a migration running", h);
 }
 
+/* The control connection of the migration running (as pvmig's). */
+static int mig_fd = -1;
+
 /*
  * `pvmig migrate web 127.0.0.1:PORT [key=value...]` asked of host @from's
  * service; the RESULT in @res. Returns its status (0 or an errno).
@@ -343,12 +348,14 @@ static int migrate(unsigned from, uint16_t port, struct pvm_kv *res, ...)
 	va_end(ap);
 	assert_int_equal(pvm_ctl_connect(pvm_service_control_path(svc[from]),
 					 &fd), 0);
+	mig_fd = fd;
 	assert_int_equal(pvm_ctl_send(fd, PVM_CTL_REQUEST, &req), 0);
 	pvm_kv_dispose(&req);
 	pvm_kv_init(res);
 	do {
 		assert_int_equal(pvm_ctl_recv(fd, 60000, &kind, res), 0);
 	} while (kind != PVM_CTL_RESULT);
+	mig_fd = -1;
 	close(fd);
 	assert_int_equal(pvm_kv_get_u64(res, "status", &status), 0);
 	wait_idle(SRC);
@@ -566,6 +573,44 @@ static void test_cut_after_unpause(void **state)
 		assert_runs_only_on(SRC);
 	}
 	pvm_kv_dispose(&res);
+}
+
+/* ---- cancelled during pre-copy ------------------------------------------------ */
+
+/* Before the policy is asked about round 2: what pvmig migrate does on
+ * Ctrl-C (any record from the CLI cancels). */
+static void cancel_at_round_2(void *ctx, unsigned int iteration)
+{
+	struct pvm_kv kv;
+
+	(void)ctx;
+	if (iteration != 2)
+		return;
+	pvm_kv_init(&kv);
+	assert_int_equal(pvm_ctl_send(mig_fd, PVM_CTL_CANCEL, &kv), 0);
+}
+
+static void test_cancel_during_precopy(void **state)
+{
+	struct pvm_kv res;
+	struct fx_dom *d = guest();
+
+	(void)state;
+	for (unsigned i = 0; i < 8; i++)
+		fx.save_dirty[i] = 5000; /* never converges by itself */
+	fx.save_round = cancel_at_round_2;
+	assert_int_equal(migrate(SRC, px.port, &res, NULL), ECANCELED);
+	assert_error_has(&res, "cancelled");
+	assert_error_has(&res, "keeps running on this host");
+	pvm_kv_dispose(&res);
+	assert_int_equal(fx.save_rounds, 2);
+	/* never suspended: nothing to resume, it just runs on */
+	assert_false(d->shutdown);
+	assert_int_equal(fx_calls("libxl_domain_resume"), 0);
+	assert_runs_only_on(SRC);
+	fx_use_host(DST);
+	assert_int_equal(fx.restores_failed, 1);
+	fx_use_host(SRC);
 }
 
 /* ---- the suspend times out ----------------------------------------------------- */
@@ -864,6 +909,7 @@ int main(void)
 		T(test_cut_midstream),
 		T(test_cut_after_ready),
 		T(test_cut_after_unpause),
+		T(test_cancel_during_precopy),
 		T(test_suspend_timeout),
 		T(test_hostile_chunks),
 #undef T

@@ -1416,8 +1416,12 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 		struct precopy_stats st = { 0, 0, -1 };
 
 		for (;;) {
-			int v = cb->precopy_policy ? cb->precopy_policy(st, cb->data) :
-				XGS_POLICY_STOP_AND_COPY;
+			int v;
+
+			if (fx.save_round)
+				fx.save_round(fx.save_round_ctx, st.iteration);
+			v = cb->precopy_policy ? cb->precopy_policy(st, cb->data) :
+			    XGS_POLICY_STOP_AND_COPY;
 
 			if (v == XGS_POLICY_ABORT) {
 				free(buf);

@@ -113,6 +113,9 @@ struct fx_host {
 	void (*save_midway)(void *ctx);
 	void *save_midway_ctx;
 	size_t save_fail_at;
+	/* live: called before the policy is asked about each round */
+	void (*save_round)(void *ctx, unsigned int iteration);
+	void *save_round_ctx;
 	/* the stream type of the last call; XC_STREAM_REMUS: the base is
 	 * FX_SAVE_BYTES, each later checkpoint FX_DELTA_BYTES ("FXDELTA n\n"
 	 * first), each followed by the 8 bytes "FXCKPT\n\0" (its CHECKPOINT
