@@ -1230,6 +1230,7 @@ struct source {
 	bool quiesced;
 	struct pvm_buf devstate; /* captured at the pause */
 	unsigned throttle;       /* auto-converge level set on the guest (%) */
+	unsigned throttle_max;   /* the highest level it had (%) */
 	uint64_t t_start, t_pause;
 	struct pvm_kv stats;
 
@@ -1243,6 +1244,7 @@ struct source {
 	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
 	struct pvm_round_stats xr;
 	char x_rounds_desc[1024];
+	char x_throttles[1024]; /* throttle_per_round */
 };
 
 /* Cancel requested: `pvmig migrate --cancel`, or the CLI that asked for
@@ -1311,6 +1313,8 @@ static int throttle_set(struct source *m, unsigned pct)
 	rc = hv->ops->domain_throttle(hv, m->dom.domid, pct);
 	if (rc == 0 || (pct == 0 && rc == -ESRCH))
 		m->throttle = pct;
+	if (rc == 0 && pct > m->throttle_max)
+		m->throttle_max = pct;
 	if (rc == 0)
 		pvm_info("migration %.8s: '%s' throttled to %u%%", m->id,
 			 m->dom.name, pct);
@@ -1628,6 +1632,8 @@ static void *xpump_main(void *arg)
 
 	if (!buf)
 		p->rc = -ENOMEM;
+	if (p->m->bw_bytes_s)
+		bw_limit(p->m, false); /* --bandwidth: its clock starts here */
 	while (!eof) {
 		n = read(p->fd, buf ? buf + fill : drain,
 			 buf ? PVM_XCHUNK_BYTES - fill : sizeof(drain));
@@ -1643,6 +1649,9 @@ static void *xpump_main(void *arg)
 						    p->m->xchunks++, buf, fill);
 			if (!p->rc)
 				atomic_fetch_add(&p->m->xbytes, fill);
+			/* --bandwidth: libxenguest waits on the pipe meanwhile */
+			if (!p->rc && p->m->bw_bytes_s)
+				bw_limit(p->m, true);
 			fill = 0;
 		}
 	}
@@ -1708,6 +1717,9 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 		snprintf(m->x_rounds_desc + strlen(m->x_rounds_desc),
 			 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
 			 " throttled %u%%", r->throttle_pct);
+	snprintf(m->x_throttles + strlen(m->x_throttles),
+		 sizeof(m->x_throttles) - strlen(m->x_throttles), "%s%u",
+		 r->round ? "," : "", r->throttle_pct);
 	m->x_t_round = now;
 	m->x_bytes_round = bytes;
 	if (v == PVM_POLICY_CONTINUE)
@@ -1829,7 +1841,6 @@ static int source_run(struct source *m, char *why, size_t why_len)
 	char rounds_desc[2048] = "", throttles[1024] = "";
 	uint64_t t_connected = 0, t_accepted = 0, t_precopy = 0;
 	uint64_t t_read = 0, t_sent = 0, t_state = 0, t_ready = 0;
-	unsigned throttle_max = 0;
 	int rc;
 
 	pvm_kv_init(&kv);
@@ -1888,6 +1899,7 @@ static int source_run(struct source *m, char *why, size_t why_len)
 			      PVM_PAGE_SIZE;
 		r.round = m->xr.round;
 		snprintf(rounds_desc, sizeof(rounds_desc), "%s", m->x_rounds_desc);
+		snprintf(throttles, sizeof(throttles), "%s", m->x_throttles);
 		t_precopy = t_read = t_sent = t_state = pvm_now_ns();
 		goto handover;
 	}
@@ -2019,8 +2031,6 @@ static int source_run(struct source *m, char *why, size_t why_len)
 				/* A new regime: both counts start again. */
 				r.stuck_rounds = 0;
 				r.high_rounds = 0;
-				if (next > throttle_max)
-					throttle_max = next;
 				continue;
 			}
 			pvm_warn("migration %.8s: cannot throttle '%s' (%s): stopping anyway",
@@ -2226,7 +2236,7 @@ handover:
 		add_stat(m, "round_detail", "%s", rounds_desc);
 		if (m->live)
 			add_stat(m, "throttle_per_round", "%s", throttles);
-		add_stat(m, "throttle_max_pct", "%u", throttle_max);
+		add_stat(m, "throttle_max_pct", "%u", m->throttle_max);
 		add_stat(m, "pages_sent", "%llu", (unsigned long long)total_pages);
 		add_stat(m, "zero_pages", "%llu", (unsigned long long)cs1.zero_pages);
 		add_stat(m, "wire_bytes", "%llu", (unsigned long long)cs1.wire_bytes);
