@@ -1240,8 +1240,10 @@ struct source {
 	int x_suspend_rc;       /* the suspend callback's failure */
 	bool x_cancelled;       /* the precopy callback aborted: cancel */
 	_Atomic uint64_t xbytes; /* stream bytes sent so far */
+	_Atomic uint64_t xread;  /* ... read from libxenguest so far */
 	uint64_t xchunks;        /* chunks sent (xchunk_base) */
 	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
+	uint64_t x_written;      /* libxenguest's pages sent, last round */
 	struct pvm_round_stats xr;
 	char x_rounds_desc[1024];
 	char x_throttles[1024]; /* throttle_per_round */
@@ -1555,7 +1557,7 @@ static void add_stat(struct source *m, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void add_stat(struct source *m, const char *key, const char *fmt, ...)
 {
-	char v[256];
+	char v[PVM_KV_VALUE_MAX + 1]; /* round_detail is long */
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -1643,6 +1645,8 @@ static void *xpump_main(void *arg)
 			eof = true;
 		else if (buf)
 			fill += (size_t)n;
+		if (n > 0) /* the round rates: not only whole chunks */
+			atomic_fetch_add(&p->m->xread, (uint64_t)n);
 		if (buf && fill && (fill == PVM_XCHUNK_BYTES || eof)) {
 			if (!p->rc)
 				p->rc = xsend_chunk(p->m->ch, M_XCHUNK,
@@ -1665,6 +1669,12 @@ static int xsrc_suspend(void *ctx)
 	struct source *m = ctx;
 	int rc;
 
+	/* Full speed for the suspend (a throttled guest answers it slowly)
+	 * and whatever follows; not before: after a STOP, libxenguest still
+	 * sends the last dirty set live, which a throttled guest keeps small. */
+	if (m->throttle && throttle_set(m, 0))
+		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
+			 m->dom.name);
 	m->t_pause = pvm_now_ns();
 	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->suspend_timeout_ms);
 	m->xen_suspended = rc == 0;
@@ -1679,7 +1689,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 {
 	struct source *m = ctx;
 	struct pvm_round_stats *r = &m->xr;
-	uint64_t now = pvm_now_ns(), bytes = atomic_load(&m->xbytes);
+	uint64_t now = pvm_now_ns(), bytes = atomic_load(&m->xread);
 	double s = (double)(now - m->x_t_round) / 1e9;
 	enum pvm_policy_verdict v;
 	const char *verdict_why;
@@ -1694,7 +1704,8 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 		return PVM_HV_XEN_PRECOPY_CONTINUE;
 	}
 	r->round = round ? round - 1 : 0;
-	r->pages_sent = written;
+	r->pages_sent = written - m->x_written; /* libxenguest counts all */
+	m->x_written = written;
 	r->wire_bytes = bytes - m->x_bytes_round;
 	r->ms = (now - m->x_t_round) / 1000000;
 	r->bytes_per_s = s > 0 ? (double)(bytes - m->x_bytes_round) / s : 0;
@@ -1720,6 +1731,10 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	snprintf(m->x_throttles + strlen(m->x_throttles),
 		 sizeof(m->x_throttles) - strlen(m->x_throttles), "%s%u",
 		 r->round ? "," : "", r->throttle_pct);
+	pvm_debug("migration %.8s: round %u sent %llu pages (%llu stream bytes) in %llu ms, %llu dirty, throttle %u%%: %s",
+		  m->id, r->round, (unsigned long long)r->pages_sent,
+		  (unsigned long long)r->wire_bytes, (unsigned long long)r->ms,
+		  (unsigned long long)dirty, r->throttle_pct, verdict_why);
 	m->x_t_round = now;
 	m->x_bytes_round = bytes;
 	if (v == PVM_POLICY_CONTINUE)
@@ -1740,11 +1755,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 		add_stat(m, "stop_reason", "%s", verdict_why);
 	}
 	add_stat(m, "converged", "%s", v == PVM_POLICY_STOP ? "yes" : "no");
-	/* Full speed for the suspend that comes next (a throttled guest
-	 * would answer it slowly) and for whatever follows. */
-	if (m->throttle && throttle_set(m, 0))
-		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
-			 m->dom.name);
+	/* The throttle stays until the suspend (xsrc_suspend). */
 	return PVM_HV_XEN_PRECOPY_STOP;
 }
 

@@ -167,6 +167,16 @@ static int save_suspend(void *data)
 	return s->suspend_rc == 0;
 }
 
+/*
+ * libxenguest (4.17, xg_sr_save.c send_memory_live) asks twice a round:
+ * (iteration x, dirty D) before it sends round x's D pages (x = 0: every
+ * page, D = p2m size; STOP here still sends those D pages live before the
+ * suspend), and (x + 1, -1) right after the send, before it reads the
+ * dirty bitmap. Our callback is asked once before round 0 (0, 0, -1) and
+ * then once a round, when its dirty count is known, so the time between
+ * two calls is one round's send (and a round's figures are not the
+ * milliseconds of a bitmap read).
+ */
 static int save_policy(struct precopy_stats st, void *data)
 {
 	struct save_ctx *s = data;
@@ -177,8 +187,13 @@ static int save_policy(struct precopy_stats st, void *data)
 		       (st.dirty_count >= 0 && st.dirty_count < 50) ?
 			       XGS_POLICY_STOP_AND_COPY :
 			       XGS_POLICY_CONTINUE_PRECOPY;
-	v = s->cb->precopy(s->cb->ctx, st.iteration, st.total_written,
-			   st.dirty_count);
+	if (st.iteration && st.dirty_count < 0)
+		return XGS_POLICY_CONTINUE_PRECOPY; /* sent; bitmap next */
+	if (!st.iteration)
+		v = s->cb->precopy(s->cb->ctx, 0, 0, -1);
+	else
+		v = s->cb->precopy(s->cb->ctx, st.iteration, st.total_written,
+				   st.dirty_count);
 	switch (v) {
 	case PVM_HV_XEN_PRECOPY_STOP:
 		return XGS_POLICY_STOP_AND_COPY;

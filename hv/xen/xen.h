@@ -110,9 +110,10 @@ struct pvm_hv_xen_save_cb {
 	/* Brings the guest to its suspended state: 0 or a negative errno.
 	 * NULL: pvm_hv_xen_suspend(PVM_HV_XEN_SUSPEND_MS). */
 	int (*suspend)(void *ctx);
-	/* Live: before and after each pre-copy round, libxenguest's figures
-	 * (round number, pages sent so far, pages dirty or -1 when not
-	 * known yet): PVM_HV_XEN_PRECOPY_*. NULL: stop after
+	/* Live: once before round 0 (0, 0, -1), then once after each
+	 * pre-copy round r, when its dirty pages are known (r + 1, pages
+	 * sent so far, pages dirty now): PVM_HV_XEN_PRECOPY_*; STOP sends
+	 * those dirty pages once more live, then suspends. NULL: stop after
 	 * PVM_HV_XEN_DEFAULT_ROUNDS rounds or under 50 dirty pages. */
 	int (*precopy)(void *ctx, uint32_t round, uint64_t written,
 		       int64_t dirty);

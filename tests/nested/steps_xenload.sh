@@ -24,9 +24,12 @@
 # PID. The dirtier is the domU's /cgi-bin/dirty (harness/guest/domu-init).
 
 XL_POLL=/usr/local/bin/nx-xenload-poll
-XL_DIRTY_MIB=16
+XL_DIRTY_MIB=4
 XL_JS=""
-XL_STOP_MIB=4     # --bandwidth of the --no-converge stop migration
+XL_STOP_MIB=2     # --bandwidth of the --no-converge stop migration
+# The pause aimed at: a TCG dom0 sends ~3 MB/s of random pages, so 30 ms
+# (the default) would be ~25 pages, less than the idle guest dirties.
+XL_DOWN_MS=500
 
 # The poller, into both dom0s: xenload-poll http|cap OUT MAXSECS writes a
 # line every 0.2 s (http) / 0.3 s (cap) until OUT.stop exists or MAXSECS
@@ -132,20 +135,29 @@ xl_io_move() {
 	[ $rc = 0 ] || return 1
 	log=$LOGDIR/xenload-http-$from.log
 	# polls, failures, longest gap between two answers, ticks seen, the
-	# answers after the move, the first tick that went down or lost its disk
+	# answers after the move, the first tick that went down or lost its
+	# disk. Each host has its own copy of the domU's disk (a file in its
+	# dom0, no shared storage): a tick whose write went to the source's
+	# copy and whose read came from the destination's reads back an older
+	# block (BAD(block-M), M < tick), once, across the move; counted apart.
 	awk -v t0="$XL_T0" -v t1="$XL_T1" '
 		{ n++ }
 		$2 != "DOMU-TICK" { f++; if ($1 >= t0 && $1 <= t1) fm++; next }
+		$4 ~ /^disk=BAD\(block-[0-9]+\)$/ && !stale && $1 >= t0 {
+			m = $4; gsub(/[^0-9]/, "", m)
+			if (m + 0 < $3 + 0) { stale = $3 ":" m; $4 = "disk=ok" }
+		}
 		$4 != "disk=ok" && !bad { bad = $0 }
 		last != "" && $3 < last && !bad { bad = "tick " last " then " $3 }
 		prev != "" && $1 - prev > gap { gap = $1 - prev }
 		first == "" { first = $3 } { prev = $1; last = $3 } $1 > t1 { after++ }
-		END { printf "XL-IO %d %d %d %d %s %s %d %s\n", n, f, fm, gap, first, last, after, (bad == "" ? "-" : bad) }
+		END { printf "XL-IO %d %d %d %d %s %s %d %s %s\n", n, f, fm, gap, first, last, after, (stale ? stale : "-"), (bad == "" ? "-" : bad) }
 	' "$log" >"$log.sum"
-	read -r _ n f fm gap first last after bad <"$log.sum"
+	read -r _ n f fm gap first last after stale bad <"$log.sum"
 	echo "  $from -> $to: $n polls from $from's dom0, $f failed ($fm during the migrate command, $((XL_T1 - XL_T0)) ms);" \
 	     "longest gap between answers ${gap} ms; tick $first -> $last; $after answers after the move;" \
 	     "pvmig downtime $(xl_res downtime_ms) ms"
+	[ "$stale" = - ] || echo "  tick ${stale%%:*} wrote its block on one host and read it on the other: block-${stale#*:} (the disks are per host)"
 	[ "$bad" = - ] || { fail "the domU's tick went back or its disk failed: $bad"; return 1; }
 	[ "${after:-0}" -ge 3 ] || { fail "the polls did not come back after the move"; return 1; }
 	[ -n "$first" ] && [ "$last" -gt "$first" ] || { fail "the tick did not go on ($first -> $last)"; return 1; }
@@ -166,7 +178,7 @@ xl_throttle() {
 	cap0=$(xl_cap a)
 	[ -n "$cap0" ] || { fail "xl shows no credit/credit2 cap for $DOMU"; return 1; }
 	pid=$(xl_poll_start a cap 180) || { fail "cannot start the cap poller"; return 1; }
-	xl_migrate a b --no-converge throttle || rc=1
+	xl_migrate a b --no-converge throttle --downtime-ms $XL_DOWN_MS || rc=1
 	xl_poll_stop a cap "$pid"
 	seen=$(xl_caps_seen a)
 	cap1=$(xl_cap b)
@@ -188,7 +200,7 @@ xl_stop() {
 	xl_dirty_on b 240 || return 1
 	cap0=$(xl_cap b)
 	pid=$(xl_poll_start b cap 180) || { fail "cannot start the cap poller"; return 1; }
-	xl_migrate b a --no-converge stop --bandwidth $XL_STOP_MIB --max-rounds 8 || rc=1
+	xl_migrate b a --no-converge stop --downtime-ms $XL_DOWN_MS --bandwidth $XL_STOP_MIB --max-rounds 8 || rc=1
 	xl_poll_stop b cap "$pid"
 	seen=$(xl_caps_seen b)
 	echo "  cap before $cap0; seen on b during the migration: $seen; on a after: $(xl_cap a)"
@@ -212,7 +224,7 @@ xl_cancel_restores() {
 	local out c rc=0
 	xl_set_cap a 60 || { fail "cannot set a cap of 60"; return 1; }
 	xl_dirty_on a 120 || { xl_set_cap a 0; return 1; }
-	out=$(on "nohup $PVMIG migrate $DOMU hostb --no-converge throttle >/tmp/xenload-cancel.out 2>&1 </dev/null & m=\$!
+	out=$(on "nohup env $PVMIG migrate $DOMU hostb --no-converge throttle --downtime-ms $XL_DOWN_MS >/tmp/xenload-cancel.out 2>&1 </dev/null & m=\$!
 	    for i in \$(seq 300); do
 		c=\$(xl sched-credit2 -d $DOMU 2>/dev/null | awk 'NR == 2 {print \$4}')
 		[ -n \"\$c\" ] || c=\$(xl sched-credit -d $DOMU 2>/dev/null | awk 'NR == 2 {print \$4}')

@@ -1412,9 +1412,15 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 		abort();
 	fx_save_stream(dom, buf);
 	if (flags & XCFLAGS_LIVE) {
-		/* As xg_sr_save.c: ask the policy before each round. */
-		struct precopy_stats st = { 0, 0, -1 };
+		/* As Xen 4.17's xg_sr_save.c send_memory_live: the policy is
+		 * asked before each round with the pages that round sends
+		 * (round 0: all of them), and again right after the send with
+		 * dirty_count -1; STOP on the first call still sends them. */
+		struct precopy_stats st = { 0, 0, FX_SAVE_P2M };
+		int64_t dirty = FX_SAVE_P2M;
+		unsigned int x = 0;
 
+		fx.save_live_sent = 0;
 		for (;;) {
 			int v;
 
@@ -1423,19 +1429,31 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 			v = cb->precopy_policy ? cb->precopy_policy(st, cb->data) :
 			    XGS_POLICY_STOP_AND_COPY;
 
+			x++;
 			if (v == XGS_POLICY_ABORT) {
 				free(buf);
 				errno = EINTR;
 				return -1;
 			}
-			if (v == XGS_POLICY_STOP_AND_COPY)
+			fx.save_live_sent += (uint64_t)dirty;
+			if (v != XGS_POLICY_CONTINUE_PRECOPY)
 				break;
+			st.iteration = x;
+			st.total_written += (uint64_t)st.dirty_count;
+			st.dirty_count = -1;
+			v = cb->precopy_policy(st, cb->data);
+			if (v == XGS_POLICY_ABORT) {
+				free(buf);
+				errno = EINTR;
+				return -1;
+			}
+			if (v != XGS_POLICY_CONTINUE_PRECOPY)
+				break;
+			/* the fake's figures end: as if the policy stopped */
 			if (fx.save_rounds >= 8 ||
 			    fx.save_dirty[fx.save_rounds] < 0)
 				break;
-			st.dirty_count = fx.save_dirty[fx.save_rounds++];
-			st.total_written += 100;
-			st.iteration++;
+			dirty = st.dirty_count = fx.save_dirty[fx.save_rounds++];
 		}
 	}
 	for (unsigned int ck = 0;; ck++) {

@@ -103,9 +103,11 @@ struct fx_host {
 	/* xc_domain_save: the dirty count given to the policy per round
 	 * (-1 ends the script: the fake then stops pre-copy), how many
 	 * rounds ran, the bytes of its stream (FX_SAVE_BYTES, starting
-	 * "FXSAVE <domid>\n"), the flags of the last call */
+	 * "FXSAVE <domid>\n"), the flags of the last call, and the pages
+	 * its live rounds sent (FX_SAVE_P2M in round 0) */
 	int64_t save_dirty[8];
 	unsigned int save_rounds;
+	uint64_t save_live_sent; /* pages the live rounds sent */
 	uint32_t save_flags;
 	/* xc_domain_save after the suspend: save_midway(save_midway_ctx)
 	 * is called once half the stream is written; save_fail_at > 0
@@ -146,6 +148,7 @@ struct fx_host {
  * a pattern of @dom): FX_SAVE_BYTES into @buf. The fake's restore
  * accepts exactly that inside a libxl stream. */
 void fx_save_stream(uint32_t dom, uint8_t *buf);
+#define FX_SAVE_P2M 1000 /* pages of a live save's round 0 */
 
 /*
  * Several hosts (two pvmigd services in one test process): each handle
