@@ -1436,6 +1436,7 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 				return -1;
 			}
 			fx.save_live_sent += (uint64_t)dirty;
+			fx.save_last_cap = d->cap;
 			if (v != XGS_POLICY_CONTINUE_PRECOPY)
 				break;
 			st.iteration = x;

@@ -108,6 +108,7 @@ struct fx_host {
 	int64_t save_dirty[8];
 	unsigned int save_rounds;
 	uint64_t save_live_sent; /* pages the live rounds sent */
+	uint16_t save_last_cap;  /* its scheduler cap during the last one */
 	uint32_t save_flags;
 	/* xc_domain_save after the suspend: save_midway(save_midway_ctx)
 	 * is called once half the stream is written; save_fail_at > 0
