@@ -247,6 +247,7 @@ xld_cancel_restores() {
 	[ -n "$c" ] && [ "$c" -lt 60 ] || { fail "no throttle below the domU's own cap (60) was seen"; xld_set_cap a 0; return 1; }
 	[ -n "$(xl_row a)" ] && [ -z "$(xl_row b)" ] || { fail "$DOMU is not (only) on a after the cancel"; return 1; }
 	grep -q '^MIGRATE-RC 0$' <<<"$out" && { fail "the cancelled migration says it succeeded"; xld_set_cap a 0; return 1; }
+	grep -q 'migrate: cancelled' <<<"$out" || { fail "pvmig migrate does not say it was cancelled"; xld_set_cap a 0; return 1; }
 	c=$(xld_cap a)
 	echo "  cap after the cancel: $c (60 before)"
 	xld_set_cap a 0
