@@ -9,6 +9,9 @@
  *   - a live and a cold migration, there and back: the destination's
  *     libxl restore gets the byte-exact stream xc_domain_save wrote, the
  *     guest runs there and is gone here;
+ *   - the hand-over held at READY (source suspended, destination restored
+ *     and paused: none runs) and at RUNNING (the source copy still
+ *     suspended until then, destroyed after);
  *   - the destination's libxl restore failing at once or at the end: the
  *     source resumes its guest, nothing is left on the destination;
  *   - xc_domain_save failing mid-stream: resumed here, the domain libxl
@@ -26,6 +29,7 @@
  *     which serves the next migration.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -263,6 +267,7 @@ static int teardown(void **state)
 	}
 	proxy_stop();
 	unsetenv("PVMIG_FAULT");
+	unsetenv("PVMIG_HOLD");
 	for (unsigned h = 0; h < FX_HOSTS; h++) {
 		fx_use_host(h);
 		assert_int_equal(fx.handles_open, 0);
@@ -435,6 +440,106 @@ static void test_live_there_and_back(void **state)
 		snprintf(want, sizeof(want), "FXSAVE %u\n", back);
 		assert_memory_equal(fx.restored + 24, want, strlen(want));
 	}
+}
+
+/* ---- the hand-over, step by step ----------------------------------------------- */
+
+struct held {
+	struct pvm_kv res;
+	int rc;
+};
+
+static void *migrate_main(void *arg)
+{
+	struct held *h = arg;
+
+	h->rc = migrate(SRC, px.port, &h->res, NULL);
+	return NULL;
+}
+
+static void *migrate_back_main(void *arg)
+{
+	struct held *h = arg;
+
+	h->rc = migrate(DST, listen_port(SRC), &h->res, NULL);
+	return NULL;
+}
+
+/* Waits (bounded) for PVMIG_HOLD's FILE.held. */
+static void wait_held(const char *file)
+{
+	char held[400];
+
+	snprintf(held, sizeof(held), "%s.held", file);
+	for (unsigned ms = 0; ms < WAIT_MS && access(held, F_OK); ms += 10)
+		usleep(10000);
+	assert_int_equal(access(held, F_OK), 0);
+}
+
+/* Host @h's copy of "web": its state, or NULL. */
+static struct fx_dom *copy_on(unsigned h)
+{
+	fx_use_host(h);
+	for (size_t i = 0; i < FX_MAX_DOMS; i++)
+		if (fx.doms[i].exists && !strcmp(fx.doms[i].name, "web"))
+			return &fx.doms[i];
+	return NULL;
+}
+
+static void test_handover_keeps_one_running(void **state)
+{
+	struct held h;
+	struct fx_dom *src = guest(), *dst;
+	char file[300], hold[320];
+	pthread_t t;
+	int fd;
+
+	(void)state;
+	/* READY in, UNPAUSE not sent: the source copy is suspended, the
+	 * destination's restored and paused: none runs. */
+	snprintf(file, sizeof(file), "%s/go-ready", dir);
+	snprintf(hold, sizeof(hold), "src-after-ready:%s", file);
+	setenv("PVMIG_HOLD", hold, 1);
+	assert_int_equal(pthread_create(&t, NULL, migrate_main, &h), 0);
+	wait_held(file);
+	assert_true(src->exists && src->shutdown &&
+		    src->shutdown_reason == SHUTDOWN_suspend);
+	dst = copy_on(DST);
+	assert_non_null(dst);
+	assert_int_equal(dst->pause_count, 1);
+	assert_int_equal(copies(SRC, "web", NULL) + copies(DST, "web", NULL), 2);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	pthread_join(t, NULL);
+	unsetenv("PVMIG_HOLD");
+	assert_int_equal(h.rc, 0);
+	pvm_kv_dispose(&h.res);
+	assert_runs_only_on(DST);
+
+	/* and back: RUNNING in, the source copy not yet destroyed: it is
+	 * still suspended while the other runs */
+	dst = copy_on(DST);
+	dst->honours_suspend = true;
+	fx_use_host(SRC);
+	snprintf(file, sizeof(file), "%s/go-running", dir);
+	snprintf(hold, sizeof(hold), "src-after-running:%s", file);
+	setenv("PVMIG_HOLD", hold, 1);
+	assert_int_equal(pthread_create(&t, NULL, migrate_back_main, &h), 0);
+	wait_held(file);
+	assert_true(dst->exists && dst->shutdown &&
+		    dst->shutdown_reason == SHUTDOWN_suspend);
+	src = copy_on(SRC);
+	assert_non_null(src);
+	assert_int_equal(src->pause_count, 0);
+	assert_false(src->shutdown);
+	fx_use_host(SRC);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	pthread_join(t, NULL);
+	unsetenv("PVMIG_HOLD");
+	assert_int_equal(h.rc, 0);
+	pvm_kv_dispose(&h.res);
+	assert_runs_only_on(SRC);
 }
 
 /* ---- the destination's libxl restore fails ----------------------------------- */
@@ -978,6 +1083,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_live_there_and_back),
+		T(test_handover_keeps_one_running),
 		T(test_restore_fails_at_once),
 		T(test_restore_fails_at_the_end),
 		T(test_save_fails_midstream),
