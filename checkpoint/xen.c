@@ -261,8 +261,12 @@ static int xsave_suspend(void *ctx)
 
 	s->t_suspend = pvm_now_ns();
 	xsave_report(s, "stop-and-copy", s->st->rounds, 0, 0);
+	/* --suspend-timeout rules; without it Xen's default (a nested or
+	 * loaded host needs far longer than a simulated guest's 1000 ms). */
 	rc = pvm_hv_xen_suspend(s->cfg->hv, s->cfg->domid,
-				PVM_HV_XEN_SUSPEND_MS);
+				s->cfg->suspend_timeout_ms ?
+					s->cfg->suspend_timeout_ms :
+					PVM_HV_XEN_SUSPEND_MS);
 	s->suspended = rc == 0;
 	return rc;
 }
@@ -781,6 +785,7 @@ int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	k->sc.domid = cfg->domid;
 	k->sc.progress = cfg->progress;
 	k->sc.progress_ctx = cfg->progress_ctx;
+	k->sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
 	k->s.cfg = &k->sc;
 	k->s.st = &k->ss;
 	k->s.pump = &k->pump;

@@ -347,8 +347,8 @@ static int do_restore(struct pvm_hv *hv, const char *json, int fd,
 		pvm_err("xen: restore of '%s' failed: libxl_domain_create_restore: "
 			"%d (libxl's reason is logged above)",
 			dc.c_info.name ? dc.c_info.name : "?", lrc);
-		if (domid != (uint32_t)INVALID_DOMID && domid != 0)
-			libxl_domain_destroy(x->ctx, domid, NULL);
+		/* libxl destroyed what it had built (domcreate_complete):
+		 * destroying that domid again could hit a new domain. */
 		goto out;
 	}
 	if (!paused) {

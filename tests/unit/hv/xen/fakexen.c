@@ -1663,6 +1663,9 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 	    fx.restore_fail_late) {
 		dom_free(d);
 		fx.restores_failed++;
+		/* libxl hands back the domid it had, destroyed; by then it
+		 * may name another domain (restore_fail_domid) */
+		*domid = fx.restore_fail_domid ? fx.restore_fail_domid : id;
 		return ERROR_BADFAIL;
 	}
 	*domid = id;

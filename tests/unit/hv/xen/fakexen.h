@@ -139,6 +139,7 @@ struct fx_host {
 	uint8_t *restored;
 	size_t restored_len;
 	bool restore_fail_late;
+	uint32_t restore_fail_domid; /* the domid a failed restore reports */
 	unsigned int restores_failed;
 };
 

@@ -171,6 +171,20 @@ static void test_failures(void **state)
 	assert_int_not_equal(pvm_ckpt_save(&cfg, &st), 0);
 	assert_non_null(fx_dom(4));
 	assert_false(d->shutdown);
+	/* ... and with --suspend-timeout 200 the wait is that bound, not
+	 * Xen's default 60 s: about 20 polls of 10 ms, the request taken
+	 * back (counted, not timed). */
+	{
+		unsigned int polls = fx_calls("xc_domain_getinfolist");
+
+		cfg.suspend_timeout_ms = 200;
+		assert_int_equal(pvm_ckpt_save(&cfg, &st), -ETIMEDOUT);
+		polls = fx_calls("xc_domain_getinfolist") - polls;
+		assert_true(polls >= 20 && polls < 100);
+		assert_string_equal(d->control_shutdown, "");
+		assert_false(d->shutdown);
+		cfg.suspend_timeout_ms = 0;
+	}
 	d->honours_suspend = true;
 	/* No libxl config; a digest (not available on Xen). */
 	fx_fail("libxl_retrieve_domain_configuration", 1, EINVAL);
@@ -205,6 +219,16 @@ static void test_failures(void **state)
 	fx_fail("libxl_domain_create_restore", 1, EIO);
 	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), -EIO);
 	assert_non_null(strstr(rst.err_msg, "libxl"));
+	/* A restore libxl fails late: libxl destroyed its domain and hands
+	 * back its domid, which may already name another domain: pvmig
+	 * must not destroy it again. */
+	running_pv(9, "other");
+	fx.restore_fail_late = true;
+	fx.restore_fail_domid = 9;
+	assert_int_not_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_non_null(fx_dom(9));
+	fx.restore_fail_late = false;
+	fx.restore_fail_domid = 0;
 	unlink(path);
 	rmdir(dir);
 }
