@@ -205,7 +205,7 @@ struct cont {
 	struct sr_key key;    /* wiped at the end of the run */
 };
 
-int sr_cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
+static int cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
@@ -214,6 +214,38 @@ int sr_cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
 	return 0;
+}
+
+int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
+		 uint64_t *next, struct sr_err *e)
+{
+	uint64_t now = pvm_now_ns();
+	int rc;
+
+	*next += (uint64_t)cfg->interval_ms * 1000000u;
+	if (cfg->duration_ms && *next - t0 > cfg->duration_ms * 1000000u)
+		return 0;
+	if (*next <= now)
+		*next = now; /* an epoch overran: do not catch up */
+	/* Called every epoch, with 0 after an overrun, so a stop request is
+	 * seen even when epochs take the whole interval. */
+	rc = cont_wait(cfg, (uint32_t)((*next - now) / 1000000u));
+	if (rc < 0)
+		return sr_fail(e, rc, "waiting for the next epoch: %s",
+			       strerror(-rc));
+	return !rc;
+}
+
+void sr_cont_account(struct pvm_ckpt_cont_stats *st,
+		     const struct pvm_ckpt_epoch_stats *es, bool epoch)
+{
+	st->bytes += es->bytes;
+	if (!epoch)
+		return;
+	st->epochs++;
+	st->total_pause_ns += es->pause_ns;
+	if (es->pause_ns > st->max_pause_ns)
+		st->max_pause_ns = es->pause_ns;
 }
 
 /* Copies the dirty pages while paused: into the stage, or (past it)
@@ -517,31 +549,18 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	if (base(&k, false, &es))
 		goto out_rc;
 	logdirty = true;
-	st->bytes += es.bytes;
+	sr_cont_account(st, &es, false);
 	if (cfg->epoch_done)
 		cfg->epoch_done(cfg->epoch_ctx, &es);
 
 	next = pvm_now_ns();
 	for (uint32_t n = 1, ep = 1; !cfg->max_epochs || n <= cfg->max_epochs;
 	     n++, ep++) {
-		uint64_t now = pvm_now_ns();
-
-		next += (uint64_t)cfg->interval_ms * 1000000u;
-		if (cfg->duration_ms &&
-		    next - t0 > cfg->duration_ms * 1000000u)
-			break;
-		if (next <= now)
-			next = now; /* an epoch overran: do not catch up */
-		/* Called every epoch, with 0 after an overrun, so a stop
-		 * request is seen even when epochs take the whole interval. */
-		rc = sr_cont_wait(cfg, (uint32_t)((next - now) / 1000000u));
-		if (rc < 0) {
-			sr_fail(&e, rc, "waiting for the next epoch: %s",
-				strerror(-rc));
+		rc = sr_cont_next(cfg, t0, &next, &e);
+		if (rc < 0)
 			goto out;
-		}
-		if (rc > 0)
-			break; /* told to stop */
+		if (rc == 0)
+			break; /* the duration is over, or told to stop */
 		if (cfg->rebase_epochs && ep > cfg->rebase_epochs) {
 			/* A new run: a fresh base replaces the chain. */
 			if (base(&k, true, &es))
@@ -550,11 +569,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		} else if (epoch(&k, ep, &es)) {
 			goto out_rc;
 		}
-		st->epochs++;
-		st->bytes += es.bytes;
-		st->total_pause_ns += es.pause_ns;
-		if (es.pause_ns > st->max_pause_ns)
-			st->max_pause_ns = es.pause_ns;
+		sr_cont_account(st, &es, true);
 		if (cfg->epoch_done)
 			cfg->epoch_done(cfg->epoch_ctx, &es);
 	}

@@ -305,8 +305,15 @@ int sr_manifest_write(const char *dir, const struct sr_manifest *m,
 void sr_remove_old_runs(const char *dir, const char *chain);
 /* A new run's name: 32 random hex digits. */
 void sr_new_chain(char out[33]);
-/* cfg->wait, or a sleep: 0 go on, 1 stop, < 0 error. */
-int sr_cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms);
+/* The schedule of a run started at @t0: *@next (when the previous epoch
+ * was due) moves on by the interval, then cfg->wait (or a sleep) until
+ * then. 1 go on, 0 stop (duration over, or told to), < 0 error (in @e). */
+int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
+		 uint64_t *next, struct sr_err *e);
+/* Adds committed @es to the run's totals; @epoch false for the first base
+ * (its bytes count, it is not an epoch). */
+void sr_cont_account(struct pvm_ckpt_cont_stats *st,
+		     const struct pvm_ckpt_epoch_stats *es, bool epoch);
 /* "DIR/CHAIN-base.pvm[.lz4]" or "DIR/CHAIN-NNNNNN.pvm[.lz4]". */
 int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
 		  uint32_t epoch, bool lz4);

@@ -548,8 +548,6 @@ struct xcont {
 	bool open;
 	char chain[33];
 	uint32_t ep;                    /* epoch being written */
-	uint32_t deltas;                /* epochs after the first base, as
-					 * pvm_ckpt_cont_stats.epochs counts */
 	uint32_t runs;                  /* started */
 	uint64_t t0, next;              /* the epoch schedule */
 	uint64_t pause_ns;
@@ -622,28 +620,6 @@ static int xcont_postcopy(void *ctx)
 	return rc;
 }
 
-/* Waits for the next epoch: 1 go on, 0 stop here (max_epochs, duration,
- * told to), < 0 error. */
-static int xcont_schedule(struct xcont *k)
-{
-	const struct pvm_ckpt_cont_cfg *cfg = k->cfg;
-	uint64_t now = pvm_now_ns();
-	int rc;
-
-	if (cfg->max_epochs && k->deltas >= cfg->max_epochs)
-		return 0;
-	k->next += (uint64_t)cfg->interval_ms * 1000000u;
-	if (cfg->duration_ms && k->next - k->t0 > cfg->duration_ms * 1000000u)
-		return 0;
-	if (k->next <= now)
-		k->next = now; /* an epoch overran: do not catch up */
-	rc = sr_cont_wait(cfg, (uint32_t)((k->next - now) / 1000000u));
-	if (rc < 0)
-		return sr_fail(k->e, rc, "waiting for the next epoch: %s",
-			       strerror(-rc));
-	return !rc;
-}
-
 /* libxenguest's checkpoint callback: commit this epoch, wait, go on. */
 static int xcont_checkpoint(void *ctx)
 {
@@ -652,7 +628,6 @@ static int xcont_checkpoint(void *ctx)
 		.epoch = k->ep, .pages = PVM_CKPT_PAGES_UNKNOWN,
 	};
 	uint8_t trailer[XEP_TRAILER];
-	uint64_t bytes;
 	int rc;
 
 	rc = pump_drain(&k->pump);
@@ -668,7 +643,7 @@ static int xcont_checkpoint(void *ctx)
 		return sr_fail(k->e, rc, "%s: cannot write epoch %u: %s",
 			       k->cfg->dir, k->ep, strerror(-rc));
 	}
-	bytes = k->sum.len; /* the stream part: what a restore reads back */
+	es.bytes = k->sum.len; /* the stream part: what a restore reads back */
 	ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
 	if (sr_out_commit(&k->o, k->e))
@@ -680,20 +655,15 @@ static int xcont_checkpoint(void *ctx)
 	if (k->ep == 0)
 		sr_remove_old_runs(k->cfg->dir, k->chain);
 	es.pause_ns = k->pause_ns;
-	es.bytes = bytes;
 	es.commit_ns = pvm_now_ns() - k->s.t_suspend;
-	if (k->ep || k->runs > 1) {
-		k->deltas++;
-		k->st->epochs++;
-		k->st->total_pause_ns += es.pause_ns;
-		if (es.pause_ns > k->st->max_pause_ns)
-			k->st->max_pause_ns = es.pause_ns;
-	}
-	k->st->bytes += bytes;
+	/* the first run's base is not an epoch; a rebase's is */
+	sr_cont_account(k->st, &es, k->ep || k->runs > 1);
 	if (k->cfg->epoch_done)
 		k->cfg->epoch_done(k->cfg->epoch_ctx, &es);
 
-	rc = xcont_schedule(k);
+	if (k->cfg->max_epochs && k->st->epochs >= k->cfg->max_epochs)
+		return 0;
+	rc = sr_cont_next(k->cfg, k->t0, &k->next, k->e);
 	if (rc <= 0)
 		return rc;
 	if (k->cfg->rebase_epochs && k->ep >= k->cfg->rebase_epochs) {
