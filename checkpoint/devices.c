@@ -32,7 +32,7 @@
 #define SR_XS_IMAGE_MAX (4u << 20)
 
 /* The PV devices a config names, as pvquiesce addresses them (the same
- * rule as migrate/migration.c's config_devices()). */
+ * rule as migrate/domconfig.c's mig_config_devices()). */
 void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d)
 {
 	memset(s, 0, sizeof(*s));

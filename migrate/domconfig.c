@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pvquiesce/pvquiesce.h"
+
 void dom_config_to_hv(const struct dom_config *dc,
 		      struct pvm_hv_domain_config *cfg)
 {
@@ -156,4 +158,20 @@ int dom_config_from_kv(const struct pvm_kv *kv, struct dom_config *dc,
 		dc->nr_nics = i + 1;
 	}
 	return 0;
+}
+
+size_t mig_config_devices(const struct dom_config *dc,
+			  struct pvm_pvq_device *out)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < dc->nr_disks && n < PVM_PVQ_MAX_DEVICES; i++) {
+		int id = pvm_pvq_vdev_devid(dc->disks[i].vdev);
+
+		if (id >= 0)
+			out[n++] = (struct pvm_pvq_device){ PVM_PVQ_VBD, (uint32_t)id };
+	}
+	for (uint32_t i = 0; i < dc->nr_nics && n < PVM_PVQ_MAX_DEVICES; i++)
+		out[n++] = (struct pvm_pvq_device){ PVM_PVQ_VIF, i };
+	return n;
 }

@@ -7,10 +7,14 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "hv/hv.h"
 #include "migrate/migrate.h"
 #include "pvquiesce/pvquiesce.h"
+
+/* The most domains a listing asks the backend for. */
+#define MIG_MAX_DOMAINS 1024u
 
 struct pvm_xenstored;
 
@@ -52,7 +56,7 @@ int dom_config_from_kv(const struct pvm_kv *kv, struct dom_config *dc,
 struct pvm_tls_ctx;
 struct pvm_channel;
 struct req;
-struct source;
+struct mig_src;
 struct pvm_listener;
 
 /* A function the service's main thread runs for another thread. */
@@ -100,7 +104,7 @@ struct pvm_service {
 	 * (the toolstack config, as libxl keeps it). */
 	struct dom_config configs[64];
 
-	struct source *sources;     /* outgoing migrations running */
+	struct mig_src *sources;     /* outgoing migrations running */
 
 	struct pvm_tls_ctx *tls;    /* peer TLS, when configured */
 	struct pvm_listener *listener;
@@ -134,11 +138,20 @@ void svc_config_put(struct pvm_service *s, const struct dom_config *dc);
 int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out);
 void svc_config_quiesced(struct pvm_service *s, uint32_t domid, bool quiesced);
 
-/* ---- migration (migration.c) ---- */
+/* ---- migration: files and what they share --------------------------------
+ *
+ *   wire.c        peer messages: framing, receive, expect, abort, targets
+ *   state.c       the STATE message: encode (source), apply (destination)
+ *   source.c      the source's job: `pvmig migrate`, pre-copy, hand-over
+ *   dest.c        the destination's job, one per accepted channel
+ *   peer.c        TLS context and the listener thread
+ *   xen_stream.c  on Xen: libxenguest's stream pump and restore thread
+ *   outcome.c     outcome registry, statistics ring, test hooks
+ */
 
 struct pvm_pvq_device;
 /* The PV devices a config names, as pvquiesce addresses them (@out holds
- * PVM_PVQ_MAX_DEVICES); returns how many. */
+ * PVM_PVQ_MAX_DEVICES); returns how many. (domconfig.c) */
 size_t mig_config_devices(const struct dom_config *dc,
 			  struct pvm_pvq_device *out);
 
@@ -146,17 +159,72 @@ int h_migrate(struct req *r);
 int h_migrate_cancel(struct req *r);
 int h_migrations(struct req *r);
 
-/* Shared with tunnel.c: a channel message is a type byte then a
- * key=value record (send_kv); send_abort() sends 'X' error=WHY. */
-int send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv);
-void send_abort(struct pvm_channel *ch, const char *why);
+/* ---- wire.c ---- */
+
+/* Peer message types: the type byte of each message on a channel's
+ * control stream. */
+enum mig_msg {
+	MIG_HELLO = 'H',   /* src -> dst: id, name, nr_pages, vcpus, image */
+	MIG_ACCEPT = 'A',  /* dst -> src: domid */
+	MIG_ROUND = 'E',   /* src -> dst: end of a pre-copy round */
+	MIG_ROUND_ACK = 'e', /* dst -> src: every page of that round is in */
+	MIG_STATE = 'S',   /* src -> dst: tagged sections */
+	MIG_READY = 'D',   /* dst -> src: restored, paused */
+	MIG_UNPAUSE = 'U', /* src -> dst */
+	MIG_RUNNING = 'G', /* dst -> src */
+	MIG_ABORT = 'X',   /* either: error */
+	MIG_QUERY = 'Q',   /* src -> dst on a new channel: id */
+	MIG_OUTCOME = 'O', /* dst -> src: state */
+	/* Xen (x86 PV): libxenguest's stream instead of pages and STATE */
+	MIG_XCONFIG = 'c', /* src -> dst: chunk holding the libxl JSON config */
+	MIG_XCHUNK = 'b',  /* src -> dst: chunk of the libxl stream: bytes */
+	MIG_XEND = 'z',    /* src -> dst: the stream is complete */
+	/* The first message of a tunnel channel (instead of a HELLO). */
+	MIG_TUNNEL = 'T',
+};
+
+/* A channel message is a type byte then a key=value record; send_abort()
+ * sends ABORT error=WHY (best effort). */
+int mig_send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv);
+int mig_send_simple(struct pvm_channel *ch, char type);
+void mig_send_abort(struct pvm_channel *ch, const char *why);
+/*
+ * Receives the next message. For key=value types @kv is filled; for STATE
+ * the raw body is returned in *raw_out (caller frees; -EPROTO when
+ * @raw_out is NULL). Returns the type (> 0) or a negative errno.
+ */
+int mig_recv_msg(struct pvm_channel *ch, struct pvm_kv *kv, void **raw_out,
+		 size_t *raw_len);
+/* Waits for @want; ABORT becomes -ECONNABORTED with its reason in @why. */
+int mig_expect(struct pvm_channel *ch, int want, struct pvm_kv *kv, char *why,
+	       size_t why_len);
 /* "HOST[:PORT]" (PVM_PORT_DEFAULT without one); -EINVAL if malformed. */
-int parse_target(const char *t, char *host, size_t hlen, uint16_t *port);
+int mig_parse_target(const char *t, char *host, size_t hlen, uint16_t *port);
+
+/* ---- outcome.c ---- */
+
+/* The outcome of @id becomes @state ("receiving", "running", "aborted"). */
+void mig_outcome_set(struct pvm_service *s, const char *id, const char *state);
+/*
+ * The destination's decision point, under the service lock so that a QUERY
+ * and a late UNPAUSE cannot both win: @to_state is set only if the outcome
+ * is still "receiving". Returns the state after the call in @out.
+ */
+void mig_outcome_decide(struct pvm_service *s, const char *id,
+			const char *to_state, char *out, size_t len);
+/* Keeps a copy of a finished migration's statistics (`pvmig migrations`). */
+void mig_stats_keep(struct pvm_service *s, const struct pvm_kv *kv);
+/* Test hooks: PVMIG_FAULT names @name; PVMIG_HOLD=@name:FILE holds. */
+bool mig_fault_point(const char *name);
+void mig_hold_point(const char *name);
+
+/* ---- peer.c ---- */
+
+/* Loads the peer TLS context once (pvmigd.conf's tls-*): 0 or -errno. */
+int mig_load_tls(struct pvm_service *s);
 
 /* ---- xl stream tunnels (tunnel.c) ---- */
 
-/* The first message of a tunnel channel (instead of a migration's HELLO). */
-#define M_TUNNEL 'T'
 struct tunnel;
 /* Serves the tunnel whose open message @hello arrived on *@chp: runs the
  * configured tunnel-command and joins it to the channel until either ends.
@@ -314,5 +382,126 @@ int pvm_xchunk_rx_pages(struct pvm_xchunk_rx *rx, const uint64_t *pfns,
  * -EBADMSG unless exactly its pages arrived and @bytes fits. */
 int pvm_xchunk_rx_take(struct pvm_xchunk_rx *rx, uint64_t bytes,
 		       const uint8_t **at, size_t *len_out);
+
+/* ---- the two sides ---- */
+
+#define MIG_MAP_BATCH 1024u
+
+/* The destination of one incoming migration (dest.c). */
+struct mig_dst {
+	struct pvm_service *svc;
+	struct pvm_channel *ch;
+	uint32_t domid;
+	bool created;
+	uint8_t *mem;       /* whole guest, mapped WRITE */
+	uint64_t nr_pages;
+	_Atomic uint64_t pages_in;
+	char id[33];
+	char name[64];
+	uint64_t vcpus;
+	struct dom_config dc;
+	bool verified;
+	uint32_t src_domid;
+	bool keep_domid; /* devices reconnect transparently (HELLO pv_mode) */
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	size_t ndev;
+	/* Set while the channel is an xl stream tunnel (tunnel.c). */
+	struct tunnel *_Atomic tun;
+	bool xen;           /* libxenguest's stream (HELLO xen=1) */
+	struct pvm_xchunk_rx xrx; /* xen: chunks (xrx.stage NULL: none) */
+};
+
+/* One outgoing migration (source.c). */
+struct mig_src {
+	struct mig_src *next;  /* svc->sources, under svc->lock */
+	atomic_bool cancel;    /* pvmig migrate --cancel */
+	struct pvm_service *svc;
+	int fd;                /* the CLI's control connection */
+	struct pvm_hv_dominfo dom;
+	char host[128];
+	uint16_t port;
+	char id[33];
+	bool live;
+	bool compress;
+	bool verify;
+	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
+	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: no request */
+	uint32_t drain_timeout_ms;   /* --drain-timeout; 0: pvquiesce's */
+	enum pvm_pvq_mode pv_mode; /* --pv-mode, then chosen before HELLO */
+	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
+	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
+	unsigned streams;
+	struct pvm_policy policy;
+	struct dom_config dc;
+
+	struct pvm_channel *ch;
+	struct pvm_bitmap dirty;
+	bool logdirty;
+	bool paused;
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	size_t ndev;
+	bool quiesced;
+	struct pvm_buf devstate; /* captured at the pause */
+	unsigned throttle;       /* auto-converge level set on the guest (%) */
+	unsigned throttle_max;   /* the highest level it had (%) */
+	uint64_t t_start, t_pause;
+	struct pvm_kv stats;
+
+	/* xen: libxenguest's stream (mig_source_xen_stream) */
+	bool xen;
+	bool xen_suspended;     /* suspended for the save: resume on rollback */
+	int x_suspend_rc;       /* the suspend callback's failure */
+	bool x_cancelled;       /* the precopy callback aborted: cancel */
+	_Atomic uint64_t xbytes; /* stream bytes sent so far */
+	_Atomic uint64_t xread;  /* ... read from libxenguest so far */
+	uint64_t xchunks;        /* chunks sent (xchunk_base) */
+	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
+	uint64_t x_written;      /* libxenguest's pages sent, last round */
+	struct pvm_round_stats xr;
+	char x_rounds_desc[1024];
+	char x_throttles[1024]; /* throttle_per_round */
+};
+
+/* source.c, for xen_stream.c and state.c */
+bool mig_src_cancelled(struct mig_src *m);
+void mig_src_progress(struct mig_src *m, const struct pvm_round_stats *r,
+		      uint64_t predicted_ms, const char *phase);
+int mig_src_throttle(struct mig_src *m, unsigned pct);
+void mig_src_bw_limit(struct mig_src *m, bool all);
+void mig_src_stat(struct mig_src *m, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- state.c ---- */
+
+/* SHA-256 over every page of a paused domain, in pfn order. */
+int mig_memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+		      uint8_t out[32]);
+void mig_hex32(const uint8_t d[32], char out[65]);
+/* Source: builds the STATE message of the paused domain and sends it. */
+int mig_state_send(struct mig_src *m);
+/* Destination: applies STATE (@p, @len) to the paused domain; @why says
+ * what failed. */
+int mig_state_apply(struct mig_dst *d, const uint8_t *p, size_t len,
+		    char *why, size_t why_len);
+
+/* dest.c, for peer.c: the channel's on_pages (receive threads: each page
+ * written at its pfn), and the job thread (owns @arg, a struct mig_dst). */
+int mig_dest_pages(void *ctx, const uint64_t *pfns,
+		   const uint8_t *const *pages, size_t n);
+void *mig_dest_main(void *arg);
+
+/* ---- xen_stream.c ---- */
+
+/* Sends chunk @k of a Xen stream: its pages, then @type {bytes}. */
+int mig_xsend_chunk(struct pvm_channel *ch, char type, uint64_t k,
+		    const uint8_t *buf, size_t len);
+/* Source, xen: after ACCEPT, up to XEND sent (the guest suspended). */
+int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len);
+/*
+ * Destination, xen: from HELLO to READY sent. 0 with the domain restored
+ * and paused (d->created, d->domid); -ENOTCONN when the channel was lost
+ * (@why says so); another negative errno after telling the source why.
+ */
+int mig_dest_xen_receive(struct mig_dst *d, char *why, size_t why_len);
 
 #endif /* PVM_MIGRATE_INTERNAL_H */

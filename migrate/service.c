@@ -38,253 +38,6 @@
 #include "transport/transport.h"
 
 #define REQUEST_WAIT_MS 5000u
-#define MAX_DOMAINS 1024u
-
-
-/* ---- replies ----------------------------------------------------------- */
-
-int reply_result(struct req *r, int status, const struct pvm_kv *extra,
-			const char *fmt, ...)
-{
-	struct pvm_kv kv;
-	char msg[1024] = "";
-	va_list ap;
-	int rc;
-
-	if (fmt) {
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-	}
-	pvm_kv_init(&kv);
-	pvm_kv_add(&kv, "status", "%d", status < 0 ? -status : status);
-	if (status)
-		pvm_kv_add(&kv, "error", "%s", msg[0] ? msg : strerror(-status));
-	else if (msg[0])
-		pvm_kv_add(&kv, "message", "%s", msg);
-	for (size_t i = 0; extra && i < extra->n; i++)
-		pvm_kv_add(&kv, extra->key[i], "%s", extra->val[i]);
-	rc = pvm_ctl_send(r->fd, PVM_CTL_RESULT, &kv);
-	pvm_kv_dispose(&kv);
-	return rc;
-}
-
-/* ---- helpers ------------------------------------------------------------- */
-
-int parse_size(const char *s, uint64_t *bytes_out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	case '\0': break;
-	default: return -EINVAL;
-	}
-	if ((*end == 'i' || *end == 'b' || *end == 'B') && mult > 1)
-		end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
-	if (*end || v == 0 || v > (1ull << 46) / mult)
-		return -EINVAL;
-	*bytes_out = v * mult;
-	return *bytes_out % PVM_PAGE_SIZE ? -EINVAL : 0;
-}
-
-static const char *state_name(const struct pvm_hv_dominfo *d)
-{
-	if (d->flags & PVM_HV_DOMINF_DYING)
-		return "dying";
-	if (d->flags & PVM_HV_DOMINF_SHUTDOWN)
-		return d->shutdown_reason == PVM_HV_SHUTDOWN_CRASH ? "crashed"
-								    : "shutdown";
-	if (d->flags & PVM_HV_DOMINF_PAUSED)
-		return "paused";
-	return "running";
-}
-
-/* The optional @key= (1..REQ_PV_TIMEOUT_MAX_MS), set by the option @opt;
- * 0 when absent. */
-static int req_timeout_ms(struct req *r, const char *key, const char *opt,
-			  uint32_t *out)
-{
-	uint64_t v;
-
-	*out = 0;
-	if (!pvm_kv_get(r->args, key))
-		return 0;
-	if (pvm_kv_get_u64(r->args, key, &v) || v < 1 ||
-	    v > REQ_PV_TIMEOUT_MAX_MS)
-		return reply_result(r, -EINVAL, NULL,
-				    "%s must be 1..%u (ms), not '%s'", opt,
-				    REQ_PV_TIMEOUT_MAX_MS, pvm_kv_get(r->args, key)),
-		       -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-int req_pv_opts(struct req *r, struct req_pv_opts *o)
-{
-	const char *mode = pvm_kv_get(r->args, "pv_mode");
-
-	o->mode = PVM_PVQ_MODE_AUTO;
-	if (mode && pvm_pvq_mode_parse(mode, &o->mode))
-		return reply_result(r, -EINVAL, NULL,
-				    "--pv-mode is auto, cooperative or transparent, not '%s'",
-				    mode),
-		       -EINVAL;
-	if (req_timeout_ms(r, "suspend_timeout_ms", "--suspend-timeout",
-			   &o->suspend_timeout_ms) ||
-	    req_timeout_ms(r, "drain_timeout_ms", "--drain-timeout",
-			   &o->drain_timeout_ms))
-		return -EINVAL;
-	return 0;
-}
-
-int find_domain(struct req *r, struct pvm_hv_dominfo *out)
-{
-	struct pvm_hv *hv = r->svc->hv;
-	const char *want = pvm_kv_get(r->args, "domain");
-	struct pvm_hv_dominfo *all;
-	size_t n = 0;
-	int rc;
-
-	if (!want || !*want)
-		return reply_result(r, -EINVAL, NULL,
-				    "which domain? give a name or a domid"), -EINVAL;
-	all = calloc(MAX_DOMAINS, sizeof(*all));
-	if (!all)
-		return reply_result(r, -ENOMEM, NULL, NULL), -ENOMEM;
-	rc = hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
-	if (rc && rc != -ENOSPC) {
-		free(all);
-		return reply_result(r, rc, NULL, "cannot list domains: %s",
-				    strerror(-rc)), rc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char id[16];
-
-		snprintf(id, sizeof(id), "%u", all[i].domid);
-		if (!strcmp(all[i].name, want) || !strcmp(id, want)) {
-			*out = all[i];
-			free(all);
-			return 0;
-		}
-	}
-	free(all);
-	reply_result(r, -ESRCH, NULL, "no domain '%s' on this host (see pvmig list)",
-		     want);
-	return -ESRCH;
-}
-
-void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)
-{
-	pvm_kv_add(kv, "domid", "%u", d->domid);
-	pvm_kv_add(kv, "name", "%s", d->name);
-	pvm_kv_add(kv, "state", "%s", state_name(d));
-	pvm_kv_add(kv, "memory_mib", "%llu",
-		   (unsigned long long)(d->nr_pages * PVM_PAGE_SIZE >> 20));
-	pvm_kv_add(kv, "vcpus", "%u", d->nr_vcpus);
-	pvm_kv_add(kv, "logdirty", "%s",
-		   d->flags & PVM_HV_DOMINF_LOGDIRTY ? "on" : "off");
-}
-
-static struct dom_config *config_slot(struct pvm_service *s, uint32_t domid,
-				      bool create)
-{
-	struct dom_config *free_slot = NULL;
-
-	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++) {
-		if (s->configs[i].domid == domid)
-			return &s->configs[i];
-		if (!free_slot && !s->configs[i].domid)
-			free_slot = &s->configs[i];
-	}
-	if (!create || !free_slot)
-		return NULL;
-	memset(free_slot, 0, sizeof(*free_slot));
-	free_slot->domid = domid;
-	return free_slot;
-}
-
-void svc_config_put(struct pvm_service *s, const struct dom_config *dc)
-{
-	struct dom_config *slot;
-
-	pthread_mutex_lock(&s->lock);
-	slot = config_slot(s, dc->domid, true);
-	if (slot)
-		*slot = *dc;
-	else
-		pvm_warn("more than %zu domains: the config of domain %u is not kept",
-			 PVM_ARRAY_SIZE(s->configs), dc->domid);
-	pthread_mutex_unlock(&s->lock);
-}
-
-int svc_config_get(struct pvm_service *s, uint32_t domid, struct dom_config *out)
-{
-	struct dom_config *slot;
-
-	pthread_mutex_lock(&s->lock);
-	slot = config_slot(s, domid, false);
-	if (slot) {
-		*out = *slot;
-	} else {
-		memset(out, 0, sizeof(*out));
-		out->domid = domid;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return slot ? 0 : -ENOENT;
-}
-
-void svc_config_quiesced(struct pvm_service *s, uint32_t domid, bool quiesced)
-{
-	struct dom_config *slot;
-
-	pthread_mutex_lock(&s->lock);
-	slot = config_slot(s, domid, false);
-	if (slot)
-		slot->devices_quiesced = quiesced;
-	pthread_mutex_unlock(&s->lock);
-}
-
-void svc_config_set(struct pvm_service *s, uint32_t domid, const char *image)
-{
-	struct dom_config *slot;
-
-	pthread_mutex_lock(&s->lock);
-	slot = config_slot(s, domid, true);
-	if (slot)
-		snprintf(slot->image, sizeof(slot->image), "%s", image ? image : "");
-	pthread_mutex_unlock(&s->lock);
-}
-
-void svc_config_image(struct pvm_service *s, uint32_t domid, char *out,
-		      size_t len)
-{
-	struct dom_config *slot;
-
-	pthread_mutex_lock(&s->lock);
-	slot = config_slot(s, domid, false);
-	snprintf(out, len, "%s", slot ? slot->image : "");
-	pthread_mutex_unlock(&s->lock);
-}
-
-void svc_config_drop(struct pvm_service *s, uint32_t domid)
-{
-	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < PVM_ARRAY_SIZE(s->configs); i++)
-		if (s->configs[i].domid == domid)
-			memset(&s->configs[i], 0, sizeof(s->configs[i]));
-	pthread_mutex_unlock(&s->lock);
-}
 
 /* ---- handlers ------------------------------------------------------------ */
 
@@ -310,13 +63,13 @@ static int h_ping(struct req *r)
 static int h_list(struct req *r)
 {
 	struct pvm_hv *hv = r->svc->hv;
-	struct pvm_hv_dominfo *all = calloc(MAX_DOMAINS, sizeof(*all));
+	struct pvm_hv_dominfo *all = calloc(MIG_MAX_DOMAINS, sizeof(*all));
 	size_t n = 0;
 	int rc;
 
 	if (!all)
 		return reply_result(r, -ENOMEM, NULL, NULL);
-	rc = hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
+	rc = hv->ops->domain_list(hv, all, MIG_MAX_DOMAINS, &n);
 	if (rc && rc != -ENOSPC) {
 		free(all);
 		return reply_result(r, rc, NULL, "cannot list domains: %s",
@@ -370,12 +123,12 @@ static int h_create(struct req *r)
 		return reply_result(r, -EINVAL, NULL, "bad --vcpus (1..64)");
 	{
 		/* Names are unique on a host, as with xl. */
-		struct pvm_hv_dominfo *all = calloc(MAX_DOMAINS, sizeof(*all));
+		struct pvm_hv_dominfo *all = calloc(MIG_MAX_DOMAINS, sizeof(*all));
 		size_t n = 0;
 
 		if (!all)
 			return reply_result(r, -ENOMEM, NULL, NULL);
-		hv->ops->domain_list(hv, all, MAX_DOMAINS, &n);
+		hv->ops->domain_list(hv, all, MIG_MAX_DOMAINS, &n);
 		for (size_t i = 0; i < n; i++)
 			if (!strcmp(all[i].name, name)) {
 				uint32_t taken = all[i].domid;

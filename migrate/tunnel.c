@@ -14,9 +14,9 @@
  * On the channel (after the transport's own TLS and framing), every message
  * starts with a type byte:
  *
- *   'T' (M_TUNNEL) client -> pvmigd: open, key=value "version=1"
+ *   'T' (MIG_TUNNEL) client -> pvmigd: open, key=value "version=1"
  *   'K'            pvmigd -> client: the command runs, send
- *   'X' (M_ABORT)  either way: refused or failed, key=value "error=..."
+ *   'X' (MIG_ABORT)  either way: refused or failed, key=value "error=..."
  *   'd' LEN(u32 le) TAIL   data. From the client, the first LEN/4096 whole
  *                  pages of the chunk travel before it as one page batch
  *                  (lz4 and zero-page elision of the transport) and TAIL is
@@ -69,7 +69,7 @@ enum {
 	T_DATA = 'd',
 	T_EOF = 'e',
 	T_EXIT = 'x',
-	T_ABORT = 'X', /* migration.c's M_ABORT: send_abort() */
+	T_ABORT = 'X', /* wire.c's MIG_ABORT: mig_send_abort() */
 };
 
 struct tunnel {
@@ -543,29 +543,29 @@ void tunnel_serve(struct pvm_service *s, struct pvm_channel **chp,
 	int rc;
 
 	if (!t || tunnel_init(t, ch, false)) {
-		send_abort(ch, "out of memory");
+		mig_send_abort(ch, "out of memory");
 		free(t);
 		return;
 	}
 	if (pvm_kv_get_u64(hello, "version", &ver) || ver != TUN_VERSION) {
-		send_abort(ch, "unsupported tunnel version (this pvmigd speaks 1)");
+		mig_send_abort(ch, "unsupported tunnel version (this pvmigd speaks 1)");
 		goto out;
 	}
 	if (!s->cfg.tunnel_command[0]) {
-		send_abort(ch, "this pvmigd runs no tunnels (tunnel-command is empty in its pvmigd.conf)");
+		mig_send_abort(ch, "this pvmigd runs no tunnels (tunnel-command is empty in its pvmigd.conf)");
 		pvm_warn("tunnel from %s refused: tunnel-command is empty", peer);
 		goto out;
 	}
 	t->chunk = malloc(2 * TUN_CHUNK);
 	if (!t->chunk) {
-		send_abort(ch, "out of memory");
+		mig_send_abort(ch, "out of memory");
 		goto out;
 	}
 	rc = spawn_command(t, s->cfg.tunnel_command);
 	if (rc) {
 		snprintf(why, sizeof(why), "cannot start the tunnel-command: %s",
 			 strerror(-rc));
-		send_abort(ch, why);
+		mig_send_abort(ch, why);
 		pvm_warn("tunnel from %s: %s", peer, why);
 		goto out;
 	}
@@ -622,7 +622,7 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	t.wake[0] = t.wake[1] = -1;
 	t.in_fd = t.out_fd = -1;
 	why[0] = '\0';
-	if (parse_target(o->target, host, sizeof(host), &port)) {
+	if (mig_parse_target(o->target, host, sizeof(host), &port)) {
 		snprintf(why, why_len, "'%s' is not HOST or HOST:PORT", o->target);
 		return -EINVAL;
 	}
@@ -659,7 +659,7 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	t.out_fd = out_fd;
 	pvm_kv_init(&kv);
 	pvm_kv_add(&kv, "version", "%u", TUN_VERSION);
-	rc = send_kv(ch, M_TUNNEL, &kv);
+	rc = mig_send_kv(ch, MIG_TUNNEL, &kv);
 	pvm_kv_dispose(&kv);
 	if (!rc)
 		rc = pvm_channel_recv_msg(ch, (void **)&m, &len);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The hand-over failing at its three hard points (fault injection through
-# PVMIG_FAULT, migrate/migration.c): the link cut just before UNPAUSE, just
+# PVMIG_FAULT, migrate/outcome.c): the link cut just before UNPAUSE, just
 # after it, and the destination host dying right after READY. Each time the
 # guest must be running on exactly one host, or — when nobody can know —
 # paused on the source and said so, never running twice.

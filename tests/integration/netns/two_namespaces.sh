@@ -7,7 +7,7 @@
 # source pvmigd killed right after the hand-over; a peer whose certificate
 # comes from another CA; the same guest migrated twice at once. Each checks
 # the invariant: exactly one running copy, its I/O counters error-free.
-# The exact moments come from PVMIG_HOLD (migrate/migration.c): the source
+# The exact moments come from PVMIG_HOLD (migrate/outcome.c): the source
 # pvmigd stops at a point until a file appears. Needs root and iproute2:
 # skips otherwise.
 #   $1 = build dir

@@ -1,6 +1,6 @@
 /*
- * The Xen migration path of migrate/ (migration.c: source_xen_stream,
- * dest_xen_receive and the hand-over around them), end to end in one
+ * The Xen migration path of migrate/ (xen_stream.c: mig_source_xen_stream,
+ * mig_dest_xen_receive, and the hand-over around them in source.c, dest.c), end to end in one
  * process: two pvmigd services on two fake Xen hosts (fakexen.c, hosts 0
  * and 1), the real control protocol, TLS 1.3, lz4 and xchunk framing over
  * loopback. The source's link to the destination goes through a TCP
@@ -838,7 +838,7 @@ static struct pvm_channel *raw_connect(void)
 	return ch;
 }
 
-/* A message as migration.c frames it: type byte, key=value record. */
+/* A message as wire.c frames it: type byte, key=value record. */
 static int raw_send(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
 {
 	struct pvm_buf b;
