@@ -14,7 +14,7 @@
  * dropped, repeated, moved between files, or the file cut at a chunk
  * boundary without a failed tag.
  */
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 
 #include <fcntl.h>
 #include <lz4frame.h>

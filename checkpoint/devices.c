@@ -19,7 +19,7 @@
  *            sr_devs_wait()      after unpause: pvm_pvq_wait_connected,
  *                                naming a device that did not come back
  */
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 
 #include <stdio.h>
 #include <string.h>

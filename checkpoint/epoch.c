@@ -24,7 +24,7 @@
  * epoch N-1 (RUN-N.pvm may exist but is not listed); after it, epoch N.
  * Every file is a whole checksummed stream, so a torn one is caught too.
  */
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 #include "hv/xen/xen.h"
 
 #include <dirent.h>
@@ -58,17 +58,17 @@ int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
 
 static int sha_hex(const char *p, size_t n, char out[65])
 {
-	struct ckpt_digest d;
-	uint8_t dg[CKPT_DIGEST_LEN];
+	struct pvm_ckpt_digest d;
+	uint8_t dg[PVM_CKPT_DIGEST_LEN];
 	int rc;
 
-	ckpt_digest_init(&d);
-	rc = ckpt_digest_start(&d);
+	pvm_ckpt_digest_init(&d);
+	rc = pvm_ckpt_digest_start(&d);
 	if (!rc) {
-		ckpt_digest_update(&d, p, n);
-		rc = ckpt_digest_peek(&d, dg);
+		pvm_ckpt_digest_update(&d, p, n);
+		rc = pvm_ckpt_digest_peek(&d, dg);
 	}
-	ckpt_digest_dispose(&d);
+	pvm_ckpt_digest_dispose(&d);
 	for (size_t i = 0; !rc && i < sizeof(dg); i++)
 		sprintf(out + 2 * i, "%02x", dg[i]);
 	return rc;

@@ -21,7 +21,7 @@
  *
  *   pvm_ckpt_inspect()     the same walk with no hypervisor (verify)
  */
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 #include "hv/xen/xen.h"
 
 #include <dirent.h>
@@ -100,9 +100,9 @@ static int set_str(char *dst, size_t size, const char *src)
 static int parse_config(const char *text, size_t len, struct sr_config *c,
 			const char *path, struct sr_err *e)
 {
-	uint8_t want[CKPT_DIGEST_LEN], got[CKPT_DIGEST_LEN];
+	uint8_t want[PVM_CKPT_DIGEST_LEN], got[PVM_CKPT_DIGEST_LEN];
 	bool have_sum = false, have_pages = false;
-	struct ckpt_digest d;
+	struct pvm_ckpt_digest d;
 	size_t off = 0;
 	int rc;
 
@@ -124,13 +124,13 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 		if (!strncmp(line, "pvmig_config_sha256 = \"", 23)) {
 			char *q = strchr(line + 23, '"');
 
-			ckpt_digest_init(&d);
-			rc = ckpt_digest_start(&d);
+			pvm_ckpt_digest_init(&d);
+			rc = pvm_ckpt_digest_start(&d);
 			if (!rc) {
-				ckpt_digest_update(&d, text, off);
-				rc = ckpt_digest_peek(&d, got);
+				pvm_ckpt_digest_update(&d, text, off);
+				rc = pvm_ckpt_digest_peek(&d, got);
 			}
-			ckpt_digest_dispose(&d);
+			pvm_ckpt_digest_dispose(&d);
 			if (rc)
 				return sr_fail(e, rc, "cannot compute a digest");
 			if (!q || q[1] || (*q = '\0', unhex(line + 23, want,

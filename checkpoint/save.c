@@ -24,7 +24,7 @@
  * the domain (if we paused it), turns log-dirty off and removes path.tmp: the domain runs on and
  * an old file at path is untouched.
  */
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,9 +73,9 @@ static void hex(char *out, const uint8_t *p, size_t n)
 /* The option data: xl.cfg lines, the last one a SHA-256 of the others. */
 static int config_text(const struct sr_config *c, struct pvm_buf *b)
 {
-	struct ckpt_digest d;
-	uint8_t dg[CKPT_DIGEST_LEN];
-	char line[512], hx[2 * CKPT_DIGEST_LEN + 1];
+	struct pvm_ckpt_digest d;
+	uint8_t dg[PVM_CKPT_DIGEST_LEN];
+	char line[512], hx[2 * PVM_CKPT_DIGEST_LEN + 1];
 	int rc, n;
 
 	if (!config_string_ok(c->name) || !config_string_ok(c->image) ||
@@ -129,13 +129,13 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 	}
 	if (b->err)
 		return b->err;
-	ckpt_digest_init(&d);
-	rc = ckpt_digest_start(&d);
+	pvm_ckpt_digest_init(&d);
+	rc = pvm_ckpt_digest_start(&d);
 	if (!rc) {
-		ckpt_digest_update(&d, b->data, b->len);
-		rc = ckpt_digest_peek(&d, dg);
+		pvm_ckpt_digest_update(&d, b->data, b->len);
+		rc = pvm_ckpt_digest_peek(&d, dg);
 	}
-	ckpt_digest_dispose(&d);
+	pvm_ckpt_digest_dispose(&d);
 	if (rc)
 		return rc;
 	hex(hx, dg, sizeof(dg));
@@ -400,11 +400,11 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 {
 	uint64_t pfns[SR_BATCH];
 	int errs[SR_BATCH];
-	struct ckpt_digest d;
+	struct pvm_ckpt_digest d;
 	int rc;
 
-	ckpt_digest_init(&d);
-	rc = ckpt_digest_start(&d);
+	pvm_ckpt_digest_init(&d);
+	rc = pvm_ckpt_digest_start(&d);
 	for (uint64_t off = 0; !rc && off < nr_pages; off += SR_BATCH) {
 		size_t k = nr_pages - off < SR_BATCH ? nr_pages - off : SR_BATCH;
 		void *map;
@@ -415,12 +415,12 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 					errs, &map);
 		if (rc)
 			break;
-		ckpt_digest_update(&d, map, k * PVM_PAGE_SIZE);
+		pvm_ckpt_digest_update(&d, map, k * PVM_PAGE_SIZE);
 		hv->ops->unmap_pages(hv, map, k);
 	}
 	if (!rc)
-		rc = ckpt_digest_peek(&d, out);
-	ckpt_digest_dispose(&d);
+		rc = pvm_ckpt_digest_peek(&d, out);
+	pvm_ckpt_digest_dispose(&d);
 	if (rc)
 		return sr_fail(e, rc, "domain %u: cannot digest memory: %s",
 			       domid, strerror(-rc));

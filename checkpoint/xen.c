@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 #include "hv/xen/xen.h"
 
 #define PUMP_BUF (256u * 1024u)
@@ -501,24 +501,24 @@ static const uint8_t libxl_checkpoint_end[8] = {
 };
 
 #define XEP_MAGIC "PVMIGXEP"
-#define XEP_TRAILER (8u + 8u + CKPT_DIGEST_LEN)
+#define XEP_TRAILER (8u + 8u + PVM_CKPT_DIGEST_LEN)
 
 /* An epoch file's stream part: its length and digest as written/read. */
 struct xep_sum {
-	struct ckpt_digest dg;
+	struct pvm_ckpt_digest dg;
 	uint64_t len;
 };
 
 static int xep_sum_start(struct xep_sum *x)
 {
-	ckpt_digest_init(&x->dg);
+	pvm_ckpt_digest_init(&x->dg);
 	x->len = 0;
-	return ckpt_digest_start(&x->dg);
+	return pvm_ckpt_digest_start(&x->dg);
 }
 
 static void xep_sum_add(struct xep_sum *x, const void *p, size_t n)
 {
-	ckpt_digest_update(&x->dg, p, n);
+	pvm_ckpt_digest_update(&x->dg, p, n);
 	x->len += n;
 }
 
@@ -527,7 +527,7 @@ static int xep_trailer(const struct xep_sum *x, uint8_t t[XEP_TRAILER])
 	memcpy(t, XEP_MAGIC, 8);
 	for (int i = 0; i < 8; i++)
 		t[8 + i] = (uint8_t)(x->len >> (8 * i));
-	return ckpt_digest_peek(&x->dg, t + 16);
+	return pvm_ckpt_digest_peek(&x->dg, t + 16);
 }
 
 struct xcont {
@@ -571,7 +571,7 @@ static void xcont_abort(struct xcont *k)
 	if (!k->open)
 		return;
 	sr_out_abort(&k->o);
-	ckpt_digest_dispose(&k->sum.dg);
+	pvm_ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
 }
 
@@ -644,7 +644,7 @@ static int xcont_checkpoint(void *ctx)
 			       k->cfg->dir, k->ep, strerror(-rc));
 	}
 	es.bytes = k->sum.len; /* the stream part: what a restore reads back */
-	ckpt_digest_dispose(&k->sum.dg);
+	pvm_ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
 	if (sr_out_commit(&k->o, k->e))
 		return k->e->rc;
@@ -832,7 +832,7 @@ static void xchain_close(struct xchain *c)
 	if (!c->open)
 		return;
 	sr_in_close(&c->in);
-	ckpt_digest_dispose(&c->sum.dg);
+	pvm_ckpt_digest_dispose(&c->sum.dg);
 	c->open = false;
 }
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint/checkpoint.h"
+#include "checkpoint/stream/stream.h"
 #include "common/common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

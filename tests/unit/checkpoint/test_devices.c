@@ -16,7 +16,7 @@
 #include <xen/io/xenbus.h>
 
 #include "ckpt_test_util.h"
-#include "checkpoint/sr.h"
+#include "checkpoint/internal.h"
 
 static void quiet_sink(void *ctx, enum pvm_log_level lvl, const char *line)
 {

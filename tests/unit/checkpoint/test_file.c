@@ -1,4 +1,4 @@
-/* Tests for checkpoint/file.c: plain and lz4 stream files, atomic commit,
+/* Tests for checkpoint/stream/file.c: plain and lz4 stream files, atomic commit,
  * verify over a file, damaged files. */
 #include <setjmp.h>
 #include <stdarg.h>

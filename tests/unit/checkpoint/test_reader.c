@@ -1,5 +1,5 @@
 /*
- * Tests for checkpoint/reader.c: the goldens decode; every truncation and
+ * Tests for checkpoint/stream/reader.c: the goldens decode; every truncation and
  * every single-bit flip of golden_g1 fails cleanly; hand-made bad streams
  * fail with an error that names what is wrong; v2, bare libxc and xl-wrapped
  * streams read.

@@ -1,4 +1,4 @@
-/* Tests for checkpoint/writer.c: golden encodings, state and argument
+/* Tests for checkpoint/stream/writer.c: golden encodings, state and argument
  * errors, sink failures. */
 #include <setjmp.h>
 #include <stdarg.h>

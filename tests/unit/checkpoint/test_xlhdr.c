@@ -1,5 +1,5 @@
 /*
- * Tests for checkpoint/xlhdr.c: the xl save-file header as xl's
+ * Tests for checkpoint/stream/xlhdr.c: the xl save-file header as xl's
  * tools/xl/xl.h lays it out (option data = le32 config length + config),
  * hostile headers (every truncation, every field wrong, every length past
  * its bound), pvmig's older layout, and encode -> decode round trips.
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "checkpoint/checkpoint.h"
+#include "checkpoint/stream/stream.h"
 #include "common/common.h"
 
 static void good_hdr(uint8_t h[PVM_CKPT_XL_HDR_SIZE], uint32_t mandatory,

@@ -1,5 +1,5 @@
 /*
- * checkpoint/stream_format.h — every on-wire constant and layout of the
+ * checkpoint/stream/stream_format.h — every on-wire constant and layout of the
  * pvmig stream, in one place. The authority is docs/stream-format.md, which
  * follows Xen's docs/specs/libxl-migration-stream.pandoc (libxl v2),
  * docs/specs/libxc-migration-stream.pandoc (libxc v3, v2 read) and
@@ -21,8 +21,8 @@
  *            libxl records (EMULATOR_*) ... libxl END
  *   record = { type u32, length u32, body[length], zero padding to 8 }
  */
-#ifndef PVM_CHECKPOINT_STREAM_FORMAT_H
-#define PVM_CHECKPOINT_STREAM_FORMAT_H
+#ifndef PVM_CKPT_STREAM_FORMAT_H
+#define PVM_CKPT_STREAM_FORMAT_H
 
 #include <assert.h>
 #include <stdint.h>
@@ -42,7 +42,7 @@ struct pvm_ckpt_wire_rhdr {
 };
 static_assert(sizeof(struct pvm_ckpt_wire_rhdr) == 8, "record header");
 
-/* ---- xl save-file header (checkpoint/xlhdr.c) -------------------------- */
+/* ---- xl save-file header (checkpoint/stream/xlhdr.c) -------------------------- */
 
 #define PVM_CKPT_XL_MAGIC "Xen saved domain, xl format\n \0 \r"
 #define PVM_CKPT_XL_MAGIC_LEN 32u
@@ -290,4 +290,4 @@ struct pvm_ckpt_wire_checksum {
 };
 static_assert(sizeof(struct pvm_ckpt_wire_checksum) == 48, "checksum");
 
-#endif /* PVM_CHECKPOINT_STREAM_FORMAT_H */
+#endif /* PVM_CKPT_STREAM_FORMAT_H */

@@ -22,7 +22,7 @@
  * of a bare libxc stream) and covers every byte up to the CHECKSUM record's
  * header; the CHECKSUM record compares against it.
  */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,7 +50,7 @@ struct reader {
 	uint32_t max_record;
 	int err;                             /* first error, sticky */
 	uint64_t where;                      /* offset of the current record */
-	struct ckpt_digest digest;
+	struct pvm_ckpt_digest digest;
 	bool hashing;
 	uint64_t hashed;                     /* bytes fed to the digest */
 	uint8_t *buf;                        /* record body, owned */
@@ -119,7 +119,7 @@ static int pull(struct reader *r, void *buf, size_t n, const char *what)
 		r->info->bytes += got;
 	}
 	if (r->hashing) {
-		ckpt_digest_update(&r->digest, buf, n);
+		pvm_ckpt_digest_update(&r->digest, buf, n);
 		r->hashed += n;
 	}
 	return 0;
@@ -169,7 +169,7 @@ static int read_body(struct reader *r, uint32_t len, const char *what)
 			return r->err;
 		done += chunk;
 	}
-	if (plen > len && !ckpt_is_zero(r->buf + len, plen - len))
+	if (plen > len && !all_zero(r->buf + len, plen - len))
 		return rfail(r, -EBADMSG, "%s: padding is not zero", what);
 	return 0;
 }
@@ -449,7 +449,7 @@ static int h_meta(struct reader *r, const struct pvm_ckpt_record *rec)
 
 static int h_xenstore(struct reader *r, const struct pvm_ckpt_record *rec)
 {
-	struct ckpt_xs_counts counts;
+	struct pvm_stream_xs_counts counts;
 	const char *why;
 
 	if (rec->length < PVM_CKPT_XS_HDR_SIZE)
@@ -458,7 +458,7 @@ static int h_xenstore(struct reader *r, const struct pvm_ckpt_record *rec)
 	if (pvm_get_le32(rec->body) != PVM_CKPT_XS_FORMAT_IMAGE)
 		return rfail(r, -EBADMSG, "PVMIG_XENSTORE: unknown format %u",
 			     pvm_get_le32(rec->body));
-	if (ckpt_xs_image_check(rec->body + PVM_CKPT_XS_HDR_SIZE,
+	if (pvm_stream_xs_image_check(rec->body + PVM_CKPT_XS_HDR_SIZE,
 				rec->length - PVM_CKPT_XS_HDR_SIZE, &counts,
 				&why))
 		return rfail(r, -EBADMSG, "PVMIG_XENSTORE: %s", why);
@@ -489,7 +489,7 @@ static void cursor_align(struct pvm_cursor *c)
 	const uint8_t *pad;
 	size_t n = PVM_ALIGN_UP(c->off, PVM_CKPT_REC_ALIGN) - c->off;
 
-	if (!pvm_cursor_bytes(c, n, &pad) && !ckpt_is_zero(pad, n))
+	if (!pvm_cursor_bytes(c, n, &pad) && !all_zero(pad, n))
 		c->err = -EBADMSG;
 }
 
@@ -659,7 +659,7 @@ static int h_checksum(struct reader *r, const struct pvm_ckpt_record *rec)
 {
 	if (rec->length != sizeof(struct pvm_ckpt_wire_checksum) ||
 	    pvm_get_le32(rec->body) != PVM_CKPT_CSUM_SHA256 ||
-	    pvm_get_le32(rec->body + 4) != CKPT_DIGEST_LEN)
+	    pvm_get_le32(rec->body + 4) != PVM_CKPT_DIGEST_LEN)
 		return rfail(r, -EBADMSG,
 			     "PVMIG_CHECKSUM: length %u, algorithm %u",
 			     rec->length,
@@ -771,7 +771,7 @@ static int check_checksum(struct reader *r, const uint8_t *digest,
 	const uint8_t *body = r->buf;
 
 	if (pvm_get_le64(body + 8) != covered ||
-	    memcmp(body + 16, digest, CKPT_DIGEST_LEN) != 0) {
+	    memcmp(body + 16, digest, PVM_CKPT_DIGEST_LEN) != 0) {
 		r->info->checksum = PVM_CKPT_CSUM_BAD;
 		return rfail(r, -EBADMSG,
 			     "PVMIG_CHECKSUM mismatch: the stream is corrupt "
@@ -839,7 +839,7 @@ static int read_libxc(struct reader *r, const uint8_t first8[8])
 {
 	struct pvm_ckpt_record rec;
 	const struct rec_desc *d;
-	uint8_t hdr[8], digest[CKPT_DIGEST_LEN];
+	uint8_t hdr[8], digest[PVM_CKPT_DIGEST_LEN];
 	uint64_t covered;
 	size_t slot = 0;
 	const char *name;
@@ -860,9 +860,9 @@ static int read_libxc(struct reader *r, const uint8_t first8[8])
 		rec.length = pvm_get_le32(hdr + 4);
 		covered = r->hashed;
 		if (rec.type == PVM_CKPT_REC_CHECKSUM &&
-		    ckpt_digest_peek(&r->digest, digest))
+		    pvm_ckpt_digest_peek(&r->digest, digest))
 			return rfail(r, -EIO, "cannot compute the digest");
-		ckpt_digest_update(&r->digest, hdr, sizeof(hdr));
+		pvm_ckpt_digest_update(&r->digest, hdr, sizeof(hdr));
 		r->hashed += sizeof(hdr);
 
 		name = pvm_ckpt_record_name(rec.type);
@@ -1056,11 +1056,11 @@ static int detect_and_read(struct reader *r)
 		memcpy(first8, next8, 8);
 	}
 	/* The digest covers the stream from here. */
-	rc = ckpt_digest_start(&r->digest);
+	rc = pvm_ckpt_digest_start(&r->digest);
 	if (rc)
 		return rfail(r, rc, "cannot start the digest");
 	r->hashing = true;
-	ckpt_digest_update(&r->digest, first8, sizeof(first8));
+	pvm_ckpt_digest_update(&r->digest, first8, sizeof(first8));
 	r->hashed = sizeof(first8);
 	if (get_be64(first8) == PVM_CKPT_XL_IDENT) {
 		r->info->libxl = true;
@@ -1103,11 +1103,11 @@ int pvm_ckpt_read(const struct pvm_ckpt_read_cfg *cfg,
 	r.max_pfns = cfg->max_pfns;
 	r.max_record = cfg->max_record ? cfg->max_record
 				       : PVM_CKPT_RECORD_DEFAULT_MAX;
-	ckpt_digest_init(&r.digest);
+	pvm_ckpt_digest_init(&r.digest);
 
 	rc = detect_and_read(&r);
 
-	ckpt_digest_dispose(&r.digest);
+	pvm_ckpt_digest_dispose(&r.digest);
 	free(r.buf);
 	free(r.scratch);
 	r.info->error = rc;

@@ -6,12 +6,12 @@
  * xenstore server's business; this walk only proves every record lies inside
  * the image and counts nodes and watches for verify.
  */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
-int ckpt_xs_image_check(const uint8_t *p, size_t len,
-			struct ckpt_xs_counts *counts_out, const char **why_out)
+int pvm_stream_xs_image_check(const uint8_t *p, size_t len,
+			struct pvm_stream_xs_counts *counts_out, const char **why_out)
 {
-	struct ckpt_xs_counts counts = { 0, 0 };
+	struct pvm_stream_xs_counts counts = { 0, 0 };
 	struct pvm_cursor c;
 	const uint8_t *hdr, *pad;
 	uint32_t version, flags, type, rlen, plen;
@@ -49,7 +49,7 @@ int ckpt_xs_image_check(const uint8_t *p, size_t len,
 		}
 		pvm_cursor_skip(&c, rlen);
 		pvm_cursor_bytes(&c, plen - rlen, &pad);
-		if (!ckpt_is_zero(pad, plen - rlen)) {
+		if (!all_zero(pad, plen - rlen)) {
 			*why_out = "xenstore record padding not zero";
 			return -EBADMSG;
 		}

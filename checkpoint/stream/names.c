@@ -1,5 +1,5 @@
 /* Record type names, for logs and for struct pvm_ckpt_info consumers. */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 static const char *const xc_names[PVM_CKPT_XC_REC_NR] = {
 	[PVM_CKPT_XC_REC_END] = "END",

@@ -18,7 +18,7 @@
  *
  * A write in the wrong state is our caller's bug: -EPROTO, sticky.
  */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,7 @@ struct pvm_ckpt_writer {
 	int err;               /* first error, sticky */
 	uint64_t off;          /* bytes handed to the sink */
 	uint64_t max_pfns;     /* from META; 0 before write_begin */
-	struct ckpt_digest digest;
+	struct pvm_ckpt_digest digest;
 	struct pvm_buf rec;    /* the record being assembled, owned */
 };
 
@@ -68,7 +68,7 @@ static void emit(struct pvm_ckpt_writer *w, const void *p, size_t n)
 		fail(w, rc < 0 ? rc : -EIO, "sink");
 		return;
 	}
-	ckpt_digest_update(&w->digest, p, n);
+	pvm_ckpt_digest_update(&w->digest, p, n);
 	w->off += n;
 }
 
@@ -155,10 +155,10 @@ int pvm_ckpt_writer_new(const struct pvm_ckpt_write_cfg *cfg,
 		w->cfg.xen_minor = 17;
 	}
 	w->state = W_NEW;
-	ckpt_digest_init(&w->digest);
+	pvm_ckpt_digest_init(&w->digest);
 	/* A record's body plus header and padding, never more. */
 	pvm_buf_init(&w->rec, PVM_CKPT_REC_LENGTH_XEN_MAX + 16);
-	rc = ckpt_digest_start(&w->digest);
+	rc = pvm_ckpt_digest_start(&w->digest);
 	if (rc) {
 		pvm_ckpt_writer_free(w);
 		return rc;
@@ -171,7 +171,7 @@ void pvm_ckpt_writer_free(struct pvm_ckpt_writer *w)
 {
 	if (!w)
 		return;
-	ckpt_digest_dispose(&w->digest);
+	pvm_ckpt_digest_dispose(&w->digest);
 	pvm_buf_dispose(&w->rec);
 	free(w);
 }
@@ -385,7 +385,7 @@ int pvm_ckpt_write_xenstore(struct pvm_ckpt_writer *w, const void *image,
 
 	if (w->err)
 		return w->err;
-	if (!image || ckpt_xs_image_check(image, len, NULL, &why)) {
+	if (!image || pvm_stream_xs_image_check(image, len, NULL, &why)) {
 		pvm_err("checkpoint: PVMIG_XENSTORE: %s",
 			image ? why : "no image");
 		return fail(w, -EINVAL, "PVMIG_XENSTORE");
@@ -524,7 +524,7 @@ int pvm_ckpt_write_raw(struct pvm_ckpt_writer *w, uint32_t type,
 
 int pvm_ckpt_write_finish(struct pvm_ckpt_writer *w)
 {
-	uint8_t digest[CKPT_DIGEST_LEN];
+	uint8_t digest[PVM_CKPT_DIGEST_LEN];
 	int rc;
 
 	if (!body_ok(w, "END"))
@@ -533,12 +533,12 @@ int pvm_ckpt_write_finish(struct pvm_ckpt_writer *w)
 		/* The digest covers every byte before this record. */
 		uint64_t covered = w->off;
 
-		rc = ckpt_digest_peek(&w->digest, digest);
+		rc = pvm_ckpt_digest_peek(&w->digest, digest);
 		if (rc)
 			return fail(w, rc, "CHECKSUM digest");
 		rec_begin(w, PVM_CKPT_REC_CHECKSUM);
 		pvm_buf_put_u32(&w->rec, PVM_CKPT_CSUM_SHA256);
-		pvm_buf_put_u32(&w->rec, CKPT_DIGEST_LEN);
+		pvm_buf_put_u32(&w->rec, PVM_CKPT_DIGEST_LEN);
 		pvm_buf_put_u64(&w->rec, covered);
 		pvm_buf_put_bytes(&w->rec, digest, sizeof(digest));
 		rec_end(w, 0);

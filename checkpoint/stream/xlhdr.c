@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 static int xfail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

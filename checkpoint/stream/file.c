@@ -5,7 +5,7 @@
  * the new one, never a torn one; and a source that reads either kind,
  * telling them apart by the lz4 frame magic.
  */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 #include <fcntl.h>
 #include <libgen.h>

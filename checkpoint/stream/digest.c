@@ -1,14 +1,14 @@
 /* The running SHA-256 that the CHECKSUM record carries (OpenSSL EVP). */
-#include "checkpoint/internal.h"
+#include "checkpoint/stream/internal.h"
 
 #include <openssl/evp.h>
 
-void ckpt_digest_init(struct ckpt_digest *d)
+void pvm_ckpt_digest_init(struct pvm_ckpt_digest *d)
 {
 	d->md = NULL;
 }
 
-int ckpt_digest_start(struct ckpt_digest *d)
+int pvm_ckpt_digest_start(struct pvm_ckpt_digest *d)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 
@@ -18,19 +18,19 @@ int ckpt_digest_start(struct ckpt_digest *d)
 		EVP_MD_CTX_free(md);
 		return -EIO;
 	}
-	ckpt_digest_dispose(d);
+	pvm_ckpt_digest_dispose(d);
 	d->md = md;
 	return 0;
 }
 
-void ckpt_digest_update(struct ckpt_digest *d, const void *p, size_t n)
+void pvm_ckpt_digest_update(struct pvm_ckpt_digest *d, const void *p, size_t n)
 {
 	/* EVP_DigestUpdate cannot fail for SHA-256 in the default provider. */
 	if (d->md && n)
 		EVP_DigestUpdate(d->md, p, n);
 }
 
-int ckpt_digest_peek(const struct ckpt_digest *d, uint8_t out[CKPT_DIGEST_LEN])
+int pvm_ckpt_digest_peek(const struct pvm_ckpt_digest *d, uint8_t out[PVM_CKPT_DIGEST_LEN])
 {
 	EVP_MD_CTX *copy;
 	unsigned int len = 0;
@@ -42,13 +42,13 @@ int ckpt_digest_peek(const struct ckpt_digest *d, uint8_t out[CKPT_DIGEST_LEN])
 	if (!copy)
 		return -ENOMEM;
 	if (EVP_MD_CTX_copy_ex(copy, d->md) == 1 &&
-	    EVP_DigestFinal_ex(copy, out, &len) == 1 && len == CKPT_DIGEST_LEN)
+	    EVP_DigestFinal_ex(copy, out, &len) == 1 && len == PVM_CKPT_DIGEST_LEN)
 		rc = 0;
 	EVP_MD_CTX_free(copy);
 	return rc;
 }
 
-void ckpt_digest_dispose(struct ckpt_digest *d)
+void pvm_ckpt_digest_dispose(struct pvm_ckpt_digest *d)
 {
 	EVP_MD_CTX_free(d->md);
 	d->md = NULL;
