@@ -64,7 +64,7 @@ static int hexval(int c)
 	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-int sr_key_load(const char *path, struct sr_key *key, struct sr_err *e)
+int sr_key_load(const char *path, struct sr_key *key, struct pvm_error *e)
 {
 	uint8_t buf[130];
 	struct stat st;
@@ -75,8 +75,9 @@ int sr_key_load(const char *path, struct sr_key *key, struct sr_err *e)
 	memset(key, 0, sizeof(*key));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return sr_fail(e, -errno, "cannot open the key file %s: %s",
-			       path, strerror(errno));
+		return pvm_error_set(e, -errno,
+				     "cannot open the key file %s: %s", path,
+				     strerror(errno));
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
 		pvm_warn("key file %s can be read by others (mode %o): "
 			 "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
@@ -106,9 +107,11 @@ int sr_key_load(const char *path, struct sr_key *key, struct sr_err *e)
 	pvm_wipe(buf, sizeof(buf));
 	if (rc) {
 		sr_key_wipe(key);
-		return sr_fail(e, rc, "key file %s: want 32 bytes, or 64 hex "
-			       "digits (e.g. head -c 32 /dev/urandom > KEY)",
-			       path);
+		return pvm_error_set(
+		    e, rc,
+		    "key file %s: want 32 bytes, or 64 hex "
+		    "digits (e.g. head -c 32 /dev/urandom > KEY)",
+		    path);
 	}
 	key->loaded = true;
 	return 0;
@@ -414,7 +417,7 @@ static int read_full(int fd, uint8_t *p, size_t len, size_t *got)
 }
 
 int sr_unseal_open(const char *path, const struct sr_key *key,
-		   struct sr_unseal **out, struct sr_err *e)
+		   struct sr_unseal **out, struct pvm_error *e)
 {
 	struct sr_unseal *u = calloc(1, sizeof(*u));
 	uint32_t flags;
@@ -423,31 +426,37 @@ int sr_unseal_open(const char *path, const struct sr_key *key,
 
 	*out = NULL;
 	if (!u)
-		return sr_fail(e, -ENOMEM, "out of memory");
+		return pvm_error_set(e, -ENOMEM, "out of memory");
 	u->fd = open(path, O_RDONLY | O_CLOEXEC);
 	u->path = strdup(path);
 	if (u->fd < 0) {
-		rc = sr_fail(e, -errno, "cannot open %s: %s", path,
-			     strerror(errno));
+		rc = pvm_error_set(e, -errno, "cannot open %s: %s", path,
+				   strerror(errno));
 		goto out_free;
 	}
 	rc = read_full(u->fd, u->hdr, SEAL_HDR, &got);
 	if (rc || got < SEAL_HDR || !sr_is_sealed(u->hdr, got)) {
-		rc = sr_fail(e, rc ? rc : -EBADMSG, "%s: truncated or not an "
-			     "encrypted pvmig file", path);
+		rc = pvm_error_set(e, rc ? rc : -EBADMSG,
+				   "%s: truncated or not an "
+				   "encrypted pvmig file",
+				   path);
 		goto out_free;
 	}
 	u->chunk = pvm_get_le32(u->hdr + 8);
 	flags = pvm_get_le32(u->hdr + 12);
 	if (u->chunk < SEAL_CHUNK_MIN || u->chunk > SEAL_CHUNK_MAX ||
 	    (flags & ~SEAL_F_LZ4) || pvm_get_le32(u->hdr + 28)) {
-		rc = sr_fail(e, -EBADMSG, "%s: encryption header is damaged "
-			     "(chunk size %u, flags %#x)", path, u->chunk, flags);
+		rc = pvm_error_set(e, -EBADMSG,
+				   "%s: encryption header is damaged "
+				   "(chunk size %u, flags %#x)",
+				   path, u->chunk, flags);
 		goto out_free;
 	}
 	if (!key || !key->loaded) {
-		rc = sr_fail(e, -ENOKEY, "%s is encrypted: give its key "
-			     "(--key-file)", path);
+		rc = pvm_error_set(e, -ENOKEY,
+				   "%s is encrypted: give its key "
+				   "(--key-file)",
+				   path);
 		goto out_free;
 	}
 	u->cbuf = malloc((size_t)u->chunk + SEAL_TAG);
@@ -457,13 +466,13 @@ int sr_unseal_open(const char *path, const struct sr_key *key,
 	    EVP_DecryptInit_ex(u->ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(u->ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
 	    EVP_DecryptInit_ex(u->ctx, NULL, NULL, key->k, NULL) != 1) {
-		rc = sr_fail(e, -ENOMEM, "cannot set up AES-256-GCM");
+		rc = pvm_error_set(e, -ENOMEM, "cannot set up AES-256-GCM");
 		goto out_free;
 	}
 	if ((flags & SEAL_F_LZ4) &&
 	    LZ4F_isError(LZ4F_createDecompressionContext(&u->dctx,
 							  LZ4F_VERSION))) {
-		rc = sr_fail(e, -ENOMEM, "out of memory");
+		rc = pvm_error_set(e, -ENOMEM, "out of memory");
 		goto out_free;
 	}
 	*out = u;

@@ -70,7 +70,7 @@ void sr_devs_dispose(struct sr_devs *s)
 
 int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		    uint32_t timeout_ms, char *desc, size_t desc_len,
-		    struct sr_err *e)
+		    struct pvm_error *e)
 {
 	int rc;
 
@@ -78,8 +78,9 @@ int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
 	rc = pvm_pvq_suspend(hv, domid, timeout_ms, &s->susp);
 	if (rc)
-		return sr_fail(e, rc, "domain %u: cannot ask it to suspend: %s",
-			       domid, strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot ask it to suspend: %s",
+				     domid, strerror(-rc));
 	if (s->susp.cooperative)
 		snprintf(desc, desc_len, "cooperative");
 	else
@@ -89,7 +90,7 @@ int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 
 int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		    struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
-		    struct sr_err *e)
+		    struct pvm_error *e)
 {
 	char why[256] = "";
 	int rc;
@@ -101,24 +102,28 @@ int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	if (s->mode == PVM_PVQ_MODE_AUTO) /* no suspend request made */
 		s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
 	if (s->mode == PVM_PVQ_MODE_TRANSPARENT && !xs)
-		return sr_fail(e, -EOPNOTSUPP, "domain %u: a transparent "
-			       "reconnect needs its xenstore nodes saved, and "
-			       "this host has no xenstore server to read them "
-			       "from", domid);
+		return pvm_error_set(
+		    e, -EOPNOTSUPP,
+		    "domain %u: a transparent "
+		    "reconnect needs its xenstore nodes saved, and "
+		    "this host has no xenstore server to read them "
+		    "from",
+		    domid);
 	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, drain_timeout_ms,
 			     &s->state, why, sizeof(why));
 	if (rc)
-		return sr_fail(e, rc, "cannot quiesce the PV devices: %s",
-			       why[0] ? why : strerror(-rc));
+		return pvm_error_set(e, rc, "cannot quiesce the PV devices: %s",
+				     why[0] ? why : strerror(-rc));
 	s->quiesced = true;
 	if (s->mode == PVM_PVQ_MODE_TRANSPARENT) {
 		/* Its records are 8-aligned from the start of their own
 		 * buffer: s->xsimg holds nothing else. */
 		rc = pvm_xs_export_domain(xs, (uint16_t)domid, &s->xsimg);
 		if (rc)
-			return sr_fail(e, rc, "domain %u: cannot export its "
-				       "xenstore nodes: %s", domid,
-				       strerror(-rc));
+			return pvm_error_set(e, rc,
+					     "domain %u: cannot export its "
+					     "xenstore nodes: %s",
+					     domid, strerror(-rc));
 	}
 	return 0;
 }
@@ -153,7 +158,7 @@ static const char *xs_type(uint32_t sim_type)
 }
 
 int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
-		  uint32_t domid, struct sr_err *e)
+		  uint32_t domid, struct pvm_error *e)
 {
 	struct pvm_cursor c;
 	uint32_t count = 0;
@@ -163,8 +168,10 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 		return 0;
 	pvm_cursor_init(&c, s->state.data, s->state.len);
 	if (pvm_cursor_u32(&c, &count) || count != s->n)
-		return sr_fail(e, -EBADMSG, "domain %u: pvquiesce captured %u "
-			       "devices, %zu expected", domid, count, s->n);
+		return pvm_error_set(e, -EBADMSG,
+				     "domain %u: pvquiesce captured %u "
+				     "devices, %zu expected",
+				     domid, count, s->n);
 	for (uint32_t i = 0; i < count; i++) {
 		struct pvm_sim_backend_state st;
 		struct pvm_ckpt_ring rings[PVM_SIM_BACKEND_MAX_RINGS];
@@ -176,8 +183,10 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 		if (pvm_cursor_u32(&c, &blen) || pvm_cursor_bytes(&c, blen, &body) ||
 		    pvm_sim_backend_state_decode(body, blen, &st) ||
 		    st.xb_state > 8)
-			return sr_fail(e, -EBADMSG, "domain %u: %s: captured "
-				       "state is malformed", domid, s->name[i]);
+			return pvm_error_set(e, -EBADMSG,
+					     "domain %u: %s: captured "
+					     "state is malformed",
+					     domid, s->name[i]);
 		memset(&d, 0, sizeof(d));
 		memset(rings, 0, sizeof(rings));
 		d.dev_type = st.type == PVM_SIM_DEV_VBD ? PVM_CKPT_DEV_VBD
@@ -215,14 +224,16 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 		d.rings = rings;
 		rc = pvm_ckpt_write_device(w, &d);
 		if (rc)
-			return sr_fail(e, rc, "cannot write PVMIG_DEVICE of %s: %s",
-				       s->name[i], strerror(-rc));
+			return pvm_error_set(
+			    e, rc, "cannot write PVMIG_DEVICE of %s: %s",
+			    s->name[i], strerror(-rc));
 	}
 	if (s->xsimg.len) {
 		rc = pvm_ckpt_write_xenstore(w, s->xsimg.data, s->xsimg.len);
 		if (rc)
-			return sr_fail(e, rc, "cannot write PVMIG_XENSTORE: %s",
-				       strerror(-rc));
+			return pvm_error_set(e, rc,
+					     "cannot write PVMIG_XENSTORE: %s",
+					     strerror(-rc));
 	}
 	return 0;
 }
@@ -300,7 +311,7 @@ static int from_record(const struct pvm_ckpt_device *d,
 }
 
 int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
-		      struct sr_err *e)
+		      struct pvm_error *e)
 {
 	uint32_t type = d->dev_type == PVM_CKPT_DEV_VBD ? PVM_PVQ_VBD :
 			d->dev_type == PVM_CKPT_DEV_VIF ? PVM_PVQ_VIF : 0;
@@ -313,34 +324,39 @@ int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
 		if (s->dev[i].type == type && s->dev[i].devid == d->devid)
 			break;
 	if (i == s->n)
-		return sr_fail(e, -EBADMSG, "PVMIG_DEVICE for device %u/%u, "
-			       "which the saved config does not have",
-			       d->dev_type, d->devid);
+		return pvm_error_set(e, -EBADMSG,
+				     "PVMIG_DEVICE for device %u/%u, "
+				     "which the saved config does not have",
+				     d->dev_type, d->devid);
 	if (s->have[i])
-		return sr_fail(e, -EBADMSG, "two PVMIG_DEVICE records for %s "
-			       "in one stream", s->name[i]);
+		return pvm_error_set(e, -EBADMSG,
+				     "two PVMIG_DEVICE records for %s "
+				     "in one stream",
+				     s->name[i]);
 	rc = from_record(d, &s->dev[i], &s->st[i], &why);
 	if (rc)
-		return sr_fail(e, rc, "%s: its PVMIG_DEVICE record is corrupt "
-			       "(%s)", s->name[i], why);
+		return pvm_error_set(e, rc,
+				     "%s: its PVMIG_DEVICE record is corrupt "
+				     "(%s)",
+				     s->name[i], why);
 	s->have[i] = true;
 	return 0;
 }
 
 int sr_devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
-			struct sr_err *e)
+			struct pvm_error *e)
 {
 	pvm_buf_reset(&s->xsimg);
 	pvm_buf_put_bytes(&s->xsimg, img, len);
 	if (s->xsimg.err)
-		return sr_fail(e, -E2BIG, "PVMIG_XENSTORE too large");
+		return pvm_error_set(e, -E2BIG, "PVMIG_XENSTORE too large");
 	s->have_xs = true;
 	return 0;
 }
 
 int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		      struct pvm_xenstored *xs, bool required,
-		      const char *path, struct sr_err *e)
+		      struct pvm_xenstored *xs, bool required, const char *path,
+		      struct pvm_error *e)
 {
 	struct pvm_buf blob;
 	char why[256] = "";
@@ -354,9 +370,12 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		if (s->have[i])
 			continue;
 		if (required)
-			return sr_fail(e, -EBADMSG, "%s: no PVMIG_DEVICE record "
-				       "for %s (its state at the save): the "
-				       "file is damaged", path, s->name[i]);
+			return pvm_error_set(
+			    e, -EBADMSG,
+			    "%s: no PVMIG_DEVICE record "
+			    "for %s (its state at the save): the "
+			    "file is damaged",
+			    path, s->name[i]);
 		/* Written before pvmig saved device state: the devices
 		 * start afresh (a legacy frontend will not reconnect). */
 		pvm_warn("restore: %s holds no state of %s (an older save): "
@@ -373,19 +392,21 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 			transparent = true;
 	}
 	if (transparent && (!s->have_xs || !xs))
-		return sr_fail(e, s->have_xs ? -EOPNOTSUPP : -EBADMSG,
-			       "%s", s->have_xs ?
-			       "this host has no xenstore server to give the "
-			       "guest its nodes back (transparent reconnect)" :
-			       "the guest's xenstore nodes (PVMIG_XENSTORE), "
-			       "which a transparent reconnect needs, are "
-			       "missing from the file");
+		return pvm_error_set(
+		    e, s->have_xs ? -EOPNOTSUPP : -EBADMSG, "%s",
+		    s->have_xs ? "this host has no xenstore server to give the "
+				 "guest its nodes back (transparent reconnect)"
+			       : "the guest's xenstore nodes (PVMIG_XENSTORE), "
+				 "which a transparent reconnect needs, are "
+				 "missing from the file");
 	if (transparent && saved_domid && saved_domid != domid)
-		return sr_fail(e, -EEXIST, "its PV devices reconnect "
-			       "transparently, which needs the saved domid %u, "
-			       "and the domain got %u (restore with --pv-mode "
-			       "cooperative if its frontends re-handshake)",
-			       saved_domid, domid);
+		return pvm_error_set(
+		    e, -EEXIST,
+		    "its PV devices reconnect "
+		    "transparently, which needs the saved domid %u, "
+		    "and the domain got %u (restore with --pv-mode "
+		    "cooperative if its frontends re-handshake)",
+		    saved_domid, domid);
 	pvm_buf_init(&blob, SR_DEV_STATE_MAX);
 	pvm_buf_put_u32(&blob, (uint32_t)s->n);
 	for (size_t i = 0; i < s->n; i++) {
@@ -406,17 +427,19 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 				       &transparent, why, sizeof(why));
 	pvm_buf_dispose(&blob);
 	if (rc)
-		return sr_fail(e, rc, "domain %u: cannot reconnect its PV "
-			       "devices: %s", domid,
-			       why[0] ? why : strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot reconnect its PV "
+				     "devices: %s",
+				     domid, why[0] ? why : strerror(-rc));
 	s->reconnected = true;
 	if (transparent) {
 		rc = pvm_xs_import_domain(xs, (uint16_t)domid, s->xsimg.data,
 					  s->xsimg.len);
 		if (rc)
-			return sr_fail(e, rc, "domain %u: cannot import its "
-				       "xenstore nodes: %s", domid,
-				       strerror(-rc));
+			return pvm_error_set(e, rc,
+					     "domain %u: cannot import its "
+					     "xenstore nodes: %s",
+					     domid, strerror(-rc));
 	}
 	return 0;
 }

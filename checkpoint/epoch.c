@@ -87,7 +87,7 @@ static int fsync_path(const char *path)
 }
 
 int sr_manifest_write(const char *dir, const struct sr_manifest *m,
-		      struct sr_err *e)
+		      struct pvm_error *e)
 {
 	char text[MANIFEST_MAX], sum[65], path[4096], tmp[4200];
 	int n, fd, rc = 0;
@@ -98,14 +98,14 @@ int sr_manifest_write(const char *dir, const struct sr_manifest *m,
 		     "epoch %u\n", m->chain, m->lz4 ? "lz4" : "raw",
 		     (unsigned long long)m->nr_pages, m->epoch);
 	if (sha_hex(text, (size_t)n, sum))
-		return sr_fail(e, -EIO, "cannot compute a digest");
+		return pvm_error_set(e, -EIO, "cannot compute a digest");
 	n += snprintf(text + n, sizeof(text) - (size_t)n, "sha256 %s\n", sum);
 	snprintf(path, sizeof(path), "%s/%s", dir, SR_MANIFEST);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return sr_fail(e, -errno, "cannot create %s: %s", tmp,
-			       strerror(errno));
+		return pvm_error_set(e, -errno, "cannot create %s: %s", tmp,
+				     strerror(errno));
 	w = write(fd, text, (size_t)n);
 	if (w != n)
 		rc = w < 0 ? -errno : -ENOSPC;
@@ -119,13 +119,14 @@ int sr_manifest_write(const char *dir, const struct sr_manifest *m,
 		rc = fsync_path(dir);
 	if (rc) {
 		unlink(tmp);
-		return sr_fail(e, rc, "cannot commit %s: %s", path,
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot commit %s: %s", path,
+				     strerror(-rc));
 	}
 	return 0;
 }
 
-int sr_manifest_read(const char *dir, struct sr_manifest *m, struct sr_err *e)
+int sr_manifest_read(const char *dir, struct sr_manifest *m,
+		     struct pvm_error *e)
 {
 	char text[MANIFEST_MAX + 1], path[4096], sum[65], fmt[8], want[65];
 	unsigned long long pages;
@@ -138,27 +139,33 @@ int sr_manifest_read(const char *dir, struct sr_manifest *m, struct sr_err *e)
 	snprintf(path, sizeof(path), "%s/%s", dir, SR_MANIFEST);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return sr_fail(e, -errno, "%s: %s%s", path, strerror(errno),
-			       errno == ENOENT ? " (not a pvmig checkpoint "
-						 "directory, or no epoch "
-						 "committed yet)" : "");
+		return pvm_error_set(
+		    e, -errno, "%s: %s%s", path, strerror(errno),
+		    errno == ENOENT ? " (not a pvmig checkpoint "
+				      "directory, or no epoch "
+				      "committed yet)"
+				    : "");
 	n = read(fd, text, MANIFEST_MAX);
 	close(fd);
 	if (n < 0)
-		return sr_fail(e, -errno, "%s: %s", path, strerror(errno));
+		return pvm_error_set(e, -errno, "%s: %s", path,
+				     strerror(errno));
 	text[n] = '\0';
 	tail = strstr(text, "sha256 ");
 	if (!tail || sscanf(tail, "sha256 %64[0-9a-f]\n%n", want, &k) != 1 ||
 	    tail + k != text + n ||
 	    sha_hex(text, (size_t)(tail - text), sum) || strcmp(sum, want))
-		return sr_fail(e, -EBADMSG, "%s is damaged (checksum)", path);
+		return pvm_error_set(e, -EBADMSG, "%s is damaged (checksum)",
+				     path);
 	if (sscanf(text, "pvmig-checkpoint 1\nrun %32[0-9a-f]\nformat %7s\n"
 			 "nr_pages %llu\nepoch %u\n", m->chain, fmt, &pages,
 		   &epoch) != 4 || strlen(m->chain) != 32 ||
 	    (strcmp(fmt, "raw") && strcmp(fmt, "lz4")) || !pages ||
 	    pages > (1ull << 28) || epoch > SR_EPOCHS_MAX)
-		return sr_fail(e, -EBADMSG, "%s: not a manifest this pvmig "
-			       "understands", path);
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: not a manifest this pvmig "
+				     "understands",
+				     path);
 	m->lz4 = !strcmp(fmt, "lz4");
 	m->nr_pages = pages;
 	m->epoch = epoch;
@@ -201,7 +208,7 @@ struct cont {
 	size_t stage_pages;
 	struct sr_state state;
 	struct sr_devs devs;
-	struct sr_err *e;
+	struct pvm_error *e;
 	struct sr_key key;    /* wiped at the end of the run */
 };
 
@@ -217,7 +224,7 @@ static int cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
 }
 
 int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
-		 uint64_t *next, struct sr_err *e)
+		 uint64_t *next, struct pvm_error *e)
 {
 	uint64_t now = pvm_now_ns();
 	int rc;
@@ -231,8 +238,8 @@ int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
 	 * seen even when epochs take the whole interval. */
 	rc = cont_wait(cfg, (uint32_t)((*next - now) / 1000000u));
 	if (rc < 0)
-		return sr_fail(e, rc, "waiting for the next epoch: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "waiting for the next epoch: %s",
+				     strerror(-rc));
 	return !rc;
 }
 
@@ -279,9 +286,11 @@ static int copy_dirty(struct cont *k, struct pvm_ckpt_writer *w,
 						   PVM_HV_MAP_READ, pfns, n,
 						   errs, &map);
 			if (rc)
-				return sr_fail(k->e, rc, "domain %u: cannot "
-					       "map dirty pages: %s",
-					       k->cfg->domid, strerror(-rc));
+				return pvm_error_set(k->e, rc,
+						     "domain %u: cannot "
+						     "map dirty pages: %s",
+						     k->cfg->domid,
+						     strerror(-rc));
 			for (size_t i = 0; i < n; i++)
 				if (errs[i])
 					rc = errs[i];
@@ -294,9 +303,11 @@ static int copy_dirty(struct cont *k, struct pvm_ckpt_writer *w,
 			}
 			k->hv->ops->unmap_pages(k->hv, map, n);
 			if (rc)
-				return sr_fail(k->e, rc, "domain %u: a dirty "
-					       "page cannot be mapped: %s",
-					       k->cfg->domid, strerror(-rc));
+				return pvm_error_set(
+				    k->e, rc,
+				    "domain %u: a dirty "
+				    "page cannot be mapped: %s",
+				    k->cfg->domid, strerror(-rc));
 		}
 		*pages_out += n;
 		n = 0;
@@ -318,8 +329,8 @@ static int write_staged(struct cont *k, struct pvm_ckpt_writer *w,
 			data[i] = k->stage + (off + i) * PVM_PAGE_SIZE;
 		rc = pvm_ckpt_write_pages(w, k->stage_pfns + off, NULL, data, n);
 		if (rc)
-			return sr_fail(k->e, rc, "cannot write pages: %s",
-				       strerror(-rc));
+			return pvm_error_set(k->e, rc, "cannot write pages: %s",
+					     strerror(-rc));
 	}
 	return 0;
 }
@@ -341,8 +352,8 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	snprintf(k->c.kind, sizeof(k->c.kind), "%s", SR_KIND_DELTA);
 	if (sr_epoch_path(path, sizeof(path), cfg->dir, k->c.chain, ep,
 			  k->m.lz4))
-		return sr_fail(k->e, -ENAMETOOLONG, "%s: path too long",
-			       cfg->dir);
+		return pvm_error_set(k->e, -ENAMETOOLONG, "%s: path too long",
+				     cfg->dir);
 	if (sr_out_open(&o, path, k->m.lz4, k->key.loaded ? &k->key : NULL,
 			&k->c, k->e))
 		return k->e->rc;
@@ -354,8 +365,8 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 		goto out_abort;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
 	if (rc) {
-		sr_fail(k->e, rc, "epoch %u: cannot pause domain %u: %s", ep,
-			cfg->domid, strerror(-rc));
+		pvm_error_set(k->e, rc, "epoch %u: cannot pause domain %u: %s",
+			      ep, cfg->domid, strerror(-rc));
 		goto out_abort;
 	}
 	paused = true;
@@ -367,8 +378,10 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 		goto out_abort;
 	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &k->bm);
 	if (rc) {
-		sr_fail(k->e, rc, "epoch %u: cannot read the dirty log of "
-			"domain %u: %s", ep, cfg->domid, strerror(-rc));
+		pvm_error_set(k->e, rc,
+			      "epoch %u: cannot read the dirty log of "
+			      "domain %u: %s",
+			      ep, cfg->domid, strerror(-rc));
 		goto out_abort;
 	}
 	if (copy_dirty(k, o.w, &staged, &es->pages))
@@ -386,8 +399,9 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	paused = false;
 	es->pause_ns = pvm_now_ns() - tp;
 	if (rc) {
-		sr_fail(k->e, rc, "epoch %u: cannot unpause domain %u: %s", ep,
-			cfg->domid, strerror(-rc));
+		pvm_error_set(k->e, rc,
+			      "epoch %u: cannot unpause domain %u: %s", ep,
+			      cfg->domid, strerror(-rc));
 		goto out_abort;
 	}
 	if (write_staged(k, o.w, staged) ||
@@ -448,11 +462,12 @@ static int base(struct cont *k, bool logdirty_on,
 	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
 	sc.drain_timeout_ms = cfg->drain_timeout_ms;
 	sc.pv_mode = cfg->pv_mode;
-	rc = sr_save(&sc, &k->c, SR_SAVE_KEEP_LOGDIRTY |
-				 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
-		     k->key.loaded ? &k->key : NULL, &bs);
+	rc = sr_save(&sc, &k->c,
+		     SR_SAVE_KEEP_LOGDIRTY |
+			 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
+		     k->key.loaded ? &k->key : NULL, &bs, k->e);
 	if (rc)
-		return sr_fail(k->e, rc, "%s", bs.err_msg);
+		return rc;
 	snprintf(k->m.chain, sizeof(k->m.chain), "%s", k->c.chain);
 	k->m.epoch = 0;
 	if (sr_manifest_write(cfg->dir, &k->m, k->e))
@@ -487,7 +502,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 {
 	struct pvm_ckpt_cont_stats local;
 	struct pvm_ckpt_cont_stats *st = st_out ? st_out : &local;
-	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_error e;
 	struct pvm_ckpt_epoch_stats es;
 	struct cont k = { .cfg = cfg, .e = &e };
 	bool logdirty = false;
@@ -495,20 +510,23 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	int rc;
 
 	memset(st, 0, sizeof(*st));
+	pvm_error_init(&e);
 	sr_state_init(&k.state);
 	sr_devs_init(&k.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->dir || !*cfg->dir || !cfg->interval_ms ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
-		rc = sr_fail(&e, -EINVAL, "bad checkpoint arguments (an "
-			     "interval of at least 1 ms and a directory)");
+		rc =
+		    pvm_error_set(&e, -EINVAL,
+				  "bad checkpoint arguments (an "
+				  "interval of at least 1 ms and a directory)");
 		goto out;
 	}
 	k.hv = cfg->hv;
 	if (cfg->key_file && sr_key_load(cfg->key_file, &k.key, &e))
 		goto out_rc;
 	if (mkdir(cfg->dir, 0700) && errno != EEXIST) {
-		rc = sr_fail(&e, -errno, "cannot create %s: %s", cfg->dir,
-			     strerror(errno));
+		rc = pvm_error_set(&e, -errno, "cannot create %s: %s", cfg->dir,
+				   strerror(errno));
 		goto out;
 	}
 	if (pvm_hv_is_xen(k.hv)) {
@@ -522,7 +540,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	if (cfg->image && *cfg->image &&
 	    snprintf(k.c.image, sizeof(k.c.image), "%s", cfg->image) >=
 		    (int)sizeof(k.c.image)) {
-		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
+		rc = pvm_error_set(&e, -E2BIG,
+				   "the domain's image name is too long");
 		goto out;
 	}
 	if (cfg->devices)
@@ -540,8 +559,9 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	k.stage_pfns = malloc(k.stage_pages * sizeof(*k.stage_pfns));
 	if (!k.stage || !k.stage_pfns ||
 	    pvm_bitmap_init(&k.bm, k.c.nr_pages)) {
-		rc = sr_fail(&e, -ENOMEM, "out of memory for a %zu-page stage",
-			     k.stage_pages);
+		rc = pvm_error_set(&e, -ENOMEM,
+				   "out of memory for a %zu-page stage",
+				   k.stage_pages);
 		goto out;
 	}
 
@@ -587,5 +607,6 @@ out:
 	pvm_bitmap_dispose(&k.bm);
 	free(k.stage);
 	free(k.stage_pfns);
+	pvm_error_copy(&e, st->err_msg, sizeof(st->err_msg));
 	return rc;
 }

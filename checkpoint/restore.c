@@ -98,7 +98,7 @@ static int set_str(char *dst, size_t size, const char *src)
 
 /* Parses the config text (@len bytes, NUL padding allowed at the end). */
 static int parse_config(const char *text, size_t len, struct sr_config *c,
-			const char *path, struct sr_err *e)
+			const char *path, struct pvm_error *e)
 {
 	uint8_t want[PVM_CKPT_DIGEST_LEN], got[PVM_CKPT_DIGEST_LEN];
 	bool have_sum = false, have_pages = false;
@@ -117,8 +117,10 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 		unsigned long long num;
 
 		if (ll >= sizeof(line))
-			return sr_fail(e, -EBADMSG, "%s: config line at offset "
-				       "%zu is too long", path, off);
+			return pvm_error_set(e, -EBADMSG,
+					     "%s: config line at offset "
+					     "%zu is too long",
+					     path, off);
 		memcpy(line, text + off, ll);
 		line[ll] = '\0';
 		if (!strncmp(line, "pvmig_config_sha256 = \"", 23)) {
@@ -132,21 +134,28 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 			}
 			pvm_ckpt_digest_dispose(&d);
 			if (rc)
-				return sr_fail(e, rc, "cannot compute a digest");
+				return pvm_error_set(e, rc,
+						     "cannot compute a digest");
 			if (!q || q[1] || (*q = '\0', unhex(line + 23, want,
 							    sizeof(want))))
-				return sr_fail(e, -EBADMSG, "%s: config "
-					       "checksum line is damaged", path);
+				return pvm_error_set(e, -EBADMSG,
+						     "%s: config "
+						     "checksum line is damaged",
+						     path);
 			if (memcmp(want, got, sizeof(got)))
-				return sr_fail(e, -EBADMSG, "%s: the domain "
-					       "config in the xl header is "
-					       "damaged (checksum mismatch)",
-					       path);
+				return pvm_error_set(
+				    e, -EBADMSG,
+				    "%s: the domain "
+				    "config in the xl header is "
+				    "damaged (checksum mismatch)",
+				    path);
 			have_sum = true;
 			off += ll + (nl ? 1 : 0);
 			if (off < len)
-				return sr_fail(e, -EBADMSG, "%s: config text "
-					       "after its checksum", path);
+				return pvm_error_set(e, -EBADMSG,
+						     "%s: config text "
+						     "after its checksum",
+						     path);
 			break;
 		}
 		off += ll + (nl ? 1 : 0);
@@ -154,8 +163,9 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 			continue;
 		eq = strstr(line, " = ");
 		if (!eq || eq == line || (size_t)(eq - line) >= sizeof(key))
-			return sr_fail(e, -EBADMSG, "%s: bad config line '%s'",
-				       path, line);
+			return pvm_error_set(e, -EBADMSG,
+					     "%s: bad config line '%s'", path,
+					     line);
 		memcpy(key, line, (size_t)(eq - line));
 		key[eq - line] = '\0';
 		v = eq + 3;
@@ -164,8 +174,10 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 
 			if (vl < 2 || v[vl - 1] != '"' ||
 			    memchr(v + 1, '"', vl - 2) || vl - 2 >= sizeof(val))
-				return sr_fail(e, -EBADMSG, "%s: bad config "
-					       "line '%s'", path, line);
+				return pvm_error_set(e, -EBADMSG,
+						     "%s: bad config "
+						     "line '%s'",
+						     path, line);
 			memcpy(val, v + 1, vl - 2);
 			val[vl - 2] = '\0';
 			if (!strcmp(key, "name"))
@@ -193,8 +205,10 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 			else
 				rc = 0;
 			if (rc)
-				return sr_fail(e, -EBADMSG, "%s: bad config "
-					       "value of '%s'", path, key);
+				return pvm_error_set(e, -EBADMSG,
+						     "%s: bad config "
+						     "value of '%s'",
+						     path, key);
 			continue;
 		}
 		errno = 0;
@@ -215,20 +229,25 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 							       : (uint32_t)num;
 			continue;
 		}
-		return sr_fail(e, -EBADMSG, "%s: bad config line '%s'", path,
-			       line);
+		return pvm_error_set(e, -EBADMSG, "%s: bad config line '%s'",
+				     path, line);
 	}
 	if (!have_sum)
-		return sr_fail(e, -EBADMSG, "%s: the domain config has no "
-			       "checksum line (damaged or not written by "
-			       "pvmig)", path);
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: the domain config has no "
+				     "checksum line (damaged or not written by "
+				     "pvmig)",
+				     path);
 	if (!c->name[0] || !have_pages || !c->nr_pages ||
 	    c->nr_pages > (1ull << 28) || !c->nr_vcpus ||
 	    (strcmp(c->kind, SR_KIND_FULL) && strcmp(c->kind, SR_KIND_BASE) &&
 	     strcmp(c->kind, SR_KIND_DELTA)))
-		return sr_fail(e, -EBADMSG, "%s: the domain config lacks a "
-			       "name, a size (1 page .. 1 TiB), vCPUs or a "
-			       "known kind", path);
+		return pvm_error_set(
+		    e, -EBADMSG,
+		    "%s: the domain config lacks a "
+		    "name, a size (1 page .. 1 TiB), vCPUs or a "
+		    "known kind",
+		    path);
 	return 0;
 }
 
@@ -241,7 +260,7 @@ static int raw_read(struct sr_in *in, void *buf, size_t len, size_t *got_out)
 }
 
 /* Fills pre[] from the start of the file. */
-static int read_pre(struct sr_in *in, const char *path, struct sr_err *e)
+static int read_pre(struct sr_in *in, const char *path, struct pvm_error *e)
 {
 	size_t got = 0, n;
 	int rc;
@@ -249,12 +268,12 @@ static int read_pre(struct sr_in *in, const char *path, struct sr_err *e)
 	while (got < sizeof(in->pre)) {
 		rc = raw_read(in, in->pre + got, sizeof(in->pre) - got, &n);
 		if (rc && sr_unseal_error(in->unseal))
-			return sr_fail(e, rc, "%s: %s", path,
-				       sr_unseal_error(in->unseal));
+			return pvm_error_set(e, rc, "%s: %s", path,
+					     sr_unseal_error(in->unseal));
 		if (rc)
-			return sr_fail(e, rc, "%s: cannot read: %s%s", path,
-				       strerror(-rc), rc == -EBADMSG ?
-				       " (damaged lz4 frame)" : "");
+			return pvm_error_set(
+			    e, rc, "%s: cannot read: %s%s", path, strerror(-rc),
+			    rc == -EBADMSG ? " (damaged lz4 frame)" : "");
 		if (!n)
 			break;
 		got += n;
@@ -265,7 +284,7 @@ static int read_pre(struct sr_in *in, const char *path, struct sr_err *e)
 }
 
 int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
-	       struct sr_config *c, bool *has_config_out, struct sr_err *e)
+	       struct sr_config *c, bool *has_config_out, struct pvm_error *e)
 {
 	struct stat st;
 	struct pvm_ckpt_xlhdr x;
@@ -281,7 +300,8 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 		in->size = (uint64_t)st.st_size;
 	rc = pvm_ckpt_file_open(path, &in->file);
 	if (rc)
-		return sr_fail(e, rc, "cannot open %s: %s", path, strerror(-rc));
+		return pvm_error_set(e, rc, "cannot open %s: %s", path,
+				     strerror(-rc));
 	in->lz4 = pvm_ckpt_file_is_lz4(in->file);
 	rc = read_pre(in, path, e);
 	if (rc)
@@ -304,7 +324,7 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 	optlen = x.optlen;
 	text = malloc((size_t)optlen + 1);
 	if (!text) {
-		rc = sr_fail(e, -ENOMEM, "out of memory");
+		rc = pvm_error_set(e, -ENOMEM, "out of memory");
 		goto out_close;
 	}
 	for (got = 0; got < optlen; got += n) {
@@ -312,15 +332,17 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 		if (!rc && !n)
 			rc = -EBADMSG;
 		if (rc) {
-			sr_fail(e, rc, "%s: truncated in the xl header's "
-				"config data", path);
+			pvm_error_set(e, rc,
+				      "%s: truncated in the xl header's "
+				      "config data",
+				      path);
 			goto out_close;
 		}
 	}
 	rc = pvm_ckpt_xlhdr_config((const uint8_t *)text, optlen, &cfg, &cfglen,
 				   msg, sizeof(msg));
 	if (rc) {
-		sr_fail(e, rc, "%s: %s", path, msg);
+		pvm_error_set(e, rc, "%s: %s", path, msg);
 		goto out_close;
 	}
 	/* The xl header is consumed; the stream starts at the libxl header. */
@@ -378,33 +400,36 @@ void sr_in_close(struct sr_in *in)
 }
 
 /* After the stream's END: the file must end too. */
-static int check_eof(struct sr_in *in, const char *path, struct sr_err *e)
+static int check_eof(struct sr_in *in, const char *path, struct pvm_error *e)
 {
 	uint8_t extra;
 	size_t got = 0;
 	int rc = sr_in_read(in, &extra, 1, &got);
 
 	if (rc)
-		return sr_fail(e, rc, "%s: after the stream: %s", path,
-			       sr_unseal_error(in->unseal) ?
-				       sr_unseal_error(in->unseal) :
-				       strerror(-rc));
+		return pvm_error_set(e, rc, "%s: after the stream: %s", path,
+				     sr_unseal_error(in->unseal)
+					 ? sr_unseal_error(in->unseal)
+					 : strerror(-rc));
 	if (got)
-		return sr_fail(e, -EBADMSG, "%s: bytes after the final END "
-			       "record (damaged or appended to)", path);
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: bytes after the final END "
+				     "record (damaged or appended to)",
+				     path);
 	return 0;
 }
 
-int sr_read_fail(struct sr_err *e, const char *path,
+int sr_read_fail(struct pvm_error *e, const struct sr_in *in, const char *path,
 		 const struct pvm_ckpt_info *info, int rc)
 {
 	if (e->rc)
 		return e->rc; /* a handler of ours failed first */
-	if (e->unseal && sr_unseal_error(e->unseal))
-		return sr_fail(e, rc, "%s: %s", path,
-			       sr_unseal_error(e->unseal));
-	return sr_fail(e, rc, "%s: %s", path,
-		       info->error_msg[0] ? info->error_msg : strerror(-rc));
+	if (in && in->unseal && sr_unseal_error(in->unseal))
+		return pvm_error_set(e, rc, "%s: %s", path,
+				     sr_unseal_error(in->unseal));
+	return pvm_error_set(e, rc, "%s: %s", path,
+			     info->error_msg[0] ? info->error_msg
+						: strerror(-rc));
 }
 
 /* ---- the restore reader's handlers --------------------------------------- */
@@ -413,7 +438,7 @@ struct rctx {
 	struct pvm_hv *hv;
 	uint32_t domid;
 	uint64_t nr_pages;
-	struct sr_err *e;
+	struct pvm_error *e;
 	/* a batch of pages waiting for one map_pages(WRITE) */
 	uint64_t pfns[SR_BATCH];
 	uint8_t *stage; /* SR_BATCH pages, owned */
@@ -446,14 +471,18 @@ static int flush(struct rctx *x)
 	rc = x->hv->ops->map_pages(x->hv, x->domid, PVM_HV_MAP_WRITE, x->pfns,
 				   x->n, errs, &map);
 	if (rc)
-		return sr_fail(x->e, rc, "domain %u: cannot map pages to fill "
-			       "them: %s", x->domid, strerror(-rc));
+		return pvm_error_set(x->e, rc,
+				     "domain %u: cannot map pages to fill "
+				     "them: %s",
+				     x->domid, strerror(-rc));
 	for (size_t i = 0; i < x->n; i++) {
 		if (errs[i]) {
-			rc = sr_fail(x->e, errs[i], "domain %u: cannot map "
-				     "pfn %llu: %s", x->domid,
-				     (unsigned long long)x->pfns[i],
-				     strerror(-errs[i]));
+			rc = pvm_error_set(x->e, errs[i],
+					   "domain %u: cannot map "
+					   "pfn %llu: %s",
+					   x->domid,
+					   (unsigned long long)x->pfns[i],
+					   strerror(-errs[i]));
 			break;
 		}
 		memcpy((uint8_t *)map + i * PVM_PAGE_SIZE,
@@ -505,10 +534,11 @@ static int on_meta(void *ctx, const struct pvm_ckpt_meta *m)
 	struct rctx *x = ctx;
 
 	if (m->nr_pages != x->nr_pages)
-		return sr_fail(x->e, -EBADMSG, "META says %llu pages, the "
-			       "config %llu: the file is inconsistent",
-			       (unsigned long long)m->nr_pages,
-			       (unsigned long long)x->nr_pages);
+		return pvm_error_set(x->e, -EBADMSG,
+				     "META says %llu pages, the "
+				     "config %llu: the file is inconsistent",
+				     (unsigned long long)m->nr_pages,
+				     (unsigned long long)x->nr_pages);
 	return 0;
 }
 
@@ -518,8 +548,9 @@ static int on_hvm_context(void *ctx, const void *blob, size_t len)
 
 	pvm_buf_reset(&x->vcpus);
 	pvm_buf_put_bytes(&x->vcpus, blob, len);
-	return x->vcpus.err ? sr_fail(x->e, -E2BIG, "HVM_CONTEXT too large")
-			    : 0;
+	return x->vcpus.err
+		   ? pvm_error_set(x->e, -E2BIG, "HVM_CONTEXT too large")
+		   : 0;
 }
 
 static int on_evtchns(void *ctx, const struct pvm_ckpt_evtchn *v, size_t n)
@@ -528,7 +559,7 @@ static int on_evtchns(void *ctx, const struct pvm_ckpt_evtchn *v, size_t n)
 	struct pvm_ckpt_evtchn *copy = malloc((n ? n : 1) * sizeof(*v));
 
 	if (!copy)
-		return sr_fail(x->e, -ENOMEM, "out of memory");
+		return pvm_error_set(x->e, -ENOMEM, "out of memory");
 	memcpy(copy, v, n * sizeof(*v));
 	free(x->evtchns);
 	x->evtchns = copy;
@@ -544,7 +575,7 @@ static int on_grants(void *ctx, const struct pvm_ckpt_grant_table *g)
 		malloc((g->count ? g->count : 1) * sizeof(*copy));
 
 	if (!copy)
-		return sr_fail(x->e, -ENOMEM, "out of memory");
+		return pvm_error_set(x->e, -ENOMEM, "out of memory");
 	memcpy(copy, g->entries, g->count * sizeof(*copy));
 	free(x->grants);
 	x->grants = copy;
@@ -591,8 +622,10 @@ static int load_vcpus(struct rctx *x, uint32_t nr_vcpus)
 	pvm_cursor_u32(&c, &magic);
 	pvm_cursor_u32(&c, &count);
 	if (c.err || magic != SR_VCPU_MAGIC || count != nr_vcpus)
-		return sr_fail(x->e, -EBADMSG, "HVM_CONTEXT: not pvmig's vCPU "
-			       "state for %u vCPUs", nr_vcpus);
+		return pvm_error_set(x->e, -EBADMSG,
+				     "HVM_CONTEXT: not pvmig's vCPU "
+				     "state for %u vCPUs",
+				     nr_vcpus);
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t v = 0, len = 0;
 		const uint8_t *p = NULL;
@@ -603,12 +636,16 @@ static int load_vcpus(struct rctx *x, uint32_t nr_vcpus)
 		pvm_cursor_bytes(&c, len, &p);
 		pvm_cursor_skip(&c, (8 - len % 8) % 8);
 		if (c.err || v >= nr_vcpus)
-			return sr_fail(x->e, -EBADMSG, "HVM_CONTEXT: vCPU "
-				       "entry %u is malformed", i);
+			return pvm_error_set(x->e, -EBADMSG,
+					     "HVM_CONTEXT: vCPU "
+					     "entry %u is malformed",
+					     i);
 		rc = x->hv->ops->vcpu_context_set(x->hv, x->domid, v, p, len);
 		if (rc)
-			return sr_fail(x->e, rc, "domain %u: cannot load vCPU "
-				       "%u: %s", x->domid, v, strerror(-rc));
+			return pvm_error_set(x->e, rc,
+					     "domain %u: cannot load vCPU "
+					     "%u: %s",
+					     x->domid, v, strerror(-rc));
 	}
 	return 0;
 }
@@ -627,8 +664,9 @@ static int load_grants(struct rctx *x)
 	/* The new domain's table layout, to put the saved entries in. */
 	rc = x->hv->ops->grant_state_get(x->hv, x->domid, &cur);
 	if (rc) {
-		sr_fail(x->e, rc, "domain %u: cannot read its grant table: %s",
-			x->domid, strerror(-rc));
+		pvm_error_set(x->e, rc,
+			      "domain %u: cannot read its grant table: %s",
+			      x->domid, strerror(-rc));
 		goto out;
 	}
 	pvm_cursor_init(&c, cur.data, cur.len);
@@ -639,22 +677,25 @@ static int load_grants(struct rctx *x)
 	pvm_cursor_u32(&c, &res);
 	if (c.err || frames != x->gt.nr_frames ||
 	    nent > frames * PVM_CKPT_GRANT_V1_PER_FRAME) {
-		rc = sr_fail(x->e, -ENOTSUP, "the saved grant table has %u "
-			     "frames, this host's domain %u", x->gt.nr_frames,
-			     frames);
+		rc = pvm_error_set(x->e, -ENOTSUP,
+				   "the saved grant table has %u "
+				   "frames, this host's domain %u",
+				   x->gt.nr_frames, frames);
 		goto out;
 	}
 	table = calloc(nent ? nent : 1, 8);
 	if (!table) {
-		rc = sr_fail(x->e, -ENOMEM, "out of memory");
+		rc = pvm_error_set(x->e, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < x->gt.count; i++) {
 		const struct pvm_ckpt_grant *g = &x->grants[i];
 
 		if (g->ref >= nent || g->frame > UINT32_MAX) {
-			rc = sr_fail(x->e, -EBADMSG, "PVMIG_GRANT: entry %u "
-				     "does not fit the table", g->ref);
+			rc = pvm_error_set(x->e, -EBADMSG,
+					   "PVMIG_GRANT: entry %u "
+					   "does not fit the table",
+					   g->ref);
 			goto out;
 		}
 		table[2 * g->ref] = g->flags | ((uint32_t)g->domid << 16);
@@ -671,8 +712,9 @@ static int load_grants(struct rctx *x)
 		     : x->hv->ops->grant_state_set(x->hv, x->domid, set.data,
 						   set.len);
 	if (rc)
-		sr_fail(x->e, rc, "domain %u: cannot load its grant table: %s",
-			x->domid, strerror(-rc));
+		pvm_error_set(x->e, rc,
+			      "domain %u: cannot load its grant table: %s",
+			      x->domid, strerror(-rc));
 out:
 	free(table);
 	pvm_buf_dispose(&cur);
@@ -702,9 +744,10 @@ static int load_evtchns(struct rctx *x)
 
 		if (v->kind >= PVM_ARRAY_SIZE(hv_state) || !hv_state[v->kind]) {
 			pvm_buf_dispose(&b);
-			return sr_fail(x->e, -ENOTSUP, "event channel %u: "
-				       "kind %u cannot be restored here",
-				       v->port, v->kind);
+			return pvm_error_set(x->e, -ENOTSUP,
+					     "event channel %u: "
+					     "kind %u cannot be restored here",
+					     v->port, v->kind);
 		}
 		pvm_buf_put_u32(&b, v->port);
 		pvm_buf_put_u16(&b, hv_state[v->kind]);
@@ -717,8 +760,10 @@ static int load_evtchns(struct rctx *x)
 						  b.len);
 	pvm_buf_dispose(&b);
 	if (rc)
-		return sr_fail(x->e, rc, "domain %u: cannot re-create its "
-			       "event channels: %s", x->domid, strerror(-rc));
+		return pvm_error_set(x->e, rc,
+				     "domain %u: cannot re-create its "
+				     "event channels: %s",
+				     x->domid, strerror(-rc));
 	return 0;
 }
 
@@ -729,7 +774,7 @@ static int load_evtchns(struct rctx *x)
 static int open_checked(struct sr_in *in, const char *path,
 			const struct sr_key *key, struct sr_config *c,
 			const char *want_kind, const struct sr_config *first,
-			struct sr_err *e)
+			struct pvm_error *e)
 {
 	bool has;
 
@@ -739,26 +784,37 @@ static int open_checked(struct sr_in *in, const char *path,
 		bool xen = in->xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON;
 
 		sr_in_close(in);
-		return sr_fail(e, -ENOTSUP, "%s: no pvmig domain config (an "
-			       "xl header with it comes first in every file "
-			       "pvmig saves): cannot tell what domain to "
-			       "create%s", path, xen ? "; it is a save of a "
-			       "Xen domain (libxl config): restore it on a Xen "
-			       "host (pvmig restore or xl restore)" : "");
+		return pvm_error_set(
+		    e, -ENOTSUP,
+		    "%s: no pvmig domain config (an "
+		    "xl header with it comes first in every file "
+		    "pvmig saves): cannot tell what domain to "
+		    "create%s",
+		    path,
+		    xen ? "; it is a save of a "
+			  "Xen domain (libxl config): restore it on a Xen "
+			  "host (pvmig restore or xl restore)"
+			: "");
 	}
 	if (!want_kind && !strcmp(c->kind, SR_KIND_DELTA)) {
 		sr_in_close(in);
-		return sr_fail(e, -EINVAL, "%s is epoch %u of a continuous "
-			       "checkpoint, not a whole image: restore its "
-			       "directory", path, c->epoch);
+		return pvm_error_set(
+		    e, -EINVAL,
+		    "%s is epoch %u of a continuous "
+		    "checkpoint, not a whole image: restore its "
+		    "directory",
+		    path, c->epoch);
 	}
 	if (want_kind && (strcmp(c->kind, want_kind) ||
 			  (first && (strcmp(c->chain, first->chain) ||
 				     c->nr_pages != first->nr_pages)))) {
 		sr_in_close(in);
-		return sr_fail(e, -EBADMSG, "%s: not the %s of checkpoint run "
-			       "%s (kind %s, run %s)", path, want_kind,
-			       first ? first->chain : "?", c->kind, c->chain);
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: not the %s of checkpoint run "
+				     "%s (kind %s, run %s)",
+				     path, want_kind,
+				     first ? first->chain : "?", c->kind,
+				     c->chain);
 	}
 	return 0;
 }
@@ -775,18 +831,16 @@ static int read_one(struct rctx *x, struct sr_in *in, const char *path,
 		.max_record = PVM_CKPT_REC_LENGTH_XEN_MAX,
 		.flags = PVM_CKPT_READ_REQUIRE_CHECKSUM,
 	};
-	struct sr_err *e = x->e;
+	struct pvm_error *e = x->e;
 	int rc;
 
 	x->in = in;
 	sr_devs_stream_start(&x->devs);
-	e->unseal = in->unseal;
 	rc = pvm_ckpt_read(&rc_cfg, info);
 	if (rc)
-		rc = sr_read_fail(e, path, info, rc);
+		rc = sr_read_fail(e, in, path, info, rc);
 	else
 		rc = check_eof(in, path, e);
-	e->unseal = NULL;
 	if (rc)
 		return rc;
 	x->bytes_before += info->bytes;
@@ -823,7 +877,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 {
 	struct pvm_ckpt_restore_stats local;
 	struct pvm_ckpt_restore_stats *st = st_out ? st_out : &local;
-	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_error e;
 	struct pvm_hv_domain_config dc = { 0 };
 	struct rctx x = { 0 };
 	struct sr_manifest m = { 0 };
@@ -840,10 +894,11 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	int rc;
 
 	memset(st, 0, sizeof(*st));
+	pvm_error_init(&e);
 	pvm_buf_init(&x.vcpus, SR_STATE_MAX);
 	sr_devs_init(&x.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->path) {
-		rc = sr_fail(&e, -EINVAL, "bad restore arguments");
+		rc = pvm_error_set(&e, -EINVAL, "bad restore arguments");
 		goto out;
 	}
 	hv = cfg->hv;
@@ -874,8 +929,10 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 			 &e))
 		goto out_rc;
 	if (dir && (strcmp(c.chain, m.chain) || c.nr_pages != m.nr_pages)) {
-		sr_fail(&e, -EBADMSG, "%s: does not belong to the manifest's "
-			"checkpoint run %s", path, m.chain);
+		pvm_error_set(&e, -EBADMSG,
+			      "%s: does not belong to the manifest's "
+			      "checkpoint run %s",
+			      path, m.chain);
 		goto out_close;
 	}
 	first = c;
@@ -885,8 +942,10 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		   cfg->pv_mode != PVM_PVQ_MODE_COOPERATIVE) ||
 		  cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT) && c.domid;
 	if (name_taken(hv, c.name, &taken)) {
-		sr_fail(&e, -EEXIST, "a domain named '%s' exists on this host "
-			"(domid %u): destroy or rename it first", c.name, taken);
+		pvm_error_set(&e, -EEXIST,
+			      "a domain named '%s' exists on this host "
+			      "(domid %u): destroy or rename it first",
+			      c.name, taken);
 		goto out_close;
 	}
 	if (legacy) {
@@ -895,14 +954,17 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		/* A legacy frontend never rewrites its xenstore nodes: their
 		 * paths and ACLs name the saved domid, so it must be that. */
 		if (hv->ops->domain_info(hv, c.domid, &other) == 0) {
-			sr_fail(&e, -EEXIST, "'%s' has %s, "
-				"which need their saved domid %u back, and "
-				"domain '%s' has it on this host: destroy it "
-				"first or restore on another host", c.name,
-				cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT ?
-				"PV devices forced to reconnect transparently" :
-				"legacy PV frontends",
-				c.domid, other.name);
+			pvm_error_set(
+			    &e, -EEXIST,
+			    "'%s' has %s, "
+			    "which need their saved domid %u back, and "
+			    "domain '%s' has it on this host: destroy it "
+			    "first or restore on another host",
+			    c.name,
+			    cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT
+				? "PV devices forced to reconnect transparently"
+				: "legacy PV frontends",
+			    c.domid, other.name);
 			goto out_close;
 		}
 	}
@@ -912,7 +974,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	x.devs.saved_domid = c.domid;
 	x.stage = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
 	if (!x.stage) {
-		rc = sr_fail(&e, -ENOMEM, "out of memory");
+		rc = pvm_error_set(&e, -ENOMEM, "out of memory");
 		goto out_close;
 	}
 	dc.domid = c.domid ? c.domid : PVM_HV_DOMID_ANY;
@@ -940,10 +1002,11 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		rc = hv->ops->domain_create(hv, &dc, &x.domid);
 	}
 	if (rc) {
-		sr_fail(&e, rc, "cannot create domain '%s' (%llu MiB, %u "
-			"vCPUs): %s", c.name,
-			(unsigned long long)(c.nr_pages >> 8), c.nr_vcpus,
-			strerror(-rc));
+		pvm_error_set(&e, rc,
+			      "cannot create domain '%s' (%llu MiB, %u "
+			      "vCPUs): %s",
+			      c.name, (unsigned long long)(c.nr_pages >> 8),
+			      c.nr_vcpus, strerror(-rc));
 		goto out_close;
 	}
 	created = true;
@@ -957,8 +1020,9 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		if (open_checked(&in, path, kp, &c, SR_KIND_DELTA, &first, &e))
 			goto out_rc;
 		if (c.epoch != ep) {
-			sr_fail(&e, -EBADMSG, "%s: holds epoch %u, expected %u",
-				path, c.epoch, ep);
+			pvm_error_set(&e, -EBADMSG,
+				      "%s: holds epoch %u, expected %u", path,
+				      c.epoch, ep);
 			goto out_close;
 		}
 		if (read_one(&x, &in, path, c.nr_pages, &info))
@@ -970,7 +1034,8 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		goto out_rc;
 	/* Every stream's checksum matched: now the state may go in. */
 	if (!x.vcpus.len) {
-		sr_fail(&e, -EBADMSG, "%s: no HVM_CONTEXT (vCPU state)", path);
+		pvm_error_set(&e, -EBADMSG, "%s: no HVM_CONTEXT (vCPU state)",
+			      path);
 		goto out_rc;
 	}
 	if (load_vcpus(&x, first.nr_vcpus))
@@ -993,8 +1058,9 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	if (!cfg->paused) {
 		rc = hv->ops->domain_unpause(hv, x.domid);
 		if (rc) {
-			sr_fail(&e, rc, "domain %u: cannot unpause it: %s",
-				x.domid, strerror(-rc));
+			pvm_error_set(&e, rc,
+				      "domain %u: cannot unpause it: %s",
+				      x.domid, strerror(-rc));
 			goto out_rc;
 		}
 		sr_devs_wait(&x.devs, hv, x.domid,
@@ -1032,6 +1098,7 @@ out:
 	sr_devs_dispose(&x.devs);
 	sr_key_wipe(&key);
 	st->total_ns = pvm_now_ns() - t0;
+	pvm_error_copy(&e, st->err_msg, sizeof(st->err_msg));
 	return rc;
 }
 
@@ -1051,7 +1118,7 @@ static void add_info(struct pvm_ckpt_image *out, const struct pvm_ckpt_info *i)
 static int inspect_file(const char *path, const struct sr_key *key,
 			struct pvm_ckpt_image *out, const char *want_kind,
 			const struct sr_config *first, uint32_t want_epoch,
-			struct sr_err *e)
+			struct pvm_error *e)
 {
 	struct sr_in in;
 	struct sr_config c;
@@ -1083,25 +1150,28 @@ static int inspect_file(const char *path, const struct sr_key *key,
 			  (first && (strcmp(c.chain, first->chain) ||
 				     c.epoch != want_epoch)))) {
 		sr_in_close(&in);
-		return sr_fail(e, -EBADMSG, "%s: not epoch %u of checkpoint "
-			       "run %s", path, want_epoch,
-			       first ? first->chain : "?");
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: not epoch %u of checkpoint "
+				     "run %s",
+				     path, want_epoch,
+				     first ? first->chain : "?");
 	}
-	e->unseal = in.unseal;
 	rc = pvm_ckpt_verify(sr_in_read, &in, has ? c.nr_pages : 0, &info);
 	if (rc) {
 		add_info(out, &info); /* as far as the walk got */
 		out->files--;
-		sr_read_fail(e, path, &info, rc);
+		sr_read_fail(e, &in, path, &info, rc);
 	} else if (!check_eof(&in, path, e)) {
 		if (has && info.has_meta && info.meta.nr_pages != c.nr_pages)
-			sr_fail(e, -EBADMSG, "%s: META and config disagree on "
-				"the size", path);
+			pvm_error_set(e, -EBADMSG,
+				      "%s: META and config disagree on "
+				      "the size",
+				      path);
 		else if (info.checksum != PVM_CKPT_CSUM_OK && has)
-			sr_fail(e, -EBADMSG, "%s: no PVMIG_CHECKSUM record", path);
+			pvm_error_set(e, -EBADMSG,
+				      "%s: no PVMIG_CHECKSUM record", path);
 		add_info(out, &info);
 	}
-	e->unseal = NULL;
 	sr_in_close(&in);
 	return e->rc;
 }
@@ -1112,7 +1182,7 @@ int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out)
 }
 
 static int inspect(const char *path, const struct sr_key *key,
-		   struct pvm_ckpt_image *out, struct sr_err *e)
+		   struct pvm_ckpt_image *out, struct pvm_error *e)
 {
 	struct sr_manifest m;
 	struct sr_config first = { 0 };
@@ -1142,16 +1212,19 @@ static int inspect(const char *path, const struct sr_key *key,
 int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
 			   struct pvm_ckpt_image *out)
 {
-	struct sr_err e = { .msg = out->err_msg };
+	struct pvm_error e;
 	struct sr_key key = { 0 };
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	pvm_error_init(&e);
 	if (!path)
-		return sr_fail(&e, -EINVAL, "no path");
-	if (key_file && sr_key_load(key_file, &key, &e))
-		return e.rc;
-	rc = inspect(path, &key, out, &e);
+		rc = pvm_error_set(&e, -EINVAL, "no path");
+	else if (key_file && sr_key_load(key_file, &key, &e))
+		rc = e.rc;
+	else
+		rc = inspect(path, &key, out, &e);
 	sr_key_wipe(&key);
+	pvm_error_copy(&e, out->err_msg, sizeof(out->err_msg));
 	return rc;
 }

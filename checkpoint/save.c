@@ -35,22 +35,6 @@
 #include "hv/sim/sim.h"
 #include "hv/xen/xen.h"
 
-int sr_fail(struct sr_err *e, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (e->rc)
-		return e->rc;
-	e->rc = rc;
-	if (e->msg) {
-		va_start(ap, fmt);
-		vsnprintf(e->msg, PVM_CKPT_ERR_MAX, fmt, ap);
-		va_end(ap);
-		pvm_err("%s", e->msg);
-	}
-	return rc;
-}
-
 /* ---- the domain config header (docs/stream-format.md §7.1) ------------- */
 
 static bool config_string_ok(const char *s)
@@ -179,7 +163,7 @@ int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
 
 int sr_out_create(struct sr_out *o, const char *path, bool lz4,
 		  const struct sr_key *key, struct pvm_ckpt_write_cfg *wc,
-		  struct sr_err *e)
+		  struct pvm_error *e)
 {
 	int rc;
 
@@ -197,15 +181,16 @@ int sr_out_create(struct sr_out *o, const char *path, bool lz4,
 		wc->write_ctx = o->file;
 	}
 	if (rc)
-		return sr_fail(e, rc, "cannot create %s.tmp: %s (is the "
-			       "directory there and writable?)", path,
-			       strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "cannot create %s.tmp: %s (is the "
+				     "directory there and writable?)",
+				     path, strerror(-rc));
 	return 0;
 }
 
 int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 		const struct sr_key *key, const struct sr_config *c,
-		struct sr_err *e)
+		struct pvm_error *e)
 {
 	struct pvm_ckpt_write_cfg wc = { .write = pvm_ckpt_file_write };
 	struct pvm_ckpt_meta meta = { 0 };
@@ -218,8 +203,10 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	pvm_buf_init(&text, SR_CONFIG_MAX);
 	rc = config_text(c, &text);
 	if (rc) {
-		sr_fail(e, rc, "domain %u: cannot describe its config (name "
-			"or image has characters a config cannot hold)", c->domid);
+		pvm_error_set(e, rc,
+			      "domain %u: cannot describe its config (name "
+			      "or image has characters a config cannot hold)",
+			      c->domid);
 		goto out;
 	}
 	rc = sr_out_create(o, path, lz4, key, &wc, e);
@@ -230,12 +217,14 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	 * length word xl reads first. */
 	rc = sr_write_xl_header(&wc, 0, text.data, sr_text_len(&text));
 	if (rc) {
-		sr_fail(e, rc, "cannot write %s.tmp: %s", path, strerror(-rc));
+		pvm_error_set(e, rc, "cannot write %s.tmp: %s", path,
+			      strerror(-rc));
 		goto out_abort;
 	}
 	rc = pvm_ckpt_writer_new(&wc, &o->w);
 	if (rc) {
-		sr_fail(e, rc, "cannot start a stream writer: %s", strerror(-rc));
+		pvm_error_set(e, rc, "cannot start a stream writer: %s",
+			      strerror(-rc));
 		goto out_abort;
 	}
 	meta.nr_pages = c->nr_pages;
@@ -244,8 +233,9 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	snprintf(meta.name, sizeof(meta.name), "%s", c->name);
 	rc = pvm_ckpt_write_begin(o->w, &meta);
 	if (rc) {
-		sr_fail(e, rc, "cannot write the stream headers to %s.tmp: %s",
-			path, strerror(-rc));
+		pvm_error_set(e, rc,
+			      "cannot write the stream headers to %s.tmp: %s",
+			      path, strerror(-rc));
 		goto out_abort;
 	}
 	pvm_buf_dispose(&text);
@@ -258,13 +248,13 @@ out:
 	return rc;
 }
 
-int sr_out_commit(struct sr_out *o, struct sr_err *e)
+int sr_out_commit(struct sr_out *o, struct pvm_error *e)
 {
 	int rc = o->w ? pvm_ckpt_write_finish(o->w) : 0;
 
 	if (rc)
-		return sr_fail(e, rc, "cannot finish the stream: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot finish the stream: %s",
+				     strerror(-rc));
 	pvm_ckpt_writer_free(o->w);
 	o->w = NULL;
 	if (o->sealed)
@@ -274,8 +264,9 @@ int sr_out_commit(struct sr_out *o, struct sr_err *e)
 	o->file = NULL;
 	o->sealed = NULL;
 	if (rc)
-		return sr_fail(e, rc, "cannot commit the file: %s (disk full?)",
-			       strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "cannot commit the file: %s (disk full?)",
+				     strerror(-rc));
 	return 0;
 }
 
@@ -326,7 +317,7 @@ static void domain_image(struct pvm_hv *hv, uint32_t domid, char *out,
 }
 
 int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
-		 struct sr_err *e)
+		 struct pvm_error *e)
 {
 	struct pvm_hv_dominfo info;
 	int rc;
@@ -334,10 +325,12 @@ int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
 	memset(c, 0, sizeof(*c));
 	rc = hv->ops->domain_info(hv, domid, &info);
 	if (rc)
-		return sr_fail(e, rc, "no domain %u on this host", domid);
+		return pvm_error_set(e, rc, "no domain %u on this host", domid);
 	if (info.flags & (PVM_HV_DOMINF_SHUTDOWN | PVM_HV_DOMINF_DYING))
-		return sr_fail(e, -ESRCH, "domain %u '%s' has shut down or "
-			       "died: nothing to save", domid, info.name);
+		return pvm_error_set(e, -ESRCH,
+				     "domain %u '%s' has shut down or "
+				     "died: nothing to save",
+				     domid, info.name);
 	snprintf(c->name, sizeof(c->name), "%s", info.name);
 	c->nr_pages = info.nr_pages;
 	c->nr_vcpus = info.nr_vcpus;
@@ -351,7 +344,7 @@ int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
 
 int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
 		  const uint64_t *pfns, size_t n, bool zero_as_xalloc,
-		  uint8_t *bounce, struct sr_err *e)
+		  uint8_t *bounce, struct pvm_error *e)
 {
 	uint8_t types[SR_BATCH];
 	const void *data[SR_BATCH];
@@ -365,10 +358,12 @@ int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
 		rc = hv->ops->map_pages(hv, domid, PVM_HV_MAP_READ, pfns + off,
 					k, errs, &map);
 		if (rc)
-			return sr_fail(e, rc, "domain %u: cannot map %zu pages "
-				       "from pfn %llu: %s", domid, k,
-				       (unsigned long long)pfns[off],
-				       strerror(-rc));
+			return pvm_error_set(e, rc,
+					     "domain %u: cannot map %zu pages "
+					     "from pfn %llu: %s",
+					     domid, k,
+					     (unsigned long long)pfns[off],
+					     strerror(-rc));
 		if (bounce) {
 			/* The guest runs: the writer reads each page twice
 			 * (digest, sink), so it must not change under it. */
@@ -389,14 +384,15 @@ int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
 		rc = pvm_ckpt_write_pages(w, pfns + off, types, data, k);
 		hv->ops->unmap_pages(hv, map, k);
 		if (rc)
-			return sr_fail(e, rc, "domain %u: cannot write pages: %s",
-				       domid, strerror(-rc));
+			return pvm_error_set(
+			    e, rc, "domain %u: cannot write pages: %s", domid,
+			    strerror(-rc));
 	}
 	return 0;
 }
 
 int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-		  uint8_t out[32], struct sr_err *e)
+		  uint8_t out[32], struct pvm_error *e)
 {
 	uint64_t pfns[SR_BATCH];
 	int errs[SR_BATCH];
@@ -422,8 +418,9 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 		rc = pvm_ckpt_digest_peek(&d, out);
 	pvm_ckpt_digest_dispose(&d);
 	if (rc)
-		return sr_fail(e, rc, "domain %u: cannot digest memory: %s",
-			       domid, strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot digest memory: %s",
+				     domid, strerror(-rc));
 	return 0;
 }
 
@@ -448,7 +445,7 @@ void sr_state_dispose(struct sr_state *s)
 #define SR_VCPU_MAGIC 0x636d7670u /* "pvmc" little-endian */
 
 int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
-		 struct sr_state *s, struct sr_err *e)
+		 struct sr_state *s, struct pvm_error *e)
 {
 	struct pvm_buf one;
 	int rc = 0;
@@ -463,8 +460,9 @@ int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
 		pvm_buf_reset(&one);
 		rc = hv->ops->vcpu_context_get(hv, domid, v, &one);
 		if (rc) {
-			sr_fail(e, rc, "domain %u: cannot read vCPU %u: %s",
-				domid, v, strerror(-rc));
+			pvm_error_set(e, rc,
+				      "domain %u: cannot read vCPU %u: %s",
+				      domid, v, strerror(-rc));
 			break;
 		}
 		pvm_buf_put_u32(&s->vcpus, v);
@@ -477,21 +475,27 @@ int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
 		return rc;
 	rc = hv->ops->evtchn_state_get(hv, domid, &s->evtchn);
 	if (rc)
-		return sr_fail(e, rc, "domain %u: cannot read its event "
-			       "channels: %s", domid, strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot read its event "
+				     "channels: %s",
+				     domid, strerror(-rc));
 	rc = hv->ops->grant_state_get(hv, domid, &s->grant);
 	if (rc)
-		return sr_fail(e, rc, "domain %u: cannot read its grant "
-			       "table: %s", domid, strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot read its grant "
+				     "table: %s",
+				     domid, strerror(-rc));
 	if (s->vcpus.err)
-		return sr_fail(e, s->vcpus.err, "domain %u: vCPU state too "
-			       "large", domid);
+		return pvm_error_set(e, s->vcpus.err,
+				     "domain %u: vCPU state too "
+				     "large",
+				     domid);
 	return 0;
 }
 
 /* hv evtchn format (docs/hv.md) -> PVMIG_EVTCHN entries. */
 static int write_evtchns(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
-			 struct sr_err *e)
+			 struct pvm_error *e)
 {
 	struct pvm_cursor c;
 	struct pvm_ckpt_evtchn *v = NULL;
@@ -503,13 +507,15 @@ static int write_evtchns(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 	pvm_cursor_u32(&c, &count);
 	if (c.err || version != 1 || count > PVM_CKPT_EVTCHN_PORT_MAX ||
 	    pvm_cursor_remaining(&c) != (size_t)count * 16)
-		return sr_fail(e, -EBADMSG, "backend gave malformed event-"
-			       "channel state (%zu bytes)", b->len);
+		return pvm_error_set(e, -EBADMSG,
+				     "backend gave malformed event-"
+				     "channel state (%zu bytes)",
+				     b->len);
 	if (!count)
 		return 0;
 	v = calloc(count, sizeof(*v));
 	if (!v)
-		return sr_fail(e, -ENOMEM, "out of memory");
+		return pvm_error_set(e, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t port = 0, rport = 0, res = 0;
 		uint16_t st = 0, rdom = 0;
@@ -550,14 +556,14 @@ static int write_evtchns(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 	rc = pvm_ckpt_write_evtchns(w, v, count);
 	free(v);
 	if (rc)
-		return sr_fail(e, rc, "cannot write PVMIG_EVTCHN: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot write PVMIG_EVTCHN: %s",
+				     strerror(-rc));
 	return 0;
 }
 
 /* hv grant format -> PVMIG_GRANT (the in-use entries). */
 static int write_grants(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
-			struct sr_err *e)
+			struct pvm_error *e)
 {
 	struct pvm_cursor c;
 	struct pvm_ckpt_grant *g = NULL;
@@ -576,11 +582,13 @@ static int write_grants(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 	    frames > PVM_CKPT_GRANT_FRAMES_MAX ||
 	    nent > frames * PVM_CKPT_GRANT_V1_PER_FRAME ||
 	    pvm_cursor_remaining(&c) != (size_t)nent * 8)
-		return sr_fail(e, -EBADMSG, "backend gave a malformed grant "
-			       "table (%zu bytes)", b->len);
+		return pvm_error_set(e, -EBADMSG,
+				     "backend gave a malformed grant "
+				     "table (%zu bytes)",
+				     b->len);
 	g = calloc(nent ? nent : 1, sizeof(*g));
 	if (!g)
-		return sr_fail(e, -ENOMEM, "out of memory");
+		return pvm_error_set(e, -ENOMEM, "out of memory");
 	for (uint32_t ref = 0; ref < nent; ref++) {
 		uint32_t w0 = 0, frame = 0;
 
@@ -600,19 +608,19 @@ static int write_grants(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 	rc = pvm_ckpt_write_grants(w, &gt);
 	free(g);
 	if (rc)
-		return sr_fail(e, rc, "cannot write PVMIG_GRANT: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot write PVMIG_GRANT: %s",
+				     strerror(-rc));
 	return 0;
 }
 
 int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
-		   struct sr_err *e)
+		   struct pvm_error *e)
 {
 	int rc = pvm_ckpt_write_hvm_context(w, s->vcpus.data, s->vcpus.len);
 
 	if (rc)
-		return sr_fail(e, rc, "cannot write HVM_CONTEXT: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot write HVM_CONTEXT: %s",
+				     strerror(-rc));
 	if (write_evtchns(w, &s->evtchn, e) || write_grants(w, &s->grant, e))
 		return e->rc;
 	return 0;
@@ -652,7 +660,7 @@ static void report(const struct pvm_ckpt_save_cfg *cfg, const char *phase,
 static int write_set(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
 		     const struct pvm_bitmap *bm, uint64_t nr_pages,
 		     const char *phase, uint32_t round, bool zero_as_xalloc,
-		     uint8_t *bounce, uint64_t *pages, struct sr_err *e)
+		     uint8_t *bounce, uint64_t *pages, struct pvm_error *e)
 {
 	uint64_t pfns[SR_BATCH * 4];
 	uint64_t total = bm ? pvm_bitmap_count(bm) : nr_pages, done = 0;
@@ -689,28 +697,30 @@ int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 {
 	struct pvm_ckpt_save_stats local;
 	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
-	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_error e;
 	struct sr_key key = { 0 };
 	int rc;
 
 	memset(st, 0, sizeof(*st));
+	pvm_error_init(&e);
 	if (cfg && cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
-		return e.rc;
-	if (cfg && cfg->hv && pvm_hv_is_xen(cfg->hv))
-		rc = sr_xen_save(cfg, key.loaded ? &key : NULL, st);
+		rc = e.rc;
+	else if (cfg && cfg->hv && pvm_hv_is_xen(cfg->hv))
+		rc = sr_xen_save(cfg, key.loaded ? &key : NULL, st, &e);
 	else
-		rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st);
+		rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st, &e);
 	sr_key_wipe(&key);
+	pvm_error_copy(&e, st->err_msg, sizeof(st->err_msg));
 	return rc;
 }
 
 int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	    unsigned sr_flags, const struct sr_key *key,
-	    struct pvm_ckpt_save_stats *st_out)
+	    struct pvm_ckpt_save_stats *st_out, struct pvm_error *err)
 {
 	struct pvm_ckpt_save_stats local;
 	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
-	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_error *const e = err;
 	struct sr_out o = { 0 };
 	struct sr_config c;
 	struct sr_state state;
@@ -730,7 +740,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	if (!cfg || !cfg->hv || !cfg->path || !*cfg->path ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
 			    PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
-		rc = sr_fail(&e, -EINVAL, "bad save arguments");
+		rc = pvm_error_set(e, -EINVAL, "bad save arguments");
 		goto out;
 	}
 	hv = cfg->hv;
@@ -738,12 +748,13 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
 	if (as)
 		c = *as;
-	else if (sr_config_of(hv, cfg->domid, &c, &e))
+	else if (sr_config_of(hv, cfg->domid, &c, e))
 		goto out_rc;
 	if (cfg->image && *cfg->image &&
 	    snprintf(c.image, sizeof(c.image), "%s", cfg->image) >=
 		    (int)sizeof(c.image)) {
-		rc = sr_fail(&e, -E2BIG, "the domain's image name is too long");
+		rc = pvm_error_set(e, -E2BIG,
+				   "the domain's image name is too long");
 		goto out;
 	}
 	if (cfg->devices)
@@ -752,32 +763,36 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	sr_devs_init(&devs, &c.dev);
 	devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
-		rc = sr_fail(&e, -ENOMEM, "out of memory");
+		rc = pvm_error_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (sr_out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, key, &c,
-			&e))
+			e))
 		goto out_rc;
 
 	if (live) {
 		rc = sr_flags & SR_SAVE_LOGDIRTY_ON ?
 			     0 : hv->ops->logdirty_enable(hv, cfg->domid);
 		if (rc) {
-			sr_fail(&e, rc, "domain %u: cannot turn on log-dirty "
-				"mode: %s%s", cfg->domid, strerror(-rc),
-				rc == -EBUSY ? " (another save or migration "
-					       "is running)" : "");
+			pvm_error_set(e, rc,
+				      "domain %u: cannot turn on log-dirty "
+				      "mode: %s%s",
+				      cfg->domid, strerror(-rc),
+				      rc == -EBUSY
+					  ? " (another save or migration "
+					    "is running)"
+					  : "");
 			goto out_abort;
 		}
 		logdirty = true;
 		bounce = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
 		if (!bounce) {
-			sr_fail(&e, -ENOMEM, "out of memory");
+			pvm_error_set(e, -ENOMEM, "out of memory");
 			goto out_abort;
 		}
 		/* Round 0: every page; the new domain starts zeroed. */
 		if (write_set(cfg, &o, NULL, c.nr_pages, "precopy", 0, true,
-			      bounce, &st->pages, &e))
+			      bounce, &st->pages, e))
 			goto out_abort;
 		st->rounds = 1;
 		for (uint32_t round = 1;; round++) {
@@ -785,16 +800,17 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 
 			rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &bm);
 			if (rc) {
-				sr_fail(&e, rc, "domain %u: cannot read the "
-					"dirty log: %s", cfg->domid,
-					strerror(-rc));
+				pvm_error_set(e, rc,
+					      "domain %u: cannot read the "
+					      "dirty log: %s",
+					      cfg->domid, strerror(-rc));
 				goto out_abort;
 			}
 			dirty = pvm_bitmap_count(&bm);
 			if (sr_precopy_done(round, max_rounds, dirty, prev))
 				break; /* bm's pages go after the pause */
 			if (write_set(cfg, &o, &bm, c.nr_pages, "precopy",
-				      round, false, bounce, &st->pages, &e))
+				      round, false, bounce, &st->pages, e))
 				goto out_abort;
 			st->rounds++;
 			prev = dirty;
@@ -803,15 +819,17 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 
 	/* The guest's own suspend first (it stops its frontends), then
 	 * the pause; a guest that does not answer is quiesced anyway. */
-	if (sr_devs_suspend(&devs, hv, cfg->domid, cfg->suspend_timeout_ms ?
-				cfg->suspend_timeout_ms : PVM_PVQ_SUSPEND_TIMEOUT_MS,
-			    st->suspend, sizeof(st->suspend), &e))
+	if (sr_devs_suspend(&devs, hv, cfg->domid,
+			    cfg->suspend_timeout_ms
+				? cfg->suspend_timeout_ms
+				: PVM_PVQ_SUSPEND_TIMEOUT_MS,
+			    st->suspend, sizeof(st->suspend), e))
 		goto out_abort;
 	st->suspend_ms = devs.susp.ms;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
 	if (rc) {
-		sr_fail(&e, rc, "domain %u: cannot pause it: %s", cfg->domid,
-			strerror(-rc));
+		pvm_error_set(e, rc, "domain %u: cannot pause it: %s",
+			      cfg->domid, strerror(-rc));
 		goto out_abort;
 	}
 	paused = true;
@@ -819,7 +837,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	/* Drained before the last dirty read: the responses the backends
 	 * write go into this image. */
 	if (sr_devs_quiesce(&devs, hv, cfg->domid, cfg->xs,
-			    cfg->drain_timeout_ms, &e))
+			    cfg->drain_timeout_ms, e))
 		goto out_abort;
 	st->devices = (uint32_t)devs.n;
 	if (live) {
@@ -828,7 +846,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		struct pvm_bitmap last = { 0 };
 
 		if (pvm_bitmap_init(&last, c.nr_pages)) {
-			rc = sr_fail(&e, -ENOMEM, "out of memory");
+			rc = pvm_error_set(e, -ENOMEM, "out of memory");
 			goto out_abort;
 		}
 		rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &last);
@@ -836,27 +854,29 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 			bm.words[i] |= last.words[i];
 		pvm_bitmap_dispose(&last);
 		if (rc) {
-			sr_fail(&e, rc, "domain %u: cannot read the dirty log: "
-				"%s", cfg->domid, strerror(-rc));
+			pvm_error_set(e, rc,
+				      "domain %u: cannot read the dirty log: "
+				      "%s",
+				      cfg->domid, strerror(-rc));
 			goto out_abort;
 		}
 		if (write_set(cfg, &o, &bm, c.nr_pages, "stop-and-copy",
-			      st->rounds, false, NULL, &st->pages, &e))
+			      st->rounds, false, NULL, &st->pages, e))
 			goto out_abort;
 	} else {
-		if (write_set(cfg, &o, NULL, c.nr_pages, "copy", 0, true,
-			      NULL, &st->pages, &e))
+		if (write_set(cfg, &o, NULL, c.nr_pages, "copy", 0, true, NULL,
+			      &st->pages, e))
 			goto out_abort;
 	}
 	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
 		if (sr_mem_digest(hv, cfg->domid, c.nr_pages, st->mem_digest,
-				  &e))
+				  e))
 			goto out_abort;
 		st->has_digest = true;
 	}
-	if (sr_state_get(hv, cfg->domid, c.nr_vcpus, &state, &e) ||
-	    sr_state_write(o.w, &state, &e) ||
-	    sr_devs_write(&devs, o.w, cfg->domid, &e))
+	if (sr_state_get(hv, cfg->domid, c.nr_vcpus, &state, e) ||
+	    sr_state_write(o.w, &state, e) ||
+	    sr_devs_write(&devs, o.w, cfg->domid, e))
 		goto out_abort;
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
 		/* Everything is in the writer's hands: the guest may run
@@ -866,13 +886,13 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		paused = false;
 		st->pause_ns = pvm_now_ns() - tp;
 		if (rc) {
-			sr_fail(&e, rc, "domain %u: cannot unpause it: %s",
-				cfg->domid, strerror(-rc));
+			pvm_error_set(e, rc, "domain %u: cannot unpause it: %s",
+				      cfg->domid, strerror(-rc));
 			goto out_abort;
 		}
 	}
 	st->bytes = pvm_ckpt_writer_offset(o.w);
-	if (sr_out_commit(&o, &e))
+	if (sr_out_commit(&o, e))
 		goto out_abort;
 	committed = true;
 	st->bytes += 16; /* the END records written by commit */
@@ -884,9 +904,10 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 			/* The file is complete; the guest is still paused.
 			 * Say so rather than resume a guest that is also
 			 * on disk. */
-			sr_fail(&e, rc, "saved to %s, but cannot destroy "
-				"domain %u: %s (it is left paused)", cfg->path,
-				cfg->domid, strerror(-rc));
+			pvm_error_set(e, rc,
+				      "saved to %s, but cannot destroy "
+				      "domain %u: %s (it is left paused)",
+				      cfg->path, cfg->domid, strerror(-rc));
 			goto out_rc;
 		}
 	}
@@ -896,7 +917,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 out_abort:
 	sr_out_abort(&o);
 out_rc:
-	rc = e.rc ? e.rc : -EIO;
+	rc = e->rc ? e->rc : -EIO;
 out:
 	if (logdirty && !(committed && !(cfg->flags & PVM_CKPT_SAVE_KEEP)) &&
 	    !((sr_flags & SR_SAVE_KEEP_LOGDIRTY) && rc == 0))

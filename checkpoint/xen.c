@@ -298,10 +298,10 @@ static int write_libxl_head(const struct pvm_ckpt_write_cfg *wc)
 }
 
 int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
-		struct pvm_ckpt_save_stats *st)
+		struct pvm_ckpt_save_stats *st, struct pvm_error *err)
 {
 	static const uint8_t libxl_end[PVM_CKPT_LIBXL_END_SIZE]; /* END */
-	struct sr_err e = { .msg = st->err_msg };
+	struct pvm_error *const e = err;
 	struct pvm_ckpt_write_cfg wc = { 0 };
 	struct sr_out o = { 0 };
 	struct pump pump = PUMP_INIT;
@@ -318,31 +318,37 @@ int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
 	if (!cfg->path || !*cfg->path ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
 			    PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST)))
-		return sr_fail(&e, -EINVAL, "bad save arguments");
+		return pvm_error_set(e, -EINVAL, "bad save arguments");
 	if (cfg->flags & PVM_CKPT_SAVE_DIGEST)
-		return sr_fail(&e, -EOPNOTSUPP, "domain %u: a memory digest "
-			       "is not available on Xen (libxenguest copies "
-			       "the memory)", cfg->domid);
+		return pvm_error_set(
+		    e, -EOPNOTSUPP,
+		    "domain %u: a memory digest "
+		    "is not available on Xen (libxenguest copies "
+		    "the memory)",
+		    cfg->domid);
 	s.max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
 	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
 	if (rc)
-		return sr_fail(&e, rc, "domain %u: cannot read its libxl "
-			       "configuration: %s", cfg->domid, strerror(-rc));
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot read its libxl "
+				     "configuration: %s",
+				     cfg->domid, strerror(-rc));
 	if (sr_out_create(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, key,
-			  &wc, &e))
+			  &wc, e))
 		goto out_rc;
 	rc = sr_write_xl_header(&wc, PVM_CKPT_XL_MANDATORY_JSON, json,
 				strlen(json));
 	if (!rc)
 		rc = write_libxl_head(&wc);
 	if (rc) {
-		sr_fail(&e, rc, "cannot write %s.tmp: %s", cfg->path,
-			strerror(-rc));
+		pvm_error_set(e, rc, "cannot write %s.tmp: %s", cfg->path,
+			      strerror(-rc));
 		goto out_abort;
 	}
 	rc = pump_start(&pump, &wc, NULL, NULL, &lib_fd);
 	if (rc) {
-		sr_fail(&e, rc, "cannot start the save pipe: %s", strerror(-rc));
+		pvm_error_set(e, rc, "cannot start the save pipe: %s",
+			      strerror(-rc));
 		goto out_abort;
 	}
 	rc = pvm_hv_xen_save(cfg->hv, cfg->domid, lib_fd, live, &cb);
@@ -351,37 +357,41 @@ int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
 	if (s.suspended)
 		st->pause_ns = pvm_now_ns() - s.t_suspend;
 	if (rc) {
-		sr_fail(&e, rc, "domain %u: libxenguest could not save it: %s "
-			"(its reason is in the log)", cfg->domid, strerror(-rc));
+		pvm_error_set(e, rc,
+			      "domain %u: libxenguest could not save it: %s "
+			      "(its reason is in the log)",
+			      cfg->domid, strerror(-rc));
 		goto out_resume;
 	}
 	if (prc) {
-		sr_fail(&e, prc, "cannot write %s.tmp: %s", cfg->path,
-			strerror(-prc));
+		pvm_error_set(e, prc, "cannot write %s.tmp: %s", cfg->path,
+			      strerror(-prc));
 		goto out_resume;
 	}
 	rc = wc.write(wc.write_ctx, libxl_end, sizeof(libxl_end));
 	if (rc) {
-		sr_fail(&e, rc, "cannot write %s.tmp: %s", cfg->path,
-			strerror(-rc));
+		pvm_error_set(e, rc, "cannot write %s.tmp: %s", cfg->path,
+			      strerror(-rc));
 		goto out_resume;
 	}
 	st->bytes = pump.bytes;
-	if (sr_out_commit(&o, &e))
+	if (sr_out_commit(&o, e))
 		goto out_resume;
 	/* The file is in place: now the guest may go (or carry on). */
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
 		rc = pvm_hv_xen_resume(cfg->hv, cfg->domid);
 		if (rc)
-			sr_fail(&e, rc, "domain %u: saved to %s, but it could "
-				"not be resumed: %s", cfg->domid, cfg->path,
-				strerror(-rc));
+			pvm_error_set(e, rc,
+				      "domain %u: saved to %s, but it could "
+				      "not be resumed: %s",
+				      cfg->domid, cfg->path, strerror(-rc));
 	} else {
 		rc = cfg->hv->ops->domain_destroy(cfg->hv, cfg->domid);
 		if (rc)
-			sr_fail(&e, rc, "domain %u: saved to %s, but it could "
-				"not be destroyed: %s (it is suspended)",
-				cfg->domid, cfg->path, strerror(-rc));
+			pvm_error_set(e, rc,
+				      "domain %u: saved to %s, but it could "
+				      "not be destroyed: %s (it is suspended)",
+				      cfg->domid, cfg->path, strerror(-rc));
 	}
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP)
 		st->pause_ns = pvm_now_ns() - s.t_suspend;
@@ -397,7 +407,7 @@ out_abort:
 	sr_out_abort(&o);
 out_rc:
 	free(json);
-	return e.rc;
+	return e->rc;
 }
 
 /* ---- restore ------------------------------------------------------------ */
@@ -416,8 +426,8 @@ static void restored(const struct pvm_ckpt_restore_cfg *cfg,
 }
 
 int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
-		   const struct sr_key *key,
-		   struct pvm_ckpt_restore_stats *st, struct sr_err *e)
+		   const struct sr_key *key, struct pvm_ckpt_restore_stats *st,
+		   struct pvm_error *e)
 {
 	struct sr_in in;
 	struct sr_config c;
@@ -432,19 +442,20 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 	if (has || !in.xl_config ||
 	    !(in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON)) {
 		sr_in_close(&in);
-		return sr_fail(e, -ENOTSUP, "%s: %s", path, has ?
-			       "saved by pvmig on the simulated host (or by "
-			       "an older pvmig on Xen): a Xen host restores "
-			       "files that carry libxl's JSON config, as "
-			       "pvmig save and xl save write them on Xen" :
-			       "no libxl JSON domain config in its xl header "
-			       "(an old xl.cfg-text save file: use xl restore)");
+		return pvm_error_set(
+		    e, -ENOTSUP, "%s: %s", path,
+		    has ? "saved by pvmig on the simulated host (or by "
+			  "an older pvmig on Xen): a Xen host restores "
+			  "files that carry libxl's JSON config, as "
+			  "pvmig save and xl save write them on Xen"
+			: "no libxl JSON domain config in its xl header "
+			  "(an old xl.cfg-text save file: use xl restore)");
 	}
 	rc = pump_start(&pump, NULL, sr_in_read, &in, &lib_fd);
 	if (rc) {
 		sr_in_close(&in);
-		return sr_fail(e, rc, "cannot start the restore pipe: %s",
-			       strerror(-rc));
+		return pvm_error_set(e, rc, "cannot start the restore pipe: %s",
+				     strerror(-rc));
 	}
 	rc = pvm_hv_xen_restore(cfg->hv, in.xl_config, lib_fd, cfg->paused,
 				&domid);
@@ -452,9 +463,10 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;
 	if (rc) {
-		sr_fail(e, rc, "%s: libxl could not restore it: %s%s%s", path,
-			strerror(-rc), prc ? "; reading the file: " : "",
-			prc ? strerror(-prc) : "");
+		pvm_error_set(e, rc, "%s: libxl could not restore it: %s%s%s",
+			      path, strerror(-rc),
+			      prc ? "; reading the file: " : "",
+			      prc ? strerror(-prc) : "");
 		goto out;
 	}
 	st->files = 1;
@@ -536,7 +548,7 @@ struct xcont {
 	struct pvm_ckpt_save_stats ss;  /* xsave's round count */
 	const struct pvm_ckpt_cont_cfg *cfg;
 	struct pvm_ckpt_cont_stats *st;
-	struct sr_err *e;
+	struct pvm_error *e;
 	const struct sr_key *key;
 	const char *json;
 	struct sr_manifest m;
@@ -585,8 +597,8 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 
 	if (sr_epoch_path(path, sizeof(path), cfg->dir, k->chain, ep,
 			  k->m.lz4))
-		return sr_fail(k->e, -ENAMETOOLONG, "%s: path too long",
-			       cfg->dir);
+		return pvm_error_set(k->e, -ENAMETOOLONG, "%s: path too long",
+				     cfg->dir);
 	if (sr_out_create(&k->o, path, k->m.lz4, k->key, &k->wc, k->e))
 		return k->e->rc;
 	k->open = true;
@@ -601,8 +613,8 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 	}
 	if (rc) {
 		xcont_abort(k);
-		return sr_fail(k->e, rc, "cannot write %s.tmp: %s", path,
-			       strerror(-rc));
+		return pvm_error_set(k->e, rc, "cannot write %s.tmp: %s", path,
+				     strerror(-rc));
 	}
 	k->ep = ep;
 	return 0;
@@ -640,8 +652,8 @@ static int xcont_checkpoint(void *ctx)
 		rc = k->wc.write(k->wc.write_ctx, trailer, sizeof(trailer));
 	if (rc) {
 		xcont_abort(k);
-		return sr_fail(k->e, rc, "%s: cannot write epoch %u: %s",
-			       k->cfg->dir, k->ep, strerror(-rc));
+		return pvm_error_set(k->e, rc, "%s: cannot write epoch %u: %s",
+				     k->cfg->dir, k->ep, strerror(-rc));
 	}
 	es.bytes = k->sum.len; /* the stream part: what a restore reads back */
 	pvm_ckpt_digest_dispose(&k->sum.dg);
@@ -695,8 +707,8 @@ static int xcont_run(struct xcont *k)
 	rc = pump_start(&k->pump, &k->proxy, NULL, NULL, &lib_fd);
 	if (rc) {
 		xcont_abort(k);
-		return sr_fail(k->e, rc, "cannot start the save pipe: %s",
-			       strerror(-rc));
+		return pvm_error_set(k->e, rc, "cannot start the save pipe: %s",
+				     strerror(-rc));
 	}
 	rc = pvm_hv_xen_save_checkpointed(k->cfg->hv, k->cfg->domid, lib_fd,
 					  &cb);
@@ -708,18 +720,20 @@ static int xcont_run(struct xcont *k)
 	if (k->e->rc)
 		return k->e->rc;
 	if (rc)
-		return sr_fail(k->e, rc, "domain %u: libxenguest's checkpoint "
-			       "stream failed: %s (its reason is in the log)",
-			       k->cfg->domid, strerror(-rc));
+		return pvm_error_set(
+		    k->e, rc,
+		    "domain %u: libxenguest's checkpoint "
+		    "stream failed: %s (its reason is in the log)",
+		    k->cfg->domid, strerror(-rc));
 	if (prc)
-		return sr_fail(k->e, prc, "%s: cannot write an epoch: %s",
-			       k->cfg->dir, strerror(-prc));
+		return pvm_error_set(k->e, prc, "%s: cannot write an epoch: %s",
+				     k->cfg->dir, strerror(-prc));
 	return 0;
 }
 
 int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		      const struct sr_key *key, struct pvm_ckpt_cont_stats *st,
-		      struct sr_err *e)
+		      struct pvm_error *e)
 {
 	struct xcont *k = calloc(1, sizeof(*k));
 	struct pvm_hv_dominfo di;
@@ -727,22 +741,28 @@ int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	int rc;
 
 	if (!k)
-		return sr_fail(e, -ENOMEM, "out of memory");
+		return pvm_error_set(e, -ENOMEM, "out of memory");
 	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
-		rc = sr_fail(e, -EOPNOTSUPP, "domain %u: a memory digest is "
-			     "not available on Xen (libxenguest copies the "
-			     "memory)", cfg->domid);
+		rc = pvm_error_set(
+		    e, -EOPNOTSUPP,
+		    "domain %u: a memory digest is "
+		    "not available on Xen (libxenguest copies the "
+		    "memory)",
+		    cfg->domid);
 		goto out;
 	}
 	rc = cfg->hv->ops->domain_info(cfg->hv, cfg->domid, &di);
 	if (rc) {
-		sr_fail(e, rc, "no domain %u: %s", cfg->domid, strerror(-rc));
+		pvm_error_set(e, rc, "no domain %u: %s", cfg->domid,
+			      strerror(-rc));
 		goto out;
 	}
 	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
 	if (rc) {
-		sr_fail(e, rc, "domain %u: cannot read its libxl "
-			"configuration: %s", cfg->domid, strerror(-rc));
+		pvm_error_set(e, rc,
+			      "domain %u: cannot read its libxl "
+			      "configuration: %s",
+			      cfg->domid, strerror(-rc));
 		goto out;
 	}
 	k->pump = (struct pump)PUMP_INIT;
@@ -782,7 +802,7 @@ struct xchain {
 	const char *dir;
 	const struct sr_manifest *m;
 	const struct sr_key *key;
-	struct sr_err *e;
+	struct pvm_error *e;
 	struct sr_in in;
 	bool open;
 	struct xep_sum sum; /* of the open file's stream part */
@@ -801,26 +821,28 @@ static int xchain_open(struct xchain *c, uint32_t ep)
 
 	if (sr_epoch_path(path, sizeof(path), c->dir, c->m->chain, ep,
 			  c->m->lz4))
-		return sr_fail(c->e, -ENAMETOOLONG, "%s: path too long",
-			       c->dir);
+		return pvm_error_set(c->e, -ENAMETOOLONG, "%s: path too long",
+				     c->dir);
 	if (sr_in_open(&c->in, path, c->key, &cfg, &has, c->e))
 		return c->e->rc;
 	if (has || !c->in.xl_config ||
 	    !(c->in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON)) {
 		sr_in_close(&c->in);
-		return sr_fail(c->e, -EBADMSG, "%s: not an epoch of a Xen "
-			       "checkpoint run (no libxl JSON config)", path);
+		return pvm_error_set(c->e, -EBADMSG,
+				     "%s: not an epoch of a Xen "
+				     "checkpoint run (no libxl JSON config)",
+				     path);
 	}
 	if (ep == 0) {
 		c->json = strdup(c->in.xl_config);
 		if (!c->json) {
 			sr_in_close(&c->in);
-			return sr_fail(c->e, -ENOMEM, "out of memory");
+			return pvm_error_set(c->e, -ENOMEM, "out of memory");
 		}
 	}
 	if (xep_sum_start(&c->sum)) {
 		sr_in_close(&c->in);
-		return sr_fail(c->e, -ENOMEM, "out of memory");
+		return pvm_error_set(c->e, -ENOMEM, "out of memory");
 	}
 	c->tail_len = 0;
 	c->open = true;
@@ -844,11 +866,14 @@ static int xchain_check(struct xchain *c)
 	int rc = xep_trailer(&c->sum, want);
 
 	if (rc)
-		return sr_fail(c->e, rc, "cannot compute a digest");
+		return pvm_error_set(c->e, rc, "cannot compute a digest");
 	if (c->tail_len != XEP_TRAILER || memcmp(c->tail, want, XEP_TRAILER))
-		return sr_fail(c->e, -EBADMSG, "%s: epoch %u is damaged or cut "
-			       "short (its length or SHA-256 does not match "
-			       "its trailer)", c->dir, c->next - 1);
+		return pvm_error_set(
+		    c->e, -EBADMSG,
+		    "%s: epoch %u is damaged or cut "
+		    "short (its length or SHA-256 does not match "
+		    "its trailer)",
+		    c->dir, c->next - 1);
 	return 0;
 }
 
@@ -876,9 +901,11 @@ static int xchain_read(void *ctx, void *buf, size_t len, size_t *got)
 		rc = sr_in_read(&c->in, out + c->tail_len, len - c->tail_len,
 				&n);
 		if (rc)
-			return sr_fail(c->e, rc, "%s: epoch %u is damaged or "
-				       "cut short: %s", c->dir, c->next - 1,
-				       strerror(-rc));
+			return pvm_error_set(c->e, rc,
+					     "%s: epoch %u is damaged or "
+					     "cut short: %s",
+					     c->dir, c->next - 1,
+					     strerror(-rc));
 		n += c->tail_len;
 		if (n == c->tail_len) { /* the file's end */
 			rc = xchain_check(c);
@@ -899,10 +926,9 @@ static int xchain_read(void *ctx, void *buf, size_t len, size_t *got)
 	}
 }
 
-int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
-		       const char *dir, const struct sr_manifest *m,
-		       const struct sr_key *key,
-		       struct pvm_ckpt_restore_stats *st, struct sr_err *e)
+int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg, const char *dir,
+		       const struct sr_manifest *m, const struct sr_key *key,
+		       struct pvm_ckpt_restore_stats *st, struct pvm_error *e)
 {
 	struct xchain c = { .dir = dir, .m = m, .key = key, .e = e };
 	struct pump pump = PUMP_INIT;
@@ -916,8 +942,8 @@ int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 	c.next = 1;
 	rc = pump_start(&pump, NULL, xchain_read, &c, &lib_fd);
 	if (rc) {
-		sr_fail(e, rc, "cannot start the restore pipe: %s",
-			strerror(-rc));
+		pvm_error_set(e, rc, "cannot start the restore pipe: %s",
+			      strerror(-rc));
 		goto out;
 	}
 	rc = pvm_hv_xen_restore_checkpointed(cfg->hv, c.json, lib_fd,
@@ -926,18 +952,20 @@ int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;
 	if (rc) {
-		sr_fail(e, rc, "%s: libxl could not restore epoch %u: %s", dir,
-			m->epoch, strerror(-rc));
+		pvm_error_set(e, rc, "%s: libxl could not restore epoch %u: %s",
+			      dir, m->epoch, strerror(-rc));
 		goto out;
 	}
 	if (prc || c.done != m->epoch + 1) {
 		/* libxc failed over to an older checkpoint than the manifest
 		 * names: not what was asked for. */
 		cfg->hv->ops->domain_destroy(cfg->hv, domid);
-		sr_fail(e, prc ? prc : -EBADMSG, "%s: epoch %u could not be "
-			"read whole (%u of %u files): the domain libxl built "
-			"from an older epoch was destroyed", dir, m->epoch,
-			c.done, m->epoch + 1);
+		pvm_error_set(
+		    e, prc ? prc : -EBADMSG,
+		    "%s: epoch %u could not be "
+		    "read whole (%u of %u files): the domain libxl built "
+		    "from an older epoch was destroyed",
+		    dir, m->epoch, c.done, m->epoch + 1);
 		goto out;
 	}
 	st->files = c.done;
@@ -952,7 +980,7 @@ out:
 
 int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
 		       const struct sr_key *key, struct pvm_ckpt_image *out,
-		       struct sr_err *e)
+		       struct pvm_error *e)
 {
 	struct xchain c = { .dir = dir, .m = m, .key = key, .e = e };
 	uint8_t *buf = malloc(PUMP_BUF);
@@ -960,7 +988,7 @@ int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
 	int rc;
 
 	if (!buf)
-		return sr_fail(e, -ENOMEM, "out of memory");
+		return pvm_error_set(e, -ENOMEM, "out of memory");
 	out->is_dir = true;
 	snprintf(out->kind, sizeof(out->kind), "%s", "dir");
 	rc = xchain_open(&c, 0);
@@ -991,12 +1019,12 @@ int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
 
 bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key)
 {
-	char msg[PVM_CKPT_ERR_MAX];
-	struct sr_err e = { .msg = msg };
+	struct pvm_error e;
 	struct sr_config c;
 	struct sr_in in;
 	bool has, xen;
 
+	pvm_error_init(&e);
 	if (sr_in_open(&in, path, key, &c, &has, &e))
 		return false;
 	xen = !has && in.xl_config &&

@@ -9,6 +9,8 @@
  *   buffer       struct pvm_buf: little-endian encoding into a growable
  *                buffer with a hard cap; the first error sticks
  *   bitmap       struct pvm_bitmap: a fixed-size bit set (dirty page maps)
+ *   error        struct pvm_error: an operation's first error, code and
+ *                message; later errors do not overwrite it
  *
  * Errors follow the project rule: actions return 0 or a negative errno,
  * predicates return bool.
@@ -165,6 +167,38 @@ void pvm_bitmap_clear_all(struct pvm_bitmap *bm);
 size_t pvm_bitmap_count(const struct pvm_bitmap *bm);
 /* First set bit at or after @from, or bm->nbits if none. */
 size_t pvm_bitmap_next_set(const struct pvm_bitmap *bm, size_t from);
+
+/* ---- first error ------------------------------------------------------- */
+
+#define PVM_ERROR_MSG_MAX 256u
+
+/*
+ * The first error of an operation: its code and one sentence naming what
+ * was wrong (the domain, file, record or device). pvm_error_set() keeps
+ * the first error only and logs it once, at PVM_LOG_ERR, where it is
+ * found; later calls change nothing and return the first code, so a
+ * caller can write `return pvm_error_set(e, rc, ...)` at every failure
+ * and the root cause survives the unwinding. Callers propagate the code;
+ * whoever answers a user prints msg. Plain data: copy it, embed it, no
+ * dispose.
+ */
+struct pvm_error {
+	int rc;			     /* 0, or the first negative errno */
+	char msg[PVM_ERROR_MSG_MAX]; /* "" while rc is 0 */
+};
+
+/* rc 0, msg "". */
+void pvm_error_init(struct pvm_error *e);
+/* Records @rc (a negative errno; anything else is taken as -EIO) and the
+ * message unless @e already holds an error. Returns e->rc. */
+int pvm_error_set(struct pvm_error *e, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int pvm_error_vset(struct pvm_error *e, int rc, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* For layers that still hand a why/why_len pair up: copies msg into @why
+ * (@len bytes, always NUL-terminated; @why NULL or @len 0: nothing).
+ * Returns e->rc. */
+int pvm_error_copy(const struct pvm_error *e, char *why, size_t len);
 
 /* ---- misc -------------------------------------------------------------- */
 

@@ -62,7 +62,7 @@ static void blob(struct pvm_buf *b, const struct pvm_sim_backend_state *st,
 
 struct rd {
 	struct sr_devs *devs;
-	struct sr_err *e;
+	struct pvm_error *e;
 };
 
 static int on_dev(void *ctx, const struct pvm_ckpt_device *d)
@@ -81,7 +81,7 @@ static int round_trip(const struct sr_devs *src, struct sr_devs *dst,
 	struct pvm_ckpt_read_ops ops = { .device = on_dev };
 	struct mem_sink sink = { 0 };
 	struct pvm_ckpt_writer *w = NULL;
-	struct sr_err e = { .msg = msg };
+	struct pvm_error e;
 	struct rd r = { .devs = dst, .e = &e };
 	struct mem_src in = { 0 };
 	struct pvm_ckpt_read_cfg rc = {
@@ -90,6 +90,7 @@ static int round_trip(const struct sr_devs *src, struct sr_devs *dst,
 	};
 	int ret;
 
+	pvm_error_init(&e);
 	pvm_buf_init(&sink.b, 1 << 20);
 	wc.write_ctx = &sink;
 	strcpy(meta.name, "g");
@@ -103,6 +104,7 @@ static int round_trip(const struct sr_devs *src, struct sr_devs *dst,
 	sr_devs_stream_start(dst);
 	ret = pvm_ckpt_read(&rc, NULL);
 	pvm_buf_dispose(&sink.b);
+	pvm_error_copy(&e, msg, PVM_CKPT_ERR_MAX);
 	return ret;
 }
 
@@ -161,7 +163,7 @@ static void test_refused(void **state)
 	struct pvm_sim_backend_state st[2] = { vbd_st, vif_st };
 	struct pvm_ckpt_devices d, other;
 	struct sr_devs src, dst;
-	struct sr_err e;
+	struct pvm_error e;
 	char msg[PVM_CKPT_ERR_MAX] = "";
 
 	/* a device the restoring config does not have */
@@ -187,13 +189,13 @@ static void test_refused(void **state)
 	/* missing: refused when the file says it has device state... */
 	sr_devs_stream_start(&dst);
 	dst.have[1] = true;
-	msg[0] = '\0';
-	e = (struct sr_err){ .msg = msg };
+	pvm_error_init(&e);
 	assert_int_equal(sr_devs_reconnect(&dst, NULL, 7, NULL, true, "f.pvm", &e),
 			 -EBADMSG);
-	assert_non_null(strstr(msg, "f.pvm: no PVMIG_DEVICE record for vbd xvda (51712)"));
+	assert_non_null(strstr(
+	    e.msg, "f.pvm: no PVMIG_DEVICE record for vbd xvda (51712)"));
 	/* ...tolerated in an older file: nothing is reconnected */
-	e = (struct sr_err){ .msg = msg };
+	pvm_error_init(&e);
 	assert_int_equal(sr_devs_reconnect(&dst, NULL, 7, NULL, false, "f.pvm", &e), 0);
 	assert_false(dst.reconnected);
 	sr_devs_dispose(&src);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -168,15 +169,65 @@ static void test_is_zero(void **state)
 	assert_false(pvm_is_zero(page, sizeof(page)));
 }
 
+/* struct pvm_error: the first error sticks, is logged once, is truncated
+ * safely, and is copied out for why/why_len callers. */
+static int err_lines;
+static char err_last[512];
+
+static void err_sink(void *ctx, enum pvm_log_level lvl, const char *line)
+{
+	if (lvl == PVM_LOG_ERR) {
+		err_lines++;
+		snprintf(err_last, sizeof(err_last), "%s", line);
+	}
+}
+
+static void test_error_first_sticks(void **state)
+{
+	struct pvm_error e;
+	char why[8], big[600];
+
+	pvm_log_set_sink(err_sink, NULL);
+	err_lines = 0;
+	pvm_error_init(&e);
+	assert_int_equal(e.rc, 0);
+	assert_string_equal(e.msg, "");
+	assert_int_equal(pvm_error_set(&e, -ENOENT, "no file %s", "a"),
+			 -ENOENT);
+	assert_int_equal(pvm_error_set(&e, -EIO, "later %d", 2), -ENOENT);
+	assert_int_equal(e.rc, -ENOENT);
+	assert_string_equal(e.msg, "no file a");
+	assert_int_equal(err_lines, 1);
+	assert_string_equal(err_last, "no file a");
+	assert_int_equal(pvm_error_copy(&e, why, sizeof(why)), -ENOENT);
+	assert_string_equal(why, "no file");
+	assert_int_equal(pvm_error_copy(&e, NULL, 0), -ENOENT);
+
+	/* Not a negative errno: a failure all the same. */
+	pvm_error_init(&e);
+	assert_int_equal(pvm_error_set(&e, 0, "zero"), -EIO);
+	pvm_error_init(&e);
+	assert_int_equal(pvm_error_set(&e, 5, "positive"), -EIO);
+
+	/* Longer than the message: cut, NUL-terminated. */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	pvm_error_init(&e);
+	pvm_error_set(&e, -E2BIG, "%s", big);
+	assert_int_equal(strlen(e.msg), PVM_ERROR_MSG_MAX - 1);
+	pvm_log_set_sink(NULL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cursor_reads_le),
-		cmocka_unit_test(test_cursor_error_sticks),
-		cmocka_unit_test(test_buf_encodes_and_caps),
-		cmocka_unit_test(test_bitmap),
-		cmocka_unit_test(test_is_zero),
-		cmocka_unit_test(test_write_all),
+	    cmocka_unit_test(test_cursor_reads_le),
+	    cmocka_unit_test(test_cursor_error_sticks),
+	    cmocka_unit_test(test_buf_encodes_and_caps),
+	    cmocka_unit_test(test_bitmap),
+	    cmocka_unit_test(test_is_zero),
+	    cmocka_unit_test(test_write_all),
+	    cmocka_unit_test(test_error_first_sticks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
