@@ -4,9 +4,9 @@
  * (docs/stream-format.md §9). The key comes from a key file and is wiped
  * from memory on every exit path.
  *
- *   sr_key_load()                      the key file: 32 bytes or 64 hex
- *   sr_sealed_create/write/commit/abort   writing (tmp, fsync, rename)
- *   sr_unseal_open/read/close          reading
+ *   pvm_ckpt__key_load()                      the key file: 32 bytes or 64 hex
+ *   pvm_ckpt__sealed_create/write/commit/abort   writing (tmp, fsync, rename)
+ *   pvm_ckpt__unseal_open/read/close          reading
  *
  * Each chunk's nonce is the file's random 96-bit base with the chunk index
  * XORed into its last 8 octets; its additional data is the 32-octet file
@@ -36,12 +36,12 @@
 #define SEAL_F_LZ4 0x1u
 #define LZ4_PIECE (64u * 1024u)
 
-bool sr_is_sealed(const uint8_t *p, size_t len)
+bool pvm_ckpt__is_sealed(const uint8_t *p, size_t len)
 {
 	return len >= 8 && !memcmp(p, SEAL_MAGIC, 8);
 }
 
-bool sr_is_sealed_file(const char *path)
+bool pvm_ckpt__is_sealed_file(const char *path)
 {
 	uint8_t m[8];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -50,7 +50,7 @@ bool sr_is_sealed_file(const char *path)
 	if (fd < 0)
 		return false;
 	sealed = read(fd, m, sizeof(m)) == (ssize_t)sizeof(m) &&
-		 sr_is_sealed(m, sizeof(m));
+		 pvm_ckpt__is_sealed(m, sizeof(m));
 	close(fd);
 	return sealed;
 }
@@ -64,7 +64,8 @@ static int hexval(int c)
 	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-int sr_key_load(const char *path, struct sr_key *key, struct pvm_error *e)
+int pvm_ckpt__key_load(const char *path, struct sr_key *key,
+		       struct pvm_error *e)
 {
 	uint8_t buf[130];
 	struct stat st;
@@ -106,7 +107,7 @@ int sr_key_load(const char *path, struct sr_key *key, struct pvm_error *e)
 	}
 	pvm_wipe(buf, sizeof(buf));
 	if (rc) {
-		sr_key_wipe(key);
+		pvm_ckpt__key_wipe(key);
 		return pvm_error_set(
 		    e, rc,
 		    "key file %s: want 32 bytes, or 64 hex "
@@ -117,7 +118,7 @@ int sr_key_load(const char *path, struct sr_key *key, struct pvm_error *e)
 	return 0;
 }
 
-void sr_key_wipe(struct sr_key *key)
+void pvm_ckpt__key_wipe(struct sr_key *key)
 {
 	pvm_wipe(key, sizeof(*key));
 }
@@ -208,8 +209,8 @@ static int feed(struct sr_sealed *s, const uint8_t *p, size_t len)
 	return s->err;
 }
 
-int sr_sealed_create(const char *path, const struct sr_key *key, bool lz4,
-		     struct sr_sealed **out)
+int pvm_ckpt__sealed_create(const char *path, const struct sr_key *key,
+			    bool lz4, struct sr_sealed **out)
 {
 	struct sr_sealed *s = calloc(1, sizeof(*s));
 	LZ4F_preferences_t prefs;
@@ -271,7 +272,7 @@ out_free:
 	return rc;
 }
 
-int sr_sealed_write(void *ctx, const void *buf, size_t len)
+int pvm_ckpt__sealed_write(void *ctx, const void *buf, size_t len)
 {
 	struct sr_sealed *s = ctx;
 	const uint8_t *p = buf;
@@ -292,7 +293,7 @@ int sr_sealed_write(void *ctx, const void *buf, size_t len)
 	return s->err;
 }
 
-int sr_sealed_commit(struct sr_sealed *s)
+int pvm_ckpt__sealed_commit(struct sr_sealed *s)
 {
 	char *dir;
 	int rc = s->err, dfd;
@@ -331,7 +332,7 @@ int sr_sealed_commit(struct sr_sealed *s)
 	return rc;
 }
 
-void sr_sealed_abort(struct sr_sealed *s)
+void pvm_ckpt__sealed_abort(struct sr_sealed *s)
 {
 	if (!s)
 		return;
@@ -373,17 +374,17 @@ static int ufail(struct sr_unseal *u, const char *fmt, ...)
 	return -EBADMSG;
 }
 
-const char *sr_unseal_error(const struct sr_unseal *u)
+const char *pvm_ckpt__unseal_error(const struct sr_unseal *u)
 {
 	return u && u->why[0] ? u->why : NULL;
 }
 
-bool sr_unseal_is_lz4(const struct sr_unseal *u)
+bool pvm_ckpt__unseal_is_lz4(const struct sr_unseal *u)
 {
 	return u->dctx != NULL;
 }
 
-void sr_unseal_close(struct sr_unseal *u)
+void pvm_ckpt__unseal_close(struct sr_unseal *u)
 {
 	if (!u)
 		return;
@@ -416,8 +417,8 @@ static int read_full(int fd, uint8_t *p, size_t len, size_t *got)
 	return 0;
 }
 
-int sr_unseal_open(const char *path, const struct sr_key *key,
-		   struct sr_unseal **out, struct pvm_error *e)
+int pvm_ckpt__unseal_open(const char *path, const struct sr_key *key,
+			  struct sr_unseal **out, struct pvm_error *e)
 {
 	struct sr_unseal *u = calloc(1, sizeof(*u));
 	uint32_t flags;
@@ -435,7 +436,7 @@ int sr_unseal_open(const char *path, const struct sr_key *key,
 		goto out_free;
 	}
 	rc = read_full(u->fd, u->hdr, SEAL_HDR, &got);
-	if (rc || got < SEAL_HDR || !sr_is_sealed(u->hdr, got)) {
+	if (rc || got < SEAL_HDR || !pvm_ckpt__is_sealed(u->hdr, got)) {
 		rc = pvm_error_set(e, rc ? rc : -EBADMSG,
 				   "%s: truncated or not an "
 				   "encrypted pvmig file",
@@ -479,7 +480,7 @@ int sr_unseal_open(const char *path, const struct sr_key *key,
 	return 0;
 
 out_free:
-	sr_unseal_close(u);
+	pvm_ckpt__unseal_close(u);
 	return rc;
 }
 
@@ -545,7 +546,7 @@ static int plain_read(struct sr_unseal *u, uint8_t *buf, size_t len,
 	return 0;
 }
 
-int sr_unseal_read(void *ctx, void *buf, size_t len, size_t *got_out)
+int pvm_ckpt__unseal_read(void *ctx, void *buf, size_t len, size_t *got_out)
 {
 	struct sr_unseal *u = ctx;
 	uint8_t *dst = buf;

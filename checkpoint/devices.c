@@ -3,20 +3,20 @@
  * PVMIG_XENSTORE records in the stream, reconnect on restore
  * (docs/save-restore.md "PV devices", docs/stream-format.md PVMIG_DEVICE).
  *
- *   save     sr_devs_quiesce()   domain paused: backends drained and
+ *   save     pvm_ckpt__devs_quiesce()   domain paused: backends drained and
  *                                captured (pvquiesce's blob), a legacy
  *                                guest's xenstore subtree exported
- *            sr_devs_resume()    a checkpoint (-c, epoch) or a failure:
+ *            pvm_ckpt__devs_resume()    a checkpoint (-c, epoch) or a failure:
  *                                the backends go on in place
- *            sr_devs_write()     one PVMIG_DEVICE per device (converted
+ *            pvm_ckpt__devs_write()     one PVMIG_DEVICE per device (converted
  *                                from the sim backend state, lossless),
  *                                PVMIG_XENSTORE for a legacy guest
- *   restore  sr_devs_on_record() / _on_xenstore()  per stream; the newest
- *                                stream's set wins (sr_devs_stream_start)
- *            sr_devs_reconnect() domain paused, memory/vCPU/evtchn/grant
+ *   restore  pvm_ckpt__devs_on_record() / _on_xenstore()  per stream; the
+ * newest stream's set wins (pvm_ckpt__devs_stream_start)
+ *            pvm_ckpt__devs_reconnect() domain paused, memory/vCPU/evtchn/grant
  *                                state loaded: pvm_pvq_reconnect, then
  *                                (legacy) the xenstore import
- *            sr_devs_wait()      after unpause: pvm_pvq_wait_connected,
+ *            pvm_ckpt__devs_wait()      after unpause: pvm_pvq_wait_connected,
  *                                naming a device that did not come back
  */
 #include "checkpoint/internal.h"
@@ -33,7 +33,7 @@
 
 /* The PV devices a config names, as pvquiesce addresses them (the same
  * rule as migrate/domconfig.c's mig_config_devices()). */
-void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d)
+void pvm_ckpt__devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d)
 {
 	memset(s, 0, sizeof(*s));
 	pvm_buf_init(&s->state, SR_DEV_STATE_MAX);
@@ -60,7 +60,7 @@ void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d)
 	}
 }
 
-void sr_devs_dispose(struct sr_devs *s)
+void pvm_ckpt__devs_dispose(struct sr_devs *s)
 {
 	pvm_buf_dispose(&s->state);
 	pvm_buf_dispose(&s->xsimg);
@@ -68,9 +68,9 @@ void sr_devs_dispose(struct sr_devs *s)
 
 /* ---- save ---------------------------------------------------------------- */
 
-int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    uint32_t timeout_ms, char *desc, size_t desc_len,
-		    struct pvm_error *e)
+int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			   uint32_t timeout_ms, char *desc, size_t desc_len,
+			   struct pvm_error *e)
 {
 	int rc;
 
@@ -88,9 +88,9 @@ int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	return 0;
 }
 
-int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
-		    struct pvm_error *e)
+int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			   struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+			   struct pvm_error *e)
 {
 	char why[256] = "";
 	int rc;
@@ -128,7 +128,7 @@ int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	return 0;
 }
 
-void sr_devs_resume(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid)
+void pvm_ckpt__devs_resume(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid)
 {
 	if (!s->quiesced)
 		return;
@@ -157,8 +157,8 @@ static const char *xs_type(uint32_t sim_type)
 	return sim_type == PVM_SIM_DEV_VBD ? "vbd" : "vif";
 }
 
-int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
-		  uint32_t domid, struct pvm_error *e)
+int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
+			 uint32_t domid, struct pvm_error *e)
 {
 	struct pvm_cursor c;
 	uint32_t count = 0;
@@ -240,7 +240,7 @@ int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 
 /* ---- restore --------------------------------------------------------------- */
 
-void sr_devs_stream_start(struct sr_devs *s)
+void pvm_ckpt__devs_stream_start(struct sr_devs *s)
 {
 	memset(s->have, 0, sizeof(s->have));
 	s->have_xs = false;
@@ -310,8 +310,8 @@ static int from_record(const struct pvm_ckpt_device *d,
 	return 0;
 }
 
-int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
-		      struct pvm_error *e)
+int pvm_ckpt__devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
+			     struct pvm_error *e)
 {
 	uint32_t type = d->dev_type == PVM_CKPT_DEV_VBD ? PVM_PVQ_VBD :
 			d->dev_type == PVM_CKPT_DEV_VIF ? PVM_PVQ_VIF : 0;
@@ -343,8 +343,8 @@ int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
 	return 0;
 }
 
-int sr_devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
-			struct pvm_error *e)
+int pvm_ckpt__devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
+			       struct pvm_error *e)
 {
 	pvm_buf_reset(&s->xsimg);
 	pvm_buf_put_bytes(&s->xsimg, img, len);
@@ -354,9 +354,10 @@ int sr_devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
 	return 0;
 }
 
-int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		      struct pvm_xenstored *xs, bool required, const char *path,
-		      struct pvm_error *e)
+int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
+			     uint32_t domid, struct pvm_xenstored *xs,
+			     bool required, const char *path,
+			     struct pvm_error *e)
 {
 	struct pvm_buf blob;
 	char why[256] = "";
@@ -444,8 +445,8 @@ int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	return 0;
 }
 
-void sr_devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		  uint32_t timeout_ms, char *msg, size_t len)
+void pvm_ckpt__devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			 uint32_t timeout_ms, char *msg, size_t len)
 {
 	char why[256];
 	size_t off = 0;

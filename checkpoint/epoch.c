@@ -8,10 +8,9 @@
  *   ...                        and the vCPU/evtchn/grant state at its pause
  *
  * pvm_ckpt_continuous()
- *   base         sr_save(LIVE|KEEP), log-dirty left on; MANIFEST epoch 0;
- *                files of older runs removed
- *   each epoch   open RUN-N.pvm.tmp (headers only) → pause → quiesce the
- *                PV backends (drained, captured) → logdirty_read_clear →
+ *   base         pvm_ckpt__save(LIVE|KEEP), log-dirty left on; MANIFEST epoch
+ * 0; files of older runs removed each epoch   open RUN-N.pvm.tmp (headers only)
+ * → pause → quiesce the PV backends (drained, captured) → logdirty_read_clear →
  *                copy the dirty pages into the stage buffer (past its
  *                size: straight into the file) → state → resume the
  *                backends → unpause → write the staged pages, the state
@@ -42,8 +41,8 @@
 
 /* ---- the manifest ---------------------------------------------------------- */
 
-int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
-		  uint32_t epoch, bool lz4)
+int pvm_ckpt__epoch_path(char *buf, size_t len, const char *dir,
+			 const char *chain, uint32_t epoch, bool lz4)
 {
 	int n;
 
@@ -86,8 +85,8 @@ static int fsync_path(const char *path)
 	return rc;
 }
 
-int sr_manifest_write(const char *dir, const struct sr_manifest *m,
-		      struct pvm_error *e)
+int pvm_ckpt__manifest_write(const char *dir, const struct sr_manifest *m,
+			     struct pvm_error *e)
 {
 	char text[MANIFEST_MAX], sum[65], path[4096], tmp[4200];
 	int n, fd, rc = 0;
@@ -125,8 +124,8 @@ int sr_manifest_write(const char *dir, const struct sr_manifest *m,
 	return 0;
 }
 
-int sr_manifest_read(const char *dir, struct sr_manifest *m,
-		     struct pvm_error *e)
+int pvm_ckpt__manifest_read(const char *dir, struct sr_manifest *m,
+			    struct pvm_error *e)
 {
 	char text[MANIFEST_MAX + 1], path[4096], sum[65], fmt[8], want[65];
 	unsigned long long pages;
@@ -174,7 +173,7 @@ int sr_manifest_read(const char *dir, struct sr_manifest *m,
 
 /* Removes stream files of other runs (and our stray .tmp files) once the
  * new run's base is committed: they are no longer reachable. */
-void sr_remove_old_runs(const char *dir, const char *chain)
+void pvm_ckpt__remove_old_runs(const char *dir, const char *chain)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -223,8 +222,8 @@ static int cont_wait(const struct pvm_ckpt_cont_cfg *cfg, uint32_t ms)
 	return 0;
 }
 
-int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
-		 uint64_t *next, struct pvm_error *e)
+int pvm_ckpt__cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
+			uint64_t *next, struct pvm_error *e)
 {
 	uint64_t now = pvm_now_ns();
 	int rc;
@@ -243,8 +242,8 @@ int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
 	return !rc;
 }
 
-void sr_cont_account(struct pvm_ckpt_cont_stats *st,
-		     const struct pvm_ckpt_epoch_stats *es, bool epoch)
+void pvm_ckpt__cont_account(struct pvm_ckpt_cont_stats *st,
+			    const struct pvm_ckpt_epoch_stats *es, bool epoch)
 {
 	st->bytes += es->bytes;
 	if (!epoch)
@@ -278,8 +277,8 @@ static int copy_dirty(struct cont *k, struct pvm_ckpt_writer *w,
 		if (staged + n > k->stage_pages) {
 			/* The stage is full: this batch goes to the file
 			 * now, lengthening the pause. */
-			if (sr_write_pfns(k->hv, k->cfg->domid, w, pfns, n,
-					  false, NULL, k->e))
+			if (pvm_ckpt__write_pfns(k->hv, k->cfg->domid, w, pfns,
+						 n, false, NULL, k->e))
 				return k->e->rc;
 		} else {
 			rc = k->hv->ops->map_pages(k->hv, k->cfg->domid,
@@ -350,18 +349,19 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	es->epoch = ep;
 	k->c.epoch = ep;
 	snprintf(k->c.kind, sizeof(k->c.kind), "%s", SR_KIND_DELTA);
-	if (sr_epoch_path(path, sizeof(path), cfg->dir, k->c.chain, ep,
-			  k->m.lz4))
+	if (pvm_ckpt__epoch_path(path, sizeof(path), cfg->dir, k->c.chain, ep,
+				 k->m.lz4))
 		return pvm_error_set(k->e, -ENAMETOOLONG, "%s: path too long",
 				     cfg->dir);
-	if (sr_out_open(&o, path, k->m.lz4, k->key.loaded ? &k->key : NULL,
-			&k->c, k->e))
+	if (pvm_ckpt__out_open(&o, path, k->m.lz4,
+			       k->key.loaded ? &k->key : NULL, &k->c, k->e))
 		return k->e->rc;
 
-	if (sr_devs_suspend(&k->devs, hv, cfg->domid,
-			    cfg->suspend_timeout_ms ? cfg->suspend_timeout_ms :
-						      PVM_PVQ_SUSPEND_TIMEOUT_MS,
-			    es->suspend, sizeof(es->suspend), k->e))
+	if (pvm_ckpt__devs_suspend(&k->devs, hv, cfg->domid,
+				   cfg->suspend_timeout_ms
+				       ? cfg->suspend_timeout_ms
+				       : PVM_PVQ_SUSPEND_TIMEOUT_MS,
+				   es->suspend, sizeof(es->suspend), k->e))
 		goto out_abort;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
 	if (rc) {
@@ -373,8 +373,8 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	tp = pvm_now_ns();
 	/* Drained first: the backends' last writes are in this epoch's
 	 * dirty set. */
-	if (sr_devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs,
-			    cfg->drain_timeout_ms, k->e))
+	if (pvm_ckpt__devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs,
+				   cfg->drain_timeout_ms, k->e))
 		goto out_abort;
 	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &k->bm);
 	if (rc) {
@@ -387,14 +387,14 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	if (copy_dirty(k, o.w, &staged, &es->pages))
 		goto out_abort;
 	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
-		if (sr_mem_digest(hv, cfg->domid, k->c.nr_pages,
-				  es->mem_digest, k->e))
+		if (pvm_ckpt__mem_digest(hv, cfg->domid, k->c.nr_pages,
+					 es->mem_digest, k->e))
 			goto out_abort;
 		es->has_digest = true;
 	}
-	if (sr_state_get(hv, cfg->domid, k->c.nr_vcpus, &k->state, k->e))
+	if (pvm_ckpt__state_get(hv, cfg->domid, k->c.nr_vcpus, &k->state, k->e))
 		goto out_abort;
-	sr_devs_resume(&k->devs, hv, cfg->domid);
+	pvm_ckpt__devs_resume(&k->devs, hv, cfg->domid);
 	rc = hv->ops->domain_unpause(hv, cfg->domid);
 	paused = false;
 	es->pause_ns = pvm_now_ns() - tp;
@@ -405,14 +405,14 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 		goto out_abort;
 	}
 	if (write_staged(k, o.w, staged) ||
-	    sr_state_write(o.w, &k->state, k->e) ||
-	    sr_devs_write(&k->devs, o.w, cfg->domid, k->e))
+	    pvm_ckpt__state_write(o.w, &k->state, k->e) ||
+	    pvm_ckpt__devs_write(&k->devs, o.w, cfg->domid, k->e))
 		goto out_abort;
 	es->bytes = pvm_ckpt_writer_offset(o.w) + 16;
-	if (sr_out_commit(&o, k->e))
+	if (pvm_ckpt__out_commit(&o, k->e))
 		goto out_abort;
 	k->m.epoch = ep;
-	if (sr_manifest_write(cfg->dir, &k->m, k->e)) {
+	if (pvm_ckpt__manifest_write(cfg->dir, &k->m, k->e)) {
 		k->m.epoch = ep - 1;
 		return k->e->rc;
 	}
@@ -421,12 +421,12 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 
 out_abort:
 	if (paused) {
-		sr_devs_resume(&k->devs, hv, cfg->domid);
+		pvm_ckpt__devs_resume(&k->devs, hv, cfg->domid);
 		hv->ops->domain_unpause(hv, cfg->domid);
 	} else {
 		pvm_pvq_suspend_cancel(hv, cfg->domid);
 	}
-	sr_out_abort(&o);
+	pvm_ckpt__out_abort(&o);
 	return k->e->rc ? k->e->rc : -EIO;
 }
 
@@ -447,10 +447,11 @@ static int base(struct cont *k, bool logdirty_on,
 	char path[4096];
 	int rc;
 
-	sr_new_chain(k->c.chain);
+	pvm_ckpt__new_chain(k->c.chain);
 	snprintf(k->c.kind, sizeof(k->c.kind), "%s", SR_KIND_BASE);
 	k->c.epoch = 0;
-	sr_epoch_path(path, sizeof(path), cfg->dir, k->c.chain, 0, k->m.lz4);
+	pvm_ckpt__epoch_path(path, sizeof(path), cfg->dir, k->c.chain, 0,
+			     k->m.lz4);
 	sc.hv = k->hv;
 	sc.domid = cfg->domid;
 	sc.path = path;
@@ -462,17 +463,17 @@ static int base(struct cont *k, bool logdirty_on,
 	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
 	sc.drain_timeout_ms = cfg->drain_timeout_ms;
 	sc.pv_mode = cfg->pv_mode;
-	rc = sr_save(&sc, &k->c,
-		     SR_SAVE_KEEP_LOGDIRTY |
-			 (logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
-		     k->key.loaded ? &k->key : NULL, &bs, k->e);
+	rc = pvm_ckpt__save(&sc, &k->c,
+			    SR_SAVE_KEEP_LOGDIRTY |
+				(logdirty_on ? SR_SAVE_LOGDIRTY_ON : 0),
+			    k->key.loaded ? &k->key : NULL, &bs, k->e);
 	if (rc)
 		return rc;
 	snprintf(k->m.chain, sizeof(k->m.chain), "%s", k->c.chain);
 	k->m.epoch = 0;
-	if (sr_manifest_write(cfg->dir, &k->m, k->e))
+	if (pvm_ckpt__manifest_write(cfg->dir, &k->m, k->e))
 		return k->e->rc;
-	sr_remove_old_runs(cfg->dir, k->c.chain);
+	pvm_ckpt__remove_old_runs(cfg->dir, k->c.chain);
 	memset(es, 0, sizeof(*es));
 	es->pause_ns = bs.pause_ns;
 	es->commit_ns = bs.total_ns;
@@ -483,7 +484,7 @@ static int base(struct cont *k, bool logdirty_on,
 	return 0;
 }
 
-void sr_new_chain(char out[33])
+void pvm_ckpt__new_chain(char out[33])
 {
 	uint8_t r[16];
 
@@ -511,8 +512,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 
 	memset(st, 0, sizeof(*st));
 	pvm_error_init(&e);
-	sr_state_init(&k.state);
-	sr_devs_init(&k.devs, NULL);
+	pvm_ckpt__state_init(&k.state);
+	pvm_ckpt__devs_init(&k.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->dir || !*cfg->dir || !cfg->interval_ms ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
 		rc =
@@ -522,7 +523,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		goto out;
 	}
 	k.hv = cfg->hv;
-	if (cfg->key_file && sr_key_load(cfg->key_file, &k.key, &e))
+	if (cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &k.key, &e))
 		goto out_rc;
 	if (mkdir(cfg->dir, 0700) && errno != EEXIST) {
 		rc = pvm_error_set(&e, -errno, "cannot create %s: %s", cfg->dir,
@@ -531,11 +532,11 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 	if (pvm_hv_is_xen(k.hv)) {
 		/* x86 PV on Xen: libxenguest's checkpointed stream. */
-		rc = sr_xen_continuous(cfg, k.key.loaded ? &k.key : NULL, st,
-				       &e);
+		rc = pvm_ckpt__xen_continuous(cfg, k.key.loaded ? &k.key : NULL,
+					      st, &e);
 		goto out;
 	}
-	if (sr_config_of(k.hv, cfg->domid, &k.c, &e))
+	if (pvm_ckpt__config_of(k.hv, cfg->domid, &k.c, &e))
 		goto out_rc;
 	if (cfg->image && *cfg->image &&
 	    snprintf(k.c.image, sizeof(k.c.image), "%s", cfg->image) >=
@@ -546,8 +547,8 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	}
 	if (cfg->devices)
 		k.c.dev = *cfg->devices;
-	sr_devs_dispose(&k.devs);
-	sr_devs_init(&k.devs, &k.c.dev);
+	pvm_ckpt__devs_dispose(&k.devs);
+	pvm_ckpt__devs_init(&k.devs, &k.c.dev);
 	k.devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	k.m.lz4 = cfg->flags & PVM_CKPT_SAVE_LZ4;
 	k.m.nr_pages = k.c.nr_pages;
@@ -569,14 +570,14 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 	if (base(&k, false, &es))
 		goto out_rc;
 	logdirty = true;
-	sr_cont_account(st, &es, false);
+	pvm_ckpt__cont_account(st, &es, false);
 	if (cfg->epoch_done)
 		cfg->epoch_done(cfg->epoch_ctx, &es);
 
 	next = pvm_now_ns();
 	for (uint32_t n = 1, ep = 1; !cfg->max_epochs || n <= cfg->max_epochs;
 	     n++, ep++) {
-		rc = sr_cont_next(cfg, t0, &next, &e);
+		rc = pvm_ckpt__cont_next(cfg, t0, &next, &e);
 		if (rc < 0)
 			goto out;
 		if (rc == 0)
@@ -589,7 +590,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 		} else if (epoch(&k, ep, &es)) {
 			goto out_rc;
 		}
-		sr_cont_account(st, &es, true);
+		pvm_ckpt__cont_account(st, &es, true);
 		if (cfg->epoch_done)
 			cfg->epoch_done(cfg->epoch_ctx, &es);
 	}
@@ -601,9 +602,9 @@ out_rc:
 out:
 	if (logdirty)
 		k.hv->ops->logdirty_disable(k.hv, cfg->domid);
-	sr_key_wipe(&k.key);
-	sr_state_dispose(&k.state);
-	sr_devs_dispose(&k.devs);
+	pvm_ckpt__key_wipe(&k.key);
+	pvm_ckpt__state_dispose(&k.state);
+	pvm_ckpt__devs_dispose(&k.devs);
 	pvm_bitmap_dispose(&k.bm);
 	free(k.stage);
 	free(k.stage_pfns);

@@ -57,28 +57,29 @@ struct sr_key {
 	bool loaded;
 };
 /* Reads a key file (32 raw bytes, or 64 hex digits). */
-int sr_key_load(const char *path, struct sr_key *key, struct pvm_error *e);
-void sr_key_wipe(struct sr_key *key);
-bool sr_is_sealed(const uint8_t *p, size_t len);
-bool sr_is_sealed_file(const char *path);
+int pvm_ckpt__key_load(const char *path, struct sr_key *key,
+		       struct pvm_error *e);
+void pvm_ckpt__key_wipe(struct sr_key *key);
+bool pvm_ckpt__is_sealed(const uint8_t *p, size_t len);
+bool pvm_ckpt__is_sealed_file(const char *path);
 
 struct sr_sealed;
 /* path.tmp until commit; @key is copied (and wiped when done). */
-int sr_sealed_create(const char *path, const struct sr_key *key, bool lz4,
-		     struct sr_sealed **out);
-int sr_sealed_write(void *ctx, const void *buf, size_t len);
-int sr_sealed_commit(struct sr_sealed *s); /* frees @s */
-void sr_sealed_abort(struct sr_sealed *s);
+int pvm_ckpt__sealed_create(const char *path, const struct sr_key *key,
+			    bool lz4, struct sr_sealed **out);
+int pvm_ckpt__sealed_write(void *ctx, const void *buf, size_t len);
+int pvm_ckpt__sealed_commit(struct sr_sealed *s); /* frees @s */
+void pvm_ckpt__sealed_abort(struct sr_sealed *s);
 
 struct sr_unseal;
 /* -ENOKEY when the file is sealed and @key is NULL or not loaded. */
-int sr_unseal_open(const char *path, const struct sr_key *key,
-		   struct sr_unseal **out, struct pvm_error *e);
-int sr_unseal_read(void *ctx, void *buf, size_t len, size_t *got_out);
-bool sr_unseal_is_lz4(const struct sr_unseal *u);
+int pvm_ckpt__unseal_open(const char *path, const struct sr_key *key,
+			  struct sr_unseal **out, struct pvm_error *e);
+int pvm_ckpt__unseal_read(void *ctx, void *buf, size_t len, size_t *got_out);
+bool pvm_ckpt__unseal_is_lz4(const struct sr_unseal *u);
 /* What made a read fail (wrong key, damage, truncation), or NULL. */
-const char *sr_unseal_error(const struct sr_unseal *u);
-void sr_unseal_close(struct sr_unseal *u);
+const char *pvm_ckpt__unseal_error(const struct sr_unseal *u);
+void pvm_ckpt__unseal_close(struct sr_unseal *u);
 
 /* An output stream file with the config header written and META begun. */
 struct sr_out {
@@ -90,79 +91,84 @@ struct sr_out {
 /* Creates @path (tmp until commit), sealed with @key unless NULL, writes
  * the xl header with @c, opens a writer and writes the stream headers and
  * META. */
-int sr_out_open(struct sr_out *o, const char *path, bool lz4,
-		const struct sr_key *key, const struct sr_config *c,
-		struct pvm_error *e);
+int pvm_ckpt__out_open(struct sr_out *o, const char *path, bool lz4,
+		       const struct sr_key *key, const struct sr_config *c,
+		       struct pvm_error *e);
 /* Creates @path (tmp until commit), sealed with @key unless NULL, and no
  * writer: *@wc writes raw bytes into it (lz4 and sealing applied). */
-int sr_out_create(struct sr_out *o, const char *path, bool lz4,
-		  const struct sr_key *key, struct pvm_ckpt_write_cfg *wc,
-		  struct pvm_error *e);
+int pvm_ckpt__out_create(struct sr_out *o, const char *path, bool lz4,
+			 const struct sr_key *key,
+			 struct pvm_ckpt_write_cfg *wc, struct pvm_error *e);
 /* Pre-copy rounds when the caller gives no bound. */
 #define SR_DEFAULT_ROUNDS 8u
 /* The convergence policy of a live save: stop pre-copying now? */
-bool sr_precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
-		     size_t prev_dirty);
+bool pvm_ckpt__precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
+			    size_t prev_dirty);
 
 /* ---- on a Xen host (xen.c): libxenguest's stream, xl's file ----------- */
 
 /* pvm_ckpt_save() of an x86 PV domain on Xen: the file `xl save` writes
  * (xl header with the libxl JSON config, libxl stream with the libxc
  * stream of xc_domain_save), optionally lz4/sealed. */
-int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
-		struct pvm_ckpt_save_stats *st, struct pvm_error *e);
+int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
+		       const struct sr_key *key, struct pvm_ckpt_save_stats *st,
+		       struct pvm_error *e);
 
 /* pvm_ckpt_restore() of file @path on Xen: a file with libxl's JSON
  * config (pvmig save or xl save on Xen) through libxl. */
 struct sr_in;
-int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
-		   const struct sr_key *key, struct pvm_ckpt_restore_stats *st,
-		   struct pvm_error *e);
+int pvm_ckpt__xen_restore(const struct pvm_ckpt_restore_cfg *cfg,
+			  const char *path, const struct sr_key *key,
+			  struct pvm_ckpt_restore_stats *st,
+			  struct pvm_error *e);
 
 /* pvm_ckpt_continuous() on Xen (libxenguest's checkpointed stream, cut
  * into the directory's epoch files; xen.c explains the layout). */
-int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
-		      const struct sr_key *key, struct pvm_ckpt_cont_stats *st,
-		      struct pvm_error *e);
+int pvm_ckpt__xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
+			     const struct sr_key *key,
+			     struct pvm_ckpt_cont_stats *st,
+			     struct pvm_error *e);
 
 /* pvm_ckpt_restore() of checkpoint directory @dir (manifest @m) on Xen:
  * its committed epoch files as one checkpointed stream, through libxl. */
 struct sr_manifest;
-int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg, const char *dir,
-		       const struct sr_manifest *m, const struct sr_key *key,
-		       struct pvm_ckpt_restore_stats *st, struct pvm_error *e);
+int pvm_ckpt__xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
+			      const char *dir, const struct sr_manifest *m,
+			      const struct sr_key *key,
+			      struct pvm_ckpt_restore_stats *st,
+			      struct pvm_error *e);
 
 /* pvm_ckpt_inspect() of such a directory: every committed epoch file read
  * through, its trailer (length, SHA-256) checked. */
-int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
-		       const struct sr_key *key, struct pvm_ckpt_image *out,
-		       struct pvm_error *e);
+int pvm_ckpt__xen_inspect_dir(const char *dir, const struct sr_manifest *m,
+			      const struct sr_key *key,
+			      struct pvm_ckpt_image *out, struct pvm_error *e);
 /* Is @path an epoch file of a Xen checkpoint run (an xl header with libxl
  * JSON, no pvmig config)? */
-bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key);
+bool pvm_ckpt__xen_is_epoch_file(const char *path, const struct sr_key *key);
 
 /* Writes an xl save-file header whose option data holds @cfg (@cfglen
  * bytes, xl.cfg text or, with PVM_CKPT_XL_MANDATORY_JSON, libxl JSON). */
-int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
-		       uint32_t mandatory, const void *cfg, size_t cfglen);
-/* The length of config_text()'s output without its NUL padding. */
-size_t sr_text_len(const struct pvm_buf *text);
+int pvm_ckpt__write_xl_header(const struct pvm_ckpt_write_cfg *wc,
+			      uint32_t mandatory, const void *cfg,
+			      size_t cfglen);
 /* Finishes the stream and commits the file (fsync, rename, fsync dir). */
-int sr_out_commit(struct sr_out *o, struct pvm_error *e);
+int pvm_ckpt__out_commit(struct sr_out *o, struct pvm_error *e);
 /* Removes the tmp file; safe on an empty or committed sr_out. */
-void sr_out_abort(struct sr_out *o);
+void pvm_ckpt__out_abort(struct sr_out *o);
 
 /* The config of a live domain: name, size, vCPUs, image. */
-int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
-		 struct pvm_error *e);
+int pvm_ckpt__config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
+			struct pvm_error *e);
 
 /* Writes @n pages @pfns of the domain through map_pages(READ), in batches.
  * @zero_as_xalloc: all-zero pages go as XALLOC (no data), for a stream
  * whose reader starts from zeroed memory. @bounce (SR_BATCH pages, or
  * NULL when the domain is paused): pages are copied there first. */
-int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
-		  const uint64_t *pfns, size_t n, bool zero_as_xalloc,
-		  uint8_t *bounce, struct pvm_error *e);
+int pvm_ckpt__write_pfns(struct pvm_hv *hv, uint32_t domid,
+			 struct pvm_ckpt_writer *w, const uint64_t *pfns,
+			 size_t n, bool zero_as_xalloc, uint8_t *bounce,
+			 struct pvm_error *e);
 
 /* State of a paused domain, read into caller-owned blobs. */
 struct sr_state {
@@ -170,26 +176,27 @@ struct sr_state {
 	struct pvm_buf evtchn; /* hv evtchn_state_get format */
 	struct pvm_buf grant;  /* hv grant_state_get format */
 };
-void sr_state_init(struct sr_state *s);
-void sr_state_dispose(struct sr_state *s);
-int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
-		 struct sr_state *s, struct pvm_error *e);
+void pvm_ckpt__state_init(struct sr_state *s);
+void pvm_ckpt__state_dispose(struct sr_state *s);
+int pvm_ckpt__state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
+			struct sr_state *s, struct pvm_error *e);
 /* HVM_CONTEXT, PVMIG_EVTCHN, PVMIG_GRANT from @s. */
-int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
-		   struct pvm_error *e);
+int pvm_ckpt__state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
+			  struct pvm_error *e);
 
 /* SHA-256 over all memory, pfn order (through map_pages). */
-int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-		  uint8_t out[32], struct pvm_error *e);
+int pvm_ckpt__mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			 uint8_t out[32], struct pvm_error *e);
 
-/* sr_save() flags, for the base of a continuous checkpoint: */
+/* pvm_ckpt__save() flags, for the base of a continuous checkpoint: */
 #define SR_SAVE_KEEP_LOGDIRTY 0x1u /* leave log-dirty on after success */
 #define SR_SAVE_LOGDIRTY_ON 0x2u   /* it is on already (a rebase) */
 
 /* pvm_ckpt_save() with the domain described by @as (NULL: as it is). */
-int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    unsigned sr_flags, const struct sr_key *key,
-	    struct pvm_ckpt_save_stats *st_out, struct pvm_error *e);
+int pvm_ckpt__save(const struct pvm_ckpt_save_cfg *cfg,
+		   const struct sr_config *as, unsigned sr_flags,
+		   const struct sr_key *key, struct pvm_ckpt_save_stats *st_out,
+		   struct pvm_error *e);
 
 /* ---- PV device state (devices.c) ---------------------------------------- */
 
@@ -214,45 +221,47 @@ struct sr_devs {
 	bool have_xs, reconnected;
 	uint32_t records;
 };
-void sr_devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d);
-void sr_devs_dispose(struct sr_devs *s);
+void pvm_ckpt__devs_init(struct sr_devs *s, const struct pvm_ckpt_devices *d);
+void pvm_ckpt__devs_dispose(struct sr_devs *s);
 /* Before the pause: ask the guest to suspend (pvm_pvq_suspend; never
  * fails but for a vanished domain); its outcome in s->susp and, as a
  * sentence, in @desc (cooperative or not, and why). */
-int sr_devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    uint32_t timeout_ms, char *desc, size_t desc_len,
-		    struct pvm_error *e);
+int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			   uint32_t timeout_ms, char *desc, size_t desc_len,
+			   struct pvm_error *e);
 /* Domain paused: drain, each backend within @drain_timeout_ms (0:
  * pvquiesce's default), and capture (and export a legacy guest's nodes). */
-int sr_devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		    struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
-		    struct pvm_error *e);
+int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			   struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+			   struct pvm_error *e);
 /* The backends go on in place, if quiesced (idempotent). */
-void sr_devs_resume(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid);
+void pvm_ckpt__devs_resume(struct sr_devs *s, struct pvm_hv *hv,
+			   uint32_t domid);
 /* PVMIG_DEVICE per device, PVMIG_XENSTORE (legacy), from the capture. */
-int sr_devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
-		  uint32_t domid, struct pvm_error *e);
+int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
+			 uint32_t domid, struct pvm_error *e);
 /* Restore: each stream brings a whole set; the last stream's wins. */
-void sr_devs_stream_start(struct sr_devs *s);
-int sr_devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
-		      struct pvm_error *e);
-int sr_devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
-			struct pvm_error *e);
+void pvm_ckpt__devs_stream_start(struct sr_devs *s);
+int pvm_ckpt__devs_on_record(struct sr_devs *s, const struct pvm_ckpt_device *d,
+			     struct pvm_error *e);
+int pvm_ckpt__devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
+			       struct pvm_error *e);
 /* Domain paused, its state loaded: reconnect, then (legacy) the xenstore
  * import. @required: the file says it has device state (a missing record
  * is damage); else the devices start afresh with a warning. */
-int sr_devs_reconnect(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		      struct pvm_xenstored *xs, bool required, const char *path,
-		      struct pvm_error *e);
+int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
+			     uint32_t domid, struct pvm_xenstored *xs,
+			     bool required, const char *path,
+			     struct pvm_error *e);
 /* After unpause: "all N reconnected" or the names of those that did not. */
-void sr_devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-		  uint32_t timeout_ms, char *msg, size_t len);
+void pvm_ckpt__devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
+			 uint32_t timeout_ms, char *msg, size_t len);
 
 /* ---- restore side (restore.c) ----------------------------------------- */
 
 /* Reads the config header from an open file: 0 and *@c; -ENOENT when the
  * file has no pvmig config (the bytes read are kept for the stream reader,
- * see sr_in_read); -EBADMSG etc. with a message. */
+ * see pvm_ckpt__in_read); -EBADMSG etc. with a message. */
 struct sr_in {
 	struct pvm_ckpt_file *file; /* owned; NULL when sealed */
 	struct sr_unseal *unseal;   /* owned; an encrypted file */
@@ -266,17 +275,12 @@ struct sr_in {
 				     * else xl.cfg text); NULL for pvmig's */
 	uint32_t xl_config_len;
 };
-int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
-	       struct sr_config *c, bool *has_config_out, struct pvm_error *e);
+int pvm_ckpt__in_open(struct sr_in *in, const char *path,
+		      const struct sr_key *key, struct sr_config *c,
+		      bool *has_config_out, struct pvm_error *e);
 /* A pvm_ckpt_read_fn over the stream after the config header. */
-int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out);
-void sr_in_close(struct sr_in *in);
-
-/* The stream-level error of a read of @in (NULL: not a file), as a
- * message: a handler's error if one failed first, else what made the
- * unsealing fail, else the reader's. */
-int sr_read_fail(struct pvm_error *e, const struct sr_in *in, const char *path,
-		 const struct pvm_ckpt_info *info, int rc);
+int pvm_ckpt__in_read(void *ctx, void *buf, size_t len, size_t *got_out);
+void pvm_ckpt__in_close(struct sr_in *in);
 
 /* ---- checkpoint directories (epoch.c) ---------------------------------- */
 
@@ -291,26 +295,26 @@ struct sr_manifest {
 };
 
 /* Reads DIR/MANIFEST. -ENOENT if absent, -EBADMSG if damaged. */
-int sr_manifest_read(const char *dir, struct sr_manifest *m,
-		     struct pvm_error *e);
+int pvm_ckpt__manifest_read(const char *dir, struct sr_manifest *m,
+			    struct pvm_error *e);
 /* Commits @m as DIR/MANIFEST (tmp, fsync, rename, fsync DIR). */
-int sr_manifest_write(const char *dir, const struct sr_manifest *m,
-		      struct pvm_error *e);
+int pvm_ckpt__manifest_write(const char *dir, const struct sr_manifest *m,
+			     struct pvm_error *e);
 /* Removes the files of runs other than @chain (once its base is in). */
-void sr_remove_old_runs(const char *dir, const char *chain);
+void pvm_ckpt__remove_old_runs(const char *dir, const char *chain);
 /* A new run's name: 32 random hex digits. */
-void sr_new_chain(char out[33]);
+void pvm_ckpt__new_chain(char out[33]);
 /* The schedule of a run started at @t0: *@next (when the previous epoch
  * was due) moves on by the interval, then cfg->wait (or a sleep) until
  * then. 1 go on, 0 stop (duration over, or told to), < 0 error (in @e). */
-int sr_cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
-		 uint64_t *next, struct pvm_error *e);
+int pvm_ckpt__cont_next(const struct pvm_ckpt_cont_cfg *cfg, uint64_t t0,
+			uint64_t *next, struct pvm_error *e);
 /* Adds committed @es to the run's totals; @epoch false for the first base
  * (its bytes count, it is not an epoch). */
-void sr_cont_account(struct pvm_ckpt_cont_stats *st,
-		     const struct pvm_ckpt_epoch_stats *es, bool epoch);
+void pvm_ckpt__cont_account(struct pvm_ckpt_cont_stats *st,
+			    const struct pvm_ckpt_epoch_stats *es, bool epoch);
 /* "DIR/CHAIN-base.pvm[.lz4]" or "DIR/CHAIN-NNNNNN.pvm[.lz4]". */
-int sr_epoch_path(char *buf, size_t len, const char *dir, const char *chain,
-		  uint32_t epoch, bool lz4);
+int pvm_ckpt__epoch_path(char *buf, size_t len, const char *dir,
+			 const char *chain, uint32_t epoch, bool lz4);
 
 #endif /* PVM_CHECKPOINT_INTERNAL_H */

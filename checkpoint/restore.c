@@ -2,7 +2,7 @@
  * Restoring a domain, and inspecting save files and checkpoint directories.
  *
  *   pvm_ckpt_restore()
- *     sr_in_open()          the xl header and its config (which domain)
+ *     pvm_ckpt__in_open()          the xl header and its config (which domain)
  *     check the name        unique on the host, as with xl
  *     domain_create         paused; the saved domid if free
  *     pvm_ckpt_read()       pages go into the domain as they arrive
@@ -97,12 +97,88 @@ static int set_str(char *dst, size_t size, const char *src)
 }
 
 /* Parses the config text (@len bytes, NUL padding allowed at the end). */
+/* The checksum line @line (at @off in @text) against the text before it. */
+static int check_config_sum(const char *text, size_t off, char *line,
+			    const char *path, struct pvm_error *e)
+{
+	uint8_t want[PVM_CKPT_DIGEST_LEN], got[PVM_CKPT_DIGEST_LEN];
+	char *q = strchr(line + 23, '"');
+	struct pvm_ckpt_digest d;
+	int rc;
+
+	pvm_ckpt_digest_init(&d);
+	rc = pvm_ckpt_digest_start(&d);
+	if (!rc) {
+		pvm_ckpt_digest_update(&d, text, off);
+		rc = pvm_ckpt_digest_peek(&d, got);
+	}
+	pvm_ckpt_digest_dispose(&d);
+	if (rc)
+		return pvm_error_set(e, rc, "cannot compute a digest");
+	if (!q || q[1] ||
+	    (*q = '\0', unhex(line + 23, want, sizeof(want))))
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: config checksum line is damaged",
+				     path);
+	if (memcmp(want, got, sizeof(got)))
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: the domain config in the xl header "
+				     "is damaged (checksum mismatch)",
+				     path);
+	return 0;
+}
+
+/* A quoted value: 0, or -EINVAL when it is not valid for @key. */
+static int set_quoted(struct sr_config *c, const char *key, const char *val)
+{
+	if (!strcmp(key, "name"))
+		return set_str(c->name, sizeof(c->name), val);
+	if (!strcmp(key, "pvmig_image"))
+		return set_str(c->image, sizeof(c->image), val);
+	if (!strcmp(key, "pvmig_kind"))
+		return set_str(c->kind, sizeof(c->kind), val);
+	if (!strcmp(key, "pvmig_chain"))
+		return set_str(c->chain, sizeof(c->chain), val);
+	if (!strcmp(key, "pvmig_frontend")) {
+		if (!strcmp(val, "legacy"))
+			c->dev.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+		return !strcmp(val, "legacy") || !strcmp(val, "modern")
+			   ? 0
+			   : -EINVAL;
+	}
+	if (!strncmp(key, "pvmig_disk", 10) &&
+	    (unsigned)atoi(key + 10) == c->dev.nr_disks)
+		return parse_disk(val, &c->dev);
+	if (!strncmp(key, "pvmig_nic", 9) &&
+	    (unsigned)atoi(key + 9) == c->dev.nr_nics)
+		return parse_nic(val, &c->dev);
+	if (!strncmp(key, "pvmig_disk", 10) || !strncmp(key, "pvmig_nic", 9))
+		return -EINVAL; /* out of order or too many */
+	return 0;
+}
+
+/* A number; keys pvmig does not know are ignored. */
+static void set_number(struct sr_config *c, const char *key,
+		       unsigned long long num, bool *have_pages)
+{
+	if (!strcmp(key, "vcpus")) {
+		c->nr_vcpus = num > 64 ? 0 : (uint32_t)num;
+	} else if (!strcmp(key, "pvmig_nr_pages")) {
+		c->nr_pages = num;
+		*have_pages = true;
+	} else if (!strcmp(key, "pvmig_domid")) {
+		c->domid = num > PVM_HV_DOMID_MAX ? 0 : (uint32_t)num;
+	} else if (!strcmp(key, "pvmig_device_state")) {
+		c->dev_state = num == 1;
+	} else if (!strcmp(key, "pvmig_epoch")) {
+		c->epoch = num > SR_EPOCHS_MAX ? UINT32_MAX : (uint32_t)num;
+	}
+}
+
 static int parse_config(const char *text, size_t len, struct sr_config *c,
 			const char *path, struct pvm_error *e)
 {
-	uint8_t want[PVM_CKPT_DIGEST_LEN], got[PVM_CKPT_DIGEST_LEN];
 	bool have_sum = false, have_pages = false;
-	struct pvm_ckpt_digest d;
 	size_t off = 0;
 	int rc;
 
@@ -124,31 +200,8 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 		memcpy(line, text + off, ll);
 		line[ll] = '\0';
 		if (!strncmp(line, "pvmig_config_sha256 = \"", 23)) {
-			char *q = strchr(line + 23, '"');
-
-			pvm_ckpt_digest_init(&d);
-			rc = pvm_ckpt_digest_start(&d);
-			if (!rc) {
-				pvm_ckpt_digest_update(&d, text, off);
-				rc = pvm_ckpt_digest_peek(&d, got);
-			}
-			pvm_ckpt_digest_dispose(&d);
-			if (rc)
-				return pvm_error_set(e, rc,
-						     "cannot compute a digest");
-			if (!q || q[1] || (*q = '\0', unhex(line + 23, want,
-							    sizeof(want))))
-				return pvm_error_set(e, -EBADMSG,
-						     "%s: config "
-						     "checksum line is damaged",
-						     path);
-			if (memcmp(want, got, sizeof(got)))
-				return pvm_error_set(
-				    e, -EBADMSG,
-				    "%s: the domain "
-				    "config in the xl header is "
-				    "damaged (checksum mismatch)",
-				    path);
+			if (check_config_sum(text, off, line, path, e))
+				return e->rc;
 			have_sum = true;
 			off += ll + (nl ? 1 : 0);
 			if (off < len)
@@ -180,30 +233,7 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 						     path, line);
 			memcpy(val, v + 1, vl - 2);
 			val[vl - 2] = '\0';
-			if (!strcmp(key, "name"))
-				rc = set_str(c->name, sizeof(c->name), val);
-			else if (!strcmp(key, "pvmig_image"))
-				rc = set_str(c->image, sizeof(c->image), val);
-			else if (!strcmp(key, "pvmig_kind"))
-				rc = set_str(c->kind, sizeof(c->kind), val);
-			else if (!strcmp(key, "pvmig_chain"))
-				rc = set_str(c->chain, sizeof(c->chain), val);
-			else if (!strcmp(key, "pvmig_frontend"))
-				rc = !strcmp(val, "legacy") ?
-					     (c->dev.frontend_gen =
-						      PVM_HV_FRONTEND_LEGACY, 0) :
-				     !strcmp(val, "modern") ? 0 : -EINVAL;
-			else if (!strncmp(key, "pvmig_disk", 10) &&
-				 (unsigned)atoi(key + 10) == c->dev.nr_disks)
-				rc = parse_disk(val, &c->dev);
-			else if (!strncmp(key, "pvmig_nic", 9) &&
-				 (unsigned)atoi(key + 9) == c->dev.nr_nics)
-				rc = parse_nic(val, &c->dev);
-			else if (!strncmp(key, "pvmig_disk", 10) ||
-				 !strncmp(key, "pvmig_nic", 9))
-				rc = -EINVAL; /* out of order or too many */
-			else
-				rc = 0;
+			rc = set_quoted(c, key, val);
 			if (rc)
 				return pvm_error_set(e, -EBADMSG,
 						     "%s: bad config "
@@ -214,19 +244,7 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 		errno = 0;
 		num = strtoull(v, &end, 10);
 		if (v[0] >= '0' && v[0] <= '9' && !*end && !errno) {
-			if (!strcmp(key, "vcpus"))
-				c->nr_vcpus = num > 64 ? 0 : (uint32_t)num;
-			else if (!strcmp(key, "pvmig_nr_pages")) {
-				c->nr_pages = num;
-				have_pages = true;
-			} else if (!strcmp(key, "pvmig_domid"))
-				c->domid = num > PVM_HV_DOMID_MAX ? 0
-								  : (uint32_t)num;
-			else if (!strcmp(key, "pvmig_device_state"))
-				c->dev_state = num == 1;
-			else if (!strcmp(key, "pvmig_epoch"))
-				c->epoch = num > SR_EPOCHS_MAX ? UINT32_MAX
-							       : (uint32_t)num;
+			set_number(c, key, num, &have_pages);
 			continue;
 		}
 		return pvm_error_set(e, -EBADMSG, "%s: bad config line '%s'",
@@ -255,7 +273,7 @@ static int parse_config(const char *text, size_t len, struct sr_config *c,
 static int raw_read(struct sr_in *in, void *buf, size_t len, size_t *got_out)
 {
 	if (in->unseal)
-		return sr_unseal_read(in->unseal, buf, len, got_out);
+		return pvm_ckpt__unseal_read(in->unseal, buf, len, got_out);
 	return pvm_ckpt_file_read(in->file, buf, len, got_out);
 }
 
@@ -267,9 +285,10 @@ static int read_pre(struct sr_in *in, const char *path, struct pvm_error *e)
 
 	while (got < sizeof(in->pre)) {
 		rc = raw_read(in, in->pre + got, sizeof(in->pre) - got, &n);
-		if (rc && sr_unseal_error(in->unseal))
-			return pvm_error_set(e, rc, "%s: %s", path,
-					     sr_unseal_error(in->unseal));
+		if (rc && pvm_ckpt__unseal_error(in->unseal))
+			return pvm_error_set(
+			    e, rc, "%s: %s", path,
+			    pvm_ckpt__unseal_error(in->unseal));
 		if (rc)
 			return pvm_error_set(
 			    e, rc, "%s: cannot read: %s%s", path, strerror(-rc),
@@ -283,8 +302,9 @@ static int read_pre(struct sr_in *in, const char *path, struct pvm_error *e)
 	return 0;
 }
 
-int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
-	       struct sr_config *c, bool *has_config_out, struct pvm_error *e)
+int pvm_ckpt__in_open(struct sr_in *in, const char *path,
+		      const struct sr_key *key, struct sr_config *c,
+		      bool *has_config_out, struct pvm_error *e)
 {
 	struct stat st;
 	struct pvm_ckpt_xlhdr x;
@@ -306,15 +326,15 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 	rc = read_pre(in, path, e);
 	if (rc)
 		goto out_close;
-	if (sr_is_sealed(in->pre, in->pre_len)) {
+	if (pvm_ckpt__is_sealed(in->pre, in->pre_len)) {
 		/* Encrypted: start again through the unsealing reader. */
 		pvm_ckpt_file_close(in->file);
 		in->file = NULL;
 		in->sealed = true;
-		rc = sr_unseal_open(path, key, &in->unseal, e);
+		rc = pvm_ckpt__unseal_open(path, key, &in->unseal, e);
 		if (rc)
 			goto out_close;
-		in->lz4 = sr_unseal_is_lz4(in->unseal);
+		in->lz4 = pvm_ckpt__unseal_is_lz4(in->unseal);
 		rc = read_pre(in, path, e);
 		if (rc)
 			goto out_close;
@@ -368,11 +388,11 @@ int sr_in_open(struct sr_in *in, const char *path, const struct sr_key *key,
 
 out_close:
 	free(text);
-	sr_in_close(in);
+	pvm_ckpt__in_close(in);
 	return rc;
 }
 
-int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out)
+int pvm_ckpt__in_read(void *ctx, void *buf, size_t len, size_t *got_out)
 {
 	struct sr_in *in = ctx;
 
@@ -389,13 +409,13 @@ int sr_in_read(void *ctx, void *buf, size_t len, size_t *got_out)
 	return raw_read(in, buf, len, got_out);
 }
 
-void sr_in_close(struct sr_in *in)
+void pvm_ckpt__in_close(struct sr_in *in)
 {
 	free(in->xl_config);
 	in->xl_config = NULL;
 	pvm_ckpt_file_close(in->file);
 	in->file = NULL;
-	sr_unseal_close(in->unseal);
+	pvm_ckpt__unseal_close(in->unseal);
 	in->unseal = NULL;
 }
 
@@ -404,12 +424,12 @@ static int check_eof(struct sr_in *in, const char *path, struct pvm_error *e)
 {
 	uint8_t extra;
 	size_t got = 0;
-	int rc = sr_in_read(in, &extra, 1, &got);
+	int rc = pvm_ckpt__in_read(in, &extra, 1, &got);
 
 	if (rc)
 		return pvm_error_set(e, rc, "%s: after the stream: %s", path,
-				     sr_unseal_error(in->unseal)
-					 ? sr_unseal_error(in->unseal)
+				     pvm_ckpt__unseal_error(in->unseal)
+					 ? pvm_ckpt__unseal_error(in->unseal)
 					 : strerror(-rc));
 	if (got)
 		return pvm_error_set(e, -EBADMSG,
@@ -419,14 +439,18 @@ static int check_eof(struct sr_in *in, const char *path, struct pvm_error *e)
 	return 0;
 }
 
-int sr_read_fail(struct pvm_error *e, const struct sr_in *in, const char *path,
-		 const struct pvm_ckpt_info *info, int rc)
+/* The stream-level error of a read of @in (NULL: not a file), as a
+ * message: a handler's error if one failed first, else what made the
+ * unsealing fail, else the reader's. */
+static int read_fail(struct pvm_error *e, const struct sr_in *in,
+		     const char *path, const struct pvm_ckpt_info *info,
+		     int rc)
 {
 	if (e->rc)
 		return e->rc; /* a handler of ours failed first */
-	if (in && in->unseal && sr_unseal_error(in->unseal))
+	if (in && in->unseal && pvm_ckpt__unseal_error(in->unseal))
 		return pvm_error_set(e, rc, "%s: %s", path,
-				     sr_unseal_error(in->unseal));
+				     pvm_ckpt__unseal_error(in->unseal));
 	return pvm_error_set(e, rc, "%s: %s", path,
 			     info->error_msg[0] ? info->error_msg
 						: strerror(-rc));
@@ -589,14 +613,14 @@ static int on_device(void *ctx, const struct pvm_ckpt_device *d)
 {
 	struct rctx *x = ctx;
 
-	return sr_devs_on_record(&x->devs, d, x->e);
+	return pvm_ckpt__devs_on_record(&x->devs, d, x->e);
 }
 
 static int on_xenstore(void *ctx, const void *image, size_t len)
 {
 	struct rctx *x = ctx;
 
-	return sr_devs_on_xenstore(&x->devs, image, len, x->e);
+	return pvm_ckpt__devs_on_xenstore(&x->devs, image, len, x->e);
 }
 
 static const struct pvm_ckpt_read_ops restore_ops = {
@@ -778,12 +802,12 @@ static int open_checked(struct sr_in *in, const char *path,
 {
 	bool has;
 
-	if (sr_in_open(in, path, key, c, &has, e))
+	if (pvm_ckpt__in_open(in, path, key, c, &has, e))
 		return e->rc;
 	if (!has) {
 		bool xen = in->xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON;
 
-		sr_in_close(in);
+		pvm_ckpt__in_close(in);
 		return pvm_error_set(
 		    e, -ENOTSUP,
 		    "%s: no pvmig domain config (an "
@@ -797,7 +821,7 @@ static int open_checked(struct sr_in *in, const char *path,
 			: "");
 	}
 	if (!want_kind && !strcmp(c->kind, SR_KIND_DELTA)) {
-		sr_in_close(in);
+		pvm_ckpt__in_close(in);
 		return pvm_error_set(
 		    e, -EINVAL,
 		    "%s is epoch %u of a continuous "
@@ -808,7 +832,7 @@ static int open_checked(struct sr_in *in, const char *path,
 	if (want_kind && (strcmp(c->kind, want_kind) ||
 			  (first && (strcmp(c->chain, first->chain) ||
 				     c->nr_pages != first->nr_pages)))) {
-		sr_in_close(in);
+		pvm_ckpt__in_close(in);
 		return pvm_error_set(e, -EBADMSG,
 				     "%s: not the %s of checkpoint run "
 				     "%s (kind %s, run %s)",
@@ -823,22 +847,22 @@ static int read_one(struct rctx *x, struct sr_in *in, const char *path,
 		    uint64_t max_pfns, struct pvm_ckpt_info *info)
 {
 	struct pvm_ckpt_read_cfg rc_cfg = {
-		.read = sr_in_read,
-		.read_ctx = in,
-		.ops = x ? &restore_ops : NULL,
-		.ops_ctx = x,
-		.max_pfns = max_pfns,
-		.max_record = PVM_CKPT_REC_LENGTH_XEN_MAX,
-		.flags = PVM_CKPT_READ_REQUIRE_CHECKSUM,
+	    .read = pvm_ckpt__in_read,
+	    .read_ctx = in,
+	    .ops = x ? &restore_ops : NULL,
+	    .ops_ctx = x,
+	    .max_pfns = max_pfns,
+	    .max_record = PVM_CKPT_REC_LENGTH_XEN_MAX,
+	    .flags = PVM_CKPT_READ_REQUIRE_CHECKSUM,
 	};
 	struct pvm_error *e = x->e;
 	int rc;
 
 	x->in = in;
-	sr_devs_stream_start(&x->devs);
+	pvm_ckpt__devs_stream_start(&x->devs);
 	rc = pvm_ckpt_read(&rc_cfg, info);
 	if (rc)
-		rc = sr_read_fail(e, in, path, info, rc);
+		rc = read_fail(e, in, path, info, rc);
 	else
 		rc = check_eof(in, path, e);
 	if (rc)
@@ -872,31 +896,195 @@ static bool is_dir(const char *path)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* The failure @e holds, or -EIO if none was named. */
+static int held(const struct pvm_error *e)
+{
+	return e->rc ? e->rc : -EIO;
+}
+
+/* The restored domain's name must be free on this host; a domain whose
+ * devices reconnect transparently (@legacy) needs its saved domid too. */
+static int check_target(struct pvm_hv *hv,
+			const struct pvm_ckpt_restore_cfg *cfg,
+			const struct sr_config *c, bool legacy,
+			struct pvm_error *e)
+{
+	struct pvm_hv_dominfo other;
+	uint32_t taken;
+
+	if (name_taken(hv, c->name, &taken))
+		return pvm_error_set(e, -EEXIST,
+				     "a domain named '%s' exists on this host "
+				     "(domid %u): destroy or rename it first",
+				     c->name, taken);
+	/* A legacy frontend never rewrites its xenstore nodes: their paths
+	 * and ACLs name the saved domid, so it must be that. */
+	if (legacy && hv->ops->domain_info(hv, c->domid, &other) == 0)
+		return pvm_error_set(
+		    e, -EEXIST,
+		    "'%s' has %s, which need their saved domid %u back, and "
+		    "domain '%s' has it on this host: destroy it first or "
+		    "restore on another host",
+		    c->name,
+		    cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT
+			? "PV devices forced to reconnect transparently"
+			: "legacy PV frontends",
+		    c->domid, other.name);
+	return 0;
+}
+
+/* Creates the domain @c describes, paused, with its devices: the saved
+ * domid if it is free (only that one when @legacy), else any. */
+static int create_domain(struct pvm_hv *hv, const struct sr_config *c,
+			 bool legacy, uint32_t *domid_out, struct pvm_error *e)
+{
+	struct pvm_hv_domain_config dc = { 0 };
+	int rc;
+
+	dc.domid = c->domid ? c->domid : PVM_HV_DOMID_ANY;
+	dc.nr_pages = c->nr_pages;
+	dc.nr_vcpus = c->nr_vcpus;
+	dc.start_paused = true;
+	dc.name = c->name;
+	dc.image = c->image[0] ? c->image : NULL;
+	dc.frontend_gen = (enum pvm_hv_frontend_gen)c->dev.frontend_gen;
+	dc.nr_disks = c->dev.nr_disks;
+	for (uint32_t i = 0; i < c->dev.nr_disks; i++) {
+		dc.disks[i].path = c->dev.disks[i].path;
+		dc.disks[i].vdev = c->dev.disks[i].vdev;
+		dc.disks[i].readonly = c->dev.disks[i].readonly;
+	}
+	dc.nr_nics = c->dev.nr_nics;
+	for (uint32_t i = 0; i < c->dev.nr_nics; i++) {
+		memcpy(dc.nics[i].mac, c->dev.nics[i].mac, 6);
+		dc.nics[i].bridge =
+		    c->dev.nics[i].bridge[0] ? c->dev.nics[i].bridge : NULL;
+	}
+	rc = hv->ops->domain_create(hv, &dc, domid_out);
+	if (rc == -EEXIST && !legacy) {
+		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
+		rc = hv->ops->domain_create(hv, &dc, domid_out);
+	}
+	if (rc)
+		return pvm_error_set(e, rc,
+				     "cannot create domain '%s' (%llu MiB, %u "
+				     "vCPUs): %s",
+				     c->name,
+				     (unsigned long long)(c->nr_pages >> 8),
+				     c->nr_vcpus, strerror(-rc));
+	return 0;
+}
+
+/* Reads the file open in @in (@path, config @first), then, for a
+ * directory (@m), every committed epoch after it in order. @in is closed
+ * on return; @path names the last file read. */
+static int read_streams(struct rctx *x, struct sr_in *in, char *path,
+			size_t path_len, const struct sr_manifest *m,
+			const struct sr_config *first, const struct sr_key *kp,
+			struct pvm_ckpt_restore_stats *st)
+{
+	struct pvm_error *e = x->e;
+	struct pvm_ckpt_info info;
+	struct sr_config c;
+
+	if (read_one(x, in, path, first->nr_pages, &info))
+		goto out_close;
+	pvm_ckpt__in_close(in);
+	st->files = 1;
+	for (uint32_t ep = 1; m && ep <= m->epoch; ep++) {
+		pvm_ckpt__epoch_path(path, path_len, x->cfg->path, m->chain, ep,
+				     m->lz4);
+		if (open_checked(in, path, kp, &c, SR_KIND_DELTA, first, e))
+			return held(e);
+		if (c.epoch != ep) {
+			pvm_error_set(e, -EBADMSG,
+				      "%s: holds epoch %u, expected %u", path,
+				      c.epoch, ep);
+			goto out_close;
+		}
+		if (read_one(x, in, path, c.nr_pages, &info))
+			goto out_close;
+		pvm_ckpt__in_close(in);
+		st->files++;
+	}
+	return 0;
+
+out_close:
+	pvm_ckpt__in_close(in);
+	return held(e);
+}
+
+/* Every stream's checksum matched: now the state may go in. Memory,
+ * vCPUs, event channels and grants first, so that the devices' rings and
+ * ports are where the backends will find them; then the devices; then
+ * the unpause, unless the caller wants the domain paused. */
+static int load_and_start(struct rctx *x, const struct sr_config *first,
+			  const char *path, struct pvm_ckpt_restore_stats *st)
+{
+	const struct pvm_ckpt_restore_cfg *cfg = x->cfg;
+	struct pvm_hv *hv = x->hv;
+	struct pvm_error *e = x->e;
+	int rc;
+
+	if (flush(x))
+		return held(e);
+	if (!x->vcpus.len)
+		return pvm_error_set(e, -EBADMSG,
+				     "%s: no HVM_CONTEXT (vCPU state)", path);
+	if (load_vcpus(x, first->nr_vcpus) ||
+	    (x->have_grants && load_grants(x)) ||
+	    (x->have_evtchns && x->nr_evtchns && load_evtchns(x)))
+		return held(e);
+	if (cfg->digest) {
+		if (pvm_ckpt__mem_digest(hv, x->domid, first->nr_pages,
+					 st->mem_digest, e))
+			return held(e);
+		st->has_digest = true;
+	}
+	if (pvm_ckpt__devs_reconnect(&x->devs, hv, x->domid, cfg->xs,
+				     first->dev_state, path, e))
+		return held(e);
+	if (cfg->paused) {
+		if (x->devs.n)
+			snprintf(st->devices_msg, sizeof(st->devices_msg),
+				 "%zu %s; they connect when it is unpaused",
+				 x->devs.n,
+				 x->devs.reconnected ? "restored"
+						     : "re-created afresh");
+		return 0;
+	}
+	rc = hv->ops->domain_unpause(hv, x->domid);
+	if (rc)
+		return pvm_error_set(e, rc, "domain %u: cannot unpause it: %s",
+				     x->domid, strerror(-rc));
+	pvm_ckpt__devs_wait(&x->devs, hv, x->domid,
+			    cfg->reconnect_ms ? cfg->reconnect_ms : 5000,
+			    st->devices_msg, sizeof(st->devices_msg));
+	return 0;
+}
+
 int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		     struct pvm_ckpt_restore_stats *st_out)
 {
 	struct pvm_ckpt_restore_stats local;
 	struct pvm_ckpt_restore_stats *st = st_out ? st_out : &local;
 	struct pvm_error e;
-	struct pvm_hv_domain_config dc = { 0 };
 	struct rctx x = { 0 };
 	struct sr_manifest m = { 0 };
-	struct sr_config c, first;
-	struct pvm_ckpt_info info;
+	struct sr_config c;
 	struct sr_in in = { 0 };
 	struct sr_key key = { 0 };
 	const struct sr_key *kp = &key; /* loaded only with a key file */
 	struct pvm_hv *hv;
 	char path[4096];
 	bool created = false, dir, legacy = false;
-	uint32_t taken, last = 0;
 	uint64_t t0 = pvm_now_ns();
 	int rc;
 
 	memset(st, 0, sizeof(*st));
 	pvm_error_init(&e);
 	pvm_buf_init(&x.vcpus, SR_STATE_MAX);
-	sr_devs_init(&x.devs, NULL);
+	pvm_ckpt__devs_init(&x.devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->path) {
 		rc = pvm_error_set(&e, -EINVAL, "bad restore arguments");
 		goto out;
@@ -907,21 +1095,22 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	x.cfg = cfg;
 	dir = is_dir(cfg->path);
 	if (dir) {
-		if (sr_manifest_read(cfg->path, &m, &e))
+		if (pvm_ckpt__manifest_read(cfg->path, &m, &e))
 			goto out_rc;
-		last = m.epoch;
-		sr_epoch_path(path, sizeof(path), cfg->path, m.chain, 0, m.lz4);
+		pvm_ckpt__epoch_path(path, sizeof(path), cfg->path, m.chain, 0,
+				     m.lz4);
 	} else {
 		snprintf(path, sizeof(path), "%s", cfg->path);
 	}
-	if (cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
+	if (cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &key, &e))
 		goto out_rc;
 	if (pvm_hv_is_xen(hv)) {
 		/* PV guests on Xen: libxenguest's stream, through libxl. */
 		if (dir)
-			sr_xen_restore_dir(cfg, cfg->path, &m, kp, st, &e);
+			pvm_ckpt__xen_restore_dir(cfg, cfg->path, &m, kp, st,
+						  &e);
 		else
-			sr_xen_restore(cfg, path, kp, st, &e);
+			pvm_ckpt__xen_restore(cfg, path, kp, st, &e);
 		rc = e.rc;
 		goto out;
 	}
@@ -935,41 +1124,15 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 			      path, m.chain);
 		goto out_close;
 	}
-	first = c;
 	/* Transparent reconnects need the saved domid: legacy frontends
 	 * (as recorded unless forced otherwise) or a forced transparent. */
 	legacy = ((c.dev.frontend_gen == PVM_HV_FRONTEND_LEGACY &&
 		   cfg->pv_mode != PVM_PVQ_MODE_COOPERATIVE) ||
 		  cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT) && c.domid;
-	if (name_taken(hv, c.name, &taken)) {
-		pvm_error_set(&e, -EEXIST,
-			      "a domain named '%s' exists on this host "
-			      "(domid %u): destroy or rename it first",
-			      c.name, taken);
+	if (check_target(hv, cfg, &c, legacy, &e))
 		goto out_close;
-	}
-	if (legacy) {
-		struct pvm_hv_dominfo other;
-
-		/* A legacy frontend never rewrites its xenstore nodes: their
-		 * paths and ACLs name the saved domid, so it must be that. */
-		if (hv->ops->domain_info(hv, c.domid, &other) == 0) {
-			pvm_error_set(
-			    &e, -EEXIST,
-			    "'%s' has %s, "
-			    "which need their saved domid %u back, and "
-			    "domain '%s' has it on this host: destroy it "
-			    "first or restore on another host",
-			    c.name,
-			    cfg->pv_mode == PVM_PVQ_MODE_TRANSPARENT
-				? "PV devices forced to reconnect transparently"
-				: "legacy PV frontends",
-			    c.domid, other.name);
-			goto out_close;
-		}
-	}
-	sr_devs_dispose(&x.devs);
-	sr_devs_init(&x.devs, &c.dev);
+	pvm_ckpt__devs_dispose(&x.devs);
+	pvm_ckpt__devs_init(&x.devs, &c.dev);
 	x.devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	x.devs.saved_domid = c.domid;
 	x.stage = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
@@ -977,117 +1140,31 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		rc = pvm_error_set(&e, -ENOMEM, "out of memory");
 		goto out_close;
 	}
-	dc.domid = c.domid ? c.domid : PVM_HV_DOMID_ANY;
-	dc.nr_pages = c.nr_pages;
-	dc.nr_vcpus = c.nr_vcpus;
-	dc.start_paused = true;
-	dc.name = c.name;
-	dc.image = c.image[0] ? c.image : NULL;
-	dc.frontend_gen = (enum pvm_hv_frontend_gen)c.dev.frontend_gen;
-	dc.nr_disks = c.dev.nr_disks;
-	for (uint32_t i = 0; i < c.dev.nr_disks; i++) {
-		dc.disks[i].path = c.dev.disks[i].path;
-		dc.disks[i].vdev = c.dev.disks[i].vdev;
-		dc.disks[i].readonly = c.dev.disks[i].readonly;
-	}
-	dc.nr_nics = c.dev.nr_nics;
-	for (uint32_t i = 0; i < c.dev.nr_nics; i++) {
-		memcpy(dc.nics[i].mac, c.dev.nics[i].mac, 6);
-		dc.nics[i].bridge = c.dev.nics[i].bridge[0] ?
-					    c.dev.nics[i].bridge : NULL;
-	}
-	rc = hv->ops->domain_create(hv, &dc, &x.domid);
-	if (rc == -EEXIST && !legacy) {
-		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
-		rc = hv->ops->domain_create(hv, &dc, &x.domid);
-	}
-	if (rc) {
-		pvm_error_set(&e, rc,
-			      "cannot create domain '%s' (%llu MiB, %u "
-			      "vCPUs): %s",
-			      c.name, (unsigned long long)(c.nr_pages >> 8),
-			      c.nr_vcpus, strerror(-rc));
+	if (create_domain(hv, &c, legacy, &x.domid, &e))
 		goto out_close;
-	}
 	created = true;
 	x.nr_pages = c.nr_pages;
-	if (read_one(&x, &in, path, c.nr_pages, &info))
-		goto out_close;
-	sr_in_close(&in);
-	st->files = 1;
-	for (uint32_t ep = 1; dir && ep <= last; ep++) {
-		sr_epoch_path(path, sizeof(path), cfg->path, m.chain, ep, m.lz4);
-		if (open_checked(&in, path, kp, &c, SR_KIND_DELTA, &first, &e))
-			goto out_rc;
-		if (c.epoch != ep) {
-			pvm_error_set(&e, -EBADMSG,
-				      "%s: holds epoch %u, expected %u", path,
-				      c.epoch, ep);
-			goto out_close;
-		}
-		if (read_one(&x, &in, path, c.nr_pages, &info))
-			goto out_close;
-		sr_in_close(&in);
-		st->files++;
-	}
-	if (flush(&x))
+	if (read_streams(&x, &in, path, sizeof(path), dir ? &m : NULL, &c, kp,
+			 st) ||
+	    load_and_start(&x, &c, path, st))
 		goto out_rc;
-	/* Every stream's checksum matched: now the state may go in. */
-	if (!x.vcpus.len) {
-		pvm_error_set(&e, -EBADMSG, "%s: no HVM_CONTEXT (vCPU state)",
-			      path);
-		goto out_rc;
-	}
-	if (load_vcpus(&x, first.nr_vcpus))
-		goto out_rc;
-	if (x.have_grants && load_grants(&x))
-		goto out_rc;
-	if (x.have_evtchns && x.nr_evtchns && load_evtchns(&x))
-		goto out_rc;
-	if (cfg->digest) {
-		if (sr_mem_digest(hv, x.domid, first.nr_pages, st->mem_digest,
-				  &e))
-			goto out_rc;
-		st->has_digest = true;
-	}
-	/* Memory, vCPUs, event channels and grants are in: the devices'
-	 * rings and ports are where the backends will find them. */
-	if (sr_devs_reconnect(&x.devs, hv, x.domid, cfg->xs, first.dev_state,
-			      path, &e))
-		goto out_rc;
-	if (!cfg->paused) {
-		rc = hv->ops->domain_unpause(hv, x.domid);
-		if (rc) {
-			pvm_error_set(&e, rc,
-				      "domain %u: cannot unpause it: %s",
-				      x.domid, strerror(-rc));
-			goto out_rc;
-		}
-		sr_devs_wait(&x.devs, hv, x.domid,
-			     cfg->reconnect_ms ? cfg->reconnect_ms : 5000,
-			     st->devices_msg, sizeof(st->devices_msg));
-	} else if (x.devs.n) {
-		snprintf(st->devices_msg, sizeof(st->devices_msg),
-			 "%zu %s; they connect when it is unpaused", x.devs.n,
-			 x.devs.reconnected ? "restored" : "re-created afresh");
-	}
 	st->domid = x.domid;
-	snprintf(st->name, sizeof(st->name), "%s", first.name);
-	snprintf(st->image, sizeof(st->image), "%s", first.image);
-	st->devices = first.dev;
+	snprintf(st->name, sizeof(st->name), "%s", c.name);
+	snprintf(st->image, sizeof(st->image), "%s", c.image);
+	st->devices = c.dev;
 	st->pages = x.pages;
 	st->bytes = x.bytes_before;
-	st->epoch = last;
-	pvm_info("restored domain %u '%s' from %s%s", x.domid, first.name,
+	st->epoch = dir ? m.epoch : 0;
+	pvm_info("restored domain %u '%s' from %s%s", x.domid, c.name,
 		 cfg->path, cfg->paused ? " (paused)" : "");
 	rc = 0;
 	created = false;
 	goto out;
 
 out_close:
-	sr_in_close(&in);
+	pvm_ckpt__in_close(&in);
 out_rc:
-	rc = e.rc ? e.rc : -EIO;
+	rc = held(&e);
 out:
 	if (created)
 		hv->ops->domain_destroy(hv, x.domid);
@@ -1095,8 +1172,8 @@ out:
 	free(x.evtchns);
 	free(x.grants);
 	pvm_buf_dispose(&x.vcpus);
-	sr_devs_dispose(&x.devs);
-	sr_key_wipe(&key);
+	pvm_ckpt__devs_dispose(&x.devs);
+	pvm_ckpt__key_wipe(&key);
 	st->total_ns = pvm_now_ns() - t0;
 	pvm_error_copy(&e, st->err_msg, sizeof(st->err_msg));
 	return rc;
@@ -1126,9 +1203,9 @@ static int inspect_file(const char *path, const struct sr_key *key,
 	bool has = false;
 	int rc;
 
-	if (out->files == 0 && sr_is_sealed_file(path))
+	if (out->files == 0 && pvm_ckpt__is_sealed_file(path))
 		out->encrypted = true;
-	if (sr_in_open(&in, path, key, &c, &has, e))
+	if (pvm_ckpt__in_open(&in, path, key, &c, &has, e))
 		return e->rc;
 	out->file_bytes += in.size;
 	if (out->files == 0) {
@@ -1149,18 +1226,19 @@ static int inspect_file(const char *path, const struct sr_key *key,
 	if (want_kind && (!has || strcmp(c.kind, want_kind) ||
 			  (first && (strcmp(c.chain, first->chain) ||
 				     c.epoch != want_epoch)))) {
-		sr_in_close(&in);
+		pvm_ckpt__in_close(&in);
 		return pvm_error_set(e, -EBADMSG,
 				     "%s: not epoch %u of checkpoint "
 				     "run %s",
 				     path, want_epoch,
 				     first ? first->chain : "?");
 	}
-	rc = pvm_ckpt_verify(sr_in_read, &in, has ? c.nr_pages : 0, &info);
+	rc = pvm_ckpt_verify(pvm_ckpt__in_read, &in, has ? c.nr_pages : 0,
+			     &info);
 	if (rc) {
 		add_info(out, &info); /* as far as the walk got */
 		out->files--;
-		sr_read_fail(e, &in, path, &info, rc);
+		read_fail(e, &in, path, &info, rc);
 	} else if (!check_eof(&in, path, e)) {
 		if (has && info.has_meta && info.meta.nr_pages != c.nr_pages)
 			pvm_error_set(e, -EBADMSG,
@@ -1172,7 +1250,7 @@ static int inspect_file(const char *path, const struct sr_key *key,
 				      "%s: no PVMIG_CHECKSUM record", path);
 		add_info(out, &info);
 	}
-	sr_in_close(&in);
+	pvm_ckpt__in_close(&in);
 	return e->rc;
 }
 
@@ -1191,16 +1269,16 @@ static int inspect(const char *path, const struct sr_key *key,
 	if (!is_dir(path))
 		return inspect_file(path, key, out, NULL, NULL, 0, e);
 	out->is_dir = true;
-	if (sr_manifest_read(path, &m, e))
+	if (pvm_ckpt__manifest_read(path, &m, e))
 		return e->rc;
-	sr_epoch_path(p, sizeof(p), path, m.chain, 0, m.lz4);
-	if (sr_xen_is_epoch_file(p, key))
-		return sr_xen_inspect_dir(path, &m, key, out, e);
+	pvm_ckpt__epoch_path(p, sizeof(p), path, m.chain, 0, m.lz4);
+	if (pvm_ckpt__xen_is_epoch_file(p, key))
+		return pvm_ckpt__xen_inspect_dir(path, &m, key, out, e);
 	snprintf(first.chain, sizeof(first.chain), "%s", m.chain);
 	if (inspect_file(p, key, out, SR_KIND_BASE, &first, 0, e))
 		return e->rc;
 	for (uint32_t ep = 1; ep <= m.epoch; ep++) {
-		sr_epoch_path(p, sizeof(p), path, m.chain, ep, m.lz4);
+		pvm_ckpt__epoch_path(p, sizeof(p), path, m.chain, ep, m.lz4);
 		if (inspect_file(p, key, out, SR_KIND_DELTA, &first, ep, e))
 			return e->rc;
 	}
@@ -1220,11 +1298,11 @@ int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
 	pvm_error_init(&e);
 	if (!path)
 		rc = pvm_error_set(&e, -EINVAL, "no path");
-	else if (key_file && sr_key_load(key_file, &key, &e))
+	else if (key_file && pvm_ckpt__key_load(key_file, &key, &e))
 		rc = e.rc;
 	else
 		rc = inspect(path, &key, out, &e);
-	sr_key_wipe(&key);
+	pvm_ckpt__key_wipe(&key);
 	pvm_error_copy(&e, out->err_msg, sizeof(out->err_msg));
 	return rc;
 }

@@ -2,27 +2,25 @@
  * Saving a domain: the hv ops on one side, the stream writer on the other.
  *
  *   pvm_ckpt_save()
- *     sr_config_of()          what the domain is (name, size, image)
- *     sr_out_open()           path.tmp, xl header + config, stream headers
- *     [live] logdirty_enable, round 0 (every page), rounds of dirty pages
+ *     pvm_ckpt__config_of()          what the domain is (name, size, image)
+ *     pvm_ckpt__out_open()           path.tmp, xl header + config, stream
+ * headers [live] logdirty_enable, round 0 (every page), rounds of dirty pages
  *            until precopy_policy() says stop
- *     sr_devs_suspend()       the suspend request to the guest (it may
+ *     pvm_ckpt__devs_suspend()       the suspend request to the guest (it may
  *                             stop its frontends itself, or not answer)
  *     pause                   the one pause
- *     sr_devs_quiesce()       PV backends drained and captured (they write
- *                             responses into guest memory while draining,
- *                             so before the last dirty read / the copy);
- *                             a legacy guest's xenstore subtree exported
- *     [live] last dirty pages; [cold] every page
- *     sr_state_get/write()    vCPUs (HVM_CONTEXT), event channels, grants
- *     sr_devs_write()         PVMIG_DEVICE per device, PVMIG_XENSTORE
- *     [keep] backends resumed, unpause
- *     sr_out_commit()         CHECKSUM, END, fsync, rename over path
+ *     pvm_ckpt__devs_quiesce()       PV backends drained and captured (they
+ * write responses into guest memory while draining, so before the last dirty
+ * read / the copy); a legacy guest's xenstore subtree exported [live] last
+ * dirty pages; [cold] every page pvm_ckpt__state_get/write()    vCPUs
+ * (HVM_CONTEXT), event channels, grants pvm_ckpt__devs_write() PVMIG_DEVICE per
+ * device, PVMIG_XENSTORE [keep] backends resumed, unpause
+ *     pvm_ckpt__out_commit()         CHECKSUM, END, fsync, rename over path
  *     [!keep] destroy         only once the file is committed
  *
  * A failure anywhere before the commit resumes the backends and unpauses
- * the domain (if we paused it), turns log-dirty off and removes path.tmp: the domain runs on and
- * an old file at path is untouched.
+ * the domain (if we paused it), turns log-dirty off and removes path.tmp: the
+ * domain runs on and an old file at path is untouched.
  */
 #include "checkpoint/internal.h"
 
@@ -130,7 +128,7 @@ static int config_text(const struct sr_config *c, struct pvm_buf *b)
 }
 
 /* The text's length without the NUL padding config_text() adds. */
-size_t sr_text_len(const struct pvm_buf *text)
+static size_t text_len(const struct pvm_buf *text)
 {
 	size_t n = text->len;
 
@@ -139,8 +137,9 @@ size_t sr_text_len(const struct pvm_buf *text)
 	return n;
 }
 
-int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
-		       uint32_t mandatory, const void *cfg, size_t cfglen)
+int pvm_ckpt__write_xl_header(const struct pvm_ckpt_write_cfg *wc,
+			      uint32_t mandatory, const void *cfg,
+			      size_t cfglen)
 {
 	static const uint8_t zeros[8];
 	uint8_t pre[PVM_CKPT_XL_PREFIX_SIZE];
@@ -161,9 +160,9 @@ int sr_write_xl_header(const struct pvm_ckpt_write_cfg *wc,
 	return rc;
 }
 
-int sr_out_create(struct sr_out *o, const char *path, bool lz4,
-		  const struct sr_key *key, struct pvm_ckpt_write_cfg *wc,
-		  struct pvm_error *e)
+int pvm_ckpt__out_create(struct sr_out *o, const char *path, bool lz4,
+			 const struct sr_key *key,
+			 struct pvm_ckpt_write_cfg *wc, struct pvm_error *e)
 {
 	int rc;
 
@@ -171,8 +170,8 @@ int sr_out_create(struct sr_out *o, const char *path, bool lz4,
 	o->sealed = NULL;
 	o->w = NULL;
 	if (key) {
-		rc = sr_sealed_create(path, key, lz4, &o->sealed);
-		wc->write = sr_sealed_write;
+		rc = pvm_ckpt__sealed_create(path, key, lz4, &o->sealed);
+		wc->write = pvm_ckpt__sealed_write;
 		wc->write_ctx = o->sealed;
 	} else {
 		rc = pvm_ckpt_file_create(path, lz4 ? PVM_CKPT_FILE_LZ4 : 0,
@@ -188,9 +187,9 @@ int sr_out_create(struct sr_out *o, const char *path, bool lz4,
 	return 0;
 }
 
-int sr_out_open(struct sr_out *o, const char *path, bool lz4,
-		const struct sr_key *key, const struct sr_config *c,
-		struct pvm_error *e)
+int pvm_ckpt__out_open(struct sr_out *o, const char *path, bool lz4,
+		       const struct sr_key *key, const struct sr_config *c,
+		       struct pvm_error *e)
 {
 	struct pvm_ckpt_write_cfg wc = { .write = pvm_ckpt_file_write };
 	struct pvm_ckpt_meta meta = { 0 };
@@ -209,13 +208,13 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 			      c->domid);
 		goto out;
 	}
-	rc = sr_out_create(o, path, lz4, key, &wc, e);
+	rc = pvm_ckpt__out_create(o, path, lz4, key, &wc, e);
 	if (rc)
 		goto out;
 	/* The xl save-file header: xl's own reader and ours skip to the
 	 * libxl stream after it; its option data is our config, behind the
 	 * length word xl reads first. */
-	rc = sr_write_xl_header(&wc, 0, text.data, sr_text_len(&text));
+	rc = pvm_ckpt__write_xl_header(&wc, 0, text.data, text_len(&text));
 	if (rc) {
 		pvm_error_set(e, rc, "cannot write %s.tmp: %s", path,
 			      strerror(-rc));
@@ -242,13 +241,13 @@ int sr_out_open(struct sr_out *o, const char *path, bool lz4,
 	return 0;
 
 out_abort:
-	sr_out_abort(o);
+	pvm_ckpt__out_abort(o);
 out:
 	pvm_buf_dispose(&text);
 	return rc;
 }
 
-int sr_out_commit(struct sr_out *o, struct pvm_error *e)
+int pvm_ckpt__out_commit(struct sr_out *o, struct pvm_error *e)
 {
 	int rc = o->w ? pvm_ckpt_write_finish(o->w) : 0;
 
@@ -258,7 +257,8 @@ int sr_out_commit(struct sr_out *o, struct pvm_error *e)
 	pvm_ckpt_writer_free(o->w);
 	o->w = NULL;
 	if (o->sealed)
-		rc = sr_sealed_commit(o->sealed); /* frees it, also on failure */
+		rc = pvm_ckpt__sealed_commit(
+		    o->sealed); /* frees it, also on failure */
 	else
 		rc = pvm_ckpt_file_commit(o->file);
 	o->file = NULL;
@@ -270,13 +270,13 @@ int sr_out_commit(struct sr_out *o, struct pvm_error *e)
 	return 0;
 }
 
-void sr_out_abort(struct sr_out *o)
+void pvm_ckpt__out_abort(struct sr_out *o)
 {
 	pvm_ckpt_writer_free(o->w);
 	o->w = NULL;
 	pvm_ckpt_file_abort(o->file);
 	o->file = NULL;
-	sr_sealed_abort(o->sealed);
+	pvm_ckpt__sealed_abort(o->sealed);
 	o->sealed = NULL;
 }
 
@@ -316,8 +316,8 @@ static void domain_image(struct pvm_hv *hv, uint32_t domid, char *out,
 	}
 }
 
-int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
-		 struct pvm_error *e)
+int pvm_ckpt__config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
+			struct pvm_error *e)
 {
 	struct pvm_hv_dominfo info;
 	int rc;
@@ -342,9 +342,10 @@ int sr_config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
 
 /* ---- pages -------------------------------------------------------------- */
 
-int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
-		  const uint64_t *pfns, size_t n, bool zero_as_xalloc,
-		  uint8_t *bounce, struct pvm_error *e)
+int pvm_ckpt__write_pfns(struct pvm_hv *hv, uint32_t domid,
+			 struct pvm_ckpt_writer *w, const uint64_t *pfns,
+			 size_t n, bool zero_as_xalloc, uint8_t *bounce,
+			 struct pvm_error *e)
 {
 	uint8_t types[SR_BATCH];
 	const void *data[SR_BATCH];
@@ -391,8 +392,8 @@ int sr_write_pfns(struct pvm_hv *hv, uint32_t domid, struct pvm_ckpt_writer *w,
 	return 0;
 }
 
-int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-		  uint8_t out[32], struct pvm_error *e)
+int pvm_ckpt__mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			 uint8_t out[32], struct pvm_error *e)
 {
 	uint64_t pfns[SR_BATCH];
 	int errs[SR_BATCH];
@@ -426,14 +427,14 @@ int sr_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 
 /* ---- state -------------------------------------------------------------- */
 
-void sr_state_init(struct sr_state *s)
+void pvm_ckpt__state_init(struct sr_state *s)
 {
 	pvm_buf_init(&s->vcpus, SR_STATE_MAX);
 	pvm_buf_init(&s->evtchn, SR_STATE_MAX);
 	pvm_buf_init(&s->grant, SR_STATE_MAX);
 }
 
-void sr_state_dispose(struct sr_state *s)
+void pvm_ckpt__state_dispose(struct sr_state *s)
 {
 	pvm_buf_dispose(&s->vcpus);
 	pvm_buf_dispose(&s->evtchn);
@@ -444,8 +445,8 @@ void sr_state_dispose(struct sr_state *s)
  * {vcpu u32, len u32, context, pad to 8} (docs/stream-format.md §7.2). */
 #define SR_VCPU_MAGIC 0x636d7670u /* "pvmc" little-endian */
 
-int sr_state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
-		 struct sr_state *s, struct pvm_error *e)
+int pvm_ckpt__state_get(struct pvm_hv *hv, uint32_t domid, uint32_t nr_vcpus,
+			struct sr_state *s, struct pvm_error *e)
 {
 	struct pvm_buf one;
 	int rc = 0;
@@ -613,8 +614,8 @@ static int write_grants(struct pvm_ckpt_writer *w, const struct pvm_buf *b,
 	return 0;
 }
 
-int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
-		   struct pvm_error *e)
+int pvm_ckpt__state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
+			  struct pvm_error *e)
 {
 	int rc = pvm_ckpt_write_hvm_context(w, s->vcpus.data, s->vcpus.len);
 
@@ -635,8 +636,8 @@ int sr_state_write(struct pvm_ckpt_writer *w, const struct sr_state *s,
  * simple_precopy_policy): stop pre-copying when little is left, when the
  * rounds are used up, or when a round did not shrink the dirty set.
  */
-bool sr_precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
-		     size_t prev_dirty)
+bool pvm_ckpt__precopy_done(uint32_t round, uint32_t max_rounds, size_t dirty,
+			    size_t prev_dirty)
 {
 	return dirty <= CONVERGED_PAGES || round >= max_rounds ||
 	       (round > 2 && dirty >= prev_dirty);
@@ -671,8 +672,8 @@ static int write_set(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
 		pfns[n++] = pfn;
 		if (n < PVM_ARRAY_SIZE(pfns) && pfn + 1 < nr_pages)
 			continue;
-		if (sr_write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
-				  zero_as_xalloc, bounce, e))
+		if (pvm_ckpt__write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
+					 zero_as_xalloc, bounce, e))
 			return e->rc;
 		done += n;
 		*pages += n;
@@ -683,8 +684,8 @@ static int write_set(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
 		}
 	}
 	if (n) {
-		if (sr_write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
-				  zero_as_xalloc, bounce, e))
+		if (pvm_ckpt__write_pfns(cfg->hv, cfg->domid, o->w, pfns, n,
+					 zero_as_xalloc, bounce, e))
 			return e->rc;
 		*pages += n;
 		report(cfg, phase, round, total, total, o->w);
@@ -703,24 +704,164 @@ int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 
 	memset(st, 0, sizeof(*st));
 	pvm_error_init(&e);
-	if (cfg && cfg->key_file && sr_key_load(cfg->key_file, &key, &e))
+	if (cfg && cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &key, &e))
 		rc = e.rc;
 	else if (cfg && cfg->hv && pvm_hv_is_xen(cfg->hv))
-		rc = sr_xen_save(cfg, key.loaded ? &key : NULL, st, &e);
+		rc = pvm_ckpt__xen_save(cfg, key.loaded ? &key : NULL, st, &e);
 	else
-		rc = sr_save(cfg, NULL, 0, key.loaded ? &key : NULL, st, &e);
-	sr_key_wipe(&key);
+		rc = pvm_ckpt__save(cfg, NULL, 0, key.loaded ? &key : NULL, st,
+				    &e);
+	pvm_ckpt__key_wipe(&key);
 	pvm_error_copy(&e, st->err_msg, sizeof(st->err_msg));
 	return rc;
 }
 
-int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
-	    unsigned sr_flags, const struct sr_key *key,
-	    struct pvm_ckpt_save_stats *st_out, struct pvm_error *err)
+/* The failure @e holds, or -EIO if none was named. */
+static int held(const struct pvm_error *e)
+{
+	return e->rc ? e->rc : -EIO;
+}
+
+/*
+ * Live: every page once (round 0; the new domain starts zeroed), then the
+ * pages dirtied meanwhile, round by round, until the policy says stop.
+ * @bm is left holding the dirty set the last round did not send.
+ */
+static int precopy(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
+		   struct pvm_bitmap *bm, uint64_t nr_pages, uint8_t *bounce,
+		   struct pvm_ckpt_save_stats *st, struct pvm_error *e)
+{
+	struct pvm_hv *hv = cfg->hv;
+	uint32_t max_rounds =
+	    cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
+	size_t prev = SIZE_MAX;
+	int rc;
+
+	if (write_set(cfg, o, NULL, nr_pages, "precopy", 0, true, bounce,
+		      &st->pages, e))
+		return held(e);
+	st->rounds = 1;
+	for (uint32_t round = 1;; round++) {
+		size_t dirty;
+
+		rc = hv->ops->logdirty_read_clear(hv, cfg->domid, bm);
+		if (rc)
+			return pvm_error_set(e, rc,
+					     "domain %u: cannot read the "
+					     "dirty log: %s",
+					     cfg->domid, strerror(-rc));
+		dirty = pvm_bitmap_count(bm);
+		if (pvm_ckpt__precopy_done(round, max_rounds, dirty, prev))
+			return 0; /* bm's pages go after the pause */
+		if (write_set(cfg, o, bm, nr_pages, "precopy", round, false,
+			      bounce, &st->pages, e))
+			return held(e);
+		st->rounds++;
+		prev = dirty;
+	}
+}
+
+/* Paused: the pages still to go. Live: those dirtied since the last read,
+ * plus the set @bm the policy left for now; cold: every page. */
+static int copy_paused(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
+		       struct pvm_bitmap *bm, uint64_t nr_pages, bool live,
+		       struct pvm_ckpt_save_stats *st, struct pvm_error *e)
+{
+	struct pvm_hv *hv = cfg->hv;
+	struct pvm_bitmap last = { 0 };
+	int rc;
+
+	if (!live) {
+		if (write_set(cfg, o, NULL, nr_pages, "copy", 0, true, NULL,
+			      &st->pages, e))
+			return held(e);
+		return 0;
+	}
+	if (pvm_bitmap_init(&last, nr_pages))
+		return pvm_error_set(e, -ENOMEM, "out of memory");
+	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &last);
+	for (size_t i = 0; !rc && i < (nr_pages + 63) / 64; i++)
+		bm->words[i] |= last.words[i];
+	pvm_bitmap_dispose(&last);
+	if (rc)
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot read the dirty log: %s",
+				     cfg->domid, strerror(-rc));
+	if (write_set(cfg, o, bm, nr_pages, "stop-and-copy", st->rounds,
+		      false, NULL, &st->pages, e))
+		return held(e);
+	return 0;
+}
+
+/* Paused, devices quiesced, memory written: the memory digest if asked,
+ * vCPUs, event channels, grants, the devices' records. */
+static int write_state(const struct pvm_ckpt_save_cfg *cfg, struct sr_out *o,
+		       const struct sr_config *c, struct sr_state *state,
+		       const struct sr_devs *devs,
+		       struct pvm_ckpt_save_stats *st, struct pvm_error *e)
+{
+	struct pvm_hv *hv = cfg->hv;
+
+	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
+		if (pvm_ckpt__mem_digest(hv, cfg->domid, c->nr_pages,
+					 st->mem_digest, e))
+			return held(e);
+		st->has_digest = true;
+	}
+	if (pvm_ckpt__state_get(hv, cfg->domid, c->nr_vcpus, state, e) ||
+	    pvm_ckpt__state_write(o->w, state, e) ||
+	    pvm_ckpt__devs_write(devs, o->w, cfg->domid, e))
+		return held(e);
+	return 0;
+}
+
+/* What is saved: @as, or the domain as it is, with what the caller knows
+ * better (the image it runs, its devices). */
+static int save_config(const struct pvm_ckpt_save_cfg *cfg,
+		       const struct sr_config *as, struct sr_config *c,
+		       struct pvm_error *e)
+{
+	if (as)
+		*c = *as;
+	else if (pvm_ckpt__config_of(cfg->hv, cfg->domid, c, e))
+		return held(e);
+	if (cfg->image && *cfg->image &&
+	    snprintf(c->image, sizeof(c->image), "%s", cfg->image) >=
+		(int)sizeof(c->image))
+		return pvm_error_set(e, -E2BIG,
+				     "the domain's image name is too long");
+	if (cfg->devices)
+		c->dev = *cfg->devices;
+	return 0;
+}
+
+/* Log-dirty mode on, unless SR_SAVE_LOGDIRTY_ON says it is already. */
+static int logdirty_on(const struct pvm_ckpt_save_cfg *cfg, unsigned sr_flags,
+		       struct pvm_error *e)
+{
+	int rc;
+
+	if (sr_flags & SR_SAVE_LOGDIRTY_ON)
+		return 0;
+	rc = cfg->hv->ops->logdirty_enable(cfg->hv, cfg->domid);
+	if (rc)
+		return pvm_error_set(e, rc,
+				     "domain %u: cannot turn on log-dirty "
+				     "mode: %s%s",
+				     cfg->domid, strerror(-rc),
+				     rc == -EBUSY ? " (another save or "
+						    "migration is running)"
+						  : "");
+	return 0;
+}
+
+int pvm_ckpt__save(const struct pvm_ckpt_save_cfg *cfg,
+		   const struct sr_config *as, unsigned sr_flags,
+		   const struct sr_key *key, struct pvm_ckpt_save_stats *st_out,
+		   struct pvm_error *e)
 {
 	struct pvm_ckpt_save_stats local;
 	struct pvm_ckpt_save_stats *st = st_out ? st_out : &local;
-	struct pvm_error *const e = err;
 	struct sr_out o = { 0 };
 	struct sr_config c;
 	struct sr_state state;
@@ -729,14 +870,12 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	struct pvm_hv *hv = NULL;
 	uint8_t *bounce = NULL; /* live: a private copy of each batch, owned */
 	bool live, logdirty = false, paused = false, committed = false;
-	uint32_t max_rounds;
 	uint64_t t0 = pvm_now_ns(), tp = 0;
-	size_t prev = SIZE_MAX;
 	int rc;
 
 	memset(st, 0, sizeof(*st));
-	sr_state_init(&state);
-	sr_devs_init(&devs, NULL);
+	pvm_ckpt__state_init(&state);
+	pvm_ckpt__devs_init(&devs, NULL);
 	if (!cfg || !cfg->hv || !cfg->path || !*cfg->path ||
 	    (cfg->flags & ~(PVM_CKPT_SAVE_LIVE | PVM_CKPT_SAVE_KEEP |
 			    PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST))) {
@@ -745,85 +884,39 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	}
 	hv = cfg->hv;
 	live = cfg->flags & PVM_CKPT_SAVE_LIVE;
-	max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
-	if (as)
-		c = *as;
-	else if (sr_config_of(hv, cfg->domid, &c, e))
+	if (save_config(cfg, as, &c, e))
 		goto out_rc;
-	if (cfg->image && *cfg->image &&
-	    snprintf(c.image, sizeof(c.image), "%s", cfg->image) >=
-		    (int)sizeof(c.image)) {
-		rc = pvm_error_set(e, -E2BIG,
-				   "the domain's image name is too long");
-		goto out;
-	}
-	if (cfg->devices)
-		c.dev = *cfg->devices;
-	sr_devs_dispose(&devs);
-	sr_devs_init(&devs, &c.dev);
+	pvm_ckpt__devs_dispose(&devs);
+	pvm_ckpt__devs_init(&devs, &c.dev);
 	devs.mode = (enum pvm_pvq_mode)cfg->pv_mode;
 	if (pvm_bitmap_init(&bm, c.nr_pages)) {
 		rc = pvm_error_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (sr_out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, key, &c,
-			e))
+	if (pvm_ckpt__out_open(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4,
+			       key, &c, e))
 		goto out_rc;
 
 	if (live) {
-		rc = sr_flags & SR_SAVE_LOGDIRTY_ON ?
-			     0 : hv->ops->logdirty_enable(hv, cfg->domid);
-		if (rc) {
-			pvm_error_set(e, rc,
-				      "domain %u: cannot turn on log-dirty "
-				      "mode: %s%s",
-				      cfg->domid, strerror(-rc),
-				      rc == -EBUSY
-					  ? " (another save or migration "
-					    "is running)"
-					  : "");
+		if (logdirty_on(cfg, sr_flags, e))
 			goto out_abort;
-		}
 		logdirty = true;
 		bounce = malloc((size_t)SR_BATCH * PVM_PAGE_SIZE);
 		if (!bounce) {
 			pvm_error_set(e, -ENOMEM, "out of memory");
 			goto out_abort;
 		}
-		/* Round 0: every page; the new domain starts zeroed. */
-		if (write_set(cfg, &o, NULL, c.nr_pages, "precopy", 0, true,
-			      bounce, &st->pages, e))
+		if (precopy(cfg, &o, &bm, c.nr_pages, bounce, st, e))
 			goto out_abort;
-		st->rounds = 1;
-		for (uint32_t round = 1;; round++) {
-			size_t dirty;
-
-			rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &bm);
-			if (rc) {
-				pvm_error_set(e, rc,
-					      "domain %u: cannot read the "
-					      "dirty log: %s",
-					      cfg->domid, strerror(-rc));
-				goto out_abort;
-			}
-			dirty = pvm_bitmap_count(&bm);
-			if (sr_precopy_done(round, max_rounds, dirty, prev))
-				break; /* bm's pages go after the pause */
-			if (write_set(cfg, &o, &bm, c.nr_pages, "precopy",
-				      round, false, bounce, &st->pages, e))
-				goto out_abort;
-			st->rounds++;
-			prev = dirty;
-		}
 	}
 
 	/* The guest's own suspend first (it stops its frontends), then
 	 * the pause; a guest that does not answer is quiesced anyway. */
-	if (sr_devs_suspend(&devs, hv, cfg->domid,
-			    cfg->suspend_timeout_ms
-				? cfg->suspend_timeout_ms
-				: PVM_PVQ_SUSPEND_TIMEOUT_MS,
-			    st->suspend, sizeof(st->suspend), e))
+	if (pvm_ckpt__devs_suspend(&devs, hv, cfg->domid,
+				   cfg->suspend_timeout_ms
+				       ? cfg->suspend_timeout_ms
+				       : PVM_PVQ_SUSPEND_TIMEOUT_MS,
+				   st->suspend, sizeof(st->suspend), e))
 		goto out_abort;
 	st->suspend_ms = devs.susp.ms;
 	rc = hv->ops->domain_pause(hv, cfg->domid);
@@ -836,52 +929,17 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	tp = pvm_now_ns();
 	/* Drained before the last dirty read: the responses the backends
 	 * write go into this image. */
-	if (sr_devs_quiesce(&devs, hv, cfg->domid, cfg->xs,
-			    cfg->drain_timeout_ms, e))
+	if (pvm_ckpt__devs_quiesce(&devs, hv, cfg->domid, cfg->xs,
+				   cfg->drain_timeout_ms, e))
 		goto out_abort;
 	st->devices = (uint32_t)devs.n;
-	if (live) {
-		/* Pages dirtied since the last read, plus the set the policy
-		 * left for now. */
-		struct pvm_bitmap last = { 0 };
-
-		if (pvm_bitmap_init(&last, c.nr_pages)) {
-			rc = pvm_error_set(e, -ENOMEM, "out of memory");
-			goto out_abort;
-		}
-		rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &last);
-		for (size_t i = 0; !rc && i < (c.nr_pages + 63) / 64; i++)
-			bm.words[i] |= last.words[i];
-		pvm_bitmap_dispose(&last);
-		if (rc) {
-			pvm_error_set(e, rc,
-				      "domain %u: cannot read the dirty log: "
-				      "%s",
-				      cfg->domid, strerror(-rc));
-			goto out_abort;
-		}
-		if (write_set(cfg, &o, &bm, c.nr_pages, "stop-and-copy",
-			      st->rounds, false, NULL, &st->pages, e))
-			goto out_abort;
-	} else {
-		if (write_set(cfg, &o, NULL, c.nr_pages, "copy", 0, true, NULL,
-			      &st->pages, e))
-			goto out_abort;
-	}
-	if (cfg->flags & PVM_CKPT_SAVE_DIGEST) {
-		if (sr_mem_digest(hv, cfg->domid, c.nr_pages, st->mem_digest,
-				  e))
-			goto out_abort;
-		st->has_digest = true;
-	}
-	if (sr_state_get(hv, cfg->domid, c.nr_vcpus, &state, e) ||
-	    sr_state_write(o.w, &state, e) ||
-	    sr_devs_write(&devs, o.w, cfg->domid, e))
+	if (copy_paused(cfg, &o, &bm, c.nr_pages, live, st, e) ||
+	    write_state(cfg, &o, &c, &state, &devs, st, e))
 		goto out_abort;
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
 		/* Everything is in the writer's hands: the guest may run
 		 * while the file is finished and synced. */
-		sr_devs_resume(&devs, hv, cfg->domid);
+		pvm_ckpt__devs_resume(&devs, hv, cfg->domid);
 		rc = hv->ops->domain_unpause(hv, cfg->domid);
 		paused = false;
 		st->pause_ns = pvm_now_ns() - tp;
@@ -892,7 +950,7 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 		}
 	}
 	st->bytes = pvm_ckpt_writer_offset(o.w);
-	if (sr_out_commit(&o, e))
+	if (pvm_ckpt__out_commit(&o, e))
 		goto out_abort;
 	committed = true;
 	st->bytes += 16; /* the END records written by commit */
@@ -915,23 +973,23 @@ int sr_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_config *as,
 	goto out;
 
 out_abort:
-	sr_out_abort(&o);
+	pvm_ckpt__out_abort(&o);
 out_rc:
-	rc = e->rc ? e->rc : -EIO;
+	rc = held(e);
 out:
 	if (logdirty && !(committed && !(cfg->flags & PVM_CKPT_SAVE_KEEP)) &&
 	    !((sr_flags & SR_SAVE_KEEP_LOGDIRTY) && rc == 0))
 		hv->ops->logdirty_disable(hv, cfg->domid);
 	if (paused && !committed) {
-		sr_devs_resume(&devs, hv, cfg->domid);
+		pvm_ckpt__devs_resume(&devs, hv, cfg->domid);
 		hv->ops->domain_unpause(hv, cfg->domid);
 		if (tp)
 			st->pause_ns = pvm_now_ns() - tp;
 	}
 	if (rc && hv && !committed)
 		pvm_pvq_suspend_cancel(hv, cfg->domid); /* failed before the pause */
-	sr_state_dispose(&state);
-	sr_devs_dispose(&devs);
+	pvm_ckpt__state_dispose(&state);
+	pvm_ckpt__devs_dispose(&devs);
 	pvm_bitmap_dispose(&bm);
 	free(bounce);
 	st->total_ns = pvm_now_ns() - t0;

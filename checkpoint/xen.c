@@ -46,7 +46,7 @@ struct pump {
 	pthread_t thread;
 	int fd;                        /* owned: our end of the pipe */
 	const struct pvm_ckpt_write_cfg *wc; /* out: pipe -> file */
-	/* in: file -> pipe (sr_in_read's shape) */
+	/* in: file -> pipe (pvm_ckpt__in_read's shape) */
 	int (*read)(void *ctx, void *buf, size_t len, size_t *got);
 	void *read_ctx;
 	uint64_t bytes;                /* moved (read by the owner after join,
@@ -271,7 +271,7 @@ static int xsave_suspend(void *ctx)
 	return rc;
 }
 
-/* pvmig's convergence policy (sr_precopy_done, the one the simulated
+/* pvmig's convergence policy (pvm_ckpt__precopy_done, the one the simulated
  * host's live save uses) on libxenguest's round figures. */
 static int xsave_precopy(void *ctx, uint32_t round, uint64_t written,
 			 int64_t dirty)
@@ -284,7 +284,7 @@ static int xsave_precopy(void *ctx, uint32_t round, uint64_t written,
 	xsave_report(s, "precopy", round, written, written);
 	if (dirty < 0)
 		return PVM_HV_XEN_PRECOPY_CONTINUE; /* round 0 not sent yet */
-	stop = sr_precopy_done(round, s->max_rounds, d, s->prev_dirty);
+	stop = pvm_ckpt__precopy_done(round, s->max_rounds, d, s->prev_dirty);
 	s->prev_dirty = d;
 	return stop ? PVM_HV_XEN_PRECOPY_STOP : PVM_HV_XEN_PRECOPY_CONTINUE;
 }
@@ -297,8 +297,9 @@ static int write_libxl_head(const struct pvm_ckpt_write_cfg *wc)
 	return wc->write(wc->write_ctx, h, pvm_ckpt_libxl_head(h));
 }
 
-int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
-		struct pvm_ckpt_save_stats *st, struct pvm_error *err)
+int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
+		       const struct sr_key *key, struct pvm_ckpt_save_stats *st,
+		       struct pvm_error *err)
 {
 	static const uint8_t libxl_end[PVM_CKPT_LIBXL_END_SIZE]; /* END */
 	struct pvm_error *const e = err;
@@ -333,11 +334,11 @@ int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
 				     "domain %u: cannot read its libxl "
 				     "configuration: %s",
 				     cfg->domid, strerror(-rc));
-	if (sr_out_create(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4, key,
-			  &wc, e))
+	if (pvm_ckpt__out_create(&o, cfg->path, cfg->flags & PVM_CKPT_SAVE_LZ4,
+				 key, &wc, e))
 		goto out_rc;
-	rc = sr_write_xl_header(&wc, PVM_CKPT_XL_MANDATORY_JSON, json,
-				strlen(json));
+	rc = pvm_ckpt__write_xl_header(&wc, PVM_CKPT_XL_MANDATORY_JSON, json,
+				       strlen(json));
 	if (!rc)
 		rc = write_libxl_head(&wc);
 	if (rc) {
@@ -375,7 +376,7 @@ int sr_xen_save(const struct pvm_ckpt_save_cfg *cfg, const struct sr_key *key,
 		goto out_resume;
 	}
 	st->bytes = pump.bytes;
-	if (sr_out_commit(&o, e))
+	if (pvm_ckpt__out_commit(&o, e))
 		goto out_resume;
 	/* The file is in place: now the guest may go (or carry on). */
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
@@ -404,7 +405,7 @@ out_resume:
 	if (s.suspended)
 		pvm_hv_xen_resume(cfg->hv, cfg->domid);
 out_abort:
-	sr_out_abort(&o);
+	pvm_ckpt__out_abort(&o);
 out_rc:
 	free(json);
 	return e->rc;
@@ -425,9 +426,10 @@ static void restored(const struct pvm_ckpt_restore_cfg *cfg,
 	st->total_ns = pvm_now_ns() - t0;
 }
 
-int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
-		   const struct sr_key *key, struct pvm_ckpt_restore_stats *st,
-		   struct pvm_error *e)
+int pvm_ckpt__xen_restore(const struct pvm_ckpt_restore_cfg *cfg,
+			  const char *path, const struct sr_key *key,
+			  struct pvm_ckpt_restore_stats *st,
+			  struct pvm_error *e)
 {
 	struct sr_in in;
 	struct sr_config c;
@@ -437,11 +439,11 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 	int lib_fd = -1, rc, prc;
 	uint32_t domid = 0;
 
-	if (sr_in_open(&in, path, key, &c, &has, e))
+	if (pvm_ckpt__in_open(&in, path, key, &c, &has, e))
 		return e->rc;
 	if (has || !in.xl_config ||
 	    !(in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON)) {
-		sr_in_close(&in);
+		pvm_ckpt__in_close(&in);
 		return pvm_error_set(
 		    e, -ENOTSUP, "%s: %s", path,
 		    has ? "saved by pvmig on the simulated host (or by "
@@ -451,9 +453,9 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 			: "no libxl JSON domain config in its xl header "
 			  "(an old xl.cfg-text save file: use xl restore)");
 	}
-	rc = pump_start(&pump, NULL, sr_in_read, &in, &lib_fd);
+	rc = pump_start(&pump, NULL, pvm_ckpt__in_read, &in, &lib_fd);
 	if (rc) {
-		sr_in_close(&in);
+		pvm_ckpt__in_close(&in);
 		return pvm_error_set(e, rc, "cannot start the restore pipe: %s",
 				     strerror(-rc));
 	}
@@ -473,7 +475,7 @@ int sr_xen_restore(const struct pvm_ckpt_restore_cfg *cfg, const char *path,
 	restored(cfg, st, domid, t0);
 	rc = 0;
 out:
-	sr_in_close(&in);
+	pvm_ckpt__in_close(&in);
 	return rc;
 }
 
@@ -582,7 +584,7 @@ static void xcont_abort(struct xcont *k)
 {
 	if (!k->open)
 		return;
-	sr_out_abort(&k->o);
+	pvm_ckpt__out_abort(&k->o);
 	pvm_ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
 }
@@ -595,17 +597,18 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 	char path[4096];
 	int rc;
 
-	if (sr_epoch_path(path, sizeof(path), cfg->dir, k->chain, ep,
-			  k->m.lz4))
+	if (pvm_ckpt__epoch_path(path, sizeof(path), cfg->dir, k->chain, ep,
+				 k->m.lz4))
 		return pvm_error_set(k->e, -ENAMETOOLONG, "%s: path too long",
 				     cfg->dir);
-	if (sr_out_create(&k->o, path, k->m.lz4, k->key, &k->wc, k->e))
+	if (pvm_ckpt__out_create(&k->o, path, k->m.lz4, k->key, &k->wc, k->e))
 		return k->e->rc;
 	k->open = true;
 	rc = xep_sum_start(&k->sum);
 	if (!rc)
-		rc = sr_write_xl_header(&k->wc, PVM_CKPT_XL_MANDATORY_JSON,
-					k->json, strlen(k->json));
+		rc = pvm_ckpt__write_xl_header(&k->wc,
+					       PVM_CKPT_XL_MANDATORY_JSON,
+					       k->json, strlen(k->json));
 	if (!rc && ep == 0) {
 		uint8_t h[PVM_CKPT_LIBXL_HEAD_SIZE];
 
@@ -658,24 +661,24 @@ static int xcont_checkpoint(void *ctx)
 	es.bytes = k->sum.len; /* the stream part: what a restore reads back */
 	pvm_ckpt_digest_dispose(&k->sum.dg);
 	k->open = false;
-	if (sr_out_commit(&k->o, k->e))
+	if (pvm_ckpt__out_commit(&k->o, k->e))
 		return k->e->rc;
 	snprintf(k->m.chain, sizeof(k->m.chain), "%s", k->chain);
 	k->m.epoch = k->ep;
-	if (sr_manifest_write(k->cfg->dir, &k->m, k->e))
+	if (pvm_ckpt__manifest_write(k->cfg->dir, &k->m, k->e))
 		return k->e->rc;
 	if (k->ep == 0)
-		sr_remove_old_runs(k->cfg->dir, k->chain);
+		pvm_ckpt__remove_old_runs(k->cfg->dir, k->chain);
 	es.pause_ns = k->pause_ns;
 	es.commit_ns = pvm_now_ns() - k->s.t_suspend;
 	/* the first run's base is not an epoch; a rebase's is */
-	sr_cont_account(k->st, &es, k->ep || k->runs > 1);
+	pvm_ckpt__cont_account(k->st, &es, k->ep || k->runs > 1);
 	if (k->cfg->epoch_done)
 		k->cfg->epoch_done(k->cfg->epoch_ctx, &es);
 
 	if (k->cfg->max_epochs && k->st->epochs >= k->cfg->max_epochs)
 		return 0;
-	rc = sr_cont_next(k->cfg, k->t0, &k->next, k->e);
+	rc = pvm_ckpt__cont_next(k->cfg, k->t0, &k->next, k->e);
 	if (rc <= 0)
 		return rc;
 	if (k->cfg->rebase_epochs && k->ep >= k->cfg->rebase_epochs) {
@@ -701,7 +704,7 @@ static int xcont_run(struct xcont *k)
 	k->runs++;
 	k->s.prev_dirty = SIZE_MAX;
 	k->ss.rounds = 0;
-	sr_new_chain(k->chain);
+	pvm_ckpt__new_chain(k->chain);
 	if (xcont_open(k, 0))
 		return k->e->rc;
 	rc = pump_start(&k->pump, &k->proxy, NULL, NULL, &lib_fd);
@@ -731,9 +734,10 @@ static int xcont_run(struct xcont *k)
 	return 0;
 }
 
-int sr_xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
-		      const struct sr_key *key, struct pvm_ckpt_cont_stats *st,
-		      struct pvm_error *e)
+int pvm_ckpt__xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
+			     const struct sr_key *key,
+			     struct pvm_ckpt_cont_stats *st,
+			     struct pvm_error *e)
 {
 	struct xcont *k = calloc(1, sizeof(*k));
 	struct pvm_hv_dominfo di;
@@ -819,15 +823,15 @@ static int xchain_open(struct xchain *c, uint32_t ep)
 	struct sr_config cfg;
 	bool has;
 
-	if (sr_epoch_path(path, sizeof(path), c->dir, c->m->chain, ep,
-			  c->m->lz4))
+	if (pvm_ckpt__epoch_path(path, sizeof(path), c->dir, c->m->chain, ep,
+				 c->m->lz4))
 		return pvm_error_set(c->e, -ENAMETOOLONG, "%s: path too long",
 				     c->dir);
-	if (sr_in_open(&c->in, path, c->key, &cfg, &has, c->e))
+	if (pvm_ckpt__in_open(&c->in, path, c->key, &cfg, &has, c->e))
 		return c->e->rc;
 	if (has || !c->in.xl_config ||
 	    !(c->in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON)) {
-		sr_in_close(&c->in);
+		pvm_ckpt__in_close(&c->in);
 		return pvm_error_set(c->e, -EBADMSG,
 				     "%s: not an epoch of a Xen "
 				     "checkpoint run (no libxl JSON config)",
@@ -836,12 +840,12 @@ static int xchain_open(struct xchain *c, uint32_t ep)
 	if (ep == 0) {
 		c->json = strdup(c->in.xl_config);
 		if (!c->json) {
-			sr_in_close(&c->in);
+			pvm_ckpt__in_close(&c->in);
 			return pvm_error_set(c->e, -ENOMEM, "out of memory");
 		}
 	}
 	if (xep_sum_start(&c->sum)) {
-		sr_in_close(&c->in);
+		pvm_ckpt__in_close(&c->in);
 		return pvm_error_set(c->e, -ENOMEM, "out of memory");
 	}
 	c->tail_len = 0;
@@ -853,7 +857,7 @@ static void xchain_close(struct xchain *c)
 {
 	if (!c->open)
 		return;
-	sr_in_close(&c->in);
+	pvm_ckpt__in_close(&c->in);
 	pvm_ckpt_digest_dispose(&c->sum.dg);
 	c->open = false;
 }
@@ -898,8 +902,8 @@ static int xchain_read(void *ctx, void *buf, size_t len, size_t *got)
 		}
 		/* The held-back bytes first, then new ones behind them. */
 		memcpy(out, c->tail, c->tail_len);
-		rc = sr_in_read(&c->in, out + c->tail_len, len - c->tail_len,
-				&n);
+		rc = pvm_ckpt__in_read(&c->in, out + c->tail_len,
+				       len - c->tail_len, &n);
 		if (rc)
 			return pvm_error_set(c->e, rc,
 					     "%s: epoch %u is damaged or "
@@ -926,9 +930,11 @@ static int xchain_read(void *ctx, void *buf, size_t len, size_t *got)
 	}
 }
 
-int sr_xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg, const char *dir,
-		       const struct sr_manifest *m, const struct sr_key *key,
-		       struct pvm_ckpt_restore_stats *st, struct pvm_error *e)
+int pvm_ckpt__xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
+			      const char *dir, const struct sr_manifest *m,
+			      const struct sr_key *key,
+			      struct pvm_ckpt_restore_stats *st,
+			      struct pvm_error *e)
 {
 	struct xchain c = { .dir = dir, .m = m, .key = key, .e = e };
 	struct pump pump = PUMP_INIT;
@@ -978,9 +984,9 @@ out:
 	return e->rc ? e->rc : rc;
 }
 
-int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
-		       const struct sr_key *key, struct pvm_ckpt_image *out,
-		       struct pvm_error *e)
+int pvm_ckpt__xen_inspect_dir(const char *dir, const struct sr_manifest *m,
+			      const struct sr_key *key,
+			      struct pvm_ckpt_image *out, struct pvm_error *e)
 {
 	struct xchain c = { .dir = dir, .m = m, .key = key, .e = e };
 	uint8_t *buf = malloc(PUMP_BUF);
@@ -1006,8 +1012,9 @@ int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
 		char p[4096];
 
 		for (uint32_t ep = 0; ep <= m->epoch; ep++)
-			if (!sr_epoch_path(p, sizeof(p), dir, m->chain, ep,
-					   m->lz4) && !stat(p, &sb))
+			if (!pvm_ckpt__epoch_path(p, sizeof(p), dir, m->chain,
+						  ep, m->lz4) &&
+			    !stat(p, &sb))
 				out->file_bytes += (uint64_t)sb.st_size;
 		out->epoch = m->epoch;
 	}
@@ -1017,7 +1024,7 @@ int sr_xen_inspect_dir(const char *dir, const struct sr_manifest *m,
 	return e->rc ? e->rc : rc;
 }
 
-bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key)
+bool pvm_ckpt__xen_is_epoch_file(const char *path, const struct sr_key *key)
 {
 	struct pvm_error e;
 	struct sr_config c;
@@ -1025,10 +1032,10 @@ bool sr_xen_is_epoch_file(const char *path, const struct sr_key *key)
 	bool has, xen;
 
 	pvm_error_init(&e);
-	if (sr_in_open(&in, path, key, &c, &has, &e))
+	if (pvm_ckpt__in_open(&in, path, key, &c, &has, &e))
 		return false;
 	xen = !has && in.xl_config &&
 	      (in.xl_mandatory & PVM_CKPT_XL_MANDATORY_JSON);
-	sr_in_close(&in);
+	pvm_ckpt__in_close(&in);
 	return xen;
 }

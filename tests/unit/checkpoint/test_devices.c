@@ -69,7 +69,7 @@ static int on_dev(void *ctx, const struct pvm_ckpt_device *d)
 {
 	struct rd *r = ctx;
 
-	return sr_devs_on_record(r->devs, d, r->e);
+	return pvm_ckpt__devs_on_record(r->devs, d, r->e);
 }
 
 /* Writes @src's capture as a stream, reads it back into @dst. */
@@ -96,12 +96,12 @@ static int round_trip(const struct sr_devs *src, struct sr_devs *dst,
 	strcpy(meta.name, "g");
 	assert_int_equal(pvm_ckpt_writer_new(&wc, &w), 0);
 	assert_int_equal(pvm_ckpt_write_begin(w, &meta), 0);
-	assert_int_equal(sr_devs_write(src, w, 7, &e), 0);
+	assert_int_equal(pvm_ckpt__devs_write(src, w, 7, &e), 0);
 	assert_int_equal(pvm_ckpt_write_finish(w), 0);
 	pvm_ckpt_writer_free(w);
 	in.p = sink.b.data;
 	in.len = sink.b.len;
-	sr_devs_stream_start(dst);
+	pvm_ckpt__devs_stream_start(dst);
 	ret = pvm_ckpt_read(&rc, NULL);
 	pvm_buf_dispose(&sink.b);
 	pvm_error_copy(&e, msg, PVM_CKPT_ERR_MAX);
@@ -140,8 +140,8 @@ static void test_lossless(void **state)
 			st[1].xb_state = XenbusStateInitWait;
 		}
 		config(&d, false);
-		sr_devs_init(&src, &d);
-		sr_devs_init(&dst, &d);
+		pvm_ckpt__devs_init(&src, &d);
+		pvm_ckpt__devs_init(&dst, &d);
 		assert_int_equal(src.n, 2);
 		assert_string_equal(src.name[0], "vbd xvda (51712)");
 		assert_string_equal(src.name[1], "vif 0");
@@ -151,10 +151,10 @@ static void test_lossless(void **state)
 		assert_same(&st[0], &dst.st[0]);
 		assert_same(&st[1], &dst.st[1]);
 		/* the next stream brings its own set */
-		sr_devs_stream_start(&dst);
+		pvm_ckpt__devs_stream_start(&dst);
 		assert_false(dst.have[0] || dst.have[1]);
-		sr_devs_dispose(&src);
-		sr_devs_dispose(&dst);
+		pvm_ckpt__devs_dispose(&src);
+		pvm_ckpt__devs_dispose(&dst);
 	}
 }
 
@@ -170,36 +170,39 @@ static void test_refused(void **state)
 	config(&d, true);
 	config(&other, true);
 	strcpy(other.disks[0].vdev, "xvdb");
-	sr_devs_init(&src, &d);
-	sr_devs_init(&dst, &other);
+	pvm_ckpt__devs_init(&src, &d);
+	pvm_ckpt__devs_init(&dst, &other);
 	blob(&src.state, st, 2);
 	assert_int_not_equal(round_trip(&src, &dst, msg), 0);
 	assert_non_null(strstr(msg, "PVMIG_DEVICE for device 1/51712, which the saved config does not have"));
-	sr_devs_dispose(&dst);
+	pvm_ckpt__devs_dispose(&dst);
 
 	/* a connected vif with one ring: corrupt, named */
 	msg[0] = '\0';
 	st[1].nr_rings = 1;
 	pvm_buf_reset(&src.state);
 	blob(&src.state, st, 2);
-	sr_devs_init(&dst, &d);
+	pvm_ckpt__devs_init(&dst, &d);
 	assert_int_equal(round_trip(&src, &dst, msg), -EBADMSG);
 	assert_non_null(strstr(msg, "vif 0: its PVMIG_DEVICE record is corrupt"));
 
 	/* missing: refused when the file says it has device state... */
-	sr_devs_stream_start(&dst);
+	pvm_ckpt__devs_stream_start(&dst);
 	dst.have[1] = true;
 	pvm_error_init(&e);
-	assert_int_equal(sr_devs_reconnect(&dst, NULL, 7, NULL, true, "f.pvm", &e),
-			 -EBADMSG);
+	assert_int_equal(
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, true, "f.pvm", &e),
+	    -EBADMSG);
 	assert_non_null(strstr(
 	    e.msg, "f.pvm: no PVMIG_DEVICE record for vbd xvda (51712)"));
 	/* ...tolerated in an older file: nothing is reconnected */
 	pvm_error_init(&e);
-	assert_int_equal(sr_devs_reconnect(&dst, NULL, 7, NULL, false, "f.pvm", &e), 0);
+	assert_int_equal(
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, false, "f.pvm", &e),
+	    0);
 	assert_false(dst.reconnected);
-	sr_devs_dispose(&src);
-	sr_devs_dispose(&dst);
+	pvm_ckpt__devs_dispose(&src);
+	pvm_ckpt__devs_dispose(&dst);
 }
 
 int main(void)
