@@ -104,45 +104,20 @@ int pvm_kv_get_u64(const struct pvm_kv *kv, const char *key, uint64_t *out)
 	return 0;
 }
 
-int pvm_ctl_encode(enum pvm_ctl_kind kind, const struct pvm_kv *kv,
-		   struct pvm_buf *out)
+int mig_kv_put(const struct pvm_kv *kv, struct pvm_buf *out)
 {
-	size_t start = out->len;
-
-	pvm_buf_put_u32(out, 0); /* length, patched below */
-	pvm_buf_put_u8(out, (uint8_t)kind);
 	for (size_t i = 0; i < kv->n; i++) {
 		pvm_buf_put_bytes(out, kv->key[i], strlen(kv->key[i]) + 1);
 		pvm_buf_put_bytes(out, kv->val[i], strlen(kv->val[i]) + 1);
 	}
-	if (out->err)
-		return out->err;
-	if (out->len - start - 4 > PVM_CTL_FRAME_MAX)
-		return -E2BIG;
-	pvm_put_le32(out->data + start, (uint32_t)(out->len - start - 4));
-	return 0;
+	return out->err;
 }
 
-int pvm_ctl_decode(const void *buf, size_t len, enum pvm_ctl_kind *kind_out,
-		   struct pvm_kv *kv)
+int mig_kv_parse(const void *buf, size_t len, struct pvm_kv *kv)
 {
 	const char *p = buf, *end = p + len;
 	int rc;
 
-	if (len < 1 || len > PVM_CTL_FRAME_MAX)
-		return -EBADMSG;
-	switch (p[0]) {
-	case PVM_CTL_REQUEST:
-	case PVM_CTL_PROGRESS:
-	case PVM_CTL_ITEM:
-	case PVM_CTL_RESULT:
-	case PVM_CTL_CANCEL:
-		*kind_out = (enum pvm_ctl_kind)p[0];
-		break;
-	default:
-		return -EBADMSG;
-	}
-	p++;
 	while (p < end) {
 		const char *k = p, *kz, *v, *vz;
 
@@ -159,6 +134,44 @@ int pvm_ctl_decode(const void *buf, size_t len, enum pvm_ctl_kind *kind_out,
 		p = vz + 1;
 	}
 	return 0;
+}
+
+int pvm_ctl_encode(enum pvm_ctl_kind kind, const struct pvm_kv *kv,
+		   struct pvm_buf *out)
+{
+	size_t start = out->len;
+	int rc;
+
+	pvm_buf_put_u32(out, 0); /* length, patched below */
+	pvm_buf_put_u8(out, (uint8_t)kind);
+	rc = mig_kv_put(kv, out);
+	if (rc)
+		return rc;
+	if (out->len - start - 4 > PVM_CTL_FRAME_MAX)
+		return -E2BIG;
+	pvm_put_le32(out->data + start, (uint32_t)(out->len - start - 4));
+	return 0;
+}
+
+int pvm_ctl_decode(const void *buf, size_t len, enum pvm_ctl_kind *kind_out,
+		   struct pvm_kv *kv)
+{
+	const char *p = buf;
+
+	if (len < 1 || len > PVM_CTL_FRAME_MAX)
+		return -EBADMSG;
+	switch (p[0]) {
+	case PVM_CTL_REQUEST:
+	case PVM_CTL_PROGRESS:
+	case PVM_CTL_ITEM:
+	case PVM_CTL_RESULT:
+	case PVM_CTL_CANCEL:
+		*kind_out = (enum pvm_ctl_kind)p[0];
+		break;
+	default:
+		return -EBADMSG;
+	}
+	return mig_kv_parse(p + 1, len - 1, kv);
 }
 
 int pvm_ctl_connect(const char *path, int *fd_out)

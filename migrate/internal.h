@@ -159,16 +159,17 @@ int h_migrate(struct req *r);
 int h_migrate_cancel(struct req *r);
 int h_migrations(struct req *r);
 
-/* ---- wire.c ---- */
+/* ---- wire.c: peer messages ---- */
 
-/* Peer message types: the type byte of each message on a channel's
- * control stream. */
+/* Peer message types: the type field of each message's header. The values
+ * are printable so that a message shows in a trace; both peers are the
+ * same build (docs/migration-protocol.md). */
 enum mig_msg {
-	MIG_HELLO = 'H',   /* src -> dst: id, name, nr_pages, vcpus, image */
+	MIG_HELLO = 'H',   /* src -> dst: id, name, nr_pages, vcpus, config */
 	MIG_ACCEPT = 'A',  /* dst -> src: domid */
 	MIG_ROUND = 'E',   /* src -> dst: end of a pre-copy round */
 	MIG_ROUND_ACK = 'e', /* dst -> src: every page of that round is in */
-	MIG_STATE = 'S',   /* src -> dst: tagged sections */
+	MIG_STATE = 'S',   /* src -> dst: tagged sections (state.c) */
 	MIG_READY = 'D',   /* dst -> src: restored, paused */
 	MIG_UNPAUSE = 'U', /* src -> dst */
 	MIG_RUNNING = 'G', /* dst -> src */
@@ -179,27 +180,121 @@ enum mig_msg {
 	MIG_XCONFIG = 'c', /* src -> dst: chunk holding the libxl JSON config */
 	MIG_XCHUNK = 'b',  /* src -> dst: chunk of the libxl stream: bytes */
 	MIG_XEND = 'z',    /* src -> dst: the stream is complete */
-	/* The first message of a tunnel channel (instead of a HELLO). */
-	MIG_TUNNEL = 'T',
+	/* A tunnel channel (tunnel.c): open, then its own messages */
+	MIG_TUNNEL = 'T',  /* client -> pvmigd: version */
+	MIG_TUN_OK = 'K',  /* pvmigd -> client: the command runs */
+	MIG_TUN_CHUNK = 'k',/* client -> pvmigd: a chunk of pages: bytes */
+	MIG_TUN_DATA = 'd',/* pvmigd -> client: the bytes, raw */
+	MIG_TUN_EOF = 'f', /* either: the sender's input ended */
+	MIG_TUN_EXIT = 'x',/* pvmigd -> client: the command's exit status */
 };
 
-/* A channel message is a type byte then a key=value record; send_abort()
- * sends ABORT error=WHY (best effort). */
-int mig_send_kv(struct pvm_channel *ch, char type, const struct pvm_kv *kv);
-int mig_send_simple(struct pvm_channel *ch, char type);
+/*
+ * Every peer message is one channel message with this header:
+ *
+ *   0        1        2                 4                 8
+ *   +--------+--------+-----------------+-----------------+--------------+
+ *   |  type  | flags  | reserved (u16)  | body length u32 | body ...     |
+ *   +--------+--------+-----------------+-----------------+--------------+
+ *
+ * Little-endian; flags and reserved are written as zero and ignored on
+ * read; the body length is the channel message's length less the header,
+ * at most PVM_TP_MSG_MAX - MIG_HDR_SIZE. The body is a key=value record
+ * (mig_kv_put) unless the type's table entry says raw (STATE, tunnel data).
+ */
+#define MIG_HDR_SIZE 8u
+#define MIG_BODY_MAX (PVM_TP_MSG_MAX - MIG_HDR_SIZE)
+
+/* A decoded message. mig_msg_init() leaves it empty; mig_msg_dispose() is
+ * idempotent. @raw points into the received buffer (@owned). */
+struct mig_msg_in {
+	int type;
+	struct pvm_kv kv;     /* key=value types */
+	const uint8_t *raw;   /* raw types: the body */
+	size_t raw_len;
+	void *owned;          /* the channel message, freed by dispose */
+};
+void mig_msg_init(struct mig_msg_in *m);
+void mig_msg_dispose(struct mig_msg_in *m);
+
+/* The name of a message type ("HELLO"), "unknown" for none. */
+const char *mig_msg_name(int type);
+/*
+ * Decodes one channel message (@buf, @len, borrowed: m->raw points into
+ * it) into @m (disposed first): its type, or -EBADMSG with @why naming
+ * what is wrong (short header, unknown type, a length that disagrees, a
+ * body that is not a key=value record), or -ENOMEM.
+ */
+int mig_msg_decode(const uint8_t *buf, size_t len, struct mig_msg_in *m,
+		   char *why, size_t why_len);
+/* Encoders: append a whole message to @out. _begin/_end frame a raw body
+ * written in between: _begin returns where the header starts. */
+int mig_msg_encode_kv(int type, const struct pvm_kv *kv, struct pvm_buf *out);
+size_t mig_msg_begin(int type, struct pvm_buf *out);
+int mig_msg_end(struct pvm_buf *out, size_t at);
+
+/* key=value fields, shared with the control protocol (control.c) */
+int mig_kv_put(const struct pvm_kv *kv, struct pvm_buf *out);
+int mig_kv_parse(const void *buf, size_t len, struct pvm_kv *kv);
+
+/* Senders: 0 or the channel's error. mig_send_abort() sends ABORT
+ * error=WHY, best effort. */
+int mig_send_kv(struct pvm_channel *ch, int type, const struct pvm_kv *kv);
+int mig_send_simple(struct pvm_channel *ch, int type);
 void mig_send_abort(struct pvm_channel *ch, const char *why);
 /*
- * Receives the next message. For key=value types @kv is filled; for STATE
- * the raw body is returned in *raw_out (caller frees; -EPROTO when
- * @raw_out is NULL). Returns the type (> 0) or a negative errno.
+ * Receives and decodes the next message into @m: its type; -EBADMSG for a
+ * malformed message on a channel that still works (@why says what was
+ * wrong); another negative errno when the channel failed (@why says so).
  */
-int mig_recv_msg(struct pvm_channel *ch, struct pvm_kv *kv, void **raw_out,
-		 size_t *raw_len);
-/* Waits for @want; ABORT becomes -ECONNABORTED with its reason in @why. */
-int mig_expect(struct pvm_channel *ch, int want, struct pvm_kv *kv, char *why,
-	       size_t why_len);
+int mig_recv(struct pvm_channel *ch, struct mig_msg_in *m, char *why,
+	     size_t why_len);
 /* "HOST[:PORT]" (PVM_PORT_DEFAULT without one); -EINVAL if malformed. */
 int mig_parse_target(const char *t, char *host, size_t hlen, uint16_t *port);
+
+/* ---- the two state machines (diagrams: source.c and dest.c) ---- */
+
+enum mig_src_state {
+	MIG_SRC_CONNECTING,  /* HELLO sent or about to be; nothing changed */
+	MIG_SRC_PRECOPY,     /* moving memory, the guest runs (log-dirty on) */
+	MIG_SRC_PAUSED,      /* paused (sim) or suspended (Xen) */
+	MIG_SRC_QUIESCED,    /* paused, its PV backends drained and captured */
+	MIG_SRC_AWAIT_READY, /* last pages and STATE (or XEND) sent */
+	MIG_SRC_UNPAUSE_SENT,/* past the point of no return */
+	MIG_SRC_DONE,        /* runs there; the copy here destroyed */
+	MIG_SRC_ROLLED_BACK, /* definite failure: runs here again */
+	MIG_SRC_IN_DOUBT,    /* unknown: stays paused for the operator */
+	MIG_SRC_NSTATES
+};
+
+enum mig_dst_state {
+	MIG_DST_OPEN,        /* channel accepted, nothing received */
+	MIG_DST_XSTREAM,     /* Xen: ACCEPT sent, waiting for the config */
+	MIG_DST_XRESTORE,    /* Xen: libxl restores from the chunks */
+	MIG_DST_LOADING,     /* the domain exists here, paused, not ready */
+	MIG_DST_READY,       /* READY sent: waiting for UNPAUSE */
+	MIG_DST_RUNNING,     /* unpaused: the guest is ours */
+	MIG_DST_ABORTED,     /* failed: the copy here destroyed */
+	MIG_DST_NSTATES
+};
+
+const char *mig_src_state_name(enum mig_src_state st);
+const char *mig_dst_state_name(enum mig_dst_state st);
+/* May the source (destination) in @st receive a message of @type? */
+bool mig_src_may_recv(int type, enum mig_src_state st);
+bool mig_dst_may_recv(int type, enum mig_dst_state st);
+/* May a side go from @from to @to at all (the diagrams' arrows)? */
+bool mig_src_may_go(enum mig_src_state from, enum mig_src_state to);
+bool mig_dst_may_go(enum mig_dst_state from, enum mig_dst_state to);
+/*
+ * The one way a side changes state: compare-and-set on @from. 0, or
+ * -EPROTO (logged: a bug here) when *@st is not @from or no arrow goes
+ * from @from to @to; *@st is then unchanged.
+ */
+int mig_src_set(_Atomic int *st, enum mig_src_state from,
+		enum mig_src_state to);
+int mig_dst_set(_Atomic int *st, enum mig_dst_state from,
+		enum mig_dst_state to);
 
 /* ---- outcome.c ---- */
 
@@ -263,6 +358,9 @@ int reply_result(struct req *r, int status, const struct pvm_kv *extra,
 /* Finds the domain named by args "domain" (a name or a domid). On failure
  * the RESULT has been sent and a negative errno is returned. */
 int find_domain(struct req *r, struct pvm_hv_dominfo *out);
+/* The same without a request: 0, or a negative errno with @why. */
+int svc_find_domain(struct pvm_service *s, const char *want,
+		    struct pvm_hv_dominfo *out, char *why, size_t why_len);
 
 /*
  * The PV options of save, checkpoint and migrate (restore takes pv_mode
@@ -278,6 +376,9 @@ struct req_pv_opts {
  * bad value the RESULT (naming the option) has been sent and -EINVAL is
  * returned. */
 int req_pv_opts(struct req *r, struct req_pv_opts *o);
+/* The same from @args: 0, or -EINVAL with @why naming the option. */
+int req_pv_opts_parse(const struct pvm_kv *args, struct req_pv_opts *o,
+		      char *why, size_t why_len);
 
 /* Adds the fields `pvmig list/status` show for a domain. */
 void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d);
@@ -387,82 +488,121 @@ int pvm_xchunk_rx_take(struct pvm_xchunk_rx *rx, uint64_t bytes,
 
 #define MIG_MAP_BATCH 1024u
 
+/* What a HELLO says (mig_hello_decode). */
+struct mig_hello {
+	char id[33];           /* 32 hex digits */
+	char name[64];
+	uint64_t nr_pages;     /* 1..2^36 */
+	uint64_t vcpus;        /* 1..64 */
+	struct dom_config dc;
+	uint32_t src_domid;    /* 0: not said */
+	bool keep_domid;       /* devices reconnect transparently */
+	bool xen;              /* libxenguest's stream follows */
+};
+/* Decodes HELLO's fields (untrusted): 0, or -EBADMSG with @why. */
+int mig_hello_decode(const struct pvm_kv *kv, struct mig_hello *h, char *why,
+		     size_t why_len);
+
 /* The destination of one incoming migration (dest.c). */
 struct mig_dst {
 	struct pvm_service *svc;
 	struct pvm_channel *ch;
-	uint32_t domid;
-	bool created;
+	_Atomic int state;  /* enum mig_dst_state: mig_dst_go() only */
+	struct mig_hello h;
+	uint32_t domid;     /* here: valid in LOADING, READY, RUNNING */
 	uint8_t *mem;       /* whole guest, mapped WRITE */
-	uint64_t nr_pages;
 	_Atomic uint64_t pages_in;
-	char id[33];
-	char name[64];
-	uint64_t vcpus;
-	struct dom_config dc;
-	bool verified;
-	uint32_t src_domid;
-	bool keep_domid; /* devices reconnect transparently (HELLO pv_mode) */
+	bool verified;      /* STATE's memory digest matched */
 	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
 	size_t ndev;
 	/* Set while the channel is an xl stream tunnel (tunnel.c). */
 	struct tunnel *_Atomic tun;
-	bool xen;           /* libxenguest's stream (HELLO xen=1) */
 	struct pvm_xchunk_rx xrx; /* xen: chunks (xrx.stage NULL: none) */
+	bool refused;       /* ABORT sent: linger until the source reads it */
+};
+
+/* dest.c, for xen_stream.c */
+/* Refuses the migration: ABORT error=@why to the source. */
+void mig_dst_refuse(struct mig_dst *d, const char *why);
+int mig_dst_go(struct mig_dst *d, enum mig_dst_state from,
+	       enum mig_dst_state to);
+/*
+ * Receives the next message, which must be legal in the current state:
+ * its type; -ENOTCONN for a lost channel; -EBADMSG or -EPROTO for a
+ * malformed message or one with no place here, after refusing it with
+ * ABORT. ABORT itself is returned as a type. @why says what happened.
+ */
+int mig_dst_recv(struct mig_dst *d, struct mig_msg_in *m, char *why,
+		 size_t why_len);
+
+/* What `pvmig migrate` asked for (mig_opts_parse, opts.c). */
+struct mig_opts {
+	char host[128];
+	uint16_t port;
+	bool live;
+	bool compress;
+	bool verify;
+	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
+	enum pvm_pvq_mode pv_mode;   /* --pv-mode; AUTO when absent */
+	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: not given */
+	uint32_t drain_timeout_ms;   /* --drain-timeout; 0: pvquiesce's */
+	unsigned streams;            /* --streams; 0: the service's */
+	uint64_t bw_bytes_s;         /* --bandwidth, on the wire; 0: unlimited */
+	struct pvm_policy policy;
+};
+/* Parses a migrate request's arguments ("target", "cold", ...): 0, or
+ * -EINVAL with @why naming the option and what it takes. */
+int mig_opts_parse(const struct pvm_kv *args, struct mig_opts *o, char *why,
+		   size_t why_len);
+
+/* When each step of an outgoing migration ended (pvm_now_ns). */
+struct mig_src_times {
+	uint64_t start, connected, accepted, precopy, pause;
+	uint64_t read, sent, state, ready;
 };
 
 /* One outgoing migration (source.c). */
 struct mig_src {
 	struct mig_src *next;  /* svc->sources, under svc->lock */
 	atomic_bool cancel;    /* pvmig migrate --cancel */
+	_Atomic int state;     /* enum mig_src_state: mig_src_set() only */
 	struct pvm_service *svc;
 	int fd;                /* the CLI's control connection */
 	struct pvm_hv_dominfo dom;
-	char host[128];
-	uint16_t port;
 	char id[33];
-	bool live;
-	bool compress;
-	bool verify;
-	bool no_quiesce; /* --no-quiesce: the seed problem, for tests */
-	uint32_t suspend_timeout_ms; /* --suspend-timeout; 0: no request */
-	uint32_t drain_timeout_ms;   /* --drain-timeout; 0: pvquiesce's */
-	enum pvm_pvq_mode pv_mode; /* --pv-mode, then chosen before HELLO */
-	uint64_t bw_bytes_s;   /* --bandwidth, on the wire; 0: unlimited */
-	uint64_t bw_t0, bw_base; /* when and at which wire count it started */
-	unsigned streams;
-	struct pvm_policy policy;
+	struct mig_opts o;
+	bool xen;              /* libxenguest's stream (xen_stream.c) */
 	struct dom_config dc;
+	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
+	size_t ndev;
 
 	struct pvm_channel *ch;
 	struct pvm_bitmap dirty;
-	bool logdirty;
-	bool paused;
-	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
-	size_t ndev;
-	bool quiesced;
 	struct pvm_buf devstate; /* captured at the pause */
 	unsigned throttle;       /* auto-converge level set on the guest (%) */
 	unsigned throttle_max;   /* the highest level it had (%) */
-	uint64_t t_start, t_pause;
+	uint64_t bw_t0, bw_base; /* --bandwidth: when and at which wire count */
+	struct mig_src_times t;
+	struct pvm_round_stats r; /* the last pre-copy round */
+	uint64_t total_pages;     /* pages (or 4 KiB stream slots) sent */
+	char rounds_desc[2048];   /* round_detail */
+	char throttles[1024];     /* throttle_per_round */
 	struct pvm_kv stats;
 
 	/* xen: libxenguest's stream (mig_source_xen_stream) */
-	bool xen;
-	bool xen_suspended;     /* suspended for the save: resume on rollback */
 	int x_suspend_rc;       /* the suspend callback's failure */
-	bool x_cancelled;       /* the precopy callback aborted: cancel */
+	int x_abort_rc;         /* why the precopy callback aborted, or 0 */
 	_Atomic uint64_t xbytes; /* stream bytes sent so far */
 	_Atomic uint64_t xread;  /* ... read from libxenguest so far */
 	uint64_t xchunks;        /* chunks sent (xchunk_base) */
 	uint64_t x_t_round, x_bytes_round, x_prev_dirty;
 	uint64_t x_written;      /* libxenguest's pages sent, last round */
-	struct pvm_round_stats xr;
-	char x_rounds_desc[1024];
-	char x_throttles[1024]; /* throttle_per_round */
 };
 
 /* source.c, for xen_stream.c and state.c */
+int mig_src_go(struct mig_src *m, enum mig_src_state from,
+	       enum mig_src_state to);
+bool mig_src_devs_quiesced(const struct mig_src *m);
 bool mig_src_cancelled(struct mig_src *m);
 void mig_src_progress(struct mig_src *m, const struct pvm_round_stats *r,
 		      uint64_t predicted_ms, const char *phase);
@@ -470,6 +610,12 @@ int mig_src_throttle(struct mig_src *m, unsigned pct);
 void mig_src_bw_limit(struct mig_src *m, bool all);
 void mig_src_stat(struct mig_src *m, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Appends round @r (@what: "pages" or "dirty") to round_detail and
+ * throttle_per_round. */
+void mig_src_round_desc(struct mig_src *m, const struct pvm_round_stats *r,
+			uint64_t count, const char *what);
+/* The job (owns @arg, a struct mig_src; replies on its fd and closes it). */
+void *mig_source_main(void *arg);
 
 /* ---- state.c ---- */
 
@@ -477,6 +623,23 @@ void mig_src_stat(struct mig_src *m, const char *key, const char *fmt, ...)
 int mig_memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 		      uint8_t out[32]);
 void mig_hex32(const uint8_t d[32], char out[65]);
+/* The sections of a STATE message, pointing into it. */
+#define MIG_STATE_MAX_VCPUS 64u
+struct mig_state_sec {
+	const uint8_t *p;
+	uint32_t len;
+	bool present;
+};
+struct mig_state {
+	struct mig_state_sec vcpu[MIG_STATE_MAX_VCPUS];
+	uint32_t nr_vcpus;
+	struct mig_state_sec evtchn, grant, xenstore, devices, digest;
+};
+/* Finds the sections of STATE's body (@p, @len; untrusted): 0, or
+ * -EBADMSG with @why (truncated, unknown or repeated section, a digest
+ * that is not 32 bytes, too many vCPUs). */
+int mig_state_parse(const uint8_t *p, size_t len, struct mig_state *st,
+		    char *why, size_t why_len);
 /* Source: builds the STATE message of the paused domain and sends it. */
 int mig_state_send(struct mig_src *m);
 /* Destination: applies STATE (@p, @len) to the paused domain; @why says
@@ -493,14 +656,16 @@ void *mig_dest_main(void *arg);
 /* ---- xen_stream.c ---- */
 
 /* Sends chunk @k of a Xen stream: its pages, then @type {bytes}. */
-int mig_xsend_chunk(struct pvm_channel *ch, char type, uint64_t k,
+int mig_xsend_chunk(struct pvm_channel *ch, int type, uint64_t k,
 		    const uint8_t *buf, size_t len);
 /* Source, xen: after ACCEPT, up to XEND sent (the guest suspended). */
 int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len);
 /*
- * Destination, xen: from HELLO to READY sent. 0 with the domain restored
- * and paused (d->created, d->domid); -ENOTCONN when the channel was lost
- * (@why says so); another negative errno after telling the source why.
+ * Destination, xen: from HELLO (OPEN) to READY sent (READY). 0 with the
+ * domain restored and paused (d->domid); -ENOTCONN when the channel was
+ * lost (@why says so); another negative errno after telling the source
+ * why. A domain libxl restored but not handed over is left in LOADING,
+ * for the caller to destroy.
  */
 int mig_dest_xen_receive(struct mig_dst *d, char *why, size_t why_len);
 

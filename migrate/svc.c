@@ -84,76 +84,104 @@ static const char *state_name(const struct pvm_hv_dominfo *d)
 
 /* The optional @key= (1..REQ_PV_TIMEOUT_MAX_MS), set by the option @opt;
  * 0 when absent. */
-static int req_timeout_ms(struct req *r, const char *key, const char *opt,
-			  uint32_t *out)
+static int req_timeout_ms(const struct pvm_kv *args, const char *key,
+			  const char *opt, uint32_t *out, char *why,
+			  size_t why_len)
 {
 	uint64_t v;
 
 	*out = 0;
-	if (!pvm_kv_get(r->args, key))
+	if (!pvm_kv_get(args, key))
 		return 0;
-	if (pvm_kv_get_u64(r->args, key, &v) || v < 1 ||
-	    v > REQ_PV_TIMEOUT_MAX_MS)
-		return reply_result(r, -EINVAL, NULL,
-				    "%s must be 1..%u (ms), not '%s'", opt,
-				    REQ_PV_TIMEOUT_MAX_MS, pvm_kv_get(r->args, key)),
-		       -EINVAL;
+	if (pvm_kv_get_u64(args, key, &v) || v < 1 ||
+	    v > REQ_PV_TIMEOUT_MAX_MS) {
+		snprintf(why, why_len, "%s must be 1..%u (ms), not '%s'", opt,
+			 REQ_PV_TIMEOUT_MAX_MS, pvm_kv_get(args, key));
+		return -EINVAL;
+	}
 	*out = (uint32_t)v;
+	return 0;
+}
+
+int req_pv_opts_parse(const struct pvm_kv *args, struct req_pv_opts *o,
+		      char *why, size_t why_len)
+{
+	const char *mode = pvm_kv_get(args, "pv_mode");
+
+	o->mode = PVM_PVQ_MODE_AUTO;
+	if (mode && pvm_pvq_mode_parse(mode, &o->mode)) {
+		snprintf(why, why_len,
+			 "--pv-mode is auto, cooperative or transparent, not '%s'",
+			 mode);
+		return -EINVAL;
+	}
+	if (req_timeout_ms(args, "suspend_timeout_ms", "--suspend-timeout",
+			   &o->suspend_timeout_ms, why, why_len) ||
+	    req_timeout_ms(args, "drain_timeout_ms", "--drain-timeout",
+			   &o->drain_timeout_ms, why, why_len))
+		return -EINVAL;
 	return 0;
 }
 
 int req_pv_opts(struct req *r, struct req_pv_opts *o)
 {
-	const char *mode = pvm_kv_get(r->args, "pv_mode");
+	char why[256];
+	int rc = req_pv_opts_parse(r->args, o, why, sizeof(why));
 
-	o->mode = PVM_PVQ_MODE_AUTO;
-	if (mode && pvm_pvq_mode_parse(mode, &o->mode))
-		return reply_result(r, -EINVAL, NULL,
-				    "--pv-mode is auto, cooperative or transparent, not '%s'",
-				    mode),
-		       -EINVAL;
-	if (req_timeout_ms(r, "suspend_timeout_ms", "--suspend-timeout",
-			   &o->suspend_timeout_ms) ||
-	    req_timeout_ms(r, "drain_timeout_ms", "--drain-timeout",
-			   &o->drain_timeout_ms))
-		return -EINVAL;
-	return 0;
+	if (rc)
+		reply_result(r, rc, NULL, "%s", why);
+	return rc;
 }
 
-int find_domain(struct req *r, struct pvm_hv_dominfo *out)
+int svc_find_domain(struct pvm_service *s, const char *want,
+		    struct pvm_hv_dominfo *out, char *why, size_t why_len)
 {
-	struct pvm_hv *hv = r->svc->hv;
-	const char *want = pvm_kv_get(r->args, "domain");
-	struct pvm_hv_dominfo *all;
+	struct pvm_hv *hv = s->hv;
+	struct pvm_hv_dominfo *all = NULL;
 	size_t n = 0;
 	int rc;
 
-	if (!want || !*want)
-		return reply_result(r, -EINVAL, NULL,
-				    "which domain? give a name or a domid"), -EINVAL;
+	if (!want || !*want) {
+		snprintf(why, why_len, "which domain? give a name or a domid");
+		return -EINVAL;
+	}
 	all = calloc(MIG_MAX_DOMAINS, sizeof(*all));
-	if (!all)
-		return reply_result(r, -ENOMEM, NULL, NULL), -ENOMEM;
+	if (!all) {
+		snprintf(why, why_len, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	rc = hv->ops->domain_list(hv, all, MIG_MAX_DOMAINS, &n);
 	if (rc && rc != -ENOSPC) {
-		free(all);
-		return reply_result(r, rc, NULL, "cannot list domains: %s",
-				    strerror(-rc)), rc;
+		snprintf(why, why_len, "cannot list domains: %s", strerror(-rc));
+		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	rc = -ESRCH;
+	for (size_t i = 0; i < n && rc; i++) {
 		char id[16];
 
 		snprintf(id, sizeof(id), "%u", all[i].domid);
 		if (!strcmp(all[i].name, want) || !strcmp(id, want)) {
 			*out = all[i];
-			free(all);
-			return 0;
+			rc = 0;
 		}
 	}
+	if (rc)
+		snprintf(why, why_len, "no domain '%s' on this host (see pvmig list)",
+			 want);
+out:
 	free(all);
-	reply_result(r, -ESRCH, NULL, "no domain '%s' on this host (see pvmig list)",
-		     want);
-	return -ESRCH;
+	return rc;
+}
+
+int find_domain(struct req *r, struct pvm_hv_dominfo *out)
+{
+	char why[512];
+	int rc = svc_find_domain(r->svc, pvm_kv_get(r->args, "domain"), out,
+				 why, sizeof(why));
+
+	if (rc)
+		reply_result(r, rc, NULL, "%s", why);
+	return rc;
 }
 
 void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)

@@ -12,26 +12,20 @@
  * interpreted: bytes in, the same bytes out.
  *
  * On the channel (after the transport's own TLS and framing), every message
- * starts with a type byte:
+ * is a peer message of wire.c (one header, the type in its own field):
  *
- *   'T' (MIG_TUNNEL) client -> pvmigd: open, key=value "version=1"
- *   'K'            pvmigd -> client: the command runs, send
- *   'X' (MIG_ABORT)  either way: refused or failed, key=value "error=..."
- *   'd' LEN(u32 le) TAIL   data. From the client, the first LEN/4096 whole
- *                  pages of the chunk travel before it as one page batch
- *                  (lz4 and zero-page elision of the transport) and TAIL is
- *                  the rest; from pvmigd (which cannot send pages) TAIL is
- *                  all LEN bytes. Page i of the k-th DATA message that
- *                  has pages has pfn (k % 2) * 64 + i: the transport
- *                  delivers the next chunk's pages as soon as message k is
- *                  handed over, while pvmigd still writes chunk k out, so
- *                  chunks alternate between two buffers. (Counting every
- *                  message instead would be wrong: a message without pages
- *                  adds no mark, so the chunk after it may arrive early
- *                  too.)
- *   'e'            the sender's input ended (the reader closes its output)
- *   'x' STATUS(u32 le)  pvmigd -> client: the command's exit status
- *                  (128 + signal if it was killed)
+ *   TUNNEL    client -> pvmigd: open, key=value "version=1"
+ *   TUN_OK    pvmigd -> client: the command runs, send
+ *   ABORT     either way: refused or failed, key=value "error=..."
+ *   TUN_CHUNK client -> pvmigd: key=value "bytes=N": chunk k of the
+ *             client's stream, which travelled before it as a page batch
+ *             (xchunk.c: lz4 and zero-page elision of the transport, slots
+ *             alternating between two halves, the last page zero-padded)
+ *   TUN_DATA  pvmigd -> client (which receives no pages): raw body, the
+ *             bytes themselves (at most TUN_BACK_MAX)
+ *   TUN_EOF   the sender's input ended (the reader closes its output)
+ *   TUN_EXIT  pvmigd -> client: key=value "status=N", the command's exit
+ *             status (128 + signal if it was killed)
  *
  * The client ends the channel (pvm_channel_finish) once it has the exit
  * status. Any channel failure ends the tunnel: the client closes both ends
@@ -58,19 +52,9 @@
 extern char **environ;
 
 #define TUN_VERSION 1u
-#define TUN_CHUNK_PAGES 64u                             /* client -> pvmigd */
-#define TUN_CHUNK (TUN_CHUNK_PAGES * PVM_PAGE_SIZE)     /* 256 KiB */
-#define TUN_BACK_MAX (64u * 1024u)                      /* pvmigd -> client */
-#define TUN_HDR 5u
+#define TUN_CHUNK PVM_XCHUNK_BYTES      /* client -> pvmigd, in pages */
+#define TUN_BACK_MAX (64u * 1024u)      /* pvmigd -> client, inline */
 #define CHILD_EXIT_WAIT_MS 30000u
-
-enum {
-	T_OK = 'K',
-	T_DATA = 'd',
-	T_EOF = 'e',
-	T_EXIT = 'x',
-	T_ABORT = 'X', /* wire.c's MIG_ABORT: mig_send_abort() */
-};
 
 struct tunnel {
 	struct pvm_channel *ch;
@@ -82,11 +66,10 @@ struct tunnel {
 	bool pump_started;
 	int pump_rc;        /* 0, or why the pump stopped */
 	char pump_why[200];
-	/* DATA messages with pages so far: the k-th uses half k % 2 */
-	uint64_t chunks_sent, chunks_received;
-	/* pvmigd side: two chunks' worth of pages, and how many arrived in each */
-	uint8_t *chunk;
-	_Atomic size_t chunk_pages[2];
+	/* client: chunks sent so far (xchunk.c: the k-th uses half k % 2) */
+	uint64_t chunks_sent;
+	/* pvmigd side: two chunks' worth of pages (xchunk.c) */
+	struct pvm_xchunk_rx xrx;
 	/* pvmigd side: the command */
 	pid_t child;
 	int exit_status;    /* -1 until reaped */
@@ -94,32 +77,31 @@ struct tunnel {
 	_Atomic uint64_t sent, received, msg_wire;
 };
 
-static void put_le32(uint8_t *p, uint32_t v)
+/* Sends one message of wire.c's framing (@b holds it), counted. */
+static int send_buf(struct tunnel *t, const struct pvm_buf *b)
 {
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
+	atomic_fetch_add(&t->msg_wire, b->len);
+	return pvm_channel_send_msg(t->ch, b->data, b->len);
 }
 
-static uint32_t get_le32(const uint8_t *p)
+/* Sends @type with an optional "status" field (TUN_EXIT). */
+static int send_type(struct tunnel *t, int type, bool with_status,
+		     uint32_t status)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
+	struct pvm_buf b;
+	struct pvm_kv kv;
+	int rc;
 
-static int send_raw(struct tunnel *t, const void *m, size_t len)
-{
-	atomic_fetch_add(&t->msg_wire, len);
-	return pvm_channel_send_msg(t->ch, m, len);
-}
-
-static int send_type(struct tunnel *t, uint8_t type, bool with_u32, uint32_t v)
-{
-	uint8_t m[TUN_HDR] = { type };
-
-	put_le32(m + 1, v);
-	return send_raw(t, m, with_u32 ? TUN_HDR : 1);
+	pvm_kv_init(&kv);
+	if (with_status)
+		pvm_kv_add(&kv, "status", "%u", status);
+	pvm_buf_init(&b, 256);
+	rc = mig_msg_encode_kv(type, &kv, &b);
+	if (!rc)
+		rc = send_buf(t, &b);
+	pvm_buf_dispose(&b);
+	pvm_kv_dispose(&kv);
+	return rc;
 }
 
 /* The explanation of the channel's failure, or @dflt. */
@@ -140,32 +122,32 @@ static bool readable_now(int fd)
 	return poll(&p, 1, 0) > 0;
 }
 
-/* One chunk of @len bytes: whole pages as a batch (client), the rest in the
- * DATA message. */
-static int send_data(struct tunnel *t, uint8_t *buf, size_t len, uint8_t *msg)
+/* One chunk of @len bytes: the client's as pages then TUN_CHUNK, pvmigd's
+ * inline in TUN_DATA. */
+static int send_data(struct tunnel *t, uint8_t *buf, size_t len,
+		     struct pvm_buf *msg)
 {
-	size_t full = t->client ? len / PVM_PAGE_SIZE : 0;
-	size_t tail = len - full * PVM_PAGE_SIZE;
-	uint64_t base = 0;
+	size_t at;
 	int rc;
 
-	if (full) {
-		uint64_t pfns[TUN_CHUNK_PAGES];
-		const uint8_t *pages[TUN_CHUNK_PAGES];
+	pvm_buf_reset(msg);
+	if (t->client) {
+		struct pvm_kv kv;
 
-		base = (t->chunks_sent++ % 2) * TUN_CHUNK_PAGES;
-		for (size_t i = 0; i < full; i++) {
-			pfns[i] = base + i;
-			pages[i] = buf + i * PVM_PAGE_SIZE;
-		}
-		rc = pvm_channel_send_pages(t->ch, pfns, pages, full);
+		rc = pvm_xchunk_send_pages(t->ch, t->chunks_sent++, buf, len);
 		if (rc)
 			return rc;
+		pvm_kv_init(&kv);
+		pvm_kv_add(&kv, "bytes", "%zu", len);
+		rc = mig_msg_encode_kv(MIG_TUN_CHUNK, &kv, msg);
+		pvm_kv_dispose(&kv);
+	} else {
+		at = mig_msg_begin(MIG_TUN_DATA, msg);
+		pvm_buf_put_bytes(msg, buf, len);
+		rc = mig_msg_end(msg, at);
 	}
-	msg[0] = T_DATA;
-	put_le32(msg + 1, (uint32_t)len);
-	memcpy(msg + TUN_HDR, buf + full * PVM_PAGE_SIZE, tail);
-	rc = send_raw(t, msg, TUN_HDR + tail);
+	if (!rc)
+		rc = send_buf(t, msg);
 	if (!rc)
 		atomic_fetch_add(&t->sent, len);
 	return rc;
@@ -197,10 +179,11 @@ static void *pump_main(void *arg)
 	struct tunnel *t = arg;
 	size_t cap = t->client ? TUN_CHUNK : TUN_BACK_MAX;
 	uint8_t *buf = malloc(cap);
-	uint8_t *msg = malloc(TUN_HDR + cap);
+	struct pvm_buf msg;
 	int rc = 0;
 
-	if (!buf || !msg) {
+	pvm_buf_init(&msg, MIG_HDR_SIZE + TUN_BACK_MAX + 256);
+	if (!buf) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -242,19 +225,19 @@ static void *pump_main(void *arg)
 			len += (size_t)n;
 		} while (len < cap && readable_now(t->in_fd));
 		if (len) {
-			rc = send_data(t, buf, len, msg);
+			rc = send_data(t, buf, len, &msg);
 			if (rc)
 				break;
 		}
 		if (eof) {
-			rc = send_type(t, T_EOF, false, 0);
+			rc = send_type(t, MIG_TUN_EOF, false, 0);
 			if (rc || t->client)
 				break;
 			/* pvmigd: the command closed its stdout; its exit
 			 * status ends the tunnel. */
 			rc = reap_child(t);
 			if (rc >= 0)
-				rc = send_type(t, T_EXIT, true, (uint32_t)rc);
+				rc = send_type(t, MIG_TUN_EXIT, true, (uint32_t)rc);
 			break;
 		}
 	}
@@ -264,7 +247,7 @@ out:
 			 channel_why(t, strerror(-rc)));
 	t->pump_rc = rc;
 	free(buf);
-	free(msg);
+	pvm_buf_dispose(&msg);
 	return NULL;
 }
 
@@ -293,18 +276,7 @@ static void pump_stop(struct tunnel *t)
 int tunnel_pages(struct tunnel *t, const uint64_t *pfns,
 		 const uint8_t *const *pages, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (pfns[i] >= 2 * TUN_CHUNK_PAGES)
-			return -ERANGE;
-		if (pages[i])
-			memcpy(t->chunk + pfns[i] * PVM_PAGE_SIZE, pages[i],
-			       PVM_PAGE_SIZE);
-		else
-			memset(t->chunk + pfns[i] * PVM_PAGE_SIZE, 0,
-			       PVM_PAGE_SIZE);
-		atomic_fetch_add(&t->chunk_pages[pfns[i] / TUN_CHUNK_PAGES], 1);
-	}
-	return 0;
+	return pvm_xchunk_rx_pages(&t->xrx, pfns, pages, n);
 }
 
 static void close_out(struct tunnel *t)
@@ -337,62 +309,53 @@ static int write_out(struct tunnel *t, const uint8_t *p, size_t len)
 	return 0;
 }
 
-static int recv_data(struct tunnel *t, const uint8_t *m, size_t len,
-		     char *why, size_t why_len)
+/* TUN_CHUNK (pvmigd: its pages are staged) or TUN_DATA (client: inline),
+ * written to the local output. */
+static int recv_data(struct tunnel *t, const struct mig_msg_in *m, char *why,
+		     size_t why_len)
 {
-	unsigned half = 0;
-	uint32_t total;
-	size_t full, tail, got;
+	const uint8_t *at = m->raw;
+	size_t len = m->raw_len;
+	uint64_t bytes;
 	int rc;
 
-	if (len < TUN_HDR) {
-		snprintf(why, why_len, "a DATA message of %zu bytes", len);
+	if (m->type == MIG_TUN_CHUNK &&
+	    (pvm_kv_get_u64(&m->kv, "bytes", &bytes) ||
+	     pvm_xchunk_rx_take(&t->xrx, bytes, &at, &len))) {
+		snprintf(why, why_len, "a chunk whose length is not that of the pages that came for it");
 		return -EBADMSG;
 	}
-	total = get_le32(m + 1);
-	full = t->client ? 0 : total / PVM_PAGE_SIZE;
-	tail = total - full * PVM_PAGE_SIZE;
-	if (total > TUN_CHUNK || len != TUN_HDR + tail) {
-		snprintf(why, why_len, "a DATA message says %u bytes but carries %zu",
-			 total, len - TUN_HDR);
-		return -EBADMSG;
-	}
-	/* A message without pages leaves the counters alone: the pages of
-	 * the chunk after it may already be arriving (it adds no mark). */
-	if (full) {
-		half = (unsigned)(t->chunks_received++ % 2);
-		got = atomic_exchange(&t->chunk_pages[half], 0);
-	} else {
-		got = 0;
-	}
-	if (got != full) {
-		snprintf(why, why_len, "a DATA message says %zu pages, %zu arrived",
-			 full, got);
-		return -EBADMSG;
-	}
-	rc = write_out(t, t->chunk + half * TUN_CHUNK, full * PVM_PAGE_SIZE);
-	if (!rc)
-		rc = write_out(t, m + TUN_HDR, tail);
+	rc = write_out(t, at, len);
 	if (rc)
 		snprintf(why, why_len, "writing the local stream: %s", strerror(-rc));
 	else
-		atomic_fetch_add(&t->received, total);
+		atomic_fetch_add(&t->received, len);
 	return rc;
 }
 
-/* The "error" of an 'X' message. */
-static void abort_reason(uint8_t *m, size_t len, char *why, size_t why_len)
+/* The "error" of an ABORT. */
+static void abort_reason(const struct mig_msg_in *m, char *why, size_t why_len)
 {
-	struct pvm_kv kv;
-	enum pvm_ctl_kind kind;
+	const char *e = pvm_kv_get(&m->kv, "error");
 
-	pvm_kv_init(&kv);
-	m[0] = PVM_CTL_ITEM;
-	if (pvm_ctl_decode(m, len, &kind, &kv) == 0 && pvm_kv_get(&kv, "error"))
-		snprintf(why, why_len, "%s", pvm_kv_get(&kv, "error"));
-	else
-		snprintf(why, why_len, "no reason given");
-	pvm_kv_dispose(&kv);
+	snprintf(why, why_len, "%s", e ? e : "no reason given");
+}
+
+/* Is @type one that this side of a tunnel may receive? */
+static bool tun_may_recv(const struct tunnel *t, int type)
+{
+	switch (type) {
+	case MIG_TUN_EOF:
+	case MIG_ABORT:
+		return true;
+	case MIG_TUN_CHUNK:
+		return !t->client;
+	case MIG_TUN_DATA:
+	case MIG_TUN_EXIT:
+		return t->client;
+	default:
+		return false;
+	}
 }
 
 /*
@@ -402,54 +365,43 @@ static void abort_reason(uint8_t *m, size_t len, char *why, size_t why_len)
  */
 static int recv_loop(struct tunnel *t, char *why, size_t why_len)
 {
-	for (;;) {
-		uint8_t *m = NULL;
-		size_t len = 0;
-		int rc = pvm_channel_recv_msg(t->ch, (void **)&m, &len);
+	struct mig_msg_in m;
+	uint64_t status;
+	char w[256];
+	int rc = 0;
 
-		if (rc == -ESHUTDOWN && !t->client)
-			return 0;
-		if (rc) {
-			snprintf(why, why_len, "%s", channel_why(t, strerror(-rc)));
-			return rc;
-		}
-		if (len == 0) {
-			free(m);
-			snprintf(why, why_len, "an empty message");
-			return -EBADMSG;
-		}
-		switch (m[0]) {
-		case T_DATA:
-			rc = recv_data(t, m, len, why, why_len);
+	mig_msg_init(&m);
+	while (!rc) {
+		int type = mig_recv(t->ch, &m, w, sizeof(w));
+
+		if (type == -ESHUTDOWN && !t->client)
 			break;
-		case T_EOF:
-			if (len != 1)
-				goto bad;
+		if (type < 0) {
+			snprintf(why, why_len, "%s", w);
+			rc = type;
+		} else if (!tun_may_recv(t, type)) {
+			snprintf(why, why_len, "a %s message has no place in a tunnel's %s side",
+				 mig_msg_name(type), t->client ? "client" : "pvmigd");
+			rc = -EPROTO;
+		} else if (type == MIG_TUN_EOF) {
 			close_out(t);
-			break;
-		case T_EXIT:
-			if (!t->client || len != TUN_HDR)
-				goto bad;
-			rc = (int)(get_le32(m + 1) & 0xff);
-			free(m);
-			return rc;
-		case T_ABORT:
-			abort_reason(m, len, why, why_len);
+		} else if (type == MIG_TUN_EXIT) {
+			if (pvm_kv_get_u64(&m.kv, "status", &status)) {
+				snprintf(why, why_len, "an exit status without a status");
+				rc = -EBADMSG;
+			} else {
+				rc = (int)(status & 0xff);
+				break;
+			}
+		} else if (type == MIG_ABORT) {
+			abort_reason(&m, why, why_len);
 			rc = -ECONNABORTED;
-			break;
-		default:
-			goto bad;
+		} else {
+			rc = recv_data(t, &m, why, why_len);
 		}
-		free(m);
-		if (rc)
-			return rc;
-		continue;
-bad:
-		snprintf(why, why_len, "unexpected message '%c' (%zu bytes)",
-			 m[0] >= 0x20 && m[0] < 0x7f ? m[0] : '?', len);
-		free(m);
-		return -EPROTO;
 	}
+	mig_msg_dispose(&m);
+	return rc;
 }
 
 static int tunnel_init(struct tunnel *t, struct pvm_channel *ch, bool client)
@@ -470,7 +422,7 @@ static void tunnel_dispose(struct tunnel *t)
 	pump_stop(t);
 	close(t->wake[0]);
 	close(t->wake[1]);
-	free(t->chunk);
+	pvm_xchunk_rx_dispose(&t->xrx);
 }
 
 /* ---- pvmigd side ------------------------------------------------------------ */
@@ -556,8 +508,7 @@ void tunnel_serve(struct pvm_service *s, struct pvm_channel **chp,
 		pvm_warn("tunnel from %s refused: tunnel-command is empty", peer);
 		goto out;
 	}
-	t->chunk = malloc(2 * TUN_CHUNK);
-	if (!t->chunk) {
+	if (pvm_xchunk_rx_init(&t->xrx)) {
 		mig_send_abort(ch, "out of memory");
 		goto out;
 	}
@@ -573,7 +524,7 @@ void tunnel_serve(struct pvm_service *s, struct pvm_channel **chp,
 		 s->cfg.tunnel_command, (int)t->child);
 	/* Pages may follow 'K' at once: the hook must be in place. */
 	atomic_store(slot, t);
-	rc = send_type(t, T_OK, false, 0);
+	rc = send_type(t, MIG_TUN_OK, false, 0);
 	if (!rc)
 		rc = pump_start(t);
 	if (!rc)
@@ -613,8 +564,8 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	struct pvm_kv kv;
 	char host[256];
 	uint16_t port;
-	uint8_t *m = NULL;
-	size_t len = 0;
+	struct mig_msg_in m = { 0 };
+	char r[256] = "";
 	uint64_t t0 = pvm_now_ns();
 	int rc;
 
@@ -661,23 +612,24 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	pvm_kv_add(&kv, "version", "%u", TUN_VERSION);
 	rc = mig_send_kv(ch, MIG_TUNNEL, &kv);
 	pvm_kv_dispose(&kv);
+	mig_msg_init(&m);
 	if (!rc)
-		rc = pvm_channel_recv_msg(ch, (void **)&m, &len);
-	if (rc) {
+		rc = mig_recv(ch, &m, r, sizeof(r));
+	else
+		snprintf(r, sizeof(r), "%s", channel_why(&t, strerror(-rc)));
+	if (rc < 0) {
 		snprintf(why, why_len, "pvmigd on %s:%u did not answer: %s", host,
-			 port, channel_why(&t, strerror(-rc)));
+			 port, r);
 		goto out;
 	}
-	if (len >= 1 && m[0] == T_ABORT) {
-		char r[200];
-
-		abort_reason(m, len, r, sizeof(r));
+	if (rc == MIG_ABORT) {
+		abort_reason(&m, r, sizeof(r));
 		snprintf(why, why_len, "pvmigd on %s:%u refused the tunnel: %s",
 			 host, port, r);
 		rc = -ECONNREFUSED;
 		goto out;
 	}
-	if (len != 1 || m[0] != T_OK) {
+	if (rc != MIG_TUN_OK) {
 		snprintf(why, why_len, "pvmigd on %s:%u answered something else than OK (an older pvmigd?)",
 			 host, port);
 		rc = -EPROTO;
@@ -685,8 +637,6 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	}
 	rc = pump_start(&t);
 	if (!rc) {
-		char r[200] = "";
-
 		rc = recv_loop(&t, r, sizeof(r));
 		if (rc < 0)
 			snprintf(why, why_len, "the tunnel to %s:%u broke: %s%s%s",
@@ -701,7 +651,7 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 			pvm_debug("tunnel: closing: %s", channel_why(&t, strerror(-frc)));
 	}
 out:
-	free(m);
+	mig_msg_dispose(&m);
 	close_out(&t);
 	if (st) {
 		struct pvm_channel_stats cs = { 0 };

@@ -31,8 +31,8 @@
 /* ---- Xen: libxenguest's stream in chunks ------------------------------------ */
 
 /* Sends chunk @k of a Xen stream: its pages, then @type {bytes}. */
-int mig_xsend_chunk(struct pvm_channel *ch, char type, uint64_t k,
-		       const uint8_t *buf, size_t len)
+int mig_xsend_chunk(struct pvm_channel *ch, int type, uint64_t k,
+		    const uint8_t *buf, size_t len)
 {
 	struct pvm_kv kv;
 	int rc = pvm_xchunk_send_pages(ch, k, buf, len);
@@ -73,30 +73,13 @@ static int xchunk_take(struct mig_dst *d, const struct pvm_kv *kv,
 	return 0;
 }
 
-/*
- * After mig_recv_msg failed: true when the channel is fine and the message
- * itself was bad (malformed, or a STATE where a key=value record
- * belongs), with @why saying so; false for a failed channel.
- */
-static bool msg_refused(struct pvm_channel *ch, int type, char *why,
-			size_t why_len)
-{
-	const char *cwhy;
-
-	if (pvm_channel_error(ch, &cwhy) || (type != -EPROTO && type != -EBADMSG))
-		return false;
-	snprintf(why, why_len, "%s", type == -EPROTO ?
-		 "a STATE message has no place in libxenguest's stream" :
-		 "a malformed message (not a key=value record) in the stream");
-	return true;
-}
-
 /* The destination's libxl restore, on its own thread: it reads the pipe
  * the channel's chunks are written into. */
 struct xrestore {
 	struct pvm_hv *hv;
 	char *json;
-	int fd;
+	int fd;        /* read end, the thread's */
+	int wfd;       /* write end, ours */
 	uint32_t domid;
 	int rc;
 	pthread_t thread;
@@ -113,159 +96,161 @@ static void *xrestore_main(void *arg)
 	return NULL;
 }
 
-/*
- * Destination, xen: from HELLO to READY sent. 0 with the domain restored
- * and paused (d->created, d->domid); -ENOTCONN when the channel was lost
- * (@why says so); another negative errno after telling the source why.
- */
-int mig_dest_xen_receive(struct mig_dst *d, char *why, size_t why_len)
+/* Ends our side of the pipe and waits for libxl: a restore that succeeded
+ * made a paused domain here (XRESTORE -> LOADING). */
+static void xrestore_join(struct mig_dst *d, struct xrestore *x)
 {
-	struct xrestore x = { .hv = d->svc->hv, .fd = -1 };
-	struct pvm_kv kv;
+	if (x->wfd >= 0)
+		close(x->wfd); /* EOF: a waiting libxl fails and cleans up */
+	x->wfd = -1;
+	if (!x->started)
+		return;
+	pthread_join(x->thread, NULL);
+	x->started = false;
+	if (!x->rc) {
+		d->domid = x->domid;
+		mig_dst_go(d, MIG_DST_XRESTORE, MIG_DST_LOADING);
+	}
+}
+
+/* XSTREAM, the config chunk in: start libxl's restore (XRESTORE). */
+static int xdst_config(struct mig_dst *d, const struct pvm_kv *kv,
+		       struct xrestore *x, char *why, size_t why_len)
+{
 	const uint8_t *at;
 	size_t len;
-	int fds[2], wfd = -1, type, rc = 0;
+	int fds[2], rc;
+
+	if (xchunk_take(d, kv, &at, &len, why, why_len))
+		return -EBADMSG;
+	if (!len || memchr(at, '\0', len)) {
+		snprintf(why, why_len, "the domain's config (chunk 0, %zu bytes) is %s",
+			 len, len ? "not text (a NUL inside)" : "empty");
+		return -EBADMSG;
+	}
+	x->json = strndup((const char *)at, len);
+	if (!x->json || pipe2(fds, O_CLOEXEC)) {
+		snprintf(why, why_len, "out of memory or file descriptors");
+		return -ENOMEM;
+	}
+	x->fd = fds[0];
+	x->wfd = fds[1];
+	rc = mig_dst_go(d, MIG_DST_XSTREAM, MIG_DST_XRESTORE);
+	if (!rc)
+		rc = -pthread_create(&x->thread, NULL, xrestore_main, x);
+	if (rc) {
+		close(fds[0]);
+		x->fd = -1;
+		snprintf(why, why_len, "cannot start the restore: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	x->started = true;
+	pvm_info("migration %.8s: receiving '%s' as libxenguest's stream",
+		 d->h.id, d->h.name);
+	return 0;
+}
+
+/* XRESTORE: the chunks, each written into libxl's pipe, until XEND. */
+static int xdst_chunks(struct mig_dst *d, struct xrestore *x, char *why,
+		       size_t why_len)
+{
+	struct mig_msg_in msg;
+	const uint8_t *at;
+	size_t len;
+	int type, rc = 0;
+
+	mig_msg_init(&msg);
+	while (!rc) {
+		type = mig_dst_recv(d, &msg, why, why_len);
+		if (type < 0)
+			rc = type;
+		else if (type == MIG_ABORT) {
+			snprintf(why, why_len, "source aborted: %s",
+				 pvm_kv_get(&msg.kv, "error") ?: "no reason");
+			rc = -ECONNABORTED;
+		} else if (type == MIG_XEND)
+			break;
+		else if (xchunk_take(d, &msg.kv, &at, &len, why, why_len)) {
+			mig_dst_refuse(d, why);
+			rc = -EBADMSG;
+		} else if ((rc = pvm_write_all(x->wfd, at, len))) {
+			/* libxl stopped reading: its failure says why. */
+			xrestore_join(d, x);
+			snprintf(why, why_len, "libxl stopped reading the stream: %s",
+				 x->rc ? strerror(-x->rc) : strerror(-rc));
+			mig_dst_refuse(d, why);
+		}
+	}
+	mig_msg_dispose(&msg);
+	return rc;
+}
+
+int mig_dest_xen_receive(struct mig_dst *d, char *why, size_t why_len)
+{
+	struct xrestore x = { .hv = d->svc->hv, .fd = -1, .wfd = -1 };
+	struct mig_msg_in msg;
+	struct pvm_kv kv;
 	sigset_t pipe_set;
+	int type, rc;
 
 	/* A libxl that stops reading makes our write fail (EPIPE) instead
 	 * of killing pvmigd. */
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+	mig_msg_init(&msg);
 	pvm_kv_init(&kv);
+	rc = mig_dst_go(d, MIG_DST_OPEN, MIG_DST_XSTREAM);
+	if (rc)
+		goto out;
 	if (pvm_xchunk_rx_init(&d->xrx)) {
 		snprintf(why, why_len, "out of memory");
 		rc = -ENOMEM;
 		goto out_abort;
 	}
 	pvm_kv_add(&kv, "domid", "0");
-	if (mig_send_kv(d->ch, MIG_ACCEPT, &kv))
-		goto out_lost;
-	type = mig_recv_msg(d->ch, &kv, NULL, NULL);
-	if (type < 0 && msg_refused(d->ch, type, why, why_len)) {
-		rc = -EPROTO;
-		goto out_abort;
-	}
-	if (type < 0)
-		goto out_lost;
-	if (type != MIG_XCONFIG) {
-		snprintf(why, why_len, "expected the domain's config, got '%c'",
-			 type);
-		rc = -EPROTO;
-		goto out_abort;
-	}
-	if (xchunk_take(d, &kv, &at, &len, why, why_len)) {
-		rc = -EBADMSG;
-		goto out_abort;
-	}
-	if (!len || memchr(at, '\0', len)) {
-		snprintf(why, why_len, "the domain's config (chunk 0, %zu bytes) is %s",
-			 len, len ? "not text (a NUL inside)" : "empty");
-		rc = -EBADMSG;
-		goto out_abort;
-	}
-	x.json = strndup((const char *)at, len);
-	if (!x.json || pipe2(fds, O_CLOEXEC)) {
-		snprintf(why, why_len, "out of memory or file descriptors");
-		rc = -ENOMEM;
-		goto out_abort;
-	}
-	x.fd = fds[0];
-	wfd = fds[1];
-	rc = -pthread_create(&x.thread, NULL, xrestore_main, &x);
+	rc = mig_send_kv(d->ch, MIG_ACCEPT, &kv);
 	if (rc) {
-		close(fds[0]);
-		x.fd = -1;
-		snprintf(why, why_len, "cannot start the restore: %s",
-			 strerror(-rc));
+		snprintf(why, why_len, "lost the source: %s", strerror(-rc));
+		rc = -ENOTCONN;
+		goto out;
+	}
+	type = mig_dst_recv(d, &msg, why, why_len);
+	rc = type < 0 ? type : type == MIG_ABORT ? -ECONNABORTED : 0;
+	if (type == MIG_ABORT)
+		snprintf(why, why_len, "source aborted: %s",
+			 pvm_kv_get(&msg.kv, "error") ?: "no reason");
+	if (rc)
+		goto out; /* answered, or no need to */
+	rc = xdst_config(d, &msg.kv, &x, why, why_len);
+	if (rc)
 		goto out_abort;
-	}
-	x.started = true;
-	pvm_info("migration %.8s: receiving '%s' as libxenguest's stream",
-		 d->id, d->name);
-	for (;;) {
-		type = mig_recv_msg(d->ch, &kv, NULL, NULL);
-		if (type < 0 && msg_refused(d->ch, type, why, why_len)) {
-			rc = -EPROTO;
-			goto out_abort;
-		}
-		if (type < 0)
-			goto out_lost;
-		if (type == MIG_ABORT) {
-			snprintf(why, why_len, "source aborted: %s",
-				 pvm_kv_get(&kv, "error") ?: "no reason");
-			rc = -ECONNABORTED;
-			goto out; /* no need to answer */
-		}
-		if (type == MIG_XEND)
-			break;
-		if (type != MIG_XCHUNK) {
-			snprintf(why, why_len, "unexpected message '%c' in the stream",
-				 type);
-			rc = -EPROTO;
-			goto out_abort;
-		}
-		if (xchunk_take(d, &kv, &at, &len, why, why_len)) {
-			rc = -EBADMSG;
-			goto out_abort;
-		}
-		rc = pvm_write_all(wfd, at, len);
-		if (rc) {
-			/* libxl stopped reading: its failure says why. */
-			close(wfd);
-			wfd = -1;
-			pthread_join(x.thread, NULL);
-			x.started = false;
-			snprintf(why, why_len, "libxl stopped reading the stream: %s",
-				 x.rc ? strerror(-x.rc) : strerror(-rc));
-			goto out_abort;
-		}
-	}
-	close(wfd);
-	wfd = -1;
-	pthread_join(x.thread, NULL);
-	x.started = false;
+	rc = xdst_chunks(d, &x, why, why_len);
+	if (rc)
+		goto out;
+	xrestore_join(d, &x);
 	if (x.rc) {
 		rc = x.rc;
 		snprintf(why, why_len, "libxl could not restore it: %s (see pvmigd's log on the destination)",
 			 strerror(-rc));
 		goto out_abort;
 	}
-	d->domid = x.domid;
-	d->created = true;
-	pvm_kv_dispose(&kv);
-	if (mig_send_kv(d->ch, MIG_READY, &kv))
-		goto out_lost;
-	if (mig_fault_point("dst-die-after-ready"))
-		_exit(9);
-	rc = 0;
-	goto out;
-
-out_lost:
-	{
-		const char *cwhy;
-
-		pvm_channel_error(d->ch, &cwhy);
-		snprintf(why, why_len, "lost the source: %s",
-			 cwhy && *cwhy ? cwhy : "channel closed");
+	rc = mig_dst_go(d, MIG_DST_LOADING, MIG_DST_READY);
+	if (!rc && mig_send_kv(d->ch, MIG_READY, NULL)) {
+		snprintf(why, why_len, "lost the source: channel closed");
+		rc = -ENOTCONN;
 	}
-	rc = -ENOTCONN;
+	if (!rc && mig_fault_point("dst-die-after-ready"))
+		_exit(9);
 	goto out;
 out_abort:
-	mig_send_abort(d->ch, why);
-	if (!rc)
-		rc = -EIO;
+	mig_dst_refuse(d, why);
 out:
-	if (wfd >= 0)
-		close(wfd); /* EOF: a waiting libxl fails and cleans up */
-	if (x.started)
-		pthread_join(x.thread, NULL);
-	if (x.started && !x.rc && rc) {
-		/* restored after all, but not handed over */
-		d->domid = x.domid;
-		d->created = true;
-	}
+	/* restored after all, but not handed over: LOADING, destroyed */
+	xrestore_join(d, &x);
 	free(x.json);
+	mig_msg_dispose(&msg);
 	pvm_kv_dispose(&kv);
 	return rc;
 }
@@ -292,7 +277,7 @@ static void *xpump_main(void *arg)
 
 	if (!buf)
 		p->rc = -ENOMEM;
-	if (p->m->bw_bytes_s)
+	if (p->m->o.bw_bytes_s)
 		mig_src_bw_limit(p->m, false); /* --bandwidth: its clock starts here */
 	while (!eof) {
 		n = read(p->fd, buf ? buf + fill : drain,
@@ -312,7 +297,7 @@ static void *xpump_main(void *arg)
 			if (!p->rc)
 				atomic_fetch_add(&p->m->xbytes, fill);
 			/* --bandwidth: libxenguest waits on the pipe meanwhile */
-			if (!p->rc && p->m->bw_bytes_s)
+			if (!p->rc && p->m->o.bw_bytes_s)
 				mig_src_bw_limit(p->m, true);
 			fill = 0;
 		}
@@ -333,9 +318,10 @@ static int xsrc_suspend(void *ctx)
 	if (m->throttle && mig_src_throttle(m, 0))
 		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
 			 m->dom.name);
-	m->t_pause = pvm_now_ns();
-	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->suspend_timeout_ms);
-	m->xen_suspended = rc == 0;
+	m->t.pause = pvm_now_ns();
+	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->o.suspend_timeout_ms);
+	if (rc == 0)
+		rc = mig_src_go(m, MIG_SRC_PRECOPY, MIG_SRC_PAUSED);
 	m->x_suspend_rc = rc;
 	return rc;
 }
@@ -346,14 +332,14 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 			int64_t dirty)
 {
 	struct mig_src *m = ctx;
-	struct pvm_round_stats *r = &m->xr;
+	struct pvm_round_stats *r = &m->r;
 	uint64_t now = pvm_now_ns(), bytes = atomic_load(&m->xread);
 	double s = (double)(now - m->x_t_round) / 1e9;
 	enum pvm_policy_verdict v;
 	const char *verdict_why;
 
 	if (mig_src_cancelled(m)) {
-		m->x_cancelled = true;
+		m->x_abort_rc = -ECANCELED;
 		return PVM_HV_XEN_PRECOPY_ABORT;
 	}
 	if (dirty < 0) { /* before round 0 */
@@ -374,21 +360,11 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	r->high_rounds = pvm_policy_round_high(r) ? r->high_rounds + 1 : 0;
 	r->throttle_pct = m->throttle;
 	m->x_prev_dirty = (uint64_t)dirty;
-	v = pvm_policy_decide(&m->policy, r, (now - m->t_start) / 1000000,
+	v = pvm_policy_decide(&m->o.policy, r, (now - m->t.start) / 1000000,
 			      &verdict_why);
 	mig_src_progress(m, r, pvm_policy_predict_ms(r->dirty_after, r->bytes_per_s),
 		 "precopy");
-	snprintf(m->x_rounds_desc + strlen(m->x_rounds_desc),
-		 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
-		 "%s%u:%llu dirty/%llu ms", r->round ? ", " : "", r->round,
-		 (unsigned long long)dirty, (unsigned long long)r->ms);
-	if (r->throttle_pct)
-		snprintf(m->x_rounds_desc + strlen(m->x_rounds_desc),
-			 sizeof(m->x_rounds_desc) - strlen(m->x_rounds_desc),
-			 " throttled %u%%", r->throttle_pct);
-	snprintf(m->x_throttles + strlen(m->x_throttles),
-		 sizeof(m->x_throttles) - strlen(m->x_throttles), "%s%u",
-		 r->round ? "," : "", r->throttle_pct);
+	mig_src_round_desc(m, r, (uint64_t)dirty, "dirty");
 	pvm_debug("migration %.8s: round %u sent %llu pages (%llu stream bytes) in %llu ms, %llu dirty, throttle %u%%: %s",
 		  m->id, r->round, (unsigned long long)r->pages_sent,
 		  (unsigned long long)r->wire_bytes, (unsigned long long)r->ms,
@@ -465,13 +441,13 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	}
 	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
-		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->live, &cb);
-		if (rc && m->x_cancelled) {
+		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->o.live, &cb);
+		if (rc && m->x_abort_rc == -ECANCELED) {
 			rc = -ECANCELED;
 			snprintf(why, why_len, "cancelled");
 		} else if (rc && m->x_suspend_rc == -ETIMEDOUT)
 			snprintf(why, why_len, "it did not suspend within %u ms (no answer to control/shutdown: no PV suspend support, or it hangs in its suspend path; the request was taken back)",
-				 m->suspend_timeout_ms);
+				 m->o.suspend_timeout_ms);
 		else if (rc && m->x_suspend_rc)
 			snprintf(why, why_len, "it could not be suspended: %s (pvmigd's log says why)",
 				 strerror(-m->x_suspend_rc));

@@ -838,25 +838,24 @@ static struct pvm_channel *raw_connect(void)
 	return ch;
 }
 
-/* A message as wire.c frames it: type byte, key=value record. */
+/* A message as wire.c frames it: header with the type, key=value record. */
 static int raw_send(struct pvm_channel *ch, char type, const struct pvm_kv *kv)
 {
 	struct pvm_buf b;
 	int rc;
 
 	pvm_buf_init(&b, 256);
-	rc = pvm_ctl_encode(PVM_CTL_ITEM, kv, &b);
-	if (!rc) {
-		b.data[4] = (uint8_t)type;
-		rc = pvm_channel_send_msg(ch, b.data + 4, b.len - 4);
-	}
+	rc = mig_msg_encode_kv(type, kv, &b);
+	if (!rc)
+		rc = pvm_channel_send_msg(ch, b.data, b.len);
 	pvm_buf_dispose(&b);
 	return rc;
 }
 
 static int raw_recv(struct pvm_channel *ch, struct pvm_kv *kv)
 {
-	enum pvm_ctl_kind kind;
+	struct mig_msg_in m;
+	char why[256];
 	void *buf;
 	size_t len;
 	int type, rc;
@@ -865,10 +864,13 @@ static int raw_recv(struct pvm_channel *ch, struct pvm_kv *kv)
 	rc = pvm_channel_recv_msg(ch, &buf, &len);
 	if (rc)
 		return rc;
-	assert_true(len >= 1);
-	type = ((uint8_t *)buf)[0];
-	((uint8_t *)buf)[0] = PVM_CTL_ITEM;
-	assert_int_equal(pvm_ctl_decode(buf, len, &kind, kv), 0);
+	mig_msg_init(&m);
+	type = mig_msg_decode(buf, len, &m, why, sizeof(why));
+	if (type < 0)
+		fail_msg("the destination sent %s", why);
+	for (size_t i = 0; i < m.kv.n; i++)
+		pvm_kv_add(kv, m.kv.key[i], "%s", m.kv.val[i]);
+	mig_msg_dispose(&m);
 	free(buf);
 	return type;
 }
@@ -999,7 +1001,11 @@ static void test_hostile_chunks(void **state)
 	/* a STATE message (not a key=value record), and garbage */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
-	assert_int_equal(pvm_channel_send_msg(ch, "S\1\2\3", 4), 0);
+	{
+		static const uint8_t st[] = { MIG_STATE, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3 };
+
+		assert_int_equal(pvm_channel_send_msg(ch, st, sizeof(st)), 0);
+	}
 	expect_abort(ch, "a STATE message has no place");
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
@@ -1008,6 +1014,41 @@ static void test_hostile_chunks(void **state)
 	ch = raw_hello();
 	assert_int_equal(pvm_channel_send_msg(ch, "c\377", 2), 0);
 	expect_abort(ch, "a malformed message");
+	/* a header whose length disagrees, a body that is no record */
+	ch = raw_hello();
+	{
+		static const uint8_t longer[] = { 'c', 0, 0, 0, 9, 0, 0, 0, 'a', 0 };
+
+		assert_int_equal(pvm_channel_send_msg(ch, longer, sizeof(longer)), 0);
+	}
+	expect_abort(ch, "XCONFIG says 9 body bytes, 2 came");
+	ch = raw_hello();
+	{
+		static const uint8_t norec[] = { 'c', 0, 0, 0, 1, 0, 0, 0, 0xff };
+
+		assert_int_equal(pvm_channel_send_msg(ch, norec, sizeof(norec)), 0);
+	}
+	expect_abort(ch, "XCONFIG is not a key=value record");
+	/* out of order: UNPAUSE before READY, a second HELLO */
+	ch = raw_hello();
+	{
+		struct pvm_kv kv;
+
+		pvm_kv_init(&kv);
+		assert_int_equal(raw_send(ch, 'U', &kv), 0);
+	}
+	expect_abort(ch, "a UNPAUSE message has no place in state XSTREAM");
+	ch = raw_hello();
+	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
+	{
+		struct pvm_kv kv;
+
+		pvm_kv_init(&kv);
+		pvm_kv_add(&kv, "id", "%032x", 7);
+		assert_int_equal(raw_send(ch, 'H', &kv), 0);
+		pvm_kv_dispose(&kv);
+	}
+	expect_abort(ch, "a HELLO message has no place in state XRESTORE");
 	/* a message that has no place in the stream */
 	ch = raw_hello();
 	raw_send_bytes(ch, 'c', 0, config_json, strlen(config_json), NULL);
@@ -1044,8 +1085,8 @@ static void test_hostile_chunks(void **state)
 	fx_use_host(DST);
 	/* libxl built a domain for each stream that had a config, and
 	 * destroyed it when the stream broke off */
-	assert_int_equal(fx_calls("libxl_domain_create_restore"), 7);
-	assert_int_equal(fx.restores_failed, 7);
+	assert_int_equal(fx_calls("libxl_domain_create_restore"), 8);
+	assert_int_equal(fx.restores_failed, 8);
 	fx_use_host(SRC);
 
 	/* and the destination still takes a real migration */
