@@ -570,6 +570,8 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	int rc;
 
 	memset(&t, 0, sizeof(t));
+	if (st) /* counted from zero, even when no channel is opened */
+		memset(st, 0, sizeof(*st));
 	t.wake[0] = t.wake[1] = -1;
 	t.in_fd = t.out_fd = -1;
 	why[0] = '\0';

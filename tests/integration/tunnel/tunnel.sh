@@ -82,8 +82,9 @@ out=$(tunnel bad "127.0.0.1:$PB" 1000 0 10)
 echo "  $out"; echo "  $(tail -n 3 "$W/err")"
 if [ "$(val rc "$out")" = 1 ] && [ "$(val stage "$out")" = start ] &&
    grep -q "cannot open a channel to pvmigd on 127.0.0.1:$PB" "$W/err" &&
+   grep -q "pvmig tunnel: sent 0 bytes as 0 on the wire" "$W/err" &&
    [ "$(wc -l <"$W/peer.b")" = "$n0" ]; then
-	ok "wrong certificate: refused with a clear message, the command never ran"
+	ok "wrong certificate: refused with a clear message (and zero counts), the command never ran"
 else
 	bad "bad certificate: $out $(cat "$W/err")"
 fi
