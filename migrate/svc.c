@@ -2,7 +2,7 @@
  * What every command handler stands on: the RESULT reply, finding the
  * domain a request names, the PV options, the size syntax, and the table
  * of domains' toolstack configs the service keeps. Handlers (service.c,
- * save.c, source.c) sit above these; nothing here calls a handler.
+ * save.c, opts.c) sit above these; nothing here calls a handler.
  */
 #include "migrate/internal.h"
 
