@@ -553,6 +553,43 @@ out:
 
 /* ---- client side (pvmig tunnel) ---------------------------------------------- */
 
+/* Client: TUNNEL, and pvmigd's TUN_OK (or its refusal, said in @why). */
+static int tunnel_open(struct tunnel *t, const char *host, uint16_t port,
+		       char *why, size_t why_len)
+{
+	struct mig_msg_in m;
+	struct pvm_kv kv;
+	char r[256] = "";
+	int rc;
+
+	pvm_kv_init(&kv);
+	mig_msg_init(&m);
+	pvm_kv_add(&kv, "version", "%u", TUN_VERSION);
+	rc = mig_send_kv(t->ch, MIG_TUNNEL, &kv);
+	if (!rc)
+		rc = mig_recv(t->ch, &m, r, sizeof(r));
+	else
+		snprintf(r, sizeof(r), "%s", channel_why(t, strerror(-rc)));
+	if (rc < 0) {
+		snprintf(why, why_len, "pvmigd on %s:%u did not answer: %s", host,
+			 port, r);
+	} else if (rc == MIG_ABORT) {
+		abort_reason(&m, r, sizeof(r));
+		snprintf(why, why_len, "pvmigd on %s:%u refused the tunnel: %s",
+			 host, port, r);
+		rc = -ECONNREFUSED;
+	} else if (rc != MIG_TUN_OK) {
+		snprintf(why, why_len, "pvmigd on %s:%u answered something else than OK (an older pvmigd?)",
+			 host, port);
+		rc = -EPROTO;
+	} else {
+		rc = 0;
+	}
+	mig_msg_dispose(&m);
+	pvm_kv_dispose(&kv);
+	return rc;
+}
+
 int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 		   struct pvm_tunnel_stats *st, char *why, size_t why_len)
 {
@@ -561,10 +598,8 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	struct pvm_channel_opts co;
 	struct pvm_channel *ch = NULL;
 	struct tunnel t;
-	struct pvm_kv kv;
 	char host[256];
 	uint16_t port;
-	struct mig_msg_in m = { 0 };
 	char r[256] = "";
 	uint64_t t0 = pvm_now_ns();
 	int rc;
@@ -610,33 +645,9 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 		goto out;
 	t.in_fd = in_fd;
 	t.out_fd = out_fd;
-	pvm_kv_init(&kv);
-	pvm_kv_add(&kv, "version", "%u", TUN_VERSION);
-	rc = mig_send_kv(ch, MIG_TUNNEL, &kv);
-	pvm_kv_dispose(&kv);
-	mig_msg_init(&m);
-	if (!rc)
-		rc = mig_recv(ch, &m, r, sizeof(r));
-	else
-		snprintf(r, sizeof(r), "%s", channel_why(&t, strerror(-rc)));
-	if (rc < 0) {
-		snprintf(why, why_len, "pvmigd on %s:%u did not answer: %s", host,
-			 port, r);
+	rc = tunnel_open(&t, host, port, why, why_len);
+	if (rc)
 		goto out;
-	}
-	if (rc == MIG_ABORT) {
-		abort_reason(&m, r, sizeof(r));
-		snprintf(why, why_len, "pvmigd on %s:%u refused the tunnel: %s",
-			 host, port, r);
-		rc = -ECONNREFUSED;
-		goto out;
-	}
-	if (rc != MIG_TUN_OK) {
-		snprintf(why, why_len, "pvmigd on %s:%u answered something else than OK (an older pvmigd?)",
-			 host, port);
-		rc = -EPROTO;
-		goto out;
-	}
 	rc = pump_start(&t);
 	if (!rc) {
 		rc = recv_loop(&t, r, sizeof(r));
@@ -653,7 +664,6 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 			pvm_debug("tunnel: closing: %s", channel_why(&t, strerror(-frc)));
 	}
 out:
-	mig_msg_dispose(&m);
 	close_out(&t);
 	if (st) {
 		struct pvm_channel_stats cs = { 0 };
