@@ -15,6 +15,11 @@
  *   "dirty:FIRST:COUNT[:RATE]"    vCPUs keep writing pfns [FIRST,
  *                                 FIRST+COUNT) (FIRST >= 16), RATE pages/s
  *                                 per vCPU, 0 or absent: flat out
+ *   "content:mixed|random|counter" what dirtied and populated pages hold
+ *                                 (hv/sim/guest/content.h; default mixed)
+ *   "boot:SIZE"                   SIZE bytes populated with the content at
+ *                                 start (default 1/4 of memory, at most
+ *                                 96 MiB; 0 with counter)
  *   "blk[:OPS]"                   on every vbd: write checksummed 4 KiB
  *                                 blocks, read them back, verify; OPS
  *                                 requests/s per disk (absent: 200, 0:

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 			argv[0]);
 		return 2;
 	}
-	snprintf(image, sizeof(image), "dirty:%u:%llu",
+	snprintf(image, sizeof(image), "content:counter,dirty:%u:%llu",
 		 PVM_SIMGUEST_FIRST_FREE_PFN, (unsigned long long)dirty);
 	cfg.image = image;
 	full = calloc((size_t)runs, sizeof(*full));

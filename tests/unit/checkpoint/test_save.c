@@ -186,7 +186,7 @@ static void test_live_lz4(void **state)
 	assert_int_equal(pvm_ckpt_inspect(f->path, &im), 0);
 	assert_true(im.lz4);
 	assert_string_equal(im.kind, "full");
-	assert_string_equal(im.image, "dirty:16:2048");
+	assert_string_equal(im.image, "content:counter,dirty:16:2048");
 
 	nd = restore_paused(f, f->path);
 	sha_mem(f->hv, nd, sha);
@@ -303,7 +303,7 @@ static void test_bad_files(void **state)
 	{
 		struct pvm_hv_domain_config cfg = {
 			.domid = PVM_HV_DOMID_ANY, .nr_pages = 64,
-			.nr_vcpus = 1, .name = "g1", .image = "dirty:16:32",
+			.nr_vcpus = 1, .name = "g1", .image = "content:counter,dirty:16:32",
 		};
 
 		assert_int_equal(f->hv->ops->domain_create(f->hv, &cfg, &d), 0);

@@ -38,15 +38,20 @@ static inline uint32_t simtest_domain(struct pvm_hv *hv, uint64_t pages,
 				      uint32_t vcpus, const char *image,
 				      bool paused)
 {
+	char wl[256];
 	struct pvm_hv_domain_config cfg = {
 		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = pages,
 		.nr_vcpus = vcpus,
 		.start_paused = paused,
 		.name = "test",
-		.image = image,
+		.image = wl,
 	};
 	uint32_t domid = 0;
+
+	/* The tests' deterministic content: nothing populated at start, one
+	 * counter per page per pass (hv/sim/guest/content.h). */
+	snprintf(wl, sizeof(wl), "content:counter,%s", image ? image : "idle");
 
 	assert_int_equal(hv->ops->domain_create(hv, &cfg, &domid), 0);
 	return domid;

@@ -53,7 +53,7 @@ static void test_live_migration(void **state)
 	struct pvm_hv *src = simtest_host(), *dst = simtest_host();
 	struct pvm_hv_domain_config cfg = {
 		.nr_pages = PAGES, .nr_vcpus = 2, .start_paused = true,
-		.name = "migrated", .image = "idle",
+		.name = "migrated", .image = "content:counter",
 	};
 	struct pvm_hv_dominfo info;
 	uint64_t *pfns = malloc(PAGES * sizeof(*pfns));

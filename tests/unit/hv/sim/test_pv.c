@@ -118,7 +118,11 @@ static uint32_t pv_domain(struct pvhost *p, const char *image, bool disk,
 {
 	struct pvm_hv_domain_config cfg = pv_config(p, image, disk, nic, 1);
 	uint32_t domid = 0;
+	char wl[256];
 
+	/* The tests' deterministic content (hv/sim/guest/content.h). */
+	snprintf(wl, sizeof(wl), "content:counter,%s", image);
+	cfg.image = wl;
 	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &domid), 0);
 	return domid;
 }
@@ -256,7 +260,7 @@ static void test_vbd_corruption_counted(void **state)
 static void test_vbd_readonly_io_errors(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0", true, false, 1);
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_sim_workload w;
 	uint8_t buf[4096], zero[4096] = { 0 };
 	uint32_t d;
@@ -280,7 +284,7 @@ static void test_vbd_readonly_io_errors(void **state)
 static void test_small_guest_with_xenstore(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "dirty:16:32:1000",
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,dirty:16:32:1000",
 						    false, false, 1);
 	char path[64], val[32];
 	uint32_t d;
@@ -300,7 +304,7 @@ static void test_small_guest_with_xenstore(void **state)
 static void test_vif_echo(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "net:0", false, true, 0);
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,net:0", false, true, 0);
 	struct pvm_sim_workload w;
 	char path[96], mac[32];
 	uint32_t d;
@@ -421,7 +425,7 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 static void test_backend_reattach(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
 	struct pvm_sim_workload w, before;
 	uint32_t d;
@@ -523,7 +527,7 @@ static void copy_dirty(struct pvm_hv *src, uint32_t sd, struct pvm_hv *dst,
 static void migrate_generation(enum pvm_hv_frontend_gen gen)
 {
 	struct pvhost *a = pv_host(), *b = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(a, "blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(a, "content:counter,blk:0,net:0", true,
 						    true, 7);
 	static const uint32_t types[2] = { PVM_SIM_DEV_VBD, PVM_SIM_DEV_VIF };
 	static const uint32_t ids[2] = { XVDA, 0 };
@@ -988,7 +992,7 @@ static void *create_and_exit(void *arg)
 		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = 64,
 		.nr_vcpus = 1,
-		.image = "dirty:16:32:1000",
+		.image = "content:counter,dirty:16:32:1000",
 	};
 
 	c->rc = c->hv->ops->domain_create(c->hv, &cfg, &c->domid);
@@ -1028,7 +1032,7 @@ static void test_create_from_any_thread(void **state)
 static void test_suspend_request(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0", true, false, 1);
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_pvq_suspend_result r;
 	struct pvm_sim_workload w, before;
 	char path[64], val[32];
@@ -1063,7 +1067,7 @@ static void test_suspend_request(void **state)
 	assert_int_equal(w.fe_connects, 1); /* no re-handshake */
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
 
-	cfg = pv_config(p, "blk:0,noack", true, false, 1);
+	cfg = pv_config(p, "content:counter,blk:0,noack", true, false, 1);
 	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_suspend(p->hv, d, 100, &r), 0);
@@ -1074,7 +1078,7 @@ static void test_suspend_request(void **state)
 	assert_string_equal(val, "");
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
 
-	cfg = pv_config(p, "blk:0", true, false, 1);
+	cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
 	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
@@ -1093,7 +1097,7 @@ static void test_suspend_request(void **state)
 static void test_stuck_backend(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
 	const struct pvm_pvq_device devs[] = { { PVM_PVQ_VBD, XVDA },
 					       { PVM_PVQ_VIF, 0 } };
