@@ -135,7 +135,8 @@ moved = all(a.get(k, "?").isdigit() and b.get(k, "?").isdigit() and int(a[k]) > 
 lost = (int(a["net-lost"]) - int(b["net-lost"])) if a.get("net-lost", "?").isdigit() and b.get("net-lost", "?").isdigit() else "?"
 print(f"  {s:<16} rep {r}: {res.get('result', 'FAILED')}, total {res.get('total_ms')} ms, downtime {res.get('downtime_ms')} ms, "
       f"rounds {res.get('rounds')}, {int(res.get('wire_bytes', 0)) / 1048576:.1f} MiB on the wire "
-      f"(compression {res.get('compression_ratio')}), "
+      f"(compression {res.get('compression_ratio')}), throughput {res.get('throughput_mib_s')} MiB/s, "
+      f"throttle max {res.get('throttle_max_pct')}%, "
       f"errors {errs}, lost packets this move {lost}, I/O goes on: {'yes' if moved else 'NO'}")
 num = lambda x: None if x is None else float(x)
 json.dump({"total_ms": num(res.get("total_ms")), "downtime_ms": num(res.get("downtime_ms")),
@@ -225,6 +226,7 @@ s, mode, rep = sys.argv[2:]
 line = f"  {s:<16} qemu-{mode:<5} rep {rep}: {r['status']}"
 if r.get("status") == "completed":
     line += (f", total {r['total_ms']} ms, downtime {r['downtime_ms']} ms, {r['bytes'] / 1048576:.1f} MiB sent, "
+             f"dirtier at {r.get('dirty_mib_s', '?')} MiB/s, "
              f"destination {'survived' if r.get('survived') else 'DID NOT SURVIVE'}")
     if not r.get("survived"):
         line += f" ({r.get('dst_status')}; {', '.join(r.get('dst_bad') or [])}; guest errors={r.get('errors')})"

@@ -179,6 +179,12 @@ def run(a):
                    setup_ms=q.get("setup-time"), bytes=ram.get("transferred"),
                    dirty_sync_count=ram.get("dirty-sync-count"),
                    mbps=ram.get("mbps"))
+        # The rate the dirtier achieved on the source (TCG may not keep up
+        # with the one asked for): page writes per second over its
+        # heartbeats while the source ran.
+        _, shb = heartbeats(src_log)
+        if len(shb) >= 2 and shb[-1][0] > shb[0][0]:
+            res["dirty_mib_s"] = round((shb[-1][1] - shb[0][1]) / (shb[-1][0] - shb[0][0]) * 4096 / 1048576, 1)
         # The destination must go on: new heartbeats, no errors, no oops.
         t2 = time.time()
         while time.time() - t2 < a.check_s:

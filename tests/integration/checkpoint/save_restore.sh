@@ -57,7 +57,7 @@ else
 fi
 P status g1 >/dev/null 2>&1 && bad "g1 still exists after a save" || ok "save destroyed g1"
 P verify "$W/g1.pvm" >"$W/verify1.out" && grep -q "sound" "$W/verify1.out" &&
-	grep -q "runs 'dirty:16:4096:5000'" "$W/verify1.out" &&
+	grep -q "runs 'content:counter,dirty:16:4096:5000'" "$W/verify1.out" &&
 	ok "verify: $(head -2 "$W/verify1.out" | tr '\n' ' ')" ||
 	bad "verify of a good file: $(cat "$W/verify1.out")"
 P verify --json "$W/g1.pvm" | grep -q '"sound":true,"kind":"full","name":"g1"' &&
