@@ -619,9 +619,6 @@ void *mig_source_main(void *arg);
 
 /* ---- state.c ---- */
 
-/* SHA-256 over every page of a paused domain, in pfn order. */
-int mig_memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-		      uint8_t out[32]);
 void mig_hex32(const uint8_t d[32], char out[65]);
 /* The sections of a STATE message, pointing into it. */
 #define MIG_STATE_MAX_VCPUS 64u
