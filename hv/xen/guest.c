@@ -1,6 +1,6 @@
 /*
- * Whole-domain save and restore of x86 PV guests through Xen's own
- * toolstack libraries, where they already do what pvmig must not redo:
+ * Whole-domain save and restore of x86 guests (PV, HVM, PVH) through Xen's
+ * own toolstack libraries, where they already do what pvmig must not redo:
  *
  *   pvm_hv_xen_config_json()  libxl_retrieve_domain_configuration +
  *                             libxl_domain_config_to_json (what xl save
@@ -17,11 +17,21 @@
  *                             stream in its libxl-save-helper
  *
  * The suspend: Xen's control/shutdown protocol, which every PV Linux
- * honours: write "suspend", the guest's xenbus driver acknowledges,
+ * honours (and every HVM/PVH Linux with its PV drivers, as libxl asks
+ * them): write "suspend", the guest's xenbus driver acknowledges,
  * quiesces its frontends and calls SCHEDOP_shutdown(SHUTDOWN_suspend);
  * xc_domain_save requires the domain in that state when the callback
  * returns. Pre-copy rounds: the caller's policy, given libxenguest's
  * figures for each round.
+ *
+ * HVM and PVH domains take libxenguest's HVM stream (the same calls).
+ * An HVM domain also has QEMU (dm.c): its dirty log follows libxenguest's
+ * switch_qemu_logdirty callback; once the guest has suspended QEMU is
+ * stopped and its device state saved; after the libxc stream (or, in a
+ * checkpointed stream, after each checkpoint) that state goes out as
+ * libxl's EMULATOR records, where `xl save` puts it, so that libxl's
+ * restore starts QEMU on it. The caller's libxl END / CHECKPOINT_END
+ * follows them.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -75,9 +85,14 @@ out:
 struct save_ctx {
 	struct xen_host *x;
 	uint32_t domid;
+	int fd; /* the stream (the EMULATOR records go there too) */
+	bool live;
 	const struct pvm_hv_xen_save_cb *cb;
 	int suspend_rc;
 	int cb_rc; /* postcopy's or checkpoint's failure */
+	enum xen_dm dm;
+	struct pvm_buf dm_state; /* QEMU's, saved at the last suspend */
+	int dm_rc;
 };
 
 static void sleep_ms(unsigned ms)
@@ -137,8 +152,10 @@ int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
 			if (rc)
 				break;
 			pvm_err("xen: domain %u did not suspend within %u ms "
-				"(no PV suspend support, or it hangs in its "
-				"suspend path)", domid, timeout_ms);
+				"(no answer to control/shutdown: no PV suspend "
+				"support, or it hangs in its suspend path); the "
+				"request was taken back and it runs on", domid,
+				timeout_ms);
 			return -ETIMEDOUT;
 		}
 		sleep_ms(SUSPEND_POLL_MS);
@@ -164,7 +181,30 @@ static int save_suspend(void *data)
 	else
 		s->suspend_rc = pvm_hv_xen_suspend(&s->x->base, s->domid,
 						   PVM_HV_XEN_SUSPEND_MS);
-	return s->suspend_rc == 0;
+	if (s->suspend_rc)
+		return 0;
+	/* The guest is quiet: now QEMU's devices (libxl's order). */
+	if (s->dm == XEN_DM_QEMU) {
+		s->dm_rc = xen_dm_save(s->x, s->domid, s->live, &s->dm_state);
+		if (s->dm_rc)
+			return 0;
+	}
+	return 1;
+}
+
+/* libxenguest's switch_qemu_logdirty (called for every HVM-type domain
+ * when log-dirty goes on, and off at the end): 0 success. */
+static int save_qemu_logdirty(uint32_t domid, unsigned enable, void *data)
+{
+	struct save_ctx *s = data;
+	int rc;
+
+	if (s->dm != XEN_DM_QEMU)
+		return 0; /* PVH: no device model */
+	rc = xen_dm_logdirty(s->x, domid, enable);
+	if (rc && enable)
+		s->dm_rc = rc;
+	return rc ? -1 : 0;
 }
 
 /*
@@ -223,7 +263,18 @@ static int save_postcopy(void *data)
 static int save_checkpoint(void *data)
 {
 	struct save_ctx *s = data;
-	int rc = s->cb && s->cb->checkpoint ? s->cb->checkpoint(s->cb->ctx) : 0;
+	int rc = 0;
+
+	/* This checkpoint's QEMU state, before its CHECKPOINT_END. */
+	if (s->dm == XEN_DM_QEMU)
+		rc = xen_dm_write_records(s->x, s->domid, s->fd, &s->dm_state);
+	if (rc) {
+		pvm_err("xen: domain %u: cannot write its device model's "
+			"state into the stream: %s", s->domid, strerror(-rc));
+		s->cb_rc = rc;
+		return -1;
+	}
+	rc = s->cb && s->cb->checkpoint ? s->cb->checkpoint(s->cb->ctx) : 0;
 
 	if (rc < 0) {
 		s->cb_rc = rc;
@@ -235,7 +286,8 @@ static int save_checkpoint(void *data)
 static int do_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 		   bool checkpointed, const struct pvm_hv_xen_save_cb *cb)
 {
-	struct save_ctx s = { .domid = domid, .cb = cb, .suspend_rc = 0 };
+	struct save_ctx s = { .domid = domid, .fd = fd, .live = live,
+			      .cb = cb, .suspend_rc = 0 };
 	struct save_callbacks callbacks = { 0 };
 	xc_domaininfo_t info;
 	int rc;
@@ -248,13 +300,14 @@ static int do_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 		pvm_err("xen: save: no domain %u: %s", domid, strerror(-rc));
 		return rc;
 	}
-	if (info.flags & XEN_DOMINF_hvm_guest) {
-		pvm_err("xen: domain %u is HVM/PVH: pvmig saves x86 PV domains "
-			"on Xen (use xl save)", domid);
-		return -EOPNOTSUPP;
-	}
+	if ((info.flags & XEN_DOMINF_hvm_guest) &&
+	    (rc = xen_dm_kind(s.x, domid, &s.dm)))
+		return rc;
+	pvm_buf_init(&s.dm_state, XEN_DM_CONTEXT_MAX);
 	callbacks.suspend = save_suspend;
 	callbacks.precopy_policy = save_policy;
+	/* libxenguest calls it for every HVM-type domain, unchecked. */
+	callbacks.switch_qemu_logdirty = save_qemu_logdirty;
 	if (checkpointed) {
 		/* Remus's stream: after each checkpoint (CHECKPOINT record)
 		 * postcopy resumes the guest and checkpoint says whether
@@ -268,12 +321,25 @@ static int do_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 			   &callbacks, checkpointed ? XC_STREAM_REMUS :
 						      XC_STREAM_PLAIN, -1)) {
 		rc = s.cb_rc ? s.cb_rc : s.suspend_rc ? s.suspend_rc :
-							xen_neg_errno();
-		pvm_err("xen: domain %u: xc_domain_save failed: %s (libxenguest's "
-			"reason is logged above)", domid, strerror(-rc));
-		return rc;
+			s.dm_rc ? s.dm_rc : xen_neg_errno();
+		/* QEMU's failure is logged where it was found (dm.c). */
+		if (rc != s.dm_rc || s.cb_rc || s.suspend_rc)
+			pvm_err("xen: domain %u: xc_domain_save failed: %s "
+				"(libxenguest's reason is logged above)", domid,
+				strerror(-rc));
+		goto out;
 	}
-	return 0;
+	/* A plain stream: QEMU's state after the libxc part, as libxl. */
+	if (!checkpointed && s.dm == XEN_DM_QEMU) {
+		rc = xen_dm_write_records(s.x, domid, fd, &s.dm_state);
+		if (rc)
+			pvm_err("xen: domain %u: cannot write its device "
+				"model's state into the stream: %s", domid,
+				strerror(-rc));
+	}
+out:
+	pvm_buf_dispose(&s.dm_state);
+	return rc;
 }
 
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,

@@ -486,15 +486,47 @@ static int xen_domain_pause(struct pvm_hv *hv, uint32_t domid)
 	return 0;
 }
 
+/*
+ * An HVM domain's QEMU may be stopped (a restored or migrated-in domain,
+ * as libxl leaves it paused): libxl_domain_unpause restarts it ("cont")
+ * and then unpauses the vCPUs once, as xc_domain_unpause does; the same
+ * nesting. 1 when it did, 0 when the domain has no device model.
+ */
+static int unpause_with_dm(struct xen_host *x, uint32_t domid)
+{
+	xc_domaininfo_t info;
+	enum xen_dm dm = XEN_DM_NONE;
+	int lrc, rc;
+
+	if (xen_getinfo(x, domid, &info) || !(info.flags & XEN_DOMINF_hvm_guest))
+		return 0;
+	if (xen_dm_kind(x, domid, &dm) || dm != XEN_DM_QEMU)
+		return 0;
+	if (!(info.flags & XEN_DOMINF_paused)) {
+		pvm_err("xen: unpause %u: %s", domid, strerror(EINVAL));
+		return -EINVAL; /* not paused: Xen's answer */
+	}
+	lrc = libxl_domain_unpause(x->ctx, domid, NULL);
+	if (lrc) {
+		rc = xen_libxl_errno(lrc);
+		pvm_err("xen: unpause %u (and its device model): "
+			"libxl_domain_unpause: %d", domid, lrc);
+		return rc;
+	}
+	return 1;
+}
+
 static int xen_domain_unpause(struct pvm_hv *hv, uint32_t domid)
 {
 	struct xen_host *x = xen_of(hv);
+	int rc = unpause_with_dm(x, domid);
 
+	if (rc)
+		return rc < 0 ? rc : 0;
 	errno = 0;
 	if (xc_domain_unpause(x->xch, domid) < 0) {
 		/* -EINVAL: not paused by the toolstack (count 0). */
-		int rc = xen_neg_errno();
-
+		rc = xen_neg_errno();
 		pvm_err("xen: unpause %u: %s", domid, strerror(-rc));
 		return rc;
 	}

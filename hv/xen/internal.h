@@ -9,6 +9,8 @@
  *   state.c    vCPU contexts, event-channel and grant-table state
  *   devices.c  PV disk/nic attach and detach through libxl
  *   log.c      the xentoollog logger the libraries write to (into pvm_log)
+ *   guest.c    whole-domain save/restore through libxenguest and libxl
+ *   dm.c       an HVM domain's device model (QEMU, over QMP) around a save
  *
  * Locking: the library handles are used from any thread (libxenctrl and
  * libxenforeignmemory are thread-safe for these calls; libxl is given one
@@ -157,5 +159,35 @@ int xen_grant_state_get(struct pvm_hv *hv, uint32_t domid,
 			struct pvm_buf *out);
 int xen_grant_state_set(struct pvm_hv *hv, uint32_t domid,
 			const void *state, size_t len);
+
+/* dm.c */
+/* The device model serving a domain (libxl's /libxl/<domid>/dm-version). */
+enum xen_dm {
+	XEN_DM_NONE, /* PV, PVH */
+	XEN_DM_QEMU  /* HVM with QEMU upstream ("qemu_xen") */
+};
+/* Device-model state we accept from QEMU (a small HVM guest's is a few
+ * hundred KiB; guest RAM is not in it). */
+#define XEN_DM_CONTEXT_MAX (32u * 1024u * 1024u)
+/* libxl's QMP socket directory, "/var/run/xen" (the unit tests' fake
+ * QEMU listens elsewhere). */
+extern const char *xen_qmp_dir;
+/* *@kind_out for @domid: 0, or -EOPNOTSUPP (a device model we do not
+ * drive: logged), or the xenstore errno. */
+int xen_dm_kind(struct xen_host *x, uint32_t domid, enum xen_dm *kind_out);
+/* QMP xen-set-global-dirty-log; 0 or a negative errno, logged. */
+int xen_dm_logdirty(struct xen_host *x, uint32_t domid, bool enable);
+/*
+ * Stops QEMU (QMP stop) and has it save its device state
+ * (xen-save-devices-state, @live as libxl passes it for a migration) into
+ * *@out (replaced; at most XEN_DM_CONTEXT_MAX bytes). QEMU stays stopped:
+ * libxl_domain_resume or _destroy follows. 0 or a negative errno, logged.
+ */
+int xen_dm_save(struct xen_host *x, uint32_t domid, bool live,
+		struct pvm_buf *out);
+/* Writes libxl's EMULATOR_XENSTORE_DATA (if QEMU has physmap keys) and
+ * EMULATOR_CONTEXT (@context) records to @fd. 0 or a negative errno. */
+int xen_dm_write_records(struct xen_host *x, uint32_t domid, int fd,
+			 const struct pvm_buf *context);
 
 #endif /* PVM_XEN_INTERNAL_H */

@@ -6,8 +6,9 @@
  *   pvm_hv_is_xen()        is this instance the Xen backend?
  *   pvm_hv_xen_disk_*()    PV block device attach/detach (libxl)
  *   pvm_hv_xen_nic_*()     PV network device attach/detach (libxl)
- *   pvm_hv_xen_save()      an x86 PV domain as a libxc stream
- *                          (xc_domain_save, pvmig's callbacks)
+ *   pvm_hv_xen_save()      an x86 PV, HVM or PVH domain as a libxc
+ *                          stream (xc_domain_save, pvmig's callbacks),
+ *                          an HVM domain's QEMU state after it
  *   pvm_hv_xen_restore()   a libxl stream into a new domain
  *                          (libxl_domain_create_restore)
  *   pvm_hv_xen_config_json(), _suspend(), _resume(): around those
@@ -90,7 +91,7 @@ int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
 			   char **json_out);
 
 /*
- * Asks PV guest @domid to suspend (xenstore control/shutdown = "suspend")
+ * Asks guest @domid (PV, or HVM/PVH with PV drivers) to suspend (xenstore control/shutdown = "suspend")
  * and waits, up to @timeout_ms, until Xen reports it shut down for a
  * suspend. 0 (also when it already was), -ETIMEDOUT (the request is taken
  * back), -ESHUTDOWN (it shut down for another reason), -ESRCH; logged.
@@ -129,14 +130,20 @@ struct pvm_hv_xen_save_cb {
 };
 
 /*
- * Writes x86 PV domain @domid to @fd as a libxc stream (Xen's format:
- * image header ... END), with xc_domain_save: live (log-dirty pre-copy
- * rounds, then suspend) or not (suspend first). Page tables, the p2m and
- * the vCPU contexts are canonicalised by libxenguest, so the stream
- * restores on any Xen host. On success the guest is left suspended: the
- * caller resumes it (pvm_hv_xen_resume) or destroys it. On failure after
- * the suspend the guest is suspended too (resume it). -EOPNOTSUPP for an
- * HVM/PVH domain; the libxenguest failure otherwise; logged.
+ * Writes x86 domain @domid (PV, HVM or PVH) to @fd as a libxc stream
+ * (Xen's format: image header ... END), with xc_domain_save: live
+ * (log-dirty pre-copy rounds, then suspend) or not (suspend first). Page
+ * tables, the p2m and the vCPU contexts are canonicalised by libxenguest,
+ * so the stream restores on any Xen host. For an HVM domain with QEMU
+ * (libxl's "qemu_xen") QEMU is stopped after the guest suspended and its
+ * device state follows the libxc stream on @fd as libxl's
+ * EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT records (the caller writes
+ * libxl's END after them). On success the guest is left suspended (and
+ * QEMU stopped): the caller resumes it (pvm_hv_xen_resume, which restarts
+ * QEMU too) or destroys it. On failure after the suspend the guest is
+ * suspended too (resume it). -EOPNOTSUPP for a device model other than
+ * QEMU upstream; -ETIMEDOUT when the guest did not answer its suspend
+ * request (it runs on); the libxenguest or QMP failure otherwise; logged.
  */
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
 		    const struct pvm_hv_xen_save_cb *cb);
@@ -147,8 +154,9 @@ int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
  * the pages dirtied since the previous checkpoint and the vCPU state, each
  * ended by a libxc CHECKPOINT record, after which cb->postcopy resumes the
  * guest and cb->checkpoint runs (it may write the libxl CHECKPOINT_END
- * record to @fd). There is no END record: the stream stops after the
- * checkpoint for which cb->checkpoint returned 0, with the guest running.
+ * record to @fd; an HVM domain's EMULATOR records are on @fd before it).
+ * There is no END record: the stream stops after the checkpoint for which
+ * cb->checkpoint returned 0, with the guest running.
  */
 int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
 				 const struct pvm_hv_xen_save_cb *cb);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <xenctrl.h>
@@ -430,6 +432,22 @@ void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
 	struct fx_dom *d;
 
 	FAILPOINT(NULL);
+	if (sscanf(path, "/libxl/%u/dm-versio%1s", &domid, tail) == 2 &&
+	    (d = fx_dom(domid)) && d->dm_version[0]) {
+		*len = (unsigned int)strlen(d->dm_version);
+		return strdup(d->dm_version);
+	}
+	if (sscanf(path, "/local/domain/0/device-model/%u/physmap/f0000000/%15s",
+		   &domid, tail) == 2 && (d = fx_dom(domid)) && d->physmap) {
+		const char *v = !strcmp(tail, "start_addr") ? "f0000000" :
+				!strcmp(tail, "size") ? "800000" :
+				!strcmp(tail, "name") ? "vga.vram" : NULL;
+
+		if (v) {
+			*len = (unsigned int)strlen(v);
+			return strdup(v);
+		}
+	}
 	if (sscanf(path, "/local/domain/%u/%15s", &domid, tail) != 2 ||
 	    strcmp(tail, "name") != 0 || !(d = fx_dom(domid)) ||
 	    !d->name[0]) {
@@ -438,6 +456,35 @@ void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
 	}
 	*len = (unsigned int)strlen(d->name);
 	return strdup(d->name);
+}
+
+char **__wrap_xs_directory(struct xs_handle *h, xs_transaction_t t,
+			   const char *path, unsigned int *num);
+char **__wrap_xs_directory(struct xs_handle *h, xs_transaction_t t,
+			   const char *path, unsigned int *num)
+{
+	ON(h);
+	unsigned int domid;
+	char tail[16];
+	struct fx_dom *d;
+	char **v;
+
+	FAILPOINT(NULL);
+	*num = 0;
+	if (sscanf(path, "/local/domain/0/device-model/%u/%15s", &domid,
+		   tail) != 2 || strcmp(tail, "physmap") ||
+	    !(d = fx_dom(domid)) || !d->physmap) {
+		errno = ENOENT;
+		return NULL;
+	}
+	/* as libxenstore: one allocation, the array then the strings */
+	v = malloc(sizeof(char *) + 9);
+	if (!v)
+		abort();
+	v[0] = (char *)(v + 1);
+	memcpy(v[0], "f0000000", 9);
+	*num = 1;
+	return v;
 }
 
 /* ---- domains ------------------------------------------------------------- */
@@ -1313,19 +1360,59 @@ void fx_save_stream(uint32_t dom, uint8_t *buf)
 	buf[n] = 'x'; /* no NUL inside */
 }
 
+static uint32_t le32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/*
+ * libxl's EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT records at *@off, as
+ * libxl's stream reader checks them (QEMU upstream, index 0, within the
+ * stream, key/value strings NUL-terminated, padded to 8); *@off moves
+ * past them. false: a malformed one (libxl fails the restore).
+ */
+static bool emulator_records(const uint8_t *p, size_t len, size_t *off)
+{
+	while (len - *off >= 8) {
+		uint32_t type = le32_at(p + *off), rlen = le32_at(p + *off + 4);
+		size_t padded = ((size_t)rlen + 7) & ~(size_t)7;
+		const uint8_t *b = p + *off + 8;
+
+		if (type != 2 && type != 3)
+			return true;
+		if (rlen < 8 || padded > len - *off - 8 ||
+		    rlen > 8 + 32u * 1024u * 1024u || le32_at(b) != 2 ||
+		    le32_at(b + 4) != 0)
+			return false;
+		if (type == 2) {
+			/* pairs of strings, the last NUL-terminated */
+			if (rlen == 8 || b[rlen - 1] != 0)
+				return false;
+			fx.restored_dm_xs++;
+		} else {
+			fx.restored_dm_len = rlen - 8;
+		}
+		*off += 8 + padded;
+	}
+	return true;
+}
+
 /* Is @p (@len bytes) the whole libxl stream around fx_save_stream()? */
 static bool whole_stream(const uint8_t *p, size_t len)
 {
 	static const uint8_t ident[8] = "LibxlFmt";
 	static const uint8_t end[8];
+	size_t off = 24 + FX_SAVE_BYTES;
 	unsigned int dom;
 	uint8_t *want;
 	bool ok;
 
 	/* libxl header (big-endian ident) + LIBXC_CONTEXT, the libxc part,
-	 * libxl END. */
-	if (len != 24 + FX_SAVE_BYTES + 8 || memcmp(p, ident, 8) ||
-	    p[16] != 1 || memcmp(p + len - 8, end, 8) ||
+	 * an HVM domain's EMULATOR records, libxl END. */
+	if (len < off + 8 || memcmp(p, ident, 8) || p[16] != 1 ||
+	    !emulator_records(p, len, &off) || len != off + 8 ||
+	    memcmp(p + len - 8, end, 8) ||
 	    sscanf((const char *)p + 24, "FXSAVE %u\n", &dom) != 1)
 		return false;
 	want = malloc(FX_SAVE_BYTES);
@@ -1355,17 +1442,24 @@ static bool whole_checkpoints(const uint8_t *p, size_t len, unsigned int *n)
 	*n = 0;
 	if (len < off + 16 || memcmp(p, ident, 8) || p[16] != 1 ||
 	    sscanf((const char *)p + 24, "FXSAVE %u\n", &dom) != 1 ||
-	    memcmp(p + off, ck, 8) || memcmp(p + off + 8, cp_end, 8))
+	    memcmp(p + off, ck, 8))
 		return false;
-	off += 16;
+	off += 8;
+	if (!emulator_records(p, len, &off) || len < off + 8 ||
+	    memcmp(p + off, cp_end, 8))
+		return false;
+	off += 8;
 	*n = 1;
 	for (;;) {
-		if (len < off + FX_DELTA_BYTES + 16 ||
+		size_t o = off + FX_DELTA_BYTES + 8;
+
+		if (len < o + 8 ||
 		    sscanf((const char *)p + off, "FXDELTA %u\n", &k) != 1 ||
 		    k != *n || memcmp(p + off + FX_DELTA_BYTES, ck, 8) ||
-		    memcmp(p + off + FX_DELTA_BYTES + 8, cp_end, 8))
+		    !emulator_records(p, len, &o) || len < o + 8 ||
+		    memcmp(p + o, cp_end, 8))
 			return true;
-		off += FX_DELTA_BYTES + 16;
+		off = o + 8;
 		(*n)++;
 	}
 }
@@ -1387,18 +1481,12 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
-			  uint32_t flags, struct save_callbacks *cb,
-			  xc_stream_type_t type, int recv_fd);
-int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
-			  uint32_t flags, struct save_callbacks *cb,
-			  xc_stream_type_t type, int recv_fd)
+static int save_body(int io_fd, uint32_t dom, uint32_t flags,
+		     struct save_callbacks *cb, xc_stream_type_t type)
 {
-	ON(xch);
 	struct fx_dom *d;
 	uint8_t *buf;
 
-	FAILPOINT(-1);
 	fx.save_flags = flags;
 	fx.save_type = type;
 	if (!(d = fx_dom(dom)) || !cb || !cb->suspend ||
@@ -1516,6 +1604,42 @@ int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
 	}
 	free(buf);
 	return 0;
+}
+
+/* As libxenguest: an HVM-type domain's setup turns QEMU's log-dirty on
+ * through the callback (called unchecked: NULL would crash it), the
+ * cleanup off again. */
+int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
+			  uint32_t flags, struct save_callbacks *cb,
+			  xc_stream_type_t type, int recv_fd);
+int __wrap_xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom,
+			  uint32_t flags, struct save_callbacks *cb,
+			  xc_stream_type_t type, int recv_fd)
+{
+	ON(xch);
+	struct fx_dom *d;
+	int rc;
+
+	FAILPOINT(-1);
+	d = fx_dom(dom);
+	if (d && d->hvm) {
+		if (!cb || !cb->switch_qemu_logdirty)
+			abort(); /* libxenguest calls it unchecked */
+		if (cb->switch_qemu_logdirty(dom, 1, cb->data)) {
+			errno = EIO; /* "Couldn't enable qemu log-dirty mode" */
+			return -1;
+		}
+		fx.save_qemu_logdirty_on++;
+	}
+	rc = save_body(io_fd, dom, flags, cb, type);
+	if (d && d->hvm) {
+		int e = errno;
+
+		cb->switch_qemu_logdirty(dom, 0, cb->data);
+		fx.save_qemu_logdirty_off++;
+		errno = e;
+	}
+	return rc;
 }
 
 int __wrap_libxl_domain_resume(libxl_ctx *ctx, uint32_t domid,
@@ -1637,6 +1761,8 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 	free(fx.restored);
 	fx.restored = malloc(cap);
 	fx.restored_len = 0;
+	fx.restored_dm_len = 0;
+	fx.restored_dm_xs = 0;
 	if (!fx.restored)
 		abort();
 	for (;;) {
@@ -1670,4 +1796,210 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *dc,
 	}
 	*domid = id;
 	return 0;
+}
+
+/* ---- QEMU's QMP socket ------------------------------------------------------ */
+
+/* hv/xen/dm.c's socket directory (an internal of the backend). */
+extern const char *xen_qmp_dir;
+
+static struct {
+	pthread_t thread;
+	bool running;
+	int lfd;
+	unsigned int host;
+	uint32_t domid;
+	char dir[64];
+	char path[128];
+} qemu = { .lfd = -1 };
+
+static void qmp_send(int fd, const char *s)
+{
+	if (write_all(fd, s, strlen(s)))
+		return; /* the client went: its side reports it */
+}
+
+static void qmp_log(const char *what)
+{
+	size_t n = strlen(fx.qmp_log);
+
+	snprintf(fx.qmp_log + n, sizeof(fx.qmp_log) - n, "%s ", what);
+}
+
+/* One client, until it closes: 0, or -1 when the fake closed on it. */
+static int qemu_serve(int c)
+{
+	char line[4096];
+	size_t len = 0;
+	int state_fd = -1;
+
+	if (fx.qmp_mode == FX_QMP_NO_GREETING)
+		qmp_send(c, "{\"hello\": 1}\r\n");
+	else
+		qmp_send(c, "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7, "
+			    "\"minor\": 2, \"micro\": 0}}, \"capabilities\": "
+			    "[\"oob\"]}}\r\n");
+	for (;;) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { line + len, sizeof(line) - 1 - len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *cm;
+		ssize_t n = recvmsg(c, &mh, 0);
+		char *nl;
+
+		if (n <= 0)
+			break;
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET &&
+			    cm->cmsg_type == SCM_RIGHTS) {
+				if (state_fd >= 0)
+					close(state_fd);
+				memcpy(&state_fd, CMSG_DATA(cm), sizeof(int));
+			}
+		len += (size_t)n;
+		line[len] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (strstr(line, "\"qmp_capabilities\"")) {
+				qmp_send(c, "{\"return\": {}}\r\n");
+			} else if (strstr(line, "\"stop\"")) {
+				qmp_log("stop");
+				if (fx.qmp_mode == FX_QMP_GARBAGE) {
+					qmp_send(c, "hello there\r\n");
+				} else {
+					qmp_send(c, "{\"timestamp\": {\"seconds\": 1, "
+						    "\"microseconds\": 2}, \"event\": \"STOP\"}\r\n");
+					qmp_send(c, "{\"return\": {}}\r\n");
+				}
+			} else if (strstr(line, "\"add-fd\"")) {
+				qmp_log(state_fd >= 0 ? "add-fd" : "add-fd(no-fd)");
+				qmp_send(c, fx.qmp_mode == FX_QMP_NO_FDSET ?
+					 "{\"return\": {\"fd\": 30}}\r\n" :
+					 "{\"return\": {\"fd\": 30, \"fdset-id\": 1}}\r\n");
+			} else if (strstr(line, "\"xen-save-devices-state\"")) {
+				bool live = strstr(line, "\"live\":true");
+
+				qmp_log(live ? "save(live)" : "save");
+				if (fx.qmp_mode == FX_QMP_SAVE_CLOSES)
+					goto out_closed;
+				if (fx.qmp_mode == FX_QMP_LONG_LINE) {
+					char big[8192];
+
+					memset(big, 'x', sizeof(big));
+					for (int i = 0; i < 10; i++)
+						if (write_all(c, big, sizeof(big)))
+							break;
+					goto out_closed;
+				}
+				if (fx.qmp_mode == FX_QMP_SAVE_ERROR) {
+					qmp_send(c, "{\"id\": 1, \"error\": {\"class\": "
+						    "\"GenericError\", \"desc\": "
+						    "\"saving Xen device state failed\"}}\r\n");
+				} else {
+					size_t want = fx.qmp_mode == FX_QMP_SAVE_HUGE ?
+						      33u * 1024u * 1024u :
+						      fx.qemu_state_bytes;
+					uint8_t *b = calloc(1, want + 1);
+
+					if (!b)
+						abort();
+					for (size_t i = 0; i < want; i++)
+						b[i] = (uint8_t)(i * 13 + 5);
+					snprintf((char *)b, 32, "FXQEMU %u\n", qemu.domid);
+					if (state_fd >= 0 &&
+					    write_all(state_fd, b, want))
+						abort();
+					free(b);
+					qmp_send(c, "{\"return\": {}}\r\n");
+				}
+			} else if (strstr(line, "\"remove-fd\"")) {
+				qmp_log("remove-fd");
+				if (state_fd >= 0)
+					close(state_fd);
+				state_fd = -1;
+				qmp_send(c, "{\"return\": {}}\r\n");
+			} else if (strstr(line, "\"xen-set-global-dirty-log\"")) {
+				fx.qemu_logdirty = strstr(line, "\"enable\":true");
+				qmp_log(fx.qemu_logdirty ? "logdirty-on" :
+					"logdirty-off");
+				qmp_send(c, "{\"return\": {}}\r\n");
+			} else {
+				qmp_send(c, "{\"error\": {\"class\": \"CommandNotFound\", "
+					    "\"desc\": \"unknown\"}}\r\n");
+			}
+			len -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, len + 1);
+		}
+		if (len >= sizeof(line) - 1)
+			break;
+	}
+	if (state_fd >= 0)
+		close(state_fd);
+	return 0;
+out_closed:
+	if (state_fd >= 0)
+		close(state_fd);
+	return -1;
+}
+
+static void *qemu_main(void *arg)
+{
+	(void)arg;
+	fx_use_host(qemu.host);
+	for (;;) {
+		int c = accept(qemu.lfd, NULL, NULL);
+
+		if (c < 0)
+			break; /* fx_qemu_stop shut the socket down */
+		qemu_serve(c);
+		close(c);
+	}
+	return NULL;
+}
+
+void fx_qemu_start(uint32_t domid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (qemu.running)
+		abort();
+	snprintf(qemu.dir, sizeof(qemu.dir), "/tmp/fxqmp-XXXXXX");
+	if (!mkdtemp(qemu.dir))
+		abort();
+	snprintf(qemu.path, sizeof(qemu.path), "%s/qmp-libxl-%u", qemu.dir,
+		 domid);
+	if (strlen(qemu.path) >= sizeof(sa.sun_path))
+		abort();
+	memcpy(sa.sun_path, qemu.path, strlen(qemu.path) + 1);
+	qemu.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (qemu.lfd < 0 || bind(qemu.lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(qemu.lfd, 4))
+		abort();
+	qemu.host = fx_host_index();
+	qemu.domid = domid;
+	if (!fx.qemu_state_bytes)
+		fx.qemu_state_bytes = 70000; /* more than a pipe holds */
+	xen_qmp_dir = qemu.dir;
+	if (pthread_create(&qemu.thread, NULL, qemu_main, NULL))
+		abort();
+	qemu.running = true;
+}
+
+void fx_qemu_stop(void)
+{
+	if (!qemu.running)
+		return;
+	shutdown(qemu.lfd, SHUT_RDWR);
+	pthread_join(qemu.thread, NULL);
+	close(qemu.lfd);
+	qemu.lfd = -1;
+	unlink(qemu.path);
+	rmdir(qemu.dir);
+	xen_qmp_dir = "/var/run/xen";
+	qemu.running = false;
 }

@@ -75,6 +75,10 @@ struct fx_dom {
 	 * through control/shutdown; control/shutdown's value */
 	bool honours_suspend;
 	char control_shutdown[16];
+	/* HVM: libxl's /libxl/<domid>/dm-version ("qemu_xen" for QEMU,
+	 * "" none: PVH); physmap: QEMU published one VRAM physmap entry */
+	char dm_version[32];
+	bool physmap;
 	/* The scheduler of its cpupool and its parameters. */
 	enum { FX_CREDIT2, FX_CREDIT, FX_RTDS } sched;
 	uint16_t weight, cap; /* cap: % of one pCPU, 0 = none */
@@ -141,6 +145,22 @@ struct fx_host {
 	bool restore_fail_late;
 	uint32_t restore_fail_domid; /* the domid a failed restore reports */
 	unsigned int restores_failed;
+	/* libxl records after the libxc part of the last restored stream:
+	 * EMULATOR_CONTEXT bytes (the last one), EMULATOR_XENSTORE_DATA
+	 * records seen */
+	size_t restored_dm_len;
+	unsigned int restored_dm_xs;
+	/* xc_domain_save of an HVM-type domain: switch_qemu_logdirty calls
+	 * (enable, then disable) */
+	unsigned int save_qemu_logdirty_on, save_qemu_logdirty_off;
+	/* The fake QEMU (fx_qemu_start): how it answers, what it saves, and
+	 * the commands it was sent ("stop add-fd save(live=false) ...") */
+	enum { FX_QMP_OK, FX_QMP_NO_GREETING, FX_QMP_GARBAGE, FX_QMP_SAVE_ERROR,
+	       FX_QMP_SAVE_CLOSES, FX_QMP_LONG_LINE, FX_QMP_NO_FDSET,
+	       FX_QMP_SAVE_HUGE } qmp_mode;
+	size_t qemu_state_bytes;
+	char qmp_log[512];
+	bool qemu_logdirty;
 };
 
 /* More than a pipe holds, and than one migration chunk (1 MiB). */
@@ -188,6 +208,16 @@ uint32_t fx_port_alloc(uint32_t domid, uint8_t state, uint16_t rdom,
 		       uint32_t rport, uint32_t virq);
 /* The grant table's host view (frame 0 start; frames are contiguous). */
 grant_entry_v1_t *fx_gnt_entry(uint32_t domid, uint32_t ref);
+
+/*
+ * A fake QEMU for HVM domain @domid on the current host: a QMP server on
+ * <dir>/qmp-libxl-<domid> (hv/xen's xen_qmp_dir is pointed at dir), run
+ * by a thread until fx_qemu_stop(). It answers per fx.qmp_mode and, for
+ * xen-save-devices-state, writes fx.qemu_state_bytes ("FXQEMU <domid>\n"
+ * then a pattern) into the file descriptor add-fd passed it.
+ */
+void fx_qemu_start(uint32_t domid);
+void fx_qemu_stop(void);
 
 /* Fault injection: the @nth next call of @fn fails with @err. */
 void fx_fail(const char *fn, unsigned int nth, int err);

@@ -183,8 +183,13 @@ static void test_save(void **state)
 	/* libxenguest failing; HVM; no such domain. */
 	fx_fail("xc_domain_save", 1, EIO);
 	assert_fails_once(pvm_hv_xen_save(hv, 4, fd, false, &cb), -EIO);
-	fx_add_dom(7, 64, 1, true)->pause_count = 0;
+	/* An HVM domain whose device model pvmig does not drive: refused
+	 * before anything is asked of it. */
+	snprintf(fx_add_dom(7, 64, 1, true)->dm_version, 32,
+		 "qemu_xen_traditional");
+	fx_dom(7)->pause_count = 0;
 	assert_fails_once(pvm_hv_xen_save(hv, 7, fd, false, &cb), -EOPNOTSUPP);
+	assert_false(fx_dom(7)->shutdown);
 	assert_fails_once(pvm_hv_xen_save(hv, 9, fd, false, &cb), -ESRCH);
 	close(fd);
 }
@@ -262,6 +267,275 @@ static void test_restore(void **state)
 	assert_int_equal(fx_calls("libxl_domain_destroy"), 1);
 }
 
+/* ---- HVM (QEMU) and PVH ---------------------------------------------------- */
+
+static struct fx_dom *running_hvm(uint32_t domid, const char *name, bool qemu)
+{
+	struct fx_dom *d = fx_add_dom(domid, 64, 1, true);
+
+	d->pause_count = 0;
+	d->honours_suspend = true;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	if (qemu) {
+		snprintf(d->dm_version, sizeof(d->dm_version), "qemu_xen");
+		d->physmap = true;
+		fx_qemu_start(domid);
+	}
+	return d;
+}
+
+static int tmp_fd(void)
+{
+	char tmpl[] = "/tmp/pvm-xg-XXXXXX";
+	int fd = mkstemp(tmpl);
+
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	return fd;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* The whole content of @fd (malloc'd), its length in *@len. */
+static uint8_t *slurp_all(int fd, size_t *len)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	uint8_t *b = malloc((size_t)end + 1);
+
+	assert_non_null(b);
+	assert_int_equal(pread(fd, b, (size_t)end, 0), end);
+	*len = (size_t)end;
+	return b;
+}
+
+/* A libxl stream around @body (@len bytes: the libxc part and any
+ * records after it), ended by END; a readable fd. */
+static int wrap_stream(const uint8_t *body, size_t len)
+{
+	static const uint8_t hdr[24] = { 'L', 'i', 'b', 'x', 'l', 'F', 'm', 't',
+					 0, 0, 0, 2, 0, 0, 0, 0, 1 };
+	static const uint8_t end[8];
+	int fd = tmp_fd();
+
+	assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
+	assert_int_equal(write(fd, body, len), (ssize_t)len);
+	assert_int_equal(write(fd, end, sizeof(end)), sizeof(end));
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+static unsigned int n_domains(void)
+{
+	unsigned int n = 0;
+
+	for (size_t i = 0; i < FX_MAX_DOMS; i++)
+		n += fx.doms[i].exists;
+	return n;
+}
+
+/*
+ * An HVM domain with QEMU: QEMU's dirty log on for the save and off after
+ * it, QEMU stopped and its state saved once the guest suspended, then
+ * after the libxc stream the physmap keys (EMULATOR_XENSTORE_DATA) and
+ * the state (EMULATOR_CONTEXT), as libxl writes them; libxl's restore
+ * takes the stream back.
+ */
+static void test_save_hvm(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct fx_dom *d = running_hvm(7, "win", true);
+	struct cbs c = { .hv = hv, .domid = 7, .stop_below = 100 };
+	struct pvm_hv_xen_save_cb cb = {
+		.suspend = cb_suspend, .precopy = cb_precopy, .ctx = &c,
+	};
+	const char *json = "{\"c_info\":{\"name\":\"win\"},\"b_info\":"
+			   "{\"max_memkb\":256}}";
+	int fd = tmp_fd(), rfd;
+	uint32_t domid = 0;
+	size_t len, off, xs_len, ctx_len;
+	uint8_t *b;
+
+	assert_int_equal(pvm_hv_xen_save(hv, 7, fd, false, &cb), 0);
+	assert_string_equal(fx.qmp_log, "logdirty-on stop add-fd save remove-fd "
+					"logdirty-off ");
+	assert_int_equal(fx.save_qemu_logdirty_on, 1);
+	assert_int_equal(fx.save_qemu_logdirty_off, 1);
+	assert_true(d->shutdown);
+	b = slurp_all(fd, &len);
+	off = FX_SAVE_BYTES;
+	/* EMULATOR_XENSTORE_DATA: QEMU upstream, index 0, the pairs */
+	assert_true(len > off + 16);
+	assert_int_equal(le32(b + off), 2);
+	xs_len = le32(b + off + 4);
+	assert_int_equal(le32(b + off + 8), 2);
+	assert_int_equal(le32(b + off + 12), 0);
+	assert_memory_equal(b + off + 16, "physmap/f0000000/start_addr\0f0000000\0phys",
+			    41);
+	off += 8 + ((xs_len + 7) & ~(size_t)7);
+	/* EMULATOR_CONTEXT: QEMU's bytes, padded to 8 */
+	assert_int_equal(le32(b + off), 3);
+	ctx_len = le32(b + off + 4);
+	assert_int_equal(ctx_len, 8 + fx.qemu_state_bytes);
+	assert_int_equal(le32(b + off + 8), 2);
+	assert_memory_equal(b + off + 16, "FXQEMU 7\n", 9);
+	off += 8 + ((ctx_len + 7) & ~(size_t)7);
+	assert_int_equal(len, off);
+	/* libxl restores it (EMULATOR records checked and taken) */
+	rfd = wrap_stream(b, len);
+	assert_int_equal(pvm_hv_xen_restore(hv, json, rfd, false, &domid), 0);
+	close(rfd);
+	assert_int_equal(fx.restored_dm_len, fx.qemu_state_bytes);
+	assert_int_equal(fx.restored_dm_xs, 1);
+	free(b);
+	assert_int_equal(pvm_hv_xen_resume(hv, 7), 0);
+	assert_false(d->shutdown);
+
+	/* Live, as a migration: QEMU lets go of its images (live). */
+	fx.qmp_log[0] = '\0';
+	fx.save_dirty[0] = 10;
+	fx.save_dirty[1] = -1;
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pvm_hv_xen_save(hv, 7, fd, true, &cb), 0);
+	assert_string_equal(fx.qmp_log, "logdirty-on stop add-fd save(live) "
+					"remove-fd logdirty-off ");
+	assert_int_equal(pvm_hv_xen_resume(hv, 7), 0);
+	close(fd);
+	fx_qemu_stop();
+}
+
+/* PVH: the HVM stream, no device model (no QMP, no EMULATOR records). */
+static void test_save_pvh(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct fx_dom *d = running_hvm(8, "pvh", false);
+	int fd = tmp_fd();
+	char head[9] = "";
+
+	assert_int_equal(pvm_hv_xen_save(hv, 8, fd, false, NULL), 0);
+	assert_int_equal(slurp(fd, head, 8), FX_SAVE_BYTES);
+	assert_memory_equal(head, "FXSAVE 8", 8);
+	assert_int_equal(fx.save_qemu_logdirty_on, 1); /* a no-op for it */
+	assert_true(d->shutdown);
+	assert_string_equal(fx.qmp_log, "");
+	assert_int_equal(pvm_hv_xen_resume(hv, 8), 0);
+	close(fd);
+}
+
+/*
+ * QEMU failing or answering nonsense at each point: a clear error (logged
+ * once), nothing written after the libxc part, and the guest either never
+ * suspended or suspended for the caller to resume (as after any failed
+ * save); the fake's read of a huge line or state stays bounded.
+ */
+static void test_save_hvm_dm_fails(void **state)
+{
+	static const struct {
+		int mode, rc;
+		bool suspended;
+	} cases[] = {
+		{ FX_QMP_SAVE_ERROR, -EIO, true },
+		{ FX_QMP_SAVE_CLOSES, -EPIPE, true },
+		{ FX_QMP_LONG_LINE, -EBADMSG, true },
+		{ FX_QMP_NO_FDSET, -EBADMSG, true },
+		{ FX_QMP_SAVE_HUGE, -EBADMSG, true },
+		{ FX_QMP_GARBAGE, -EBADMSG, true },
+		{ FX_QMP_NO_GREETING, -EBADMSG, false },
+	};
+	struct pvm_hv *hv = *state;
+	struct fx_dom *d = running_hvm(7, "win", true);
+	int fd = tmp_fd();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fx.qmp_mode = cases[i].mode;
+		assert_int_equal(ftruncate(fd, 0), 0);
+		assert_fails_once(pvm_hv_xen_save(hv, 7, fd, false, NULL),
+				  cases[i].rc);
+		assert_int_equal(d->shutdown, cases[i].suspended);
+		assert_true(lseek(fd, 0, SEEK_END) <= (off_t)FX_SAVE_BYTES);
+		if (d->shutdown)
+			assert_int_equal(pvm_hv_xen_resume(hv, 7), 0);
+	}
+	/* No QEMU at all: its dirty log cannot go on; nothing suspended. */
+	fx_qemu_stop();
+	fx.qmp_mode = FX_QMP_OK;
+	assert_fails_once(pvm_hv_xen_save(hv, 7, fd, false, NULL), -ENOENT);
+	assert_false(d->shutdown);
+	/* A guest that does not answer control/shutdown: it runs on. */
+	d->honours_suspend = false;
+	fx_qemu_start(7);
+	assert_int_equal(pvm_hv_xen_suspend(hv, 7, 30), -ETIMEDOUT);
+	assert_false(d->shutdown);
+	assert_string_equal(d->control_shutdown, "");
+	fx_qemu_stop();
+	close(fd);
+}
+
+/* libxl's restore of hostile EMULATOR records (from a file or the wire):
+ * refused, and no domain is left behind. */
+static void test_restore_hvm_hostile(void **state)
+{
+	struct pvm_hv *hv = *state;
+	const char *json = "{\"c_info\":{\"name\":\"win\"},\"b_info\":"
+			   "{\"max_memkb\":256}}";
+	uint8_t *b = calloc(1, FX_SAVE_BYTES + 64);
+	uint32_t domid = 5;
+	unsigned int before;
+	int fd;
+
+	assert_non_null(b);
+	fx_save_stream(7, b);
+	before = n_domains();
+	for (int k = 0; k < 5; k++) {
+		uint8_t *r = b + FX_SAVE_BYTES;
+		size_t len = FX_SAVE_BYTES + 32;
+
+		memset(r, 0, 64);
+		r[0] = 3;                    /* EMULATOR_CONTEXT */
+		r[4] = 24;                   /* hdr + 16 bytes */
+		r[8] = 2;                    /* QEMU upstream */
+		switch (k) {
+		case 0: r[4] = 200; break;   /* longer than the stream */
+		case 1: r[8] = 1; break;     /* qemu-traditional */
+		case 2: r[4] = 4; break;     /* shorter than its header */
+		case 3: r[0] = 2;            /* xenstore data, no NUL */
+			memset(r + 16, 'k', 16); break;
+		case 4: r[7] = 0x80; break;  /* 2 GiB */
+		}
+		fd = wrap_stream(b, len);
+		assert_fails_once(pvm_hv_xen_restore(hv, json, fd, false,
+						     &domid), -EIO);
+		close(fd);
+		assert_int_equal(domid, 0);
+		assert_int_equal(n_domains(), before);
+	}
+	free(b);
+}
+
+/* A restored HVM domain's QEMU waits stopped: unpause goes through
+ * libxl, which restarts it; the same nesting as xc_domain_unpause. */
+static void test_unpause_hvm(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct fx_dom *d = running_hvm(7, "win", false);
+
+	snprintf(d->dm_version, sizeof(d->dm_version), "qemu_xen");
+	assert_int_equal(hv->ops->domain_pause(hv, 7), 0);
+	assert_int_equal(hv->ops->domain_pause(hv, 7), 0);
+	assert_int_equal(hv->ops->domain_unpause(hv, 7), 0);
+	assert_int_equal(d->pause_count, 1);
+	assert_int_equal(hv->ops->domain_unpause(hv, 7), 0);
+	assert_int_equal(d->pause_count, 0);
+	assert_int_equal(fx_calls("libxl_domain_unpause"), 2);
+	assert_fails_once(hv->ops->domain_unpause(hv, 7), -EINVAL);
+	fx_fail("libxl_domain_unpause", 1, EIO);
+	assert_int_equal(hv->ops->domain_pause(hv, 7), 0);
+	assert_fails_once(hv->ops->domain_unpause(hv, 7), -EIO);
+}
+
 static void test_not_xen(void **state)
 {
 	struct pvm_hv fake = { 0 };
@@ -284,7 +558,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		XT_TEST(test_config_json), XT_TEST(test_suspend),
 		XT_TEST(test_save),        XT_TEST(test_restore),
-		XT_TEST(test_not_xen),
+		XT_TEST(test_save_hvm),    XT_TEST(test_save_pvh),
+		XT_TEST(test_save_hvm_dm_fails),
+		XT_TEST(test_restore_hvm_hostile),
+		XT_TEST(test_unpause_hvm), XT_TEST(test_not_xen),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
