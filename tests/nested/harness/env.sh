@@ -14,8 +14,10 @@ NX_SUITE=${PVMIG_NESTED_SUITE:-bookworm}
 NX_VM_MB=${PVMIG_NESTED_VM_MB:-2048}
 NX_DOM0_MB=${PVMIG_NESTED_DOM0_MB:-1024}
 # qemu64 under TCG: `-cpu max` crashes the PV dom0 and /dev/kvm here cannot
-# run Xen (see README.md).
-NX_CPU=${PVMIG_NESTED_CPU:-qemu64}
+# run Xen (see README.md). +svm,+npt: TCG's SVM with nested paging, so Xen
+# reports `virt_caps: pv hvm hap shadow` and runs HVM and PVH domUs (the
+# PV dom0 boots as with plain qemu64).
+NX_CPU=${PVMIG_NESTED_CPU:-qemu64,+svm,+npt}
 NX_ACCEL=${PVMIG_NESTED_ACCEL:-tcg,thread=multi,tb-size=256}
 
 # 127.0.0.1 only. ssh of host a/b on SSH_BASE+0/1, the a<->b link is a
