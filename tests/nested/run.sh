@@ -7,6 +7,9 @@
 #
 #   tests/nested/run.sh [--keep]      (root; --keep leaves both hosts up:
 #                                      tests/nested/harness/hosts ssh a ...)
+#   PVMIG_NESTED_ONLY=NAME run.sh     only steps_NAME.sh's steps once the
+#                                      hosts and pvmigd are up (no PV domU,
+#                                      no PV steps): for iterating on them
 #
 # Holds the nested-boot lock ($PVMIG_NESTED_LOCK, default
 # /var/tmp/pvmig-nested.lock) for the whole run: one nested boot at a time
@@ -369,7 +372,13 @@ step images s_images || exit 1
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq)"; exit 2; }
 step build s_build || exit 1
 step boot-hosts s_boot || exit 1
-if step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s_pvmigd; then
+ONLY=${PVMIG_NESTED_ONLY:-}
+if [ -n "$ONLY" ]; then
+	if step copy-pvmig s_copy && step pvmigd-start s_pvmigd; then
+		"${ONLY}_steps"
+		step pvmigd-stop s_pvmigd_stop
+	fi
+elif step copy-pvmig s_copy && step xl-create-domu s_create && step pvmigd-start s_pvmigd; then
 	step list s_list
 	step info s_info
 	step status s_status

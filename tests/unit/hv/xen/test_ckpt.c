@@ -416,6 +416,88 @@ static void test_continuous(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* An HVM domain with QEMU (the fake's, on its QMP socket). */
+static struct fx_dom *running_hvm(uint32_t domid, const char *name)
+{
+	struct fx_dom *d = fx_add_dom(domid, 64, 1, true);
+
+	d->pause_count = 0;
+	d->honours_suspend = true;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->dm_version, sizeof(d->dm_version), "qemu_xen");
+	fx.qemu_state_bytes = 5000;
+	fx_qemu_start(domid);
+	return d;
+}
+
+/* EMULATOR_CONTEXT as libxl writes it: QEMU upstream, index 0, the
+ * fake's 5000 bytes, padded to 8 (5008 -> 5008). */
+#define EMU_REC (8u + 8u + 5000u)
+
+/*
+ * An HVM domain through pvm_ckpt_save / _restore / _inspect and the
+ * continuous checkpoints: QEMU's state follows the libxc stream (before
+ * END; in each epoch before its CHECKPOINT_END), libxl takes it back.
+ */
+static void test_hvm(void **state)
+{
+	struct pvm_hv *hv = *state;
+	char dir[] = "/tmp/pvm-xck-XXXXXX", path[128], ck[64];
+	struct pvm_ckpt_save_cfg cfg = { .hv = hv, .domid = 7,
+					 .flags = PVM_CKPT_SAVE_KEEP };
+	struct pvm_ckpt_save_stats st;
+	struct pvm_ckpt_restore_cfg rcfg = { .hv = hv };
+	struct pvm_ckpt_restore_stats rst;
+	struct epochs ep = { 0 };
+	struct pvm_ckpt_cont_cfg ccfg = {
+		.hv = hv, .domid = 7, .interval_ms = 1, .max_epochs = 2,
+		.epoch_done = on_epoch, .epoch_ctx = &ep,
+	};
+	struct pvm_ckpt_cont_stats cst;
+	struct pvm_ckpt_image im;
+	struct fx_dom *d = running_hvm(7, "win");
+	uint8_t *f, *b;
+	size_t len;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/win.pvm", dir);
+	cfg.path = path;
+	assert_int_equal(pvm_ckpt_save(&cfg, &st), 0);
+	assert_false(d->shutdown); /* -c: resumed */
+	assert_int_equal(st.bytes, FX_SAVE_BYTES + EMU_REC);
+	assert_string_equal(fx.qmp_log, "logdirty-on stop add-fd save remove-fd "
+					"logdirty-off ");
+	rcfg.path = path;
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(fx.restored_len, 24 + FX_SAVE_BYTES + EMU_REC + 8);
+	assert_int_equal(fx.restored_dm_len, 5000);
+	unlink(path);
+
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	ccfg.dir = ck;
+	assert_int_equal(pvm_ckpt_continuous(&ccfg, &cst), 0);
+	assert_int_equal(cst.epochs, 2);
+	assert_false(d->shutdown);
+	find_file(ck, "-000001.pvm", path, sizeof(path));
+	b = epoch_body(path, &len, &f);
+	assert_int_equal(len, FX_DELTA_BYTES + 8 + EMU_REC + 8 + 48);
+	assert_memory_equal(b + FX_DELTA_BYTES, fx_ckpt, 8);
+	assert_int_equal(b[FX_DELTA_BYTES + 8], 3); /* EMULATOR_CONTEXT */
+	assert_memory_equal(b + FX_DELTA_BYTES + 8 + 16, "FXQEMU 7\n", 9);
+	assert_memory_equal(b + FX_DELTA_BYTES + 8 + EMU_REC, cp_end, 8);
+	free(f);
+	rcfg.path = ck;
+	assert_int_equal(pvm_ckpt_restore(&rcfg, &rst), 0);
+	assert_int_equal(fx.restored_checkpoints, 3);
+	assert_int_equal(rst.epoch, 2);
+	assert_int_equal(fx.restored_dm_len, 5000);
+	assert_int_equal(pvm_ckpt_inspect(ck, &im), 0);
+	assert_int_equal(im.epoch, 2);
+	fx_qemu_stop();
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 static void test_continuous_failures(void **state)
 {
 	struct pvm_hv *hv = *state;
@@ -519,6 +601,7 @@ int main(void)
 		XT_TEST(test_failures),
 		XT_TEST(test_continuous),
 		XT_TEST(test_continuous_failures),
+		XT_TEST(test_hvm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
