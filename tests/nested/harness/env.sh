@@ -29,7 +29,7 @@ NX_NET=192.168.100
 
 NX_KEY=$NX_CACHE/ssh/id_ed25519
 NX_SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-	     -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes -i "$NX_KEY")
+	     -o LogLevel=ERROR -o ConnectTimeout=${PVMIG_NESTED_SSH_TIMEOUT:-30} -o BatchMode=yes -i "$NX_KEY")
 
 nx_log() { printf '[nested %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 nx_die() { nx_log "error: $*"; exit 1; }
