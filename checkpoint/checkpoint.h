@@ -219,6 +219,16 @@ int pvm_ckpt_inspect(const char *path, struct pvm_ckpt_image *out);
 int pvm_ckpt_inspect_keyed(const char *path, const char *key_file,
 			   struct pvm_ckpt_image *out);
 
+/*
+ * SHA-256 over all @nr_pages pages of domain @domid (paused, or the digest
+ * means little), in pfn order, through map_pages(READ): what
+ * --verify-memory compares, after a save or a migration, on both ends.
+ * A page the backend could not map (its errs[] entry) fails the digest
+ * with that error. 0 or a negative errno.
+ */
+int pvm_ckpt_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			uint8_t out[PVM_CKPT_DIGEST_LEN]);
+
 #define PVM_CKPT_PAGES_UNKNOWN UINT64_MAX
 
 /* One committed epoch of pvm_ckpt_continuous(). */

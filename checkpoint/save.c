@@ -392,8 +392,8 @@ int pvm_ckpt__write_pfns(struct pvm_hv *hv, uint32_t domid,
 	return 0;
 }
 
-int pvm_ckpt__mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-			 uint8_t out[32], struct pvm_error *e)
+int pvm_ckpt_mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			uint8_t out[PVM_CKPT_DIGEST_LEN])
 {
 	uint64_t pfns[SR_BATCH];
 	int errs[SR_BATCH];
@@ -412,12 +412,26 @@ int pvm_ckpt__mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
 					errs, &map);
 		if (rc)
 			break;
-		pvm_ckpt_digest_update(&d, map, k * PVM_PAGE_SIZE);
+		/* A page the backend could not map is no page of the
+		 * domain's: its bytes in the mapping mean nothing (on the
+		 * simulated host they are not even readable). */
+		for (size_t i = 0; i < k && !rc; i++)
+			rc = errs[i];
+		if (!rc)
+			pvm_ckpt_digest_update(&d, map, k * PVM_PAGE_SIZE);
 		hv->ops->unmap_pages(hv, map, k);
 	}
 	if (!rc)
 		rc = pvm_ckpt_digest_peek(&d, out);
 	pvm_ckpt_digest_dispose(&d);
+	return rc;
+}
+
+int pvm_ckpt__mem_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
+			 uint8_t out[32], struct pvm_error *e)
+{
+	int rc = pvm_ckpt_mem_digest(hv, domid, nr_pages, out);
+
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "domain %u: cannot digest memory: %s",

@@ -389,7 +389,7 @@ static int create_guest(struct demo *d)
 		return -EIO;
 	}
 	close(fd);
-	snprintf(spec, sizeof(spec), "dirty=%lu,ws=%lu,blk:500,net:500",
+	snprintf(spec, sizeof(spec), "content:counter,dirty=%lu,ws=%lu,blk:500,net:500",
 		 d->dirty_rate, d->working_set);
 	if (cli_workload_spec(spec, wl, sizeof(wl)))
 		return -EINVAL;

@@ -43,9 +43,9 @@ struct dom_config {
 	bool devices_quiesced;
 };
 
-/* Fills @spec's image and device fields from @dc (the rest is left). */
+/* Fills @cfg's image and device fields from @dc (pointers into @dc). */
 void dom_config_to_hv(const struct dom_config *dc,
-		      struct pvm_hv_domain_spec *spec);
+		      struct pvm_hv_domain_config *cfg);
 /* Adds @dc as key=value fields (image, frontend, diskN, diskN_vdev,
  * diskN_ro, nicN_mac, nicN_bridge) / reads them back: 0 or -EINVAL with
  * *why_out naming the bad field. */
@@ -619,9 +619,6 @@ void *mig_source_main(void *arg);
 
 /* ---- state.c ---- */
 
-/* SHA-256 over every page of a paused domain, in pfn order. */
-int mig_memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-		      uint8_t out[32]);
 void mig_hex32(const uint8_t d[32], char out[65]);
 /* The sections of a STATE message, pointing into it. */
 #define MIG_STATE_MAX_VCPUS 64u

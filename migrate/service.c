@@ -92,7 +92,8 @@ static int h_create(struct req *r)
 	struct pvm_hv *hv = r->svc->hv;
 	const char *name = pvm_kv_get(r->args, "name");
 	const char *mem = pvm_kv_get(r->args, "memory");
-	struct pvm_hv_domain_spec cfg = { .nr_vcpus = 1 };
+	struct pvm_hv_domain_config cfg = { .domid = PVM_HV_DOMID_ANY,
+					    .nr_vcpus = 1 };
 	struct pvm_hv_dominfo info;
 	struct dom_config dc;
 	uint64_t bytes = 256ull << 20, vcpus = 1;
@@ -156,13 +157,11 @@ static int h_create(struct req *r)
 					    why);
 	}
 	dom_config_to_hv(&dc, &cfg);
-	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	cfg.name = name;
 	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
 	cfg.nr_vcpus = (uint32_t)vcpus;
-	rc = hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY,
-				    pvm_kv_get(r->args, "paused") ?
-					    PVM_HV_CREATE_PAUSED : 0,
-				    &domid);
+	cfg.start_paused = pvm_kv_get(r->args, "paused") != NULL;
+	rc = hv->ops->domain_create(hv, &cfg, &domid);
 	if (rc)
 		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
 				    strerror(-rc));
@@ -200,7 +199,7 @@ static int h_status(struct req *r)
 		pvm_kv_add(&kv, "nics", "%u", dc.nr_nics);
 	}
 	if (pvm_sim_is_sim(r->svc->hv)) {
-		struct pvm_hv_workload w;
+		struct pvm_sim_workload w;
 
 		/* The guest's own I/O counters (data/workload in its xenstore
 		 * area): what "nothing lost" is measured by. */
@@ -628,7 +627,7 @@ int pvm_service_create(const struct pvm_service_config *c,
 		sc.xenstored = s->xs;
 		rc = pvm_sim_host_create(&sc, &s->hv);
 	} else {
-		rc = pvm_hv_open(c->backend, NULL, &s->hv);
+		rc = pvm_hv_open(c->backend, &s->hv);
 	}
 	if (rc) {
 		pvm_err("cannot open the %s backend: %s", c->backend,

@@ -24,8 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "checkpoint/checkpoint.h"
 #include "hv/sim/xenstored/xenstored.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
@@ -38,45 +37,6 @@ enum state_tag {
 	ST_XENSTORE = 5,   /* the domain's xenstore subtree and watches */
 	ST_DEVICES = 6,    /* PV backends' captured ring state (pvquiesce) */
 };
-
-/*
- * SHA-256 over every page of a paused domain, in pfn order, through
- * map_pages(READ): what --verify-memory compares on both ends.
- */
-int mig_memory_digest(struct pvm_hv *hv, uint32_t domid, uint64_t nr_pages,
-			 uint8_t out[32])
-{
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint64_t pfns[MIG_MAP_BATCH];
-	int errs[MIG_MAP_BATCH];
-	unsigned int len = 32;
-	int rc = 0;
-
-	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(md);
-		return -ENOMEM;
-	}
-	for (uint64_t base = 0; base < nr_pages && !rc; base += MIG_MAP_BATCH) {
-		size_t n = nr_pages - base < MIG_MAP_BATCH ? nr_pages - base : MIG_MAP_BATCH;
-		void *addr;
-
-		for (size_t i = 0; i < n; i++)
-			pfns[i] = base + i;
-		rc = hv->ops->map_pages(hv, domid, PVM_HV_MAP_READ, pfns, n, errs,
-					&addr);
-		if (rc)
-			break;
-		for (size_t i = 0; i < n && !rc; i++)
-			rc = errs[i];
-		if (!rc && EVP_DigestUpdate(md, addr, n * PVM_PAGE_SIZE) != 1)
-			rc = -EIO;
-		hv->ops->unmap_pages(hv, addr, n);
-	}
-	if (!rc && EVP_DigestFinal_ex(md, out, &len) != 1)
-		rc = -EIO;
-	EVP_MD_CTX_free(md);
-	return rc;
-}
 
 void mig_hex32(const uint8_t d[32], char out[65])
 {
@@ -146,7 +106,7 @@ static int state_verify(struct mig_dst *d, const uint8_t *want, char *why,
 
 	/* Our mapping is written by the receive threads, which are done:
 	 * every page came before this message. */
-	rc = mig_memory_digest(d->svc->hv, d->domid, d->h.nr_pages, got);
+	rc = pvm_ckpt_mem_digest(d->svc->hv, d->domid, d->h.nr_pages, got);
 	if (rc) {
 		snprintf(why, why_len, "cannot digest the received memory: %s",
 			 strerror(-rc));
@@ -303,7 +263,7 @@ static int get_digest(struct mig_src *m, struct pvm_buf *b, uint32_t v)
 {
 	uint8_t dg[32];
 	char hex[65];
-	int rc = mig_memory_digest(m->svc->hv, m->dom.domid, m->dom.nr_pages, dg);
+	int rc = pvm_ckpt_mem_digest(m->svc->hv, m->dom.domid, m->dom.nr_pages, dg);
 
 	if (rc)
 		return rc;

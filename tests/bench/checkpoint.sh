@@ -51,7 +51,7 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the
 echo
 
 # ---- 1. save / restore ------------------------------------------------------
-P create --name bench --memory 1G --vcpus 1 --workload dirty:16:65536 >/dev/null
+P create --name bench --memory 1G --vcpus 1 --workload content:counter,dirty:16:65536 >/dev/null
 sleep 2 # flat out: the 256 MiB working set is written many times over
 for fmt in raw lz4; do
 	f=$OUT/bench.pvm; [ $fmt = lz4 ] && f=$OUT/bench.pvm.lz4
@@ -89,7 +89,7 @@ rm -f "$OUT"/bench.pvm*
 
 # ---- 3. continuous checkpoints ---------------------------------------------------------
 echo
-P create --name cp --memory 1G --vcpus 2 --workload dirty:16:65536:2560 >/dev/null
+P create --name cp --memory 1G --vcpus 2 --workload content:counter,dirty:16:65536:2560 >/dev/null
 sleep 1
 P checkpoint cp "$OUT/cp" --interval-ms 100 --duration-s "$SECS" >"$OUT/cp.out"
 grep -E "^epoch 0:" "$OUT/cp.out" | sed 's/^/base (live save): /'

@@ -39,7 +39,7 @@ for ndev in $DEVS; do
 			for i in $(seq 1 $nd); do truncate -s 4M "$W/d$i.img"; args+=(--disk "$W/d$i.img"); done
 			for i in $(seq 1 $nn); do args+=(--nic); done
 			wl=idle; [ $load = io ] && wl=blk:1000,net:1000
-			"$PVMIG" -H "$W/a" create --name q --memory 64M "${args[@]}" --frontend $gen --workload $wl >/dev/null
+			"$PVMIG" -H "$W/a" create --name q --memory 64M "${args[@]}" --frontend $gen --workload content:counter,$wl >/dev/null
 			sleep 0.5
 			here=a there=b
 			: >"$W/r"

@@ -77,16 +77,18 @@ best() { # runs "$@" REPS times, prints the line with the smallest wall time
 	echo "$bestl"
 }
 
-printf "\n%-34s %9s %8s %8s %8s %10s\n" "method" "GB/s" "wall_s" "cpu_s" "ratio" "peak_MiB"
+GIB=$(awk -v b="$BYTES" 'BEGIN{print b/1073741824}')
+cpg() { awk -v c="$1" -v g="$GIB" 'BEGIN{printf "%.2f", c/g}'; }
+printf "\n%-34s %9s %8s %8s %8s %8s %10s\n" "method" "GB/s" "wall_s" "cpu_s" "cpu_s/GiB" "ratio" "peak_MiB"
 declare -A PV
 for s in $STREAM_SET; do
 	read -r wall cpu wire peak < <(best pvmig_run "$s" 1)
 	PV[$s]=$wall
-	printf "%-34s %9s %8.3f %8.2f %8.2f %10.1f\n" "pvmig transport, $s stream(s)" "$(gbps "$wall")" "$wall" "$cpu" \
+	printf "%-34s %9s %8.3f %8.2f %8s %8.2f %10.1f\n" "pvmig transport, $s stream(s)" "$(gbps "$wall")" "$wall" "$cpu" "$(cpg "$cpu")" \
 		"$(awk -v b="$BYTES" -v w="$wire" 'BEGIN{print b/w}')" "$(awk -v k="$peak" 'BEGIN{print k/1024}')"
 done
 read -r wall cpu wire peak < <(best pvmig_run 2 0)
-printf "%-34s %9s %8.3f %8.2f %8.2f %10.1f\n" "pvmig transport, 2 streams, no lz4" "$(gbps "$wall")" "$wall" "$cpu" \
+printf "%-34s %9s %8.3f %8.2f %8s %8.2f %10.1f\n" "pvmig transport, 2 streams, no lz4" "$(gbps "$wall")" "$wall" "$cpu" "$(cpg "$cpu")" \
 	"$(awk -v b="$BYTES" -v w="$wire" 'BEGIN{print b/w}')" "$(awk -v k="$peak" 'BEGIN{print k/1024}')"
 
 # ---- 2. lz4 | socat OPENSSL ------------------------------------------------
@@ -115,7 +117,7 @@ socat_run() {
 	echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", b-a}') $cpu $(cat "$W/wire") $peak"
 }
 read -r swall scpu swire speak < <(best socat_run)
-printf "%-34s %9s %8.3f %8.2f %8.2f %10.1f\n" "lz4 -1 | socat OPENSSL (TLS 1.3)" "$(gbps "$swall")" "$swall" "$scpu" \
+printf "%-34s %9s %8.3f %8.2f %8s %8.2f %10.1f\n" "lz4 -1 | socat OPENSSL (TLS 1.3)" "$(gbps "$swall")" "$swall" "$scpu" "$(cpg "$scpu")" \
 	"$(awk -v b="$BYTES" -v w="$swire" 'BEGIN{print b/w}')" "$(awk -v k="$speak" 'BEGIN{print k/1024}')"
 
 # ---- 3. lz4 | ssh (optional) -----------------------------------------------
@@ -150,7 +152,7 @@ EOC
 		PIDS+=("$(cat "$W/ssh/pid" 2>/dev/null || true)")
 		if l=$(best ssh_run 2>/dev/null); then
 			read -r hwall hcpu hpeak <<<"$l"
-			printf "%-34s %9s %8.3f %8.2f %8s %10.1f  (sender side cpu only)\n" "lz4 -1 | ssh" "$(gbps "$hwall")" "$hwall" "$hcpu" "-" \
+			printf "%-34s %9s %8.3f %8.2f %8s %8s %10.1f  (sender side cpu only)\n" "lz4 -1 | ssh" "$(gbps "$hwall")" "$hwall" "$hcpu" "$(cpg "$hcpu")" "-" \
 				"$(awk -v k="$hpeak" 'BEGIN{print k/1024}')"
 		else
 			echo "lz4 | ssh: skipped (ssh to the loopback sshd failed)"
@@ -160,6 +162,33 @@ EOC
 	fi
 else
 	echo "lz4 | ssh: skipped (no sshd, or not root)"
+fi
+
+# ---- where pvmig's cycles go (perf cpu-clock sampling, when perf works) ---
+if command -v perf >/dev/null && perf record -e cpu-clock -o "$W/perf.t" -- true >/dev/null 2>&1; then
+	rm -f "$OUT" "$W/recv.out"
+	perf record -e cpu-clock -F 999 -o "$W/perf.recv" -- "$BENCH" recv 0 "$W/certs" "$OUT" >"$W/recv.out" 2>/dev/null &
+	rpid=$!; PIDS+=("$rpid")
+	for _ in $(seq 100); do grep -q listening "$W/recv.out" 2>/dev/null && break; sleep 0.05; done
+	port=$(awk '/listening/ {print $2}' "$W/recv.out")
+	perf record -e cpu-clock -F 999 -o "$W/perf.send" -- "$BENCH" send 127.0.0.1 "$port" "$W/certs" "$IMG" --streams 2 >/dev/null 2>&1
+	wait "$rpid"
+	echo
+	echo "where pvmig's CPU goes (perf cpu-clock, 2 streams; % of each end's samples):"
+	for side in send recv; do
+		perf report -i "$W/perf.$side" --stdio --no-children --sort dso,symbol 2>/dev/null | awk -v side="$side" '
+			/^ +[0-9.]+%/ { p = $1 + 0; d = $2; s = $0
+				if (d ~ /lz4/) lz += p
+				else if (d ~ /libcrypto|libssl/) tls += p
+				else if (s ~ /pvm_is_zero/) zero += p
+				else if (s ~ /memmove|memcpy|copy_(to|from)_iter|copy_folio|copy_user/) cp += p
+				else if (d ~ /kernel/) k += p
+				else o += p }
+			END { printf "  %-7s lz4 %5.1f%%  TLS (libcrypto+libssl) %5.1f%%  copies %5.1f%%  zero detection %4.1f%%  other kernel %5.1f%%  other %5.1f%%\n", side, lz, tls, cp, zero, k, o }'
+	done
+else
+	echo
+	echo "perf record does not work here: no CPU shares"
 fi
 
 DEF=${PV[2]:-${PV[${STREAM_SET%% *}]}}

@@ -18,9 +18,21 @@
  *
  * dirty: each vCPU thread
  * writes, round and round, its share (every NR_VCPUS-th page) of pfns
- * [FIRST, FIRST+COUNT), one 8-byte counter per page per pass at a moving
- * offset, RATE pages per second per vCPU (0 or absent: as fast as it can).
- * Every pass is counted in the header page.
+ * [FIRST, FIRST+COUNT), RATE pages per second per vCPU (0 or absent: as
+ * fast as it can). Every pass is counted in the header page. What it
+ * writes is the content ("content:NAME", content.h; default mixed): with
+ * random or mixed, whole pages (page P at pass G holds content(P, G)),
+ * the set written once at start before the paced passes; with counter,
+ * one 8-byte counter per page per pass at a moving offset (the tests'
+ * deterministic content, and what this guest did before contents).
+ *
+ * boot:SIZE populates SIZE bytes (K/M/G suffixes) of the top of the free
+ * area (below the device area) with the content at start, as a booted OS
+ * holds its kernel, caches and heap. Default: a quarter of memory, at most
+ * 96 MiB (what a 1 GiB Debian guest booted under QEMU holds, 93.5 MiB
+ * non-zero: docs/benchmarks.md); 0 with content:counter. A guest started
+ * for a restore or an incoming migration (its header page already carries
+ * the magic) populates nothing: its memory is the one it was moved with.
  *
  * The guest exits when its control socket reaches EOF (host gone).
  */
@@ -43,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hv/sim/guest/content.h"
 #include "hv/sim/guest/guest.h"
 #include "hv/sim/guest_abi.h"
 #include "hv/sim/uapi_compat.h"
@@ -50,6 +63,9 @@
 struct workload {
 	uint64_t first, count, rate;
 	bool dirty;
+	enum pvm_content content;
+	uint64_t boot_bytes;
+	bool boot_set;
 	bool echo;
 	struct pv_workload pv;
 };
@@ -59,10 +75,19 @@ struct vcpu {
 	unsigned int id;
 };
 
+/* The default populated amount's cap: a booted 1 GiB Debian guest's
+ * non-zero memory (93.5 MiB, docs/benchmarks.md), rounded. */
+#define BOOT_DEFAULT_MAX (96ull << 20)
+
 static uint8_t *mem;
 static uint64_t nr_pages;
 static unsigned int nr_vcpus;
 static struct workload wl;
+/* Set before the vCPUs start: memory came with a restore or a migration
+ * (the header page already held the magic), so nothing is populated. */
+static bool restored;
+/* The boot:SIZE region, pfns [boot_first, boot_first + boot_count). */
+static uint64_t boot_first, boot_count;
 
 /* One item of the WORKLOAD argument (sim.h lists them). */
 static int parse_item(const char *s, struct workload *w)
@@ -74,6 +99,12 @@ static int parse_item(const char *s, struct workload *w)
 	if (strcmp(s, "echo") == 0) {
 		w->echo = true;
 		return 0;
+	}
+	if (strncmp(s, "content:", 8) == 0)
+		return pvm_content_parse(s + 8, &w->content);
+	if (strncmp(s, "boot:", 5) == 0) {
+		w->boot_set = true;
+		return pvm_content_parse_size(s + 5, &w->boot_bytes);
 	}
 	if (strcmp(s, "noack") == 0) {
 		w->pv.no_suspend_ack = true;
@@ -130,6 +161,7 @@ static int parse_workload(const char *s, struct workload *w, bool has_xs)
 	char buf[256], *save = NULL;
 
 	memset(w, 0, sizeof(*w));
+	w->content = PVM_CONTENT_MIXED;
 	if (strlen(s) >= sizeof(buf))
 		return -EINVAL;
 	strcpy(buf, s);
@@ -137,6 +169,11 @@ static int parse_workload(const char *s, struct workload *w, bool has_xs)
 	     it = strtok_r(NULL, ",", &save))
 		if (parse_item(it, w) < 0)
 			return -EINVAL;
+	if (!w->boot_set && w->content != PVM_CONTENT_COUNTER) {
+		w->boot_bytes = nr_pages * PAGE / 4;
+		if (w->boot_bytes > BOOT_DEFAULT_MAX)
+			w->boot_bytes = BOOT_DEFAULT_MAX;
+	}
 	/* A guest big enough for the device area (pv_main runs) keeps the
 	 * dirty workload out of it. */
 	if (has_xs && w->dirty &&
@@ -151,6 +188,28 @@ static int parse_workload(const char *s, struct workload *w, bool has_xs)
 	return 0;
 }
 
+/* Whole-page dirtying (random, mixed): the set written once unpaced, then
+ * paced passes, page P at pass G holding content(P, G). */
+static void dirty_pages(const struct vcpu *v)
+{
+	struct pvm_simguest_header *hdr = (void *)mem;
+	struct pvm_pace pace;
+
+	if (!restored)
+		for (uint64_t j = v->id; j < wl.count; j += nr_vcpus)
+			pvm_content_fill(wl.content, mem + (wl.first + j) * PAGE,
+					 wl.first + j, 0);
+	pvm_pace_init(&pace, wl.rate);
+	for (uint64_t pass = 1;; pass++) {
+		for (uint64_t j = v->id; j < wl.count; j += nr_vcpus) {
+			pvm_pace_wait(&pace);
+			pvm_content_fill(wl.content, mem + (wl.first + j) * PAGE,
+					 wl.first + j, pass);
+		}
+		__atomic_store_n(&hdr->passes[v->id], pass, __ATOMIC_RELAXED);
+	}
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
@@ -158,8 +217,17 @@ static void *vcpu_main(void *arg)
 	uint64_t pass = 0;
 	struct timespec gap = { 0, 0 };
 
+	/* boot: each vCPU populates its share of the region. */
+	if (!restored)
+		for (uint64_t j = v->id; j < boot_count; j += nr_vcpus)
+			pvm_content_fill(wl.content, mem + (boot_first + j) * PAGE,
+					 boot_first + j, 0);
 	if (!wl.dirty || wl.count == 0)
 		return NULL;
+	if (wl.content != PVM_CONTENT_COUNTER) {
+		dirty_pages(v);
+		return NULL;
+	}
 	if (wl.rate) {
 		uint64_t ns = 1000000000ull / wl.rate;
 		gap.tv_sec = (time_t)(ns / 1000000000ull);
@@ -382,7 +450,16 @@ int main(int argc, char **argv)
 	wl.pv.legacy = argc == 5 && strcmp(argv[4], "legacy") == 0;
 	{
 		struct pvm_simguest_header *hdr = (void *)mem;
+		uint64_t top = nr_pages;
 
+		if (has_xs && nr_pages >= PVM_SIMGUEST_DEV_PAGES +
+						   PVM_SIMGUEST_FIRST_FREE_PFN)
+			top = nr_pages - PVM_SIMGUEST_DEV_PAGES;
+		boot_count = wl.boot_bytes / PAGE;
+		if (boot_count > top - PVM_SIMGUEST_FIRST_FREE_PFN)
+			boot_count = top - PVM_SIMGUEST_FIRST_FREE_PFN;
+		boot_first = top - boot_count;
+		restored = hdr->magic == PVM_SIMGUEST_MAGIC;
 		hdr->magic = PVM_SIMGUEST_MAGIC;
 		hdr->nr_vcpus = nr_vcpus;
 	}

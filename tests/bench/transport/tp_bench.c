@@ -127,7 +127,7 @@ static void *sampler(void *arg)
 		long v = rss_anon_kb();
 		if (v > peak_anon_kb)
 			peak_anon_kb = v;
-		usleep(5000);
+		usleep(10000);
 	}
 	return NULL;
 }

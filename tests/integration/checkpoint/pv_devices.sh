@@ -89,7 +89,7 @@ restored_ok() {
 create() { # NAME GEN
 	truncate -s 32M "$W/$1.img"
 	P create --name "$1" --memory 64M --vcpus 2 --disk "$W/$1.img" --nic \
-		--frontend "$2" --workload "$WL" >/dev/null 2>"$W/create.err" || {
+		--frontend "$2" --workload "content:counter,$WL" >/dev/null 2>"$W/create.err" || {
 		if grep -qiE "userfaultfd|PAGEMAP_SCAN|not supported" "$W/create.err"; then
 			echo "SKIP: this kernel cannot run simulated guests"; exit 77
 		fi
@@ -416,7 +416,7 @@ P destroy dmg >/dev/null
 "$PVMIGD" --backend sim --state-dir "$W/s2" --foreground >>"$W/pvmigd2.log" 2>&1 &
 D2=$!
 for _ in $(seq 100); do "$PVMIG" -H "$W/s2" info >/dev/null 2>&1 && break; sleep 0.05; done
-"$PVMIG" -H "$W/s2" create --name squatter --memory 16M --workload dirty:16:64:100 >/dev/null 2>&1 ||
+"$PVMIG" -H "$W/s2" create --name squatter --memory 16M --workload content:counter,dirty:16:64:100 >/dev/null 2>&1 ||
 	bad "create the squatter"
 sq=$("$PVMIG" -H "$W/s2" status squatter --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])')
 lid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])' <"$W/legacy-verify.json" 2>/dev/null)

@@ -37,7 +37,7 @@ ndomains() { P list --json | grep -o '"domid"' | wc -l; }
 running() { P status "$1" 2>/dev/null | grep -q "state *running"; }
 
 start_daemon
-if ! P create --name g1 --memory 32M --vcpus 2 --workload dirty:16:4096:5000 \
+if ! P create --name g1 --memory 32M --vcpus 2 --workload content:counter,dirty:16:4096:5000 \
 	>/dev/null 2>"$W/create.err"; then
 	if grep -qiE "userfaultfd|PAGEMAP_SCAN|not supported" "$W/create.err" "$W/pvmigd.log"; then
 		echo "SKIP: this kernel cannot run simulated guests: $(cat "$W/create.err")"
@@ -45,7 +45,7 @@ if ! P create --name g1 --memory 32M --vcpus 2 --workload dirty:16:4096:5000 \
 	fi
 	echo "cannot create a guest: $(cat "$W/create.err")"; exit 1
 fi
-P create --name bystander --memory 16M --workload dirty:16:1024:1000 >/dev/null ||
+P create --name bystander --memory 16M --workload content:counter,dirty:16:1024:1000 >/dev/null ||
 	{ echo "cannot create the bystander"; exit 1; }
 sleep 0.2
 
@@ -57,7 +57,7 @@ else
 fi
 P status g1 >/dev/null 2>&1 && bad "g1 still exists after a save" || ok "save destroyed g1"
 P verify "$W/g1.pvm" >"$W/verify1.out" && grep -q "sound" "$W/verify1.out" &&
-	grep -q "runs 'dirty:16:4096:5000'" "$W/verify1.out" &&
+	grep -q "runs 'content:counter,dirty:16:4096:5000'" "$W/verify1.out" &&
 	ok "verify: $(head -2 "$W/verify1.out" | tr '\n' ' ')" ||
 	bad "verify of a good file: $(cat "$W/verify1.out")"
 P verify --json "$W/g1.pvm" | grep -q '"sound":true,"kind":"full","name":"g1"' &&
@@ -130,7 +130,7 @@ a=$(field "$W/save5.out" "memory sha256"); b=$(field "$W/r5.out" "memory sha256"
 
 # ---- 3c. PV devices: their config is carried, restore re-creates them -----------------
 truncate -s 16M "$W/disk.img"
-P create --name pv --memory 32M --workload dirty:16:1024:1000,blk,net \
+P create --name pv --memory 32M --workload content:counter,dirty:16:1024:1000,blk,net \
 	--disk "$W/disk.img" --nic --frontend modern >/dev/null 2>"$W/pv.err" ||
 	bad "create with a disk and a nic: $(cat "$W/pv.err")"
 sleep 1
@@ -196,7 +196,7 @@ for round in 1 2; do
 	P restore "$W/cpk" >"$W/rk.out" 2>&1 && sleep 0.1 && running g1 &&
 		ok "  and it restores: $(head -1 "$W/rk.out")" || bad "  restore after kill: $(cat "$W/rk.out")"
 done
-P create --name bystander --memory 16M --workload dirty:16:1024:1000 >/dev/null
+P create --name bystander --memory 16M --workload content:counter,dirty:16:1024:1000 >/dev/null
 
 # ---- 6. bad files ------------------------------------------------------------------------
 P save -c g1 "$W/good.pvm" >/dev/null 2>&1 || bad "save of the sample"

@@ -90,7 +90,7 @@ host() { CERT[$1]=$W/ca/$2; start_host "$1" 'timeout-ms = 2000'; } # NAME CERT
 host a hosta
 host b hostb2
 PB=${PORT[b]}
-"$PVMIG" -H "$W/a" create --name g --memory 32M >/dev/null || bad "create g"
+"$PVMIG" -H "$W/a" create --name g --memory 32M --workload content:counter >/dev/null || bad "create g"
 if "$PVMIG" -H "$W/a" migrate g "127.0.0.1:$PB" 2>"$W/e8"; then
 	bad "migration to 127.0.0.1 accepted a certificate for 127.0.0.2"
 else

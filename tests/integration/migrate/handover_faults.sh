@@ -24,7 +24,7 @@ reset_host() { stop_host "$1"; rm -rf "${W:?}/$1"; }
 guest() { # on host a
 	truncate -s 16M "$W/disk.img"
 	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/disk.img" --nic --frontend legacy \
-		--workload "dirty:16:1000:2000,blk:500,net:500" >/dev/null || bad "create"
+		--workload "content:counter,dirty:16:1000:2000,blk:500,net:500" >/dev/null || bad "create"
 	sleep 0.5
 }
 

@@ -59,7 +59,7 @@ LINK=(--bandwidth 4 --no-compress --downtime-ms 100)
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"].get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null; }
 
 # 1. throttle (the default): converges with the vCPUs slowed.
-"$PVMIG" -H "$W/a" create --name hot --memory 32M --vcpus 2 --workload "$WL" >/dev/null || bad "create hot"
+"$PVMIG" -H "$W/a" create --name hot --memory 32M --vcpus 2 --workload "content:counter,$WL" >/dev/null || bad "create hot"
 out=$("$PVMIG" -H "$W/a" migrate hot "127.0.0.1:$PB" "${LINK[@]}" --json 2>"$W/err")
 rc=$?
 if [ $rc -eq 0 ] && python3 -c '

@@ -43,9 +43,9 @@ truncate -s 32M "$W/legacy.img" "$W/modern.img"
 # destination: with it taken there, the migration is refused before the
 # guest is paused, and the guest runs on here. (Both hosts are fresh: the
 # first guest of each gets the same domid.)
-"$PVMIG" -H "$W/b" create --name squatter --memory 16M >/dev/null || bad "create squatter"
+"$PVMIG" -H "$W/b" create --name squatter --memory 16M --workload content:counter >/dev/null || bad "create squatter"
 "$PVMIG" -H "$W/a" create --name lg --memory 64M --disk "$W/legacy.img" --nic --frontend legacy \
-	--workload "blk:1000,net:1000" >/dev/null || bad "create lg"
+	--workload "content:counter,blk:1000,net:1000" >/dev/null || bad "create lg"
 sleep 1
 lgid=$(domid_of a lg)
 sqid=$(domid_of b squatter)
@@ -71,7 +71,7 @@ fi
 for gen in legacy modern; do
 	"$PVMIG" -H "$W/a" create --name $gen --memory 64M --vcpus 2 \
 		--disk "$W/$gen.img" --nic --frontend $gen \
-		--workload "dirty:16:4000:4000,blk:1000,net:1000" >/dev/null || bad "create $gen"
+		--workload "content:counter,dirty:16:4000:4000,blk:1000,net:1000" >/dev/null || bad "create $gen"
 done
 sleep 1
 here=a there=b
@@ -113,7 +113,7 @@ done
 for gen in legacy modern; do
 	truncate -s 32M "$W/heavy-$gen.img"
 	"$PVMIG" -H "$W/$here" create --name heavy-$gen --memory 64M --disk "$W/heavy-$gen.img" --nic \
-		--frontend $gen --workload "blk:0,net:0" >/dev/null || bad "create heavy-$gen"
+		--frontend $gen --workload "content:counter,blk:0,net:0" >/dev/null || bad "create heavy-$gen"
 	sleep 1
 	before=$(counters $here heavy-$gen)
 	if "$PVMIG" -H "$W/$here" migrate heavy-$gen "127.0.0.1:${PORT[$there]}" --verify-memory >/dev/null 2>"$W/err"; then
@@ -133,7 +133,7 @@ done
 for gen in legacy modern; do
 	truncate -s 8M "$W/idle-$gen.img"
 	"$PVMIG" -H "$W/$here" create --name idle-$gen --memory 64M --disk "$W/idle-$gen.img" --nic \
-		--frontend $gen --workload "dirty:16:2000:2000" >/dev/null || bad "create idle-$gen"
+		--frontend $gen --workload "content:counter,dirty:16:2000:2000" >/dev/null || bad "create idle-$gen"
 	sleep 1
 	out=$("$PVMIG" -H "$W/$here" migrate idle-$gen "127.0.0.1:${PORT[$there]}" --json 2>"$W/err")
 	sleep 0.5
@@ -157,14 +157,14 @@ done
 # dead).
 truncate -s 8M "$W/renum.img"
 "$PVMIG" -H "$W/$here" create --name renum --memory 64M --disk "$W/renum.img" --nic \
-	--frontend modern --workload "blk:200,net:200" >/dev/null || bad "create renum"
+	--frontend modern --workload "content:counter,blk:200,net:200" >/dev/null || bad "create renum"
 old=$(domid_of $here renum)
 holds=()
 for i in $(seq 1 16); do
 	"$PVMIG" -H "$W/$there" list --json | python3 -c '
 import json,sys
 sys.exit(0 if any(str(d.get("domid"))==sys.argv[1] for d in json.load(sys.stdin)["items"]) else 1)' "$old" && break
-	"$PVMIG" -H "$W/$there" create --name hold$i --memory 16M --workload idle >/dev/null && holds+=(hold$i)
+	"$PVMIG" -H "$W/$there" create --name hold$i --memory 16M --workload content:counter,idle >/dev/null && holds+=(hold$i)
 done
 sleep 1
 before=$(counters $here renum)
@@ -192,7 +192,7 @@ for gen in legacy modern; do
 	args=()
 	for i in 1 2 3 4 5 6 7 8; do truncate -s 4M "$W/m$gen$i.img"; args+=(--disk "$W/m$gen$i.img" --nic); done
 	"$PVMIG" -H "$W/$here" create --name many-$gen --memory 64M "${args[@]}" --frontend $gen \
-		--workload "blk:200,net:200" >/dev/null || bad "create many-$gen"
+		--workload "content:counter,blk:200,net:200" >/dev/null || bad "create many-$gen"
 	sleep 1.5
 	before=$(counters $here many-$gen)
 	out=$("$PVMIG" -H "$W/$here" migrate many-$gen "127.0.0.1:${PORT[$there]}" --json 2>"$W/err")
@@ -219,7 +219,7 @@ done
 # answers again its I/O goes on clean.
 truncate -s 8M "$W/stuck.img"
 "$PVMIG" -H "$W/$here" create --name stuck --memory 64M --disk "$W/stuck.img" --nic \
-	--frontend modern --workload "blk:500,net:500" >/dev/null || bad "create stuck"
+	--frontend modern --workload "content:counter,blk:500,net:500" >/dev/null || bad "create stuck"
 sleep 1
 sid=$(domid_of $here stuck)
 before=$(counters $here stuck)
@@ -250,7 +250,7 @@ check_clean "stuck (no move)" "$before" "$after" legacy
 # runs flat out (blk:0) so that requests are in flight at the pause, as the
 # issue asks; with an idle ring the fresh backend could pick it up by luck.
 "$PVMIG" -H "$W/$here" create --name bare --memory 64M --disk "$W/legacy.img" --nic \
-	--frontend legacy --workload "blk:0,net:0" >/dev/null || bad "create bare"
+	--frontend legacy --workload "content:counter,blk:0,net:0" >/dev/null || bad "create bare"
 sleep 1
 out=$("$PVMIG" -H "$W/$here" migrate bare "127.0.0.1:${PORT[$there]}" --no-quiesce --json 2>"$W/err")
 before=$(counters $there bare)

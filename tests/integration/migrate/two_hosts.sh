@@ -22,7 +22,7 @@ start_hosts a b
 PA=${PORT[a]} PB=${PORT[b]}
 
 # 1. Live migration A -> B, memory verified on both ends.
-"$PVMIG" -H "$W/a" create --name g1 --memory 64M --vcpus 2 --workload dirty:16:4000:20000 >/dev/null || bad "create g1"
+"$PVMIG" -H "$W/a" create --name g1 --memory 64M --vcpus 2 --workload content:counter,dirty:16:4000:20000 >/dev/null || bad "create g1"
 out=$("$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PB" --verify-memory --json 2>"$W/err")
 rc=$?
 if [ $rc -eq 0 ] && python3 -c '
@@ -48,9 +48,9 @@ expect_state a g1 running "guest back on A"
 expect_state b g1 absent "and only there"
 
 # 2b. Several migrations at once, both directions.
-"$PVMIG" -H "$W/a" create --name c1 --memory 32M --workload dirty:16:2000:5000 >/dev/null
-"$PVMIG" -H "$W/a" create --name c2 --memory 32M --workload dirty:16:2000:5000 >/dev/null
-"$PVMIG" -H "$W/b" create --name c3 --memory 32M --workload dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/a" create --name c1 --memory 32M --workload content:counter,dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/a" create --name c2 --memory 32M --workload content:counter,dirty:16:2000:5000 >/dev/null
+"$PVMIG" -H "$W/b" create --name c3 --memory 32M --workload content:counter,dirty:16:2000:5000 >/dev/null
 "$PVMIG" -H "$W/a" migrate c1 "127.0.0.1:$PB" --verify-memory >/dev/null 2>"$W/c1.err" & C1=$!
 "$PVMIG" -H "$W/a" migrate c2 "127.0.0.1:$PB" --verify-memory >/dev/null 2>"$W/c2.err" & C2=$!
 "$PVMIG" -H "$W/b" migrate c3 "127.0.0.1:$PA" --verify-memory >/dev/null 2>"$W/c3.err" & C3=$!
@@ -63,7 +63,7 @@ for g in c1 c2; do "$PVMIG" -H "$W/b" destroy $g >/dev/null; done
 "$PVMIG" -H "$W/a" destroy c3 >/dev/null
 
 # 2c. pvmig migrate --cancel from another terminal, mid-round.
-"$PVMIG" -H "$W/a" create --name slow --memory 64M --workload dirty:16:8000 >/dev/null
+"$PVMIG" -H "$W/a" create --name slow --memory 64M --workload content:counter,dirty:16:8000 >/dev/null
 "$PVMIG" -H "$W/a" migrate slow "127.0.0.1:$PB" --bandwidth 4 --no-compress >/dev/null 2>"$W/cancel.err" & CP=$!
 for _ in $(seq 200); do [ "$(state b slow)" != absent ] && break; sleep 0.02; done
 "$PVMIG" -H "$W/a" migrate --cancel slow >/dev/null 2>"$W/cancel2.err" || bad "--cancel refused: $(cat "$W/cancel2.err")"
@@ -100,7 +100,7 @@ expect_state c g1 absent "nothing reached the foreign host"
 stop_host c
 
 # 5. Name already taken on the destination.
-"$PVMIG" -H "$W/b" create --name g1 --memory 32M >/dev/null
+"$PVMIG" -H "$W/b" create --name g1 --memory 32M --workload content:counter >/dev/null
 if "$PVMIG" -H "$W/a" migrate g1 "127.0.0.1:$PB" 2>"$W/err"; then
 	bad "migration onto a taken name succeeded"
 else
@@ -111,7 +111,7 @@ expect_state a g1 running "guest still runs on the source"
 "$PVMIG" -H "$W/b" destroy g1 >/dev/null
 
 # 6. Destination killed mid-migration: the source resumes the guest.
-"$PVMIG" -H "$W/a" create --name big --memory 256M --workload dirty:16:60000 >/dev/null
+"$PVMIG" -H "$W/a" create --name big --memory 256M --workload content:counter,dirty:16:60000 >/dev/null
 # 8 MiB/s of random pages: round 0 alone takes over 10 s, the kill lands in it.
 "$PVMIG" -H "$W/a" migrate big "127.0.0.1:$PB" --bandwidth 8 --no-compress >"$W/out6" 2>"$W/err6" &
 MPID=$!

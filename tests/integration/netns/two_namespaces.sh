@@ -54,7 +54,7 @@ host b
 for gen in modern legacy; do
 	truncate -s 32M "$W/$gen.img"
 	"$PVMIG" -H "$W/a" create --name $gen --memory 128M --vcpus 2 --disk "$W/$gen.img" --nic \
-		--frontend $gen --workload "dirty:16:8192:10000,blk:1000,net:1000" >/dev/null || bad "create $gen"
+		--frontend $gen --workload "content:counter,dirty:16:8192:10000,blk:1000,net:1000" >/dev/null || bad "create $gen"
 done
 sleep 1
 for gen in modern legacy; do
@@ -109,7 +109,7 @@ if tc -n "$NA" qdisc add dev "$VA" root tbf rate 200mbit burst 64kb latency 100m
 	# modern: a legacy guest's transparent reconnect needs its domid,
 	# which B has given to an earlier guest (refused by design, issue 6)
 	"$PVMIG" -H "$W/a" create --name big --memory 128M --vcpus 2 --disk "$W/big.img" --nic \
-		--frontend modern --workload "dirty:16:16384:2000,blk:500,net:500" >/dev/null
+		--frontend modern --workload "content:counter,dirty:16:16384:2000,blk:500,net:500" >/dev/null
 	sleep 2
 	out=$("$PVMIG" -H "$W/a" migrate big "${ADDR[b]}" --no-compress --json 2>"$W/e4")
 	if python3 -c '
@@ -140,7 +140,7 @@ fresh_pair() { # PVMIG_HOLD value for A
 	host a "$1"; host b
 	truncate -s 16M "$W/g.img"
 	"$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
-		--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
+		--workload "content:counter,dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
 	sleep 0.5
 }
 migrate_held() { # POINT ACTION...: migrate g A -> B, run ACTION at POINT
@@ -244,7 +244,7 @@ stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b"
 host a; host b "" "$W/other"
 truncate -s 16M "$W/g.img"
 "$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \
-	--workload "dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
+	--workload "content:counter,dirty:16:2000:2000,blk:500,net:500" >/dev/null || bad "create g"
 sleep 0.5
 if "$PVMIG" -H "$W/a" migrate g "${ADDR[b]}" 2>"$W/fe"; then
 	bad "migration to a host of another CA succeeded"
