@@ -22,8 +22,6 @@
 #include "transport/transport.h"
 
 
-#define PVMIG_VERSION "0.1.0"
-
 struct subcmd {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -493,7 +491,7 @@ static void help_json(const struct subcmd *only)
 	}
 	pvm_kv_init(&res);
 	pvm_kv_add(&res, "status", "0");
-	pvm_kv_add(&res, "version", PVMIG_VERSION);
+	pvm_kv_add(&res, "version", PVM_VERSION);
 	cli_json_doc(items, n, &res);
 	for (size_t i = 0; i < n; i++)
 		pvm_kv_dispose(&items[i]);
@@ -567,7 +565,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--version")) {
-			printf("pvmig " PVMIG_VERSION "\n");
+			printf("pvmig " PVM_VERSION "\n");
 			return 0;
 		} else {
 			fprintf(stderr, "pvmig: unknown option '%s' (see pvmig --help)\n",

@@ -1,16 +1,20 @@
 /*
- * pvmigd — the pvmig host daemon: argument parsing and the configuration
- * file; the service itself is migrate/ (pvm_service_*).
+ * pvmigd — the pvmig host daemon: argument parsing, the configuration
+ * file and its checks (--check-config, and the same checks at start),
+ * detaching, and telling systemd when it is ready; the service itself is
+ * migrate/ (pvm_service_*).
  */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/common.h"
 #include "migrate/migrate.h"
+#include "transport/transport.h"
 
 static struct pvm_service *g_svc;
 
@@ -25,6 +29,9 @@ static void usage(FILE *f)
 {
 	fputs("Usage: pvmigd [--config FILE] [--backend sim|xen] [--state-dir DIR]\n"
 	      "              [--foreground] [--log stderr|syslog] [--verbose]\n"
+	      "       pvmigd --check-config [--config FILE] [--backend sim|xen]\n"
+	      "              [--state-dir DIR]\n"
+	      "       pvmigd --version\n"
 	      "\n"
 	      "The pvmig host daemon: runs the hypervisor backend and answers the\n"
 	      "local pvmig command on DIR/control.sock.\n"
@@ -44,11 +51,143 @@ static void usage(FILE *f)
 	      "  --log stderr|syslog\n"
 	      "                    log there, whatever the two above say\n"
 	      "  --verbose, -v     debug logging\n"
+	      "  --check-config    read and check the configuration (the file, and\n"
+	      "                    the TLS files it names: tls-ca a CA, tls-key\n"
+	      "                    matching tls-cert), say what is wrong with\n"
+	      "                    FILE:LINE, exit with the status a start would\n"
+	      "                    have; start nothing\n"
+	      "  --version         print the version\n"
 	      "  --help, -h        this text\n"
 	      "\n"
 	      "SIGTERM or SIGINT stops the daemon, destroys the guests of a simulated\n"
 	      "host, and removes its sockets. Use it with: pvmig -H DIR list\n",
 	      f);
+}
+
+/*
+ * The line of @path that sets @key last (the one that wins), or 0: for
+ * messages about a value, which the parser has no line for any more.
+ */
+static unsigned key_line(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	unsigned n = 0, found = 0;
+	size_t klen = strlen(key);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = line;
+
+		n++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, key, klen))
+			continue;
+		p += klen;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '=')
+			found = n;
+	}
+	fclose(f);
+	return found;
+}
+
+/* "FILE:LINE" where @key is set, or "FILE" (or "the built-in defaults"). */
+static void where(const char *path, const char *key, char *out, size_t len)
+{
+	unsigned line = path ? key_line(path, key) : 0;
+
+	if (!path)
+		snprintf(out, len, "the built-in defaults");
+	else if (line)
+		snprintf(out, len, "%s:%u", path, line);
+	else
+		snprintf(out, len, "%s", path);
+}
+
+/*
+ * What the configuration needs beyond its syntax, checked at start and by
+ * --check-config: TLS all or nothing, a listener only with TLS, and the
+ * three files usable (pvm_tls_files_check). @path: the file read, NULL if
+ * none. Logs each problem with FILE:LINE; returns 0 or 1 (the exit status
+ * of a start that fails).
+ */
+static int check_semantics(const struct pvm_service_config *cfg,
+			   const char *path)
+{
+	static const char *const keys[] = {
+		[PVM_TLS_CA] = "tls-ca",
+		[PVM_TLS_CERT] = "tls-cert",
+		[PVM_TLS_KEY] = "tls-key",
+	};
+	const char *vals[] = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key };
+	struct pvm_tls_files files = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key };
+	enum pvm_tls_which which;
+	char at[1100], why[512], missing[64] = "";
+	unsigned set = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		if (vals[i][0])
+			set++;
+		else
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+				 "%s%s", missing[0] ? ", " : "", keys[i]);
+	}
+	if (set == 0 && cfg->listen[0]) {
+		where(path, "listen", at, sizeof(at));
+		pvm_err("%s: listen = %s needs tls-ca, tls-cert and tls-key (make them with pvmig tls-init)",
+			at, cfg->listen);
+		return 1;
+	}
+	if (set == 0)
+		return 0;
+	if (set < 3) {
+		where(path, vals[0][0] ? "tls-ca" : vals[1][0] ? "tls-cert" : "tls-key",
+		      at, sizeof(at));
+		pvm_err("%s: %s missing: tls-ca, tls-cert and tls-key go together",
+			at, missing);
+		return 1;
+	}
+	if (pvm_tls_files_check(&files, &which, why, sizeof(why))) {
+		where(path, keys[which], at, sizeof(at));
+		pvm_err("%s: %s %s: %s", at, keys[which], vals[which], why);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * --check-config only: can the state dir be what the service makes it?
+ * @path: the config file, NULL when --state-dir named it.
+ */
+static int check_state_dir(const char *dir, const char *path)
+{
+	char at[1100] = "--state-dir", parent[256], *slash;
+	struct stat st;
+
+	if (path)
+		where(path, "state-dir", at, sizeof(at));
+	if (stat(dir, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		pvm_err("%s: state-dir %s is not a directory", at, dir);
+		return 1;
+	}
+	/* pvmigd creates one level, as mkdir(1) would without -p. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	else if (slash)
+		slash[1] = '\0';
+	if (stat(parent, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	pvm_err("%s: state-dir %s does not exist, nor its parent %s (pvmigd makes one level)",
+		at, dir, parent);
+	return 1;
 }
 
 int main(int argc, char **argv)
@@ -60,13 +199,16 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pvm_service_config cfg;
 	const char *config = NULL, *backend = NULL, *state_dir = NULL;
 	const char *log_to = NULL;
-	bool foreground = false, use_syslog;
+	bool foreground = false, use_syslog, check_only = false;
+	const char *config_read = NULL;
 	struct sigaction sa;
 	int opt, rc;
 
@@ -86,6 +228,8 @@ int main(int argc, char **argv)
 		case 's': state_dir = optarg; break;
 		case 'f': foreground = true; break;
 		case 'v': pvm_log_set_level(PVM_LOG_DEBUG); break;
+		case 'C': check_only = true; break;
+		case 'V': printf("pvmigd %s\n", PVM_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -98,6 +242,8 @@ int main(int argc, char **argv)
 
 	pvm_service_config_defaults(&cfg);
 	rc = pvm_service_config_load(&cfg, config ? config : PVM_CONFIG_DEFAULT);
+	if (!rc)
+		config_read = config ? config : PVM_CONFIG_DEFAULT;
 	if (rc == -ENOENT && !config)
 		rc = 0;
 	if (rc) {
@@ -144,6 +290,28 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+
+	rc = check_semantics(&cfg, config_read);
+	if (check_only) {
+		rc = rc ? rc : check_state_dir(cfg.state_dir,
+						 state_dir ? NULL : config_read);
+		if (rc)
+			return rc;
+		char lis[160] = "no listener";
+
+		if (cfg.listen[0])
+			snprintf(lis, sizeof(lis), "listening on %s port %u",
+				 cfg.listen, cfg.port);
+		printf("%s: ok (backend %s, state-dir %s, %s, %s)\n",
+		       config_read ? config_read :
+				     "no " PVM_CONFIG_DEFAULT ", built-in defaults",
+		       cfg.backend, cfg.state_dir, lis,
+		       cfg.tls_ca[0] ? "TLS files checked" :
+				       "no TLS: migrations refused");
+		return 0;
+	}
+	if (rc)
+		return rc;
 
 	/* --log beats everything; in the foreground a terminal (or whoever
 	 * started us) reads stderr; detached, the configuration decides. */

@@ -47,7 +47,7 @@ static int h_ping(struct req *r)
 	int rc;
 
 	pvm_kv_init(&kv);
-	pvm_kv_add(&kv, "version", "0.1.0");
+	pvm_kv_add(&kv, "version", "%s", PVM_VERSION);
 	pvm_kv_add(&kv, "backend", "%s", r->svc->hv->ops->name);
 	pvm_kv_add(&kv, "state_dir", "%s", r->svc->cfg.state_dir);
 	if (r->svc->listener) {

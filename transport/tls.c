@@ -2,6 +2,7 @@
  * TLS 1.3 with mutual certificate authentication (OpenSSL 3), on
  * non-blocking sockets, and the certificate helper behind `pvmig tls-init`.
  *
+ *   pvm_tls_files_check() the CA is a CA, the key opens and matches the cert
  *   pvm_tls_ctx_new()     one SSL_CTX: TLS 1.3 only, peer cert required
  *   tp_conn_connect()     TCP connect + client handshake + name check
  *   tp_conn_accept()      server handshake + name check on an accepted fd
@@ -44,14 +45,144 @@ void tp_ssl_error(char *buf, size_t len)
 	ERR_clear_error();
 }
 
+/* Never prompts for a pass phrase (a daemon has no terminal). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf; (void)size; (void)rwflag; (void)u;
+	return -1;
+}
+
+/* Opens @path for reading: a BIO, or NULL with why/-errno. */
+static BIO *open_pem(const char *path, char *why, size_t len, int *rc_out)
+{
+	FILE *f = fopen(path, "r");
+	BIO *b;
+
+	if (!f) {
+		*rc_out = -errno;
+		snprintf(why, len, "cannot read it: %s", strerror(errno));
+		return NULL;
+	}
+	b = BIO_new_fp(f, BIO_CLOSE);
+	if (!b) {
+		fclose(f);
+		*rc_out = -ENOMEM;
+		snprintf(why, len, "out of memory");
+	}
+	return b;
+}
+
+static void subject_of(X509 *x, char *buf, size_t len)
+{
+	X509_NAME_oneline(X509_get_subject_name(x), buf, (int)len);
+}
+
+/* Every certificate in @path is a CA (basicConstraints CA:TRUE). */
+static int check_ca_file(const char *path, char *why, size_t len)
+{
+	char subj[256];
+	unsigned n = 0;
+	int rc = 0;
+	BIO *b = open_pem(path, why, len, &rc);
+	X509 *x;
+
+	if (!b)
+		return rc;
+	while ((x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL))) {
+		uint32_t fl = X509_get_extension_flags(x);
+
+		n++;
+		if (!(fl & EXFLAG_BCONS) || !(fl & EXFLAG_CA)) {
+			subject_of(x, subj, sizeof(subj));
+			snprintf(why, len,
+				 "not a CA certificate: certificate %u (%s) has no basicConstraints CA:TRUE (a host certificate? tls-ca is the ca.pem of pvmig tls-init)",
+				 n, subj);
+			rc = -EINVAL;
+			X509_free(x);
+			break;
+		}
+		X509_free(x);
+	}
+	if (!rc && !n) {
+		snprintf(why, len, "holds no PEM certificate");
+		rc = -EINVAL;
+	}
+	BIO_free(b);
+	ERR_clear_error(); /* the loop ends on "no start line" */
+	return rc;
+}
+
+int pvm_tls_files_check(const struct pvm_tls_files *files,
+			enum pvm_tls_which *which_out, char *why, size_t len)
+{
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	BIO *b;
+	int rc;
+
+	*which_out = PVM_TLS_CA;
+	rc = check_ca_file(files->ca, why, len);
+	if (rc)
+		goto out;
+
+	*which_out = PVM_TLS_CERT;
+	b = open_pem(files->cert, why, len, &rc);
+	if (!b)
+		goto out;
+	cert = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
+	BIO_free(b);
+	if (!cert) {
+		snprintf(why, len, "holds no PEM certificate");
+		rc = -EINVAL;
+		goto out;
+	}
+
+	*which_out = PVM_TLS_KEY;
+	b = open_pem(files->key, why, len, &rc);
+	if (!b)
+		goto out;
+	key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+	BIO_free(b);
+	if (!key) {
+		snprintf(why, len, "holds no PEM private key (or an encrypted one: pvmigd has no pass phrase)");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (X509_check_private_key(cert, key) != 1) {
+		snprintf(why, len, "does not match the certificate %s",
+			 files->cert);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = 0;
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	ERR_clear_error();
+	return rc;
+}
+
 int pvm_tls_ctx_new(const struct pvm_tls_files *files,
 		    struct pvm_tls_ctx **out)
 {
+	static const char *const names[] = {
+		[PVM_TLS_CA] = "CA certificate",
+		[PVM_TLS_CERT] = "host certificate",
+		[PVM_TLS_KEY] = "private key",
+	};
+	const char *paths[] = { files->ca, files->cert, files->key };
+	enum pvm_tls_which which;
 	struct pvm_tls_ctx *t;
-	char err[256];
+	char err[512];
 	const char *what;
+	int rc;
 
 	*out = NULL;
+	rc = pvm_tls_files_check(files, &which, err, sizeof(err));
+	if (rc) {
+		pvm_err("tls: %s %s: %s", names[which], paths[which], err);
+		return rc == -ENOMEM ? rc : -EINVAL;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;

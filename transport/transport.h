@@ -9,6 +9,8 @@
  * Entry points, in the order a user calls them:
  *
  *   pvm_tls_init_dir()               make a CA and host certificates (tls-init)
+ *   pvm_tls_files_check()            is each file what it should be? (pvmigd
+ *                                    at start and --check-config)
  *   pvm_tls_ctx_new()                load CA, certificate and key once
  *   pvm_transport_listen()           destination: bind a TCP listener
  *   pvm_transport_accept()           destination: one whole channel
@@ -78,10 +80,36 @@ struct pvm_tls_files {
 	const char *key;  /* its private key */
 };
 
+/* Which of the three files pvm_tls_files_check() found wrong. */
+enum pvm_tls_which {
+	PVM_TLS_CA,
+	PVM_TLS_CERT,
+	PVM_TLS_KEY,
+};
+
+/*
+ * Checks the three files before anything uses them, one at a time in the
+ * order ca, cert, key: each can be read; @ca holds one or more PEM
+ * certificates, every one a CA (basicConstraints CA:TRUE: a host
+ * certificate given as the CA would make every peer's handshake fail with
+ * a riddle); @cert starts with a PEM certificate; @key is a PEM private
+ * key (not encrypted) whose public half is @cert's. Not checked: that
+ * @cert chains to @ca or is valid today (peers' CAs may differ by design,
+ * and the handshake says so by name).
+ * Returns 0, or a negative errno (-ENOENT, -EACCES... when a file cannot
+ * be opened, -EINVAL when its content is wrong) with *which_out naming the
+ * file and @why (at most @len bytes, NUL-terminated) saying what is wrong
+ * without the path. Logs nothing: the caller knows where the paths came
+ * from (a config file's line).
+ */
+int pvm_tls_files_check(const struct pvm_tls_files *files,
+			enum pvm_tls_which *which_out, char *why, size_t len);
+
 /*
  * Loads the files into a TLS 1.3-only context that requires and verifies
  * a peer certificate on both ends. The context is shared by all channels
  * and freed by pvm_tls_ctx_free() after the last of them is closed.
+ * Runs pvm_tls_files_check() first and logs what it finds, naming the file.
  */
 int pvm_tls_ctx_new(const struct pvm_tls_files *files,
 		    struct pvm_tls_ctx **out);
