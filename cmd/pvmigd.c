@@ -6,10 +6,13 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -17,6 +20,53 @@
 #include "transport/transport.h"
 
 static struct pvm_service *g_svc;
+
+/*
+ * systemd's readiness notification (sd_notify(3), "Type=notify"): one
+ * datagram of "KEY=VALUE\n..." to the AF_UNIX socket named by
+ * $NOTIFY_SOCKET (a path, or '@' for the abstract namespace). This is the
+ * whole of the protocol pvmigd uses, so it is written here instead of
+ * linking libsystemd: no library and no run-time dependency for a daemon
+ * that also runs without systemd (tests, pvmig demo, other inits), and the
+ * protocol is documented as stable for exactly this (sd_notify(3), NOTES).
+ * pvmigd takes the variable out of its environment at start, so that the
+ * guests and commands it starts never inherit it.
+ */
+static char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void notify_take_socket(void)
+{
+	const char *p = getenv("NOTIFY_SOCKET");
+
+	if (p && (p[0] == '/' || p[0] == '@') && strlen(p) < sizeof(notify_path))
+		snprintf(notify_path, sizeof(notify_path), "%s", p);
+	else if (p)
+		fprintf(stderr, "pvmigd: NOTIFY_SOCKET '%s' is not a unix socket path: not notifying\n",
+			p);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+/* Sends @state (e.g. "READY=1"); a no-op without $NOTIFY_SOCKET. */
+static void notify(const char *state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = strlen(notify_path);
+	int fd;
+
+	if (!len)
+		return;
+	memcpy(sa.sun_path, notify_path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		pvm_warn("cannot notify systemd on %s: %s", notify_path,
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
 
 static void on_signal(int sig)
 {
@@ -213,6 +263,7 @@ int main(int argc, char **argv)
 	int opt, rc;
 
 	pvm_log_set_prog("pvmigd");
+	notify_take_socket();
 	while ((opt = getopt_long(argc, argv, "c:b:s:fl:vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
@@ -239,6 +290,11 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	/* A daemon's log: time-stamped, or the journal's format when stderr
+	 * is the journal (it stamps lines itself). --check-config answers a
+	 * person: plain. */
+	if (!check_only)
+		pvm_log_use_daemon_format();
 
 	pvm_service_config_defaults(&cfg);
 	rc = pvm_service_config_load(&cfg, config ? config : PVM_CONFIG_DEFAULT);
@@ -370,7 +426,18 @@ int main(int argc, char **argv)
 
 	pvm_info("serving %s (backend %s)", pvm_service_control_path(g_svc),
 		 cfg.backend);
+	/* Ready: control.sock is bound and, with listen, the listener too. */
+	{
+		char msg[512];
+
+		snprintf(msg, sizeof(msg),
+			 "READY=1\nSTATUS=serving %s (backend %s)\nMAINPID=%ld",
+			 pvm_service_control_path(g_svc), cfg.backend,
+			 (long)getpid());
+		notify(msg);
+	}
 	rc = pvm_service_run(g_svc);
+	notify("STOPPING=1\nSTATUS=stopping: waiting for running jobs, then destroying simulated guests");
 	pvm_info("shutting down");
 	pvm_service_destroy(g_svc);
 	g_svc = NULL;

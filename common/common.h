@@ -62,6 +62,30 @@ void pvm_log_set_prog(const char *prog);
 /* Route logs to syslog(3) under @ident. */
 void pvm_log_use_syslog(const char *ident);
 
+/*
+ * How lines on stderr look (the default sink):
+ *   PVM_LOG_PLAIN    "PROG: LEVEL: MESSAGE" — for a person at a terminal
+ *                    (pvmig, and pvmigd --check-config)
+ *   PVM_LOG_STAMPED  "2026-12-08T01:02:03.456Z PROG: LEVEL: MESSAGE" — ISO
+ *                    8601, UTC, milliseconds: a daemon's log file
+ *   PVM_LOG_JOURNAL  "<3>LEVEL: MESSAGE" — stderr is systemd's journal,
+ *                    which stamps each line itself and takes the sd-daemon
+ *                    "<N>" prefix as its priority (and knows the program)
+ */
+enum pvm_log_format {
+	PVM_LOG_PLAIN,
+	PVM_LOG_STAMPED,
+	PVM_LOG_JOURNAL,
+};
+
+void pvm_log_set_format(enum pvm_log_format fmt);
+/*
+ * A daemon's choice: PVM_LOG_JOURNAL when stderr is the stream systemd
+ * named in $JOURNAL_STREAM ("DEV:INODE" of fd 2, see systemd.exec(5): a
+ * redirected stderr is not), else PVM_LOG_STAMPED. Sets it and returns it.
+ */
+enum pvm_log_format pvm_log_use_daemon_format(void);
+
 #define pvm_err(...) pvm_log(PVM_LOG_ERR, __VA_ARGS__)
 #define pvm_warn(...) pvm_log(PVM_LOG_WARN, __VA_ARGS__)
 #define pvm_info(...) pvm_log(PVM_LOG_INFO, __VA_ARGS__)

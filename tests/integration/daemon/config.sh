@@ -12,10 +12,16 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 "$PVMIG" tls-init "$W/certs" hosta hostb >/dev/null 2>&1 || { echo "FAIL: tls-init"; exit 1; }
 
 # expect WHAT STATUS 'STDERR' CMD...: CMD exits STATUS and prints exactly
-# STDERR on stderr (one line, compared whole).
+# STDERR on stderr (one line, compared whole; a starting pvmigd's leading
+# time stamp, "2026-12-08T01:02:03.456Z ", checked and taken off first).
+STAMP='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z '
 expect() {
 	local what=$1 want_rc=$2 want_err=$3; shift 3
 	"$@" >"$W/out" 2>"$W/err"; local rc=$?
+	if [ "${STAMPED:-}" ]; then
+		grep -Eq "$STAMP" "$W/err" || bad "$what: no time stamp in '$(cat "$W/err")'"
+		sed -Ei "s/$STAMP//" "$W/err"
+	fi
 	if [ $rc -eq "$want_rc" ] && [ "$(cat "$W/err")" = "$want_err" ]; then
 		ok "$what (exit $rc${want_err:+: $want_err})"
 	else
@@ -96,10 +102,12 @@ expect "state-dir is a file" 1 "pvmigd: error: --state-dir: state-dir $W/file is
 # 7. At start, the same checks refuse before anything is bound, with the
 #    same message and status, in the foreground and detached (the parent
 #    reports the child's verdict), and nothing is left in the state dir.
+STAMPED=1
 expect "start refused: host certificate as tls-ca" 1 "pvmigd: error: $W/hostca.conf:7: tls-ca $W/certs/hostb.pem: not a CA certificate: certificate 1 (/O=pvmig/CN=hostb) has no basicConstraints CA:TRUE (a host certificate? tls-ca is the ca.pem of pvmig tls-init)" \
 	timeout 20 "$PVMIGD" --config "$W/hostca.conf" --foreground
 expect "start refused: missing key" 1 "pvmigd: error: $W/nokey.conf:7: tls-key $W/certs/nokey.key: cannot read it: No such file or directory" \
 	timeout 20 "$PVMIGD" --config "$W/nokey.conf"
+STAMPED=
 [ ! -e "$W/st" ] && ok "refused starts left no state dir" || bad "a refused start made $W/st: $(ls -A "$W/st")"
 # ...and a good file starts (a pvmigd that answers info with the version).
 "$PVMIGD" --config "$W/good.conf" --foreground 2>"$W/good.log" & P=$!
