@@ -91,7 +91,10 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* pvmigd next to this pvmig, else on PATH. */
+/*
+ * pvmigd next to this pvmig (a build tree), else where 'cmake --install'
+ * and the package put it (pvmig in bin/, pvmigd in sbin/), else on PATH.
+ */
 static int find_pvmigd(char *out, size_t len)
 {
 	char self[PATH_MAX], *slash, *path, *save = NULL, *dir;
@@ -107,6 +110,11 @@ static int find_pvmigd(char *out, size_t len)
 				return 0;
 		}
 	}
+#ifdef PVM_INSTALL_SBINDIR
+	if ((size_t)snprintf(out, len, "%s/pvmigd", PVM_INSTALL_SBINDIR) < len &&
+	    access(out, X_OK) == 0)
+		return 0;
+#endif
 	path = getenv("PATH");
 	if (path && (path = strdup(path))) {
 		for (dir = strtok_r(path, ":", &save); dir;

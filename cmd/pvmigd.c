@@ -5,6 +5,7 @@
  * migrate/ (pvm_service_*).
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -112,6 +113,35 @@ static void usage(FILE *f)
 	      "SIGTERM or SIGINT stops the daemon, destroys the guests of a simulated\n"
 	      "host, and removes its sockets. Use it with: pvmig -H DIR list\n",
 	      f);
+}
+
+/*
+ * The simulated host runs $PVM_SIMGUEST, else pvmig-simguest next to
+ * pvmigd (a build tree). Installed, it lives in LIBEXECDIR/pvmig/ instead
+ * (a helper, not a command): point the backend there when the build-tree
+ * place has none. Called before any thread exists (setenv).
+ */
+static void find_simguest(void)
+{
+#ifdef PVM_INSTALL_LIBEXECDIR
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (getenv("PVM_SIMGUEST"))
+		return;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 32);
+	if (n > 0) {
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		if (slash) {
+			strcpy(slash + 1, "pvmig-simguest");
+			if (access(exe, X_OK) == 0)
+				return;
+		}
+	}
+	if (access(PVM_INSTALL_LIBEXECDIR "/pvmig-simguest", X_OK) == 0)
+		setenv("PVM_SIMGUEST", PVM_INSTALL_LIBEXECDIR "/pvmig-simguest", 1);
+#endif
 }
 
 /*
@@ -264,6 +294,7 @@ int main(int argc, char **argv)
 
 	pvm_log_set_prog("pvmigd");
 	notify_take_socket();
+	find_simguest();
 	while ((opt = getopt_long(argc, argv, "c:b:s:fl:vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libssl-dev openssl liblz4-dev lz4 libcmocka-dev
       libxen-dev xenstore-utils socat iproute2 openssh-server openssh-client
-      time procps)
+      time procps go-md2man)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
