@@ -1813,10 +1813,25 @@ static struct {
 	char path[128];
 } qemu = { .lfd = -1 };
 
+/*
+ * send() with MSG_NOSIGNAL, not write(): in the hostile modes the client
+ * (dm.c) hangs up mid-conversation, and a write() to its closed socket
+ * raised SIGPIPE and killed the whole test binary (2 of 5 runs).
+ */
 static void qmp_send(int fd, const char *s)
 {
-	if (write_all(fd, s, strlen(s)))
-		return; /* the client went: its side reports it */
+	size_t len = strlen(s);
+
+	while (len) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* the client went: its side reports it */
+		s += n;
+		len -= (size_t)n;
+	}
 }
 
 static void qmp_log(const char *what)
@@ -1892,7 +1907,8 @@ static int qemu_serve(int c)
 
 					memset(big, 'x', sizeof(big));
 					for (int i = 0; i < 10; i++)
-						if (write_all(c, big, sizeof(big)))
+						if (send(c, big, sizeof(big),
+							 MSG_NOSIGNAL) < 0)
 							break;
 					goto out_closed;
 				}
