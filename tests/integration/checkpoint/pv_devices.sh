@@ -68,6 +68,7 @@ clean() {
 # runs_clean WHAT DOMAIN BEFORE GEN: I/O goes on from now (counters read
 # 0.5 s apart from 1.5 s apart, so a stale publication cannot pass for
 # progress) and nothing went wrong since BEFORE
+EPOCHS=60
 runs_clean() {
 	local r0 r1
 	sleep 0.5
@@ -146,7 +147,11 @@ for gen in legacy modern; do
 	# ---- continuous checkpoints -> restore of the newest epoch ---------------
 	rm -rf "$W/$g.dir"
 	before=$(counters state $g)
-	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs 30 >"$W/cp.out" 2>&1 &
+	# The pause below must come before the last epoch (that epoch is the one
+	# that matches the disk copied at the pause). 30 epochs (>= 4.5 s) were
+	# all taken before the pause in loaded runs, where runs_clean took longer;
+	# 60 (>= 9 s) leave twice the room.
+	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs $EPOCHS >"$W/cp.out" 2>&1 &
 	CPID=$!
 	runs_clean "$gen checkpoints: the original between epochs" $g "$before" legacy
 	P pause $g >/dev/null
@@ -160,8 +165,8 @@ for gen in legacy modern; do
 	P restore "$W/$g.dir" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore dir: $(cat "$W/rest.err")"
 	ep=$(jfield "$W/rest.json" epoch)
 	# The newest epoch was taken after the pause (the disk matches it).
-	[ "$ep" = 30 ] && [ "${m0:-30}" -lt 30 ] && ok "$gen: restored the newest epoch ($ep; $m0 were committed when it was paused)" ||
-		bad "$gen: restored epoch '$ep', not 30 (paused at epoch '$m0')"
+	[ "$ep" = $EPOCHS ] && [ "${m0:-$EPOCHS}" -lt $EPOCHS ] && ok "$gen: restored the newest epoch ($ep; $m0 were committed when it was paused)" ||
+		bad "$gen: restored epoch '$ep', not $EPOCHS (paused at epoch '$m0'; the pause must come before the last epoch)"
 	restored_ok "$gen checkpoint->restore" "$W/rest.json"
 	runs_clean "$gen checkpoint->restore" $g "$before" $gen
 	P destroy $g >/dev/null
