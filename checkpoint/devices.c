@@ -72,15 +72,22 @@ int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 			   uint32_t timeout_ms, char *desc, size_t desc_len,
 			   struct pvm_error *e)
 {
+	enum pvm_pvq_mode chosen;
 	int rc;
 
+	if (!s->requested_set) {
+		s->requested = s->mode;
+		s->requested_set = true;
+	}
 	/* Chosen before the suspend: a suspended guest still advertises. */
-	s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
+	chosen = pvm_pvq_choose_mode(hv, domid, s->requested);
 	rc = pvm_pvq_suspend(hv, domid, timeout_ms, &s->susp);
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "domain %u: cannot ask it to suspend: %s",
 				     domid, strerror(-rc));
+	/* One that did not suspend keeps its rings: transparent. */
+	s->mode = pvm_pvq_mode_after_suspend(s->requested, chosen, &s->susp);
 	if (s->susp.cooperative)
 		snprintf(desc, desc_len, "cooperative");
 	else

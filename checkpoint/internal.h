@@ -209,6 +209,10 @@ struct sr_devs {
 	/* save: forced by the caller (AUTO: chosen at the suspend) and then
 	 * the mode chosen; restore: forced by the caller or AUTO */
 	enum pvm_pvq_mode mode;
+	/* save: what the caller asked for (AUTO or forced), kept across the
+	 * suspends of a checkpoint run (each epoch chooses anew) */
+	enum pvm_pvq_mode requested;
+	bool requested_set;
 	uint32_t saved_domid; /* restore: the domid in the file (0: none) */
 	/* save */
 	struct pvm_buf state;  /* pvquiesce's blob */

@@ -575,6 +575,7 @@ struct mig_src {
 	struct dom_config dc;
 	struct pvm_pvq_device devs[PVM_PVQ_MAX_DEVICES];
 	size_t ndev;
+	enum pvm_pvq_mode pv_requested; /* --pv-mode as given (AUTO or forced) */
 
 	struct pvm_channel *ch;
 	struct pvm_bitmap dirty;

@@ -423,6 +423,7 @@ static int src_hello(struct mig_src *m, char *why, size_t why_len)
 	if (m->ndev && !m->o.no_quiesce) {
 		/* Decided now, before any pause: a destination that cannot
 		 * keep the domid a transparent reconnect needs refuses here. */
+		m->pv_requested = m->o.pv_mode;
 		m->o.pv_mode = pvm_pvq_choose_mode(m->svc->hv, m->dom.domid,
 						   m->o.pv_mode);
 		pvm_kv_add(&kv, "pv_mode", "%s", pvm_pvq_mode_name(m->o.pv_mode));
@@ -441,8 +442,13 @@ static int src_hello(struct mig_src *m, char *why, size_t why_len)
 	return rc;
 }
 
-/* Before the pause: the guest's own suspend (pvquiesce), recorded. */
-static int suspend(struct mig_src *m)
+/* Before the pause: the guest's own suspend (pvquiesce), recorded. A
+ * guest that advertises suspend but did not suspend does not know it is
+ * moved: its frontends would keep their rings and never reconnect to the
+ * fresh backends a cooperative move gives it (the destination, told
+ * "cooperative" in HELLO, did not keep its domid for a transparent one).
+ * So the move stops here, before the pause, and the guest runs on. */
+static int suspend(struct mig_src *m, char *why, size_t why_len)
 {
 	struct pvm_pvq_suspend_result r;
 	int rc;
@@ -458,6 +464,16 @@ static int suspend(struct mig_src *m)
 	else
 		mig_src_stat(m, "suspend", "non-cooperative: %s", r.why);
 	mig_src_stat(m, "suspend_ms", "%.2f", r.ms);
+	if (m->ndev && pvm_pvq_mode_after_suspend(m->pv_requested, m->o.pv_mode,
+						  &r) != m->o.pv_mode) {
+		snprintf(why, why_len,
+			 "the guest advertises control/feature-suspend but did "
+			 "not suspend (%s): its PV frontends would not "
+			 "reconnect on the destination; try again, raise "
+			 "--suspend-timeout, or move it with --pv-mode "
+			 "transparent", r.why);
+		return -ETIMEDOUT;
+	}
 	return 0;
 }
 
@@ -468,12 +484,15 @@ static int src_pause(struct mig_src *m, enum mig_src_state from, char *why,
 {
 	struct pvm_hv *hv = m->svc->hv;
 	uint64_t t0;
-	int rc = suspend(m);
+	int rc;
+
+	why[0] = '\0';
+	rc = suspend(m, why, why_len);
 
 	if (rc == 0)
 		rc = hv->ops->domain_pause(hv, m->dom.domid);
 	if (rc) {
-		if (from == MIG_SRC_PRECOPY)
+		if (from == MIG_SRC_PRECOPY && !why[0])
 			snprintf(why, why_len, "cannot pause: %s", strerror(-rc));
 		return rc;
 	}

@@ -119,6 +119,18 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
  * and still running, goes on with its old rings. No-op otherwise. */
 void pvm_pvq_suspend_cancel(struct pvm_hv *hv, uint32_t domid);
 
+/*
+ * After the suspend request: the mode the devices must really be quiesced
+ * for. A guest that advertises suspend (AUTO chose COOPERATIVE at
+ * @chosen) but did not suspend (@r) does not know it is being moved: its
+ * frontends keep their rings and will never re-handshake, so only a
+ * transparent reconnect keeps its devices (TRANSPARENT). A mode the caller
+ * forced (@requested not AUTO) stands.
+ */
+enum pvm_pvq_mode pvm_pvq_mode_after_suspend(enum pvm_pvq_mode requested,
+					     enum pvm_pvq_mode chosen,
+					     const struct pvm_pvq_suspend_result *r);
+
 /* Xen's devid of a disk named xvdX (xvda = 51712), or -EINVAL. */
 int pvm_pvq_vdev_devid(const char *vdev);
 

@@ -156,6 +156,16 @@ void pvm_pvq_suspend_cancel(struct pvm_hv *hv, uint32_t domid)
 		pvm_sim_domain_suspend_cancel(hv, domid);
 }
 
+enum pvm_pvq_mode pvm_pvq_mode_after_suspend(enum pvm_pvq_mode requested,
+					     enum pvm_pvq_mode chosen,
+					     const struct pvm_pvq_suspend_result *r)
+{
+	if (requested == PVM_PVQ_MODE_AUTO &&
+	    chosen == PVM_PVQ_MODE_COOPERATIVE && !r->cooperative)
+		return PVM_PVQ_MODE_TRANSPARENT;
+	return chosen;
+}
+
 /* ---- quiesce (after the pause) ---------------------------------------- */
 
 int pvm_pvq_vdev_devid(const char *vdev)

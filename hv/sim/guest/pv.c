@@ -86,6 +86,11 @@ struct fe_global { /* first page of the device area */
 	uint32_t next_pfn;
 	uint32_t next_ref;
 	uint32_t dev_pfn[MAX_DEV];
+	/* Set before the suspend hypercall, cleared on resume or cancel: in
+	 * guest memory, so that a new process on a restored image knows
+	 * whether this kernel suspended itself (then it runs its resume
+	 * path) or was moved without knowing (then it goes on as it was). */
+	uint32_t suspended;
 };
 
 struct fe_common { /* first member of each device's page */
@@ -145,7 +150,6 @@ static const struct pv_workload *wl;
 static struct xsc xs;
 static struct dev devs[MAX_DEV];
 static unsigned int ndev;
-static bool suspended; /* made the suspend hypercall, not resumed since */
 static uint32_t my_domid;
 
 static uint64_t now_ns(void)
@@ -934,7 +938,7 @@ static void check_shutdown(void)
 {
 	char req[32];
 
-	if (wl->legacy || wl->no_suspend_ack || suspended)
+	if (wl->legacy || wl->no_suspend_ack || g->suspended)
 		return;
 	if (xsc_read(&xs, "control/shutdown", req, sizeof(req)) < 0 ||
 	    strcmp(req, "suspend") != 0)
@@ -942,25 +946,29 @@ static void check_shutdown(void)
 	/* The acknowledgement: the toolstack waits for the node to clear. */
 	if (xsc_write(&xs, "control/shutdown", "") < 0)
 		return;
+	/* Before the hypercall: once it is made, the host may pause us and
+	 * copy this page at any instant. */
+	__atomic_store_n(&g->suspended, 1, __ATOMIC_SEQ_CST);
 	if (hypercall(PVM_SIMGUEST_SUSPEND, 0, 0, NULL, NULL) < 0)
-		return;
-	suspended = true;
+		__atomic_store_n(&g->suspended, 0, __ATOMIC_SEQ_CST);
 }
 
 /* Suspended: resumed in place when the host sets suspend_cancel. */
 static bool still_suspended(void)
 {
-	if (!suspended)
+	if (!g->suspended)
 		return false;
 	if (!__atomic_load_n(&hdr->suspend_cancel, __ATOMIC_ACQUIRE))
 		return true;
 	__atomic_store_n(&hdr->suspend_cancel, 0, __ATOMIC_SEQ_CST);
-	suspended = false;
+	__atomic_store_n(&g->suspended, 0, __ATOMIC_SEQ_CST);
 	return false;
 }
 
-/* After a restore: what each generation does (file head). */
-static void resume(void)
+/* After a restore: what each generation does (file head). A kernel that
+ * did not suspend itself (legacy, or a modern one paused and moved
+ * without its help) does not know it moved: it goes on with its rings. */
+static void resume(bool self_suspended)
 {
 	char path[128];
 
@@ -969,7 +977,7 @@ static void resume(void)
 
 		if (d->c->broken || !d->c->port)
 			continue;
-		if (wl->legacy) {
+		if (wl->legacy || !self_suspended) {
 			if (hypercall(PVM_SIMGUEST_EVTCHN_FD, d->c->port, 0, NULL,
 				      &d->efd) < 0)
 				d->efd = -1;
@@ -998,7 +1006,7 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 {
 	uint64_t next_publish = 0;
 	uint32_t base = (uint32_t)(nr_pages - PVM_SIMGUEST_DEV_PAGES);
-	bool resumed;
+	bool resumed, self_suspended;
 	char buf[16];
 
 	gmem = mem;
@@ -1029,11 +1037,16 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 		devs[ndev].efd = -1;
 		ndev++;
 	}
+	self_suspended = resumed && g->suspended;
+	__atomic_store_n(&g->suspended, 0, __ATOMIC_SEQ_CST);
 	if (resumed)
-		resume();
-	if (!resumed || !wl->legacy)
+		resume(self_suspended);
+	/* A kernel moved without knowing registers nothing anew (its
+	 * watches, if the host carried them, still reach it). */
+	if (!resumed || self_suspended) {
 		watch_all();
-	advertise_suspend();
+		advertise_suspend();
+	}
 
 	for (;;) {
 		struct pollfd pfd[2 + MAX_DEV];
@@ -1062,7 +1075,7 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 			for (unsigned int i = 0; i < ndev; i++)
 				fe_changed(&devs[i]);
 		}
-		if (suspended)
+		if (g->suspended)
 			continue;
 		for (unsigned int i = 0; i < ndev; i++) {
 			struct dev *d = &devs[i];

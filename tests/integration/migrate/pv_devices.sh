@@ -26,22 +26,68 @@ start_hosts a b
 # Linux netfront does on resume: it drops its old rings, and with them the
 # echo replies that sat unconsumed in its rx ring at the pause; so it may
 # lose at most one ring's worth of replies and tx frames in flight
-# (VIF_NRX 16 + VIF_NTX 8 = 24) per move, and nothing else.
+# (VIF_NRX 16 + VIF_NTX 8 = 24) per NIC and move, and nothing else.
+# check_clean WHAT BEFORE AFTER GEN [NICS]
 check_clean() {
-	local e=0 lost
+	local e=0 lost nics=${5:-1}
 	for k in blk-verify-fail blk-io-errors net-dup net-ooo; do
 		[ "$(val $k "$3")" = 0 ] || e=1
 	done
 	lost=$(( $(val net-lost "$3") - $(val net-lost "$2") ))
-	if [ "$4" = legacy ]; then [ "$lost" = 0 ] || e=1; else [ "$lost" -le 24 ] || e=1; fi
+	if [ "$4" = legacy ]; then [ "$lost" = 0 ] || e=1; else [ "$lost" -le $((24 * nics)) ] || e=1; fi
 	[ $e = 0 ] && ok "$1: no I/O error, $lost packets lost in this move ($3)" || bad "$1: I/O errors (lost $lost in this move): $3"
 }
 
+# field FILE KEY of a --json result
+jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
+
 truncate -s 32M "$W/legacy.img" "$W/modern.img"
+
+# A modern guest that advertises suspend but does not answer (noack), with
+# flat-out I/O. It does not know it is moved, so its frontends keep their
+# rings: a cooperative move (fresh backends) would leave its devices dead.
+# Auto mode refuses before the pause, naming the cause, and the guest runs
+# on here, clean; --pv-mode transparent moves it (same domid), its
+# backends re-attached to its rings: nothing lost, nothing out of order.
+# Run first, on empty hosts, so that its domid is free on both.
+# (A simulated modern guest once re-handshook after any restore, which
+# hid this and reordered 8 replies in 1 of 4 such moves.)
+h1=a h2=b
+truncate -s 32M "$W/mute.img"
+"$PVMIG" -H "$W/$h1" create --name mute --memory 64M --disk "$W/mute.img" --nic \
+	--frontend modern --workload "content:counter,blk:0,net:0,noack" >/dev/null || bad "create mute"
+sleep 1
+before=$(counters $h1 mute)
+if "$PVMIG" -H "$W/$h1" migrate mute "127.0.0.1:${PORT[$h2]}" --suspend-timeout 100 >/dev/null 2>"$W/err"; then
+	bad "mute: moved cooperatively though it never suspended"
+elif grep -q "advertises control/feature-suspend but did not suspend (no acknowledgement within 100 ms (request withdrawn)): its PV frontends would not reconnect on the destination" "$W/err" &&
+     "$PVMIG" -H "$W/$h1" status mute --json | grep -q '"state":"running"' &&
+     ! "$PVMIG" -H "$W/$h2" status mute >/dev/null 2>&1; then
+	ok "mute (auto): refused before the pause, runs on here: $(cat "$W/err")"
+else
+	bad "mute (auto): $(cat "$W/err"); here: $("$PVMIG" -H "$W/$h1" status mute 2>&1); there: $("$PVMIG" -H "$W/$h2" status mute 2>&1)"
+fi
+sleep 1
+check_clean "mute after the refused move" "$before" "$(counters $h1 mute)" legacy
+for round in 1 2; do
+	before=$(counters $h1 mute)
+	if "$PVMIG" -H "$W/$h1" migrate mute "127.0.0.1:${PORT[$h2]}" --suspend-timeout 100 --pv-mode transparent --json >"$W/out" 2>"$W/err"; then
+		sleep 1.5
+		after=$(counters $h2 mute)
+		[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
+			ok "mute --pv-mode transparent, move $round: I/O goes on" || bad "mute move $round stalled: $before / $after"
+		check_clean "mute --pv-mode transparent, move $round (suspend $(jfield "$W/out" suspend))" "$before" "$after" legacy
+		t=$h1; h1=$h2; h2=$t
+	else
+		bad "mute --pv-mode transparent, move $round: $(cat "$W/err")"
+		break
+	fi
+done
+"$PVMIG" -H "$W/$h1" destroy mute >/dev/null 2>&1
 
 # A transparent reconnect (legacy frontends) needs the guest's domid on the
 # destination: with it taken there, the migration is refused before the
-# guest is paused, and the guest runs on here. (Both hosts are fresh: the
+# guest is paused, and the guest runs on here. (Both hosts are empty: the
 # first guest of each gets the same domid.)
 "$PVMIG" -H "$W/b" create --name squatter --memory 16M --workload content:counter >/dev/null || bad "create squatter"
 "$PVMIG" -H "$W/a" create --name lg --memory 64M --disk "$W/legacy.img" --nic --frontend legacy \
@@ -116,12 +162,12 @@ for gen in legacy modern; do
 		--frontend $gen --workload "content:counter,blk:0,net:0" >/dev/null || bad "create heavy-$gen"
 	sleep 1
 	before=$(counters $here heavy-$gen)
-	if "$PVMIG" -H "$W/$here" migrate heavy-$gen "127.0.0.1:${PORT[$there]}" --verify-memory >/dev/null 2>"$W/err"; then
+	if "$PVMIG" -H "$W/$here" migrate heavy-$gen "127.0.0.1:${PORT[$there]}" --verify-memory --json >"$W/out" 2>"$W/err"; then
 		sleep 1.5
 		after=$(counters $there heavy-$gen)
 		[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
 			ok "heavy-$gen: I/O goes on after the move" || bad "heavy-$gen stalled: $before / $after"
-		check_clean "heavy-$gen (flat-out I/O, requests in flight at the pause)" "$before" "$after" $gen
+		check_clean "heavy-$gen (flat-out I/O, requests in flight at the pause; suspend $(jfield "$W/out" suspend), downtime $(jfield "$W/out" downtime_ms) ms)" "$before" "$after" $gen
 		"$PVMIG" -H "$W/$there" destroy heavy-$gen >/dev/null
 	else
 		bad "heavy-$gen migration: $(cat "$W/err")"
@@ -204,7 +250,7 @@ assert r["result"]=="done" and r["devices"]=="all reconnected" and str(r["device
 		after=$(counters $there many-$gen)
 		[ "$(val blk-reads "$after")" -gt "$(val blk-reads "$before")" ] 2>/dev/null &&
 			ok "many-$gen: 16 devices quiesced and reconnected, I/O goes on" || bad "many-$gen stalled: $before / $after"
-		check_clean "many-$gen (16 devices)" "$before" "$after" $gen
+		check_clean "many-$gen (16 devices)" "$before" "$after" $gen 8
 		"$PVMIG" -H "$W/$there" destroy many-$gen >/dev/null
 	else
 		bad "many-$gen: $out $(cat "$W/err")"
