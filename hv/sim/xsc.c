@@ -106,6 +106,7 @@ static int request(struct xsc *x, enum xsd_sockmsg_type type,
 	if (b)
 		memcpy(msg + la, b, lb);
 	hdr.req_id = ++x->req_id;
+	hdr.tx_id = x->tx;
 	hdr.len = (uint32_t)(la + lb);
 	rc = full_io(x->fd, &hdr, sizeof(hdr), true);
 	if (rc == 0)
@@ -202,6 +203,66 @@ int xsc_unwatch(struct xsc *x, const char *path, const char *token)
 	int rc = request(x, XS_UNWATCH, path, token, true, NULL, 0);
 
 	return rc < 0 ? rc : 0;
+}
+
+int xsc_tx_start(struct xsc *x)
+{
+	char buf[16], *end;
+	unsigned long id;
+	int rc;
+
+	if (x->tx)
+		return -EBUSY;
+	rc = request(x, XS_TRANSACTION_START, "", NULL, false, buf,
+		     sizeof(buf));
+	if (rc < 0)
+		return rc;
+	errno = 0;
+	id = strtoul(buf, &end, 10);
+	if (!buf[0] || *end || errno || id == 0 || id > UINT32_MAX)
+		return -EPROTO;
+	x->tx = (uint32_t)id;
+	return 0;
+}
+
+int xsc_tx_end(struct xsc *x, bool commit)
+{
+	int rc;
+
+	if (!x->tx)
+		return -EINVAL;
+	rc = request(x, XS_TRANSACTION_END, commit ? "T" : "F", NULL, false,
+		     NULL, 0);
+	x->tx = 0;
+	return rc < 0 ? rc : 0;
+}
+
+int xsc_cas(struct xsc *x, const char *path, const char *expect,
+	    const char *val)
+{
+	char cur[256];
+
+	for (int tries = 0; tries < 16; tries++) {
+		int rc = xsc_tx_start(x);
+
+		if (rc)
+			return rc;
+		rc = xsc_read(x, path, cur, sizeof(cur));
+		if (rc == -ENOENT || (rc >= 0 && strcmp(cur, expect))) {
+			xsc_tx_end(x, false);
+			return -ECANCELED;
+		}
+		if (rc >= 0)
+			rc = xsc_write(x, path, val);
+		if (rc < 0) {
+			xsc_tx_end(x, false);
+			return rc;
+		}
+		rc = xsc_tx_end(x, true);
+		if (rc != -EAGAIN)
+			return rc;
+	}
+	return -EAGAIN;
 }
 
 int64_t xsc_take_events(struct xsc *x)

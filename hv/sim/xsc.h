@@ -19,6 +19,7 @@
 #ifndef PVM_SIM_XSC_H
 #define PVM_SIM_XSC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,7 @@ struct xsc {
 	uint32_t req_id;
 	uint64_t events; /* watch events seen and not yet taken */
 	int err;        /* sticky -EPIPE / -EPROTO */
+	uint32_t tx;    /* the open transaction (0: none): every request is in it */
 };
 
 void xsc_init(struct xsc *x, int fd);
@@ -48,6 +50,20 @@ int xsc_rm(struct xsc *x, const char *path);
 int xsc_directory(struct xsc *x, const char *path, char *buf, size_t len);
 int xsc_watch(struct xsc *x, const char *path, const char *token);
 int xsc_unwatch(struct xsc *x, const char *path, const char *token);
+
+/* A transaction: xsc_tx_start() opens one (-EBUSY if one is open); every
+ * request until xsc_tx_end() is in it; xsc_tx_end(commit) closes it:
+ * -EAGAIN when committing found a node it touched changed by someone
+ * else meanwhile (nothing of it was applied: start again). */
+int xsc_tx_start(struct xsc *x);
+int xsc_tx_end(struct xsc *x, bool commit);
+/* Compare and swap: writes @val at @path if it holds @expect, in a
+ * transaction retried on -EAGAIN (at most 16 times): 0 when written,
+ * -ECANCELED when @path held something else (or nothing), or an error.
+ * Both ends of Xen's control/shutdown handshake take the request this way
+ * (Linux's shutdown_handler does), so that exactly one of them does. */
+int xsc_cas(struct xsc *x, const char *path, const char *expect,
+	    const char *val);
 
 /* Consumes what the server sent unasked (watch events) without blocking;
  * returns x->events and resets it to 0. */

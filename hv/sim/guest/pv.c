@@ -943,8 +943,11 @@ static void check_shutdown(void)
 	if (xsc_read(&xs, "control/shutdown", req, sizeof(req)) < 0 ||
 	    strcmp(req, "suspend") != 0)
 		return;
-	/* The acknowledgement: the toolstack waits for the node to clear. */
-	if (xsc_write(&xs, "control/shutdown", "") < 0)
+	/* The acknowledgement: the toolstack waits for the node to clear.
+	 * Taken in a transaction (compare and swap), as Linux's
+	 * shutdown_handler does: a toolstack that withdraws the request the
+	 * same way at the same time wins or loses as a whole. */
+	if (xsc_cas(&xs, "control/shutdown", "suspend", "") < 0)
 		return;
 	/* Before the hypercall: once it is made, the host may pause us and
 	 * copy this page at any instant. */

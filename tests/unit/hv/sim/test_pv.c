@@ -1122,6 +1122,43 @@ static void test_suspend_request(void **state)
 	pv_host_end(p);
 }
 
+/* xsc transactions and compare-and-swap, the way both ends take a
+ * control/shutdown request: a swap against the wrong value is refused, a
+ * transaction that raced another writer is refused as a whole (EAGAIN)
+ * and nothing of it applied, and of two CAS of the same request exactly
+ * one wins. */
+static void test_xsc_cas(void **state)
+{
+	struct pvhost *p = pv_host();
+	struct xsc other;
+	char v[32];
+	int fd;
+
+	(void)state;
+	assert_int_equal(pvm_xenstored_connect_domain(p->srv, 0, &fd), 0);
+	xsc_init(&other, fd);
+	assert_int_equal(xsc_write(&p->xs, "/cas", "suspend"), 0);
+	assert_int_equal(xsc_cas(&p->xs, "/cas", "poweroff", ""), -ECANCELED);
+	assert_int_equal(xsc_cas(&p->xs, "/nothing", "suspend", ""), -ECANCELED);
+	/* a transaction whose node another connection changed: EAGAIN */
+	assert_int_equal(xsc_tx_start(&p->xs), 0);
+	assert_int_equal(xsc_tx_start(&p->xs), -EBUSY);
+	assert_true(xsc_read(&p->xs, "/cas", v, sizeof(v)) >= 0);
+	assert_int_equal(xsc_write(&p->xs, "/cas", "mine"), 0);
+	assert_int_equal(xsc_write(&other, "/cas", ""), 0); /* the other end */
+	assert_int_equal(xsc_tx_end(&p->xs, true), -EAGAIN);
+	assert_true(xsc_read(&p->xs, "/cas", v, sizeof(v)) >= 0);
+	assert_string_equal(v, ""); /* nothing of the transaction applied */
+	/* two CAS of one request: the first takes it, the second finds it
+	 * taken */
+	assert_int_equal(xsc_write(&p->xs, "/cas", "suspend"), 0);
+	assert_int_equal(xsc_cas(&other, "/cas", "suspend", ""), 0);
+	assert_int_equal(xsc_cas(&p->xs, "/cas", "suspend", ""), -ECANCELED);
+	assert_int_equal(xsc_tx_end(&p->xs, true), -EINVAL); /* none open */
+	xsc_close(&other);
+	pv_host_end(p);
+}
+
 /* A stuck disk (pvmig-stall): the quiesce gives up after its bound naming
  * the disk, every backend runs again, and once the disk answers the
  * guest's I/O goes on with nothing failed. */
@@ -1254,6 +1291,7 @@ int main(void)
 		cmocka_unit_test(test_create_from_any_thread),
 		cmocka_unit_test(test_suspend_request),
 		cmocka_unit_test(test_migrate_modern_unsuspended),
+		cmocka_unit_test(test_xsc_cas),
 		cmocka_unit_test(test_stuck_backend),
 		cmocka_unit_test(test_state_blob_bounds),
 	};
