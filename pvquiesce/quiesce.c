@@ -86,6 +86,14 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 	rc = pvm_sim_domain_suspended(hv, domid, &s);
 	if (rc)
 		return rc;
+	if (s) {
+		/* Suspended already (an earlier request, not resumed yet:
+		 * a checkpoint epoch's, with the domain paused on top): its
+		 * frontends are stopped and it runs its resume path where it
+		 * is restored, as after any cooperative suspend. */
+		out->cooperative = true;
+		return 0;
+	}
 	rc = hv->ops->domain_info(hv, domid, &info);
 	if (rc)
 		return rc;

@@ -1009,15 +1009,18 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 {
 	uint64_t next_publish = 0;
 	uint32_t base = (uint32_t)(nr_pages - PVM_SIMGUEST_DEV_PAGES);
-	bool resumed, self_suspended;
+	bool resumed, self_suspended, cancelled;
 	char buf[16];
 
 	gmem = mem;
 	gpages = nr_pages;
 	wl = w;
 	hdr = (void *)mem;
-	/* A restored image carries the source's parked flag (and perhaps a
-	 * cancel meant for the source's process). */
+	/* A restored image carries the source's parked flag, and perhaps a
+	 * cancel of a suspend the old process had not taken yet (the image
+	 * was copied at a later pause): that suspend was cancelled, so the
+	 * kernel goes on with its rings (Linux's suspend_cancel path). */
+	cancelled = __atomic_load_n(&hdr->suspend_cancel, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&hdr->parked, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&hdr->suspend_cancel, 0, __ATOMIC_SEQ_CST);
 	g = page_of(base);
@@ -1040,7 +1043,7 @@ void pv_main(uint8_t *mem, uint64_t nr_pages, const struct pv_workload *w)
 		devs[ndev].efd = -1;
 		ndev++;
 	}
-	self_suspended = resumed && g->suspended;
+	self_suspended = resumed && g->suspended && !cancelled;
 	__atomic_store_n(&g->suspended, 0, __ATOMIC_SEQ_CST);
 	if (resumed)
 		resume(self_suspended);

@@ -76,7 +76,6 @@ clean() {
 # runs_clean WHAT DOMAIN BEFORE GEN: I/O goes on from now (counters read
 # 0.5 s apart from 1.5 s apart, so a stale publication cannot pass for
 # progress) and nothing went wrong since BEFORE
-EPOCHS=60
 runs_clean() {
 	local r0 r1
 	sleep 0.5
@@ -85,6 +84,50 @@ runs_clean() {
 	r1=$(counters state $2)
 	moving "$1" "$r0" "$r1"
 	clean "$1" "$3" "$r1" $4
+}
+# ckpt_run DOMAIN DIR INTERVAL_MS STOPFILE: continuous checkpoints of
+# DOMAIN through the control protocol (as pvmig checkpoint does), with no
+# epoch limit, until STOPFILE exists: then it sends CANCEL (the job ends
+# after the epoch it is in) and waits for the RESULT. Prints each record;
+# exit 0 if the RESULT says status=0. (A fixed --epochs N raced the test's
+# pause: under load all N were taken before it.)
+ckpt_run() {
+	python3 - "$S/control.sock" "$@" <<'PY'
+import os, select, socket, struct, sys
+sock, dom, d, iv, stop = sys.argv[1:]
+req = {"cmd": "checkpoint", "domain": dom, "dir": d, "interval_ms": iv}
+body = b"Q" + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in req.items())
+s = socket.socket(socket.AF_UNIX); s.connect(sock)
+s.sendall(struct.pack("<I", len(body)) + body)
+buf, cancelled = b"", False
+while True:
+    if not cancelled and os.path.exists(stop):
+        s.sendall(struct.pack("<I", 1) + b"C"); cancelled = True
+    if not select.select([s], [], [], 0.1)[0]:
+        continue
+    data = s.recv(65536)
+    if not data:
+        sys.exit("pvmigd closed the connection without a result")
+    buf += data
+    while len(buf) >= 4 and len(buf) >= 4 + struct.unpack_from("<I", buf)[0]:
+        n = struct.unpack_from("<I", buf)[0]; rec = buf[4:4 + n]; buf = buf[4 + n:]
+        f = [x.decode() for x in rec[1:].split(b"\0")]
+        kv = dict(zip(f[0::2], f[1::2]))
+        print(rec[:1].decode(), " ".join(k + "=" + v for k, v in kv.items()), flush=True)
+        if rec[:1] == b"R":
+            sys.exit(0 if kv.get("status") == "0" else 1)
+PY
+}
+# epoch_of DIR: the newest committed epoch in DIR's MANIFEST (empty: none)
+epoch_of() { awk '$1 == "epoch" { print $2 }' "$1/MANIFEST" 2>/dev/null; }
+# wait_epoch DIR N: until DIR holds epoch N or later (at most 120 s)
+wait_epoch() {
+	local e
+	for _ in $(seq 1200); do
+		e=$(epoch_of "$1"); [ -n "$e" ] && [ "$e" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
 }
 # field FILE KEY of a --json result
 jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
@@ -155,26 +198,30 @@ want cycle && for gen in legacy modern; do
 	# ---- continuous checkpoints -> restore of the newest epoch ---------------
 	rm -rf "$W/$g.dir"
 	before=$(counters state $g)
-	# The pause below must come before the last epoch (that epoch is the one
-	# that matches the disk copied at the pause). 30 epochs (>= 4.5 s) were
-	# all taken before the pause in loaded runs, where runs_clean took longer;
-	# 60 (>= 9 s) leave twice the room.
-	P checkpoint $g "$W/$g.dir" --interval-ms 150 --epochs $EPOCHS >"$W/cp.out" 2>&1 &
+	# The restored epoch must be one taken after the pause (the disk is
+	# copied at the pause): the run goes on until two epochs after it
+	# (the one in progress at the pause may hold the state just before).
+	rm -f "$W/stop"
+	ckpt_run $g "$W/$g.dir" 150 "$W/stop" >"$W/cp.out" 2>&1 &
 	CPID=$!
+	wait_epoch "$W/$g.dir" 3 || bad "$gen checkpoints: no epoch 3 within 120 s: $(cat "$W/cp.out")"
 	runs_clean "$gen checkpoints: the original between epochs" $g "$before" legacy
 	P pause $g >/dev/null
-	m0=$(awk '$1 == "epoch" { print $2 }' "$W/$g.dir/MANIFEST")
+	m0=$(epoch_of "$W/$g.dir")
 	before=$(counters state $g)
 	cp "$W/$g.img" "$W/$g.img.at-save"
+	wait_epoch "$W/$g.dir" $((m0 + 2)) || bad "$gen checkpoints: no epoch $((m0 + 2)) within 120 s of the pause"
+	touch "$W/stop"
 	wait $CPID; rc=$?; CPID=
-	[ $rc = 0 ] && ok "$gen checkpoints: $(grep -c . "$W/cp.out") lines, done" || bad "$gen checkpoint run: $(cat "$W/cp.out")"
+	[ $rc = 0 ] && ok "$gen checkpoints: $(grep -c '^P phase=epoch' "$W/cp.out") epochs, cancelled once $((m0 + 2)) was committed, done" || bad "$gen checkpoint run: $(cat "$W/cp.out")"
 	P destroy $g >/dev/null
 	cp "$W/$g.img.at-save" "$W/$g.img"
 	P restore "$W/$g.dir" --json >"$W/rest.json" 2>"$W/rest.err" || bad "$gen restore dir: $(cat "$W/rest.err")"
 	ep=$(jfield "$W/rest.json" epoch)
 	# The newest epoch was taken after the pause (the disk matches it).
-	[ "$ep" = $EPOCHS ] && [ "${m0:-$EPOCHS}" -lt $EPOCHS ] && ok "$gen: restored the newest epoch ($ep; $m0 were committed when it was paused)" ||
-		bad "$gen: restored epoch '$ep', not $EPOCHS (paused at epoch '$m0'; the pause must come before the last epoch)"
+	[ -n "$ep" ] && [ "$ep" != "?" ] && [ "$ep" -ge $((m0 + 2)) ] && [ "$ep" = "$(epoch_of "$W/$g.dir")" ] &&
+		ok "$gen: restored the newest epoch ($ep; $m0 were committed when it was paused)" ||
+		bad "$gen: restored epoch '$ep', not the newest ('$(epoch_of "$W/$g.dir")', at least $((m0 + 2)); $m0 when paused)"
 	restored_ok "$gen checkpoint->restore" "$W/rest.json"
 	runs_clean "$gen checkpoint->restore" $g "$before" $gen
 	P destroy $g >/dev/null
@@ -222,12 +269,16 @@ want matrix && for gen in legacy modern; do
 		check_cell "$g -c->restore" $g "$before" $gen $load
 		# continuous checkpoints -> restore of the newest epoch
 		rm -rf "$W/$g.dir"
-		P checkpoint $g "$W/$g.dir" --interval-ms 100 --epochs 8 >"$W/cp.out" 2>&1 &
+		rm -f "$W/stop"
+		ckpt_run $g "$W/$g.dir" 100 "$W/stop" >"$W/cp.out" 2>&1 &
 		CPID=$!
-		sleep 0.5
+		wait_epoch "$W/$g.dir" 2 || bad "$g: no epoch 2 within 120 s: $(cat "$W/cp.out")"
 		P pause $g >/dev/null
+		m0=$(epoch_of "$W/$g.dir")
 		before=$(counters state $g)
 		cp "$W/$g.img" "$W/$g.img.at-save"
+		wait_epoch "$W/$g.dir" $((m0 + 2)) || bad "$g: no epoch $((m0 + 2)) within 120 s of the pause"
+		touch "$W/stop"
 		wait $CPID; rc=$?; CPID=
 		[ $rc = 0 ] || bad "$g checkpoint run: $(cat "$W/cp.out")"
 		P destroy $g >/dev/null
