@@ -56,8 +56,10 @@ if ! (cd "$tree" && DEB_BUILD_OPTIONS=${opts# } dpkg-buildpackage -b -uc -us) >"
 	exit 1
 fi
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
-for f in "pvmig_${version}_${arch}.deb" "pvmig_${version}_${arch}.changes" "pvmig_${version}_${arch}.buildinfo"; do
-	mv "$work/$f" "$out/"
+# Everything the .changes lists (debhelper also makes pvmig-dbgsym, which
+# lintian needs beside it: without it lintian skipped the whole .changes).
+for f in "$work"/pvmig*_"${version}"_"${arch}".*; do
+	mv "$f" "$out/"
 done
 echo "package-deb: $out/pvmig_${version}_${arch}.deb" >&2
 
@@ -69,5 +71,9 @@ cat "$out/lintian.txt"
 e=$(grep -c '^E: ' "$out/lintian.txt" || true)
 w=$(grep -c '^W: ' "$out/lintian.txt" || true)
 i=$(grep -c '^I: ' "$out/lintian.txt" || true)
+if [ "$lrc" -ne 0 ] && [ "$e" -eq 0 ]; then
+	echo "package-deb: lintian failed (exit $lrc) without reporting an error: see $out/lintian.txt" >&2
+	exit 1
+fi
 echo "package-deb: lintian: $e errors, $w warnings, $i info (see docs/packaging.md)" >&2
 [ "$lrc" -eq 0 ] && [ "$e" -eq 0 ]
