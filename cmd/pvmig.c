@@ -134,6 +134,46 @@ static int cmd_tls_init(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+static int cmd_tls_revoke(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "days", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int days = 30, c;
+
+	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			days = atoi(optarg);
+			if (days <= 0) {
+				fprintf(stderr, "pvmig tls-revoke: --days wants a positive number of days, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			printf("usage: pvmig tls-revoke DIR HOST... [--days N]\n\n"
+			       "Adds the certificates DIR/HOST.pem to DIR/crl.pem (made if absent),\n"
+			       "a revocation list signed by the CA in DIR (ca.pem, ca.key), valid N\n"
+			       "days (default 30). Copy crl.pem to every host and name it in\n"
+			       "pvmigd.conf (tls-crl): a peer presenting a revoked certificate is\n"
+			       "refused in the TLS handshake. Run it again before N days pass.\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (optind + 1 >= argc) {
+		fprintf(stderr, "pvmig tls-revoke: needs DIR and at least one HOST (see pvmig tls-revoke --help)\n");
+		return 2;
+	}
+	return pvm_tls_revoke(argv[optind],
+			      (const char *const *)&argv[optind + 1],
+			      (size_t)(argc - optind - 1), days) ? 1 : 0;
+}
+
 static void print_dom_row(const struct pvm_kv *kv, size_t index)
 {
 	if (index == 0)
@@ -445,6 +485,8 @@ static const struct subcmd cmds[] = {
 	{ "info", cmd_info, "[--json]", "which pvmigd answers, and how" },
 	{ "tls-init", cmd_tls_init, "DIR [HOST[,IP...]...] [...]",
 	  "make a CA and host certificates for pvmigd's TLS" },
+	{ "tls-revoke", cmd_tls_revoke, "DIR HOST... [--days N]",
+	  "revoke host certificates: DIR/crl.pem for tls-crl" },
 	{ "demo", cmd_demo, "[--json] [--memory SIZE] ...",
 	  "two simulated hosts here, a guest migrated A->B->A" },
 	{ "help", cmd_help, "[COMMAND] [--json]", "show help for pvmig or a command" },

@@ -153,8 +153,11 @@ static int write_config(const struct demo *d, const struct demo_host *h,
 		"log = stderr\n"
 		"tls-ca = %s/tls/ca.pem\n"
 		"tls-cert = %s/tls/host%c.pem\n"
-		"tls-key = %s/tls/host%c.key\n",
-		h->name, h->dir, d->dir, d->dir, h->name, d->dir, h->name);
+		"tls-key = %s/tls/host%c.key\n"
+		"# who may send guests here, and where their disks may be\n"
+		"allow-peers = hosta,hostb\n"
+		"storage-roots = %s\n",
+		h->name, h->dir, d->dir, d->dir, h->name, d->dir, h->name, d->dir);
 	return fclose(f) ? -errno : 0;
 }
 

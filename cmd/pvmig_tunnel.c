@@ -76,6 +76,8 @@ int cmd_tunnel(int argc, char **argv)
 		.tls_ca = cfg.tls_ca,
 		.tls_cert = cfg.tls_cert,
 		.tls_key = cfg.tls_key,
+		.tls_crl = cfg.tls_crl,
+		.ip_without_san = cfg.tls_ip_without_san,
 		.streams = cfg.streams,
 		.timeout_ms = cfg.timeout_ms,
 	};

@@ -202,9 +202,12 @@ static int check_semantics(const struct pvm_service_config *cfg,
 		[PVM_TLS_CA] = "tls-ca",
 		[PVM_TLS_CERT] = "tls-cert",
 		[PVM_TLS_KEY] = "tls-key",
+		[PVM_TLS_CRL] = "tls-crl",
 	};
-	const char *vals[] = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key };
-	struct pvm_tls_files files = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key };
+	const char *vals[] = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key,
+			       cfg->tls_crl };
+	struct pvm_tls_files files = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key,
+				       cfg->tls_crl };
 	enum pvm_tls_which which;
 	char at[1100], why[512], missing[64] = "";
 	unsigned set = 0;
@@ -220,6 +223,29 @@ static int check_semantics(const struct pvm_service_config *cfg,
 		where(path, "listen", at, sizeof(at));
 		pvm_err("%s: listen = %s needs tls-ca, tls-cert and tls-key (make them with pvmig tls-init)",
 			at, cfg->listen);
+		return 1;
+	}
+	if (cfg->listen[0] && !cfg->allow_peers_set) {
+		/* Authentication is not authorization: every certificate of
+		 * the CA would otherwise be root here (docs/security.md). */
+		where(path, "listen", at, sizeof(at));
+		pvm_err("%s: listen = %s needs allow-peers: name the peers that may send guests here (allow-peers = hosta,hostb), or say allow-peers = * to trust every certificate of tls-ca",
+			at, cfg->listen);
+		return 1;
+	}
+	for (unsigned i = 0; i < cfg->nr_storage_roots; i++) {
+		struct stat st;
+
+		if (stat(cfg->storage_roots[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
+			where(path, "storage-roots", at, sizeof(at));
+			pvm_err("%s: storage-roots: %s is not a directory", at,
+				cfg->storage_roots[i]);
+			return 1;
+		}
+	}
+	if (cfg->tls_crl[0] && set < 3) {
+		where(path, "tls-crl", at, sizeof(at));
+		pvm_err("%s: tls-crl needs tls-ca, tls-cert and tls-key", at);
 		return 1;
 	}
 	if (set == 0)
@@ -359,13 +385,15 @@ int main(int argc, char **argv)
 	/* The daemon changes to / when it detaches: make every path in the
 	 * configuration absolute now, against the directory it was started in. */
 	{
-		char *paths[] = { cfg.state_dir, cfg.tls_ca, cfg.tls_cert, cfg.tls_key };
+		char *paths[] = { cfg.state_dir, cfg.tls_ca, cfg.tls_cert,
+				  cfg.tls_key, cfg.tls_crl };
 		size_t caps[] = { sizeof(cfg.state_dir), sizeof(cfg.tls_ca),
-				  sizeof(cfg.tls_cert), sizeof(cfg.tls_key) };
+				  sizeof(cfg.tls_cert), sizeof(cfg.tls_key),
+				  sizeof(cfg.tls_crl) };
 		char cwd[256], abs[1024];
 
 		if (getcwd(cwd, sizeof(cwd))) {
-			for (size_t i = 0; i < 4; i++) {
+			for (size_t i = 0; i < PVM_ARRAY_SIZE(paths); i++) {
 				if (!paths[i][0] || paths[i][0] == '/')
 					continue;
 				snprintf(abs, sizeof(abs), "%s/%s", cwd, paths[i]);
@@ -384,11 +412,20 @@ int main(int argc, char **argv)
 						 state_dir ? NULL : config_read);
 		if (rc)
 			return rc;
-		char lis[160] = "no listener";
+		char lis[1024] = "no listener", peers[700] = "";
+		size_t o = 0;
 
+		for (unsigned i = 0; i < cfg.nr_allow && o < sizeof(peers); i++) {
+			char r[64];
+
+			pvm_rights_format(cfg.allow[i].rights, r, sizeof(r));
+			o += (size_t)snprintf(peers + o, sizeof(peers) - o, "%s%s:%s",
+					      i ? "," : "", cfg.allow[i].name, r);
+		}
 		if (cfg.listen[0])
-			snprintf(lis, sizeof(lis), "listening on %s port %u",
-				 cfg.listen, cfg.port);
+			snprintf(lis, sizeof(lis),
+				 "listening on %s port %u, allow-peers %s",
+				 cfg.listen, cfg.port, peers);
 		printf("%s: ok (backend %s, state-dir %s, %s, %s)\n",
 		       config_read ? config_read :
 				     "no " PVM_CONFIG_DEFAULT ", built-in defaults",

@@ -335,6 +335,68 @@ out_abort:
 	return rc;
 }
 
+/* MemAvailable of /proc/meminfo in bytes, or 0 when unknown. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kib = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
+/*
+ * Admission, before anything is created or allocated for the guest: one
+ * more migration under max-migrations, its memory under
+ * max-incoming-memory, and (simulated host, whose guests are processes
+ * here) under what the host has left once the guests already arriving are
+ * counted. On success the guest's bytes are claimed (s->incoming_bytes)
+ * until mig_dest_main ends. 0, or a negative errno with @why.
+ */
+static int dst_admit(struct mig_dst *d, char *why, size_t why_len)
+{
+	struct pvm_service *s = d->svc;
+	const struct pvm_service_config *c = &s->cfg;
+	uint64_t bytes = d->h.nr_pages * PVM_PAGE_SIZE, avail = 0;
+	int rc = 0;
+
+	if (!pvm_hv_is_xen(s->hv))
+		avail = mem_available();
+	pthread_mutex_lock(&s->lock);
+	if (s->incoming >= c->max_migrations) {
+		snprintf(why, why_len,
+			 "too many migrations running on the destination (max-migrations = %u)",
+			 c->max_migrations);
+		rc = -EBUSY;
+	} else if (c->max_incoming_memory && bytes > c->max_incoming_memory) {
+		snprintf(why, why_len,
+			 "'%s' has %llu MiB of memory, more than this host accepts (max-incoming-memory = %llu MiB)",
+			 d->h.name, (unsigned long long)(bytes >> 20),
+			 (unsigned long long)(c->max_incoming_memory >> 20));
+		rc = -ENOMEM;
+	} else if (avail && bytes + s->incoming_bytes > avail) {
+		snprintf(why, why_len,
+			 "'%s' has %llu MiB of memory and this host has %llu MiB left (%llu MiB already promised to guests arriving)",
+			 d->h.name, (unsigned long long)(bytes >> 20),
+			 (unsigned long long)(avail >> 20),
+			 (unsigned long long)(s->incoming_bytes >> 20));
+		rc = -ENOMEM;
+	} else {
+		s->incoming++;
+		s->incoming_bytes += bytes;
+		d->admitted_bytes = bytes;
+		d->counted = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 /* OPEN, HELLO in: decode it, check it fits here, and take it in (Xen:
  * libxenguest's stream, up to READY sent; sim: create, ACCEPT). */
 static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
@@ -350,7 +412,13 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 	d->ndev = d->h.xen ? 0 : /* the guest reconnects its own devices */
 			     mig_config_devices(&d->h.dc, d->devs);
 	mig_outcome_set(d->svc, d->h.id, "receiving");
-	if (name_taken(hv, d->h.name)) {
+	rc = dst_admit(d, why, why_len);
+	if (!rc)
+		rc = mig_storage_check(d->svc, &d->h.dc, why, why_len);
+	if (rc)
+		pvm_warn("migration %.8s from '%s': refused: %s", d->h.id,
+			 pvm_peer_cn(pvm_channel_peer_id(d->ch)), why);
+	else if (name_taken(hv, d->h.name)) {
 		snprintf(why, why_len,
 			 "a domain named '%s' already exists on the destination",
 			 d->h.name);
@@ -623,19 +691,27 @@ void *mig_dest_main(void *arg)
 	mig_msg_init(&msg);
 	type = mig_dst_recv(d, &msg, why, sizeof(why));
 	if (type == MIG_TUNNEL) {
-		tunnel_serve(s, &d->ch, &msg.kv, &d->tun);
+		if (mig_peer_may(d, PVM_RIGHT_TUNNEL, "open a tunnel"))
+			tunnel_serve(s, &d->ch, &msg.kv, &d->tun);
 	} else if (type == MIG_QUERY) {
-		dst_query(d, &msg.kv);
+		if (mig_peer_may(d, PVM_RIGHT_QUERY, "query a migration"))
+			dst_query(d, &msg.kv);
 	} else if (type == MIG_HELLO) {
-		rc = dst_hello(d, &msg.kv, why, sizeof(why));
-		if (!rc)
-			rc = dst_handover(d, why, sizeof(why));
+		if (mig_peer_may(d, PVM_RIGHT_MIGRATE_IN, "send a guest")) {
+			rc = dst_hello(d, &msg.kv, why, sizeof(why));
+			if (!rc)
+				rc = dst_handover(d, why, sizeof(why));
+		}
 	}
 	(void)rc;
 	mig_msg_dispose(&msg);
 	dst_end(d, why);
 	pthread_mutex_lock(&s->lock);
-	s->incoming--;
+	s->peer_channels--;
+	if (d->counted) {
+		s->incoming--;
+		s->incoming_bytes -= d->admitted_bytes;
+	}
 	pthread_mutex_unlock(&s->lock);
 	free(d);
 	return NULL;

@@ -95,6 +95,8 @@ struct pvm_service {
 	pthread_t main_thread;
 	unsigned jobs;              /* job threads running */
 	unsigned incoming, outgoing;/* migrations running */
+	unsigned peer_channels;     /* accepted peer channels open */
+	uint64_t incoming_bytes;    /* guest memory admitted, still arriving */
 	struct mig_outcome outcomes[MIG_OUTCOMES];
 	unsigned next_outcome;
 	struct pvm_kv last_stats[8];/* recent migrations' statistics */
@@ -317,6 +319,30 @@ void mig_hold_point(const char *name);
 
 /* Loads the peer TLS context once (pvmigd.conf's tls-*): 0 or -errno. */
 int mig_load_tls(struct pvm_service *s);
+struct pvm_peer;
+struct mig_dst;
+/* What allow-peers grants the certificate @p (enum pvm_right bits). */
+unsigned mig_peer_rights(struct pvm_service *s, const struct pvm_peer *p);
+/* Does the peer of @d's channel hold @right for @what ("migrate-in
+ * 'web1'")? Logs the decision with the peer's name and address; when
+ * refused, also ABORTs with the reason (mig_dst_refuse). */
+bool mig_peer_may(struct mig_dst *d, unsigned right, const char *what);
+
+/* ---- storage.c ---- */
+
+/*
+ * The destination decides what it opens: every disk of @dc must resolve
+ * (realpath: every symlink followed) to a regular file or block device
+ * inside one of storage-roots. On success each path in @dc is replaced by
+ * its resolved form, which the backend opens with O_NOFOLLOW. 0, or
+ * -EACCES / -ENOENT with @why naming the path and the key; nothing is
+ * created or opened for writing.
+ */
+int mig_storage_check(struct pvm_service *s, struct dom_config *dc,
+		      char *why, size_t why_len);
+/* Resolves storage-roots at start: -EINVAL (logged) if one is not a
+ * directory. */
+int mig_storage_roots_resolve(struct pvm_service *s);
 
 /* ---- xl stream tunnels (tunnel.c) ---- */
 
@@ -519,6 +545,8 @@ struct mig_dst {
 	struct tunnel *_Atomic tun;
 	struct pvm_xchunk_rx xrx; /* xen: chunks (xrx.stage NULL: none) */
 	bool refused;       /* ABORT sent: linger until the source reads it */
+	bool counted;       /* admitted: in s->incoming and incoming_bytes */
+	uint64_t admitted_bytes;
 };
 
 /* dest.c, for xen_stream.c */

@@ -86,6 +86,30 @@ int pvm_ctl_recv(int fd, unsigned timeout_ms, enum pvm_ctl_kind *kind_out,
 #define PVM_STATE_DIR_DEFAULT "/var/lib/pvmig"
 #define PVM_PORT_DEFAULT 8002u
 
+/* What a peer may ask of this pvmigd (allow-peers, docs/security.md). */
+enum pvm_right {
+	PVM_RIGHT_MIGRATE_IN = 1u << 0, /* send a guest here (HELLO) */
+	PVM_RIGHT_TUNNEL = 1u << 1,     /* run tunnel-command (pvmig tunnel) */
+	PVM_RIGHT_QUERY = 1u << 2,      /* ask what became of a migration */
+};
+#define PVM_RIGHTS_ALL (PVM_RIGHT_MIGRATE_IN | PVM_RIGHT_TUNNEL | PVM_RIGHT_QUERY)
+/* A name without ":rights": what a migration source needs. tunnel-command
+ * runs a command, so it is never implied. */
+#define PVM_RIGHTS_DEFAULT (PVM_RIGHT_MIGRATE_IN | PVM_RIGHT_QUERY)
+#define PVM_ALLOW_PEERS_MAX 32u
+#define PVM_PEER_NAME_MAX 128u
+#define PVM_STORAGE_ROOTS_MAX 8u
+
+/* One allow-peers entry: a certificate name (CN or DNS subjectAltName),
+ * or "*" for any certificate of tls-ca, and its rights. */
+struct pvm_peer_rule {
+	char name[PVM_PEER_NAME_MAX];
+	unsigned rights; /* enum pvm_right bits, never 0 */
+};
+
+/* "migrate-in", "tunnel", "query" (one right); "?" for anything else. */
+const char *pvm_right_name(unsigned right);
+
 struct pvm_service_config {
 	char backend[16];     /* "sim" or "xen" */
 	char state_dir[256];  /* sockets, lock, sim host state */
@@ -99,7 +123,37 @@ struct pvm_service_config {
 	unsigned timeout_ms;     /* a peer silent or stalled this long fails */
 	bool log_syslog;
 	char tunnel_command[512]; /* run for `pvmig tunnel`; "" refuses */
+
+	/* Who may do what (allow-peers; each line adds entries). A listener
+	 * needs allow_peers_set: pvmigd refuses to start without it. */
+	bool allow_peers_set;
+	unsigned nr_allow;
+	struct pvm_peer_rule allow[PVM_ALLOW_PEERS_MAX];
+	char tls_crl[256];        /* PEM CRL(s) of tls-ca, "" = none */
+	bool tls_ip_without_san;  /* an address target whose certificate
+				   * lists no IP is accepted (CA only) */
+	/* Where an incoming guest's disks may be (storage-roots; each line
+	 * adds). None: incoming guests with disks are refused. */
+	unsigned nr_storage_roots;
+	char storage_roots[PVM_STORAGE_ROOTS_MAX][256];
+	uint64_t max_incoming_memory; /* bytes; 0 = what the host has left */
+	/* The listener against strangers (connections not yet through TLS
+	 * and the transport HELLO). */
+	unsigned max_unauth;          /* in all */
+	unsigned max_unauth_per_addr; /* from one address */
+	unsigned handshake_ms;        /* TLS + HELLO deadline per connection */
 };
+
+/*
+ * The rights @c grants a peer: the union of the entries whose name the
+ * peer's certificate carries (@has_name(@ctx, NAME) is true) or that are
+ * "*". 0: none (a stranger).
+ */
+unsigned pvm_service_config_rights(const struct pvm_service_config *c,
+				   bool (*has_name)(void *ctx, const char *name),
+				   void *ctx);
+/* Writes @rights as "migrate-in+query" into @out ("none" for 0). */
+void pvm_rights_format(unsigned rights, char *out, size_t len);
 
 void pvm_service_config_defaults(struct pvm_service_config *c);
 /*
@@ -136,6 +190,8 @@ struct pvm_tunnel_opts {
 	const char *target;  /* "HOST[:PORT]" */
 	uint16_t port;       /* when the target names none (0: PVM_PORT_DEFAULT) */
 	const char *tls_ca, *tls_cert, *tls_key;
+	const char *tls_crl;  /* NULL or "": none */
+	bool ip_without_san;  /* tls-allow-ip-without-san */
 	unsigned streams;    /* 0: the transport's default */
 	unsigned timeout_ms; /* 0: the transport's default */
 };

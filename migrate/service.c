@@ -156,6 +156,16 @@ static int h_create(struct req *r)
 			return reply_result(r, rc, NULL, "bad device configuration: %s",
 					    why);
 	}
+	/* The operator's own paths: links are followed once, here, and the
+	 * backend opens the result with O_NOFOLLOW. */
+	for (uint32_t i = 0; i < dc.nr_disks; i++) {
+		char *real = realpath(dc.disks[i].path, NULL);
+
+		if (real && strlen(real) < sizeof(dc.disks[i].path))
+			snprintf(dc.disks[i].path, sizeof(dc.disks[i].path), "%s",
+				 real);
+		free(real);
+	}
 	dom_config_to_hv(&dc, &cfg);
 	cfg.name = name;
 	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
@@ -636,6 +646,9 @@ int pvm_service_create(const struct pvm_service_config *c,
 		goto out_free;
 	}
 	rc = bind_control(s);
+	if (rc)
+		goto out_free;
+	rc = mig_storage_roots_resolve(s);
 	if (rc)
 		goto out_free;
 	rc = mig_listener_start(s);

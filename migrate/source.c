@@ -382,6 +382,7 @@ static int send_dirty(struct mig_src *m, const struct pvm_bitmap *bm,
 static int src_connect(struct mig_src *m, char *why, size_t why_len)
 {
 	struct pvm_channel_opts o;
+	char refusal[300] = "";
 	int rc = mig_load_tls(m->svc);
 
 	if (rc) {
@@ -396,8 +397,13 @@ static int src_connect(struct mig_src *m, char *why, size_t why_len)
 	 * (an address: if the certificate lists any; docs/pvmigd.8.md). */
 	o.peer_name = m->o.host;
 	o.compress = m->o.compress;
+	o.refusal = refusal;
+	o.refusal_len = sizeof(refusal);
 	rc = pvm_transport_connect(m->o.host, m->o.port, m->svc->tls, &o, &m->ch);
-	if (rc == -EACCES)
+	if (rc && refusal[0])
+		snprintf(why, why_len, "pvmigd at %s:%u refused this host: %s",
+			 m->o.host, m->o.port, refusal);
+	else if (rc == -EACCES)
 		snprintf(why, why_len, "pvmigd at %s:%u refused: its certificate is not from this host's CA, or does not name %s (the log says which; see pvmig tls-init)",
 			 m->o.host, m->o.port, m->o.host);
 	else if (rc)
@@ -762,6 +768,8 @@ static int query_outcome(struct mig_src *m, char *state, size_t len)
 		pvm_channel_opts_defaults(&o);
 		o.streams = 1;
 		o.timeout_ms = 5000;
+		/* The same host as the migration's, by its certificate. */
+		o.peer_name = m->o.host;
 		if (t)
 			sleep(1);
 		if (pvm_transport_connect(m->o.host, m->o.port, m->svc->tls, &o,

@@ -593,7 +593,8 @@ static int tunnel_open(struct tunnel *t, const char *host, uint16_t port,
 int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 		   struct pvm_tunnel_stats *st, char *why, size_t why_len)
 {
-	struct pvm_tls_files files = { o->tls_ca, o->tls_cert, o->tls_key };
+	struct pvm_tls_files files = { o->tls_ca, o->tls_cert, o->tls_key,
+				       o->tls_crl };
 	struct pvm_tls_ctx *tls = NULL;
 	struct pvm_channel_opts co;
 	struct pvm_channel *ch = NULL;
@@ -626,7 +627,10 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 			 o->tls_ca, o->tls_cert, o->tls_key, strerror(-rc));
 		return rc;
 	}
+	pvm_tls_ctx_allow_ip_without_san(tls, o->ip_without_san);
 	pvm_channel_opts_defaults(&co);
+	co.refusal = r;
+	co.refusal_len = sizeof(r);
 	if (o->streams)
 		co.streams = o->streams;
 	if (o->timeout_ms)
@@ -635,11 +639,17 @@ int pvm_tunnel_run(const struct pvm_tunnel_opts *o, int in_fd, int out_fd,
 	 * an address too if the certificate lists any (transport/tls.c). */
 	co.peer_name = host;
 	rc = pvm_transport_connect(host, port, tls, &co, &ch);
+	if (rc && r[0]) {
+		snprintf(why, why_len, "pvmigd on %s:%u refused: %s", host,
+			 port, r);
+		goto out_tls;
+	}
 	if (rc) {
 		snprintf(why, why_len, "cannot open a channel to pvmigd on %s:%u: %s (the reason is logged above)",
 			 host, port, strerror(-rc));
 		goto out_tls;
 	}
+	r[0] = '\0';
 	rc = tunnel_init(&t, ch, true);
 	if (rc)
 		goto out;

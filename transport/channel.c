@@ -34,6 +34,8 @@
  */
 #include "transport/internal.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
@@ -46,8 +48,6 @@
 #include <unistd.h>
 
 #define TX_DEPTH 3u /* queue items per data stream: bounds sender memory */
-#define ID_LEN 16u
-#define MAX_PENDING 8u
 #define HANDSHAKE_MS_MAX 10000u
 
 enum tx_kind { TX_PAGES, TX_MARK, TX_CLOSE };
@@ -313,6 +313,8 @@ static int read_body(struct stream *s, void *buf, size_t len)
 	return 0;
 }
 
+#define PEER_ERROR "peer reported an error: "
+
 /* An ERROR frame from the peer: record its reason as ours. */
 static int peer_error(struct stream *s, uint32_t len)
 {
@@ -325,7 +327,11 @@ static int peer_error(struct stream *s, uint32_t len)
 	for (uint32_t i = 8; i < len; i++)
 		if (body[i] < 0x20 || body[i] > 0x7e)
 			body[i] = '?';
-	return ch_fail(s->ch, -EPROTO, false, "peer reported an error: %s",
+	/* A refusal of who we are keeps its code: the caller's advice
+	 * differs (rights, not a broken link). */
+	return ch_fail(s->ch,
+		       len >= 4 && pvm_get_le32(body) == EACCES ? -EACCES : -EPROTO,
+		       false, PEER_ERROR "%s",
 		       len > 8 ? (char *)body + 8 : "(no reason given)");
 }
 
@@ -994,13 +1000,8 @@ void pvm_channel_close(struct pvm_channel *ch)
 
 /* ---- HELLO ------------------------------------------------------------- */
 
-struct hello {
-	uint16_t vmin, vmax, idx, count;
-	uint32_t flags;
-	uint8_t id[ID_LEN];
-};
 
-static void put_hello(uint8_t *p, const struct hello *h)
+static void put_hello(uint8_t *p, const struct tp_hello *h)
 {
 	tp_put_header(p, TP_HELLO, TP_HELLO_LEN);
 	p += TP_HDR_LEN;
@@ -1012,10 +1013,10 @@ static void put_hello(uint8_t *p, const struct hello *h)
 	pvm_put_le16(p + 14, h->count);
 	pvm_put_le32(p + 16, h->flags);
 	/* p+20: reserved u32 */
-	memcpy(p + 24, h->id, ID_LEN);
+	memcpy(p + 24, h->id, TP_HELLO_ID_LEN);
 }
 
-static int parse_hello(const uint8_t *p, struct hello *h, const char **why)
+int tp_parse_hello(const uint8_t *p, struct tp_hello *h, const char **why)
 {
 	if (memcmp(p, TP_HELLO_MAGIC, sizeof(TP_HELLO_MAGIC)) != 0) {
 		*why = "HELLO magic is wrong (not a pvmig transport peer)";
@@ -1026,7 +1027,7 @@ static int parse_hello(const uint8_t *p, struct hello *h, const char **why)
 	h->idx = pvm_get_le16(p + 12);
 	h->count = pvm_get_le16(p + 14);
 	h->flags = pvm_get_le32(p + 16);
-	memcpy(h->id, p + 24, ID_LEN);
+	memcpy(h->id, p + 24, TP_HELLO_ID_LEN);
 	if (h->vmin > PVM_TP_VERSION || h->vmax < PVM_TP_VERSION ||
 	    h->vmin > h->vmax) {
 		*why = "no common protocol version";
@@ -1046,7 +1047,7 @@ int pvm_transport_connect(const char *host, uint16_t port,
 {
 	unsigned n = opts->streams ? opts->streams : PVM_TP_STREAMS_DEFAULT;
 	struct pvm_channel *ch;
-	struct hello h = { PVM_TP_VERSION, PVM_TP_VERSION, 0, 0, 0, { 0 } };
+	struct tp_hello h = { PVM_TP_VERSION, PVM_TP_VERSION, 0, 0, 0, { 0 } };
 	int rc = 0;
 
 	*out = NULL;
@@ -1059,7 +1060,7 @@ int pvm_transport_connect(const char *host, uint16_t port,
 	if (!ch)
 		return -ENOMEM;
 	snprintf(ch->peer, sizeof(ch->peer), "%s:%u", host, port);
-	if (RAND_bytes(h.id, ID_LEN) != 1) {
+	if (RAND_bytes(h.id, TP_HELLO_ID_LEN) != 1) {
 		rc = -EIO;
 		goto out_close;
 	}
@@ -1073,6 +1074,8 @@ int pvm_transport_connect(const char *host, uint16_t port,
 		char why[320];
 		const char *bad;
 
+		if (opts->refusal && opts->refusal_len)
+			opts->refusal[0] = '\0';
 		rc = tp_conn_connect(&s->conn, tls, host, port,
 				     ch->opts.peer_name,
 				     ch->opts.timeout_ms < HANDSHAKE_MS_MAX ?
@@ -1098,9 +1101,17 @@ int pvm_transport_connect(const char *host, uint16_t port,
 		}
 		if (tp_parse_header(buf, &type, &len, &bad) == 0 &&
 		    type == TP_ERROR) {
+			const char *pwhy = NULL;
+
 			ch->nstreams = i; /* for the error path's shutdown */
 			rc = peer_error(s, len);
 			ch->nstreams = n;
+			pvm_channel_error(ch, &pwhy);
+			if (pwhy && !strncmp(pwhy, PEER_ERROR, strlen(PEER_ERROR)))
+				pwhy += strlen(PEER_ERROR); /* the peer's words */
+			if (opts->refusal && opts->refusal_len && pwhy)
+				snprintf(opts->refusal, opts->refusal_len, "%s",
+					 pwhy);
 			goto out_close;
 		}
 		if (tp_parse_header(buf, &type, &len, &bad) ||
@@ -1120,7 +1131,7 @@ int pvm_transport_connect(const char *host, uint16_t port,
 		}
 		atomic_store(&s->last_write_ms, pvm_now_ms());
 	}
-	snprintf(ch->peer, sizeof(ch->peer), "%s (%s:%u)", ch->s[0].conn.peer_cn,
+	snprintf(ch->peer, sizeof(ch->peer), "%s (%s:%u)", ch->s[0].conn.peer.cn,
 		 host, port);
 	rc = channel_start(ch);
 	if (rc)
@@ -1133,282 +1144,24 @@ out_close:
 	return rc;
 }
 
-/* ---- listener ---------------------------------------------------------- */
+/* ---- adopting accepted connections (listener.c) ------------------------ */
 
-struct pending {
-	bool used;
-	uint8_t id[ID_LEN];
-	unsigned count, have;
-	uint32_t flags;
-	uint64_t since_ms;
-	char cn[128];
-	struct tp_conn conns[PVM_TP_STREAMS_MAX + 1];
-	bool got[PVM_TP_STREAMS_MAX + 1];
-};
-
-struct pvm_listener {
-	int fd;
-	uint16_t port;
-	struct pending pend[MAX_PENDING];
-};
-
-int pvm_transport_listen(const char *host, uint16_t port,
-			 struct pvm_listener **out)
+int tp_channel_adopt(const struct pvm_channel_opts *opts, unsigned count,
+		     struct tp_conn *conns, const char *cn,
+		     struct pvm_channel **out)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE },
-			*res = NULL;
-	struct pvm_listener *l;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char portstr[8];
-	int one = 1, rc;
-
-	*out = NULL;
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc) {
-		pvm_err("transport: cannot resolve listen address '%s': %s",
-			host ? host : "*", gai_strerror(rc));
-		return -EINVAL;
-	}
-	l = calloc(1, sizeof(*l));
-	if (!l) {
-		freeaddrinfo(res);
-		return -ENOMEM;
-	}
-	l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l->fd < 0)
-		goto out_errno;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l->fd, res->ai_addr, res->ai_addrlen) < 0 ||
-	    listen(l->fd, 64) < 0)
-		goto out_errno;
-	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
-		l->port = ntohs(ss.ss_family == AF_INET6 ?
-					((struct sockaddr_in6 *)&ss)->sin6_port :
-					((struct sockaddr_in *)&ss)->sin_port);
-	freeaddrinfo(res);
-	*out = l;
-	return 0;
-
-out_errno:
-	rc = -errno;
-	pvm_err("transport: cannot listen on %s:%u: %s", host ? host : "*",
-		port, strerror(errno));
-	if (l->fd >= 0)
-		close(l->fd);
-	free(l);
-	freeaddrinfo(res);
-	return rc;
-}
-
-uint16_t pvm_listener_port(const struct pvm_listener *l)
-{
-	return l->port;
-}
-
-int pvm_listener_fd(const struct pvm_listener *l)
-{
-	return l->fd;
-}
-
-static void pending_drop(struct pending *p)
-{
-	for (unsigned i = 0; i <= PVM_TP_STREAMS_MAX; i++)
-		if (p->got[i])
-			tp_conn_dispose(&p->conns[i]);
-	memset(p, 0, sizeof(*p));
-}
-
-void pvm_listener_close(struct pvm_listener *l)
-{
-	if (!l)
-		return;
-	for (unsigned i = 0; i < MAX_PENDING; i++)
-		if (l->pend[i].used)
-			pending_drop(&l->pend[i]);
-	close(l->fd);
-	free(l);
-}
-
-static void refuse(struct tp_conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void refuse(struct tp_conn *c, const char *fmt, ...)
-{
-	char msg[400];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	pvm_warn("transport: refused connection from %s: %s",
-		 c->peer_addr[0] ? c->peer_addr : "?", msg);
-	tp_conn_dispose(c);
-}
-
-static void send_refusal(struct tp_conn *c, int code, const char *text)
-{
-	uint8_t buf[TP_HDR_LEN + 8 + TP_ERROR_TEXT_MAX];
-	size_t tlen = strnlen(text, TP_ERROR_TEXT_MAX);
-	char why[64];
-
-	tp_put_header(buf, TP_ERROR, (uint32_t)(8 + tlen));
-	pvm_put_le32(buf + TP_HDR_LEN, (uint32_t)-code);
-	pvm_put_le32(buf + TP_HDR_LEN + 4, 0);
-	memcpy(buf + TP_HDR_LEN + 8, text, tlen);
-	tp_conn_write(c, buf, TP_HDR_LEN + 8 + tlen, 500, NULL, why, sizeof(why));
-}
-
-/*
- * Takes one accepted socket through TLS and HELLO and files it under its
- * channel. Returns the completed group, or NULL.
- */
-static struct pending *admit(struct pvm_listener *l, struct pvm_tls_ctx *tls,
-			     const struct pvm_channel_opts *opts, int fd)
-{
-	unsigned hs_ms = opts->timeout_ms && opts->timeout_ms < HANDSHAKE_MS_MAX ?
-				 opts->timeout_ms : HANDSHAKE_MS_MAX;
-	struct tp_conn c;
-	uint8_t buf[TP_HDR_LEN + TP_HELLO_LEN];
-	struct hello h;
-	struct pending *p = NULL, *freep = NULL;
-	const char *bad;
-	uint16_t type;
-	uint32_t len;
-	char why[320];
-	int rc;
-
-	tp_conn_init(&c);
-	rc = tp_conn_accept(&c, tls, fd, opts->peer_name, hs_ms, why, sizeof(why));
-	if (rc) {
-		refuse(&c, "%s", why);
-		return NULL;
-	}
-	rc = tp_conn_read(&c, buf, TP_HDR_LEN, hs_ms, NULL, why, sizeof(why));
-	if (rc) {
-		refuse(&c, "no HELLO after the handshake: %s", why);
-		return NULL;
-	}
-	if (tp_parse_header(buf, &type, &len, &bad) || type != TP_HELLO ||
-	    len != TP_HELLO_LEN) {
-		refuse(&c, "first frame is not a HELLO");
-		return NULL;
-	}
-	rc = tp_conn_read(&c, buf + TP_HDR_LEN, len, hs_ms, NULL, why, sizeof(why));
-	if (rc) {
-		refuse(&c, "truncated HELLO: %s", why);
-		return NULL;
-	}
-	rc = parse_hello(buf + TP_HDR_LEN, &h, &bad);
-	if (rc) {
-		send_refusal(&c, rc, bad);
-		refuse(&c, "%s", bad);
-		return NULL;
-	}
-	for (unsigned i = 0; i < MAX_PENDING; i++) {
-		struct pending *q = &l->pend[i];
-
-		if (q->used && memcmp(q->id, h.id, ID_LEN) == 0)
-			p = q;
-		else if (!q->used && !freep)
-			freep = q;
-	}
-	if (!p) {
-		if (!freep) {
-			send_refusal(&c, -EBUSY, "too many channels being set up");
-			refuse(&c, "too many channels being set up at once");
-			return NULL;
-		}
-		p = freep;
-		p->used = true;
-		memcpy(p->id, h.id, ID_LEN);
-		p->count = h.count;
-		p->flags = h.flags;
-		p->since_ms = pvm_now_ms();
-		snprintf(p->cn, sizeof(p->cn), "%s", c.peer_cn);
-	}
-	/* Every stream of a channel must come from the same identity: a
-	 * stranger cannot graft a connection onto someone else's channel. */
-	if (h.count != p->count || p->got[h.idx] ||
-	    strcmp(p->cn, c.peer_cn) != 0) {
-		send_refusal(&c, -EPROTO, "stream does not fit its channel");
-		refuse(&c, "stream %u does not fit channel (count %u/%u, peer '%s'/'%s')",
-		       h.idx, h.count, p->count, c.peer_cn, p->cn);
-		return NULL;
-	}
-	tp_put_header(buf, TP_HELLO_ACK, TP_HELLO_ACK_LEN);
-	memset(buf + TP_HDR_LEN, 0, TP_HELLO_ACK_LEN);
-	pvm_put_le16(buf + TP_HDR_LEN, PVM_TP_VERSION);
-	rc = tp_conn_write(&c, buf, TP_HDR_LEN + TP_HELLO_ACK_LEN, hs_ms, NULL,
-			   why, sizeof(why));
-	if (rc) {
-		refuse(&c, "cannot answer HELLO: %s", why);
-		return NULL;
-	}
-	p->conns[h.idx] = c; /* the mutex moves with it: not yet used */
-	p->got[h.idx] = true;
-	p->have++;
-	return p->have == p->count + 1 ? p : NULL;
-}
-
-int pvm_transport_accept(struct pvm_listener *l, struct pvm_tls_ctx *tls,
-			 const struct pvm_channel_opts *opts,
-			 unsigned timeout_ms, struct pvm_channel **out)
-{
-	uint64_t deadline = timeout_ms ? pvm_now_ms() + timeout_ms : UINT64_MAX;
-	struct pending *p = NULL;
-	struct pvm_channel *ch;
+	struct pvm_channel *ch = channel_new(opts, count, false);
 	int rc;
 
 	*out = NULL;
-	while (!p) {
-		struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
-		uint64_t now = pvm_now_ms();
-		int fd, wait;
-
-		/* Half-built channels expire: their peer gave up or lied. */
-		for (unsigned i = 0; i < MAX_PENDING; i++) {
-			struct pending *q = &l->pend[i];
-
-			if (q->used && now - q->since_ms > HANDSHAKE_MS_MAX * 3) {
-				pvm_warn("transport: dropping half-open channel from '%s' (%u of %u streams)",
-					 q->cn, q->have, q->count + 1);
-				pending_drop(q);
-			}
-		}
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		wait = deadline == UINT64_MAX ? 1000 :
-		       (int)(deadline - now < 1000 ? deadline - now : 1000);
-		rc = poll(&pfd, 1, wait);
-		if (rc < 0 && errno != EINTR)
-			return -errno;
-		if (rc <= 0)
-			continue;
-		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == EAGAIN ||
-			    errno == ECONNABORTED)
-				continue;
-			return -errno;
-		}
-		p = admit(l, tls, opts, fd);
-	}
-
-	ch = channel_new(opts, p->count, false);
-	if (!ch) {
-		pending_drop(p);
+	if (!ch)
 		return -ENOMEM;
-	}
-	for (unsigned i = 0; i <= p->count; i++) {
+	for (unsigned i = 0; i <= count; i++) {
 		pthread_mutex_destroy(&ch->s[i].conn.ssl_lock);
-		ch->s[i].conn = p->conns[i];
+		ch->s[i].conn = conns[i];
 		atomic_store(&ch->s[i].last_write_ms, pvm_now_ms());
 	}
-	snprintf(ch->peer, sizeof(ch->peer), "%s (%s)", p->cn,
-		 p->conns[0].peer_addr);
-	memset(p, 0, sizeof(*p)); /* connections now belong to the channel */
+	snprintf(ch->peer, sizeof(ch->peer), "%s (%s)", cn, conns[0].peer.addr);
 	rc = channel_start(ch);
 	if (rc) {
 		pvm_channel_close(ch);
@@ -1441,4 +1194,9 @@ unsigned pvm_channel_streams(const struct pvm_channel *ch)
 const char *pvm_channel_peer(const struct pvm_channel *ch)
 {
 	return ch->peer;
+}
+
+const struct pvm_peer *pvm_channel_peer_id(const struct pvm_channel *ch)
+{
+	return &ch->s[0].conn.peer;
 }

@@ -100,10 +100,44 @@ int tp_decode_pages(const uint8_t *body, size_t len, uint8_t *scratch,
 		    uint64_t *pfns_out, const uint8_t **pages_out,
 		    size_t *n_out, const char **why_out);
 
+/* ---- the transport HELLO (channel.c), shared with listener.c ---- */
+
+#define TP_HELLO_ID_LEN 16u
+
+/* A decoded HELLO: versions, this stream's index, the channel's data
+ * stream count, flags, and the channel's random id. */
+struct tp_hello {
+	uint16_t vmin, vmax, idx, count;
+	uint32_t flags;
+	uint8_t id[TP_HELLO_ID_LEN];
+};
+/* Decodes a HELLO body (TP_HELLO_LEN bytes): 0, or a negative errno with
+ * *why naming the fault. */
+int tp_parse_hello(const uint8_t *p, struct tp_hello *h, const char **why);
+
+/*
+ * Makes a started channel of the accepted connections @conns[0..@count]
+ * (control, then data streams), which it takes over (on -ENOMEM they are
+ * still the caller's). @cn names the peer in logs.
+ */
+struct tp_conn;
+int tp_channel_adopt(const struct pvm_channel_opts *opts, unsigned count,
+		     struct tp_conn *conns, const char *cn,
+		     struct pvm_channel **out);
+
 /* ---- TLS connections (tls.c) ---- */
 
 struct pvm_tls_ctx {
 	SSL_CTX *ssl_ctx;
+	bool ip_without_san; /* pvm_tls_ctx_allow_ip_without_san() */
+};
+
+/* A verified peer (transport.h): its certificate (a reference of ours)
+ * and what the logs call it. */
+struct pvm_peer {
+	X509 *cert;
+	char addr[64]; /* "ADDRESS:PORT" */
+	char cn[128];
 };
 
 /*
@@ -116,8 +150,7 @@ struct tp_conn {
 	int fd;
 	SSL *ssl;
 	pthread_mutex_t ssl_lock;
-	char peer_addr[64];
-	char peer_cn[128];
+	struct pvm_peer peer; /* cert set once the handshake verified it */
 };
 
 /* Opens a connection to @host:@port within @timeout_ms and runs the client

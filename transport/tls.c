@@ -112,6 +112,53 @@ static int check_ca_file(const char *path, char *why, size_t len)
 	return rc;
 }
 
+/* @path holds one or more PEM CRLs. */
+static int check_crl_file(const char *path, char *why, size_t len)
+{
+	unsigned n = 0;
+	int rc = 0;
+	BIO *b = open_pem(path, why, len, &rc);
+	X509_CRL *crl;
+
+	if (!b)
+		return rc;
+	while ((crl = PEM_read_bio_X509_CRL(b, NULL, no_passphrase, NULL))) {
+		n++;
+		X509_CRL_free(crl);
+	}
+	BIO_free(b);
+	ERR_clear_error();
+	if (!n) {
+		snprintf(why, len, "holds no PEM certificate revocation list (pvmig tls-revoke makes one)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Adds every CRL of @path to @store and turns on the leaf check. */
+static int load_crls(X509_STORE *store, const char *path)
+{
+	int rc = 0;
+	char why[64];
+	BIO *b = open_pem(path, why, sizeof(why), &rc);
+	X509_CRL *crl;
+	unsigned n = 0;
+
+	if (!b)
+		return rc;
+	while ((crl = PEM_read_bio_X509_CRL(b, NULL, no_passphrase, NULL))) {
+		if (X509_STORE_add_crl(store, crl) == 1)
+			n++;
+		X509_CRL_free(crl);
+	}
+	BIO_free(b);
+	ERR_clear_error();
+	if (!n)
+		return -EINVAL;
+	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	return 0;
+}
+
 int pvm_tls_files_check(const struct pvm_tls_files *files,
 			enum pvm_tls_which *which_out, char *why, size_t len)
 {
@@ -154,6 +201,12 @@ int pvm_tls_files_check(const struct pvm_tls_files *files,
 		rc = -EINVAL;
 		goto out;
 	}
+	if (files->crl && files->crl[0]) {
+		*which_out = PVM_TLS_CRL;
+		rc = check_crl_file(files->crl, why, len);
+		if (rc)
+			goto out;
+	}
 	rc = 0;
 out:
 	EVP_PKEY_free(key);
@@ -169,8 +222,9 @@ int pvm_tls_ctx_new(const struct pvm_tls_files *files,
 		[PVM_TLS_CA] = "CA certificate",
 		[PVM_TLS_CERT] = "host certificate",
 		[PVM_TLS_KEY] = "private key",
+		[PVM_TLS_CRL] = "revocation list",
 	};
-	const char *paths[] = { files->ca, files->cert, files->key };
+	const char *paths[] = { files->ca, files->cert, files->key, files->crl };
 	enum pvm_tls_which which;
 	struct pvm_tls_ctx *t;
 	char err[512];
@@ -214,6 +268,10 @@ int pvm_tls_ctx_new(const struct pvm_tls_files *files,
 	what = "the private key does not match the certificate";
 	if (SSL_CTX_check_private_key(t->ssl_ctx) != 1)
 		goto out_err;
+	what = "cannot load the revocation list";
+	if (files->crl && files->crl[0] &&
+	    load_crls(SSL_CTX_get_cert_store(t->ssl_ctx), files->crl))
+		goto out_err;
 	*out = t;
 	return 0;
 
@@ -223,6 +281,11 @@ out_err:
 		files->cert, files->key, err);
 	pvm_tls_ctx_free(t);
 	return -EINVAL;
+}
+
+void pvm_tls_ctx_allow_ip_without_san(struct pvm_tls_ctx *t, bool allow)
+{
+	t->ip_without_san = allow;
 }
 
 void pvm_tls_ctx_free(struct pvm_tls_ctx *t)
@@ -244,6 +307,8 @@ void tp_conn_init(struct tp_conn *c)
 
 void tp_conn_dispose(struct tp_conn *c)
 {
+	X509_free(c->peer.cert);
+	c->peer.cert = NULL;
 	if (c->ssl) {
 		SSL_free(c->ssl);
 		c->ssl = NULL;
@@ -389,10 +454,12 @@ static bool cert_has_ip(X509 *x)
 	return found;
 }
 
-static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
-		      char *why, size_t why_len)
+static int check_peer(struct tp_conn *c, const char *peer_name,
+		      bool ip_without_san, char *why, size_t why_len)
 {
-	X509 *peer = SSL_get1_peer_certificate(ssl);
+	X509 *peer = SSL_get1_peer_certificate(c->ssl);
+	char *cn = c->peer.cn;
+	size_t cn_len = sizeof(c->peer.cn);
 	X509_NAME *subj;
 	int rc = 0;
 
@@ -405,9 +472,9 @@ static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 	if (X509_NAME_get_text_by_NID(subj, NID_commonName, cn, (int)cn_len) < 0)
 		snprintf(cn, cn_len, "(no CN)");
 	if (peer_name && *peer_name && is_ip_literal(peer_name)) {
-		/* Named by an address: a certificate that lists addresses
-		 * must list this one. One that lists none (made before
-		 * tls-init took NAME,IP) is held to the CA only, said once. */
+		/* Named by an address: the certificate must list it. One
+		 * that lists none (made before tls-init took NAME,IP) is
+		 * refused unless the operator said the CA alone will do. */
 		if (cert_has_ip(peer)) {
 			if (X509_check_ip_asc(peer, peer_name, 0) != 1) {
 				snprintf(why, why_len,
@@ -415,6 +482,11 @@ static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 					 cn, peer_name, cn, peer_name);
 				rc = -EACCES;
 			}
+		} else if (!ip_without_san) {
+			snprintf(why, why_len,
+				 "peer certificate '%s' carries no IP address, so it cannot prove it is %s (make it with pvmig tls-init DIR %s,%s, name the host instead of its address, or set tls-allow-ip-without-san = yes)",
+				 cn, peer_name, cn, peer_name);
+			rc = -EACCES;
 		} else {
 			static atomic_bool warned;
 
@@ -429,31 +501,59 @@ static int check_peer(SSL *ssl, const char *peer_name, char *cn, size_t cn_len,
 			 peer_name);
 		rc = -EACCES;
 	}
-	X509_free(peer);
+	X509_free(c->peer.cert);
+	c->peer.cert = peer; /* ours now: pvm_peer_has_name() reads it */
 	return rc;
 }
 
+bool pvm_peer_has_name(const struct pvm_peer *p, const char *name)
+{
+	if (!p->cert || !name || !*name)
+		return false;
+	if (!strcmp(p->cn, name))
+		return true;
+	/* DNS subjectAltNames only: the CN was compared above, exactly. */
+	return X509_check_host(p->cert, name, 0,
+			       X509_CHECK_FLAG_NO_WILDCARDS |
+				       X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+			       NULL) == 1;
+}
+
+const char *pvm_peer_cn(const struct pvm_peer *p)
+{
+	return p->cn;
+}
+
+const char *pvm_peer_addr(const struct pvm_peer *p)
+{
+	return p->addr;
+}
+
 static int handshake_loop(struct tp_conn *c, bool server, const char *peer_name,
-			  unsigned timeout_ms, char *why, size_t why_len);
+			  bool ip_without_san, unsigned timeout_ms, char *why,
+			  size_t why_len);
 static void sigpipe_block(sigset_t *old, bool *was_pending);
 static void sigpipe_restore(const sigset_t *old, bool was_pending);
 
 /* Runs SSL_connect/SSL_accept to completion within @timeout_ms. */
 static int handshake(struct tp_conn *c, bool server, const char *peer_name,
-		     unsigned timeout_ms, char *why, size_t why_len)
+		     bool ip_without_san, unsigned timeout_ms, char *why,
+		     size_t why_len)
 {
 	sigset_t oldmask;
 	bool pending = false;
 	int rc;
 
 	sigpipe_block(&oldmask, &pending);
-	rc = handshake_loop(c, server, peer_name, timeout_ms, why, why_len);
+	rc = handshake_loop(c, server, peer_name, ip_without_san, timeout_ms,
+			    why, why_len);
 	sigpipe_restore(&oldmask, pending);
 	return rc;
 }
 
 static int handshake_loop(struct tp_conn *c, bool server, const char *peer_name,
-			  unsigned timeout_ms, char *why, size_t why_len)
+			  bool ip_without_san, unsigned timeout_ms, char *why,
+			  size_t why_len)
 {
 	uint64_t deadline = pvm_now_ms() + timeout_ms;
 	int rc;
@@ -507,8 +607,7 @@ static int handshake_loop(struct tp_conn *c, bool server, const char *peer_name,
 			 SSL_get_version(c->ssl));
 		return -EPROTO;
 	}
-	return check_peer(c->ssl, peer_name, c->peer_cn, sizeof(c->peer_cn),
-			  why, why_len);
+	return check_peer(c, peer_name, ip_without_san, why, why_len);
 }
 
 static int conn_start_ssl(struct tp_conn *c, struct pvm_tls_ctx *tls,
@@ -547,29 +646,30 @@ int tp_conn_connect(struct tp_conn *c, struct pvm_tls_ctx *tls,
 		goto out;
 	}
 	set_socket_opts(c->fd, timeout_ms);
-	describe_addr(res->ai_addr, c->peer_addr, sizeof(c->peer_addr));
+	describe_addr(res->ai_addr, c->peer.addr, sizeof(c->peer.addr));
 	if (connect(c->fd, res->ai_addr, res->ai_addrlen) < 0 &&
 	    errno != EINPROGRESS) {
 		rc = -errno;
-		snprintf(why, why_len, "connect to %s: %s", c->peer_addr,
+		snprintf(why, why_len, "connect to %s: %s", c->peer.addr,
 			 strerror(errno));
 		goto out;
 	}
 	rc = wait_fd(c->fd, POLLOUT, timeout_ms, NULL);
 	if (rc) {
-		snprintf(why, why_len, "connect to %s timed out", c->peer_addr);
+		snprintf(why, why_len, "connect to %s timed out", c->peer.addr);
 		goto out;
 	}
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err) {
 		rc = -err;
-		snprintf(why, why_len, "connect to %s: %s", c->peer_addr,
+		snprintf(why, why_len, "connect to %s: %s", c->peer.addr,
 			 strerror(err));
 		goto out;
 	}
 	rc = conn_start_ssl(c, tls, peer_name ? peer_name : host, why, why_len);
 	if (rc)
 		goto out;
-	rc = handshake(c, false, peer_name, timeout_ms, why, why_len);
+	rc = handshake(c, false, peer_name, tls->ip_without_san, timeout_ms,
+		       why, why_len);
 out:
 	freeaddrinfo(res);
 	return rc;
@@ -585,13 +685,14 @@ int tp_conn_accept(struct tp_conn *c, struct pvm_tls_ctx *tls, int fd,
 
 	c->fd = fd;
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		describe_addr((struct sockaddr *)&ss, c->peer_addr,
-			      sizeof(c->peer_addr));
+		describe_addr((struct sockaddr *)&ss, c->peer.addr,
+			      sizeof(c->peer.addr));
 	set_socket_opts(fd, timeout_ms);
 	rc = conn_start_ssl(c, tls, NULL, why, why_len);
 	if (rc)
 		return rc;
-	return handshake(c, true, peer_name, timeout_ms, why, why_len);
+	return handshake(c, true, peer_name, tls->ip_without_san, timeout_ms,
+			 why, why_len);
 }
 
 static int conn_io_loop(struct tp_conn *c, bool writing, uint8_t *p,
@@ -955,6 +1056,143 @@ int pvm_tls_init_dir(const char *dir, const char *const *hosts, size_t nhosts,
 out:
 	X509_free(cert);
 	EVP_PKEY_free(key);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	return rc;
+}
+
+/* Writes @crl to @path via a temporary file, mode 0644. */
+static int write_crl(const char *path, X509_CRL *crl)
+{
+	char tmp[4200];
+	FILE *f;
+	int fd, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0644);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		return -errno;
+	}
+	ok = PEM_write_X509_CRL(f, crl);
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		ok = 0;
+	fclose(f);
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Is @serial already listed in @crl? */
+static bool crl_lists(X509_CRL *crl, const ASN1_INTEGER *serial)
+{
+	STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
+
+	for (int i = 0; rev && i < sk_X509_REVOKED_num(rev); i++)
+		if (!ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(
+					      sk_X509_REVOKED_value(rev, i)),
+				      serial))
+			return true;
+	return false;
+}
+
+int pvm_tls_revoke(const char *dir, const char *const *names, size_t n,
+		   int days)
+{
+	char ca_pem[4096], ca_keyf[4096], crl_path[4096], pem[4096];
+	X509 *ca = NULL, *cert = NULL;
+	EVP_PKEY *ca_key = NULL;
+	X509_CRL *crl = NULL;
+	ASN1_TIME *now = NULL, *next = NULL;
+	FILE *f;
+	int rc = -EINVAL;
+
+	snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
+	snprintf(ca_keyf, sizeof(ca_keyf), "%s/ca.key", dir);
+	snprintf(crl_path, sizeof(crl_path), "%s/crl.pem", dir);
+	ca = load_cert(ca_pem);
+	ca_key = load_key(ca_keyf);
+	if (!ca || !ca_key) {
+		pvm_err("tls-revoke: %s has no usable ca.pem and ca.key (the CA that signed the certificates)",
+			dir);
+		goto out;
+	}
+	f = fopen(crl_path, "r");
+	if (f) {
+		crl = PEM_read_X509_CRL(f, NULL, no_passphrase, NULL);
+		fclose(f);
+		if (!crl) {
+			pvm_err("tls-revoke: %s is not a PEM CRL; move it away to start a new one",
+				crl_path);
+			goto out;
+		}
+	} else {
+		crl = X509_CRL_new();
+		if (!crl || !X509_CRL_set_version(crl, 1) ||
+		    !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)))
+			goto out_ssl;
+	}
+	now = X509_gmtime_adj(NULL, 0);
+	next = X509_gmtime_adj(NULL, (long)days * 86400);
+	if (!now || !next)
+		goto out_ssl;
+	for (size_t i = 0; i < n; i++) {
+		X509_REVOKED *r;
+
+		snprintf(pem, sizeof(pem), "%s/%s.pem", dir, names[i]);
+		cert = load_cert(pem);
+		if (!cert) {
+			pvm_err("tls-revoke: cannot read the certificate %s", pem);
+			goto out;
+		}
+		if (X509_check_issued(ca, cert) != X509_V_OK) {
+			pvm_err("tls-revoke: %s was not issued by %s", pem, ca_pem);
+			goto out;
+		}
+		if (!crl_lists(crl, X509_get0_serialNumber(cert))) {
+			r = X509_REVOKED_new();
+			if (!r ||
+			    !X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)X509_get0_serialNumber(cert)) ||
+			    !X509_REVOKED_set_revocationDate(r, now) ||
+			    !X509_CRL_add0_revoked(crl, r)) {
+				X509_REVOKED_free(r);
+				goto out_ssl;
+			}
+		}
+		pvm_info("tls-revoke: %s (%s) revoked", names[i], pem);
+		X509_free(cert);
+		cert = NULL;
+	}
+	if (!X509_CRL_set1_lastUpdate(crl, now) ||
+	    !X509_CRL_set1_nextUpdate(crl, next) || !X509_CRL_sort(crl) ||
+	    !X509_CRL_sign(crl, ca_key, EVP_sha256()))
+		goto out_ssl;
+	rc = write_crl(crl_path, crl);
+	if (rc)
+		pvm_err("tls-revoke: cannot write %s: %s", crl_path, strerror(-rc));
+	else
+		pvm_info("tls-revoke: wrote %s (tls-crl in pvmigd.conf)", crl_path);
+	goto out;
+out_ssl:
+	{
+		char e[256];
+
+		tp_ssl_error(e, sizeof(e));
+		pvm_err("tls-revoke: %s", e);
+	}
+	rc = -EIO;
+out:
+	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
+	X509_CRL_free(crl);
+	X509_free(cert);
 	X509_free(ca);
 	EVP_PKEY_free(ca_key);
 	return rc;

@@ -78,6 +78,8 @@ struct pvm_tls_files {
 	const char *ca;   /* CA certificate(s) peers must chain to */
 	const char *cert; /* this host's certificate */
 	const char *key;  /* its private key */
+	const char *crl;  /* NULL/"": none; else PEM CRL(s) of the CA, checked
+			   * against every peer's certificate in the handshake */
 };
 
 /* Which of the three files pvm_tls_files_check() found wrong. */
@@ -85,6 +87,7 @@ enum pvm_tls_which {
 	PVM_TLS_CA,
 	PVM_TLS_CERT,
 	PVM_TLS_KEY,
+	PVM_TLS_CRL,
 };
 
 /*
@@ -114,6 +117,46 @@ int pvm_tls_files_check(const struct pvm_tls_files *files,
 int pvm_tls_ctx_new(const struct pvm_tls_files *files,
 		    struct pvm_tls_ctx **out);
 void pvm_tls_ctx_free(struct pvm_tls_ctx *ctx);
+/*
+ * A peer reached by an IP address must present a certificate whose
+ * subjectAltName lists that address. By default a certificate that lists
+ * no address at all is refused too (any certificate of the CA could
+ * otherwise stand in for the host at that address); @allow accepts it on
+ * the CA's word alone, with a warning. Set before the first channel.
+ */
+void pvm_tls_ctx_allow_ip_without_san(struct pvm_tls_ctx *ctx, bool allow);
+
+/*
+ * Adds the certificates DIR/<name>.pem of @names to DIR/crl.pem (made if
+ * absent), signed by DIR/ca.key, valid for @days days. 0 or a negative
+ * errno (logged).
+ */
+int pvm_tls_revoke(const char *dir, const char *const *names, size_t n,
+		   int days);
+
+/* ---- the authenticated peer ------------------------------------------ */
+
+/*
+ * Who is at the other end of a connection, once its certificate has been
+ * verified: borrowed, valid for the callback it is passed to, or until
+ * the channel it belongs to is closed.
+ */
+struct pvm_peer;
+/* Does the certificate carry @name, as its CN or as a DNS subjectAltName
+ * (exactly; no wildcards)? */
+bool pvm_peer_has_name(const struct pvm_peer *p, const char *name);
+const char *pvm_peer_cn(const struct pvm_peer *p);
+/* "ADDRESS:PORT" it connected from. */
+const char *pvm_peer_addr(const struct pvm_peer *p);
+
+/*
+ * The accepting side's authorization hook: called for each incoming
+ * connection right after its certificate was verified, before anything it
+ * sends is read. 0 admits it; a negative errno refuses it, and @why (at
+ * most @len bytes) is logged and sent to the peer as the refusal.
+ */
+typedef int (*pvm_tp_authorize_fn)(void *ctx, const struct pvm_peer *p,
+				   char *why, size_t len);
 
 /* ---- channels ---------------------------------------------------------- */
 
@@ -133,6 +176,12 @@ struct pvm_channel_opts {
 	const char *peer_name; /* expected peer certificate name, or NULL */
 	pvm_tp_pages_fn on_pages; /* receiver only; NULL refuses page frames */
 	void *ctx;                /* passed to on_pages */
+	pvm_tp_authorize_fn authorize; /* accepting side; NULL admits all */
+	void *authorize_ctx;
+	/* Connecting side: when the peer refuses us, its reason is copied
+	 * here (NUL-terminated; left empty otherwise). May be NULL. */
+	char *refusal;
+	size_t refusal_len;
 };
 
 void pvm_channel_opts_defaults(struct pvm_channel_opts *o);
@@ -140,6 +189,16 @@ void pvm_channel_opts_defaults(struct pvm_channel_opts *o);
 /* Bind and listen on @host:@port (port 0 picks one; see _port()). */
 int pvm_transport_listen(const char *host, uint16_t port,
 			 struct pvm_listener **out);
+
+/*
+ * How much strangers may hold of a listener: connections that have not yet
+ * finished TLS and the transport HELLO are handshaken concurrently, at most
+ * @max_unauth at once and @per_addr from one address (more are closed at
+ * once), each within @handshake_ms. Defaults: 64, 8, 5000. Set before
+ * the first pvm_transport_accept().
+ */
+void pvm_listener_set_limits(struct pvm_listener *l, unsigned max_unauth,
+			     unsigned per_addr, unsigned handshake_ms);
 uint16_t pvm_listener_port(const struct pvm_listener *l);
 int pvm_listener_fd(const struct pvm_listener *l);
 void pvm_listener_close(struct pvm_listener *l);
@@ -220,7 +279,9 @@ struct pvm_channel_stats {
 void pvm_channel_stats(const struct pvm_channel *ch,
 		       struct pvm_channel_stats *out);
 unsigned pvm_channel_streams(const struct pvm_channel *ch);
-/* Peer certificate's common name (borrowed, valid until close). */
+/* "CN (ADDRESS:PORT)" of the peer (borrowed, valid until close). */
 const char *pvm_channel_peer(const struct pvm_channel *ch);
+/* The peer's verified identity (borrowed, valid until close). */
+const struct pvm_peer *pvm_channel_peer_id(const struct pvm_channel *ch);
 
 #endif /* PVM_TRANSPORT_H */

@@ -45,7 +45,11 @@ int sim_vbd_open(struct sim_dev *v)
 	snprintf(path, sizeof(path), "%s/mode", v->be_path);
 	rc = xsc_read(&v->xs, path, mode, sizeof(mode));
 	v->readonly = rc < 0 || strcmp(mode, "w") != 0;
-	v->disk_fd = open(params, (v->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NOFOLLOW: the toolstack resolved the path (realpath) and an
+	 * incoming guest's was checked against storage-roots; a link that
+	 * replaced its last component since then is refused, not followed. */
+	v->disk_fd = open(params, (v->readonly ? O_RDONLY : O_RDWR) |
+					  O_CLOEXEC | O_NOFOLLOW);
 	if (v->disk_fd < 0 || fstat(v->disk_fd, &st) < 0) {
 		rc = -errno;
 		pvm_err("sim: d%u vbd %u: disk image %s: %s", v->domid,

@@ -17,10 +17,13 @@ val() { sed -E "s/.*$1=([^ ]*).*/\\1/" <<<"$2"; }
 #   CERT[NAME]    its certificate, without .pem/.key (default
 #                 $W/certs/hostNAME); the CA is ca.pem beside it
 #   WRAP[NAME]    a command prefix pvmigd runs under ("ip netns exec NS")
+#   ALLOW[NAME]   its allow-peers (default *: every certificate of the CA)
+#   ROOTS[NAME]   its storage-roots (default $W, where the tests' disks are;
+#                 - for none)
 # and PVMIGD_OPTS, an array of extra pvmigd options for every host.
 # Each running host's pvmigd PID is in PID[NAME]; the caller's EXIT trap
 # calls stop_hosts (by PID, never by name).
-declare -A PID PORT CERT LISTEN WRAP
+declare -A PID PORT CERT LISTEN WRAP ALLOW ROOTS
 PVMIGD_OPTS=()
 # start_host NAME [CONF-LINE...]: writes $W/NAME.conf (state-dir, listen,
 # port, tls-*, then each CONF-LINE as given: "key = value"), starts
@@ -35,6 +38,8 @@ start_host() {
 	{
 		printf 'state-dir = %s\nlisten = %s\nport = %s\n' "$W/$h" "${LISTEN[$h]:-127.0.0.1}" "${PORT[$h]}"
 		printf 'tls-ca = %s\ntls-cert = %s.pem\ntls-key = %s.key\n' "$(dirname "$cert")/ca.pem" "$cert" "$cert"
+		printf 'allow-peers = %s\n' "${ALLOW[$h]:-*}"
+		[ "${ROOTS[$h]:-}" = - ] || printf 'storage-roots = %s\n' "${ROOTS[$h]:-$W}"
 		for line in "$@"; do echo "$line"; done
 	} >"$W/$h.conf"
 	# shellcheck disable=SC2086 # WRAP is a command prefix, split on purpose
@@ -44,12 +49,13 @@ start_host() {
 	echo "pvmigd $h did not start:"; cat "$W/$h.log"; exit 1
 }
 # start_hosts [NAME...] (default: a b): certificates for hosta, hostb and
-# each hostNAME in $W/certs unless made already, then start_host each.
+# each hostNAME in $W/certs unless made already (each with the address
+# 127.0.0.1, which migrations name as their target), then start_host each.
 start_hosts() {
 	[ $# -gt 0 ] || set -- a b
-	local h names=(hosta hostb)
+	local h names=(hosta,127.0.0.1 hostb,127.0.0.1)
 	if [ ! -f "$W/certs/ca.pem" ]; then
-		for h in "$@"; do [[ " ${names[*]} " == *" host$h "* ]] || names+=("host$h"); done
+		for h in "$@"; do [[ " ${names[*]} " == *" host$h,"* ]] || names+=("host$h,127.0.0.1"); done
 		"$PVMIG" tls-init "$W/certs" "${names[@]}" >/dev/null 2>&1 || { echo "pvmig tls-init failed"; exit 1; }
 	fi
 	for h in "$@"; do start_host "$h"; done

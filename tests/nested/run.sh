@@ -127,13 +127,13 @@ copy_to() {
 	done
 	on_h "$h" "printf '%s\n' 'backend = xen' 'state-dir = $SD' 'listen = $(ip_of "$h")' \
 		'tls-ca = /etc/pvmig/ca.pem' 'tls-cert = /etc/pvmig/host$h.pem' 'tls-key = /etc/pvmig/host$h.key' \
-		'timeout-ms = 5000' >$CONF
+		'allow-peers = hosta:all,hostb:all' 'timeout-ms = 5000' >$CONF
 	    printf '#!/bin/sh\nLD_LIBRARY_PATH=$BIN/lib exec $BIN/pvmig \"\$@\"\n' >/usr/local/bin/pvmig
 	    chmod 755 /usr/local/bin/pvmig; pvmig --version" | sed "s/^/  $h: /"
 }
 s_copy() {
 	rm -rf "$LOGDIR/certs"
-	"$REPO/$BUILD/pvmig" tls-init "$LOGDIR/certs" hosta hostb 2>/dev/null || return 1
+	"$REPO/$BUILD/pvmig" tls-init "$LOGDIR/certs" "hosta,$(ip_of a)" "hostb,$(ip_of b)" 2>/dev/null || return 1
 	copy_to a && copy_to b
 }
 

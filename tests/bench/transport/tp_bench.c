@@ -144,7 +144,7 @@ static double cpu_seconds(void)
 static int load_tls(const char *dir, const char *host, struct pvm_tls_ctx **t)
 {
 	char ca[512], cert[512], key[512];
-	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_files f = { ca, cert, key, NULL };
 
 	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
 	snprintf(cert, sizeof(cert), "%s/%s.pem", dir, host);

@@ -36,6 +36,7 @@ conf() {
 		printf 'state-dir = %s\nlisten = 127.0.0.1\nport = 0\n' "$W/st"
 		printf 'tls-ca = %s\ntls-cert = %s\ntls-key = %s\n' "$W/certs/ca.pem" "$W/certs/hosta.pem" "$W/certs/hosta.key"
 		local l; for l in "$@"; do echo "$l"; done
+		echo "allow-peers = hostb, ops:all"
 	} >"$W/$n.conf"
 }
 
@@ -49,7 +50,7 @@ v1=$("$PVMIGD" --version) v2=$("$PVMIG" --version)
 #    started (no state dir made).
 conf good
 expect "good config accepted" 0 "" "$PVMIGD" --check-config --config "$W/good.conf"
-grep -qx "$W/good.conf: ok (backend sim, state-dir $W/st, listening on 127.0.0.1 port 0, TLS files checked)" "$W/out" &&
+grep -qx "$W/good.conf: ok (backend sim, state-dir $W/st, listening on 127.0.0.1 port 0, allow-peers hostb:migrate-in+query,ops:migrate-in+tunnel+query, TLS files checked)" "$W/out" &&
 	ok "good config: $(cat "$W/out")" || bad "good config said '$(cat "$W/out")'"
 [ ! -e "$W/st" ] && ok "--check-config started nothing" || bad "--check-config made $W/st"
 
@@ -86,6 +87,22 @@ printf 'state-dir = %s\nlisten = 127.0.0.1\n' "$W/st" >"$W/notls.conf"
 expect "listener without TLS" 1 "pvmigd: error: $W/notls.conf:2: listen = 127.0.0.1 needs tls-ca, tls-cert and tls-key (make them with pvmig tls-init)" \
 	"$PVMIGD" --check-config --config "$W/notls.conf"
 
+# 4b. Authorization is never a default: a listener without allow-peers is
+#     refused, naming the key; the storage roots must be directories; a
+#     tls-crl must hold a CRL.
+grep -v '^allow-peers' "$W/good.conf" >"$W/nopeers.conf"
+expect "listener without allow-peers" 1 "pvmigd: error: $W/nopeers.conf:2: listen = 127.0.0.1 needs allow-peers: name the peers that may send guests here (allow-peers = hosta,hostb), or say allow-peers = * to trust every certificate of tls-ca" \
+	"$PVMIGD" --check-config --config "$W/nopeers.conf"
+conf badroot "storage-roots = $W/nodir"
+expect "storage root not a directory" 1 "pvmigd: error: $W/badroot.conf:7: storage-roots: $W/nodir is not a directory" \
+	"$PVMIGD" --check-config --config "$W/badroot.conf"
+conf badcrl "tls-crl = $W/certs/hosta.pem"
+expect "tls-crl without a CRL" 1 "pvmigd: error: $W/badcrl.conf:7: tls-crl $W/certs/hosta.pem: holds no PEM certificate revocation list (pvmig tls-revoke makes one)" \
+	"$PVMIGD" --check-config --config "$W/badcrl.conf"
+conf badpeer "allow-peers = hosta:root"
+expect "unknown right" 2 "pvmigd: error: $W/badpeer.conf:7: bad value 'hosta:root' for 'allow-peers'" \
+	"$PVMIGD" --check-config --config "$W/badpeer.conf"
+
 # 5. Relative paths are read against the current directory, as at start.
 (cd "$W" && printf 'state-dir = st\ntls-ca = certs/hostb.pem\ntls-cert = certs/hosta.pem\ntls-key = certs/hosta.key\n' >rel.conf)
 expect "relative tls-ca made absolute" 1 "pvmigd: error: rel.conf:2: tls-ca $W/certs/hostb.pem: not a CA certificate: certificate 1 (/O=pvmig/CN=hostb) has no basicConstraints CA:TRUE (a host certificate? tls-ca is the ca.pem of pvmig tls-init)" \
@@ -107,6 +124,8 @@ expect "start refused: host certificate as tls-ca" 1 "pvmigd: error: $W/hostca.c
 	timeout 20 "$PVMIGD" --config "$W/hostca.conf" --foreground
 expect "start refused: missing key" 1 "pvmigd: error: $W/nokey.conf:7: tls-key $W/certs/nokey.key: cannot read it: No such file or directory" \
 	timeout 20 "$PVMIGD" --config "$W/nokey.conf"
+expect "start refused: no allow-peers" 1 "pvmigd: error: $W/nopeers.conf:2: listen = 127.0.0.1 needs allow-peers: name the peers that may send guests here (allow-peers = hosta,hostb), or say allow-peers = * to trust every certificate of tls-ca" \
+	timeout 20 "$PVMIGD" --config "$W/nopeers.conf" --foreground
 STAMPED=
 [ ! -e "$W/st" ] && ok "refused starts left no state dir" || bad "a refused start made $W/st: $(ls -A "$W/st")"
 # ...and a good file starts (a pvmigd that answers info with the version).

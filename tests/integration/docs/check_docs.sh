@@ -274,8 +274,10 @@ if command -v python3 >/dev/null; then
 else
 	port=$((20000 + RANDOM % 40000))
 fi
+# ...and its storage roots in a directory that exists here.
 sed -i -e "s|^\([[:space:]]*listen[[:space:]]*=\)[[:space:]]*[^[:space:]#][^#]*|\1 127.0.0.1 |" \
-       -e "s|^\([[:space:]]*port[[:space:]]*=\).*|\1 $port|" "$conf"
+       -e "s|^\([[:space:]]*port[[:space:]]*=\).*|\1 $port|" \
+       -e "s|^\([[:space:]]*storage-roots[[:space:]]*=\).*|\1 $W|" "$conf"
 state=$(mktemp -d /tmp/pvmig-docs-state.XXXXXX)
 "$PVMIGD" --config "$conf" --state-dir "$state" --foreground 2>"$W/pvmigd.log" &
 DPID=$!

@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 command -v python3 >/dev/null || { echo "skip: python3 is needed"; exit 77; }
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
+"$PVMIG" tls-init "$W/certs" hosta,127.0.0.1 hostb,127.0.0.1 2>/dev/null || exit 1
 # host NAME [FAULT]: pvmigd NAME, with PVMIG_FAULT=FAULT; reset_host NAME
 # stops it and drops its state, for the next case's fresh start.
 host() { PVMIG_FAULT=${2:-} start_host "$1" 'timeout-ms = 2000'; }

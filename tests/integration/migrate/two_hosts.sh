@@ -16,7 +16,7 @@ trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed to read --json"; exit 77; }
-"$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
+"$PVMIG" tls-init "$W/other" hostb,127.0.0.1 2>/dev/null || exit 1
 
 start_hosts a b
 PA=${PORT[a]} PB=${PORT[b]}

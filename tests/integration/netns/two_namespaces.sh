@@ -38,7 +38,7 @@ ip -n "$NA" link set "$VA" up
 ip -n "$NB" link set "$VB" up
 declare -A ADDR=([a]=10.78.$N.1 [b]=10.78.$N.2) NS=([a]=$NA [b]=$NB)
 
-"$PVMIG" tls-init "$W/certs" hosta hostb 2>/dev/null || exit 1
+"$PVMIG" tls-init "$W/certs" "hosta,${ADDR[a]}" "hostb,${ADDR[b]}" 2>/dev/null || exit 1
 LISTEN=([a]=${ADDR[a]} [b]=${ADDR[b]}) PORT=([a]=8002 [b]=8002)
 WRAP=([a]="ip netns exec $NA" [b]="ip netns exec $NB")
 host() { # NAME [PVMIG_HOLD value] [CERT DIR]
@@ -240,7 +240,7 @@ one_running b a "source killed after the hand-over"
 # A peer whose certificate comes from another CA: refused both ways, the
 # guest stays where it was.
 stop_host a; stop_host b; rm -rf "${W:?}/a" "${W:?}/b"
-"$PVMIG" tls-init "$W/other" hostb 2>/dev/null || exit 1
+"$PVMIG" tls-init "$W/other" "hostb,${ADDR[b]}" 2>/dev/null || exit 1
 host a; host b "" "$W/other"
 truncate -s 16M "$W/g.img"
 "$PVMIG" -H "$W/a" create --name g --memory 64M --disk "$W/g.img" --nic --frontend legacy \

@@ -23,8 +23,8 @@ trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
 command -v python3 >/dev/null || { echo "skip: python3 is needed (the test's peer)"; exit 77; }
-"$PVMIG" tls-init "$W/certs" hosta hostb >/dev/null 2>&1 || exit 1
-"$PVMIG" tls-init "$W/other" hosta >/dev/null 2>&1 || exit 1
+"$PVMIG" tls-init "$W/certs" hosta,127.0.0.1 hostb,127.0.0.1 >/dev/null 2>&1 || exit 1
+"$PVMIG" tls-init "$W/other" hosta,127.0.0.1 >/dev/null 2>&1 || exit 1
 
 # conf NAME CERTDIR CERTNAME: writes $W/NAME.conf, a client's (no listener)
 conf() {
@@ -33,6 +33,8 @@ conf() {
 }
 PVMIGD_OPTS=(-v)
 CERT[b]=$W/certs/hostb CERT[c]=$W/certs/hostb
+# the tunnel right is never implied (it runs a command): granted by name
+ALLOW[b]='hosta:all' ALLOW[c]='hosta:tunnel+query'
 # pvmigd b runs peer.py for each tunnel; c has no tunnel-command
 start_b() { start_host b "tunnel-command = python3 $D/peer.py $W/peer.b"; }
 # tunnel CONF TARGET N EXIT BACK: client.py through pvmig tunnel; its line on stdout
@@ -115,7 +117,10 @@ fi
 python3 "$D/client.py" $((400 * 1048576)) 0 10 -- "$PVMIG" tunnel --config "$W/a.conf" "127.0.0.1:$PB" \
 	>"$W/cut.out" 2>"$W/cut.err" &
 CL=$!
-for _ in $(seq 100); do [ -s "$W/peer.b" ] && break; sleep 0.1; done
+# client.py builds its 400 MiB in Python before it starts pvmig tunnel: more
+# than 10 s under load (the destination was then killed before the tunnel
+# began, and the client saw "Connection refused"). Wait up to 60 s.
+for _ in $(seq 600); do [ -s "$W/peer.b" ] && break; sleep 0.1; done
 sleep 0.5
 kill_host b
 t0=$(date +%s)
@@ -139,7 +144,7 @@ start_b
 "$PVMIG" tunnel --config "$W/a.conf" "127.0.0.1:$PB" \
 	< <(echo "LEN 100000000000 EXIT 0 BACK 1"; head -c 2000000000 /dev/zero) >/dev/null 2>"$W/k.err" &
 TP=$!
-for _ in $(seq 100); do [ -s "$W/peer.b" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$W/peer.b" ] && break; sleep 0.1; done
 sleep 0.5
 kill -9 "$TP"; wait "$TP" 2>/dev/null
 for _ in $(seq 100); do [ -z "$(still_running "$W/peer.b")" ] && break; sleep 0.2; done

@@ -281,6 +281,103 @@ static void test_not_key_value(void **state)
 	assert_log_has(at_line(1));
 }
 
+static bool has(void *ctx, const char *name)
+{
+	return strstr((const char *)ctx, name) != NULL;
+}
+
+/* allow-peers: names, rights, "*", several lines; what each peer gets. */
+static void test_allow_peers(void **state)
+{
+	struct pvm_service_config c;
+	char r[64];
+
+	pvm_service_config_defaults(&c);
+	assert_false(c.allow_peers_set); /* never a default */
+	assert_int_equal(pvm_service_config_rights(&c, has, "hosta"), 0);
+
+	assert_int_equal(load_text(&c, "allow-peers = hosta, hostb:tunnel + query\n"
+					"allow-peers = *:query,ops-1.example.org:all\n"),
+			 0);
+	assert_true(c.allow_peers_set);
+	assert_int_equal(c.nr_allow, 4);
+	assert_string_equal(c.allow[0].name, "hosta");
+	assert_int_equal(c.allow[0].rights, PVM_RIGHTS_DEFAULT);
+	assert_string_equal(c.allow[1].name, "hostb");
+	assert_int_equal(c.allow[1].rights, PVM_RIGHT_TUNNEL | PVM_RIGHT_QUERY);
+	assert_string_equal(c.allow[2].name, "*");
+	assert_int_equal(c.allow[3].rights, PVM_RIGHTS_ALL);
+	/* A name alone: migrate-in and query, never tunnel (it runs a
+	 * command); "*" adds query for every certificate of the CA. */
+	assert_int_equal(pvm_service_config_rights(&c, has, "hosta"),
+			 PVM_RIGHT_MIGRATE_IN | PVM_RIGHT_QUERY);
+	assert_int_equal(pvm_service_config_rights(&c, has, "hostb"),
+			 PVM_RIGHT_TUNNEL | PVM_RIGHT_QUERY);
+	assert_int_equal(pvm_service_config_rights(&c, has, "evil"),
+			 PVM_RIGHT_QUERY);
+	assert_int_equal(pvm_service_config_rights(&c, has, "ops-1.example.org"),
+			 PVM_RIGHTS_ALL);
+	pvm_rights_format(PVM_RIGHTS_ALL, r, sizeof(r));
+	assert_string_equal(r, "migrate-in+tunnel+query");
+	pvm_rights_format(0, r, sizeof(r));
+	assert_string_equal(r, "none");
+	assert_string_equal(pvm_right_name(PVM_RIGHT_TUNNEL), "tunnel");
+
+	/* No "*": a stranger of the same CA gets nothing. */
+	assert_int_equal(load_text(&c, "allow-peers = hosta:migrate-in\n"), 0);
+	assert_int_equal(pvm_service_config_rights(&c, has, "evil"), 0);
+	assert_int_equal(pvm_service_config_rights(&c, has, "hosta"),
+			 PVM_RIGHT_MIGRATE_IN);
+
+	/* At most PVM_ALLOW_PEERS_MAX entries. */
+	{
+		char text[8192];
+		size_t o = (size_t)snprintf(text, sizeof(text), "allow-peers = h0");
+
+		for (unsigned i = 1; i <= PVM_ALLOW_PEERS_MAX; i++)
+			o += (size_t)snprintf(text + o, sizeof(text) - o, ",h%u", i);
+		snprintf(text + o, sizeof(text) - o, "\n");
+		assert_int_equal(load_text(&c, text), -EINVAL);
+		assert_log_has("bad value");
+	}
+}
+
+/* storage-roots, sizes, the listener's bounds, tls-crl. */
+static void test_policy_keys(void **state)
+{
+	struct pvm_service_config c;
+
+	pvm_service_config_defaults(&c);
+	assert_int_equal(c.nr_storage_roots, 0); /* no incoming disks */
+	assert_int_equal(c.max_incoming_memory, 0);
+	assert_false(c.tls_ip_without_san);
+	assert_int_equal(c.max_unauth, 64);
+	assert_int_equal(c.max_unauth_per_addr, 8);
+	assert_int_equal(c.handshake_ms, 5000);
+	assert_int_equal(load_text(&c, "storage-roots = /srv/a, /srv/b\n"
+					"storage-roots = /var/lib/xen/images\n"
+					"max-incoming-memory = 8G\n"
+					"tls-crl = /etc/pvmig/crl.pem\n"
+					"tls-allow-ip-without-san = yes\n"
+					"max-unauthenticated = 10\n"
+					"max-unauthenticated-per-address = 2\n"
+					"handshake-timeout-ms = 800\n"),
+			 0);
+	assert_int_equal(c.nr_storage_roots, 3);
+	assert_string_equal(c.storage_roots[1], "/srv/b");
+	assert_string_equal(c.storage_roots[2], "/var/lib/xen/images");
+	assert_int_equal(c.max_incoming_memory, 8ull << 30);
+	assert_string_equal(c.tls_crl, "/etc/pvmig/crl.pem");
+	assert_true(c.tls_ip_without_san);
+	assert_int_equal(c.max_unauth, 10);
+	assert_int_equal(c.max_unauth_per_addr, 2);
+	assert_int_equal(c.handshake_ms, 800);
+	assert_int_equal(load_text(&c, "max-incoming-memory = 512MiB\n"), 0);
+	assert_int_equal(c.max_incoming_memory, 512ull << 20);
+	assert_int_equal(load_text(&c, "max-incoming-memory = 1048576\n"), 0);
+	assert_int_equal(c.max_incoming_memory, 1048576);
+}
+
 static void test_bad_values(void **state)
 {
 	static const char *const bad[] = {
@@ -308,6 +405,27 @@ static void test_bad_values(void **state)
 		"log = file",
 		"log = Syslog",
 		"log =",
+		"allow-peers =",
+		"allow-peers = hosta,",
+		"allow-peers = ,hosta",
+		"allow-peers = hosta:",
+		"allow-peers = hosta:root",
+		"allow-peers = hosta:migrate-in+",
+		"allow-peers = hosta,hostb:migrate-in+bogus", /* none of it */
+		"allow-peers = host/a",
+		"allow-peers = host a",
+		"allow-peers = **",
+		"storage-roots =",
+		"storage-roots = relative/dir",
+		"storage-roots = /srv/a,",
+		"storage-roots = /srv/a,rel",
+		"tls-allow-ip-without-san = maybe",
+		"max-incoming-memory = 4X",
+		"max-incoming-memory = -1G",
+		"max-incoming-memory = 99999999999T",
+		"max-unauthenticated = 0",
+		"max-unauthenticated-per-address = 1025",
+		"handshake-timeout-ms = 99",
 	};
 
 	for (size_t i = 0; i < PVM_ARRAY_SIZE(bad); i++) {
@@ -469,6 +587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_key_value, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allow_peers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_values, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),

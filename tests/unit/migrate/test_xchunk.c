@@ -30,7 +30,7 @@ static char dir[] = "/tmp/pvm-xchunk-XXXXXX";
 static struct pvm_tls_ctx *tls_for(const char *host)
 {
 	char ca[300], cert[300], key[300];
-	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_files f = { ca, cert, key, NULL };
 	struct pvm_tls_ctx *t = NULL;
 
 	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);

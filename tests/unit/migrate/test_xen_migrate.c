@@ -246,6 +246,12 @@ static int setup(void **state)
 		snprintf(c.tls_cert, sizeof(c.tls_cert), "%s/%s.pem", dir, names[h]);
 		snprintf(c.tls_key, sizeof(c.tls_key), "%s/%s.key", dir, names[h]);
 		c.timeout_ms = 5000;
+		/* Both hosts' certificates, by name (allow-peers). */
+		snprintf(c.allow[0].name, sizeof(c.allow[0].name), "%s",
+			 names[1 - h]);
+		c.allow[0].rights = PVM_RIGHTS_DEFAULT;
+		c.nr_allow = 1;
+		c.allow_peers_set = true;
 		fx_use_host(h);
 		if (pvm_service_create(&c, &svc[h]) ||
 		    pthread_create(&svc_thread[h], NULL, svc_main, svc[h]))
@@ -820,7 +826,7 @@ static void test_bandwidth(void **state)
 static struct pvm_channel *raw_connect(void)
 {
 	char ca[300], cert[300], key[300];
-	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_files f = { ca, cert, key, NULL };
 	struct pvm_tls_ctx *tls = NULL;
 	struct pvm_channel_opts o;
 	struct pvm_channel *ch = NULL;
@@ -1102,7 +1108,7 @@ static void test_hostile_chunks(void **state)
 
 static int group_setup(void **state)
 {
-	static const char *const hosts[] = { "hosta", "hostb" };
+	static const char *const hosts[] = { "hosta,127.0.0.1", "hostb,127.0.0.1" };
 
 	(void)state;
 	if (!mkdtemp(dir))

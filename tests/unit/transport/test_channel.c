@@ -73,7 +73,7 @@ static void log_reset(void)
 static struct pvm_tls_ctx *tls_for(const char *d, const char *host)
 {
 	char ca[512], cert[512], key[512];
-	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_files f = { ca, cert, key, NULL };
 	struct pvm_tls_ctx *t = NULL;
 
 	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
@@ -85,7 +85,7 @@ static struct pvm_tls_ctx *tls_for(const char *d, const char *host)
 
 static int group_setup(void **state)
 {
-	static const char *const hosts[] = { "src", "dst" };
+	static const char *const hosts[] = { "src", "dst", "allowed" };
 	static const char *const other[] = { "src", "dst" };
 	static const char *const old[] = { "old" };
 	char sub[300];
@@ -95,7 +95,7 @@ static int group_setup(void **state)
 	snprintf(dir, sizeof(dir), "/tmp/pvmig-test-channel.XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
-	if (pvm_tls_init_dir(dir, hosts, 2, 0, 30) ||
+	if (pvm_tls_init_dir(dir, hosts, 3, 0, 30) ||
 	    pvm_tls_init_dir(dir, old, 1, -10, 5))
 		return -1;
 	snprintf(sub, sizeof(sub), "%s/other", dir);
@@ -449,7 +449,7 @@ static void test_server_from_other_ca_refused(void **state)
 	struct acceptor a;
 	struct pvm_tls_ctx *tls = tls_for(dir, "src");
 	char other[300], cert[400], key[400], ca[400];
-	struct pvm_tls_files f = { ca, cert, key };
+	struct pvm_tls_files f = { ca, cert, key, NULL };
 	struct pvm_channel_opts o;
 	struct pvm_channel *ch = NULL;
 
@@ -1060,7 +1060,7 @@ static void test_cancel_wakes_receiver(void **state)
  * A peer reached by address: a certificate listing addresses must list
  * that one; one listing none is held to the CA only (with a warning).
  */
-static int connect_as(const char *cert, const char *peer_name)
+static int connect_as(const char *cert, const char *peer_name, bool no_ip_ok)
 {
 	struct acceptor a;
 	struct pvm_tls_ctx *tls = tls_for(dir, "src");
@@ -1068,6 +1068,7 @@ static int connect_as(const char *cert, const char *peer_name)
 	struct pvm_channel *ch = NULL;
 	int rc;
 
+	pvm_tls_ctx_allow_ip_without_san(tls, no_ip_ok);
 	acceptor_start_as(&a, cert, NULL, NULL, 1500);
 	pvm_channel_opts_defaults(&o);
 	o.streams = 1;
@@ -1087,12 +1088,220 @@ static void test_ip_peer_name_checked(void **state)
 
 	assert_int_equal(pvm_tls_init_dir(dir, hosts, 2, 0, 30), 0);
 	log_reset();
-	assert_true(connect_as("otherip", "127.0.0.1") < 0);
+	assert_true(connect_as("otherip", "127.0.0.1", false) < 0);
 	assert_true(log_has("does not carry the address 127.0.0.1"));
-	assert_int_equal(connect_as("ipdst", "127.0.0.1"), 0);
+	assert_int_equal(connect_as("ipdst", "127.0.0.1", false), 0);
+	/* A certificate with no address at all: any certificate of the CA
+	 * could stand in for the host at that address. Refused... */
 	log_reset();
-	assert_int_equal(connect_as("dst", "127.0.0.1"), 0);
-	assert_true(log_has("carries no IP address"));
+	assert_int_equal(connect_as("dst", "127.0.0.1", false), -EACCES);
+	assert_true(log_has("carries no IP address, so it cannot prove it is 127.0.0.1"));
+	/* ...unless the operator said so (tls-allow-ip-without-san). */
+	log_reset();
+	assert_int_equal(connect_as("dst", "127.0.0.1", true), 0);
+	assert_true(log_has("carries no IP address: 127.0.0.1 is checked against the CA only"));
+}
+
+/* ---- authorization and strangers --------------------------------------- */
+
+/* The listener's authorize hook: only certificates naming "allowed". */
+static int only_allowed(void *ctx, const struct pvm_peer *p, char *why,
+			size_t len)
+{
+	int *calls = ctx;
+
+	(*calls)++;
+	if (pvm_peer_has_name(p, "allowed"))
+		return 0;
+	snprintf(why, len, "peer '%s' is not allowed here", pvm_peer_cn(p));
+	return -EACCES;
+}
+
+static int connect_authz(const char *cert, char *refusal, size_t len)
+{
+	struct acceptor a;
+	struct pvm_tls_ctx *tls = tls_for(dir, cert);
+	struct pvm_channel_opts o;
+	struct pvm_channel *ch = NULL;
+	int calls = 0, rc;
+
+	acceptor_start(&a, NULL, NULL, 1500);
+	a.opts.authorize = only_allowed;
+	a.opts.authorize_ctx = &calls;
+	pvm_channel_opts_defaults(&o);
+	o.streams = 2;
+	o.refusal = refusal;
+	o.refusal_len = len;
+	rc = pvm_transport_connect("127.0.0.1", pvm_listener_port(a.l), tls,
+				   &o, &ch);
+	acceptor_join(&a);
+	assert_true(calls >= 1);
+	assert_int_equal(!!a.ch, rc == 0);
+	pvm_channel_close(ch);
+	pvm_tls_ctx_free(tls);
+	acceptor_dispose(&a);
+	return rc;
+}
+
+/* A certificate of the CA that the hook refuses gets -EACCES with the
+ * reason on its side; the server logs its name and address. */
+static void test_authorize_hook(void **state)
+{
+	char refusal[300] = "x";
+
+	log_reset();
+	assert_int_equal(connect_authz("src", refusal, sizeof(refusal)), -EACCES);
+	assert_non_null(strstr(refusal, "peer 'src' is not allowed here"));
+	assert_true(log_has("refused connection from 127.0.0.1:"));
+	assert_true(log_has("('src'): peer 'src' is not allowed here"));
+	refusal[0] = 'x';
+	assert_int_equal(connect_authz("allowed", refusal, sizeof(refusal)), 0);
+	assert_string_equal(refusal, "");
+}
+
+/* @n TCP connections to @port that never speak; fds in @fds. */
+static void open_idle(uint16_t port, int *fds, unsigned n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
+}
+
+/* Has the server closed @fd within @ms? */
+static bool closed_within(int fd, unsigned ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+
+	return poll(&p, 1, (int)ms) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+/*
+ * Idle TCP connections (no TLS at all) used to hold the one handshake the
+ * listener ran at a time for up to 10 s each: three made a real migration
+ * fail. Now they wait beside it: a real channel gets through at once.
+ */
+static void test_idle_connections_do_not_stall(void **state)
+{
+	struct acceptor a;
+	struct pvm_tls_ctx *tls = tls_for(dir, "src");
+	struct pvm_channel_opts o;
+	struct pvm_channel *ch = NULL;
+	int idle[3];
+	uint64_t t0;
+
+	acceptor_start(&a, NULL, NULL, 0);
+	open_idle(pvm_listener_port(a.l), idle, 3);
+	usleep(100 * 1000); /* accepted and in their handshakes */
+	pvm_channel_opts_defaults(&o);
+	o.streams = 2;
+	t0 = pvm_now_ms();
+	assert_int_equal(pvm_transport_connect("127.0.0.1", pvm_listener_port(a.l),
+					       tls, &o, &ch), 0);
+	acceptor_join(&a);
+	assert_int_equal(a.rc, 0);
+	assert_non_null(a.ch);
+	/* The handshake deadline is 2 s (opts.timeout_ms): well under it. */
+	assert_true(pvm_now_ms() - t0 < 1500);
+	for (unsigned i = 0; i < 3; i++)
+		close(idle[i]);
+	pvm_channel_close(ch);
+	pvm_tls_ctx_free(tls);
+	acceptor_dispose(&a);
+}
+
+/* The bounds: a fourth idle connection from one address (per_addr 3) is
+ * closed unread at once; the others when their deadline (400 ms) passes. */
+static void test_stranger_bounds(void **state)
+{
+	struct pvm_listener *l;
+	struct pvm_tls_ctx *tls = tls_for(dir, "dst");
+	struct acceptor a;
+	int idle[4];
+	uint64_t t0;
+
+	log_reset();
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(pvm_transport_listen("127.0.0.1", 0, &l), 0);
+	pvm_listener_set_limits(l, 16, 3, 400);
+	a.l = l;
+	a.tls = tls;
+	pvm_channel_opts_defaults(&a.opts);
+	a.timeout_ms = 2000;
+	pthread_create(&a.thr, NULL, accept_thread, &a);
+	open_idle(pvm_listener_port(l), idle, 3);
+	usleep(100 * 1000);
+	t0 = pvm_now_ms();
+	open_idle(pvm_listener_port(l), idle + 3, 1);
+	assert_true(closed_within(idle[3], 1000));
+	assert_true(pvm_now_ms() - t0 < 300);
+	assert_true(log_has("too many connections from this address in their handshake"));
+	for (unsigned i = 0; i < 3; i++)
+		assert_true(closed_within(idle[i], 1500));
+	assert_true(log_has("TLS handshake timed out after 400 ms"));
+	acceptor_join(&a);
+	assert_int_equal(a.rc, -ETIMEDOUT);
+	for (unsigned i = 0; i < 4; i++)
+		close(idle[i]);
+	acceptor_dispose(&a);
+}
+
+/* tls-crl: a revoked certificate is refused in the handshake, another of
+ * the same CA still gets in. */
+static void test_revoked_certificate_refused(void **state)
+{
+	const char *hosts[] = { "revoked", "kept" };
+	const char *names[] = { "revoked" };
+	char ca[400], cert[400], key[400], crl[400];
+	struct pvm_tls_files f = { ca, cert, key, crl };
+	struct acceptor a;
+	int rc;
+
+	assert_int_equal(pvm_tls_init_dir(dir, hosts, 2, 0, 30), 0);
+	assert_int_equal(pvm_tls_revoke(dir, names, 1, 30), 0);
+	/* Revoking twice lists it once. */
+	assert_int_equal(pvm_tls_revoke(dir, names, 1, 30), 0);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/dst.pem", dir);
+	snprintf(key, sizeof(key), "%s/dst.key", dir);
+	snprintf(crl, sizeof(crl), "%s/crl.pem", dir);
+	for (int i = 0; i < 2; i++) {
+		struct pvm_tls_ctx *tls = tls_for(dir, i ? "kept" : "revoked");
+		struct pvm_channel_opts o;
+		struct pvm_channel *ch = NULL;
+
+		log_reset();
+		memset(&a, 0, sizeof(a));
+		assert_int_equal(pvm_transport_listen("127.0.0.1", 0, &a.l), 0);
+		assert_int_equal(pvm_tls_ctx_new(&f, &a.tls), 0);
+		pvm_channel_opts_defaults(&a.opts);
+		a.opts.timeout_ms = 2000;
+		a.timeout_ms = 1500;
+		pthread_create(&a.thr, NULL, accept_thread, &a);
+		pvm_channel_opts_defaults(&o);
+		o.streams = 1;
+		o.timeout_ms = 1500;
+		rc = pvm_transport_connect("127.0.0.1", pvm_listener_port(a.l),
+					   tls, &o, &ch);
+		acceptor_join(&a);
+		if (i == 0) {
+			assert_true(rc < 0);
+			assert_null(a.ch);
+			assert_true(log_has("certificate revoked"));
+		} else {
+			assert_int_equal(rc, 0);
+			assert_non_null(a.ch);
+		}
+		pvm_channel_close(ch);
+		pvm_tls_ctx_free(tls);
+		acceptor_dispose(&a);
+	}
 }
 
 /* A peer that closed its end is seen without waiting, before a send. */
@@ -1188,6 +1397,10 @@ int main(void)
 		cmocka_unit_test(test_tls_init_rejects_bad_names),
 		cmocka_unit_test(test_ip_peer_name_checked),
 		cmocka_unit_test(test_check_peer_sees_closed_peer),
+		cmocka_unit_test(test_authorize_hook),
+		cmocka_unit_test(test_idle_connections_do_not_stall),
+		cmocka_unit_test(test_stranger_bounds),
+		cmocka_unit_test(test_revoked_certificate_refused),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

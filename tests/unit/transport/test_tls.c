@@ -85,7 +85,7 @@ static int teardown(void **state)
 static int check(const char *ca, const char *cert, const char *key,
 		 enum pvm_tls_which *which, char *why, size_t len)
 {
-	struct pvm_tls_files f = { path(ca), path(cert), path(key) };
+	struct pvm_tls_files f = { path(ca), path(cert), path(key), NULL };
 
 	why[0] = '\0';
 	return pvm_tls_files_check(&f, which, why, len);
@@ -189,7 +189,7 @@ static void test_key_of_another_certificate_refused(void **state)
 static void test_ctx_new_logs_the_file(void **state)
 {
 	struct pvm_tls_files f = { path("hosta.pem"), path("hosta.pem"),
-				   path("hosta.key") };
+				   path("hosta.key"), NULL };
 	struct pvm_tls_ctx *ctx = (void *)1;
 	char want[600];
 
