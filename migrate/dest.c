@@ -416,8 +416,9 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 	if (!rc)
 		rc = mig_storage_check(d->svc, &d->h.dc, why, why_len);
 	if (rc)
-		pvm_warn("migration %.8s from '%s': refused: %s", d->h.id,
-			 pvm_peer_cn(pvm_channel_peer_id(d->ch)), why);
+		pvm_warn("migration %.8s from '%s' (%s): refused: %s", d->h.id,
+			 pvm_peer_cn(pvm_channel_peer_id(d->ch)),
+			 pvm_peer_addr(pvm_channel_peer_id(d->ch)), why);
 	else if (name_taken(hv, d->h.name)) {
 		snprintf(why, why_len,
 			 "a domain named '%s' already exists on the destination",

@@ -97,7 +97,7 @@ else
 		ok "disk outside the roots refused: $(head -1 "$W/err")" ||
 		bad "outside-roots refusal does not name path and key: $(cat "$W/err")"
 fi
-grep -q "from 'hosta': refused: disk 0 ($W/victim) is outside storage-roots" "$W/b.log" &&
+grep -q "from 'hosta' (127.0.0.1:[0-9]*): refused: disk 0 ($W/victim) is outside storage-roots" "$W/b.log" &&
 	ok "b's log names the peer and the path: $(grep -m1 "outside storage-roots" "$W/b.log" | sed 's/.*migration /migration /')" ||
 	bad "b's log lacks the path refusal: $(grep -i refused "$W/b.log")"
 grep -q "peer 'hosta' (127.0.0.1:[0-9]*): send a guest accepted" "$W/b.log" &&
@@ -141,6 +141,10 @@ else
 	grep -q "'big' has 128 MiB of memory, more than this host accepts (max-incoming-memory = 96 MiB)" "$W/err" &&
 		ok "admission: $(head -1 "$W/err")" || bad "admission refusal: $(cat "$W/err")"
 fi
+grep -q "from 'hosta' (127.0.0.1:[0-9]*): refused: 'big' has 128 MiB" "$W/b.log" &&
+	ok "b's log names the peer, its address and the guest" || bad "b's log lacks the admission refusal"
+[ "$(state b big)" = absent ] && ok "nothing of 'big' was created on b" || bad "big on b: $(state b big)"
+
 only_on a big "guest over the memory cap"
 # (The other bound, what the host has left, is not run here: a guest
 # larger than MemAvailable would have to be made on the source first.)
