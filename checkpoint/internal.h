@@ -220,7 +220,7 @@ struct sr_devs {
 	struct pvm_pvq_suspend_result susp; /* the suspend request's outcome */
 	/* restore (and save: the legacy subtree) */
 	struct pvm_buf xsimg;  /* xenstore migration image, legacy only */
-	struct pvm_sim_backend_state st[PVM_PVQ_MAX_DEVICES];
+	struct pvm_hv_dev_state st[PVM_PVQ_MAX_DEVICES];
 	bool have[PVM_PVQ_MAX_DEVICES];
 	bool have_xs, reconnected;
 	uint32_t records;

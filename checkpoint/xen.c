@@ -266,7 +266,7 @@ static int xsave_suspend(void *ctx)
 	rc = pvm_hv_xen_suspend(s->cfg->hv, s->cfg->domid,
 				s->cfg->suspend_timeout_ms ?
 					s->cfg->suspend_timeout_ms :
-					PVM_HV_XEN_SUSPEND_MS);
+					PVM_HV_STREAM_SUSPEND_MS);
 	s->suspended = rc == 0;
 	return rc;
 }
@@ -283,10 +283,10 @@ static int xsave_precopy(void *ctx, uint32_t round, uint64_t written,
 	s->st->rounds = round + 1;
 	xsave_report(s, "precopy", round, written, written);
 	if (dirty < 0)
-		return PVM_HV_XEN_PRECOPY_CONTINUE; /* round 0 not sent yet */
+		return PVM_HV_STREAM_CONTINUE; /* round 0 not sent yet */
 	stop = pvm_ckpt__precopy_done(round, s->max_rounds, d, s->prev_dirty);
 	s->prev_dirty = d;
-	return stop ? PVM_HV_XEN_PRECOPY_STOP : PVM_HV_XEN_PRECOPY_CONTINUE;
+	return stop ? PVM_HV_STREAM_STOP : PVM_HV_STREAM_CONTINUE;
 }
 
 /* libxl header + LIBXC_CONTEXT record header (§2.1, §2.2). */
@@ -308,7 +308,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 	struct pump pump = PUMP_INIT;
 	struct xsave s = { .cfg = cfg, .st = st, .pump = &pump,
 			   .prev_dirty = SIZE_MAX };
-	struct pvm_hv_xen_save_cb cb = {
+	struct pvm_hv_stream_cb cb = {
 		.suspend = xsave_suspend, .precopy = xsave_precopy, .ctx = &s,
 	};
 	uint64_t t0 = pvm_now_ns();
@@ -693,7 +693,7 @@ static int xcont_checkpoint(void *ctx)
  * rebase. */
 static int xcont_run(struct xcont *k)
 {
-	struct pvm_hv_xen_save_cb cb = {
+	struct pvm_hv_stream_cb cb = {
 		.suspend = xsave_suspend, .precopy = xsave_precopy,
 		.postcopy = xcont_postcopy, .checkpoint = xcont_checkpoint,
 		.ctx = k,

@@ -97,7 +97,7 @@ static int src_check(struct pvm_service *s, struct mig_src *m, char *why,
 	if (!m->o.suspend_timeout_ms)
 		/* The guest's own suspend, through the toolstack on Xen: a
 		 * nested or loaded host needs far longer than a sim guest. */
-		m->o.suspend_timeout_ms = m->xen ? PVM_HV_XEN_SUSPEND_MS :
+		m->o.suspend_timeout_ms = m->xen ? PVM_HV_STREAM_SUSPEND_MS :
 						   PVM_PVQ_SUSPEND_TIMEOUT_MS;
 	if (m->xen && (m->o.verify || m->o.no_quiesce)) {
 		snprintf(why, why_len, "'%s' stays here: --verify-memory and --no-quiesce are not available on the Xen backend (libxenguest moves the memory)",

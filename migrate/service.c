@@ -209,7 +209,7 @@ static int h_status(struct req *r)
 		pvm_kv_add(&kv, "nics", "%u", dc.nr_nics);
 	}
 	if (pvm_sim_is_sim(r->svc->hv)) {
-		struct pvm_sim_workload w;
+		struct pvm_hv_workload w;
 
 		/* The guest's own I/O counters (data/workload in its xenstore
 		 * area): what "nothing lost" is measured by. */
@@ -637,7 +637,7 @@ int pvm_service_create(const struct pvm_service_config *c,
 		sc.xenstored = s->xs;
 		rc = pvm_sim_host_create(&sc, &s->hv);
 	} else {
-		rc = pvm_hv_open(c->backend, &s->hv);
+		rc = pvm_hv_open(c->backend, NULL, &s->hv);
 	}
 	if (rc) {
 		pvm_err("cannot open the %s backend: %s", c->backend,

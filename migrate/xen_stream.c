@@ -340,12 +340,12 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 
 	if (mig_src_cancelled(m)) {
 		m->x_abort_rc = -ECANCELED;
-		return PVM_HV_XEN_PRECOPY_ABORT;
+		return PVM_HV_STREAM_ABORT;
 	}
 	if (dirty < 0) { /* before round 0 */
 		m->x_t_round = now;
 		m->x_bytes_round = bytes;
-		return PVM_HV_XEN_PRECOPY_CONTINUE;
+		return PVM_HV_STREAM_CONTINUE;
 	}
 	r->round = round ? round - 1 : 0;
 	r->pages_sent = written - m->x_written; /* libxenguest counts all */
@@ -372,7 +372,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	m->x_t_round = now;
 	m->x_bytes_round = bytes;
 	if (v == PVM_POLICY_CONTINUE)
-		return PVM_HV_XEN_PRECOPY_CONTINUE;
+		return PVM_HV_STREAM_CONTINUE;
 	if (v == PVM_POLICY_THROTTLE) {
 		int rc = mig_src_throttle(m, pvm_policy_throttle_next(m->throttle));
 
@@ -380,7 +380,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 			/* A new regime: both counts start again. */
 			r->stuck_rounds = 0;
 			r->high_rounds = 0;
-			return PVM_HV_XEN_PRECOPY_CONTINUE;
+			return PVM_HV_STREAM_CONTINUE;
 		}
 		mig_src_stat(m, "stop_reason", "%s; the guest could not be throttled (%s)",
 			 verdict_why, strerror(-rc));
@@ -390,7 +390,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	}
 	mig_src_stat(m, "converged", "%s", v == PVM_POLICY_STOP ? "yes" : "no");
 	/* The throttle stays until the suspend (xsrc_suspend). */
-	return PVM_HV_XEN_PRECOPY_STOP;
+	return PVM_HV_STREAM_STOP;
 }
 
 /* Source, xen: after ACCEPT, up to MIG_XEND sent (the guest suspended). */
@@ -399,7 +399,7 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	static const uint8_t end[PVM_CKPT_LIBXL_END_SIZE];
 	struct pvm_hv *hv = m->svc->hv;
 	struct xpump p = { .m = m, .fd = -1 };
-	struct pvm_hv_xen_save_cb cb = {
+	struct pvm_hv_stream_cb cb = {
 		.suspend = xsrc_suspend, .precopy = xsrc_precopy, .ctx = m,
 	};
 	uint8_t head[PVM_CKPT_LIBXL_HEAD_SIZE];

@@ -162,7 +162,7 @@ struct sim_switch {
 struct sim_dev {
 	struct sim_dev *next; /* h->devs, under h->dev_lock */
 	struct sim_host *h;
-	uint32_t type; /* enum pvm_sim_dev_type */
+	uint32_t type; /* enum pvm_hv_dev_type */
 	uint32_t domid, devid;
 	char be_path[96], fe_path[96];
 	pthread_t thread;
@@ -241,6 +241,11 @@ struct sim_host {
 	struct spawn_job *spawn_job;
 	/* xenstore: the server (borrowed) and the host's dom0 connection */
 	struct pvm_xenstored *xs_srv;
+	/* host.c: a server of the host's own (pvm_sim_config.xenstored_dir),
+	 * run on own_xs_thread; xs_srv points at it */
+	struct pvm_xenstored *own_xs;
+	pthread_t own_xs_thread;
+	bool own_xs_running;
 	struct xsc xs;
 	pthread_mutex_t xs_lock; /* guards xs */
 	/* PV backends; lock order: dev_lock, then lock, then sw_lock; the
@@ -370,6 +375,17 @@ void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);
 void sim_dev_destroy_domain(struct sim_host *h, uint32_t domid);
 int sim_dev_host_init(struct sim_host *h, struct pvm_xenstored *srv);
 void sim_dev_host_close(struct sim_host *h);
+/* The ops table's slots beyond backend.h's (contracts in hv.h). */
+int sim_dev_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
+		     uint32_t devid, uint32_t *be_out, uint32_t *fe_out);
+int sim_frontend_feature(struct pvm_hv *hv, uint32_t domid, const char *name,
+			 bool *on_out);
+int sim_suspend_request(struct pvm_hv *hv, uint32_t domid);
+int sim_suspend_acked(struct pvm_hv *hv, uint32_t domid, bool *acked_out);
+int sim_suspend_withdraw(struct pvm_hv *hv, uint32_t domid, bool *taken_out);
+int sim_xs_export(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);
+int sim_xs_import(struct pvm_hv *hv, uint32_t domid, const void *buf,
+		  size_t len);
 /* The backend xenbus transition table (dev.c head): may a backend go
  * from @from to @to (XenbusState*)? */
 bool sim_xb_allowed(uint32_t from, uint32_t to);

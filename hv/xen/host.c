@@ -689,6 +689,7 @@ static void xen_close(struct pvm_hv *hv)
 
 const struct pvm_hv_ops xen_ops = {
 	.name = "xen",
+	.caps = PVM_HV_CAP_STREAM,
 	.close = xen_close,
 	.domain_list = xen_domain_list,
 	.domain_info = xen_domain_info,
@@ -709,6 +710,28 @@ const struct pvm_hv_ops xen_ops = {
 	.grant_state_set = xen_grant_state_set,
 	.domain_throttle = xen_domain_throttle,
 	.domain_populated = xen_domain_populated,
+	/* slots.c */
+	.dev_pause = xen_dev_pause,
+	.dev_unpause = xen_dev_op,
+	.dev_capture = xen_dev_capture,
+	.dev_destroy = xen_dev_op,
+	.dev_attach = xen_dev_attach,
+	.dev_served = xen_dev_served,
+	.dev_xb_state = xen_dev_xb_state,
+	.frontend_feature = xen_frontend_feature,
+	.suspend_request = xen_suspend_op,
+	.suspend_acked = xen_suspend_flag,
+	.suspend_withdraw = xen_suspend_flag,
+	.suspended = xen_suspend_flag,
+	.suspend_cancel = xen_suspend_op,
+	.xs_export = xen_xs_export,
+	.xs_import = xen_xs_import,
+	.workload_read = xen_workload_read,
+	.stream_config = pvm_hv_xen_config_json,
+	.stream_save = xen_stream_save,
+	.stream_restore = xen_stream_restore,
+	.stream_suspend = pvm_hv_xen_suspend,
+	.stream_resume = pvm_hv_xen_resume,
 };
 
 bool pvm_hv_is_xen(const struct pvm_hv *hv)

@@ -361,12 +361,12 @@ static void test_open_by_name(void **state)
 	struct pvm_hv *hv = NULL;
 
 	(void)state;
-	assert_int_equal(pvm_hv_open("sim", &hv), 0);
+	assert_int_equal(pvm_hv_open("sim", NULL, &hv), 0);
 	assert_true(pvm_sim_is_sim(hv));
 	assert_string_equal(hv->ops->name, "sim");
 	hv->ops->close(hv);
-	assert_int_equal(pvm_hv_open("xen", &hv), -EOPNOTSUPP);
-	assert_int_equal(pvm_hv_open("vmware", &hv), -ENOENT);
+	assert_int_equal(pvm_hv_open("xen", NULL, &hv), -EOPNOTSUPP);
+	assert_int_equal(pvm_hv_open("vmware", NULL, &hv), -ENOENT);
 }
 
 int main(void)

@@ -19,20 +19,73 @@ static void test_open_close(void **state)
 
 /*
  * Every slot is filled: a slot added to hv.h and forgotten here would be
- * NULL. (The table is a name pointer followed by function pointers, all
+ * NULL. (After name and caps, the table is function pointers only, all
  * pointer-sized on the ABIs pvmig builds for.)
  */
 static void test_every_slot(void **state)
 {
 	struct pvm_hv *hv = *state;
-	const size_t n = sizeof(*hv->ops) / sizeof(void *);
-	void *slots[sizeof(*hv->ops) / sizeof(void *)];
+	const size_t first = offsetof(struct pvm_hv_ops, close);
+	const size_t n = (sizeof(*hv->ops) - first) / sizeof(void *);
+	void *slots[(sizeof(struct pvm_hv_ops) -
+		     offsetof(struct pvm_hv_ops, close)) / sizeof(void *)];
 
-	static_assert(sizeof(struct pvm_hv_ops) % sizeof(void *) == 0,
+	static_assert((sizeof(struct pvm_hv_ops) -
+		       offsetof(struct pvm_hv_ops, close)) % sizeof(void *) == 0,
 		      "pointers only");
-	memcpy(slots, hv->ops, sizeof(slots));
+	memcpy(slots, (const char *)hv->ops + first, sizeof(slots));
 	for (size_t i = 0; i < n; i++)
 		assert_non_null(slots[i]);
+	assert_int_equal(hv->ops->caps, PVM_HV_CAP_STREAM);
+}
+
+/*
+ * The slots that mean nothing on Xen say so (-EOPNOTSUPP, outputs
+ * cleared): libxl owns the PV backends and the suspend request, and its
+ * stream carries what a guest has in xenstore.
+ */
+static void test_unsupported_slots(void **state)
+{
+	struct pvm_hv *hv = *state;
+	struct pvm_hv_dev_state st = { .type = PVM_HV_DEV_VBD };
+	struct pvm_hv_workload w;
+	struct pvm_buf b;
+	uint64_t served = 7;
+	uint32_t be = 7, fe = 7;
+	bool on = true;
+
+	assert_int_equal(hv->ops->dev_pause(hv, 1, PVM_HV_DEV_VBD, 51712, 10),
+			 -EOPNOTSUPP);
+	assert_int_equal(hv->ops->dev_unpause(hv, 1, PVM_HV_DEV_VBD, 51712),
+			 -EOPNOTSUPP);
+	assert_int_equal(hv->ops->dev_capture(hv, 1, PVM_HV_DEV_VBD, 51712,
+					      &st), -EOPNOTSUPP);
+	assert_int_equal(hv->ops->dev_destroy(hv, 1, PVM_HV_DEV_VBD, 51712),
+			 -EOPNOTSUPP);
+	assert_int_equal(hv->ops->dev_attach(hv, &st), -EOPNOTSUPP);
+	assert_int_equal(hv->ops->dev_served(hv, 1, PVM_HV_DEV_VBD, 51712,
+					     &served), -EOPNOTSUPP);
+	assert_int_equal(served, 0);
+	assert_int_equal(hv->ops->dev_xb_state(hv, 1, PVM_HV_DEV_VBD, 51712,
+					       &be, &fe), -EOPNOTSUPP);
+	assert_int_equal(be, 0);
+	assert_int_equal(fe, 0);
+	assert_int_equal(hv->ops->frontend_feature(hv, 1, "suspend", &on),
+			 -EOPNOTSUPP);
+	assert_false(on);
+	assert_int_equal(hv->ops->suspend_request(hv, 1), -EOPNOTSUPP);
+	on = true;
+	assert_int_equal(hv->ops->suspend_acked(hv, 1, &on), -EOPNOTSUPP);
+	assert_false(on);
+	assert_int_equal(hv->ops->suspend_withdraw(hv, 1, &on), -EOPNOTSUPP);
+	assert_int_equal(hv->ops->suspended(hv, 1, &on), -EOPNOTSUPP);
+	assert_int_equal(hv->ops->suspend_cancel(hv, 1), -EOPNOTSUPP);
+	pvm_buf_init(&b, 64);
+	assert_int_equal(hv->ops->xs_export(hv, 1, &b), -EOPNOTSUPP);
+	assert_int_equal(b.len, 0);
+	pvm_buf_dispose(&b);
+	assert_int_equal(hv->ops->xs_import(hv, 1, "x", 1), -EOPNOTSUPP);
+	assert_int_equal(hv->ops->workload_read(hv, 1, &w), -EOPNOTSUPP);
 }
 
 /* Each library that fails to open fails the open, and nothing leaks. */
@@ -428,6 +481,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		XT_TEST(test_open_close),
 		XT_TEST(test_every_slot),
+		XT_TEST(test_unsupported_slots),
 		XT_TEST(test_open_failures),
 		XT_TEST(test_list),
 		XT_TEST(test_list_batches),
