@@ -938,33 +938,35 @@ static int check_target(struct pvm_hv *hv,
 static int create_domain(struct pvm_hv *hv, const struct sr_config *c,
 			 bool legacy, uint32_t *domid_out, struct pvm_error *e)
 {
-	struct pvm_hv_domain_config dc = { 0 };
+	struct pvm_hv_domain_spec dc = { 0 };
+	uint32_t want = c->domid ? c->domid : PVM_HV_DOMID_ANY;
 	int rc;
 
-	dc.domid = c->domid ? c->domid : PVM_HV_DOMID_ANY;
 	dc.nr_pages = c->nr_pages;
 	dc.nr_vcpus = c->nr_vcpus;
-	dc.start_paused = true;
-	dc.name = c->name;
-	dc.image = c->image[0] ? c->image : NULL;
+	snprintf(dc.name, sizeof(dc.name), "%.*s", (int)sizeof(dc.name) - 1,
+		 c->name);
+	snprintf(dc.image, sizeof(dc.image), "%s", c->image);
 	dc.frontend_gen = (enum pvm_hv_frontend_gen)c->dev.frontend_gen;
 	dc.nr_disks = c->dev.nr_disks;
 	for (uint32_t i = 0; i < c->dev.nr_disks; i++) {
-		dc.disks[i].path = c->dev.disks[i].path;
-		dc.disks[i].vdev = c->dev.disks[i].vdev;
+		snprintf(dc.disks[i].path, sizeof(dc.disks[i].path), "%s",
+			 c->dev.disks[i].path);
+		snprintf(dc.disks[i].vdev, sizeof(dc.disks[i].vdev), "%s",
+			 c->dev.disks[i].vdev);
 		dc.disks[i].readonly = c->dev.disks[i].readonly;
 	}
 	dc.nr_nics = c->dev.nr_nics;
 	for (uint32_t i = 0; i < c->dev.nr_nics; i++) {
 		memcpy(dc.nics[i].mac, c->dev.nics[i].mac, 6);
-		dc.nics[i].bridge =
-		    c->dev.nics[i].bridge[0] ? c->dev.nics[i].bridge : NULL;
+		snprintf(dc.nics[i].bridge, sizeof(dc.nics[i].bridge), "%s",
+			 c->dev.nics[i].bridge);
 	}
-	rc = hv->ops->domain_create(hv, &dc, domid_out);
-	if (rc == -EEXIST && !legacy) {
-		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
-		rc = hv->ops->domain_create(hv, &dc, domid_out);
-	}
+	rc = hv->ops->domain_create(hv, &dc, want, PVM_HV_CREATE_PAUSED,
+				    domid_out);
+	if (rc == -EEXIST && !legacy) /* the old domid is taken */
+		rc = hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY,
+					    PVM_HV_CREATE_PAUSED, domid_out);
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "cannot create domain '%s' (%llu MiB, %u "

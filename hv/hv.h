@@ -24,7 +24,7 @@
  *                 map_pages(READ) → unmap_pages]* → pause →
  *                 logdirty_read_clear → map/unmap → vcpu_context_get,
  *                 evtchn_state_get, grant_state_get → (destroy | unpause)
- *   destination:  domain_create(start_paused) → [map_pages(WRITE) →
+ *   destination:  domain_create(PAUSED) → [map_pages(WRITE) →
  *                 unmap_pages]* → vcpu_context_set, grant_state_set,
  *                 evtchn_state_set → unpause
  *
@@ -74,26 +74,25 @@ struct pvm_hv_dominfo {
 	char name[64];     /* NUL-terminated */
 };
 
-/* Bounds of the device arrays in struct pvm_hv_domain_config. */
+/* Bounds of the device arrays in struct pvm_hv_domain_spec. */
 #define PVM_HV_MAX_DISKS 8u
 #define PVM_HV_MAX_NICS 8u
 
 /* A virtual disk (after libxl_device_disk, reduced). */
 struct pvm_hv_disk {
-	/* Backing file (raw image) in the host; borrowed for the call. */
-	const char *path;
+	/* Backing file (raw image) in the host. */
+	char path[256];
 	/* Guest device name ("xvda", "xvdb", ...); the devid is derived
-	 * from it as Xen does (xvda = 51712). Borrowed for the call. */
-	const char *vdev;
+	 * from it as Xen does (xvda = 51712). */
+	char vdev[16];
 	bool readonly;
 };
 
 /* A virtual NIC (after libxl_device_nic, reduced). */
 struct pvm_hv_nic {
 	uint8_t mac[6]; /* all zero: the backend picks one (00:16:3e:...) */
-	/* Bridge (Xen) or host switch (sim) to join; NULL: "xenbr0".
-	 * Borrowed for the call. */
-	const char *bridge;
+	/* Bridge (Xen) or host switch (sim) to join; "": "xenbr0". */
+	char bridge[32];
 };
 
 /*
@@ -106,26 +105,33 @@ enum pvm_hv_frontend_gen {
 	PVM_HV_FRONTEND_LEGACY = 1, /* never re-handshakes after a restore */
 };
 
-/* What domain_create builds (after libxl_domain_config, reduced). */
-struct pvm_hv_domain_config {
-	uint32_t domid;    /* PVM_HV_DOMID_ANY, or the domid to take (restore) */
+/*
+ * A domain as the toolstack describes it (after libxl_domain_config,
+ * reduced): what domain_create builds and domain_config_get gives back,
+ * what a save file's config and a migration's HELLO carry. A plain value
+ * with no pointers: copy it, store it, compare it. Strings are
+ * NUL-terminated within their arrays (domain_create: -EINVAL otherwise).
+ */
+struct pvm_hv_domain_spec {
+	char name[64];     /* "": none */
 	uint64_t nr_pages; /* guest memory in 4 KiB pages */
 	uint32_t nr_vcpus; /* >= 1 */
-	bool start_paused; /* restore: created paused, nothing runs yet */
-	const char *name;  /* borrowed for the call; may be NULL */
 	/*
-	 * What to run, backend-specific, borrowed for the call: the kernel
-	 * image for Xen, the workload spec for the simulated host (see
-	 * hv/sim/sim.h). NULL: an idle guest.
+	 * What to run, backend-specific: the kernel image for Xen, the
+	 * workload for the simulated host (see hv/sim/sim.h). "": an idle
+	 * guest.
 	 */
-	const char *image;
+	char image[256];
+	uint32_t frontend_gen; /* enum pvm_hv_frontend_gen */
 	/* PV devices; entries [0, nr_disks) / [0, nr_nics) are used. */
 	uint32_t nr_disks; /* <= PVM_HV_MAX_DISKS */
 	struct pvm_hv_disk disks[PVM_HV_MAX_DISKS];
 	uint32_t nr_nics; /* <= PVM_HV_MAX_NICS */
 	struct pvm_hv_nic nics[PVM_HV_MAX_NICS];
-	enum pvm_hv_frontend_gen frontend_gen;
 };
+
+/* domain_create flags. */
+#define PVM_HV_CREATE_PAUSED (1u << 0) /* restore: created paused */
 
 /* ---- PV devices (dev_* slots) ---- */
 
@@ -298,15 +304,27 @@ struct pvm_hv_ops {
 			   struct pvm_hv_dominfo *out);
 
 	/*
-	 * Creates and starts a domain described by @cfg (borrowed for the
-	 * call); its memory reads as zeros (Xen scrubs what it gives a
-	 * domain). On success *@domid_out is its domid; with cfg->start_paused
-	 * it is paused once (domain_unpause lets it run). -EEXIST when
-	 * cfg->domid is taken, -EINVAL for a bad config.
+	 * Creates and starts a domain described by @spec (borrowed for the
+	 * call) as @domid (PVM_HV_DOMID_ANY: any free one; a restore asks
+	 * for the saved one); its memory reads as zeros (Xen scrubs what it
+	 * gives a domain). On success *@domid_out is its domid; with
+	 * PVM_HV_CREATE_PAUSED in @flags it is paused once (domain_unpause
+	 * lets it run). -EEXIST when @domid is taken, -EINVAL for a bad spec.
+	 * Any thread, even one that exits right after.
 	 */
 	int (*domain_create)(struct pvm_hv *hv,
-			     const struct pvm_hv_domain_config *cfg,
+			     const struct pvm_hv_domain_spec *spec,
+			     uint32_t domid, uint32_t flags,
 			     uint32_t *domid_out);
+
+	/*
+	 * The spec domain @domid was created with, into caller-owned @out
+	 * (name, memory and vCPUs as domain_info reports them now).
+	 * -ESRCH; -EOPNOTSUPP when the backend keeps no spec of its own
+	 * (Xen: libxl's config is the toolstack's, see stream_config).
+	 */
+	int (*domain_config_get)(struct pvm_hv *hv, uint32_t domid,
+				 struct pvm_hv_domain_spec *out);
 
 	/*
 	 * Kills the domain and releases everything it holds (memory, grant

@@ -222,25 +222,24 @@ static int dest_create_on_main(void *arg)
 {
 	struct mig_dst *d = arg;
 	struct pvm_hv *hv = d->svc->hv;
-	struct pvm_hv_domain_config cfg = {
-		/* Keep the domid where it is free here: a guest whose drivers
-		 * never re-handshake keeps using paths and ACLs that name it
-		 * (docs/designs/non-cooperative-migration.md). */
-		.domid = d->h.src_domid && d->h.src_domid <= PVM_HV_DOMID_MAX ?
-				 d->h.src_domid : PVM_HV_DOMID_ANY,
+	struct pvm_hv_domain_spec spec = {
 		.nr_pages = d->h.nr_pages,
 		.nr_vcpus = (uint32_t)d->h.vcpus,
-		.start_paused = true,
-		.name = d->h.name,
 	};
+	/* Keep the domid where it is free here: a guest whose drivers never
+	 * re-handshake keeps using paths and ACLs that name it
+	 * (docs/designs/non-cooperative-migration.md). */
+	uint32_t want = d->h.src_domid && d->h.src_domid <= PVM_HV_DOMID_MAX ?
+				d->h.src_domid : PVM_HV_DOMID_ANY;
 	int rc;
 
-	dom_config_to_hv(&d->h.dc, &cfg);
-	rc = hv->ops->domain_create(hv, &cfg, &d->domid);
-	if (rc == -EEXIST && !d->h.keep_domid) {
-		cfg.domid = PVM_HV_DOMID_ANY;
-		rc = hv->ops->domain_create(hv, &cfg, &d->domid);
-	}
+	snprintf(spec.name, sizeof(spec.name), "%s", d->h.name);
+	dom_config_to_hv(&d->h.dc, &spec);
+	rc = hv->ops->domain_create(hv, &spec, want, PVM_HV_CREATE_PAUSED,
+				    &d->domid);
+	if (rc == -EEXIST && !d->h.keep_domid)
+		rc = hv->ops->domain_create(hv, &spec, PVM_HV_DOMID_ANY,
+					    PVM_HV_CREATE_PAUSED, &d->domid);
 	if (!rc) {
 		d->h.dc.domid = d->domid;
 		svc_config_put(d->svc, &d->h.dc);

@@ -43,9 +43,9 @@ struct dom_config {
 	bool devices_quiesced;
 };
 
-/* Fills @cfg's image and device fields from @dc (pointers into @dc). */
+/* Fills @spec's image and device fields from @dc (the rest is left). */
 void dom_config_to_hv(const struct dom_config *dc,
-		      struct pvm_hv_domain_config *cfg);
+		      struct pvm_hv_domain_spec *spec);
 /* Adds @dc as key=value fields (image, frontend, diskN, diskN_vdev,
  * diskN_ro, nicN_mac, nicN_bridge) / reads them back: 0 or -EINVAL with
  * *why_out naming the bad field. */

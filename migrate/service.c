@@ -92,8 +92,7 @@ static int h_create(struct req *r)
 	struct pvm_hv *hv = r->svc->hv;
 	const char *name = pvm_kv_get(r->args, "name");
 	const char *mem = pvm_kv_get(r->args, "memory");
-	struct pvm_hv_domain_config cfg = { .domid = PVM_HV_DOMID_ANY,
-					    .nr_vcpus = 1 };
+	struct pvm_hv_domain_spec cfg = { .nr_vcpus = 1 };
 	struct pvm_hv_dominfo info;
 	struct dom_config dc;
 	uint64_t bytes = 256ull << 20, vcpus = 1;
@@ -167,11 +166,13 @@ static int h_create(struct req *r)
 		free(real);
 	}
 	dom_config_to_hv(&dc, &cfg);
-	cfg.name = name;
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
 	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
 	cfg.nr_vcpus = (uint32_t)vcpus;
-	cfg.start_paused = pvm_kv_get(r->args, "paused") != NULL;
-	rc = hv->ops->domain_create(hv, &cfg, &domid);
+	rc = hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY,
+				    pvm_kv_get(r->args, "paused") ?
+					    PVM_HV_CREATE_PAUSED : 0,
+				    &domid);
 	if (rc)
 		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
 				    strerror(-rc));

@@ -24,7 +24,7 @@
  * of a frontend that re-handshakes (modern) needs no attach: a fresh one
  * (domain_create with the same devices) meets the frontend's new rings.
  *
- * For a legacy frontend the destination goes: domain_create(start_paused,
+ * For a legacy frontend the destination goes: domain_create(PAUSED,
  * same devices) → memory, grant and event-channel state →
  * pvm_sim_backend_destroy() of the fresh backends → attach →
  * pvm_xs_import_domain() → unpause (tests/unit/hv/sim/test_pv.c,

@@ -527,7 +527,7 @@ int pvm_sim_vdev_devid(const char *vdev, uint32_t *devid_out)
 	return 0;
 }
 
-static int check_devices(const struct pvm_hv_domain_config *cfg)
+static int check_devices(const struct pvm_hv_domain_spec *cfg)
 {
 	uint32_t ids[PVM_HV_MAX_DISKS];
 
@@ -539,7 +539,8 @@ static int check_devices(const struct pvm_hv_domain_config *cfg)
 	for (uint32_t i = 0; i < cfg->nr_disks; i++) {
 		const struct pvm_hv_disk *k = &cfg->disks[i];
 
-		if (!k->path || !*k->path || strlen(k->path) > 1024 ||
+		if (!k->path[0] || !memchr(k->path, 0, sizeof(k->path)) ||
+		    !memchr(k->vdev, 0, sizeof(k->vdev)) ||
 		    pvm_sim_vdev_devid(k->vdev, &ids[i]) < 0) {
 			pvm_err("sim: disk %u: needs a path and a vdev", i);
 			return -EINVAL;
@@ -553,8 +554,8 @@ static int check_devices(const struct pvm_hv_domain_config *cfg)
 	for (uint32_t i = 0; i < cfg->nr_nics; i++) {
 		const char *b = cfg->nics[i].bridge;
 
-		if (b && (!*b || strlen(b) >= 32)) {
-			pvm_err("sim: nic %u: bridge name of 1..31 chars", i);
+		if (!memchr(b, 0, sizeof(cfg->nics[i].bridge))) {
+			pvm_err("sim: nic %u: bridge name of 0..31 chars", i);
 			return -EINVAL;
 		}
 	}
@@ -582,7 +583,7 @@ static int hwrite(struct sim_host *h, const char *path, const char *fmt, ...)
 }
 
 static int prepare_nodes(struct sim_host *h, uint32_t domid,
-			 const struct pvm_hv_domain_config *cfg)
+			 const struct pvm_hv_domain_spec *cfg)
 {
 	char be[128], fe[128], p[192];
 	int rc = 0;
@@ -643,7 +644,7 @@ static int prepare_nodes(struct sim_host *h, uint32_t domid,
 		snprintf(p, sizeof(p), "%s/mac", be);
 		rc = hwrite(h, p, "%s", mac);
 		snprintf(p, sizeof(p), "%s/bridge", be);
-		rc = rc ?: hwrite(h, p, "%s", n->bridge ? n->bridge : "xenbr0");
+		rc = rc ?: hwrite(h, p, "%s", n->bridge[0] ? n->bridge : "xenbr0");
 		snprintf(p, sizeof(p), "%s/handle", be);
 		rc = rc ?: hwrite(h, p, "%u", i);
 		snprintf(p, sizeof(p), "%s/mac", fe);
@@ -655,7 +656,7 @@ static int prepare_nodes(struct sim_host *h, uint32_t domid,
 }
 
 int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
-		    const struct pvm_hv_domain_config *cfg, int *xs_fd_out)
+		    const struct pvm_hv_domain_spec *cfg, int *xs_fd_out)
 {
 	int rc;
 
@@ -699,7 +700,7 @@ int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
 }
 
 int sim_dev_start_all(struct sim_host *h, uint32_t domid,
-		      const struct pvm_hv_domain_config *cfg)
+		      const struct pvm_hv_domain_spec *cfg)
 {
 	int rc = 0;
 

@@ -485,6 +485,7 @@ const struct pvm_hv_ops pvm_sim_ops = {
 	.domain_list = sim_domain_list,
 	.domain_info = sim_domain_info,
 	.domain_create = sim_domain_create,
+	.domain_config_get = sim_domain_config_get,
 	.domain_destroy = sim_domain_destroy,
 	.domain_pause = sim_domain_pause,
 	.domain_unpause = sim_domain_unpause,

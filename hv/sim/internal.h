@@ -84,6 +84,7 @@ struct sim_domain {
 	uint32_t domid;
 	uint64_t serial; /* unique per host: tells a reused domid apart */
 	char name[64];
+	struct pvm_hv_domain_spec spec; /* as created (domain_config_get) */
 	enum sim_dom_state state;
 	unsigned int pause_count;
 	uint32_t shutdown_reason;
@@ -302,8 +303,10 @@ void sim_dom_release(struct sim_host *h, struct sim_domain *d);
 void sim_dom_free(struct sim_domain *d);
 
 /* domain.c */
-int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
-		      uint32_t *domid_out);
+int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_spec *spec,
+		      uint32_t domid, uint32_t flags, uint32_t *domid_out);
+int sim_domain_config_get(struct pvm_hv *hv, uint32_t domid,
+			  struct pvm_hv_domain_spec *out);
 int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_pause(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid);
@@ -364,10 +367,10 @@ void sim_grant_mark_mapped(struct pvm_hv *hv, uint32_t handle);
 /* domain_create, lock held, before the fork: the toolstack's xenstore
  * nodes for @d and its devices; *@xs_fd_out the guest's connection. */
 int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
-		    const struct pvm_hv_domain_config *cfg, int *xs_fd_out);
+		    const struct pvm_hv_domain_spec *cfg, int *xs_fd_out);
 /* domain_create, lock NOT held, after the domain exists: the backends. */
 int sim_dev_start_all(struct sim_host *h, uint32_t domid,
-		      const struct pvm_hv_domain_config *cfg);
+		      const struct pvm_hv_domain_spec *cfg);
 /* The domain died or is destroyed, lock held: its xenstore nodes go
  * (backends notice through their watches and disconnect). */
 void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);

@@ -191,6 +191,8 @@ int xen_dm_write_records(struct xen_host *x, uint32_t domid, int fd,
 			 const struct pvm_buf *context);
 
 /* slots.c: the stream slots over guest.c, and the -EOPNOTSUPP ones. */
+int xen_domain_config_get(struct pvm_hv *hv, uint32_t domid,
+			  struct pvm_hv_domain_spec *out);
 int xen_dev_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 		  uint32_t devid, unsigned timeout_ms);
 int xen_dev_op(struct pvm_hv *hv, uint32_t domid, uint32_t type,

@@ -4,13 +4,24 @@
  * save and restore, under the slots' signatures) and the slots that mean
  * nothing here, which return -EOPNOTSUPP:
  *
+ *   domain_config_get  libxl keeps the config (stream_config)
  *   dev_*        PV backends are libxl's (blkback/netback in dom0); their
  *                guests re-handshake on resume (docs/xen.md)
  *   suspend_*    libxl asks the guest itself (stream_suspend)
  *   xs_*         libxl/libxenguest carry what a guest needs of xenstore
  *   workload_read  no simulated workload runs here
  */
+#include <string.h>
+
 #include "hv/xen/internal.h"
+
+int xen_domain_config_get(struct pvm_hv *hv, uint32_t domid,
+			  struct pvm_hv_domain_spec *out)
+{
+	(void)hv, (void)domid;
+	memset(out, 0, sizeof(*out));
+	return -EOPNOTSUPP;
+}
 
 int xen_dev_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 		  uint32_t devid, unsigned timeout_ms)

@@ -87,22 +87,23 @@ static void pv_host_end(struct pvhost *p)
 	free(p);
 }
 
-static struct pvm_hv_domain_config pv_config(struct pvhost *p,
+static struct pvm_hv_domain_spec pv_config(struct pvhost *p,
 					     const char *image, bool disk,
 					     bool nic, uint8_t mac_last)
 {
-	struct pvm_hv_domain_config cfg = {
-		.domid = PVM_HV_DOMID_ANY,
+	struct pvm_hv_domain_spec cfg = {
 		.nr_pages = PV_PAGES,
 		.nr_vcpus = 1,
 		.name = "pv",
-		.image = image,
 	};
 
+	if (image)
+		snprintf(cfg.image, sizeof(cfg.image), "%s", image);
 	if (disk) {
 		cfg.nr_disks = 1;
-		cfg.disks[0].path = p->disk;
-		cfg.disks[0].vdev = "xvda";
+		snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "%s",
+			 p->disk);
+		strcpy(cfg.disks[0].vdev, "xvda");
 	}
 	if (nic) {
 		cfg.nr_nics = 1;
@@ -117,14 +118,12 @@ static struct pvm_hv_domain_config pv_config(struct pvhost *p,
 static uint32_t pv_domain(struct pvhost *p, const char *image, bool disk,
 			  bool nic)
 {
-	struct pvm_hv_domain_config cfg = pv_config(p, image, disk, nic, 1);
+	struct pvm_hv_domain_spec cfg = pv_config(p, image, disk, nic, 1);
 	uint32_t domid = 0;
-	char wl[256];
 
 	/* The tests' deterministic content (hv/sim/guest/content.h). */
-	snprintf(wl, sizeof(wl), "content:counter,%s", image);
-	cfg.image = wl;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &domid), 0);
+	snprintf(cfg.image, sizeof(cfg.image), "content:counter,%s", image);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &domid), 0);
 	return domid;
 }
 
@@ -261,7 +260,7 @@ static void test_vbd_corruption_counted(void **state)
 static void test_vbd_readonly_io_errors(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_hv_workload w;
 	uint8_t buf[4096], zero[4096] = { 0 };
 	uint32_t d;
@@ -269,7 +268,7 @@ static void test_vbd_readonly_io_errors(void **state)
 
 	(void)state;
 	cfg.disks[0].readonly = true;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_io_errors >= 64);
 	assert_int_equal(w.blk_writes, 0);
 	assert_int_equal(w.blk_verify_fail, 0);
@@ -285,14 +284,14 @@ static void test_vbd_readonly_io_errors(void **state)
 static void test_small_guest_with_xenstore(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,dirty:16:32:1000",
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,dirty:16:32:1000",
 						    false, false, 1);
 	char path[64], val[32];
 	uint32_t d;
 
 	(void)state;
 	cfg.nr_pages = 64;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	simtest_wait_passes(p->hv, d, simtest_passes(p->hv, d), 3);
 	snprintf(path, sizeof(path), "/local/domain/%u/name", d);
 	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
@@ -305,14 +304,14 @@ static void test_small_guest_with_xenstore(void **state)
 static void test_vif_echo(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,net:0", false, true, 0);
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,net:0", false, true, 0);
 	struct pvm_hv_workload w;
 	char path[96], mac[32];
 	uint32_t d;
 
 	(void)state;
 	memset(cfg.nics[0].mac, 0, 6); /* the host picks one */
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	snprintf(path, sizeof(path), "/local/domain/%u/device/vif/0/mac", d);
 	assert_true(xsc_read(&p->xs, path, mac, sizeof(mac)) > 0);
 	assert_string_equal(mac, "00:16:3e:00:01:00");
@@ -426,14 +425,14 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 static void test_backend_reattach(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
 	struct pvm_hv_workload w, before;
 	uint32_t d;
 
 	(void)state;
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
 	for (int round = 0; round < 4; round++) {
 		before = counters(p, d);
@@ -532,7 +531,7 @@ static void copy_dirty(struct pvm_hv *src, uint32_t sd, struct pvm_hv *dst,
 static void migrate_generation(enum pvm_hv_frontend_gen gen, bool transparent)
 {
 	struct pvhost *a = pv_host(), *b = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(a, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_spec cfg = pv_config(a, "content:counter,blk:0,net:0", true,
 						    true, 7);
 	static const uint32_t types[2] = { PVM_HV_DEV_VBD, PVM_HV_DEV_VIF };
 	static const uint32_t ids[2] = { XVDA, 0 };
@@ -548,12 +547,11 @@ static void migrate_generation(enum pvm_hv_frontend_gen gen, bool transparent)
 	assert_int_equal(pvm_bitmap_init(&bm, PV_PAGES), 0);
 	pvm_buf_init(&buf, 1 << 20);
 	cfg.frontend_gen = gen;
-	assert_int_equal(a->hv->ops->domain_create(a->hv, &cfg, &sd), 0);
+	assert_int_equal(a->hv->ops->domain_create(a->hv, &cfg, PVM_HV_DOMID_ANY, 0, &sd), 0);
 	WAIT_FOR(a, sd, w, w.blk_reads >= 64 && w.net_received >= 20);
 
-	cfg.domid = sd;
-	cfg.start_paused = true;
-	assert_int_equal(b->hv->ops->domain_create(b->hv, &cfg, &dd), 0);
+	assert_int_equal(b->hv->ops->domain_create(b->hv, &cfg, sd,
+						   PVM_HV_CREATE_PAUSED, &dd), 0);
 
 	/* pre-copy while the workload runs */
 	assert_int_equal(a->hv->ops->logdirty_enable(a->hv, sd), 0);
@@ -976,27 +974,27 @@ static void test_xenbus_transitions(void **state)
 static void test_bad_device_configs(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg;
+	struct pvm_hv_domain_spec cfg;
 	struct pvm_hv *bare = simtest_host();
 	uint32_t d;
 
 	(void)state;
 	pvm_log_set_sink(quiet, NULL);
 	cfg = pv_config(p, NULL, true, false, 1);
-	cfg.disks[0].vdev = "sda";
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	strcpy(cfg.disks[0].vdev, "sda");
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
 	cfg = pv_config(p, NULL, true, false, 1);
 	cfg.nr_disks = PVM_HV_MAX_DISKS + 1;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
 	cfg = pv_config(p, NULL, true, false, 1);
-	cfg.disks[0].path = "/nonexistent/disk.img";
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -ENOENT);
+	strcpy(cfg.disks[0].path, "/nonexistent/disk.img");
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -ENOENT);
 	cfg = pv_config(p, NULL, true, false, 1);
 	cfg.nr_pages = 64; /* no room for the device area */
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
 	/* devices without a xenstore server */
 	cfg = pv_config(p, NULL, true, false, 1);
-	assert_int_equal(bare->ops->domain_create(bare, &cfg, &d), -EINVAL);
+	assert_int_equal(bare->ops->domain_create(bare, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
 	pvm_log_set_sink(NULL, NULL);
 	{
 		/* nothing was left behind by the failures */
@@ -1019,14 +1017,13 @@ struct creator {
 static void *create_and_exit(void *arg)
 {
 	struct creator *c = arg;
-	struct pvm_hv_domain_config cfg = {
-		.domid = PVM_HV_DOMID_ANY,
+	struct pvm_hv_domain_spec cfg = {
 		.nr_pages = 64,
 		.nr_vcpus = 1,
 		.image = "content:counter,dirty:16:32:1000",
 	};
 
-	c->rc = c->hv->ops->domain_create(c->hv, &cfg, &c->domid);
+	c->rc = c->hv->ops->domain_create(c->hv, &cfg, PVM_HV_DOMID_ANY, 0, &c->domid);
 	return NULL;
 }
 
@@ -1063,7 +1060,7 @@ static void test_create_from_any_thread(void **state)
 static void test_suspend_request(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_pvq_suspend_result r;
 	struct pvm_hv_workload w, before;
 	char path[64], val[32];
@@ -1071,7 +1068,7 @@ static void test_suspend_request(void **state)
 	uint32_t d;
 
 	(void)state;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
 			 PVM_PVQ_MODE_COOPERATIVE);
@@ -1099,7 +1096,7 @@ static void test_suspend_request(void **state)
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
 
 	cfg = pv_config(p, "content:counter,blk:0,noack", true, false, 1);
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_suspend(p->hv, d, 100, &r), 0);
 	assert_false(r.cooperative);
@@ -1111,7 +1108,7 @@ static void test_suspend_request(void **state)
 
 	cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
 			 PVM_PVQ_MODE_TRANSPARENT);
@@ -1165,7 +1162,7 @@ static void test_xsc_cas(void **state)
 static void test_stuck_backend(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
 	const struct pvm_pvq_device devs[] = { { PVM_PVQ_VBD, XVDA },
 					       { PVM_PVQ_VIF, 0 } };
@@ -1177,7 +1174,7 @@ static void test_stuck_backend(void **state)
 
 	(void)state;
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
 	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/pvmig-stall",
 		 d, XVDA);
@@ -1283,7 +1280,7 @@ static void test_ops_slots(void **state)
 	char dir[64] = "/tmp/pvm-pv-open.XXXXXX";
 	struct pvm_hv_open_opts o = { .state_dir = dir };
 	struct pvm_hv *hv = NULL, *other = NULL;
-	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
+	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_hv_dev_state st, back;
 	struct pvm_hv_workload w;
 	struct pvm_buf img, enc;
@@ -1297,7 +1294,7 @@ static void test_ops_slots(void **state)
 	assert_int_equal(pvm_hv_open("sim", &o, &hv), 0);
 	assert_int_equal(pvm_hv_open("sim", &o, &other), -EBUSY);
 	assert_int_equal(hv->ops->caps & PVM_HV_CAP_STREAM, 0);
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, &d), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
 	t0 = pvm_now_ms();
 	do {
 		assert_true(pvm_now_ms() - t0 < SIMTEST_WAIT_MS);
