@@ -638,6 +638,17 @@ struct pvm_hv_ops {
 	/* Lets a guest suspended by stream_suspend carry on (Xen:
 	 * libxl_domain_resume with suspend_cancel, as xl save -c does). */
 	int (*stream_resume)(struct pvm_hv *hv, uint32_t domid);
+
+	/* ---- the host ---- */
+
+	/*
+	 * Memory the host could still give new guests, in bytes, into
+	 * *@bytes_out, for admission before a guest is created: the simulated
+	 * host's guests are processes here (the kernel's MemAvailable).
+	 * -EOPNOTSUPP where the backend leaves the check to the toolstack
+	 * (Xen: libxl fails a create that does not fit).
+	 */
+	int (*host_mem_available)(struct pvm_hv *hv, uint64_t *bytes_out);
 };
 
 /* What pvm_hv_open() builds a backend with; all borrowed for the call. */

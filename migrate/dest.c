@@ -334,28 +334,12 @@ out_abort:
 	return rc;
 }
 
-/* MemAvailable of /proc/meminfo in bytes, or 0 when unknown. */
-static uint64_t mem_available(void)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[128];
-	unsigned long long kib = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kib * 1024;
-}
-
 /*
  * Admission, before anything is created or allocated for the guest: one
  * more migration under max-migrations, its memory under
- * max-incoming-memory, and (simulated host, whose guests are processes
- * here) under what the host has left once the guests already arriving are
- * counted. On success the guest's bytes are claimed (s->incoming_bytes)
+ * max-incoming-memory, and under what the host has left
+ * (host_mem_available: the simulated host's guests are processes here)
+ * once the guests already arriving are counted. On success the guest's bytes are claimed (s->incoming_bytes)
  * until mig_dest_main ends. 0, or a negative errno with @why.
  */
 static int dst_admit(struct mig_dst *d, char *why, size_t why_len)
@@ -365,8 +349,9 @@ static int dst_admit(struct mig_dst *d, char *why, size_t why_len)
 	uint64_t bytes = d->h.nr_pages * PVM_PAGE_SIZE, avail = 0;
 	int rc = 0;
 
-	if (!pvm_hv_is_xen(s->hv))
-		avail = mem_available();
+	/* 0 (no check) where the backend leaves it to the toolstack. */
+	if (s->hv->ops->host_mem_available(s->hv, &avail))
+		avail = 0;
 	pthread_mutex_lock(&s->lock);
 	if (s->incoming >= c->max_migrations) {
 		snprintf(why, why_len,

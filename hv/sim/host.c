@@ -472,6 +472,27 @@ static int sim_stream_suspend(struct pvm_hv *hv, uint32_t domid,
 	return -EOPNOTSUPP;
 }
 
+/* The guests are processes of this host: what the kernel has left. */
+static int sim_host_mem_available(struct pvm_hv *hv, uint64_t *bytes_out)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kib = 0;
+	bool found = false;
+
+	(void)hv;
+	*bytes_out = 0;
+	if (!f)
+		return -errno;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+	fclose(f);
+	if (!found)
+		return -ENOENT;
+	*bytes_out = (uint64_t)kib * 1024;
+	return 0;
+}
+
 static int sim_stream_resume(struct pvm_hv *hv, uint32_t domid)
 {
 	(void)hv, (void)domid;
@@ -523,4 +544,5 @@ const struct pvm_hv_ops pvm_sim_ops = {
 	.stream_restore = sim_stream_restore,
 	.stream_suspend = sim_stream_suspend,
 	.stream_resume = sim_stream_resume,
+	.host_mem_available = sim_host_mem_available,
 };

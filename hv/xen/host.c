@@ -736,6 +736,7 @@ const struct pvm_hv_ops xen_ops = {
 	.stream_restore = xen_stream_restore,
 	.stream_suspend = pvm_hv_xen_suspend,
 	.stream_resume = pvm_hv_xen_resume,
+	.host_mem_available = xen_host_mem_available,
 };
 
 bool pvm_hv_is_xen(const struct pvm_hv *hv)

@@ -213,6 +213,7 @@ int xen_xs_import(struct pvm_hv *hv, uint32_t domid, const void *buf,
 		  size_t len);
 int xen_workload_read(struct pvm_hv *hv, uint32_t domid,
 		      struct pvm_hv_workload *out);
+int xen_host_mem_available(struct pvm_hv *hv, uint64_t *bytes_out);
 int xen_stream_save(struct pvm_hv *hv, uint32_t domid, int fd, unsigned flags,
 		    const struct pvm_hv_stream_cb *cb);
 int xen_stream_restore(struct pvm_hv *hv, const char *config, int fd,

@@ -106,6 +106,13 @@ int xen_workload_read(struct pvm_hv *hv, uint32_t domid,
 	return -EOPNOTSUPP;
 }
 
+int xen_host_mem_available(struct pvm_hv *hv, uint64_t *bytes_out)
+{
+	(void)hv;
+	*bytes_out = 0;
+	return -EOPNOTSUPP;
+}
+
 int xen_stream_save(struct pvm_hv *hv, uint32_t domid, int fd, unsigned flags,
 		    const struct pvm_hv_stream_cb *cb)
 {
