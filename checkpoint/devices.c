@@ -25,9 +25,6 @@
 #include <string.h>
 #include <xen/io/xenbus.h>
 
-#include "hv/sim/backend.h"
-#include "hv/sim/xenstored/xenstored.h"
-
 #define SR_DEV_STATE_MAX (64u * 1024u)
 #define SR_XS_IMAGE_MAX (4u << 20)
 
@@ -96,8 +93,7 @@ int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 }
 
 int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-			   struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
-			   struct pvm_error *e)
+			   uint32_t drain_timeout_ms, struct pvm_error *e)
 {
 	char why[256] = "";
 	int rc;
@@ -108,14 +104,6 @@ int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		return 0;
 	if (s->mode == PVM_PVQ_MODE_AUTO) /* no suspend request made */
 		s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
-	if (s->mode == PVM_PVQ_MODE_TRANSPARENT && !xs)
-		return pvm_error_set(
-		    e, -EOPNOTSUPP,
-		    "domain %u: a transparent "
-		    "reconnect needs its xenstore nodes saved, and "
-		    "this host has no xenstore server to read them "
-		    "from",
-		    domid);
 	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, drain_timeout_ms,
 			     &s->state, why, sizeof(why));
 	if (rc)
@@ -125,7 +113,15 @@ int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	if (s->mode == PVM_PVQ_MODE_TRANSPARENT) {
 		/* Its records are 8-aligned from the start of their own
 		 * buffer: s->xsimg holds nothing else. */
-		rc = pvm_xs_export_domain(xs, (uint16_t)domid, &s->xsimg);
+		rc = hv->ops->xs_export(hv, domid, &s->xsimg);
+		if (rc == -EOPNOTSUPP)
+			return pvm_error_set(
+			    e, rc,
+			    "domain %u: a transparent "
+			    "reconnect needs its xenstore nodes saved, and "
+			    "this host has no xenstore server to read them "
+			    "from",
+			    domid);
 		if (rc)
 			return pvm_error_set(e, rc,
 					     "domain %u: cannot export its "
@@ -362,8 +358,7 @@ int pvm_ckpt__devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
 }
 
 int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
-			     uint32_t domid, struct pvm_xenstored *xs,
-			     bool required, const char *path,
+			     uint32_t domid, bool required, const char *path,
 			     struct pvm_error *e)
 {
 	struct pvm_buf blob;
@@ -399,14 +394,11 @@ int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
 		if (m == PVM_PVQ_MODE_TRANSPARENT)
 			transparent = true;
 	}
-	if (transparent && (!s->have_xs || !xs))
-		return pvm_error_set(
-		    e, s->have_xs ? -EOPNOTSUPP : -EBADMSG, "%s",
-		    s->have_xs ? "this host has no xenstore server to give the "
-				 "guest its nodes back (transparent reconnect)"
-			       : "the guest's xenstore nodes (PVMIG_XENSTORE), "
-				 "which a transparent reconnect needs, are "
-				 "missing from the file");
+	if (transparent && !s->have_xs)
+		return pvm_error_set(e, -EBADMSG,
+				     "the guest's xenstore nodes "
+				     "(PVMIG_XENSTORE), which a transparent "
+				     "reconnect needs, are missing from the file");
 	if (transparent && saved_domid && saved_domid != domid)
 		return pvm_error_set(
 		    e, -EEXIST,
@@ -441,8 +433,13 @@ int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
 				     domid, why[0] ? why : strerror(-rc));
 	s->reconnected = true;
 	if (transparent) {
-		rc = pvm_xs_import_domain(xs, (uint16_t)domid, s->xsimg.data,
-					  s->xsimg.len);
+		rc = hv->ops->xs_import(hv, domid, s->xsimg.data,
+					s->xsimg.len);
+		if (rc == -EOPNOTSUPP)
+			return pvm_error_set(e, rc,
+					     "this host has no xenstore server "
+					     "to give the guest its nodes back "
+					     "(transparent reconnect)");
 		if (rc)
 			return pvm_error_set(e, rc,
 					     "domain %u: cannot import its "

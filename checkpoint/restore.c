@@ -22,7 +22,6 @@
  *   pvm_ckpt_inspect()     the same walk with no hypervisor (verify)
  */
 #include "checkpoint/internal.h"
-#include "hv/xen/xen.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -1043,7 +1042,7 @@ static int load_and_start(struct rctx *x, const struct sr_config *first,
 			return held(e);
 		st->has_digest = true;
 	}
-	if (pvm_ckpt__devs_reconnect(&x->devs, hv, x->domid, cfg->xs,
+	if (pvm_ckpt__devs_reconnect(&x->devs, hv, x->domid,
 				     first->dev_state, path, e))
 		return held(e);
 	if (cfg->paused) {
@@ -1106,7 +1105,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	}
 	if (cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &key, &e))
 		goto out_rc;
-	if (pvm_hv_is_xen(hv)) {
+	if (hv->ops->caps & PVM_HV_CAP_STREAM) {
 		/* PV guests on Xen: libxenguest's stream, through libxl. */
 		if (dir)
 			pvm_ckpt__xen_restore_dir(cfg, cfg->path, &m, kp, st,

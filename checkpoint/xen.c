@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include "checkpoint/internal.h"
-#include "hv/xen/xen.h"
 
 #define PUMP_BUF (256u * 1024u)
 
@@ -263,10 +262,10 @@ static int xsave_suspend(void *ctx)
 	xsave_report(s, "stop-and-copy", s->st->rounds, 0, 0);
 	/* --suspend-timeout rules; without it Xen's default (a nested or
 	 * loaded host needs far longer than a simulated guest's 1000 ms). */
-	rc = pvm_hv_xen_suspend(s->cfg->hv, s->cfg->domid,
-				s->cfg->suspend_timeout_ms ?
-					s->cfg->suspend_timeout_ms :
-					PVM_HV_STREAM_SUSPEND_MS);
+	rc = s->cfg->hv->ops->stream_suspend(s->cfg->hv, s->cfg->domid,
+					     s->cfg->suspend_timeout_ms ?
+						     s->cfg->suspend_timeout_ms :
+						     PVM_HV_STREAM_SUSPEND_MS);
 	s->suspended = rc == 0;
 	return rc;
 }
@@ -328,7 +327,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 		    "the memory)",
 		    cfg->domid);
 	s.max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
-	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
+	rc = cfg->hv->ops->stream_config(cfg->hv, cfg->domid, &json);
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "domain %u: cannot read its libxl "
@@ -352,7 +351,8 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 			      strerror(-rc));
 		goto out_abort;
 	}
-	rc = pvm_hv_xen_save(cfg->hv, cfg->domid, lib_fd, live, &cb);
+	rc = cfg->hv->ops->stream_save(cfg->hv, cfg->domid, lib_fd,
+				       live ? PVM_HV_STREAM_LIVE : 0, &cb);
 	close(lib_fd);
 	prc = pump_join(&pump);
 	if (s.suspended)
@@ -380,7 +380,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 		goto out_resume;
 	/* The file is in place: now the guest may go (or carry on). */
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
-		rc = pvm_hv_xen_resume(cfg->hv, cfg->domid);
+		rc = cfg->hv->ops->stream_resume(cfg->hv, cfg->domid);
 		if (rc)
 			pvm_error_set(e, rc,
 				      "domain %u: saved to %s, but it could "
@@ -403,7 +403,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 out_resume:
 	/* Whatever failed, the guest runs on as it was. */
 	if (s.suspended)
-		pvm_hv_xen_resume(cfg->hv, cfg->domid);
+		cfg->hv->ops->stream_resume(cfg->hv, cfg->domid);
 out_abort:
 	pvm_ckpt__out_abort(&o);
 out_rc:
@@ -459,8 +459,9 @@ int pvm_ckpt__xen_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		return pvm_error_set(e, rc, "cannot start the restore pipe: %s",
 				     strerror(-rc));
 	}
-	rc = pvm_hv_xen_restore(cfg->hv, in.xl_config, lib_fd, cfg->paused,
-				&domid);
+	rc = cfg->hv->ops->stream_restore(cfg->hv, in.xl_config, lib_fd,
+					  cfg->paused ? PVM_HV_STREAM_PAUSED : 0,
+					  &domid);
 	close(lib_fd); /* the pump sees EPIPE if libxl stopped early */
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;
@@ -626,7 +627,7 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 static int xcont_postcopy(void *ctx)
 {
 	struct xcont *k = ctx;
-	int rc = pvm_hv_xen_resume(k->cfg->hv, k->cfg->domid);
+	int rc = k->cfg->hv->ops->stream_resume(k->cfg->hv, k->cfg->domid);
 
 	if (!rc) {
 		k->s.suspended = false;
@@ -713,11 +714,12 @@ static int xcont_run(struct xcont *k)
 		return pvm_error_set(k->e, rc, "cannot start the save pipe: %s",
 				     strerror(-rc));
 	}
-	rc = pvm_hv_xen_save_checkpointed(k->cfg->hv, k->cfg->domid, lib_fd,
-					  &cb);
+	rc = k->cfg->hv->ops->stream_save(k->cfg->hv, k->cfg->domid, lib_fd,
+					  PVM_HV_STREAM_CHECKPOINTED, &cb);
 	close(lib_fd);
 	prc = pump_join(&k->pump);
-	if (k->s.suspended && !pvm_hv_xen_resume(k->cfg->hv, k->cfg->domid))
+	if (k->s.suspended &&
+	    !k->cfg->hv->ops->stream_resume(k->cfg->hv, k->cfg->domid))
 		k->s.suspended = false; /* failed between suspend and resume */
 	xcont_abort(k); /* an epoch that never completed */
 	if (k->e->rc)
@@ -761,7 +763,7 @@ int pvm_ckpt__xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 			      strerror(-rc));
 		goto out;
 	}
-	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
+	rc = cfg->hv->ops->stream_config(cfg->hv, cfg->domid, &json);
 	if (rc) {
 		pvm_error_set(e, rc,
 			      "domain %u: cannot read its libxl "
@@ -952,8 +954,11 @@ int pvm_ckpt__xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 			      strerror(-rc));
 		goto out;
 	}
-	rc = pvm_hv_xen_restore_checkpointed(cfg->hv, c.json, lib_fd,
-					     cfg->paused, &domid);
+	rc = cfg->hv->ops->stream_restore(cfg->hv, c.json, lib_fd,
+					  PVM_HV_STREAM_CHECKPOINTED |
+						  (cfg->paused ?
+							   PVM_HV_STREAM_PAUSED : 0),
+					  &domid);
 	close(lib_fd);
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;

@@ -319,7 +319,8 @@ struct pvm_hv_ops {
 
 	/*
 	 * The spec domain @domid was created with, into caller-owned @out
-	 * (name, memory and vCPUs as domain_info reports them now).
+	 * (an empty image as the backend names what it runs: "idle" on the
+	 * simulated host).
 	 * -ESRCH; -EOPNOTSUPP when the backend keeps no spec of its own
 	 * (Xen: libxl's config is the toolstack's, see stream_config).
 	 */

@@ -192,7 +192,6 @@ static void *save_main(void *arg)
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
-		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
 		.drain_timeout_ms = j->pv.drain_timeout_ms,
 		.pv_mode = j->pv.mode,
@@ -296,7 +295,6 @@ int h_restore(struct req *r)
 		.digest = is_set(r, "digest"),
 		.progress = restore_progress,
 		.progress_ctx = &x,
-		.xs = r->svc->xs,
 	};
 	struct pvm_ckpt_restore_stats st;
 	struct pvm_hv_dominfo info;
@@ -399,7 +397,6 @@ static void *checkpoint_main(void *arg)
 		.image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
-		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
 		.drain_timeout_ms = j->pv.drain_timeout_ms,
 		.pv_mode = j->pv.mode,

@@ -353,6 +353,8 @@ static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
 	d->pidfd = d->ctl_fd = d->memfd = d->uffd = d->pagemap_fd = -1;
 	d->pid = -1;
 	d->spec = *cfg;
+	if (!d->spec.image[0]) /* what it runs, as domain_config_get says */
+		snprintf(d->spec.image, sizeof(d->spec.image), "idle");
 	d->nr_pages = cfg->nr_pages;
 	d->nr_vcpus = cfg->nr_vcpus;
 	len = d->nr_pages * PVM_PAGE_SIZE;

@@ -191,14 +191,14 @@ static void test_refused(void **state)
 	dst.have[1] = true;
 	pvm_error_init(&e);
 	assert_int_equal(
-	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, true, "f.pvm", &e),
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, true, "f.pvm", &e),
 	    -EBADMSG);
 	assert_non_null(strstr(
 	    e.msg, "f.pvm: no PVMIG_DEVICE record for vbd xvda (51712)"));
 	/* ...tolerated in an older file: nothing is reconnected */
 	pvm_error_init(&e);
 	assert_int_equal(
-	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, false, "f.pvm", &e),
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, false, "f.pvm", &e),
 	    0);
 	assert_false(dst.reconnected);
 	pvm_ckpt__devs_dispose(&src);
