@@ -44,7 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hv/xen/xen.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -218,9 +217,10 @@ int mig_dest_pages(void *ctx, const uint64_t *pfns,
 
 /* ---- the steps, in the order they run -------------------------------------- */
 
-static int dest_create_on_main(void *arg)
+/* The new domain, paused, as the HELLO describes it; on the job's own
+ * thread (a backend's domain_create works from any thread). */
+static int dest_create(struct mig_dst *d)
 {
-	struct mig_dst *d = arg;
 	struct pvm_hv *hv = d->svc->hv;
 	struct pvm_hv_domain_spec spec = {
 		.nr_pages = d->h.nr_pages,
@@ -299,7 +299,7 @@ out:
 static int dst_create(struct mig_dst *d, char *why, size_t why_len)
 {
 	struct pvm_kv kv;
-	int rc = svc_on_main(d->svc, dest_create_on_main, d);
+	int rc = dest_create(d);
 
 	if (rc == -EEXIST && d->h.keep_domid) {
 		/* Before anything is paused: the source's guest runs on. */
@@ -387,6 +387,7 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 		     size_t why_len)
 {
 	struct pvm_hv *hv = d->svc->hv;
+	bool stream = hv->ops->caps & PVM_HV_CAP_STREAM;
 	int rc = mig_hello_decode(kv, &d->h, why, why_len);
 
 	if (rc) {
@@ -408,9 +409,12 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 			 "a domain named '%s' already exists on the destination",
 			 d->h.name);
 		rc = -EEXIST;
-	} else if (d->h.xen != pvm_hv_is_xen(hv)) {
+	} else if (d->h.xen != stream) {
+		/* A Xen host moves domains as the toolstack's own stream; a
+		 * host that has none cannot take one, and the other way
+		 * round. */
 		snprintf(why, why_len, "the source is %sa Xen host, this one %s",
-			 d->h.xen ? "" : "not ", pvm_hv_is_xen(hv) ? "is" : "is not");
+			 d->h.xen ? "" : "not ", stream ? "is" : "is not");
 		rc = -EPROTO;
 	}
 	if (rc) {

@@ -12,7 +12,6 @@
 
 #include <openssl/rand.h>
 
-#include "hv/xen/xen.h"
 #include "transport/transport.h"
 
 int mig_opts_parse(const struct pvm_kv *args, struct mig_opts *o, char *why,
@@ -93,7 +92,7 @@ static int src_check(struct pvm_service *s, struct mig_src *m, char *why,
 {
 	/* x86 PV on Xen: libxenguest's stream (page tables canonicalised),
 	 * not pvmig's page copy (docs/xen.md). */
-	m->xen = pvm_hv_is_xen(s->hv);
+	m->xen = s->hv->ops->caps & PVM_HV_CAP_STREAM;
 	if (!m->o.suspend_timeout_ms)
 		/* The guest's own suspend, through the toolstack on Xen: a
 		 * nested or loaded host needs far longer than a sim guest. */

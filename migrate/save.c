@@ -9,8 +9,7 @@
  *                   reads it, the key never crosses the socket)
  *                   a job thread: PROGRESS records, then the RESULT
  *   h_restore()     path=, [paused=1] [digest=1]
- *                   on the main thread (the simulated host's guests die
- *                   with the thread that created them): PROGRESS, RESULT
+ *                   on the service's main thread: PROGRESS, RESULT
  *   h_checkpoint()  domain=, dir=, interval_ms=, [epochs=] [duration_s=]
  *                   [rebase_epochs=] [lz4=1] [digest=1]; a job thread: one PROGRESS per
  *                   committed epoch; ends after the epochs/duration, or

@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
-#include "hv/xen/xen.h"
 #include "transport/transport.h"
 
 /* ---- Xen: libxenguest's stream in chunks ------------------------------------ */
@@ -90,7 +89,8 @@ static void *xrestore_main(void *arg)
 {
 	struct xrestore *x = arg;
 
-	x->rc = pvm_hv_xen_restore(x->hv, x->json, x->fd, true, &x->domid);
+	x->rc = x->hv->ops->stream_restore(x->hv, x->json, x->fd,
+					   PVM_HV_STREAM_PAUSED, &x->domid);
 	close(x->fd); /* a writer still writing gets EPIPE */
 	x->fd = -1;
 	return NULL;
@@ -319,7 +319,8 @@ static int xsrc_suspend(void *ctx)
 		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
 			 m->dom.name);
 	m->t.pause = pvm_now_ns();
-	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->o.suspend_timeout_ms);
+	rc = m->svc->hv->ops->stream_suspend(m->svc->hv, m->dom.domid,
+					     m->o.suspend_timeout_ms);
 	if (rc == 0)
 		rc = mig_src_go(m, MIG_SRC_PRECOPY, MIG_SRC_PAUSED);
 	m->x_suspend_rc = rc;
@@ -407,7 +408,7 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	int fds[2], rc;
 
 	m->x_prev_dirty = UINT64_MAX;
-	rc = pvm_hv_xen_config_json(hv, m->dom.domid, &json);
+	rc = hv->ops->stream_config(hv, m->dom.domid, &json);
 	if (rc) {
 		snprintf(why, why_len, "cannot read its libxl config: %s",
 			 strerror(-rc));
@@ -441,7 +442,8 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	}
 	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
-		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->o.live, &cb);
+		rc = hv->ops->stream_save(hv, m->dom.domid, fds[1],
+					  m->o.live ? PVM_HV_STREAM_LIVE : 0, &cb);
 		if (rc && m->x_abort_rc == -ECANCELED) {
 			rc = -ECANCELED;
 			snprintf(why, why_len, "cancelled");
