@@ -38,6 +38,7 @@
 #include "checkpoint/stream/stream.h"
 
 struct pvm_hv;
+struct pvm_xenstored;
 
 #define PVM_CKPT_DISKS_MAX 8u /* = PVM_HV_MAX_DISKS (checked in save.c) */
 #define PVM_CKPT_NICS_MAX 8u  /* = PVM_HV_MAX_NICS */
@@ -96,6 +97,10 @@ struct pvm_ckpt_save_cfg {
 	const struct pvm_ckpt_devices *devices; /* NULL: none known */
 	pvm_ckpt_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
+	/* The host's xenstore server: a legacy guest's subtree is saved from
+	 * it (PVMIG_XENSTORE). NULL: none (a legacy guest with devices then
+	 * cannot be saved). */
+	struct pvm_xenstored *xs;
 	/* Bound on the guest's answer to the suspend request made before
 	 * the pause (pvquiesce/pvquiesce.h pvm_pvq_suspend); 0: 1000 ms. */
 	uint32_t suspend_timeout_ms;
@@ -140,6 +145,8 @@ struct pvm_ckpt_restore_cfg {
 	bool digest;        /* SHA-256 of all memory before unpausing */
 	pvm_ckpt_progress_fn progress;
 	void *progress_ctx;
+	struct pvm_xenstored *xs; /* as in pvm_ckpt_save_cfg: a legacy
+				   * guest's subtree is imported into it */
 	uint32_t reconnect_ms;    /* bound on the wait for the devices to
 				   * reconnect after unpause; 0: 5000 */
 	uint32_t pv_mode;         /* enum pvm_pvq_mode: force every device's
@@ -253,6 +260,7 @@ struct pvm_ckpt_cont_cfg {
 	const char *image;      /* as in pvm_ckpt_save_cfg */
 	const char *key_file;   /* as in pvm_ckpt_save_cfg */
 	const struct pvm_ckpt_devices *devices; /* as in pvm_ckpt_save_cfg */
+	struct pvm_xenstored *xs;               /* as in pvm_ckpt_save_cfg */
 	uint32_t suspend_timeout_ms;            /* as in pvm_ckpt_save_cfg */
 	uint32_t drain_timeout_ms;              /* as in pvm_ckpt_save_cfg */
 	uint32_t pv_mode;                       /* as in pvm_ckpt_save_cfg */

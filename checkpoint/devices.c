@@ -25,6 +25,9 @@
 #include <string.h>
 #include <xen/io/xenbus.h>
 
+#include "hv/sim/backend.h"
+#include "hv/sim/xenstored/xenstored.h"
+
 #define SR_DEV_STATE_MAX (64u * 1024u)
 #define SR_XS_IMAGE_MAX (4u << 20)
 
@@ -93,7 +96,8 @@ int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 }
 
 int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-			   uint32_t drain_timeout_ms, struct pvm_error *e)
+			   struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+			   struct pvm_error *e)
 {
 	char why[256] = "";
 	int rc;
@@ -104,6 +108,14 @@ int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 		return 0;
 	if (s->mode == PVM_PVQ_MODE_AUTO) /* no suspend request made */
 		s->mode = pvm_pvq_choose_mode(hv, domid, s->mode);
+	if (s->mode == PVM_PVQ_MODE_TRANSPARENT && !xs)
+		return pvm_error_set(
+		    e, -EOPNOTSUPP,
+		    "domain %u: a transparent "
+		    "reconnect needs its xenstore nodes saved, and "
+		    "this host has no xenstore server to read them "
+		    "from",
+		    domid);
 	rc = pvm_pvq_quiesce(hv, domid, s->dev, s->n, s->mode, drain_timeout_ms,
 			     &s->state, why, sizeof(why));
 	if (rc)
@@ -113,15 +125,7 @@ int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 	if (s->mode == PVM_PVQ_MODE_TRANSPARENT) {
 		/* Its records are 8-aligned from the start of their own
 		 * buffer: s->xsimg holds nothing else. */
-		rc = hv->ops->xs_export(hv, domid, &s->xsimg);
-		if (rc == -EOPNOTSUPP)
-			return pvm_error_set(
-			    e, rc,
-			    "domain %u: a transparent "
-			    "reconnect needs its xenstore nodes saved, and "
-			    "this host has no xenstore server to read them "
-			    "from",
-			    domid);
+		rc = pvm_xs_export_domain(xs, (uint16_t)domid, &s->xsimg);
 		if (rc)
 			return pvm_error_set(e, rc,
 					     "domain %u: cannot export its "
@@ -143,13 +147,13 @@ static uint64_t feat_to_ckpt(uint32_t type, uint64_t f)
 {
 	uint64_t o = 0;
 
-	if (type == PVM_HV_DEV_VBD) {
-		if (f & PVM_HV_DEV_F_FLUSH)
+	if (type == PVM_SIM_DEV_VBD) {
+		if (f & PVM_SIM_FEAT_FLUSH)
 			o |= PVM_CKPT_VBD_F_FLUSH;
 	} else {
-		if (f & PVM_HV_DEV_F_RX_COPY)
+		if (f & PVM_SIM_FEAT_RX_COPY)
 			o |= PVM_CKPT_VIF_F_RX_COPY;
-		if (f & PVM_HV_DEV_F_RX_NOTIFY)
+		if (f & PVM_SIM_FEAT_RX_NOTIFY)
 			o |= PVM_CKPT_VIF_F_RX_NOTIFY;
 	}
 	return o;
@@ -157,7 +161,7 @@ static uint64_t feat_to_ckpt(uint32_t type, uint64_t f)
 
 static const char *xs_type(uint32_t sim_type)
 {
-	return sim_type == PVM_HV_DEV_VBD ? "vbd" : "vif";
+	return sim_type == PVM_SIM_DEV_VBD ? "vbd" : "vif";
 }
 
 int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
@@ -176,15 +180,15 @@ int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 				     "devices, %zu expected",
 				     domid, count, s->n);
 	for (uint32_t i = 0; i < count; i++) {
-		struct pvm_hv_dev_state st;
-		struct pvm_ckpt_ring rings[PVM_HV_DEV_MAX_RINGS];
+		struct pvm_sim_backend_state st;
+		struct pvm_ckpt_ring rings[PVM_SIM_BACKEND_MAX_RINGS];
 		struct pvm_ckpt_device d;
 		char fe[96], be[96];
 		const uint8_t *body;
 		uint32_t blen;
 
 		if (pvm_cursor_u32(&c, &blen) || pvm_cursor_bytes(&c, blen, &body) ||
-		    pvm_hv_dev_state_decode(body, blen, &st) ||
+		    pvm_sim_backend_state_decode(body, blen, &st) ||
 		    st.xb_state > 8)
 			return pvm_error_set(e, -EBADMSG,
 					     "domain %u: %s: captured "
@@ -192,7 +196,7 @@ int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 					     domid, s->name[i]);
 		memset(&d, 0, sizeof(d));
 		memset(rings, 0, sizeof(rings));
-		d.dev_type = st.type == PVM_HV_DEV_VBD ? PVM_CKPT_DEV_VBD
+		d.dev_type = st.type == PVM_SIM_DEV_VBD ? PVM_CKPT_DEV_VBD
 							: PVM_CKPT_DEV_VIF;
 		d.devid = st.devid;
 		d.backend_domid = 0;
@@ -210,7 +214,7 @@ int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 		 * stands in (the record needs one); restore ignores it. */
 		d.nr_rings = (uint16_t)(st.nr_rings ? st.nr_rings : 1);
 		for (uint32_t r = 0; r < st.nr_rings; r++) {
-			rings[r].kind = st.type == PVM_HV_DEV_VBD ?
+			rings[r].kind = st.type == PVM_SIM_DEV_VBD ?
 						PVM_CKPT_RING_BLK :
 					r == 0 ? PVM_CKPT_RING_NET_TX :
 						 PVM_CKPT_RING_NET_RX;
@@ -221,7 +225,7 @@ int pvm_ckpt__devs_write(const struct sr_devs *s, struct pvm_ckpt_writer *w,
 			rings[r].ring_ref[0] = st.ring[r].ref;
 		}
 		if (!st.nr_rings)
-			rings[0].kind = st.type == PVM_HV_DEV_VBD ?
+			rings[0].kind = st.type == PVM_SIM_DEV_VBD ?
 						PVM_CKPT_RING_BLK :
 						PVM_CKPT_RING_NET_TX;
 		d.rings = rings;
@@ -255,7 +259,7 @@ void pvm_ckpt__devs_stream_start(struct sr_devs *s)
  * the checks a record from a file needs. */
 static int from_record(const struct pvm_ckpt_device *d,
 		       const struct pvm_pvq_device *want,
-		       struct pvm_hv_dev_state *st, const char **why)
+		       struct pvm_sim_backend_state *st, const char **why)
 {
 	bool vbd = want->type == PVM_PVQ_VBD;
 	uint32_t nr = vbd ? 1 : 2;
@@ -275,18 +279,18 @@ static int from_record(const struct pvm_ckpt_device *d,
 		*why = "a reconnect mode that does not exist";
 		return -EBADMSG;
 	}
-	st->type = vbd ? PVM_HV_DEV_VBD : PVM_HV_DEV_VIF;
+	st->type = vbd ? PVM_SIM_DEV_VBD : PVM_SIM_DEV_VIF;
 	st->devid = d->devid;
 	st->mode = d->flags & PVM_CKPT_DEV_F_MODE_MASK;
 	st->xb_state = d->be_state;
 	if (vbd)
 		st->features = d->features & PVM_CKPT_VBD_F_FLUSH ?
-				       PVM_HV_DEV_F_FLUSH : 0;
+				       PVM_SIM_FEAT_FLUSH : 0;
 	else
 		st->features = (d->features & PVM_CKPT_VIF_F_RX_COPY ?
-					PVM_HV_DEV_F_RX_COPY : 0) |
+					PVM_SIM_FEAT_RX_COPY : 0) |
 			       (d->features & PVM_CKPT_VIF_F_RX_NOTIFY ?
-					PVM_HV_DEV_F_RX_NOTIFY : 0);
+					PVM_SIM_FEAT_RX_NOTIFY : 0);
 	if (d->be_state != XenbusStateConnected)
 		return 0; /* no ring: the stand-in is ignored */
 	if (d->nr_rings != nr) {
@@ -358,7 +362,8 @@ int pvm_ckpt__devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
 }
 
 int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
-			     uint32_t domid, bool required, const char *path,
+			     uint32_t domid, struct pvm_xenstored *xs,
+			     bool required, const char *path,
 			     struct pvm_error *e)
 {
 	struct pvm_buf blob;
@@ -394,11 +399,14 @@ int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
 		if (m == PVM_PVQ_MODE_TRANSPARENT)
 			transparent = true;
 	}
-	if (transparent && !s->have_xs)
-		return pvm_error_set(e, -EBADMSG,
-				     "the guest's xenstore nodes "
-				     "(PVMIG_XENSTORE), which a transparent "
-				     "reconnect needs, are missing from the file");
+	if (transparent && (!s->have_xs || !xs))
+		return pvm_error_set(
+		    e, s->have_xs ? -EOPNOTSUPP : -EBADMSG, "%s",
+		    s->have_xs ? "this host has no xenstore server to give the "
+				 "guest its nodes back (transparent reconnect)"
+			       : "the guest's xenstore nodes (PVMIG_XENSTORE), "
+				 "which a transparent reconnect needs, are "
+				 "missing from the file");
 	if (transparent && saved_domid && saved_domid != domid)
 		return pvm_error_set(
 		    e, -EEXIST,
@@ -414,7 +422,7 @@ int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
 
 		s->st[i].domid = domid;
 		pvm_buf_put_u32(&blob, 0);
-		pvm_hv_dev_state_encode(&s->st[i], &blob);
+		pvm_sim_backend_state_encode(&s->st[i], &blob);
 		if (!blob.err)
 			pvm_put_le32(blob.data + at, (uint32_t)(blob.len - at - 4));
 	}
@@ -433,13 +441,8 @@ int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
 				     domid, why[0] ? why : strerror(-rc));
 	s->reconnected = true;
 	if (transparent) {
-		rc = hv->ops->xs_import(hv, domid, s->xsimg.data,
-					s->xsimg.len);
-		if (rc == -EOPNOTSUPP)
-			return pvm_error_set(e, rc,
-					     "this host has no xenstore server "
-					     "to give the guest its nodes back "
-					     "(transparent reconnect)");
+		rc = pvm_xs_import_domain(xs, (uint16_t)domid, s->xsimg.data,
+					  s->xsimg.len);
 		if (rc)
 			return pvm_error_set(e, rc,
 					     "domain %u: cannot import its "

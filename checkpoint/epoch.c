@@ -24,6 +24,7 @@
  * Every file is a whole checksummed stream, so a torn one is caught too.
  */
 #include "checkpoint/internal.h"
+#include "hv/xen/xen.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -372,7 +373,7 @@ static int epoch(struct cont *k, uint32_t ep, struct pvm_ckpt_epoch_stats *es)
 	tp = pvm_now_ns();
 	/* Drained first: the backends' last writes are in this epoch's
 	 * dirty set. */
-	if (pvm_ckpt__devs_quiesce(&k->devs, hv, cfg->domid,
+	if (pvm_ckpt__devs_quiesce(&k->devs, hv, cfg->domid, cfg->xs,
 				   cfg->drain_timeout_ms, k->e))
 		goto out_abort;
 	rc = hv->ops->logdirty_read_clear(hv, cfg->domid, &k->bm);
@@ -458,6 +459,7 @@ static int base(struct cont *k, bool logdirty_on,
 		   (cfg->flags & (PVM_CKPT_SAVE_LZ4 | PVM_CKPT_SAVE_DIGEST));
 	sc.progress = cfg->progress;
 	sc.progress_ctx = cfg->progress_ctx;
+	sc.xs = cfg->xs;
 	sc.suspend_timeout_ms = cfg->suspend_timeout_ms;
 	sc.drain_timeout_ms = cfg->drain_timeout_ms;
 	sc.pv_mode = cfg->pv_mode;
@@ -528,7 +530,7 @@ int pvm_ckpt_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 				   strerror(errno));
 		goto out;
 	}
-	if (k.hv->ops->caps & PVM_HV_CAP_STREAM) {
+	if (pvm_hv_is_xen(k.hv)) {
 		/* x86 PV on Xen: libxenguest's checkpointed stream. */
 		rc = pvm_ckpt__xen_continuous(cfg, k.key.loaded ? &k.key : NULL,
 					      st, &e);

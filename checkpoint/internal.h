@@ -20,6 +20,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/common.h"
 #include "hv/hv.h"
+#include "hv/sim/backend.h"
 #include "pvquiesce/pvquiesce.h"
 
 #define SR_BATCH PVM_CKPT_PAGE_BATCH_MAX
@@ -219,7 +220,7 @@ struct sr_devs {
 	struct pvm_pvq_suspend_result susp; /* the suspend request's outcome */
 	/* restore (and save: the legacy subtree) */
 	struct pvm_buf xsimg;  /* xenstore migration image, legacy only */
-	struct pvm_hv_dev_state st[PVM_PVQ_MAX_DEVICES];
+	struct pvm_sim_backend_state st[PVM_PVQ_MAX_DEVICES];
 	bool have[PVM_PVQ_MAX_DEVICES];
 	bool have_xs, reconnected;
 	uint32_t records;
@@ -235,7 +236,8 @@ int pvm_ckpt__devs_suspend(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
 /* Domain paused: drain, each backend within @drain_timeout_ms (0:
  * pvquiesce's default), and capture (and export a legacy guest's nodes). */
 int pvm_ckpt__devs_quiesce(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,
-			   uint32_t drain_timeout_ms, struct pvm_error *e);
+			   struct pvm_xenstored *xs, uint32_t drain_timeout_ms,
+			   struct pvm_error *e);
 /* The backends go on in place, if quiesced (idempotent). */
 void pvm_ckpt__devs_resume(struct sr_devs *s, struct pvm_hv *hv,
 			   uint32_t domid);
@@ -252,7 +254,8 @@ int pvm_ckpt__devs_on_xenstore(struct sr_devs *s, const void *img, size_t len,
  * import. @required: the file says it has device state (a missing record
  * is damage); else the devices start afresh with a warning. */
 int pvm_ckpt__devs_reconnect(struct sr_devs *s, struct pvm_hv *hv,
-			     uint32_t domid, bool required, const char *path,
+			     uint32_t domid, struct pvm_xenstored *xs,
+			     bool required, const char *path,
 			     struct pvm_error *e);
 /* After unpause: "all N reconnected" or the names of those that did not. */
 void pvm_ckpt__devs_wait(struct sr_devs *s, struct pvm_hv *hv, uint32_t domid,

@@ -22,6 +22,7 @@
  *   pvm_ckpt_inspect()     the same walk with no hypervisor (verify)
  */
 #include "checkpoint/internal.h"
+#include "hv/xen/xen.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -937,35 +938,33 @@ static int check_target(struct pvm_hv *hv,
 static int create_domain(struct pvm_hv *hv, const struct sr_config *c,
 			 bool legacy, uint32_t *domid_out, struct pvm_error *e)
 {
-	struct pvm_hv_domain_spec dc = { 0 };
-	uint32_t want = c->domid ? c->domid : PVM_HV_DOMID_ANY;
+	struct pvm_hv_domain_config dc = { 0 };
 	int rc;
 
+	dc.domid = c->domid ? c->domid : PVM_HV_DOMID_ANY;
 	dc.nr_pages = c->nr_pages;
 	dc.nr_vcpus = c->nr_vcpus;
-	snprintf(dc.name, sizeof(dc.name), "%.*s", (int)sizeof(dc.name) - 1,
-		 c->name);
-	snprintf(dc.image, sizeof(dc.image), "%s", c->image);
+	dc.start_paused = true;
+	dc.name = c->name;
+	dc.image = c->image[0] ? c->image : NULL;
 	dc.frontend_gen = (enum pvm_hv_frontend_gen)c->dev.frontend_gen;
 	dc.nr_disks = c->dev.nr_disks;
 	for (uint32_t i = 0; i < c->dev.nr_disks; i++) {
-		snprintf(dc.disks[i].path, sizeof(dc.disks[i].path), "%s",
-			 c->dev.disks[i].path);
-		snprintf(dc.disks[i].vdev, sizeof(dc.disks[i].vdev), "%s",
-			 c->dev.disks[i].vdev);
+		dc.disks[i].path = c->dev.disks[i].path;
+		dc.disks[i].vdev = c->dev.disks[i].vdev;
 		dc.disks[i].readonly = c->dev.disks[i].readonly;
 	}
 	dc.nr_nics = c->dev.nr_nics;
 	for (uint32_t i = 0; i < c->dev.nr_nics; i++) {
 		memcpy(dc.nics[i].mac, c->dev.nics[i].mac, 6);
-		snprintf(dc.nics[i].bridge, sizeof(dc.nics[i].bridge), "%s",
-			 c->dev.nics[i].bridge);
+		dc.nics[i].bridge =
+		    c->dev.nics[i].bridge[0] ? c->dev.nics[i].bridge : NULL;
 	}
-	rc = hv->ops->domain_create(hv, &dc, want, PVM_HV_CREATE_PAUSED,
-				    domid_out);
-	if (rc == -EEXIST && !legacy) /* the old domid is taken */
-		rc = hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY,
-					    PVM_HV_CREATE_PAUSED, domid_out);
+	rc = hv->ops->domain_create(hv, &dc, domid_out);
+	if (rc == -EEXIST && !legacy) {
+		dc.domid = PVM_HV_DOMID_ANY; /* the old domid is taken */
+		rc = hv->ops->domain_create(hv, &dc, domid_out);
+	}
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "cannot create domain '%s' (%llu MiB, %u "
@@ -1042,7 +1041,7 @@ static int load_and_start(struct rctx *x, const struct sr_config *first,
 			return held(e);
 		st->has_digest = true;
 	}
-	if (pvm_ckpt__devs_reconnect(&x->devs, hv, x->domid,
+	if (pvm_ckpt__devs_reconnect(&x->devs, hv, x->domid, cfg->xs,
 				     first->dev_state, path, e))
 		return held(e);
 	if (cfg->paused) {
@@ -1105,7 +1104,7 @@ int pvm_ckpt_restore(const struct pvm_ckpt_restore_cfg *cfg,
 	}
 	if (cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &key, &e))
 		goto out_rc;
-	if (hv->ops->caps & PVM_HV_CAP_STREAM) {
+	if (pvm_hv_is_xen(hv)) {
 		/* PV guests on Xen: libxenguest's stream, through libxl. */
 		if (dir)
 			pvm_ckpt__xen_restore_dir(cfg, cfg->path, &m, kp, st,

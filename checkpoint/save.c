@@ -30,6 +30,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "hv/sim/sim.h"
+#include "hv/xen/xen.h"
+
 /* ---- the domain config header (docs/stream-format.md §7.1) ------------- */
 
 static bool config_string_ok(const char *s)
@@ -278,17 +281,39 @@ void pvm_ckpt__out_abort(struct sr_out *o)
 }
 
 /*
- * What the domain runs, as the backend created it (domain_config_get);
- * empty when it keeps no spec (Xen: the image is in memory).
+ * What the domain runs. The ops table has no slot for a domain's config
+ * (docs/save-restore.md, "changes needed"): the simulated host's guest
+ * carries its workload in its argv (PROG NR_PAGES NR_VCPUS WORKLOAD), read
+ * here from /proc. Other backends: empty (the image is in memory).
  */
 static void domain_image(struct pvm_hv *hv, uint32_t domid, char *out,
 			 size_t len)
 {
-	struct pvm_hv_domain_spec spec;
+	char path[64], buf[1024];
+	ssize_t n;
+	pid_t pid;
+	int fd, field = 0;
 
 	out[0] = '\0';
-	if (hv->ops->domain_config_get(hv, domid, &spec) == 0)
-		snprintf(out, len, "%s", spec.image);
+	if (!pvm_sim_is_sim(hv) || pvm_sim_domain_pid(hv, domid, &pid))
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i++) {
+		if (field == 3) {
+			snprintf(out, len, "%s", buf + i);
+			return;
+		}
+		if (buf[i] == '\0')
+			field++;
+	}
 }
 
 int pvm_ckpt__config_of(struct pvm_hv *hv, uint32_t domid, struct sr_config *c,
@@ -695,9 +720,7 @@ int pvm_ckpt_save(const struct pvm_ckpt_save_cfg *cfg,
 	pvm_error_init(&e);
 	if (cfg && cfg->key_file && pvm_ckpt__key_load(cfg->key_file, &key, &e))
 		rc = e.rc;
-	else if (cfg && cfg->hv && (cfg->hv->ops->caps & PVM_HV_CAP_STREAM))
-		/* Xen: the toolstack's own stream (libxenguest), as xl
-		 * writes it. */
+	else if (cfg && cfg->hv && pvm_hv_is_xen(cfg->hv))
 		rc = pvm_ckpt__xen_save(cfg, key.loaded ? &key : NULL, st, &e);
 	else
 		rc = pvm_ckpt__save(cfg, NULL, 0, key.loaded ? &key : NULL, st,
@@ -920,7 +943,7 @@ int pvm_ckpt__save(const struct pvm_ckpt_save_cfg *cfg,
 	tp = pvm_now_ns();
 	/* Drained before the last dirty read: the responses the backends
 	 * write go into this image. */
-	if (pvm_ckpt__devs_quiesce(&devs, hv, cfg->domid,
+	if (pvm_ckpt__devs_quiesce(&devs, hv, cfg->domid, cfg->xs,
 				   cfg->drain_timeout_ms, e))
 		goto out_abort;
 	st->devices = (uint32_t)devs.n;

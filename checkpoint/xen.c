@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "checkpoint/internal.h"
+#include "hv/xen/xen.h"
 
 #define PUMP_BUF (256u * 1024u)
 
@@ -262,10 +263,10 @@ static int xsave_suspend(void *ctx)
 	xsave_report(s, "stop-and-copy", s->st->rounds, 0, 0);
 	/* --suspend-timeout rules; without it Xen's default (a nested or
 	 * loaded host needs far longer than a simulated guest's 1000 ms). */
-	rc = s->cfg->hv->ops->stream_suspend(s->cfg->hv, s->cfg->domid,
-					     s->cfg->suspend_timeout_ms ?
-						     s->cfg->suspend_timeout_ms :
-						     PVM_HV_STREAM_SUSPEND_MS);
+	rc = pvm_hv_xen_suspend(s->cfg->hv, s->cfg->domid,
+				s->cfg->suspend_timeout_ms ?
+					s->cfg->suspend_timeout_ms :
+					PVM_HV_XEN_SUSPEND_MS);
 	s->suspended = rc == 0;
 	return rc;
 }
@@ -282,10 +283,10 @@ static int xsave_precopy(void *ctx, uint32_t round, uint64_t written,
 	s->st->rounds = round + 1;
 	xsave_report(s, "precopy", round, written, written);
 	if (dirty < 0)
-		return PVM_HV_STREAM_CONTINUE; /* round 0 not sent yet */
+		return PVM_HV_XEN_PRECOPY_CONTINUE; /* round 0 not sent yet */
 	stop = pvm_ckpt__precopy_done(round, s->max_rounds, d, s->prev_dirty);
 	s->prev_dirty = d;
-	return stop ? PVM_HV_STREAM_STOP : PVM_HV_STREAM_CONTINUE;
+	return stop ? PVM_HV_XEN_PRECOPY_STOP : PVM_HV_XEN_PRECOPY_CONTINUE;
 }
 
 /* libxl header + LIBXC_CONTEXT record header (§2.1, §2.2). */
@@ -307,7 +308,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 	struct pump pump = PUMP_INIT;
 	struct xsave s = { .cfg = cfg, .st = st, .pump = &pump,
 			   .prev_dirty = SIZE_MAX };
-	struct pvm_hv_stream_cb cb = {
+	struct pvm_hv_xen_save_cb cb = {
 		.suspend = xsave_suspend, .precopy = xsave_precopy, .ctx = &s,
 	};
 	uint64_t t0 = pvm_now_ns();
@@ -327,7 +328,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 		    "the memory)",
 		    cfg->domid);
 	s.max_rounds = cfg->max_rounds ? cfg->max_rounds : SR_DEFAULT_ROUNDS;
-	rc = cfg->hv->ops->stream_config(cfg->hv, cfg->domid, &json);
+	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
 	if (rc)
 		return pvm_error_set(e, rc,
 				     "domain %u: cannot read its libxl "
@@ -351,8 +352,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 			      strerror(-rc));
 		goto out_abort;
 	}
-	rc = cfg->hv->ops->stream_save(cfg->hv, cfg->domid, lib_fd,
-				       live ? PVM_HV_STREAM_LIVE : 0, &cb);
+	rc = pvm_hv_xen_save(cfg->hv, cfg->domid, lib_fd, live, &cb);
 	close(lib_fd);
 	prc = pump_join(&pump);
 	if (s.suspended)
@@ -380,7 +380,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 		goto out_resume;
 	/* The file is in place: now the guest may go (or carry on). */
 	if (cfg->flags & PVM_CKPT_SAVE_KEEP) {
-		rc = cfg->hv->ops->stream_resume(cfg->hv, cfg->domid);
+		rc = pvm_hv_xen_resume(cfg->hv, cfg->domid);
 		if (rc)
 			pvm_error_set(e, rc,
 				      "domain %u: saved to %s, but it could "
@@ -403,7 +403,7 @@ int pvm_ckpt__xen_save(const struct pvm_ckpt_save_cfg *cfg,
 out_resume:
 	/* Whatever failed, the guest runs on as it was. */
 	if (s.suspended)
-		cfg->hv->ops->stream_resume(cfg->hv, cfg->domid);
+		pvm_hv_xen_resume(cfg->hv, cfg->domid);
 out_abort:
 	pvm_ckpt__out_abort(&o);
 out_rc:
@@ -459,9 +459,8 @@ int pvm_ckpt__xen_restore(const struct pvm_ckpt_restore_cfg *cfg,
 		return pvm_error_set(e, rc, "cannot start the restore pipe: %s",
 				     strerror(-rc));
 	}
-	rc = cfg->hv->ops->stream_restore(cfg->hv, in.xl_config, lib_fd,
-					  cfg->paused ? PVM_HV_STREAM_PAUSED : 0,
-					  &domid);
+	rc = pvm_hv_xen_restore(cfg->hv, in.xl_config, lib_fd, cfg->paused,
+				&domid);
 	close(lib_fd); /* the pump sees EPIPE if libxl stopped early */
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;
@@ -627,7 +626,7 @@ static int xcont_open(struct xcont *k, uint32_t ep)
 static int xcont_postcopy(void *ctx)
 {
 	struct xcont *k = ctx;
-	int rc = k->cfg->hv->ops->stream_resume(k->cfg->hv, k->cfg->domid);
+	int rc = pvm_hv_xen_resume(k->cfg->hv, k->cfg->domid);
 
 	if (!rc) {
 		k->s.suspended = false;
@@ -694,7 +693,7 @@ static int xcont_checkpoint(void *ctx)
  * rebase. */
 static int xcont_run(struct xcont *k)
 {
-	struct pvm_hv_stream_cb cb = {
+	struct pvm_hv_xen_save_cb cb = {
 		.suspend = xsave_suspend, .precopy = xsave_precopy,
 		.postcopy = xcont_postcopy, .checkpoint = xcont_checkpoint,
 		.ctx = k,
@@ -714,12 +713,11 @@ static int xcont_run(struct xcont *k)
 		return pvm_error_set(k->e, rc, "cannot start the save pipe: %s",
 				     strerror(-rc));
 	}
-	rc = k->cfg->hv->ops->stream_save(k->cfg->hv, k->cfg->domid, lib_fd,
-					  PVM_HV_STREAM_CHECKPOINTED, &cb);
+	rc = pvm_hv_xen_save_checkpointed(k->cfg->hv, k->cfg->domid, lib_fd,
+					  &cb);
 	close(lib_fd);
 	prc = pump_join(&k->pump);
-	if (k->s.suspended &&
-	    !k->cfg->hv->ops->stream_resume(k->cfg->hv, k->cfg->domid))
+	if (k->s.suspended && !pvm_hv_xen_resume(k->cfg->hv, k->cfg->domid))
 		k->s.suspended = false; /* failed between suspend and resume */
 	xcont_abort(k); /* an epoch that never completed */
 	if (k->e->rc)
@@ -763,7 +761,7 @@ int pvm_ckpt__xen_continuous(const struct pvm_ckpt_cont_cfg *cfg,
 			      strerror(-rc));
 		goto out;
 	}
-	rc = cfg->hv->ops->stream_config(cfg->hv, cfg->domid, &json);
+	rc = pvm_hv_xen_config_json(cfg->hv, cfg->domid, &json);
 	if (rc) {
 		pvm_error_set(e, rc,
 			      "domain %u: cannot read its libxl "
@@ -954,11 +952,8 @@ int pvm_ckpt__xen_restore_dir(const struct pvm_ckpt_restore_cfg *cfg,
 			      strerror(-rc));
 		goto out;
 	}
-	rc = cfg->hv->ops->stream_restore(cfg->hv, c.json, lib_fd,
-					  PVM_HV_STREAM_CHECKPOINTED |
-						  (cfg->paused ?
-							   PVM_HV_STREAM_PAUSED : 0),
-					  &domid);
+	rc = pvm_hv_xen_restore_checkpointed(cfg->hv, c.json, lib_fd,
+					     cfg->paused, &domid);
 	close(lib_fd);
 	prc = pump_join(&pump);
 	st->bytes = pump.bytes;

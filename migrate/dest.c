@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hv/xen/xen.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -217,29 +218,29 @@ int mig_dest_pages(void *ctx, const uint64_t *pfns,
 
 /* ---- the steps, in the order they run -------------------------------------- */
 
-/* The new domain, paused, as the HELLO describes it; on the job's own
- * thread (a backend's domain_create works from any thread). */
-static int dest_create(struct mig_dst *d)
+static int dest_create_on_main(void *arg)
 {
+	struct mig_dst *d = arg;
 	struct pvm_hv *hv = d->svc->hv;
-	struct pvm_hv_domain_spec spec = {
+	struct pvm_hv_domain_config cfg = {
+		/* Keep the domid where it is free here: a guest whose drivers
+		 * never re-handshake keeps using paths and ACLs that name it
+		 * (docs/designs/non-cooperative-migration.md). */
+		.domid = d->h.src_domid && d->h.src_domid <= PVM_HV_DOMID_MAX ?
+				 d->h.src_domid : PVM_HV_DOMID_ANY,
 		.nr_pages = d->h.nr_pages,
 		.nr_vcpus = (uint32_t)d->h.vcpus,
+		.start_paused = true,
+		.name = d->h.name,
 	};
-	/* Keep the domid where it is free here: a guest whose drivers never
-	 * re-handshake keeps using paths and ACLs that name it
-	 * (docs/designs/non-cooperative-migration.md). */
-	uint32_t want = d->h.src_domid && d->h.src_domid <= PVM_HV_DOMID_MAX ?
-				d->h.src_domid : PVM_HV_DOMID_ANY;
 	int rc;
 
-	snprintf(spec.name, sizeof(spec.name), "%s", d->h.name);
-	dom_config_to_hv(&d->h.dc, &spec);
-	rc = hv->ops->domain_create(hv, &spec, want, PVM_HV_CREATE_PAUSED,
-				    &d->domid);
-	if (rc == -EEXIST && !d->h.keep_domid)
-		rc = hv->ops->domain_create(hv, &spec, PVM_HV_DOMID_ANY,
-					    PVM_HV_CREATE_PAUSED, &d->domid);
+	dom_config_to_hv(&d->h.dc, &cfg);
+	rc = hv->ops->domain_create(hv, &cfg, &d->domid);
+	if (rc == -EEXIST && !d->h.keep_domid) {
+		cfg.domid = PVM_HV_DOMID_ANY;
+		rc = hv->ops->domain_create(hv, &cfg, &d->domid);
+	}
 	if (!rc) {
 		d->h.dc.domid = d->domid;
 		svc_config_put(d->svc, &d->h.dc);
@@ -299,7 +300,7 @@ out:
 static int dst_create(struct mig_dst *d, char *why, size_t why_len)
 {
 	struct pvm_kv kv;
-	int rc = dest_create(d);
+	int rc = svc_on_main(d->svc, dest_create_on_main, d);
 
 	if (rc == -EEXIST && d->h.keep_domid) {
 		/* Before anything is paused: the source's guest runs on. */
@@ -334,12 +335,28 @@ out_abort:
 	return rc;
 }
 
+/* MemAvailable of /proc/meminfo in bytes, or 0 when unknown. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long kib = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
 /*
  * Admission, before anything is created or allocated for the guest: one
  * more migration under max-migrations, its memory under
- * max-incoming-memory, and under what the host has left
- * (host_mem_available: the simulated host's guests are processes here)
- * once the guests already arriving are counted. On success the guest's bytes are claimed (s->incoming_bytes)
+ * max-incoming-memory, and (simulated host, whose guests are processes
+ * here) under what the host has left once the guests already arriving are
+ * counted. On success the guest's bytes are claimed (s->incoming_bytes)
  * until mig_dest_main ends. 0, or a negative errno with @why.
  */
 static int dst_admit(struct mig_dst *d, char *why, size_t why_len)
@@ -349,9 +366,8 @@ static int dst_admit(struct mig_dst *d, char *why, size_t why_len)
 	uint64_t bytes = d->h.nr_pages * PVM_PAGE_SIZE, avail = 0;
 	int rc = 0;
 
-	/* 0 (no check) where the backend leaves it to the toolstack. */
-	if (s->hv->ops->host_mem_available(s->hv, &avail))
-		avail = 0;
+	if (!pvm_hv_is_xen(s->hv))
+		avail = mem_available();
 	pthread_mutex_lock(&s->lock);
 	if (s->incoming >= c->max_migrations) {
 		snprintf(why, why_len,
@@ -387,7 +403,6 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 		     size_t why_len)
 {
 	struct pvm_hv *hv = d->svc->hv;
-	bool stream = hv->ops->caps & PVM_HV_CAP_STREAM;
 	int rc = mig_hello_decode(kv, &d->h, why, why_len);
 
 	if (rc) {
@@ -409,12 +424,9 @@ static int dst_hello(struct mig_dst *d, const struct pvm_kv *kv, char *why,
 			 "a domain named '%s' already exists on the destination",
 			 d->h.name);
 		rc = -EEXIST;
-	} else if (d->h.xen != stream) {
-		/* A Xen host moves domains as the toolstack's own stream; a
-		 * host that has none cannot take one, and the other way
-		 * round. */
+	} else if (d->h.xen != pvm_hv_is_xen(hv)) {
 		snprintf(why, why_len, "the source is %sa Xen host, this one %s",
-			 d->h.xen ? "" : "not ", stream ? "is" : "is not");
+			 d->h.xen ? "" : "not ", pvm_hv_is_xen(hv) ? "is" : "is not");
 		rc = -EPROTO;
 	}
 	if (rc) {

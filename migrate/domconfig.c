@@ -11,23 +11,21 @@
 #include "pvquiesce/pvquiesce.h"
 
 void dom_config_to_hv(const struct dom_config *dc,
-		      struct pvm_hv_domain_spec *cfg)
+		      struct pvm_hv_domain_config *cfg)
 {
-	snprintf(cfg->image, sizeof(cfg->image), "%s", dc->image);
-	cfg->frontend_gen = dc->frontend_gen;
+	cfg->image = dc->image[0] ? dc->image : NULL;
+	cfg->frontend_gen = (enum pvm_hv_frontend_gen)dc->frontend_gen;
 	cfg->nr_disks = dc->nr_disks;
 	for (uint32_t i = 0; i < dc->nr_disks; i++) {
-		snprintf(cfg->disks[i].path, sizeof(cfg->disks[i].path), "%s",
-			 dc->disks[i].path);
-		snprintf(cfg->disks[i].vdev, sizeof(cfg->disks[i].vdev), "%s",
-			 dc->disks[i].vdev);
+		cfg->disks[i].path = dc->disks[i].path;
+		cfg->disks[i].vdev = dc->disks[i].vdev;
 		cfg->disks[i].readonly = dc->disks[i].readonly;
 	}
 	cfg->nr_nics = dc->nr_nics;
 	for (uint32_t i = 0; i < dc->nr_nics; i++) {
 		memcpy(cfg->nics[i].mac, dc->nics[i].mac, 6);
-		snprintf(cfg->nics[i].bridge, sizeof(cfg->nics[i].bridge), "%s",
-			 dc->nics[i].bridge);
+		cfg->nics[i].bridge = dc->nics[i].bridge[0] ? dc->nics[i].bridge
+							    : NULL;
 	}
 }
 

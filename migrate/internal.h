@@ -16,6 +16,7 @@
 /* The most domains a listing asks the backend for. */
 #define MIG_MAX_DOMAINS 1024u
 
+struct pvm_xenstored;
 
 /*
  * A domain's toolstack configuration (what libxl keeps in its domain
@@ -42,9 +43,9 @@ struct dom_config {
 	bool devices_quiesced;
 };
 
-/* Fills @spec's image and device fields from @dc (the rest is left). */
+/* Fills @cfg's image and device fields from @dc (pointers into @dc). */
 void dom_config_to_hv(const struct dom_config *dc,
-		      struct pvm_hv_domain_spec *spec);
+		      struct pvm_hv_domain_config *cfg);
 /* Adds @dc as key=value fields (image, frontend, diskN, diskN_vdev,
  * diskN_ro, nicN_mac, nicN_bridge) / reads them back: 0 or -EINVAL with
  * *why_out naming the bad field. */
@@ -58,6 +59,15 @@ struct req;
 struct mig_src;
 struct pvm_listener;
 
+/* A function the service's main thread runs for another thread. */
+struct main_call {
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+	bool done;
+	struct main_call *next;
+};
+
 /* The outcome of an incoming migration, kept for the source's query. */
 struct mig_outcome {
 	char id[33];
@@ -68,6 +78,9 @@ struct mig_outcome {
 struct pvm_service {
 	struct pvm_service_config cfg;
 	struct pvm_hv *hv;          /* the backend; owned */
+	struct pvm_xenstored *xs;   /* sim only: its xenstore server; owned */
+	pthread_t xs_thread;
+	bool xs_started;
 	int lock_fd;                /* flock on STATE_DIR/pvmigd.lock */
 	bool lock_held;             /* ours: unlinked at destroy */
 	int ctl_fd;                 /* listening control socket */
@@ -77,6 +90,9 @@ struct pvm_service {
 	pthread_mutex_t lock;       /* everything below */
 	pthread_cond_t cond;
 	bool stopping;
+	int main_efd;               /* wakes the loop for main_calls */
+	struct main_call *calls;    /* queued for the main thread */
+	pthread_t main_thread;
 	unsigned jobs;              /* job threads running */
 	unsigned incoming, outgoing;/* migrations running */
 	unsigned peer_channels;     /* accepted peer channels open */
@@ -101,6 +117,12 @@ struct pvm_service {
 /* A handler that handed its request's fd to a job thread returns this;
  * the job then sends the RESULT and closes the fd. */
 #define REQ_DETACHED 1
+
+/* Runs @fn(@arg) on the service's main thread (the one in _run()) and
+ * returns its result; runs it directly when called from that thread. The
+ * simulated host's guests die with the thread that created them, so every
+ * domain_create goes through here. -ECANCELED once the service stops. */
+int svc_on_main(struct pvm_service *s, int (*fn)(void *), void *arg);
 
 /* Starts a detached, counted job thread; _destroy() waits for all. */
 int svc_job_start(struct pvm_service *s, void *(*fn)(void *), void *arg);

@@ -12,6 +12,7 @@
 
 #include <openssl/rand.h>
 
+#include "hv/xen/xen.h"
 #include "transport/transport.h"
 
 int mig_opts_parse(const struct pvm_kv *args, struct mig_opts *o, char *why,
@@ -92,11 +93,11 @@ static int src_check(struct pvm_service *s, struct mig_src *m, char *why,
 {
 	/* x86 PV on Xen: libxenguest's stream (page tables canonicalised),
 	 * not pvmig's page copy (docs/xen.md). */
-	m->xen = s->hv->ops->caps & PVM_HV_CAP_STREAM;
+	m->xen = pvm_hv_is_xen(s->hv);
 	if (!m->o.suspend_timeout_ms)
 		/* The guest's own suspend, through the toolstack on Xen: a
 		 * nested or loaded host needs far longer than a sim guest. */
-		m->o.suspend_timeout_ms = m->xen ? PVM_HV_STREAM_SUSPEND_MS :
+		m->o.suspend_timeout_ms = m->xen ? PVM_HV_XEN_SUSPEND_MS :
 						   PVM_PVQ_SUSPEND_TIMEOUT_MS;
 	if (m->xen && (m->o.verify || m->o.no_quiesce)) {
 		snprintf(why, why_len, "'%s' stays here: --verify-memory and --no-quiesce are not available on the Xen backend (libxenguest moves the memory)",

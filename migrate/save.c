@@ -9,7 +9,8 @@
  *                   reads it, the key never crosses the socket)
  *                   a job thread: PROGRESS records, then the RESULT
  *   h_restore()     path=, [paused=1] [digest=1]
- *                   on the service's main thread: PROGRESS, RESULT
+ *                   on the main thread (the simulated host's guests die
+ *                   with the thread that created them): PROGRESS, RESULT
  *   h_checkpoint()  domain=, dir=, interval_ms=, [epochs=] [duration_s=]
  *                   [rebase_epochs=] [lz4=1] [digest=1]; a job thread: one PROGRESS per
  *                   committed epoch; ends after the epochs/duration, or
@@ -191,6 +192,7 @@ static void *save_main(void *arg)
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
 		.progress = job_progress, .progress_ctx = j,
+		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
 		.drain_timeout_ms = j->pv.drain_timeout_ms,
 		.pv_mode = j->pv.mode,
@@ -294,6 +296,7 @@ int h_restore(struct req *r)
 		.digest = is_set(r, "digest"),
 		.progress = restore_progress,
 		.progress_ctx = &x,
+		.xs = r->svc->xs,
 	};
 	struct pvm_ckpt_restore_stats st;
 	struct pvm_hv_dominfo info;
@@ -396,6 +399,7 @@ static void *checkpoint_main(void *arg)
 		.image = j->image,
 		.key_file = j->key_file[0] ? j->key_file : NULL,
 		.devices = j->have_dev ? &j->dev : NULL,
+		.xs = j->svc->xs,
 		.suspend_timeout_ms = j->pv.suspend_timeout_ms,
 		.drain_timeout_ms = j->pv.drain_timeout_ms,
 		.pv_mode = j->pv.mode,

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "hv/hv.h"
+#include "hv/sim/sim.h"
+#include "hv/sim/xenstored/xenstored.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -90,7 +92,8 @@ static int h_create(struct req *r)
 	struct pvm_hv *hv = r->svc->hv;
 	const char *name = pvm_kv_get(r->args, "name");
 	const char *mem = pvm_kv_get(r->args, "memory");
-	struct pvm_hv_domain_spec cfg = { .nr_vcpus = 1 };
+	struct pvm_hv_domain_config cfg = { .domid = PVM_HV_DOMID_ANY,
+					    .nr_vcpus = 1 };
 	struct pvm_hv_dominfo info;
 	struct dom_config dc;
 	uint64_t bytes = 256ull << 20, vcpus = 1;
@@ -164,13 +167,11 @@ static int h_create(struct req *r)
 		free(real);
 	}
 	dom_config_to_hv(&dc, &cfg);
-	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	cfg.name = name;
 	cfg.nr_pages = bytes / PVM_PAGE_SIZE;
 	cfg.nr_vcpus = (uint32_t)vcpus;
-	rc = hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY,
-				    pvm_kv_get(r->args, "paused") ?
-					    PVM_HV_CREATE_PAUSED : 0,
-				    &domid);
+	cfg.start_paused = pvm_kv_get(r->args, "paused") != NULL;
+	rc = hv->ops->domain_create(hv, &cfg, &domid);
 	if (rc)
 		return reply_result(r, rc, NULL, "cannot create '%s': %s", name,
 				    strerror(-rc));
@@ -207,13 +208,12 @@ static int h_status(struct req *r)
 		pvm_kv_add(&kv, "disks", "%u", dc.nr_disks);
 		pvm_kv_add(&kv, "nics", "%u", dc.nr_nics);
 	}
-	{
-		struct pvm_hv_workload w;
+	if (pvm_sim_is_sim(r->svc->hv)) {
+		struct pvm_sim_workload w;
 
 		/* The guest's own I/O counters (data/workload in its xenstore
-		 * area): what "nothing lost" is measured by. A backend with no
-		 * such workload says -EOPNOTSUPP. */
-		if (r->svc->hv->ops->workload_read(r->svc->hv, d.domid, &w) == 0) {
+		 * area): what "nothing lost" is measured by. */
+		if (pvm_sim_workload_read(r->svc->hv, d.domid, &w) == 0) {
 			pvm_kv_add(&kv, "blk_writes", "%llu", (unsigned long long)w.blk_writes);
 			pvm_kv_add(&kv, "blk_reads", "%llu", (unsigned long long)w.blk_reads);
 			pvm_kv_add(&kv, "blk_verify_fail", "%llu", (unsigned long long)w.blk_verify_fail);
@@ -344,6 +344,52 @@ out:
 	return !detached;
 }
 
+/* Runs the functions other threads queued for the main thread. */
+static void run_main_calls(struct pvm_service *s)
+{
+	uint64_t v;
+	ssize_t n = read(s->main_efd, &v, sizeof(v));
+
+	(void)n;
+	pthread_mutex_lock(&s->lock);
+	while (s->calls) {
+		struct main_call *c = s->calls;
+
+		s->calls = c->next;
+		pthread_mutex_unlock(&s->lock);
+		c->rc = c->fn(c->arg);
+		pthread_mutex_lock(&s->lock);
+		c->done = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int svc_on_main(struct pvm_service *s, int (*fn)(void *), void *arg)
+{
+	struct main_call c = { .fn = fn, .arg = arg };
+	uint64_t one = 1;
+	ssize_t n;
+
+	if (pthread_equal(pthread_self(), s->main_thread))
+		return fn(arg);
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return -ECANCELED;
+	}
+	c.next = s->calls;
+	s->calls = &c;
+	pthread_mutex_unlock(&s->lock);
+	n = write(s->main_efd, &one, sizeof(one));
+	(void)n;
+	pthread_mutex_lock(&s->lock);
+	while (!c.done)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return c.rc;
+}
+
 struct job_start {
 	struct pvm_service *s;
 	void *(*fn)(void *);
@@ -402,18 +448,22 @@ bool svc_stopping(struct pvm_service *s)
 
 int pvm_service_run(struct pvm_service *s)
 {
+	s->main_thread = pthread_self();
 	for (;;) {
-		struct pollfd pf[2] = {
+		struct pollfd pf[3] = {
 			{ .fd = s->ctl_fd, .events = POLLIN },
 			{ .fd = s->stop_pipe[0], .events = POLLIN },
+			{ .fd = s->main_efd, .events = POLLIN },
 		};
 		int fd;
 
-		if (poll(pf, 2, -1) < 0) {
+		if (poll(pf, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (pf[2].revents)
+			run_main_calls(s);
 		if (pf[1].revents)
 			break;
 		if (!(pf[0].revents & POLLIN))
@@ -424,16 +474,25 @@ int pvm_service_run(struct pvm_service *s)
 		if (serve_one(s, fd))
 			close(fd);
 	}
-	/* The jobs wind down on their own threads (domain_create works from
-	 * any thread: the backend owns the thread that makes guests). */
+	/* Jobs may still need the main thread (domain_create) while they
+	 * wind down: keep serving their calls until the last one is gone. */
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_mutex_unlock(&s->lock);
 	mig_listener_stop(s);
-	pthread_mutex_lock(&s->lock);
-	while (s->jobs)
-		pthread_cond_wait(&s->cond, &s->lock);
-	pthread_mutex_unlock(&s->lock);
+	for (;;) {
+		struct pollfd pf = { .fd = s->main_efd, .events = POLLIN };
+		unsigned jobs;
+
+		pthread_mutex_lock(&s->lock);
+		jobs = s->jobs;
+		pthread_mutex_unlock(&s->lock);
+		if (!jobs)
+			break;
+		if (poll(&pf, 1, 100) > 0)
+			run_main_calls(s);
+	}
+	run_main_calls(s);
 	return 0;
 }
 
@@ -451,6 +510,12 @@ const char *pvm_service_control_path(const struct pvm_service *s)
 }
 
 /* ---- set-up and tear-down -------------------------------------------------- */
+
+static void *xs_main(void *arg)
+{
+	pvm_xenstored_run(arg);
+	return NULL;
+}
 
 static int bind_control(struct pvm_service *s)
 {
@@ -534,6 +599,8 @@ int pvm_service_create(const struct pvm_service_config *c,
 	s->lock_fd = s->ctl_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	s->main_thread = pthread_self();
+	s->main_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = -errno;
@@ -548,12 +615,29 @@ int pvm_service_create(const struct pvm_service_config *c,
 	rc = lock_state_dir(s, path, sizeof(path));
 	if (rc)
 		goto out_free;
-	{
-		/* The simulated host's xenstore server lives in the state
-		 * dir (pvm_hv_open starts and ends it with the host). */
-		struct pvm_hv_open_opts ho = { .state_dir = c->state_dir };
+	if (!strcmp(c->backend, "sim")) {
+		struct pvm_xenstored_opts xo;
+		struct pvm_sim_config sc = { 0 };
 
-		rc = pvm_hv_open(c->backend, &ho, &s->hv);
+		sc.xenstored = NULL; /* set below, once the server exists */
+
+		pvm_xenstored_opts_default(&xo);
+		xo.state_dir = c->state_dir;
+		rc = pvm_xenstored_create(&xo, &s->xs);
+		if (rc) {
+			pvm_err("cannot start the simulated host's xenstore in %s: %s",
+				c->state_dir, strerror(-rc));
+			goto out_free;
+		}
+		if (pthread_create(&s->xs_thread, NULL, xs_main, s->xs)) {
+			rc = -EAGAIN;
+			goto out_free;
+		}
+		s->xs_started = true;
+		sc.xenstored = s->xs;
+		rc = pvm_sim_host_create(&sc, &s->hv);
+	} else {
+		rc = pvm_hv_open(c->backend, &s->hv);
 	}
 	if (rc) {
 		pvm_err("cannot open the %s backend: %s", c->backend,
@@ -583,7 +667,7 @@ void pvm_service_destroy(struct pvm_service *s)
 	if (!s)
 		return;
 	/* A service that never ran still has to stop its listener and wait
-	 * for its jobs. */
+	 * for jobs (none can need the main thread then). */
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_mutex_unlock(&s->lock);
@@ -594,8 +678,15 @@ void pvm_service_destroy(struct pvm_service *s)
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < PVM_ARRAY_SIZE(s->last_stats); i++)
 		pvm_kv_dispose(&s->last_stats[i]);
+	if (s->main_efd >= 0)
+		close(s->main_efd);
 	if (s->hv)
 		s->hv->ops->close(s->hv); /* destroys the guests it started */
+	if (s->xs_started) {
+		pvm_xenstored_stop(s->xs);
+		pthread_join(s->xs_thread, NULL);
+	}
+	pvm_xenstored_destroy(s->xs);
 	if (s->ctl_fd >= 0) {
 		close(s->ctl_fd);
 		unlink(s->ctl_path);

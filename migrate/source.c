@@ -59,6 +59,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hv/xen/xen.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -1004,7 +1005,7 @@ static void src_rollback(struct mig_src *m, int rc, const char *why)
 		if (mig_src_devs_quiesced(m))
 			pvm_pvq_resume(hv, m->dom.domid, m->devs, m->ndev);
 		if (m->xen)
-			hv->ops->stream_resume(hv, m->dom.domid);
+			pvm_hv_xen_resume(hv, m->dom.domid);
 		else
 			hv->ops->domain_unpause(hv, m->dom.domid);
 	} else if (!m->xen) {

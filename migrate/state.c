@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "checkpoint/checkpoint.h"
+#include "hv/sim/xenstored/xenstored.h"
 #include "pvquiesce/pvquiesce.h"
 #include "transport/transport.h"
 
@@ -190,11 +191,9 @@ int mig_state_apply(struct mig_dst *d, const uint8_t *p, size_t len,
 				       PVM_PVQ_MODE_AUTO, st->devices.p,
 				       st->devices.len, &transparent, why, why_len);
 	/* Re-attached backends: the frontend never rewrites its nodes. */
-	if (!rc && st->xenstore.present && transparent) {
-		rc = hv->ops->xs_import(hv, d->domid, st->xenstore.p,
-					st->xenstore.len);
-		if (rc == -EOPNOTSUPP) /* no xenstore server here */
-			rc = 0;
+	if (!rc && st->xenstore.present && transparent && d->svc->xs) {
+		rc = pvm_xs_import_domain(d->svc->xs, (uint16_t)d->domid,
+					  st->xenstore.p, st->xenstore.len);
 		if (rc)
 			snprintf(why, why_len, "cannot import the domain's xenstore nodes: %s",
 				 strerror(-rc));
@@ -247,7 +246,7 @@ static int get_xenstore(struct mig_src *m, struct pvm_buf *b, uint32_t v)
 
 	/* Its records are 8-aligned from the start of their own buffer. */
 	pvm_buf_init(&img, PVM_TP_MSG_MAX / 2);
-	rc = m->svc->hv->ops->xs_export(m->svc->hv, m->dom.domid, &img);
+	rc = pvm_xs_export_domain(m->svc->xs, (uint16_t)m->dom.domid, &img);
 	if (!rc)
 		pvm_buf_put_bytes(b, img.data, img.len);
 	pvm_buf_dispose(&img);
@@ -288,15 +287,8 @@ int mig_state_send(struct mig_src *m)
 		rc = add_section(&b, ST_EVTCHN, get_evtchn, m, 0);
 	if (!rc)
 		rc = add_section(&b, ST_GRANT, get_grant, m, 0);
-	if (!rc) {
-		size_t sec = b.len;
-
+	if (!rc && m->svc->xs)
 		rc = add_section(&b, ST_XENSTORE, get_xenstore, m, 0);
-		if (rc == -EOPNOTSUPP) { /* a host without xenstore: none */
-			b.len = sec;
-			rc = 0;
-		}
-	}
 	if (!rc && mig_src_devs_quiesced(m))
 		rc = add_section(&b, ST_DEVICES, get_devices, m, 0);
 	if (!rc && m->o.verify)

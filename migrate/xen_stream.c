@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "hv/xen/xen.h"
 #include "transport/transport.h"
 
 /* ---- Xen: libxenguest's stream in chunks ------------------------------------ */
@@ -89,8 +90,7 @@ static void *xrestore_main(void *arg)
 {
 	struct xrestore *x = arg;
 
-	x->rc = x->hv->ops->stream_restore(x->hv, x->json, x->fd,
-					   PVM_HV_STREAM_PAUSED, &x->domid);
+	x->rc = pvm_hv_xen_restore(x->hv, x->json, x->fd, true, &x->domid);
 	close(x->fd); /* a writer still writing gets EPIPE */
 	x->fd = -1;
 	return NULL;
@@ -319,8 +319,7 @@ static int xsrc_suspend(void *ctx)
 		pvm_warn("migration %.8s: the throttle stays on '%s'", m->id,
 			 m->dom.name);
 	m->t.pause = pvm_now_ns();
-	rc = m->svc->hv->ops->stream_suspend(m->svc->hv, m->dom.domid,
-					     m->o.suspend_timeout_ms);
+	rc = pvm_hv_xen_suspend(m->svc->hv, m->dom.domid, m->o.suspend_timeout_ms);
 	if (rc == 0)
 		rc = mig_src_go(m, MIG_SRC_PRECOPY, MIG_SRC_PAUSED);
 	m->x_suspend_rc = rc;
@@ -341,12 +340,12 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 
 	if (mig_src_cancelled(m)) {
 		m->x_abort_rc = -ECANCELED;
-		return PVM_HV_STREAM_ABORT;
+		return PVM_HV_XEN_PRECOPY_ABORT;
 	}
 	if (dirty < 0) { /* before round 0 */
 		m->x_t_round = now;
 		m->x_bytes_round = bytes;
-		return PVM_HV_STREAM_CONTINUE;
+		return PVM_HV_XEN_PRECOPY_CONTINUE;
 	}
 	r->round = round ? round - 1 : 0;
 	r->pages_sent = written - m->x_written; /* libxenguest counts all */
@@ -373,7 +372,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	m->x_t_round = now;
 	m->x_bytes_round = bytes;
 	if (v == PVM_POLICY_CONTINUE)
-		return PVM_HV_STREAM_CONTINUE;
+		return PVM_HV_XEN_PRECOPY_CONTINUE;
 	if (v == PVM_POLICY_THROTTLE) {
 		int rc = mig_src_throttle(m, pvm_policy_throttle_next(m->throttle));
 
@@ -381,7 +380,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 			/* A new regime: both counts start again. */
 			r->stuck_rounds = 0;
 			r->high_rounds = 0;
-			return PVM_HV_STREAM_CONTINUE;
+			return PVM_HV_XEN_PRECOPY_CONTINUE;
 		}
 		mig_src_stat(m, "stop_reason", "%s; the guest could not be throttled (%s)",
 			 verdict_why, strerror(-rc));
@@ -391,7 +390,7 @@ static int xsrc_precopy(void *ctx, uint32_t round, uint64_t written,
 	}
 	mig_src_stat(m, "converged", "%s", v == PVM_POLICY_STOP ? "yes" : "no");
 	/* The throttle stays until the suspend (xsrc_suspend). */
-	return PVM_HV_STREAM_STOP;
+	return PVM_HV_XEN_PRECOPY_STOP;
 }
 
 /* Source, xen: after ACCEPT, up to MIG_XEND sent (the guest suspended). */
@@ -400,7 +399,7 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	static const uint8_t end[PVM_CKPT_LIBXL_END_SIZE];
 	struct pvm_hv *hv = m->svc->hv;
 	struct xpump p = { .m = m, .fd = -1 };
-	struct pvm_hv_stream_cb cb = {
+	struct pvm_hv_xen_save_cb cb = {
 		.suspend = xsrc_suspend, .precopy = xsrc_precopy, .ctx = m,
 	};
 	uint8_t head[PVM_CKPT_LIBXL_HEAD_SIZE];
@@ -408,7 +407,7 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	int fds[2], rc;
 
 	m->x_prev_dirty = UINT64_MAX;
-	rc = hv->ops->stream_config(hv, m->dom.domid, &json);
+	rc = pvm_hv_xen_config_json(hv, m->dom.domid, &json);
 	if (rc) {
 		snprintf(why, why_len, "cannot read its libxl config: %s",
 			 strerror(-rc));
@@ -442,8 +441,7 @@ int mig_source_xen_stream(struct mig_src *m, char *why, size_t why_len)
 	}
 	rc = pvm_write_all(fds[1], head, pvm_ckpt_libxl_head(head));
 	if (!rc) {
-		rc = hv->ops->stream_save(hv, m->dom.domid, fds[1],
-					  m->o.live ? PVM_HV_STREAM_LIVE : 0, &cb);
+		rc = pvm_hv_xen_save(hv, m->dom.domid, fds[1], m->o.live, &cb);
 		if (rc && m->x_abort_rc == -ECANCELED) {
 			rc = -ECANCELED;
 			snprintf(why, why_len, "cancelled");

@@ -37,11 +37,10 @@
  * ring's state and are served on the destination. No request is failed
  * back to the guest to make a drain finish.
  *
- * The backend actions are the ops table's PV slots (hv/hv.h: dev_*, the
- * suspend request); a backend whose devices are the toolstack's (Xen:
- * libxl's) answers -EOPNOTSUPP there, and these return that or do nothing
- * (see docs/xen.md). All functions return 0 or a negative errno and fill
- * @why with a sentence naming the device.
+ * Today the backend actions exist for the simulated host only
+ * (hv/sim/backend.h); on the Xen backend these return -EOPNOTSUPP (see
+ * docs/xen.md). All functions return 0 or a negative errno and fill @why
+ * with a sentence naming the device.
  */
 #ifndef PVM_PVQUIESCE_H
 #define PVM_PVQUIESCE_H
@@ -54,8 +53,8 @@
 #include "hv/hv.h"
 
 enum pvm_pvq_type {
-	PVM_PVQ_VBD = PVM_HV_DEV_VBD,
-	PVM_PVQ_VIF = PVM_HV_DEV_VIF,
+	PVM_PVQ_VBD = 1,
+	PVM_PVQ_VIF = 2,
 };
 
 struct pvm_pvq_device {

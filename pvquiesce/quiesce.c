@@ -3,7 +3,7 @@
  *
  * State blob (little-endian): u32 count, then per device u32 length and
  * the backend's own encoding (hv/sim/backend.h,
- * pvm_hv_dev_state_encode).
+ * pvm_sim_backend_state_encode).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <xen/io/xenbus.h>
 
+#include "hv/sim/backend.h"
+#include "hv/sim/sim.h"
 #include "pvquiesce/pvquiesce.h"
 
 #define STATE_MAX 4096u
@@ -41,16 +43,17 @@ int pvm_pvq_mode_parse(const char *s, enum pvm_pvq_mode *out)
 enum pvm_pvq_mode pvm_pvq_choose_mode(struct pvm_hv *hv, uint32_t domid,
 				      enum pvm_pvq_mode forced)
 {
-	bool on = false;
-	int rc;
+	char path[64], val[8];
 
 	if (forced != PVM_PVQ_MODE_AUTO)
 		return forced;
-	rc = hv->ops->frontend_feature(hv, domid, "suspend", &on);
-	/* -EOPNOTSUPP: the devices are the toolstack's, whose guests
-	 * re-handshake (Xen, docs/xen.md); nothing here re-attaches a
-	 * backend there. */
-	if (rc == -EOPNOTSUPP || (rc == 0 && on))
+	/* Xen: devices are libxl's, whose guests re-handshake (docs/xen.md);
+	 * nothing here re-attaches a backend there. */
+	if (!pvm_sim_is_sim(hv))
+		return PVM_PVQ_MODE_COOPERATIVE;
+	snprintf(path, sizeof(path), "/local/domain/%u/control/feature-suspend",
+		 domid);
+	if (pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 && !strcmp(val, "1"))
 		return PVM_PVQ_MODE_COOPERATIVE;
 	return PVM_PVQ_MODE_TRANSPARENT;
 }
@@ -61,32 +64,26 @@ static bool guest_suspended(struct pvm_hv *hv, uint32_t domid)
 {
 	bool s = false;
 
-	return hv->ops->suspended(hv, domid, &s) == 0 && s;
-}
-
-static bool guest_acked(struct pvm_hv *hv, uint32_t domid)
-{
-	bool a = false;
-
-	return hv->ops->suspend_acked(hv, domid, &a) == 0 && a;
+	return pvm_sim_domain_suspended(hv, domid, &s) == 0 && s;
 }
 
 int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 		    struct pvm_pvq_suspend_result *out)
 {
 	struct pvm_hv_dominfo info;
+	char ctl[64], val[32];
 	uint64_t t0 = pvm_now_ns(), deadline;
-	bool acked = false, s, on = false, taken;
+	bool acked = false, s;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = hv->ops->suspended(hv, domid, &s);
-	if (rc == -EOPNOTSUPP) {
+	if (!pvm_sim_is_sim(hv)) {
 		snprintf(out->why, sizeof(out->why),
 			 "no suspend handshake on the %s backend yet",
 			 hv->ops->name);
 		return 0;
 	}
+	rc = pvm_sim_domain_suspended(hv, domid, &s);
 	if (rc)
 		return rc;
 	if (s) {
@@ -109,12 +106,15 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 		snprintf(out->why, sizeof(out->why), "suspend request disabled");
 		return 0;
 	}
-	if (hv->ops->frontend_feature(hv, domid, "suspend", &on) || !on) {
+	snprintf(ctl, sizeof(ctl), "/local/domain/%u/control/feature-suspend",
+		 domid);
+	if (pvm_sim_xs_read(hv, ctl, val, sizeof(val)) || strcmp(val, "1")) {
 		snprintf(out->why, sizeof(out->why),
 			 "the guest does not advertise control/feature-suspend");
 		return 0;
 	}
-	rc = hv->ops->suspend_request(hv, domid);
+	snprintf(ctl, sizeof(ctl), "/local/domain/%u/control/shutdown", domid);
+	rc = pvm_sim_xs_write(hv, ctl, "suspend");
 	if (rc) {
 		snprintf(out->why, sizeof(out->why),
 			 "cannot write control/shutdown: %s", strerror(-rc));
@@ -122,7 +122,8 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 	}
 	deadline = t0 + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
-		if (!acked && guest_acked(hv, domid))
+		if (!acked && pvm_sim_xs_read(hv, ctl, val, sizeof(val)) == 0 &&
+		    !val[0])
 			acked = true;
 		if (acked && guest_suspended(hv, domid)) {
 			out->cooperative = true;
@@ -132,8 +133,10 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 			if (!acked) {
 				/* Withdraw it, unless the guest took it just
 				 * now (then it suspends: check once more). */
-				if (hv->ops->suspend_withdraw(hv, domid, &taken) ||
-				    taken)
+				if (pvm_sim_xs_read(hv, ctl, val, sizeof(val)) == 0 &&
+				    !strcmp(val, "suspend"))
+					pvm_sim_xs_write(hv, ctl, "");
+				else
 					usleep(2000);
 			}
 			if (guest_suspended(hv, domid)) {
@@ -157,11 +160,8 @@ int pvm_pvq_suspend(struct pvm_hv *hv, uint32_t domid, unsigned timeout_ms,
 
 void pvm_pvq_suspend_cancel(struct pvm_hv *hv, uint32_t domid)
 {
-	int rc = hv->ops->suspend_cancel(hv, domid);
-
-	if (rc && rc != -EOPNOTSUPP && rc != -ESRCH)
-		pvm_warn("domain %u: cannot cancel its suspend: %s", domid,
-			 strerror(-rc));
+	if (pvm_sim_is_sim(hv))
+		pvm_sim_domain_suspend_cancel(hv, domid);
 }
 
 enum pvm_pvq_mode pvm_pvq_mode_after_suspend(enum pvm_pvq_mode requested,
@@ -184,20 +184,20 @@ int pvm_pvq_vdev_devid(const char *vdev)
 	return (202 << 8) | ((vdev[3] - 'a') << 4);
 }
 
-static uint32_t hv_type(uint32_t t)
+static int sim_type(uint32_t t)
 {
-	return t == PVM_PVQ_VBD ? PVM_HV_DEV_VBD : PVM_HV_DEV_VIF;
+	return t == PVM_PVQ_VBD ? PVM_SIM_DEV_VBD : PVM_SIM_DEV_VIF;
 }
 
 void pvm_pvq_resume(struct pvm_hv *hv, uint32_t domid,
 		    const struct pvm_pvq_device *devs, size_t n)
 {
+	if (!pvm_sim_is_sim(hv))
+		return;
 	for (size_t i = 0; i < n; i++) {
-		int rc = hv->ops->dev_unpause(hv, domid, hv_type(devs[i].type),
-					      devs[i].devid);
+		int rc = pvm_sim_backend_unpause(hv, domid, (uint32_t)sim_type(devs[i].type),
+						 devs[i].devid);
 
-		if (rc == -EOPNOTSUPP)
-			return;
 		if (rc && rc != -EINVAL && rc != -EBUSY)
 			pvm_warn("domain %u %s %u: cannot resume its backend: %s",
 				 domid, type_name(devs[i].type), devs[i].devid,
@@ -228,6 +228,12 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		pvm_buf_put_u32(out, 0);
 		return out->err;
 	}
+	if (!pvm_sim_is_sim(hv)) {
+		snprintf(why, why_len,
+			 "PV device quiesce is not available on the %s backend",
+			 hv->ops->name);
+		return -EOPNOTSUPP;
+	}
 	if (n > PVM_PVQ_MAX_DEVICES) {
 		snprintf(why, why_len, "%zu PV devices, at most %u", n,
 			 PVM_PVQ_MAX_DEVICES);
@@ -240,16 +246,12 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 
 		char name[40];
 
-		rc = hv->ops->dev_pause(hv, domid, hv_type(d->type), d->devid,
-					drain_timeout_ms ? drain_timeout_ms :
-							   PVM_PVQ_DRAIN_TIMEOUT_MS);
+		rc = pvm_sim_backend_pause(hv, domid, (uint32_t)sim_type(d->type),
+					   d->devid, drain_timeout_ms ?
+					   drain_timeout_ms : PVM_PVQ_DRAIN_TIMEOUT_MS);
 		if (rc) {
 			dev_name(d, name, sizeof(name));
-			if (rc == -EOPNOTSUPP)
-				snprintf(why, why_len,
-					 "PV device quiesce is not available on the %s backend",
-					 hv->ops->name);
-			else if (rc == -ETIMEDOUT)
+			if (rc == -ETIMEDOUT)
 				snprintf(why, why_len, "%s of domain %u did not drain within %u ms: its backend is stuck in a request (a disk that does not answer?); the guest goes on with its devices connected",
 					 name, domid, drain_timeout_ms ?
 					 drain_timeout_ms : PVM_PVQ_DRAIN_TIMEOUT_MS);
@@ -263,11 +265,12 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 	}
 	pvm_buf_put_u32(out, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
-		struct pvm_hv_dev_state st;
+		struct pvm_sim_backend_state st;
 		size_t at;
 
-		rc = hv->ops->dev_capture(hv, domid, hv_type(devs[i].type),
-					  devs[i].devid, &st);
+		rc = pvm_sim_backend_capture(hv, domid,
+					     (uint32_t)sim_type(devs[i].type),
+					     devs[i].devid, &st);
 		if (rc) {
 			snprintf(why, why_len, "%s %u of domain %u: cannot capture its ring state: %s",
 				 type_name(devs[i].type), devs[i].devid, domid,
@@ -277,7 +280,7 @@ int pvm_pvq_quiesce(struct pvm_hv *hv, uint32_t domid,
 		at = out->len;
 		st.mode = (uint32_t)mode;
 		pvm_buf_put_u32(out, 0);
-		pvm_hv_dev_state_encode(&st, out);
+		pvm_sim_backend_state_encode(&st, out);
 		if (out->err) {
 			rc = out->err;
 			goto out_resume;
@@ -296,7 +299,7 @@ out_resume:
 
 enum pvm_pvq_mode pvm_pvq_state_mode(const void *state, size_t len)
 {
-	struct pvm_hv_dev_state st;
+	struct pvm_sim_backend_state st;
 	struct pvm_cursor c;
 	const uint8_t *body;
 	uint32_t count, blen;
@@ -305,7 +308,7 @@ enum pvm_pvq_mode pvm_pvq_state_mode(const void *state, size_t len)
 	if (pvm_cursor_u32(&c, &count) || !count ||
 	    pvm_cursor_u32(&c, &blen) || blen > STATE_MAX ||
 	    pvm_cursor_bytes(&c, blen, &body) ||
-	    pvm_hv_dev_state_decode(body, blen, &st))
+	    pvm_sim_backend_state_decode(body, blen, &st))
 		return PVM_PVQ_MODE_AUTO;
 	return (enum pvm_pvq_mode)st.mode;
 }
@@ -325,8 +328,13 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 		snprintf(why, why_len, "device state: bad device count");
 		return -EBADMSG;
 	}
+	if (count && !pvm_sim_is_sim(hv)) {
+		snprintf(why, why_len, "PV device reconnect is not available on the %s backend",
+			 hv->ops->name);
+		return -EOPNOTSUPP;
+	}
 	for (uint32_t i = 0; i < count; i++) {
-		struct pvm_hv_dev_state st;
+		struct pvm_sim_backend_state st;
 		enum pvm_pvq_mode mode;
 		const uint8_t *body;
 		uint32_t blen;
@@ -337,7 +345,7 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 			snprintf(why, why_len, "device state %u is truncated", i);
 			return -EBADMSG;
 		}
-		rc = pvm_hv_dev_state_decode(body, blen, &st);
+		rc = pvm_sim_backend_state_decode(body, blen, &st);
 		if (rc) {
 			snprintf(why, why_len, "device state %u is malformed", i);
 			return rc;
@@ -351,18 +359,13 @@ int pvm_pvq_reconnect(struct pvm_hv *hv, uint32_t domid,
 		/* Transparent: the frontend never re-handshakes, so the
 		 * backend must pick up its old ring exactly where it stopped. */
 		st.domid = domid;
-		rc = hv->ops->dev_destroy(hv, domid, st.type, st.devid);
-		if (rc == -EOPNOTSUPP) {
-			snprintf(why, why_len, "PV device reconnect is not available on the %s backend",
-				 hv->ops->name);
-			return rc;
-		}
+		rc = pvm_sim_backend_destroy(hv, domid, st.type, st.devid);
 		if (rc && rc != -ESRCH) {
 			snprintf(why, why_len, "device %u/%u: cannot replace the fresh backend: %s",
 				 st.type, st.devid, strerror(-rc));
 			return rc;
 		}
-		rc = hv->ops->dev_attach(hv, &st);
+		rc = pvm_sim_backend_attach(hv, &st);
 		if (rc) {
 			snprintf(why, why_len, "device %u/%u: cannot re-attach its backend to the old ring: %s",
 				 st.type, st.devid, strerror(-rc));
@@ -385,11 +388,19 @@ static bool dev_connected(struct pvm_hv *hv, uint32_t domid,
 			  const struct pvm_pvq_device *d, uint32_t *be_out,
 			  uint32_t *fe_out)
 {
-	if (hv->ops->dev_xb_state(hv, domid, hv_type(d->type), d->devid, be_out,
-				  fe_out))
+	char path[96], val[16];
+
+	*be_out = *fe_out = 0;
+	if (pvm_sim_backend_xb_state(hv, domid, (uint32_t)sim_type(d->type),
+				     d->devid, be_out) ||
+	    *be_out != XenbusStateConnected)
 		return false;
-	return *be_out == XenbusStateConnected &&
-	       *fe_out == XenbusStateConnected;
+	snprintf(path, sizeof(path), "/local/domain/%u/device/%s/%u/state",
+		 domid, type_name(d->type), d->devid);
+	if (pvm_sim_xs_read(hv, path, val, sizeof(val)))
+		return false;
+	*fe_out = (uint32_t)strtoul(val, NULL, 10);
+	return *fe_out == XenbusStateConnected;
 }
 
 int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
@@ -397,13 +408,12 @@ int pvm_pvq_wait_connected(struct pvm_hv *hv, uint32_t domid,
 			   unsigned timeout_ms, char *why, size_t why_len)
 {
 	uint64_t deadline = pvm_now_ms() + timeout_ms;
-	uint32_t be, fe;
 
-	if (!n || hv->ops->dev_xb_state(hv, domid, hv_type(devs[0].type),
-					devs[0].devid, &be, &fe) == -EOPNOTSUPP)
-		return 0; /* the toolstack's devices: nothing to wait for */
+	if (!n || !pvm_sim_is_sim(hv))
+		return 0;
 	for (;;) {
 		size_t connected = 0;
+		uint32_t be, fe;
 
 		for (size_t i = 0; i < n; i++)
 			connected += dev_connected(hv, domid, &devs[i], &be, &fe);
@@ -438,9 +448,10 @@ void pvm_pvq_served(struct pvm_hv *hv, uint32_t domid,
 {
 	for (size_t i = 0; i < n; i++) {
 		served_out[i] = 0;
-		if (hv->ops->dev_served(hv, domid, hv_type(devs[i].type),
-					devs[i].devid, &served_out[i]))
-			served_out[i] = 0;
+		if (pvm_sim_is_sim(hv))
+			pvm_sim_backend_served(hv, domid,
+					       (uint32_t)sim_type(devs[i].type),
+					       devs[i].devid, &served_out[i]);
 	}
 }
 
@@ -450,10 +461,8 @@ int pvm_pvq_wait_first_io(struct pvm_hv *hv, uint32_t domid,
 			  unsigned timeout_ms, double *ms_out)
 {
 	uint64_t deadline = pvm_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	uint64_t s0;
 
-	if (!n || hv->ops->dev_served(hv, domid, hv_type(devs[0].type),
-				      devs[0].devid, &s0) == -EOPNOTSUPP)
+	if (!n || !pvm_sim_is_sim(hv))
 		return -EOPNOTSUPP;
 	for (;;) {
 		size_t done = 0;
@@ -463,8 +472,9 @@ int pvm_pvq_wait_first_io(struct pvm_hv *hv, uint32_t domid,
 
 			/* A backend replaced since (a cooperative reconnect
 			 * makes a fresh one) counts from 0. */
-			if (hv->ops->dev_served(hv, domid, hv_type(devs[i].type),
-						devs[i].devid, &s) == 0 &&
+			if (pvm_sim_backend_served(hv, domid,
+						   (uint32_t)sim_type(devs[i].type),
+						   devs[i].devid, &s) == 0 &&
 			    (s > served_before[i] || (s && s < served_before[i])))
 				done++;
 		}

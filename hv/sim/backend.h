@@ -24,7 +24,7 @@
  * of a frontend that re-handshakes (modern) needs no attach: a fresh one
  * (domain_create with the same devices) meets the frontend's new rings.
  *
- * For a legacy frontend the destination goes: domain_create(PAUSED,
+ * For a legacy frontend the destination goes: domain_create(start_paused,
  * same devices) → memory, grant and event-channel state →
  * pvm_sim_backend_destroy() of the fresh backends → attach →
  * pvm_xs_import_domain() → unpause (tests/unit/hv/sim/test_pv.c,
@@ -48,9 +48,40 @@
 #include "common/common.h"
 #include "hv/hv.h"
 
-/* Device types, ring state and its wire form are hv.h's (struct
- * pvm_hv_dev_state); these are the simulated host's implementations of
- * the ops table's dev_* slots, kept callable by name for its tests. */
+enum pvm_sim_dev_type {
+	PVM_SIM_DEV_VBD = 1, /* blkif, xen/io/blkif.h */
+	PVM_SIM_DEV_VIF = 2, /* netif, xen/io/netif.h */
+};
+
+#define PVM_SIM_BACKEND_MAX_RINGS 2u
+
+/* Negotiated features (pvm_sim_backend_state.features). */
+#define PVM_SIM_FEAT_FLUSH (1u << 0)   /* vbd: feature-flush-cache */
+#define PVM_SIM_FEAT_RX_COPY (1u << 1) /* vif: request-rx-copy */
+#define PVM_SIM_FEAT_RX_NOTIFY (1u << 2) /* vif: feature-rx-notify */
+
+struct pvm_sim_ring_state {
+	uint32_t ref;          /* grant ref of the ring page */
+	uint32_t req_cons;     /* next request the backend will take */
+	uint32_t rsp_prod_pvt; /* next response slot it will fill */
+};
+
+/* A backend's private state; everything else is in xenstore and guest
+ * memory. For vif, ring[0] is tx and ring[1] rx. */
+struct pvm_sim_backend_state {
+	uint32_t type; /* enum pvm_sim_dev_type */
+	uint32_t domid;
+	uint32_t devid;
+	uint32_t xb_state; /* its xenbus state when captured (XenbusState*) */
+	uint32_t fe_port;  /* the frontend's event-channel port */
+	uint32_t nr_rings;
+	struct pvm_sim_ring_state ring[PVM_SIM_BACKEND_MAX_RINGS];
+	uint64_t features; /* PVM_SIM_FEAT_* */
+	/* How the destination reconnects it, chosen at the quiesce (not by
+	 * the backend): 0 not recorded, 1 cooperative, 2 transparent
+	 * (pvquiesce/pvquiesce.h enum pvm_pvq_mode). */
+	uint32_t mode;
+};
 
 /*
  * Waits at most @timeout_ms for the drain: -ETIMEDOUT when the backend is
@@ -65,7 +96,7 @@ int pvm_sim_backend_unpause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 
 /* Paused (or broken) backends only: -EBUSY otherwise. Caller-owned @out. */
 int pvm_sim_backend_capture(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-			    uint32_t devid, struct pvm_hv_dev_state *out);
+			    uint32_t devid, struct pvm_sim_backend_state *out);
 
 /* Stops the backend's thread, unmaps its rings and closes its port (the
  * frontend's port becomes unbound, reserved for domain 0). */
@@ -82,7 +113,7 @@ int pvm_sim_backend_destroy(struct pvm_hv *hv, uint32_t domid, uint32_t type,
  * connect.
  */
 int pvm_sim_backend_attach(struct pvm_hv *hv,
-			   const struct pvm_hv_dev_state *st);
+			   const struct pvm_sim_backend_state *st);
 
 /* How many responses this backend has pushed since it was created or
  * attached (for "first I/O completed" after a reconnect). */
@@ -110,5 +141,17 @@ int pvm_sim_domain_suspended(struct pvm_hv *hv, uint32_t domid,
  * (an unpause does the same): its suspend returns "cancelled". No-op
  * otherwise. */
 int pvm_sim_domain_suspend_cancel(struct pvm_hv *hv, uint32_t domid);
+
+/*
+ * Wire form of the state, for stream records (little-endian):
+ * le32 version 1, le32 type, le32 domid, le32 devid, le32 xb_state,
+ * le32 fe_port, le32 nr_rings, le32 mode (0..2; was 0), nr_rings x {le32 ref, le32
+ * req_cons, le32 rsp_prod_pvt, le32 0}, le64 features.
+ * Decode: -EBADMSG for anything malformed (@buf borrowed, untrusted).
+ */
+void pvm_sim_backend_state_encode(const struct pvm_sim_backend_state *st,
+				  struct pvm_buf *out);
+int pvm_sim_backend_state_decode(const void *buf, size_t len,
+				 struct pvm_sim_backend_state *out);
 
 #endif /* PVM_SIM_BACKEND_H */

@@ -50,7 +50,7 @@
 
 static const char *type_name(uint32_t type)
 {
-	return type == PVM_HV_DEV_VBD ? "vbd" : "vif";
+	return type == PVM_SIM_DEV_VBD ? "vbd" : "vif";
 }
 
 /* ---- the xenbus state machine ---------------------------------------- */
@@ -102,7 +102,7 @@ static void dev_disconnect(struct sim_dev *v)
 {
 	struct pvm_hv *hv = &v->h->hv;
 
-	for (uint32_t i = 0; i < PVM_HV_DEV_MAX_RINGS; i++) {
+	for (uint32_t i = 0; i < PVM_SIM_BACKEND_MAX_RINGS; i++) {
 		if (v->ring[i].handle)
 			pvm_sim_grant_unmap(hv, v->ring[i].handle);
 		v->ring[i].handle = 0;
@@ -157,12 +157,12 @@ static int dev_connect(struct sim_dev *v)
 		{ "ring-ref", NULL },
 		{ "tx-ring-ref", "rx-ring-ref" },
 	};
-	const char *const *names = refs[v->type == PVM_HV_DEV_VIF];
+	const char *const *names = refs[v->type == PVM_SIM_DEV_VIF];
 	char path[160], proto[32];
 	uint32_t val = 0;
 	int rc;
 
-	v->nr_rings = v->type == PVM_HV_DEV_VIF ? 2 : 1;
+	v->nr_rings = v->type == PVM_SIM_DEV_VIF ? 2 : 1;
 	for (uint32_t i = 0; i < v->nr_rings; i++) {
 		rc = read_u32(v, v->fe_path, names[i], &v->ring[i].ref);
 		if (rc < 0) {
@@ -178,14 +178,14 @@ static int dev_connect(struct sim_dev *v)
 		return rc;
 	}
 	v->features = 0;
-	if (v->type == PVM_HV_DEV_VBD) {
+	if (v->type == PVM_SIM_DEV_VBD) {
 		snprintf(path, sizeof(path), "%s/protocol", v->fe_path);
 		rc = xsc_read(&v->xs, path, proto, sizeof(proto));
 		if (rc >= 0 && strcmp(proto, XEN_IO_PROTO_ABI_NATIVE) != 0) {
 			sim_dev_fatal(v, "unknown protocol %s", proto);
 			return -EPROTO;
 		}
-		v->features |= PVM_HV_DEV_F_FLUSH;
+		v->features |= PVM_SIM_FEAT_FLUSH;
 	} else {
 		if (read_u32(v, v->fe_path, "request-rx-copy", &val) < 0 ||
 		    val != 1) {
@@ -193,10 +193,10 @@ static int dev_connect(struct sim_dev *v)
 					 "(the only mode)");
 			return -EPROTO;
 		}
-		v->features |= PVM_HV_DEV_F_RX_COPY;
+		v->features |= PVM_SIM_FEAT_RX_COPY;
 		if (read_u32(v, v->fe_path, "feature-rx-notify", &val) == 0 &&
 		    val == 1)
-			v->features |= PVM_HV_DEV_F_RX_NOTIFY;
+			v->features |= PVM_SIM_FEAT_RX_NOTIFY;
 	}
 	rc = dev_map(v);
 	if (rc < 0) {
@@ -212,7 +212,7 @@ static int dev_connect(struct sim_dev *v)
 
 		v->ring[i].req_cons = v->ring[i].rsp_prod_pvt = idx[2];
 	}
-	if (v->type == PVM_HV_DEV_VBD) {
+	if (v->type == PVM_SIM_DEV_VBD) {
 		snprintf(path, sizeof(path), "%s/sectors", v->be_path);
 		xsc_writef(&v->xs, path, "%llu",
 			   (unsigned long long)v->sectors);
@@ -251,7 +251,7 @@ void sim_dev_read_stall(struct sim_dev *v)
 	char path[160], val[8];
 
 	snprintf(path, sizeof(path), "%s/pvmig-stall", v->be_path);
-	v->stall = v->type == PVM_HV_DEV_VBD &&
+	v->stall = v->type == PVM_SIM_DEV_VBD &&
 		   xsc_read(&v->xs, path, val, sizeof(val)) >= 0 &&
 		   !strcmp(val, "1");
 }
@@ -315,7 +315,7 @@ static int process(struct sim_dev *v)
 	if (v->xb_state != XenbusStateConnected || v->broken || v->gone ||
 	    !v->be_port)
 		return 0;
-	return v->type == PVM_HV_DEV_VBD ? sim_vbd_process(v) :
+	return v->type == PVM_SIM_DEV_VBD ? sim_vbd_process(v) :
 					    sim_vif_process(v);
 }
 
@@ -386,7 +386,7 @@ static void *dev_main(void *arg)
 
 static void dev_free(struct sim_dev *v)
 {
-	if (v->type == PVM_HV_DEV_VBD)
+	if (v->type == PVM_SIM_DEV_VBD)
 		sim_vbd_close(v);
 	else
 		sim_vif_close(v);
@@ -455,7 +455,7 @@ static int dev_new(struct sim_host *h, uint32_t domid, uint32_t type,
 	}
 	xsc_init(&v->xs, fd);
 	xsc_set_timeout(&v->xs, XS_TIMEOUT_MS);
-	rc = type == PVM_HV_DEV_VBD ? sim_vbd_open(v) : sim_vif_open(v);
+	rc = type == PVM_SIM_DEV_VBD ? sim_vbd_open(v) : sim_vif_open(v);
 	if (rc < 0) {
 		dev_free(v);
 		return rc;
@@ -475,7 +475,7 @@ static int dev_run(struct sim_dev *v)
 		snprintf(path, sizeof(path), "%s/state", v->fe_path);
 		rc = xsc_watch(&v->xs, path, "fe");
 	}
-	if (rc == 0 && v->type == PVM_HV_DEV_VBD) {
+	if (rc == 0 && v->type == PVM_SIM_DEV_VBD) {
 		snprintf(path, sizeof(path), "%s/pvmig-stall", v->be_path);
 		rc = xsc_watch(&v->xs, path, "stall");
 	}
@@ -527,7 +527,7 @@ int pvm_sim_vdev_devid(const char *vdev, uint32_t *devid_out)
 	return 0;
 }
 
-static int check_devices(const struct pvm_hv_domain_spec *cfg)
+static int check_devices(const struct pvm_hv_domain_config *cfg)
 {
 	uint32_t ids[PVM_HV_MAX_DISKS];
 
@@ -539,8 +539,7 @@ static int check_devices(const struct pvm_hv_domain_spec *cfg)
 	for (uint32_t i = 0; i < cfg->nr_disks; i++) {
 		const struct pvm_hv_disk *k = &cfg->disks[i];
 
-		if (!k->path[0] || !memchr(k->path, 0, sizeof(k->path)) ||
-		    !memchr(k->vdev, 0, sizeof(k->vdev)) ||
+		if (!k->path || !*k->path || strlen(k->path) > 1024 ||
 		    pvm_sim_vdev_devid(k->vdev, &ids[i]) < 0) {
 			pvm_err("sim: disk %u: needs a path and a vdev", i);
 			return -EINVAL;
@@ -554,8 +553,8 @@ static int check_devices(const struct pvm_hv_domain_spec *cfg)
 	for (uint32_t i = 0; i < cfg->nr_nics; i++) {
 		const char *b = cfg->nics[i].bridge;
 
-		if (!memchr(b, 0, sizeof(cfg->nics[i].bridge))) {
-			pvm_err("sim: nic %u: bridge name of 0..31 chars", i);
+		if (b && (!*b || strlen(b) >= 32)) {
+			pvm_err("sim: nic %u: bridge name of 1..31 chars", i);
 			return -EINVAL;
 		}
 	}
@@ -583,7 +582,7 @@ static int hwrite(struct sim_host *h, const char *path, const char *fmt, ...)
 }
 
 static int prepare_nodes(struct sim_host *h, uint32_t domid,
-			 const struct pvm_hv_domain_spec *cfg)
+			 const struct pvm_hv_domain_config *cfg)
 {
 	char be[128], fe[128], p[192];
 	int rc = 0;
@@ -644,7 +643,7 @@ static int prepare_nodes(struct sim_host *h, uint32_t domid,
 		snprintf(p, sizeof(p), "%s/mac", be);
 		rc = hwrite(h, p, "%s", mac);
 		snprintf(p, sizeof(p), "%s/bridge", be);
-		rc = rc ?: hwrite(h, p, "%s", n->bridge[0] ? n->bridge : "xenbr0");
+		rc = rc ?: hwrite(h, p, "%s", n->bridge ? n->bridge : "xenbr0");
 		snprintf(p, sizeof(p), "%s/handle", be);
 		rc = rc ?: hwrite(h, p, "%u", i);
 		snprintf(p, sizeof(p), "%s/mac", fe);
@@ -656,7 +655,7 @@ static int prepare_nodes(struct sim_host *h, uint32_t domid,
 }
 
 int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
-		    const struct pvm_hv_domain_spec *cfg, int *xs_fd_out)
+		    const struct pvm_hv_domain_config *cfg, int *xs_fd_out)
 {
 	int rc;
 
@@ -700,7 +699,7 @@ int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
 }
 
 int sim_dev_start_all(struct sim_host *h, uint32_t domid,
-		      const struct pvm_hv_domain_spec *cfg)
+		      const struct pvm_hv_domain_config *cfg)
 {
 	int rc = 0;
 
@@ -712,7 +711,7 @@ int sim_dev_start_all(struct sim_host *h, uint32_t domid,
 
 		if (disk)
 			pvm_sim_vdev_devid(cfg->disks[i].vdev, &devid);
-		rc = dev_new(h, domid, disk ? PVM_HV_DEV_VBD : PVM_HV_DEV_VIF,
+		rc = dev_new(h, domid, disk ? PVM_SIM_DEV_VBD : PVM_SIM_DEV_VIF,
 			     devid, &v);
 		if (rc < 0)
 			break;
@@ -790,26 +789,26 @@ void sim_dev_host_close(struct sim_host *h)
 /* ---- workload counters --------------------------------------------- */
 
 int pvm_sim_workload_read(struct pvm_hv *hv, uint32_t domid,
-			  struct pvm_hv_workload *out)
+			  struct pvm_sim_workload *out)
 {
 	static const struct {
 		const char *name;
 		size_t off;
 	} nodes[] = {
-		{ "blk-writes", offsetof(struct pvm_hv_workload, blk_writes) },
-		{ "blk-reads", offsetof(struct pvm_hv_workload, blk_reads) },
+		{ "blk-writes", offsetof(struct pvm_sim_workload, blk_writes) },
+		{ "blk-reads", offsetof(struct pvm_sim_workload, blk_reads) },
 		{ "blk-verify-fail",
-		  offsetof(struct pvm_hv_workload, blk_verify_fail) },
+		  offsetof(struct pvm_sim_workload, blk_verify_fail) },
 		{ "blk-io-errors",
-		  offsetof(struct pvm_hv_workload, blk_io_errors) },
-		{ "net-sent", offsetof(struct pvm_hv_workload, net_sent) },
+		  offsetof(struct pvm_sim_workload, blk_io_errors) },
+		{ "net-sent", offsetof(struct pvm_sim_workload, net_sent) },
 		{ "net-received",
-		  offsetof(struct pvm_hv_workload, net_received) },
-		{ "net-lost", offsetof(struct pvm_hv_workload, net_lost) },
-		{ "net-dup", offsetof(struct pvm_hv_workload, net_dup) },
-		{ "net-ooo", offsetof(struct pvm_hv_workload, net_ooo) },
-		{ "fe-connects", offsetof(struct pvm_hv_workload, fe_connects) },
-		{ "blk-flushes", offsetof(struct pvm_hv_workload, blk_flushes) },
+		  offsetof(struct pvm_sim_workload, net_received) },
+		{ "net-lost", offsetof(struct pvm_sim_workload, net_lost) },
+		{ "net-dup", offsetof(struct pvm_sim_workload, net_dup) },
+		{ "net-ooo", offsetof(struct pvm_sim_workload, net_ooo) },
+		{ "fe-connects", offsetof(struct pvm_sim_workload, fe_connects) },
+		{ "blk-flushes", offsetof(struct pvm_sim_workload, blk_flushes) },
 	};
 	struct sim_host *h = to_host(hv);
 	char path[128];
@@ -964,7 +963,7 @@ int pvm_sim_backend_unpause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 }
 
 int pvm_sim_backend_capture(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-			    uint32_t devid, struct pvm_hv_dev_state *out)
+			    uint32_t devid, struct pvm_sim_backend_state *out)
 {
 	struct sim_host *h = to_host(hv);
 	struct sim_dev *v;
@@ -1050,17 +1049,17 @@ int pvm_sim_backend_destroy(struct pvm_hv *hv, uint32_t domid, uint32_t type,
 }
 
 int pvm_sim_backend_attach(struct pvm_hv *hv,
-			   const struct pvm_hv_dev_state *st)
+			   const struct pvm_sim_backend_state *st)
 {
 	struct sim_host *h = to_host(hv);
 	struct sim_dev *v = NULL;
 	uint32_t want_rings;
 	int rc;
 
-	if (st->type != PVM_HV_DEV_VBD && st->type != PVM_HV_DEV_VIF)
+	if (st->type != PVM_SIM_DEV_VBD && st->type != PVM_SIM_DEV_VIF)
 		return -EINVAL;
-	want_rings = st->type == PVM_HV_DEV_VIF ? 2 : 1;
-	for (uint32_t i = 0; i < st->nr_rings && i < PVM_HV_DEV_MAX_RINGS;
+	want_rings = st->type == PVM_SIM_DEV_VIF ? 2 : 1;
+	for (uint32_t i = 0; i < st->nr_rings && i < PVM_SIM_BACKEND_MAX_RINGS;
 	     i++)
 		if (st->ring[i].req_cons != st->ring[i].rsp_prod_pvt) {
 			/* Not drained: requests taken and never answered
@@ -1123,92 +1122,57 @@ out_unlock:
 	return rc;
 }
 
-/* ---- the ops table's PV slots (hv.h) --------------------------------- */
+#define BE_STATE_VERSION 1u
 
-int sim_dev_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		     uint32_t devid, uint32_t *be_out, uint32_t *fe_out)
+void pvm_sim_backend_state_encode(const struct pvm_sim_backend_state *st,
+				  struct pvm_buf *out)
 {
-	char path[96], val[16];
-	int rc;
-
-	*be_out = *fe_out = 0;
-	rc = pvm_sim_backend_xb_state(hv, domid, type, devid, be_out);
-	if (rc)
-		return rc;
-	snprintf(path, sizeof(path), "/local/domain/%u/device/%s/%u/state",
-		 domid, type_name(type), devid);
-	if (pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0)
-		*fe_out = (uint32_t)strtoul(val, NULL, 10);
-	return 0;
-}
-
-int sim_frontend_feature(struct pvm_hv *hv, uint32_t domid, const char *name,
-			 bool *on_out)
-{
-	char path[96], val[8];
-
-	*on_out = false;
-	if (snprintf(path, sizeof(path), "/local/domain/%u/control/feature-%s",
-		     domid, name) >= (int)sizeof(path))
-		return -EINVAL;
-	/* No xenstore, no node: the guest advertises nothing. */
-	if (pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0)
-		*on_out = !strcmp(val, "1");
-	return 0;
-}
-
-static void shutdown_path(uint32_t domid, char *path, size_t len)
-{
-	snprintf(path, len, "/local/domain/%u/control/shutdown", domid);
-}
-
-int sim_suspend_request(struct pvm_hv *hv, uint32_t domid)
-{
-	char path[64];
-
-	shutdown_path(domid, path, sizeof(path));
-	return pvm_sim_xs_write(hv, path, "suspend");
-}
-
-int sim_suspend_acked(struct pvm_hv *hv, uint32_t domid, bool *acked_out)
-{
-	char path[64], val[32];
-
-	shutdown_path(domid, path, sizeof(path));
-	*acked_out = pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 &&
-		     !val[0];
-	return 0;
-}
-
-int sim_suspend_withdraw(struct pvm_hv *hv, uint32_t domid, bool *taken_out)
-{
-	char path[64], val[32];
-
-	shutdown_path(domid, path, sizeof(path));
-	*taken_out = true;
-	if (pvm_sim_xs_read(hv, path, val, sizeof(val)) == 0 &&
-	    !strcmp(val, "suspend")) {
-		*taken_out = false;
-		return pvm_sim_xs_write(hv, path, "");
+	pvm_buf_put_u32(out, BE_STATE_VERSION);
+	pvm_buf_put_u32(out, st->type);
+	pvm_buf_put_u32(out, st->domid);
+	pvm_buf_put_u32(out, st->devid);
+	pvm_buf_put_u32(out, st->xb_state);
+	pvm_buf_put_u32(out, st->fe_port);
+	pvm_buf_put_u32(out, st->nr_rings);
+	pvm_buf_put_u32(out, st->mode);
+	for (uint32_t i = 0; i < st->nr_rings && i < PVM_SIM_BACKEND_MAX_RINGS;
+	     i++) {
+		pvm_buf_put_u32(out, st->ring[i].ref);
+		pvm_buf_put_u32(out, st->ring[i].req_cons);
+		pvm_buf_put_u32(out, st->ring[i].rsp_prod_pvt);
+		pvm_buf_put_u32(out, 0);
 	}
+	pvm_buf_put_u64(out, st->features);
+}
+
+int pvm_sim_backend_state_decode(const void *buf, size_t len,
+				 struct pvm_sim_backend_state *out)
+{
+	struct pvm_cursor c;
+	uint32_t version = 0, rsvd = 0;
+
+	memset(out, 0, sizeof(*out));
+	pvm_cursor_init(&c, buf, len);
+	pvm_cursor_u32(&c, &version);
+	pvm_cursor_u32(&c, &out->type);
+	pvm_cursor_u32(&c, &out->domid);
+	pvm_cursor_u32(&c, &out->devid);
+	pvm_cursor_u32(&c, &out->xb_state);
+	pvm_cursor_u32(&c, &out->fe_port);
+	pvm_cursor_u32(&c, &out->nr_rings);
+	pvm_cursor_u32(&c, &out->mode);
+	if (c.err || version != BE_STATE_VERSION || out->mode > 2 ||
+	    out->nr_rings > PVM_SIM_BACKEND_MAX_RINGS ||
+	    (out->type != PVM_SIM_DEV_VBD && out->type != PVM_SIM_DEV_VIF))
+		return -EBADMSG;
+	for (uint32_t i = 0; i < out->nr_rings; i++) {
+		pvm_cursor_u32(&c, &out->ring[i].ref);
+		pvm_cursor_u32(&c, &out->ring[i].req_cons);
+		pvm_cursor_u32(&c, &out->ring[i].rsp_prod_pvt);
+		pvm_cursor_u32(&c, &rsvd);
+	}
+	pvm_cursor_u64(&c, &out->features);
+	if (c.err || pvm_cursor_remaining(&c) != 0)
+		return -EBADMSG;
 	return 0;
-}
-
-int sim_xs_export(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out)
-{
-	struct sim_host *h = to_host(hv);
-
-	if (!h->xs_srv)
-		return -EOPNOTSUPP;
-	return pvm_xs_export_domain(h->xs_srv, (uint16_t)domid, out);
-}
-
-int sim_xs_import(struct pvm_hv *hv, uint32_t domid, const void *buf,
-		  size_t len)
-{
-	struct sim_host *h = to_host(hv);
-
-	if (!h->xs_srv)
-		return -EOPNOTSUPP;
-	return pvm_xs_import_domain(h->xs_srv, (uint16_t)domid, buf, len);
 }

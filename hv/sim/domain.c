@@ -283,13 +283,8 @@ static int send_run(struct sim_domain *d)
 	return 0;
 }
 
-static int check_config(const struct pvm_hv_domain_spec *cfg)
+static int check_config(const struct pvm_hv_domain_config *cfg)
 {
-	if (!memchr(cfg->name, 0, sizeof(cfg->name)) ||
-	    !memchr(cfg->image, 0, sizeof(cfg->image))) {
-		pvm_err("sim: domain name or image not terminated");
-		return -EINVAL;
-	}
 	if (cfg->nr_pages < PVM_SIMGUEST_MIN_PAGES ||
 	    cfg->nr_pages > SIM_MAX_PAGES) {
 		pvm_err("sim: domain of %llu pages: need %u..%llu",
@@ -332,8 +327,8 @@ static int alloc_tables(struct sim_domain *d)
 }
 
 /* Runs on the spawn thread (below). */
-static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
-		       uint32_t domid, uint32_t flags, uint32_t *domid_out)
+static int create_here(struct sim_host *h, const struct pvm_hv_domain_config *cfg,
+		       uint32_t *domid_out)
 {
 	struct sim_domain *d;
 	char a_pages[32], a_vcpus[16], path[64];
@@ -352,9 +347,6 @@ static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
 		return -ENOMEM;
 	d->pidfd = d->ctl_fd = d->memfd = d->uffd = d->pagemap_fd = -1;
 	d->pid = -1;
-	d->spec = *cfg;
-	if (!d->spec.image[0]) /* what it runs, as domain_config_get says */
-		snprintf(d->spec.image, sizeof(d->spec.image), "idle");
 	d->nr_pages = cfg->nr_pages;
 	d->nr_vcpus = cfg->nr_vcpus;
 	len = d->nr_pages * PVM_PAGE_SIZE;
@@ -363,14 +355,15 @@ static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
 	rc = sim_fault(h, PVM_SIM_FAULT_CREATE);
 	if (rc < 0)
 		goto out_free;
-	rc = pick_domid(h, domid, &d->domid);
+	rc = pick_domid(h, cfg->domid, &d->domid);
 	if (rc < 0) {
-		pvm_err("sim: cannot create domain %u: %s", domid,
+		pvm_err("sim: cannot create domain %u: %s", cfg->domid,
 			strerror(-rc));
 		goto out_free;
 	}
 	d->serial = h->next_serial++;
-	snprintf(d->name, sizeof(d->name), "%s", cfg->name);
+	snprintf(d->name, sizeof(d->name), "%s",
+		 cfg->name ? cfg->name : "");
 	rc = alloc_tables(d);
 	if (rc < 0)
 		goto out_release;
@@ -404,7 +397,7 @@ static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
 	argv[0] = h->guest_prog;
 	argv[1] = a_pages;
 	argv[2] = a_vcpus;
-	argv[3] = (char *)(cfg->image[0] ? cfg->image : "idle");
+	argv[3] = (char *)(cfg->image ? cfg->image : "idle");
 	argv[4] = (char *)(cfg->frontend_gen == PVM_HV_FRONTEND_LEGACY ?
 				   "legacy" : "modern");
 	argv[5] = NULL;
@@ -455,7 +448,7 @@ static int create_here(struct sim_host *h, const struct pvm_hv_domain_spec *cfg,
 			goto out_kill;
 		}
 	}
-	if (flags & PVM_HV_CREATE_PAUSED) {
+	if (cfg->start_paused) {
 		rc = stop_process(h, d);
 		if (rc < 0)
 			goto out_kill;
@@ -508,8 +501,7 @@ out_free:
  * a time; the caller waits for it (the config stays borrowed meanwhile). */
 
 struct spawn_job {
-	const struct pvm_hv_domain_spec *spec;
-	uint32_t want_domid, flags;
+	const struct pvm_hv_domain_config *cfg;
 	uint32_t domid;
 	int rc;
 	bool taken, done;
@@ -530,8 +522,7 @@ static void *spawn_main(void *arg)
 		job = h->spawn_job;
 		job->taken = true;
 		pthread_mutex_unlock(&h->spawn_mu);
-		job->rc = create_here(h, job->spec, job->want_domid, job->flags,
-				      &job->domid);
+		job->rc = create_here(h, job->cfg, &job->domid);
 		pthread_mutex_lock(&h->spawn_mu);
 		job->done = true;
 		h->spawn_job = NULL;
@@ -568,12 +559,11 @@ void sim_spawn_stop(struct sim_host *h)
 	pthread_cond_destroy(&h->spawn_cv);
 }
 
-int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_spec *spec,
-		      uint32_t domid, uint32_t flags, uint32_t *domid_out)
+int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
+		      uint32_t *domid_out)
 {
 	struct sim_host *h = to_host(hv);
-	struct spawn_job job = { .spec = spec, .want_domid = domid,
-				 .flags = flags };
+	struct spawn_job job = { .cfg = cfg };
 
 	pthread_mutex_lock(&h->spawn_mu);
 	while (h->spawn_job)
@@ -586,23 +576,6 @@ int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_spec *spec,
 	if (job.rc == 0)
 		*domid_out = job.domid;
 	return job.rc;
-}
-
-int sim_domain_config_get(struct pvm_hv *hv, uint32_t domid,
-			  struct pvm_hv_domain_spec *out)
-{
-	struct sim_host *h = to_host(hv);
-	struct sim_domain *d;
-	int rc;
-
-	pthread_mutex_lock(&h->lock);
-	rc = sim_dom_get(h, domid, false, &d);
-	if (rc == 0 && d->is_control)
-		rc = -ESRCH;
-	if (rc == 0)
-		*out = d->spec;
-	pthread_mutex_unlock(&h->lock);
-	return rc;
 }
 
 int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid)

@@ -60,7 +60,7 @@ struct pvm_simguest_header {
 	uint32_t pv_running;
 	uint64_t echo_count;
 	/* PV workload counters (also published in xenstore under
-	 * data/workload/, see hv/sim/sim.h struct pvm_hv_workload). */
+	 * data/workload/, see hv/sim/sim.h struct pvm_sim_workload). */
 	uint64_t wl[16]; /* indexed by enum pvm_simguest_counter */
 	/*
 	 * Pausing at an instruction boundary. A real vCPU resumes at the very

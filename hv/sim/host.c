@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "hv/sim/internal.h"
-#include "hv/sim/xenstored/xenstored.h"
 
 void sim_dom_set_state(struct sim_domain *d, enum sim_dom_state from,
 		       enum sim_dom_state to)
@@ -312,44 +311,7 @@ static void sim_close(struct pvm_hv *hv)
 	close_fd(&h->epfd);
 	pthread_mutex_destroy(&h->lock);
 	free(h->guest_prog);
-	/* Last: the guests and backends above held connections to it. */
-	if (h->own_xs_running) {
-		pvm_xenstored_stop(h->own_xs);
-		pthread_join(h->own_xs_thread, NULL);
-	}
-	pvm_xenstored_destroy(h->own_xs);
 	free(h);
-}
-
-static void *own_xs_main(void *arg)
-{
-	pvm_xenstored_run(arg);
-	return NULL;
-}
-
-/* The host's own xenstore server in @dir, running once this returns. */
-static int own_xs_start(struct sim_host *h, const char *dir)
-{
-	struct pvm_xenstored_opts xo;
-	int rc;
-
-	pvm_xenstored_opts_default(&xo);
-	xo.state_dir = dir;
-	rc = pvm_xenstored_create(&xo, &h->own_xs);
-	if (rc) {
-		h->own_xs = NULL;
-		pvm_err("sim: cannot start the host's xenstore in %s: %s", dir,
-			strerror(-rc));
-		return rc;
-	}
-	rc = -pthread_create(&h->own_xs_thread, NULL, own_xs_main, h->own_xs);
-	if (rc) {
-		pvm_err("sim: cannot start the xenstore thread: %s",
-			strerror(-rc));
-		return rc;
-	}
-	h->own_xs_running = true;
-	return 0;
 }
 
 /* Default guest program: $PVM_SIMGUEST, else next to /proc/self/exe. */
@@ -393,15 +355,7 @@ int pvm_sim_host_create(const struct pvm_sim_config *cfg,
 	h->dom0.pidfd = h->dom0.ctl_fd = h->dom0.memfd = -1;
 	h->dom0.uffd = h->dom0.pagemap_fd = -1;
 	snprintf(h->dom0.name, sizeof(h->dom0.name), "Domain-0");
-	if (cfg && !cfg->xenstored && cfg->xenstored_dir) {
-		rc = own_xs_start(h, cfg->xenstored_dir);
-		if (rc < 0) {
-			sim_close(&h->hv);
-			return rc;
-		}
-	}
-	rc = sim_dev_host_init(h, h->own_xs ? h->own_xs :
-				  cfg ? cfg->xenstored : NULL);
+	rc = sim_dev_host_init(h, cfg ? cfg->xenstored : NULL);
 	if (rc == 0)
 		rc = sim_spawn_start(h);
 	if (rc < 0) {
@@ -442,71 +396,12 @@ out_free:
 	return rc;
 }
 
-/* The toolstack stream: none here; pvmig's own records carry a domain. */
-static int sim_stream_config(struct pvm_hv *hv, uint32_t domid,
-			     char **config_out)
-{
-	(void)hv, (void)domid;
-	*config_out = NULL;
-	return -EOPNOTSUPP;
-}
-
-static int sim_stream_save(struct pvm_hv *hv, uint32_t domid, int fd,
-			   unsigned flags, const struct pvm_hv_stream_cb *cb)
-{
-	(void)hv, (void)domid, (void)fd, (void)flags, (void)cb;
-	return -EOPNOTSUPP;
-}
-
-static int sim_stream_restore(struct pvm_hv *hv, const char *config, int fd,
-			      unsigned flags, uint32_t *domid_out)
-{
-	(void)hv, (void)config, (void)fd, (void)flags, (void)domid_out;
-	return -EOPNOTSUPP;
-}
-
-static int sim_stream_suspend(struct pvm_hv *hv, uint32_t domid,
-			      uint32_t timeout_ms)
-{
-	(void)hv, (void)domid, (void)timeout_ms;
-	return -EOPNOTSUPP;
-}
-
-/* The guests are processes of this host: what the kernel has left. */
-static int sim_host_mem_available(struct pvm_hv *hv, uint64_t *bytes_out)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[128];
-	unsigned long long kib = 0;
-	bool found = false;
-
-	(void)hv;
-	*bytes_out = 0;
-	if (!f)
-		return -errno;
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
-	fclose(f);
-	if (!found)
-		return -ENOENT;
-	*bytes_out = (uint64_t)kib * 1024;
-	return 0;
-}
-
-static int sim_stream_resume(struct pvm_hv *hv, uint32_t domid)
-{
-	(void)hv, (void)domid;
-	return -EOPNOTSUPP;
-}
-
 const struct pvm_hv_ops pvm_sim_ops = {
 	.name = "sim",
-	.caps = 0,
 	.close = sim_close,
 	.domain_list = sim_domain_list,
 	.domain_info = sim_domain_info,
 	.domain_create = sim_domain_create,
-	.domain_config_get = sim_domain_config_get,
 	.domain_destroy = sim_domain_destroy,
 	.domain_pause = sim_domain_pause,
 	.domain_unpause = sim_domain_unpause,
@@ -523,26 +418,4 @@ const struct pvm_hv_ops pvm_sim_ops = {
 	.grant_state_set = sim_grant_state_set,
 	.domain_throttle = sim_domain_throttle,
 	.domain_populated = sim_domain_populated,
-	.dev_pause = pvm_sim_backend_pause,
-	.dev_unpause = pvm_sim_backend_unpause,
-	.dev_capture = pvm_sim_backend_capture,
-	.dev_destroy = pvm_sim_backend_destroy,
-	.dev_attach = pvm_sim_backend_attach,
-	.dev_served = pvm_sim_backend_served,
-	.dev_xb_state = sim_dev_xb_state,
-	.frontend_feature = sim_frontend_feature,
-	.suspend_request = sim_suspend_request,
-	.suspend_acked = sim_suspend_acked,
-	.suspend_withdraw = sim_suspend_withdraw,
-	.suspended = pvm_sim_domain_suspended,
-	.suspend_cancel = pvm_sim_domain_suspend_cancel,
-	.xs_export = sim_xs_export,
-	.xs_import = sim_xs_import,
-	.workload_read = pvm_sim_workload_read,
-	.stream_config = sim_stream_config,
-	.stream_save = sim_stream_save,
-	.stream_restore = sim_stream_restore,
-	.stream_suspend = sim_stream_suspend,
-	.stream_resume = sim_stream_resume,
-	.host_mem_available = sim_host_mem_available,
 };

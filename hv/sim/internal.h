@@ -84,7 +84,6 @@ struct sim_domain {
 	uint32_t domid;
 	uint64_t serial; /* unique per host: tells a reused domid apart */
 	char name[64];
-	struct pvm_hv_domain_spec spec; /* as created (domain_config_get) */
 	enum sim_dom_state state;
 	unsigned int pause_count;
 	uint32_t shutdown_reason;
@@ -163,7 +162,7 @@ struct sim_switch {
 struct sim_dev {
 	struct sim_dev *next; /* h->devs, under h->dev_lock */
 	struct sim_host *h;
-	uint32_t type; /* enum pvm_hv_dev_type */
+	uint32_t type; /* enum pvm_sim_dev_type */
 	uint32_t domid, devid;
 	char be_path[96], fe_path[96];
 	pthread_t thread;
@@ -242,11 +241,6 @@ struct sim_host {
 	struct spawn_job *spawn_job;
 	/* xenstore: the server (borrowed) and the host's dom0 connection */
 	struct pvm_xenstored *xs_srv;
-	/* host.c: a server of the host's own (pvm_sim_config.xenstored_dir),
-	 * run on own_xs_thread; xs_srv points at it */
-	struct pvm_xenstored *own_xs;
-	pthread_t own_xs_thread;
-	bool own_xs_running;
 	struct xsc xs;
 	pthread_mutex_t xs_lock; /* guards xs */
 	/* PV backends; lock order: dev_lock, then lock, then sw_lock; the
@@ -303,10 +297,8 @@ void sim_dom_release(struct sim_host *h, struct sim_domain *d);
 void sim_dom_free(struct sim_domain *d);
 
 /* domain.c */
-int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_spec *spec,
-		      uint32_t domid, uint32_t flags, uint32_t *domid_out);
-int sim_domain_config_get(struct pvm_hv *hv, uint32_t domid,
-			  struct pvm_hv_domain_spec *out);
+int sim_domain_create(struct pvm_hv *hv, const struct pvm_hv_domain_config *cfg,
+		      uint32_t *domid_out);
 int sim_domain_destroy(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_pause(struct pvm_hv *hv, uint32_t domid);
 int sim_domain_unpause(struct pvm_hv *hv, uint32_t domid);
@@ -367,10 +359,10 @@ void sim_grant_mark_mapped(struct pvm_hv *hv, uint32_t handle);
 /* domain_create, lock held, before the fork: the toolstack's xenstore
  * nodes for @d and its devices; *@xs_fd_out the guest's connection. */
 int sim_dev_prepare(struct sim_host *h, struct sim_domain *d,
-		    const struct pvm_hv_domain_spec *cfg, int *xs_fd_out);
+		    const struct pvm_hv_domain_config *cfg, int *xs_fd_out);
 /* domain_create, lock NOT held, after the domain exists: the backends. */
 int sim_dev_start_all(struct sim_host *h, uint32_t domid,
-		      const struct pvm_hv_domain_spec *cfg);
+		      const struct pvm_hv_domain_config *cfg);
 /* The domain died or is destroyed, lock held: its xenstore nodes go
  * (backends notice through their watches and disconnect). */
 void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);
@@ -378,17 +370,6 @@ void sim_dev_domain_dead(struct sim_host *h, struct sim_domain *d);
 void sim_dev_destroy_domain(struct sim_host *h, uint32_t domid);
 int sim_dev_host_init(struct sim_host *h, struct pvm_xenstored *srv);
 void sim_dev_host_close(struct sim_host *h);
-/* The ops table's slots beyond backend.h's (contracts in hv.h). */
-int sim_dev_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		     uint32_t devid, uint32_t *be_out, uint32_t *fe_out);
-int sim_frontend_feature(struct pvm_hv *hv, uint32_t domid, const char *name,
-			 bool *on_out);
-int sim_suspend_request(struct pvm_hv *hv, uint32_t domid);
-int sim_suspend_acked(struct pvm_hv *hv, uint32_t domid, bool *acked_out);
-int sim_suspend_withdraw(struct pvm_hv *hv, uint32_t domid, bool *taken_out);
-int sim_xs_export(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);
-int sim_xs_import(struct pvm_hv *hv, uint32_t domid, const void *buf,
-		  size_t len);
 /* The backend xenbus transition table (dev.c head): may a backend go
  * from @from to @to (XenbusState*)? */
 bool sim_xb_allowed(uint32_t from, uint32_t to);

@@ -94,13 +94,6 @@ struct pvm_sim_config {
 	 * NULL: guests have no xenstore and no PV devices.
 	 */
 	struct pvm_xenstored *xenstored;
-	/*
-	 * Instead of @xenstored: a server of the host's own, created in this
-	 * directory (see pvm_xenstored_create(); -EBUSY when another serves
-	 * it), run on a thread of the host's and destroyed after its guests
-	 * on close. Borrowed for the call. What pvm_hv_open("sim") uses.
-	 */
-	const char *xenstored_dir;
 };
 
 /*
@@ -143,13 +136,31 @@ int pvm_sim_mark_dirty(struct pvm_hv *hv, uint32_t domid, uint64_t pfn);
 
 /* ---- PV workload counters ---- */
 
+/* What the guest's workload published under
+ * /local/domain/<domid>/data/workload/ (node names in brackets). */
+struct pvm_sim_workload {
+	uint64_t blk_writes;      /* [blk-writes] blocks written, acknowledged */
+	uint64_t blk_reads;       /* [blk-reads] blocks read back */
+	uint64_t blk_verify_fail; /* [blk-verify-fail] read back != written */
+	uint64_t blk_io_errors;   /* [blk-io-errors] error responses */
+	uint64_t net_sent;        /* [net-sent] frames sent to the echo peer */
+	uint64_t net_received;    /* [net-received] replies received */
+	uint64_t net_lost;        /* [net-lost] gaps in reply numbers */
+	uint64_t net_dup;         /* [net-dup] replies received twice */
+	uint64_t net_ooo;         /* [net-ooo] replies after a later one */
+	uint64_t fe_connects;     /* [fe-connects] frontend handshakes done */
+	uint64_t blk_flushes;     /* [blk-flushes] cache flushes acknowledged
+				   * (after each write pass, when the
+				   * backend offers feature-flush-cache) */
+};
+
 /*
- * The workload_read slot (hv.h): reads the counters from xenstore (as
- * pvmig status would); a counter not published yet reads 0. -ENOENT when the guest published nothing yet,
+ * Reads the counters from xenstore (as pvmig status would); a counter not
+ * published yet reads 0. -ENOENT when the guest published nothing yet,
  * -EOPNOTSUPP without a xenstore server.
  */
 int pvm_sim_workload_read(struct pvm_hv *hv, uint32_t domid,
-			  struct pvm_hv_workload *out);
+			  struct pvm_sim_workload *out);
 
 /* Xen's vdev → devid rule for "xvda".."xvdp" (202 << 8 | n << 4);
  * -EINVAL for other names. */

@@ -63,13 +63,13 @@ int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
 }
 
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
-		    const struct pvm_hv_stream_cb *cb)
+		    const struct pvm_hv_xen_save_cb *cb)
 {
 	return absent();
 }
 
 int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
-				 const struct pvm_hv_stream_cb *cb)
+				 const struct pvm_hv_xen_save_cb *cb)
 {
 	return absent();
 }

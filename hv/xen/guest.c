@@ -87,7 +87,7 @@ struct save_ctx {
 	uint32_t domid;
 	int fd; /* the stream (the EMULATOR records go there too) */
 	bool live;
-	const struct pvm_hv_stream_cb *cb;
+	const struct pvm_hv_xen_save_cb *cb;
 	int suspend_rc;
 	int cb_rc; /* postcopy's or checkpoint's failure */
 	enum xen_dm dm;
@@ -180,7 +180,7 @@ static int save_suspend(void *data)
 		s->suspend_rc = s->cb->suspend(s->cb->ctx);
 	else
 		s->suspend_rc = pvm_hv_xen_suspend(&s->x->base, s->domid,
-						   PVM_HV_STREAM_SUSPEND_MS);
+						   PVM_HV_XEN_SUSPEND_MS);
 	if (s->suspend_rc)
 		return 0;
 	/* The guest is quiet: now QEMU's devices (libxl's order). */
@@ -223,7 +223,7 @@ static int save_policy(struct precopy_stats st, void *data)
 	int v;
 
 	if (!s->cb || !s->cb->precopy)
-		return st.iteration >= PVM_HV_STREAM_DEFAULT_ROUNDS ||
+		return st.iteration >= PVM_HV_XEN_DEFAULT_ROUNDS ||
 		       (st.dirty_count >= 0 && st.dirty_count < 50) ?
 			       XGS_POLICY_STOP_AND_COPY :
 			       XGS_POLICY_CONTINUE_PRECOPY;
@@ -235,9 +235,9 @@ static int save_policy(struct precopy_stats st, void *data)
 		v = s->cb->precopy(s->cb->ctx, st.iteration, st.total_written,
 				   st.dirty_count);
 	switch (v) {
-	case PVM_HV_STREAM_STOP:
+	case PVM_HV_XEN_PRECOPY_STOP:
 		return XGS_POLICY_STOP_AND_COPY;
-	case PVM_HV_STREAM_ABORT:
+	case PVM_HV_XEN_PRECOPY_ABORT:
 		return XGS_POLICY_ABORT;
 	default:
 		return XGS_POLICY_CONTINUE_PRECOPY;
@@ -284,7 +284,7 @@ static int save_checkpoint(void *data)
 }
 
 static int do_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
-		   bool checkpointed, const struct pvm_hv_stream_cb *cb)
+		   bool checkpointed, const struct pvm_hv_xen_save_cb *cb)
 {
 	struct save_ctx s = { .domid = domid, .fd = fd, .live = live,
 			      .cb = cb, .suspend_rc = 0 };
@@ -343,13 +343,13 @@ out:
 }
 
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
-		    const struct pvm_hv_stream_cb *cb)
+		    const struct pvm_hv_xen_save_cb *cb)
 {
 	return do_save(hv, domid, fd, live, false, cb);
 }
 
 int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
-				 const struct pvm_hv_stream_cb *cb)
+				 const struct pvm_hv_xen_save_cb *cb)
 {
 	return do_save(hv, domid, fd, true, true, cb);
 }

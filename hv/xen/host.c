@@ -6,7 +6,7 @@
  *   domain_list/info   xc_domain_getinfolist + xc_domain_nr_gpfns, the name
  *                      from xenstore (/local/domain/<id>/name)
  *   domain_create      libxl_domain_create_new (PV, from a kernel image),
- *                      then libxl_domain_unpause unless PVM_HV_CREATE_PAUSED
+ *                      then libxl_domain_unpause unless start_paused
  *   domain_destroy     libxl_domain_destroy
  *   domain_pause/...   xc_domain_pause / xc_domain_unpause (Xen counts
  *                      toolstack pauses: controller_pause_count)
@@ -247,7 +247,7 @@ static int xen_domain_info(struct pvm_hv *hv, uint32_t domid,
 /* ---- create / destroy --------------------------------------------------- */
 
 /* The config's disks and NICs as libxl devices in @dc (dispose frees). */
-static int build_devices(const struct pvm_hv_domain_spec *cfg,
+static int build_devices(const struct pvm_hv_domain_config *cfg,
 			 libxl_domain_config *dc)
 {
 	if (cfg->nr_disks) {
@@ -284,7 +284,7 @@ static int build_devices(const struct pvm_hv_domain_spec *cfg,
 		n->devid = (libxl_devid)i;
 		/* All zeros: libxl makes up a 00:16:3e address. */
 		memcpy(n->mac, in->mac, sizeof(n->mac));
-		if (in->bridge[0]) {
+		if (in->bridge) {
 			free(n->bridge);
 			if (!(n->bridge = strdup(in->bridge)))
 				return -ENOMEM;
@@ -306,16 +306,16 @@ static int build_devices(const struct pvm_hv_domain_spec *cfg,
 	return 0;
 }
 
-static int build_config(const struct pvm_hv_domain_spec *cfg, uint32_t want,
+static int build_config(const struct pvm_hv_domain_config *cfg,
 			libxl_domain_config *dc)
 {
 	libxl_domain_build_info *b = &dc->b_info;
 	size_t bytes = (cfg->nr_vcpus + 7u) / 8u;
 
 	dc->c_info.type = LIBXL_DOMAIN_TYPE_PV;
-	if (want != PVM_HV_DOMID_ANY)
-		dc->c_info.domid = want;
-	if (cfg->name[0] && !(dc->c_info.name = strdup(cfg->name)))
+	if (cfg->domid != PVM_HV_DOMID_ANY)
+		dc->c_info.domid = cfg->domid;
+	if (cfg->name && !(dc->c_info.name = strdup(cfg->name)))
 		return -ENOMEM;
 	libxl_domain_build_info_init_type(b, LIBXL_DOMAIN_TYPE_PV);
 	b->max_vcpus = (int)cfg->nr_vcpus;
@@ -338,7 +338,7 @@ static int build_config(const struct pvm_hv_domain_spec *cfg, uint32_t want,
 }
 
 /* -EINVAL (logged) unless every device of @cfg is usable. */
-static int check_devices(const struct pvm_hv_domain_spec *cfg)
+static int check_devices(const struct pvm_hv_domain_config *cfg)
 {
 	if (cfg->nr_disks > PVM_HV_MAX_DISKS || cfg->nr_nics > PVM_HV_MAX_NICS) {
 		pvm_err("xen: create: %u disks, %u nics (at most %u, %u)",
@@ -347,9 +347,8 @@ static int check_devices(const struct pvm_hv_domain_spec *cfg)
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < cfg->nr_disks; i++) {
-		if (!*cfg->disks[i].path || !*cfg->disks[i].vdev ||
-		    !memchr(cfg->disks[i].path, 0, sizeof(cfg->disks[i].path)) ||
-		    !memchr(cfg->disks[i].vdev, 0, sizeof(cfg->disks[i].vdev))) {
+		if (!cfg->disks[i].path || !*cfg->disks[i].path ||
+		    !cfg->disks[i].vdev || !*cfg->disks[i].vdev) {
 			pvm_err("xen: create: disk %u needs a path and a vdev",
 				i);
 			return -EINVAL;
@@ -365,8 +364,8 @@ static int check_devices(const struct pvm_hv_domain_spec *cfg)
 }
 
 static int xen_domain_create(struct pvm_hv *hv,
-			     const struct pvm_hv_domain_spec *cfg,
-			     uint32_t want, uint32_t flags, uint32_t *domid_out)
+			     const struct pvm_hv_domain_config *cfg,
+			     uint32_t *domid_out)
 {
 	struct xen_host *x = xen_of(hv);
 	libxl_domain_config dc;
@@ -377,38 +376,36 @@ static int xen_domain_create(struct pvm_hv *hv,
 	if (cfg->nr_vcpus < 1 || cfg->nr_pages < 1 ||
 	    cfg->nr_pages > (UINT64_MAX >> 20) ||
 	    cfg->nr_vcpus > 4096 ||
-	    (want != PVM_HV_DOMID_ANY &&
-	     (want < 1 || want > PVM_HV_DOMID_MAX)) ||
-	    !memchr(cfg->name, 0, sizeof(cfg->name)) ||
-	    !memchr(cfg->image, 0, sizeof(cfg->image))) {
+	    (cfg->domid != PVM_HV_DOMID_ANY &&
+	     (cfg->domid < 1 || cfg->domid > PVM_HV_DOMID_MAX))) {
 		pvm_err("xen: create: bad config (vcpus %u, pages %llu, "
 			"domid %u)",
 			cfg->nr_vcpus, (unsigned long long)cfg->nr_pages,
-			want);
+			cfg->domid);
 		return -EINVAL;
 	}
-	if (!*cfg->image) {
+	if (!cfg->image || !*cfg->image) {
 		pvm_err("xen: create: a PV domain needs a kernel image");
 		return -EINVAL;
 	}
 	rc = check_devices(cfg);
 	if (rc)
 		return rc;
-	if (want != PVM_HV_DOMID_ANY) {
-		rc = xen_getinfo(x, want, &xi);
+	if (cfg->domid != PVM_HV_DOMID_ANY) {
+		rc = xen_getinfo(x, cfg->domid, &xi);
 		if (rc == 0) {
-			pvm_err("xen: create: domid %u is taken", want);
+			pvm_err("xen: create: domid %u is taken", cfg->domid);
 			return -EEXIST;
 		}
 		if (rc != -ESRCH) {
-			pvm_err("xen: create: domid %u: %s", want,
+			pvm_err("xen: create: domid %u: %s", cfg->domid,
 				strerror(-rc));
 			return rc;
 		}
 	}
 
 	libxl_domain_config_init(&dc);
-	rc = build_config(cfg, want, &dc);
+	rc = build_config(cfg, &dc);
 	if (rc) {
 		pvm_err("xen: create: %s", strerror(-rc));
 		goto out_dispose;
@@ -419,13 +416,13 @@ static int xen_domain_create(struct pvm_hv *hv,
 		rc = xen_libxl_errno(lrc);
 		/* A fixed domid taken meanwhile comes back as a failure. */
 		pvm_err("xen: create \"%s\": libxl_domain_create_new: %d",
-			cfg->name, lrc);
+			cfg->name ? cfg->name : "", lrc);
 		/* ERROR_ABORTED may leave a half-made domain behind. */
 		if (domid != (uint32_t)INVALID_DOMID && domid != 0)
 			goto out_destroy;
 		goto out_dispose;
 	}
-	if (!(flags & PVM_HV_CREATE_PAUSED)) {
+	if (!cfg->start_paused) {
 		lrc = libxl_domain_unpause(x->ctx, domid, NULL);
 		if (lrc) {
 			rc = xen_libxl_errno(lrc);
@@ -692,12 +689,10 @@ static void xen_close(struct pvm_hv *hv)
 
 const struct pvm_hv_ops xen_ops = {
 	.name = "xen",
-	.caps = PVM_HV_CAP_STREAM,
 	.close = xen_close,
 	.domain_list = xen_domain_list,
 	.domain_info = xen_domain_info,
 	.domain_create = xen_domain_create,
-	.domain_config_get = xen_domain_config_get,
 	.domain_destroy = xen_domain_destroy,
 	.domain_pause = xen_domain_pause,
 	.domain_unpause = xen_domain_unpause,
@@ -714,29 +709,6 @@ const struct pvm_hv_ops xen_ops = {
 	.grant_state_set = xen_grant_state_set,
 	.domain_throttle = xen_domain_throttle,
 	.domain_populated = xen_domain_populated,
-	/* slots.c */
-	.dev_pause = xen_dev_pause,
-	.dev_unpause = xen_dev_op,
-	.dev_capture = xen_dev_capture,
-	.dev_destroy = xen_dev_op,
-	.dev_attach = xen_dev_attach,
-	.dev_served = xen_dev_served,
-	.dev_xb_state = xen_dev_xb_state,
-	.frontend_feature = xen_frontend_feature,
-	.suspend_request = xen_suspend_op,
-	.suspend_acked = xen_suspend_flag,
-	.suspend_withdraw = xen_suspend_flag,
-	.suspended = xen_suspend_flag,
-	.suspend_cancel = xen_suspend_op,
-	.xs_export = xen_xs_export,
-	.xs_import = xen_xs_import,
-	.workload_read = xen_workload_read,
-	.stream_config = pvm_hv_xen_config_json,
-	.stream_save = xen_stream_save,
-	.stream_restore = xen_stream_restore,
-	.stream_suspend = pvm_hv_xen_suspend,
-	.stream_resume = pvm_hv_xen_resume,
-	.host_mem_available = xen_host_mem_available,
 };
 
 bool pvm_hv_is_xen(const struct pvm_hv *hv)

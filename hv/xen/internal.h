@@ -190,33 +190,4 @@ int xen_dm_save(struct xen_host *x, uint32_t domid, bool live,
 int xen_dm_write_records(struct xen_host *x, uint32_t domid, int fd,
 			 const struct pvm_buf *context);
 
-/* slots.c: the stream slots over guest.c, and the -EOPNOTSUPP ones. */
-int xen_domain_config_get(struct pvm_hv *hv, uint32_t domid,
-			  struct pvm_hv_domain_spec *out);
-int xen_dev_pause(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		  uint32_t devid, unsigned timeout_ms);
-int xen_dev_op(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-	       uint32_t devid);
-int xen_dev_capture(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		    uint32_t devid, struct pvm_hv_dev_state *out);
-int xen_dev_attach(struct pvm_hv *hv, const struct pvm_hv_dev_state *st);
-int xen_dev_served(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		   uint32_t devid, uint64_t *served_out);
-int xen_dev_xb_state(struct pvm_hv *hv, uint32_t domid, uint32_t type,
-		     uint32_t devid, uint32_t *be_out, uint32_t *fe_out);
-int xen_frontend_feature(struct pvm_hv *hv, uint32_t domid, const char *name,
-			 bool *on_out);
-int xen_suspend_op(struct pvm_hv *hv, uint32_t domid);
-int xen_suspend_flag(struct pvm_hv *hv, uint32_t domid, bool *out);
-int xen_xs_export(struct pvm_hv *hv, uint32_t domid, struct pvm_buf *out);
-int xen_xs_import(struct pvm_hv *hv, uint32_t domid, const void *buf,
-		  size_t len);
-int xen_workload_read(struct pvm_hv *hv, uint32_t domid,
-		      struct pvm_hv_workload *out);
-int xen_host_mem_available(struct pvm_hv *hv, uint64_t *bytes_out);
-int xen_stream_save(struct pvm_hv *hv, uint32_t domid, int fd, unsigned flags,
-		    const struct pvm_hv_stream_cb *cb);
-int xen_stream_restore(struct pvm_hv *hv, const char *config, int fd,
-		       unsigned flags, uint32_t *domid_out);
-
 #endif /* PVM_XEN_INTERNAL_H */

@@ -76,9 +76,11 @@ int pvm_hv_xen_nic_detach(struct pvm_hv *hv, uint32_t domid,
 
 /* ---- whole-domain save/restore through libxenguest/libxl (guest.c) ---- */
 
-/* The callbacks, their return values and the default bounds are hv.h's
- * (struct pvm_hv_stream_cb, PVM_HV_STREAM_*): these functions are the Xen
- * backend's stream_* slots. */
+/* Default bound on the wait for a guest to suspend (a nested TCG host is
+ * slow; a native one answers in milliseconds). */
+#define PVM_HV_XEN_SUSPEND_MS 60000u
+/* Pre-copy rounds without a policy callback. */
+#define PVM_HV_XEN_DEFAULT_ROUNDS 5u
 
 /*
  * The domain's libxl configuration as JSON (libxl_domain_config), what
@@ -97,6 +99,36 @@ int pvm_hv_xen_config_json(struct pvm_hv *hv, uint32_t domid,
 int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
 		       uint32_t timeout_ms);
 
+enum {
+	PVM_HV_XEN_PRECOPY_CONTINUE = 0,
+	PVM_HV_XEN_PRECOPY_STOP = 1,  /* suspend, send the rest */
+	PVM_HV_XEN_PRECOPY_ABORT = -1 /* give up; the guest runs on */
+};
+
+/* pvm_hv_xen_save()'s callbacks; any may be NULL. Called on the
+ * caller's thread, from inside xc_domain_save. */
+struct pvm_hv_xen_save_cb {
+	/* Brings the guest to its suspended state: 0 or a negative errno.
+	 * NULL: pvm_hv_xen_suspend(PVM_HV_XEN_SUSPEND_MS). */
+	int (*suspend)(void *ctx);
+	/* Live: once before round 0 (0, 0, -1), then once after each
+	 * pre-copy round r, when its dirty pages are known (r + 1, pages
+	 * sent so far, pages dirty now): PVM_HV_XEN_PRECOPY_*; STOP sends
+	 * those dirty pages once more live, then suspends. NULL: stop after
+	 * PVM_HV_XEN_DEFAULT_ROUNDS rounds or under 50 dirty pages. */
+	int (*precopy)(void *ctx, uint32_t round, uint64_t written,
+		       int64_t dirty);
+	/* Checkpointed saves only. After each checkpoint is in the stream
+	 * (libxc CHECKPOINT record written): lets the guest carry on, 0 or a
+	 * negative errno. NULL: pvm_hv_xen_resume(). */
+	int (*postcopy)(void *ctx);
+	/* Checkpointed saves only, after postcopy: 1 for another checkpoint
+	 * (the pages dirtied since this one), 0 to end the stream here, or a
+	 * negative errno (the save fails). NULL: 0. */
+	int (*checkpoint)(void *ctx);
+	void *ctx;
+};
+
 /*
  * Writes x86 domain @domid (PV, HVM or PVH) to @fd as a libxc stream
  * (Xen's format: image header ... END), with xc_domain_save: live
@@ -114,7 +146,7 @@ int pvm_hv_xen_suspend(struct pvm_hv *hv, uint32_t domid,
  * request (it runs on); the libxenguest or QMP failure otherwise; logged.
  */
 int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
-		    const struct pvm_hv_stream_cb *cb);
+		    const struct pvm_hv_xen_save_cb *cb);
 
 /*
  * pvm_hv_xen_save() as a checkpointed stream (libxenguest's Remus stream):
@@ -127,7 +159,7 @@ int pvm_hv_xen_save(struct pvm_hv *hv, uint32_t domid, int fd, bool live,
  * cb->checkpoint returned 0, with the guest running.
  */
 int pvm_hv_xen_save_checkpointed(struct pvm_hv *hv, uint32_t domid, int fd,
-				 const struct pvm_hv_stream_cb *cb);
+				 const struct pvm_hv_xen_save_cb *cb);
 
 /* Lets a guest suspended for a save carry on (libxl_domain_resume with
  * suspend_cancel, as xl save -c does). 0 or a negative errno; logged. */

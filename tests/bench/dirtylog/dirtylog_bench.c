@@ -52,7 +52,8 @@ int main(int argc, char **argv)
 	int runs = argc > 3 ? atoi(argv[3]) : 7;
 	uint64_t pages = guest_mib << 8, dirty = dirty_mib << 8;
 	const unsigned int vcpus = 2;
-	struct pvm_hv_domain_spec cfg = {
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = pages,
 		.nr_vcpus = vcpus,
 		.name = "bench",
@@ -74,14 +75,14 @@ int main(int argc, char **argv)
 	}
 	snprintf(image, sizeof(image), "content:counter,dirty:%u:%llu",
 		 PVM_SIMGUEST_FIRST_FREE_PFN, (unsigned long long)dirty);
-	snprintf(cfg.image, sizeof(cfg.image), "%s", image);
+	cfg.image = image;
 	full = calloc((size_t)runs, sizeof(*full));
 	empty = calloc((size_t)runs, sizeof(*empty));
 	if (!full || !empty || pvm_bitmap_init(&bm, pages) < 0)
 		return 1;
 	rc = pvm_sim_host_create(NULL, &hv);
 	if (rc == 0)
-		rc = hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0, &d);
+		rc = hv->ops->domain_create(hv, &cfg, &d);
 	if (rc == -EOPNOTSUPP) {
 		printf("SKIP: kernel cannot track guest writes (see above)\n");
 		return 77;

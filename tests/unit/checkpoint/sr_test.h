@@ -71,17 +71,19 @@ static inline size_t sr_count_domains(struct pvm_hv *hv)
 static inline uint32_t sr_guest(struct pvm_hv *hv, const char *name,
 				const char *image)
 {
-	struct pvm_hv_domain_spec cfg = {
+	char wl[256];
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = SR_PAGES,
 		.nr_vcpus = 2,
+		.name = name,
+		.image = wl,
 	};
 	uint32_t domid = 0;
 
-	snprintf(cfg.name, sizeof(cfg.name), "%s", name ? name : "");
-	snprintf(cfg.image, sizeof(cfg.image), "content:counter,%s",
-		 image ? image : "");
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0,
-						&domid), 0);
+	snprintf(wl, sizeof(wl), "content:counter,%s", image);
+
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &domid), 0);
 	return domid;
 }
 

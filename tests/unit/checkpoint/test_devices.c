@@ -22,18 +22,18 @@ static void quiet_sink(void *ctx, enum pvm_log_level lvl, const char *line)
 {
 }
 
-static const struct pvm_hv_dev_state vbd_st = {
-	.type = PVM_HV_DEV_VBD, .domid = 7, .devid = 51712,
+static const struct pvm_sim_backend_state vbd_st = {
+	.type = PVM_SIM_DEV_VBD, .domid = 7, .devid = 51712,
 	.xb_state = XenbusStateConnected, .fe_port = 5, .nr_rings = 1,
 	.ring = { { .ref = 9, .req_cons = 1234, .rsp_prod_pvt = 1234 } },
-	.features = PVM_HV_DEV_F_FLUSH,
+	.features = PVM_SIM_FEAT_FLUSH,
 };
-static const struct pvm_hv_dev_state vif_st = {
-	.type = PVM_HV_DEV_VIF, .domid = 7, .devid = 0,
+static const struct pvm_sim_backend_state vif_st = {
+	.type = PVM_SIM_DEV_VIF, .domid = 7, .devid = 0,
 	.xb_state = XenbusStateConnected, .fe_port = 6, .nr_rings = 2,
 	.ring = { { .ref = 10, .req_cons = 0xfffffff0u, .rsp_prod_pvt = 0xfffffff0u },
 		  { .ref = 11, .req_cons = 77, .rsp_prod_pvt = 77 } },
-	.features = PVM_HV_DEV_F_RX_COPY | PVM_HV_DEV_F_RX_NOTIFY,
+	.features = PVM_SIM_FEAT_RX_COPY | PVM_SIM_FEAT_RX_NOTIFY,
 };
 
 static void config(struct pvm_ckpt_devices *d, bool legacy)
@@ -47,7 +47,7 @@ static void config(struct pvm_ckpt_devices *d, bool legacy)
 }
 
 /* What pvm_pvq_quiesce() appends for @n states. */
-static void blob(struct pvm_buf *b, const struct pvm_hv_dev_state *st,
+static void blob(struct pvm_buf *b, const struct pvm_sim_backend_state *st,
 		 size_t n)
 {
 	pvm_buf_put_u32(b, (uint32_t)n);
@@ -55,7 +55,7 @@ static void blob(struct pvm_buf *b, const struct pvm_hv_dev_state *st,
 		size_t at = b->len;
 
 		pvm_buf_put_u32(b, 0);
-		pvm_hv_dev_state_encode(&st[i], b);
+		pvm_sim_backend_state_encode(&st[i], b);
 		pvm_put_le32(b->data + at, (uint32_t)(b->len - at - 4));
 	}
 }
@@ -108,8 +108,8 @@ static int round_trip(const struct sr_devs *src, struct sr_devs *dst,
 	return ret;
 }
 
-static void assert_same(const struct pvm_hv_dev_state *a,
-			const struct pvm_hv_dev_state *b)
+static void assert_same(const struct pvm_sim_backend_state *a,
+			const struct pvm_sim_backend_state *b)
 {
 	assert_int_equal(a->type, b->type);
 	assert_int_equal(a->devid, b->devid);
@@ -126,7 +126,7 @@ static void assert_same(const struct pvm_hv_dev_state *a,
 
 static void test_lossless(void **state)
 {
-	struct pvm_hv_dev_state st[2] = { vbd_st, vif_st };
+	struct pvm_sim_backend_state st[2] = { vbd_st, vif_st };
 	struct pvm_ckpt_devices d;
 	struct sr_devs src, dst;
 	char msg[PVM_CKPT_ERR_MAX] = "";
@@ -160,7 +160,7 @@ static void test_lossless(void **state)
 
 static void test_refused(void **state)
 {
-	struct pvm_hv_dev_state st[2] = { vbd_st, vif_st };
+	struct pvm_sim_backend_state st[2] = { vbd_st, vif_st };
 	struct pvm_ckpt_devices d, other;
 	struct sr_devs src, dst;
 	struct pvm_error e;
@@ -191,14 +191,14 @@ static void test_refused(void **state)
 	dst.have[1] = true;
 	pvm_error_init(&e);
 	assert_int_equal(
-	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, true, "f.pvm", &e),
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, true, "f.pvm", &e),
 	    -EBADMSG);
 	assert_non_null(strstr(
 	    e.msg, "f.pvm: no PVMIG_DEVICE record for vbd xvda (51712)"));
 	/* ...tolerated in an older file: nothing is reconnected */
 	pvm_error_init(&e);
 	assert_int_equal(
-	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, false, "f.pvm", &e),
+	    pvm_ckpt__devs_reconnect(&dst, NULL, 7, NULL, false, "f.pvm", &e),
 	    0);
 	assert_false(dst.reconnected);
 	pvm_ckpt__devs_dispose(&src);

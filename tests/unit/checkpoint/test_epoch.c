@@ -152,12 +152,7 @@ static void test_failed_epoch_keeps_previous(void **state)
 	r.domid = sr_guest(r.hv, "g1", "dirty:16:1024:2000");
 	assert_int_equal(run(&r, dir, 6, true, &st), -EFAULT);
 	assert_int_equal(st.epochs, 2);
-	/* The injected map failure ended it: in the dirty-page copy, or, when
-	 * the guest dirtied nothing in epoch 3 (a loaded machine may not run
-	 * it for a whole interval), in the memory digest that maps next. */
-	assert_true(strstr(st.err_msg, "cannot map") ||
-		    strstr(st.err_msg, "cannot digest memory"));
-	assert_non_null(strstr(st.err_msg, strerror(EFAULT)));
+	assert_non_null(strstr(st.err_msg, "cannot map"));
 	assert_int_equal(pvm_sim_fault_set(r.hv, PVM_SIM_FAULT_MAP, 0, false,
 					   -EFAULT), 0);
 	/* The guest runs on, log-dirty off. */

@@ -301,14 +301,12 @@ static void test_bad_files(void **state)
 
 	/* A small guest to save, and a bystander that must not notice. */
 	{
-		struct pvm_hv_domain_spec cfg = {
-			.nr_pages = 64, .nr_vcpus = 1, .name = "g1",
-			.image = "content:counter,dirty:16:32",
+		struct pvm_hv_domain_config cfg = {
+			.domid = PVM_HV_DOMID_ANY, .nr_pages = 64,
+			.nr_vcpus = 1, .name = "g1", .image = "content:counter,dirty:16:32",
 		};
 
-		assert_int_equal(f->hv->ops->domain_create(f->hv, &cfg,
-							   PVM_HV_DOMID_ANY, 0,
-							   &d), 0);
+		assert_int_equal(f->hv->ops->domain_create(f->hv, &cfg, &d), 0);
 	}
 	/* Its first pass written: a save taken before the guest touched
 	 * any page holds no page data (the xl-file case below needs some;

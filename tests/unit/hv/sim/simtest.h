@@ -38,20 +38,22 @@ static inline uint32_t simtest_domain(struct pvm_hv *hv, uint64_t pages,
 				      uint32_t vcpus, const char *image,
 				      bool paused)
 {
-	struct pvm_hv_domain_spec cfg = {
+	char wl[256];
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = pages,
 		.nr_vcpus = vcpus,
+		.start_paused = paused,
 		.name = "test",
+		.image = wl,
 	};
 	uint32_t domid = 0;
 
 	/* The tests' deterministic content: nothing populated at start, one
 	 * counter per page per pass (hv/sim/guest/content.h). */
-	snprintf(cfg.image, sizeof(cfg.image), "content:counter,%s",
-		 image ? image : "idle");
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY,
-						paused ? PVM_HV_CREATE_PAUSED : 0,
-						&domid), 0);
+	snprintf(wl, sizeof(wl), "content:counter,%s", image ? image : "idle");
+
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &domid), 0);
 	return domid;
 }
 
@@ -127,7 +129,8 @@ static inline void simtest_wait_each_vcpu(struct pvm_hv *hv, uint32_t domid,
  */
 static inline void simtest_require_kernel(void)
 {
-	struct pvm_hv_domain_spec cfg = {
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = PVM_SIMGUEST_MIN_PAGES,
 		.nr_vcpus = 1,
 	};
@@ -141,7 +144,7 @@ static inline void simtest_require_kernel(void)
 			strerror(-rc));
 		exit(1);
 	}
-	rc = hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0, &domid);
+	rc = hv->ops->domain_create(hv, &cfg, &domid);
 	hv->ops->close(hv);
 	if (rc == -EOPNOTSUPP) {
 		printf("SKIP: this kernel lacks userfaultfd WP_ASYNC or "

@@ -15,28 +15,23 @@ static void test_create_list_info_destroy(void **state)
 {
 	struct pvm_hv *hv = simtest_host();
 	struct pvm_hv_dominfo info[4];
-	struct pvm_hv_domain_spec cfg = {
-		.nr_pages = 64, .nr_vcpus = 2, .name = "seven",
+	struct pvm_hv_domain_config cfg = {
+		.domid = 7, .nr_pages = 64, .nr_vcpus = 2, .name = "seven",
 	};
 	uint32_t a, b = 0;
 	size_t n = 0;
 
 	(void)state;
 	a = simtest_domain(hv, 64, 1, NULL, false);
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, 7, 0, &b), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &b), 0);
 	assert_int_equal(b, 7);
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, 7, 0, &b), -EEXIST);
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &b), -EEXIST);
+	cfg.domid = PVM_HV_DOMID_ANY;
 	cfg.nr_pages = 3;
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0,
-						&b), -EINVAL);
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &b), -EINVAL);
 	cfg.nr_pages = 64;
 	cfg.nr_vcpus = 0;
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0,
-						&b), -EINVAL);
-	cfg.nr_vcpus = 2;
-	memset(cfg.image, 'x', sizeof(cfg.image)); /* not terminated */
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0,
-						&b), -EINVAL);
+	assert_int_equal(hv->ops->domain_create(hv, &cfg, &b), -EINVAL);
 
 	assert_int_equal(hv->ops->domain_list(hv, info, 4, &n), 0);
 	assert_int_equal(n, 2);
@@ -279,7 +274,9 @@ static void quiet(void *ctx, enum pvm_log_level lvl, const char *line)
 static void test_create_failures(void **state)
 {
 	struct pvm_sim_config cfg = { .guest_prog = "/bin/false" };
-	struct pvm_hv_domain_spec dc = { .nr_pages = 64, .nr_vcpus = 1 };
+	struct pvm_hv_domain_config dc = {
+		.domid = PVM_HV_DOMID_ANY, .nr_pages = 64, .nr_vcpus = 1,
+	};
 	struct pvm_hv_dominfo info;
 	struct pvm_hv *hv = NULL;
 	uint32_t d;
@@ -288,8 +285,7 @@ static void test_create_failures(void **state)
 	(void)state;
 	pvm_log_set_sink(quiet, NULL);
 	assert_int_equal(pvm_sim_host_create(&cfg, &hv), 0);
-	assert_int_equal(hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY, 0, &d),
-			 -ECHILD);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &d), -ECHILD);
 	assert_int_equal(hv->ops->domain_list(hv, &info, 1, &n), 0);
 	assert_int_equal(n, 0);
 	/* The failed guest was reaped: this process has no child left. */
@@ -304,7 +300,9 @@ static void test_create_failures(void **state)
 static void test_fault_injection(void **state)
 {
 	struct pvm_hv *hv = simtest_host();
-	struct pvm_hv_domain_spec dc = { .nr_pages = 64, .nr_vcpus = 1 };
+	struct pvm_hv_domain_config dc = {
+		.domid = PVM_HV_DOMID_ANY, .nr_pages = 64, .nr_vcpus = 1,
+	};
 	uint64_t pfn = 20;
 	struct pvm_bitmap bm;
 	uint32_t d, e;
@@ -322,12 +320,9 @@ static void test_fault_injection(void **state)
 	/* The 2nd create fails, once. */
 	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_CREATE, 2, false,
 					   -ENOMEM), 0);
-	assert_int_equal(hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY, 0, &d),
-			 0);
-	assert_int_equal(hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY, 0, &e),
-			 -ENOMEM);
-	assert_int_equal(hv->ops->domain_create(hv, &dc, PVM_HV_DOMID_ANY, 0, &e),
-			 0);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &d), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &e), -ENOMEM);
+	assert_int_equal(hv->ops->domain_create(hv, &dc, &e), 0);
 
 	/* Pause fails from the 1st call on, until disarmed. */
 	assert_int_equal(pvm_sim_fault_set(hv, PVM_SIM_FAULT_PAUSE, 1, true,
@@ -366,12 +361,12 @@ static void test_open_by_name(void **state)
 	struct pvm_hv *hv = NULL;
 
 	(void)state;
-	assert_int_equal(pvm_hv_open("sim", NULL, &hv), 0);
+	assert_int_equal(pvm_hv_open("sim", &hv), 0);
 	assert_true(pvm_sim_is_sim(hv));
 	assert_string_equal(hv->ops->name, "sim");
 	hv->ops->close(hv);
-	assert_int_equal(pvm_hv_open("xen", NULL, &hv), -EOPNOTSUPP);
-	assert_int_equal(pvm_hv_open("vmware", NULL, &hv), -ENOENT);
+	assert_int_equal(pvm_hv_open("xen", &hv), -EOPNOTSUPP);
+	assert_int_equal(pvm_hv_open("vmware", &hv), -ENOENT);
 }
 
 int main(void)

@@ -51,8 +51,8 @@ static size_t dirty_pfns(const struct pvm_bitmap *bm, uint64_t *pfns)
 static void test_live_migration(void **state)
 {
 	struct pvm_hv *src = simtest_host(), *dst = simtest_host();
-	struct pvm_hv_domain_spec cfg = {
-		.nr_pages = PAGES, .nr_vcpus = 2,
+	struct pvm_hv_domain_config cfg = {
+		.nr_pages = PAGES, .nr_vcpus = 2, .start_paused = true,
 		.name = "migrated", .image = "content:counter",
 	};
 	struct pvm_hv_dominfo info;
@@ -81,8 +81,8 @@ static void test_live_migration(void **state)
 	simtest_wait_passes(src, sd, 0, 2);
 
 	/* Destination: same domid, paused, nothing run yet. */
-	assert_int_equal(dst->ops->domain_create(dst, &cfg, sd,
-						 PVM_HV_CREATE_PAUSED, &dd), 0);
+	cfg.domid = sd;
+	assert_int_equal(dst->ops->domain_create(dst, &cfg, &dd), 0);
 	assert_int_equal(dd, sd);
 
 	/* Pre-copy: everything, then what got dirty, while the guest runs. */

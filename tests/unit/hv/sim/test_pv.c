@@ -87,23 +87,22 @@ static void pv_host_end(struct pvhost *p)
 	free(p);
 }
 
-static struct pvm_hv_domain_spec pv_config(struct pvhost *p,
+static struct pvm_hv_domain_config pv_config(struct pvhost *p,
 					     const char *image, bool disk,
 					     bool nic, uint8_t mac_last)
 {
-	struct pvm_hv_domain_spec cfg = {
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = PV_PAGES,
 		.nr_vcpus = 1,
 		.name = "pv",
+		.image = image,
 	};
 
-	if (image)
-		snprintf(cfg.image, sizeof(cfg.image), "%s", image);
 	if (disk) {
 		cfg.nr_disks = 1;
-		snprintf(cfg.disks[0].path, sizeof(cfg.disks[0].path), "%s",
-			 p->disk);
-		strcpy(cfg.disks[0].vdev, "xvda");
+		cfg.disks[0].path = p->disk;
+		cfg.disks[0].vdev = "xvda";
 	}
 	if (nic) {
 		cfg.nr_nics = 1;
@@ -118,18 +117,20 @@ static struct pvm_hv_domain_spec pv_config(struct pvhost *p,
 static uint32_t pv_domain(struct pvhost *p, const char *image, bool disk,
 			  bool nic)
 {
-	struct pvm_hv_domain_spec cfg = pv_config(p, image, disk, nic, 1);
+	struct pvm_hv_domain_config cfg = pv_config(p, image, disk, nic, 1);
 	uint32_t domid = 0;
+	char wl[256];
 
 	/* The tests' deterministic content (hv/sim/guest/content.h). */
-	snprintf(cfg.image, sizeof(cfg.image), "content:counter,%s", image);
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &domid), 0);
+	snprintf(wl, sizeof(wl), "content:counter,%s", image);
+	cfg.image = wl;
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &domid), 0);
 	return domid;
 }
 
-static struct pvm_hv_workload counters(struct pvhost *p, uint32_t domid)
+static struct pvm_sim_workload counters(struct pvhost *p, uint32_t domid)
 {
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	int rc = pvm_sim_workload_read(p->hv, domid, &w);
 
 	if (rc == -ENOENT)
@@ -191,7 +192,7 @@ static void test_vbd_workload(void **state)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "blk:0", true, false);
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	char path[128], val[64];
 
 	(void)state;
@@ -200,7 +201,7 @@ static void test_vbd_workload(void **state)
 	assert_int_equal(w.blk_io_errors, 0);
 	assert_true(w.blk_writes >= 64);
 	assert_int_equal(w.fe_connects, 1);
-	assert_int_equal(be_state(p, d, PVM_HV_DEV_VBD, XVDA), XB_CONNECTED);
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VBD, XVDA), XB_CONNECTED);
 	/* the handshake left Xen's nodes */
 	snprintf(path, sizeof(path), "/local/domain/%u/device/vbd/%u/ring-ref",
 		 d, XVDA);
@@ -230,7 +231,7 @@ static void test_vbd_corruption_counted(void **state)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "blk:0", true, false);
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	uint64_t dl;
 	int fd;
 	static uint8_t junk[64 * 4096];
@@ -260,15 +261,15 @@ static void test_vbd_corruption_counted(void **state)
 static void test_vbd_readonly_io_errors(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
-	struct pvm_hv_workload w;
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
+	struct pvm_sim_workload w;
 	uint8_t buf[4096], zero[4096] = { 0 };
 	uint32_t d;
 	int fd;
 
 	(void)state;
 	cfg.disks[0].readonly = true;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_io_errors >= 64);
 	assert_int_equal(w.blk_writes, 0);
 	assert_int_equal(w.blk_verify_fail, 0);
@@ -284,14 +285,14 @@ static void test_vbd_readonly_io_errors(void **state)
 static void test_small_guest_with_xenstore(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,dirty:16:32:1000",
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,dirty:16:32:1000",
 						    false, false, 1);
 	char path[64], val[32];
 	uint32_t d;
 
 	(void)state;
 	cfg.nr_pages = 64;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	simtest_wait_passes(p->hv, d, simtest_passes(p->hv, d), 3);
 	snprintf(path, sizeof(path), "/local/domain/%u/name", d);
 	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
@@ -304,14 +305,14 @@ static void test_small_guest_with_xenstore(void **state)
 static void test_vif_echo(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,net:0", false, true, 0);
-	struct pvm_hv_workload w;
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,net:0", false, true, 0);
+	struct pvm_sim_workload w;
 	char path[96], mac[32];
 	uint32_t d;
 
 	(void)state;
 	memset(cfg.nics[0].mac, 0, 6); /* the host picks one */
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	snprintf(path, sizeof(path), "/local/domain/%u/device/vif/0/mac", d);
 	assert_true(xsc_read(&p->xs, path, mac, sizeof(mac)) > 0);
 	assert_string_equal(mac, "00:16:3e:00:01:00");
@@ -321,7 +322,7 @@ static void test_vif_echo(void **state)
 	assert_int_equal(w.net_ooo, 0);
 	assert_true(w.net_sent >= w.net_received);
 	assert_int_equal(w.fe_connects, 1);
-	assert_int_equal(be_state(p, d, PVM_HV_DEV_VIF, 0), XB_CONNECTED);
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VIF, 0), XB_CONNECTED);
 	pv_host_end(p);
 }
 
@@ -329,7 +330,7 @@ static void switch_fault_moves(enum pvm_sim_switch_fault kind)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "net:0", false, true);
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 
 	WAIT_FOR(p, d, w, w.net_received >= 50);
 	assert_int_equal(pvm_sim_switch_fault(p->hv, "br-test", kind, 3), 0);
@@ -378,7 +379,7 @@ static void test_vif_reorder_counted(void **state)
 static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 		     uint32_t devid, bool pause_guest)
 {
-	struct pvm_hv_dev_state st, st2;
+	struct pvm_sim_backend_state st, st2;
 	struct pvm_buf buf;
 
 	if (pause_guest)
@@ -388,20 +389,20 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 	assert_int_equal(pvm_sim_backend_pause(p->hv, d, type, devid, 10000), 0);
 	assert_int_equal(pvm_sim_backend_capture(p->hv, d, type, devid, &st), 0);
 	assert_int_equal(st.xb_state, XB_CONNECTED);
-	assert_int_equal(st.nr_rings, type == PVM_HV_DEV_VIF ? 2 : 1);
+	assert_int_equal(st.nr_rings, type == PVM_SIM_DEV_VIF ? 2 : 1);
 	/* drained: every request taken has its response */
 	for (uint32_t i = 0; i < st.nr_rings; i++)
-		if (type == PVM_HV_DEV_VBD || i == 0)
+		if (type == PVM_SIM_DEV_VBD || i == 0)
 			assert_int_equal(st.ring[i].req_cons,
 					 st.ring[i].rsp_prod_pvt);
 	/* through the wire form, as a stream would carry it */
 	pvm_buf_init(&buf, 4096);
-	pvm_hv_dev_state_encode(&st, &buf);
+	pvm_sim_backend_state_encode(&st, &buf);
 	assert_int_equal(buf.err, 0);
-	assert_int_equal(pvm_hv_dev_state_decode(buf.data, buf.len, &st2), 0);
+	assert_int_equal(pvm_sim_backend_state_decode(buf.data, buf.len, &st2), 0);
 	assert_memory_equal(&st, &st2, sizeof(st));
 	for (size_t n = 0; n < buf.len; n++)
-		assert_int_equal(pvm_hv_dev_state_decode(buf.data, n, &st2),
+		assert_int_equal(pvm_sim_backend_state_decode(buf.data, n, &st2),
 				 -EBADMSG);
 	pvm_buf_dispose(&buf);
 
@@ -425,20 +426,20 @@ static void reattach(struct pvhost *p, uint32_t d, uint32_t type,
 static void test_backend_reattach(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
-	struct pvm_hv_workload w, before;
+	struct pvm_sim_workload w, before;
 	uint32_t d;
 
 	(void)state;
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
 	for (int round = 0; round < 4; round++) {
 		before = counters(p, d);
 
-		reattach(p, d, PVM_HV_DEV_VBD, XVDA, round & 1);
-		reattach(p, d, PVM_HV_DEV_VIF, 0, round & 1);
+		reattach(p, d, PVM_SIM_DEV_VBD, XVDA, round & 1);
+		reattach(p, d, PVM_SIM_DEV_VIF, 0, round & 1);
 		WAIT_FOR(p, d, w,
 			 w.blk_reads >= before.blk_reads + 64 &&
 				 w.blk_writes >= before.blk_writes + 64 &&
@@ -451,17 +452,17 @@ static void test_backend_reattach(void **state)
 	assert_int_equal(w.net_ooo, 0);
 	/* malformed states are refused, the live backend untouched */
 	{
-		struct pvm_hv_dev_state bad = { .type = 9 }, st;
+		struct pvm_sim_backend_state bad = { .type = 9 }, st;
 
 		pvm_log_set_sink(quiet, NULL);
 		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
-		assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_HV_DEV_VBD,
+		assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD,
 						       XVDA, 10000), 0);
 		assert_int_equal(pvm_sim_backend_capture(p->hv, d,
-							 PVM_HV_DEV_VBD, XVDA,
+							 PVM_SIM_DEV_VBD, XVDA,
 							 &st), 0);
 		assert_int_equal(pvm_sim_backend_destroy(p->hv, d,
-							 PVM_HV_DEV_VBD, XVDA), 0);
+							 PVM_SIM_DEV_VBD, XVDA), 0);
 		bad = st;
 		bad.ring[0].req_cons += 40; /* not drained */
 		assert_int_equal(pvm_sim_backend_attach(p->hv, &bad), -EINVAL);
@@ -531,12 +532,12 @@ static void copy_dirty(struct pvm_hv *src, uint32_t sd, struct pvm_hv *dst,
 static void migrate_generation(enum pvm_hv_frontend_gen gen, bool transparent)
 {
 	struct pvhost *a = pv_host(), *b = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(a, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(a, "content:counter,blk:0,net:0", true,
 						    true, 7);
-	static const uint32_t types[2] = { PVM_HV_DEV_VBD, PVM_HV_DEV_VIF };
+	static const uint32_t types[2] = { PVM_SIM_DEV_VBD, PVM_SIM_DEV_VIF };
 	static const uint32_t ids[2] = { XVDA, 0 };
-	struct pvm_hv_dev_state st[2];
-	struct pvm_hv_workload w, before;
+	struct pvm_sim_backend_state st[2];
+	struct pvm_sim_workload w, before;
 	uint64_t *pfns = calloc(PV_PAGES, sizeof(*pfns));
 	struct pvm_bitmap bm;
 	struct pvm_buf buf;
@@ -547,11 +548,12 @@ static void migrate_generation(enum pvm_hv_frontend_gen gen, bool transparent)
 	assert_int_equal(pvm_bitmap_init(&bm, PV_PAGES), 0);
 	pvm_buf_init(&buf, 1 << 20);
 	cfg.frontend_gen = gen;
-	assert_int_equal(a->hv->ops->domain_create(a->hv, &cfg, PVM_HV_DOMID_ANY, 0, &sd), 0);
+	assert_int_equal(a->hv->ops->domain_create(a->hv, &cfg, &sd), 0);
 	WAIT_FOR(a, sd, w, w.blk_reads >= 64 && w.net_received >= 20);
 
-	assert_int_equal(b->hv->ops->domain_create(b->hv, &cfg, sd,
-						   PVM_HV_CREATE_PAUSED, &dd), 0);
+	cfg.domid = sd;
+	cfg.start_paused = true;
+	assert_int_equal(b->hv->ops->domain_create(b->hv, &cfg, &dd), 0);
 
 	/* pre-copy while the workload runs */
 	assert_int_equal(a->hv->ops->logdirty_enable(a->hv, sd), 0);
@@ -634,8 +636,8 @@ static void migrate_generation(enum pvm_hv_frontend_gen gen, bool transparent)
 		assert_int_equal(w.net_lost, 0);
 	}
 	assert_int_equal(w.fe_connects, transparent ? 2 : 4);
-	assert_int_equal(be_state(b, dd, PVM_HV_DEV_VBD, XVDA), XB_CONNECTED);
-	assert_int_equal(be_state(b, dd, PVM_HV_DEV_VIF, 0), XB_CONNECTED);
+	assert_int_equal(be_state(b, dd, PVM_SIM_DEV_VBD, XVDA), XB_CONNECTED);
+	assert_int_equal(be_state(b, dd, PVM_SIM_DEV_VIF, 0), XB_CONNECTED);
 	pvm_buf_dispose(&buf);
 	pvm_bitmap_dispose(&bm);
 	free(pfns);
@@ -673,12 +675,12 @@ static void hostile(const char *image)
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, image, true, false);
 	uint32_t good = pv_domain(p, "blk:0", false, true);
-	struct pvm_hv_dev_state st;
-	struct pvm_hv_workload w;
+	struct pvm_sim_backend_state st;
+	struct pvm_sim_workload w;
 	char path[128], val[256];
 
 	pvm_log_set_sink(quiet, NULL);
-	wait_be_state(p, d, PVM_HV_DEV_VBD, XVDA, XB_CLOSED);
+	wait_be_state(p, d, PVM_SIM_DEV_VBD, XVDA, XB_CLOSED);
 	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/error",
 		 d, XVDA);
 	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
@@ -687,9 +689,9 @@ static void hostile(const char *image)
 		 d, XVDA);
 	assert_true(xsc_read(&p->xs, path, val, sizeof(val)) > 0);
 	assert_string_equal(val, "6");
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_HV_DEV_VBD, XVDA, 10000),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 0);
-	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_HV_DEV_VBD,
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
 						 XVDA, &st), -EIO);
 	pvm_log_set_sink(NULL, NULL);
 	/* the host and its other guests carry on */
@@ -719,7 +721,7 @@ static void test_random_requests(void **state)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "blk:0", true, false);
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	const grant_entry_v1_t *gt;
 	blkif_sring_t *sring;
 	uint32_t fe_port = 0;
@@ -751,7 +753,7 @@ static void test_random_requests(void **state)
 		RING_IDX prod = sring->req_prod;
 		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
 
-		if (be_state(p, d, PVM_HV_DEV_VBD, XVDA) != XB_CONNECTED)
+		if (be_state(p, d, PVM_SIM_DEV_VBD, XVDA) != XB_CONNECTED)
 			break;
 		for (int i = 0; i < 4; i++, prod++) {
 			blkif_request_t *r = &sring->ring[prod % 32].req;
@@ -773,7 +775,7 @@ static void test_random_requests(void **state)
 		__atomic_store_n(&sring->req_prod, prod, __ATOMIC_RELEASE);
 		assert_int_equal(pvm_sim_evtchn_notify(p->hv, d, fe_port), 0);
 		while (__atomic_load_n(&sring->rsp_prod, __ATOMIC_ACQUIRE) != prod &&
-		       be_state(p, d, PVM_HV_DEV_VBD, XVDA) == XB_CONNECTED) {
+		       be_state(p, d, PVM_SIM_DEV_VBD, XVDA) == XB_CONNECTED) {
 			if (pvm_now_ms() > dl)
 				fail_msg("requests neither answered nor refused");
 			simtest_sleep_ms(1);
@@ -782,7 +784,7 @@ static void test_random_requests(void **state)
 	}
 	pvm_log_set_sink(NULL, NULL);
 	printf("%d rounds answered before the device %s\n", answered,
-	       be_state(p, d, PVM_HV_DEV_VBD, XVDA) == XB_CONNECTED ?
+	       be_state(p, d, PVM_SIM_DEV_VBD, XVDA) == XB_CONNECTED ?
 		       "stayed up" : "broke");
 	assert_true(answered > 0);
 	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
@@ -795,7 +797,7 @@ static void test_random_tx(void **state)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "net:0", false, true);
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	const grant_entry_v1_t *gt;
 	netif_tx_sring_t *sring;
 	uint64_t ref = 0, port = 0, seed = 0x2545f4914f6cdd1dull;
@@ -821,7 +823,7 @@ static void test_random_tx(void **state)
 		RING_IDX prod = sring->req_prod;
 		uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
 
-		if (be_state(p, d, PVM_HV_DEV_VIF, 0) != XB_CONNECTED)
+		if (be_state(p, d, PVM_SIM_DEV_VIF, 0) != XB_CONNECTED)
 			break;
 		for (int i = 0; i < 4; i++, prod++) {
 			netif_tx_request_t *r = &sring->ring[prod % 256].req;
@@ -842,7 +844,7 @@ static void test_random_tx(void **state)
 		__atomic_store_n(&sring->req_prod, prod, __ATOMIC_RELEASE);
 		assert_int_equal(pvm_sim_evtchn_notify(p->hv, d, (uint32_t)port), 0);
 		while (__atomic_load_n(&sring->rsp_prod, __ATOMIC_ACQUIRE) != prod &&
-		       be_state(p, d, PVM_HV_DEV_VIF, 0) == XB_CONNECTED) {
+		       be_state(p, d, PVM_SIM_DEV_VIF, 0) == XB_CONNECTED) {
 			if (pvm_now_ms() > dl)
 				fail_msg("frames neither answered nor refused");
 			simtest_sleep_ms(1);
@@ -851,17 +853,17 @@ static void test_random_tx(void **state)
 	}
 	pvm_log_set_sink(NULL, NULL);
 	printf("%d rounds answered before the device %s\n", answered,
-	       be_state(p, d, PVM_HV_DEV_VIF, 0) == XB_CONNECTED ?
+	       be_state(p, d, PVM_SIM_DEV_VIF, 0) == XB_CONNECTED ?
 		       "stayed up" : "broke");
 	assert_int_equal(answered, 200);
 	/* garbage sizes break it, with the reason where a toolstack looks;
 	 * it passes through Closing (5) on the way: under ASan the check
 	 * came in between */
 	for (uint64_t dl = pvm_now_ms() + SIMTEST_WAIT_MS;
-	     be_state(p, d, PVM_HV_DEV_VIF, 0) == XB_CLOSING &&
+	     be_state(p, d, PVM_SIM_DEV_VIF, 0) == XB_CLOSING &&
 	     pvm_now_ms() < dl;)
 		simtest_sleep_ms(1);
-	assert_int_equal(be_state(p, d, PVM_HV_DEV_VIF, 0), XB_CLOSED);
+	assert_int_equal(be_state(p, d, PVM_SIM_DEV_VIF, 0), XB_CLOSED);
 	snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/error", d);
 	assert_true(xsc_read(&p->xs, path, (char[256]){ 0 }, 256) > 0);
 	assert_int_equal(p->hv->ops->domain_unpause(p->hv, d), 0);
@@ -872,9 +874,9 @@ static void test_guest_death_cleans_up(void **state)
 {
 	struct pvhost *p = pv_host();
 	uint32_t d = pv_domain(p, "blk:0,net:0", true, true);
-	struct pvm_hv_dev_state st;
+	struct pvm_sim_backend_state st;
 	struct pvm_sim_evtchn_status es;
-	struct pvm_hv_workload w;
+	struct pvm_sim_workload w;
 	char path[64], val[64];
 	uint32_t be_port = 0;
 	pid_t pid;
@@ -882,13 +884,13 @@ static void test_guest_death_cleans_up(void **state)
 	(void)state;
 	WAIT_FOR(p, d, w, w.blk_reads >= 10 && w.net_received >= 10);
 	/* the backend's dom0 port, found through the guest's */
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_HV_DEV_VBD, XVDA, 10000),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 0);
-	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_HV_DEV_VBD,
+	assert_int_equal(pvm_sim_backend_capture(p->hv, d, PVM_SIM_DEV_VBD,
 						 XVDA, &st), 0);
 	assert_int_equal(pvm_sim_evtchn_status(p->hv, d, st.fe_port, &es), 0);
 	be_port = es.remote_port;
-	assert_int_equal(pvm_sim_backend_unpause(p->hv, d, PVM_HV_DEV_VBD,
+	assert_int_equal(pvm_sim_backend_unpause(p->hv, d, PVM_SIM_DEV_VBD,
 						 XVDA), 0);
 	assert_int_equal(pvm_sim_domain_pid(p->hv, d, &pid), 0);
 	pvm_log_set_sink(quiet, NULL);
@@ -924,7 +926,7 @@ static void test_guest_death_cleans_up(void **state)
 		}
 	}
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
-	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_HV_DEV_VBD, XVDA, 10000),
+	assert_int_equal(pvm_sim_backend_pause(p->hv, d, PVM_SIM_DEV_VBD, XVDA, 10000),
 			 -ESRCH);
 	pvm_log_set_sink(NULL, NULL);
 	pv_host_end(p);
@@ -974,27 +976,27 @@ static void test_xenbus_transitions(void **state)
 static void test_bad_device_configs(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg;
+	struct pvm_hv_domain_config cfg;
 	struct pvm_hv *bare = simtest_host();
 	uint32_t d;
 
 	(void)state;
 	pvm_log_set_sink(quiet, NULL);
 	cfg = pv_config(p, NULL, true, false, 1);
-	strcpy(cfg.disks[0].vdev, "sda");
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
+	cfg.disks[0].vdev = "sda";
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
 	cfg = pv_config(p, NULL, true, false, 1);
 	cfg.nr_disks = PVM_HV_MAX_DISKS + 1;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
 	cfg = pv_config(p, NULL, true, false, 1);
-	strcpy(cfg.disks[0].path, "/nonexistent/disk.img");
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -ENOENT);
+	cfg.disks[0].path = "/nonexistent/disk.img";
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -ENOENT);
 	cfg = pv_config(p, NULL, true, false, 1);
 	cfg.nr_pages = 64; /* no room for the device area */
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), -EINVAL);
 	/* devices without a xenstore server */
 	cfg = pv_config(p, NULL, true, false, 1);
-	assert_int_equal(bare->ops->domain_create(bare, &cfg, PVM_HV_DOMID_ANY, 0, &d), -EINVAL);
+	assert_int_equal(bare->ops->domain_create(bare, &cfg, &d), -EINVAL);
 	pvm_log_set_sink(NULL, NULL);
 	{
 		/* nothing was left behind by the failures */
@@ -1017,13 +1019,14 @@ struct creator {
 static void *create_and_exit(void *arg)
 {
 	struct creator *c = arg;
-	struct pvm_hv_domain_spec cfg = {
+	struct pvm_hv_domain_config cfg = {
+		.domid = PVM_HV_DOMID_ANY,
 		.nr_pages = 64,
 		.nr_vcpus = 1,
 		.image = "content:counter,dirty:16:32:1000",
 	};
 
-	c->rc = c->hv->ops->domain_create(c->hv, &cfg, PVM_HV_DOMID_ANY, 0, &c->domid);
+	c->rc = c->hv->ops->domain_create(c->hv, &cfg, &c->domid);
 	return NULL;
 }
 
@@ -1060,15 +1063,15 @@ static void test_create_from_any_thread(void **state)
 static void test_suspend_request(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	struct pvm_pvq_suspend_result r;
-	struct pvm_hv_workload w, before;
+	struct pvm_sim_workload w, before;
 	char path[64], val[32];
 	bool susp = true;
 	uint32_t d;
 
 	(void)state;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
 			 PVM_PVQ_MODE_COOPERATIVE);
@@ -1096,7 +1099,7 @@ static void test_suspend_request(void **state)
 	assert_int_equal(p->hv->ops->domain_destroy(p->hv, d), 0);
 
 	cfg = pv_config(p, "content:counter,blk:0,noack", true, false, 1);
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_suspend(p->hv, d, 100, &r), 0);
 	assert_false(r.cooperative);
@@ -1108,7 +1111,7 @@ static void test_suspend_request(void **state)
 
 	cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64);
 	assert_int_equal(pvm_pvq_choose_mode(p->hv, d, PVM_PVQ_MODE_AUTO),
 			 PVM_PVQ_MODE_TRANSPARENT);
@@ -1162,11 +1165,11 @@ static void test_xsc_cas(void **state)
 static void test_stuck_backend(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0,net:0", true,
+	struct pvm_hv_domain_config cfg = pv_config(p, "content:counter,blk:0,net:0", true,
 						    true, 1);
 	const struct pvm_pvq_device devs[] = { { PVM_PVQ_VBD, XVDA },
 					       { PVM_PVQ_VIF, 0 } };
-	struct pvm_hv_workload w, before;
+	struct pvm_sim_workload w, before;
 	struct pvm_buf out;
 	char path[96], why[256] = "";
 	uint64_t t0;
@@ -1174,7 +1177,7 @@ static void test_stuck_backend(void **state)
 
 	(void)state;
 	cfg.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
+	assert_int_equal(p->hv->ops->domain_create(p->hv, &cfg, &d), 0);
 	WAIT_FOR(p, d, w, w.blk_reads >= 64 && w.net_received >= 50);
 	snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/pvmig-stall",
 		 d, XVDA);
@@ -1219,8 +1222,8 @@ static void test_stuck_backend(void **state)
 static void test_state_blob_bounds(void **state)
 {
 	struct pvhost *p = pv_host();
-	struct pvm_hv_dev_state st = {
-		.type = PVM_HV_DEV_VBD, .domid = 1, .devid = XVDA,
+	struct pvm_sim_backend_state st = {
+		.type = PVM_SIM_DEV_VBD, .domid = 1, .devid = XVDA,
 		.xb_state = XB_CONNECTED, .fe_port = 5, .nr_rings = 1,
 		.ring = { { 8, 3, 3 } }, .mode = PVM_PVQ_MODE_TRANSPARENT,
 	};
@@ -1239,7 +1242,7 @@ static void test_state_blob_bounds(void **state)
 	pvm_buf_put_u32(&b, 1);
 	at = b.len;
 	pvm_buf_put_u32(&b, 0);
-	pvm_hv_dev_state_encode(&st, &b);
+	pvm_sim_backend_state_encode(&st, &b);
 	pvm_put_le32(b.data + at, (uint32_t)(b.len - at - 4));
 	assert_int_equal(pvm_pvq_state_mode(b.data, b.len),
 			 PVM_PVQ_MODE_TRANSPARENT);
@@ -1261,132 +1264,6 @@ static void test_state_blob_bounds(void **state)
 					   NULL, why, sizeof(why)),
 			 -EBADMSG);
 	pvm_buf_dispose(&b);
-	pv_host_end(p);
-}
-
-/* ---- the ops table's PV slots, on a host pvm_hv_open() built ---------- */
-
-/*
- * pvm_hv_open("sim") with a state dir starts the host's own xenstore
- * server (a second host on the same dir: -EBUSY), and every PV slot of
- * the ops table reaches what the backend seam does: feature, suspend
- * request/ack/suspended/cancel, withdraw, dev_pause/capture/unpause,
- * dev_xb_state (both ends), dev_served, xs_export/import, workload_read;
- * the toolstack stream is not there (-EOPNOTSUPP, no caps).
- */
-static void test_ops_slots(void **state)
-{
-	struct pvhost *p = pv_host(); /* for its disk image only */
-	char dir[64] = "/tmp/pvm-pv-open.XXXXXX";
-	struct pvm_hv_open_opts o = { .state_dir = dir };
-	struct pvm_hv *hv = NULL, *other = NULL;
-	struct pvm_hv_domain_spec cfg = pv_config(p, "content:counter,blk:0", true, false, 1);
-	struct pvm_hv_dev_state st, back;
-	struct pvm_hv_workload w;
-	struct pvm_buf img, enc;
-	uint64_t t0, served = 0, later = 0;
-	uint32_t d, be = 0, fe = 0;
-	bool on = false, flag = false;
-	char *json = (char *)"x";
-
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(pvm_hv_open("sim", &o, &hv), 0);
-	assert_int_equal(pvm_hv_open("sim", &o, &other), -EBUSY);
-	assert_int_equal(hv->ops->caps & PVM_HV_CAP_STREAM, 0);
-	assert_int_equal(hv->ops->domain_create(hv, &cfg, PVM_HV_DOMID_ANY, 0, &d), 0);
-	t0 = pvm_now_ms();
-	do {
-		assert_true(pvm_now_ms() - t0 < SIMTEST_WAIT_MS);
-		simtest_sleep_ms(5);
-		assert_int_equal(hv->ops->dev_xb_state(hv, d, PVM_HV_DEV_VBD,
-						       XVDA, &be, &fe), 0);
-	} while (be != XB_CONNECTED || fe != XB_CONNECTED);
-	do {
-		assert_true(pvm_now_ms() - t0 < SIMTEST_WAIT_MS);
-		simtest_sleep_ms(5);
-	} while (hv->ops->workload_read(hv, d, &w) != 0 || w.blk_reads < 32);
-	assert_int_equal(hv->ops->dev_served(hv, d, PVM_HV_DEV_VBD, XVDA,
-					     &served), 0);
-	assert_true(served > 0);
-	assert_int_equal(hv->ops->dev_xb_state(hv, d, PVM_HV_DEV_VIF, 0, &be,
-					       &fe), -ESRCH);
-
-	/* the suspend request, step by step */
-	assert_int_equal(hv->ops->frontend_feature(hv, d, "suspend", &on), 0);
-	assert_true(on);
-	assert_int_equal(hv->ops->frontend_feature(hv, d, "nonesuch", &on), 0);
-	assert_false(on);
-	assert_int_equal(hv->ops->suspend_request(hv, d), 0);
-	t0 = pvm_now_ms();
-	do {
-		assert_true(pvm_now_ms() - t0 < SIMTEST_WAIT_MS);
-		simtest_sleep_ms(1);
-		assert_int_equal(hv->ops->suspended(hv, d, &flag), 0);
-	} while (!flag);
-	assert_int_equal(hv->ops->suspend_acked(hv, d, &on), 0);
-	assert_true(on);
-	assert_int_equal(hv->ops->suspend_withdraw(hv, d, &on), 0);
-	assert_true(on); /* taken: nothing to withdraw */
-	assert_int_equal(hv->ops->suspend_cancel(hv, d), 0);
-	assert_int_equal(hv->ops->suspended(hv, d, &flag), 0);
-	assert_false(flag);
-
-	/* a device's state through the slots, and its wire form */
-	assert_int_equal(hv->ops->domain_pause(hv, d), 0);
-	assert_int_equal(hv->ops->dev_capture(hv, d, PVM_HV_DEV_VBD, XVDA, &st),
-			 -EBUSY);
-	assert_int_equal(hv->ops->dev_pause(hv, d, PVM_HV_DEV_VBD, XVDA, 2000),
-			 0);
-	assert_int_equal(hv->ops->dev_capture(hv, d, PVM_HV_DEV_VBD, XVDA, &st),
-			 0);
-	assert_int_equal(st.type, PVM_HV_DEV_VBD);
-	assert_int_equal(st.devid, XVDA);
-	assert_int_equal(st.xb_state, XB_CONNECTED);
-	assert_int_equal(st.nr_rings, 1);
-	assert_int_equal(st.ring[0].req_cons, st.ring[0].rsp_prod_pvt);
-	pvm_buf_init(&enc, 4096);
-	pvm_hv_dev_state_encode(&st, &enc);
-	assert_int_equal(pvm_hv_dev_state_decode(enc.data, enc.len, &back), 0);
-	assert_memory_equal(&st, &back, sizeof(st));
-	assert_int_equal(pvm_hv_dev_state_decode(enc.data, enc.len - 1, &back),
-			 -EBADMSG);
-	pvm_buf_dispose(&enc);
-	pvm_buf_init(&img, 1u << 20);
-	assert_int_equal(hv->ops->xs_export(hv, d, &img), 0);
-	assert_true(img.len > 0);
-	assert_int_equal(hv->ops->xs_import(hv, d, img.data, img.len), 0);
-	assert_int_equal(hv->ops->xs_import(hv, d, img.data, 3), -EBADMSG);
-	pvm_buf_dispose(&img);
-	assert_int_equal(hv->ops->dev_unpause(hv, d, PVM_HV_DEV_VBD, XVDA), 0);
-	assert_int_equal(hv->ops->dev_unpause(hv, d, PVM_HV_DEV_VBD, XVDA),
-			 -EINVAL);
-	assert_int_equal(hv->ops->domain_unpause(hv, d), 0);
-	t0 = pvm_now_ms();
-	do {
-		assert_true(pvm_now_ms() - t0 < SIMTEST_WAIT_MS);
-		simtest_sleep_ms(5);
-		assert_int_equal(hv->ops->dev_served(hv, d, PVM_HV_DEV_VBD,
-						     XVDA, &later), 0);
-	} while (later <= served);
-
-	/* no toolstack stream here */
-	assert_int_equal(hv->ops->stream_config(hv, d, &json), -EOPNOTSUPP);
-	assert_null(json);
-	assert_int_equal(hv->ops->stream_save(hv, d, -1, 0, NULL), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->stream_restore(hv, "", -1, 0, &d),
-			 -EOPNOTSUPP);
-	assert_int_equal(hv->ops->stream_suspend(hv, d, 1), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->stream_resume(hv, d), -EOPNOTSUPP);
-
-	assert_int_equal(hv->ops->dev_destroy(hv, d, PVM_HV_DEV_VBD, XVDA), 0);
-	assert_int_equal(hv->ops->dev_destroy(hv, d, PVM_HV_DEV_VBD, XVDA),
-			 -ESRCH);
-	hv->ops->close(hv); /* stops and removes its xenstore server */
-	/* the dir is free again */
-	assert_int_equal(pvm_hv_open("sim", &o, &hv), 0);
-	hv->ops->close(hv);
-	rmdir(dir);
 	pv_host_end(p);
 }
 
@@ -1417,7 +1294,6 @@ int main(void)
 		cmocka_unit_test(test_xsc_cas),
 		cmocka_unit_test(test_stuck_backend),
 		cmocka_unit_test(test_state_blob_bounds),
-		cmocka_unit_test(test_ops_slots),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

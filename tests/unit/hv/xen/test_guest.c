@@ -28,7 +28,7 @@ static void test_config_json(void **state)
 	char *json = NULL;
 
 	running_pv(4, "web");
-	assert_int_equal(hv->ops->stream_config(hv, 4, &json), 0);
+	assert_int_equal(pvm_hv_xen_config_json(hv, 4, &json), 0);
 	assert_non_null(strstr(json, "\"name\":\"web\""));
 	free(json);
 	assert_fails_once(pvm_hv_xen_config_json(hv, 9, &json), -ESRCH);
@@ -45,7 +45,7 @@ static void test_suspend(void **state)
 	struct pvm_hv *hv = *state;
 	struct fx_dom *d = running_pv(4, "web");
 
-	assert_int_equal(hv->ops->stream_suspend(hv, 4, 1000), 0);
+	assert_int_equal(pvm_hv_xen_suspend(hv, 4, 1000), 0);
 	assert_true(d->shutdown);
 	assert_int_equal(d->shutdown_reason, SHUTDOWN_suspend);
 	/* Already suspended: nothing written again. */
@@ -101,9 +101,9 @@ static int cb_precopy(void *ctx, uint32_t round, uint64_t written,
 		 "%u:%llu:%lld ", round, (unsigned long long)written,
 		 (long long)dirty);
 	if (c->stop_below < 0)
-		return PVM_HV_STREAM_ABORT;
-	return dirty >= 0 && dirty < c->stop_below ? PVM_HV_STREAM_STOP :
-						     PVM_HV_STREAM_CONTINUE;
+		return PVM_HV_XEN_PRECOPY_ABORT;
+	return dirty >= 0 && dirty < c->stop_below ? PVM_HV_XEN_PRECOPY_STOP :
+						     PVM_HV_XEN_PRECOPY_CONTINUE;
 }
 
 /* Reads what a save wrote into a pipe (a thread would be needed past the
@@ -121,7 +121,7 @@ static void test_save(void **state)
 	struct pvm_hv *hv = *state;
 	struct fx_dom *d = running_pv(4, "web");
 	struct cbs c = { .hv = hv, .domid = 4, .stop_below = 100 };
-	struct pvm_hv_stream_cb cb = {
+	struct pvm_hv_xen_save_cb cb = {
 		.suspend = cb_suspend, .precopy = cb_precopy, .ctx = &c,
 	};
 	char tmpl[] = "/tmp/pvm-xg-XXXXXX", head[9] = "";
@@ -130,7 +130,7 @@ static void test_save(void **state)
 	assert_true(fd >= 0);
 	unlink(tmpl);
 	/* Cold: no policy, one suspend, the stream on the fd. */
-	assert_int_equal(hv->ops->stream_save(hv, 4, fd, 0, &cb), 0);
+	assert_int_equal(pvm_hv_xen_save(hv, 4, fd, false, &cb), 0);
 	assert_int_equal(c.suspends, 1);
 	assert_int_equal(c.policies, 0);
 	assert_int_equal(fx.save_flags, 0);
@@ -138,7 +138,7 @@ static void test_save(void **state)
 	assert_memory_equal(head, "FXSAVE 4", 8);
 	assert_true(d->shutdown);
 	/* Resume lets it carry on; resuming a running guest fails. */
-	assert_int_equal(hv->ops->stream_resume(hv, 4), 0);
+	assert_int_equal(pvm_hv_xen_resume(hv, 4), 0);
 	assert_false(d->shutdown);
 	assert_fails_once(pvm_hv_xen_resume(hv, 4), -EIO);
 
@@ -149,7 +149,7 @@ static void test_save(void **state)
 	fx.save_dirty[2] = 50;
 	fx.save_dirty[3] = -1;
 	assert_int_equal(ftruncate(fd, 0), 0);
-	assert_int_equal(hv->ops->stream_save(hv, 4, fd, PVM_HV_STREAM_LIVE, &cb), 0);
+	assert_int_equal(pvm_hv_xen_save(hv, 4, fd, true, &cb), 0);
 	assert_int_equal(fx.save_flags, XCFLAGS_LIVE);
 	assert_int_equal(fx.save_rounds, 3);
 	assert_int_equal(c.policies, 4); /* before round 0, after each */
@@ -233,7 +233,7 @@ static void test_restore(void **state)
 	assert_int_equal(fx.restored_len, 24 + FX_SAVE_BYTES + 8);
 
 	fd = stream_fd(4);
-	assert_int_equal(hv->ops->stream_restore(hv, json, fd, PVM_HV_STREAM_PAUSED, &domid), 0);
+	assert_int_equal(pvm_hv_xen_restore(hv, json, fd, true, &domid), 0);
 	close(fd);
 	assert_int_equal(fx_dom(domid)->pause_count, 1);
 
@@ -349,7 +349,7 @@ static void test_save_hvm(void **state)
 	struct pvm_hv *hv = *state;
 	struct fx_dom *d = running_hvm(7, "win", true);
 	struct cbs c = { .hv = hv, .domid = 7, .stop_below = 100 };
-	struct pvm_hv_stream_cb cb = {
+	struct pvm_hv_xen_save_cb cb = {
 		.suspend = cb_suspend, .precopy = cb_precopy, .ctx = &c,
 	};
 	const char *json = "{\"c_info\":{\"name\":\"win\"},\"b_info\":"

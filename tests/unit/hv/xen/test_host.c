@@ -19,73 +19,20 @@ static void test_open_close(void **state)
 
 /*
  * Every slot is filled: a slot added to hv.h and forgotten here would be
- * NULL. (After name and caps, the table is function pointers only, all
+ * NULL. (The table is a name pointer followed by function pointers, all
  * pointer-sized on the ABIs pvmig builds for.)
  */
 static void test_every_slot(void **state)
 {
 	struct pvm_hv *hv = *state;
-	const size_t first = offsetof(struct pvm_hv_ops, close);
-	const size_t n = (sizeof(*hv->ops) - first) / sizeof(void *);
-	void *slots[(sizeof(struct pvm_hv_ops) -
-		     offsetof(struct pvm_hv_ops, close)) / sizeof(void *)];
+	const size_t n = sizeof(*hv->ops) / sizeof(void *);
+	void *slots[sizeof(*hv->ops) / sizeof(void *)];
 
-	static_assert((sizeof(struct pvm_hv_ops) -
-		       offsetof(struct pvm_hv_ops, close)) % sizeof(void *) == 0,
+	static_assert(sizeof(struct pvm_hv_ops) % sizeof(void *) == 0,
 		      "pointers only");
-	memcpy(slots, (const char *)hv->ops + first, sizeof(slots));
+	memcpy(slots, hv->ops, sizeof(slots));
 	for (size_t i = 0; i < n; i++)
 		assert_non_null(slots[i]);
-	assert_int_equal(hv->ops->caps, PVM_HV_CAP_STREAM);
-}
-
-/*
- * The slots that mean nothing on Xen say so (-EOPNOTSUPP, outputs
- * cleared): libxl owns the PV backends and the suspend request, and its
- * stream carries what a guest has in xenstore.
- */
-static void test_unsupported_slots(void **state)
-{
-	struct pvm_hv *hv = *state;
-	struct pvm_hv_dev_state st = { .type = PVM_HV_DEV_VBD };
-	struct pvm_hv_workload w;
-	struct pvm_buf b;
-	uint64_t served = 7;
-	uint32_t be = 7, fe = 7;
-	bool on = true;
-
-	assert_int_equal(hv->ops->dev_pause(hv, 1, PVM_HV_DEV_VBD, 51712, 10),
-			 -EOPNOTSUPP);
-	assert_int_equal(hv->ops->dev_unpause(hv, 1, PVM_HV_DEV_VBD, 51712),
-			 -EOPNOTSUPP);
-	assert_int_equal(hv->ops->dev_capture(hv, 1, PVM_HV_DEV_VBD, 51712,
-					      &st), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->dev_destroy(hv, 1, PVM_HV_DEV_VBD, 51712),
-			 -EOPNOTSUPP);
-	assert_int_equal(hv->ops->dev_attach(hv, &st), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->dev_served(hv, 1, PVM_HV_DEV_VBD, 51712,
-					     &served), -EOPNOTSUPP);
-	assert_int_equal(served, 0);
-	assert_int_equal(hv->ops->dev_xb_state(hv, 1, PVM_HV_DEV_VBD, 51712,
-					       &be, &fe), -EOPNOTSUPP);
-	assert_int_equal(be, 0);
-	assert_int_equal(fe, 0);
-	assert_int_equal(hv->ops->frontend_feature(hv, 1, "suspend", &on),
-			 -EOPNOTSUPP);
-	assert_false(on);
-	assert_int_equal(hv->ops->suspend_request(hv, 1), -EOPNOTSUPP);
-	on = true;
-	assert_int_equal(hv->ops->suspend_acked(hv, 1, &on), -EOPNOTSUPP);
-	assert_false(on);
-	assert_int_equal(hv->ops->suspend_withdraw(hv, 1, &on), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->suspended(hv, 1, &on), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->suspend_cancel(hv, 1), -EOPNOTSUPP);
-	pvm_buf_init(&b, 64);
-	assert_int_equal(hv->ops->xs_export(hv, 1, &b), -EOPNOTSUPP);
-	assert_int_equal(b.len, 0);
-	pvm_buf_dispose(&b);
-	assert_int_equal(hv->ops->xs_import(hv, 1, "x", 1), -EOPNOTSUPP);
-	assert_int_equal(hv->ops->workload_read(hv, 1, &w), -EOPNOTSUPP);
 }
 
 /* Each library that fails to open fails the open, and nothing leaks. */
@@ -209,42 +156,29 @@ static void test_info(void **state)
 	assert_fails_once(hv->ops->domain_info(hv, 5, &di), -EFAULT);
 }
 
-/* domain_create's arguments: the spec, the domid asked for, the flags. */
-struct create_args {
-	struct pvm_hv_domain_spec s;
-	uint32_t domid;
-	uint32_t flags;
-};
-
-static struct create_args cfg_default(void)
+static struct pvm_hv_domain_config cfg_default(void)
 {
-	struct create_args c;
+	struct pvm_hv_domain_config c;
 
 	memset(&c, 0, sizeof(c));
 	c.domid = PVM_HV_DOMID_ANY;
-	c.s.nr_pages = 2048;
-	c.s.nr_vcpus = 2;
-	c.flags = PVM_HV_CREATE_PAUSED;
-	strcpy(c.s.name, "web");
-	strcpy(c.s.image, "/boot/vmlinuz-guest");
+	c.nr_pages = 2048;
+	c.nr_vcpus = 2;
+	c.start_paused = true;
+	c.name = "web";
+	c.image = "/boot/vmlinuz-guest";
 	return c;
-}
-
-static int create(struct pvm_hv *hv, const struct create_args *c,
-		  uint32_t *domid_out)
-{
-	return hv->ops->domain_create(hv, &c->s, c->domid, c->flags, domid_out);
 }
 
 static void test_create(void **state)
 {
 	struct pvm_hv *hv = *state;
-	struct create_args c = cfg_default();
+	struct pvm_hv_domain_config c = cfg_default();
 	struct pvm_hv_dominfo di;
 	uint32_t domid = 0;
 	struct fx_dom *d;
 
-	assert_int_equal(create(hv, &c, &domid), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
 	assert_int_equal(domid, 1);
 	d = fx_dom(1);
 	assert_non_null(d);
@@ -257,17 +191,17 @@ static void test_create(void **state)
 	assert_int_equal(di.nr_vcpus, 2);
 
 	/* Running, at a chosen domid (a restore keeps its domid). */
-	c.flags = 0;
+	c.start_paused = false;
 	c.domid = 42;
-	c.s.name[0] = '\0';
-	assert_int_equal(create(hv, &c, &domid), 0);
+	c.name = NULL;
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
 	assert_int_equal(domid, 42);
 	assert_int_equal(fx_dom(42)->pause_count, 0);
 
 	/* Taken: refused before libxl is asked. */
 	unsigned int calls = fx_calls("libxl_domain_create_new");
 
-	assert_fails_once(create(hv, &c, &domid), -EEXIST);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EEXIST);
 	assert_int_equal(fx_calls("libxl_domain_create_new"), calls);
 }
 
@@ -275,16 +209,16 @@ static void test_create(void **state)
 static void test_create_devices(void **state)
 {
 	struct pvm_hv *hv = *state;
-	struct create_args c = cfg_default();
+	struct pvm_hv_domain_config c = cfg_default();
 	uint32_t domid = 0;
 
-	c.s.nr_disks = 2;
-	c.s.disks[0] = (struct pvm_hv_disk){ "/img/root.img", "xvda", false };
-	c.s.disks[1] = (struct pvm_hv_disk){ "/img/data.img", "xvdb", true };
-	c.s.nr_nics = 1;
-	c.s.nics[0] = (struct pvm_hv_nic){ { 0, 0x16, 0x3e, 1, 2, 3 }, "br9" };
-	c.s.frontend_gen = PVM_HV_FRONTEND_LEGACY;
-	assert_int_equal(create(hv, &c, &domid), 0);
+	c.nr_disks = 2;
+	c.disks[0] = (struct pvm_hv_disk){ "/img/root.img", "xvda", false };
+	c.disks[1] = (struct pvm_hv_disk){ "/img/data.img", "xvdb", true };
+	c.nr_nics = 1;
+	c.nics[0] = (struct pvm_hv_nic){ { 0, 0x16, 0x3e, 1, 2, 3 }, "br9" };
+	c.frontend_gen = PVM_HV_FRONTEND_LEGACY;
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
 	assert_int_equal(fx.n_devices, 3);
 	assert_string_equal(fx.devices[0].target, "/img/root.img");
 	assert_string_equal(fx.devices[0].vdev, "xvda");
@@ -298,65 +232,65 @@ static void test_create_devices(void **state)
 	assert_string_equal(fx_dom(domid)->xsdata, "pvmig/frontend=legacy");
 
 	c = cfg_default();
-	assert_int_equal(create(hv, &c, &domid), 0);
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
 	assert_string_equal(fx_dom(domid)->xsdata, "pvmig/frontend=modern");
 
-	c.s.nr_disks = PVM_HV_MAX_DISKS + 1;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
-	c.s.nr_disks = 1;
-	c.s.disks[0] = (struct pvm_hv_disk){ "", "xvda", false };
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
-	c.s.nr_disks = 0;
-	c.s.frontend_gen = (enum pvm_hv_frontend_gen)7;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	c.nr_disks = PVM_HV_MAX_DISKS + 1;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c.nr_disks = 1;
+	c.disks[0] = (struct pvm_hv_disk){ NULL, "xvda", false };
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
+	c.nr_disks = 0;
+	c.frontend_gen = (enum pvm_hv_frontend_gen)7;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 }
 
 static void test_create_bad_config(void **state)
 {
 	struct pvm_hv *hv = *state;
-	struct create_args c;
+	struct pvm_hv_domain_config c;
 	uint32_t domid = 0;
 
 	c = cfg_default();
-	c.s.nr_vcpus = 0;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	c.nr_vcpus = 0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 	c = cfg_default();
-	c.s.nr_pages = 0;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	c.nr_pages = 0;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 	c = cfg_default();
 	c.domid = 0x7ff0;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 	c = cfg_default();
 	c.domid = 0;
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 	c = cfg_default();
-	c.s.image[0] = '\0';
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	c.image = NULL;
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 	assert_int_equal(fx_calls("libxl_domain_create_new"), 0);
 }
 
 static void test_create_failures(void **state)
 {
 	struct pvm_hv *hv = *state;
-	struct create_args c = cfg_default();
+	struct pvm_hv_domain_config c = cfg_default();
 	uint32_t domid = 0;
 
 	fx_fail("libxl_domain_create_new", 1, EIO);
-	assert_fails_once(create(hv, &c, &domid), -EIO);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EIO);
 	assert_null(fx_dom(1));
 	fx_fail("libxl_domain_create_new", 1, EINVAL);
-	assert_fails_once(create(hv, &c, &domid), -EINVAL);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EINVAL);
 
 	/* Probing a fixed domid fails for another reason than ESRCH. */
 	c.domid = 9;
 	fx_fail("xc_domain_getinfolist", 1, EACCES);
-	assert_fails_once(create(hv, &c, &domid), -EACCES);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EACCES);
 
 	/* Unpause fails: the new domain is destroyed, not left behind. */
 	c.domid = PVM_HV_DOMID_ANY;
-	c.flags = 0;
+	c.start_paused = false;
 	fx_fail("libxl_domain_unpause", 1, EIO);
-	assert_fails_once(create(hv, &c, &domid), -EIO);
+	assert_fails_once(hv->ops->domain_create(hv, &c, &domid), -EIO);
 	assert_null(fx_dom(1));
 	assert_int_equal(fx_calls("libxl_domain_destroy"), 1);
 }
@@ -494,7 +428,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		XT_TEST(test_open_close),
 		XT_TEST(test_every_slot),
-		XT_TEST(test_unsupported_slots),
 		XT_TEST(test_open_failures),
 		XT_TEST(test_list),
 		XT_TEST(test_list_batches),

@@ -14,16 +14,16 @@
 /* A destination domain made through the slot, paused, then "booted". */
 static uint32_t make_dest(struct pvm_hv *hv, uint64_t nr, bool boot)
 {
-	struct pvm_hv_domain_spec c;
+	struct pvm_hv_domain_config c;
 	uint32_t domid = 0;
 
 	memset(&c, 0, sizeof(c));
+	c.domid = PVM_HV_DOMID_ANY;
 	c.nr_pages = nr;
 	c.nr_vcpus = 2;
-	strcpy(c.image, "/boot/vmlinuz");
-	assert_int_equal(hv->ops->domain_create(hv, &c, PVM_HV_DOMID_ANY,
-						PVM_HV_CREATE_PAUSED, &domid),
-			 0);
+	c.start_paused = true;
+	c.image = "/boot/vmlinuz";
+	assert_int_equal(hv->ops->domain_create(hv, &c, &domid), 0);
 	if (boot)
 		fx_boot(domid, false);
 	return domid;
