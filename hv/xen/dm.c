@@ -4,7 +4,7 @@
  *
  *   xen_dm_kind()          which device model serves the domain: libxl's
  *                          /libxl/<domid>/dm-version ("qemu_xen"), none for
- *                          PV and PVH
+ *                          PV and for PVH (/libxl/<domid>/type "pvh")
  *   xen_dm_logdirty()      QMP xen-set-global-dirty-log: QEMU logs the
  *                          guest pages its emulated devices write (libxen-
  *                          guest's switch_qemu_logdirty callback, HVM only)
@@ -66,6 +66,19 @@ int xen_dm_kind(struct xen_host *x, uint32_t domid, enum xen_dm *kind_out)
 	char *v;
 
 	*kind_out = XEN_DM_NONE;
+	/* libxl writes dm-version ("qemu_xen") for PVH domains too, which
+	 * have no QEMU: its own type node says which is which (libxl's
+	 * libxl__domain_type). Asking a PVH domain's absent QEMU for
+	 * log-dirty failed every save of one on the nested hosts. */
+	snprintf(path, sizeof(path), "/libxl/%u/type", domid);
+	v = xs_read(x->xsh, XBT_NULL, path, &len);
+	if (v) {
+		bool pvh = len == 3 && !memcmp(v, "pvh", 3);
+
+		free(v);
+		if (pvh)
+			return 0;
+	}
 	snprintf(path, sizeof(path), "/libxl/%u/dm-version", domid);
 	v = xs_read(x->xsh, XBT_NULL, path, &len);
 	if (!v)
@@ -410,23 +423,42 @@ int xen_dm_logdirty(struct xen_host *x, uint32_t domid, bool enable)
 	return rc;
 }
 
-/* A temporary file nobody else can open (unlinked at once). */
-static int tmp_file(void)
+/*
+ * A temporary file nobody else can open (unlinked at once): *@rfd_out to
+ * read it back, *@wfd_out opened O_WRONLY for QEMU. QEMU 7.2 hands out a
+ * /dev/fdset/N fd only if its access mode is the one asked for
+ * (monitor_fdset_dup_fd_add), and xen-save-devices-state asks O_WRONLY:
+ * mkstemp's O_RDWR fd was refused with "Unable to open /dev/fdset/0:
+ * Permission denied" on the nested hosts (libxl opens it O_WRONLY too).
+ */
+static int tmp_file(int *rfd_out, int *wfd_out)
 {
 	static const char *const dirs[] = { "/var/lib/xen", "/tmp" };
 	char path[64];
+	int rc = -ENOENT;
 
+	*rfd_out = *wfd_out = -1;
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		int fd;
+		int fd, wfd;
 
 		snprintf(path, sizeof(path), "%s/pvmig-dm.XXXXXX", dirs[i]);
 		fd = mkstemp(path);
-		if (fd >= 0) {
-			unlink(path);
-			return fd;
+		if (fd < 0) {
+			rc = -errno;
+			continue;
 		}
+		wfd = open(path, O_WRONLY | O_CLOEXEC);
+		rc = wfd < 0 ? -errno : 0;
+		unlink(path);
+		if (rc) {
+			close(fd);
+			continue;
+		}
+		*rfd_out = fd;
+		*wfd_out = wfd;
+		return 0;
 	}
-	return -errno;
+	return rc;
 }
 
 /* @fd's whole content (at most XEN_DM_CONTEXT_MAX bytes) into *@out. */
@@ -468,14 +500,14 @@ int xen_dm_save(struct xen_host *x, uint32_t domid, bool live,
 	const char *v;
 	size_t vlen;
 	long fdset = -1;
-	int fd, rc;
+	int fd, wfd, rc;
 
 	(void)x;
-	fd = tmp_file();
-	if (fd < 0) {
+	rc = tmp_file(&fd, &wfd);
+	if (rc) {
 		pvm_err("xen: domain %u: no temporary file for the device "
-			"model's state: %s", domid, strerror(-fd));
-		return fd;
+			"model's state: %s", domid, strerror(-rc));
+		return rc;
 	}
 	rc = qmp_open(&q, domid);
 	if (rc)
@@ -485,7 +517,7 @@ int xen_dm_save(struct xen_host *x, uint32_t domid, bool live,
 		     XEN_QMP_TIMEOUT_MS, NULL, 0);
 	if (rc)
 		goto out;
-	rc = qmp_cmd(&q, "add-fd", "{\"execute\":\"add-fd\"}\r\n", fd,
+	rc = qmp_cmd(&q, "add-fd", "{\"execute\":\"add-fd\"}\r\n", wfd,
 		     XEN_QMP_TIMEOUT_MS, ret, sizeof(ret));
 	if (rc)
 		goto out;
@@ -522,6 +554,7 @@ int xen_dm_save(struct xen_host *x, uint32_t domid, bool live,
 		rc = read_back(domid, fd, out);
 out:
 	qmp_close(&q);
+	close(wfd);
 	close(fd);
 	return rc;
 }

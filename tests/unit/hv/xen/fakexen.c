@@ -1,5 +1,6 @@
 /* The fake Xen host behind the hv/xen unit tests; see fakexen.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +433,15 @@ void *__wrap_xs_read(struct xs_handle *h, xs_transaction_t t,
 	struct fx_dom *d;
 
 	FAILPOINT(NULL);
+	/* libxl's type node (libxl__domain_type); dm-version is there for
+	 * PVH too, as libxl writes it for every HVM-container domain. */
+	if (sscanf(path, "/libxl/%u/typ%1s", &domid, tail) == 2 &&
+	    !strcmp(tail, "e") && (d = fx_dom(domid))) {
+		const char *v = d->pvh ? "pvh" : d->hvm ? "hvm" : "pv";
+
+		*len = (unsigned int)strlen(v);
+		return strdup(v);
+	}
 	if (sscanf(path, "/libxl/%u/dm-versio%1s", &domid, tail) == 2 &&
 	    (d = fx_dom(domid)) && d->dm_version[0]) {
 		*len = (unsigned int)strlen(d->dm_version);
@@ -1912,7 +1922,19 @@ static int qemu_serve(int c)
 							break;
 					goto out_closed;
 				}
-				if (fx.qmp_mode == FX_QMP_SAVE_ERROR) {
+				/* QEMU 7.2 opens /dev/fdset/N O_WRONLY and
+				 * hands out a set's fd only if its access
+				 * mode matches (monitor_fdset_dup_fd_add). */
+				if (fx.qmp_mode != FX_QMP_SAVE_ERROR &&
+				    (state_fd < 0 ||
+				     (fcntl(state_fd, F_GETFL) & O_ACCMODE) !=
+					     O_WRONLY)) {
+					qmp_log("save-EACCES");
+					qmp_send(c, "{\"error\": {\"class\": "
+						    "\"GenericError\", \"desc\": "
+						    "\"Unable to open /dev/fdset/1: "
+						    "Permission denied\"}}\r\n");
+				} else if (fx.qmp_mode == FX_QMP_SAVE_ERROR) {
 					qmp_send(c, "{\"id\": 1, \"error\": {\"class\": "
 						    "\"GenericError\", \"desc\": "
 						    "\"saving Xen device state failed\"}}\r\n");

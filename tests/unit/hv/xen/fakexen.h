@@ -75,9 +75,12 @@ struct fx_dom {
 	 * through control/shutdown; control/shutdown's value */
 	bool honours_suspend;
 	char control_shutdown[16];
-	/* HVM: libxl's /libxl/<domid>/dm-version ("qemu_xen" for QEMU,
-	 * "" none: PVH); physmap: QEMU published one VRAM physmap entry */
+	/* HVM: libxl's /libxl/<domid>/dm-version ("qemu_xen" for QEMU;
+	 * libxl writes it for PVH too); pvh: /libxl/<domid>/type is "pvh"
+	 * (else "hvm" or "pv"); physmap: QEMU published one VRAM physmap
+	 * entry */
 	char dm_version[32];
+	bool pvh;
 	bool physmap;
 	/* The scheduler of its cpupool and its parameters. */
 	enum { FX_CREDIT2, FX_CREDIT, FX_RTDS } sched;
