@@ -60,7 +60,7 @@ struct reader {
 	/* libxc stream state */
 	uint32_t version;
 	uint32_t dom_type;
-	bool seen_sde, seen_ctx, seen_checksum;
+	bool seen_sde, seen_checksum;
 	uint8_t csum_expected;               /* from META */
 	uint32_t seen_once[PVM_CKPT_XC_REC_NR + PVM_CKPT_PVM_REC_NR];
 };
@@ -323,8 +323,6 @@ static int h_hvm_params(struct reader *r, const struct pvm_ckpt_record *rec)
 	if (count != (rec->length - 8) / 16 || (rec->length - 8) % 16)
 		return rfail(r, -EBADMSG, "HVM_PARAMS: count %u, length %u",
 			     count, rec->length);
-	if (r->seen_ctx)
-		return rfail(r, -EPROTO, "HVM_PARAMS after HVM_CONTEXT");
 	if (!r->ops->hvm_params || !count)
 		return 0;
 	p = scratch(r, (size_t)count * sizeof(*p));
@@ -341,7 +339,6 @@ static int h_hvm_context(struct reader *r, const struct pvm_ckpt_record *rec)
 {
 	if (!rec->length)
 		return rfail(r, -EBADMSG, "HVM_CONTEXT: empty");
-	r->seen_ctx = true;
 	if (r->ops->hvm_context)
 		return call(r, r->ops->hvm_context(r->octx, rec->body,
 						   rec->length),
