@@ -58,6 +58,10 @@ struct pvm_hv_dominfo {
 	uint32_t shutdown_reason; /* valid with PVM_HV_DOMINF_SHUTDOWN */
 	uint32_t nr_vcpus;
 	uint64_t nr_pages; /* pfns 0 .. nr_pages-1 exist (PV: p2m size) */
+	/* Pages it holds now (Xen: tot_pages + outstanding, xl list's Mem).
+	 * An HVM/PVH domain's gfns reach its special pages below 4 GiB, so
+	 * its nr_pages says about 4080 MiB for a 128 MiB guest. */
+	uint64_t mem_pages;
 	char name[64];     /* NUL-terminated */
 };
 

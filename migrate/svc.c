@@ -190,7 +190,7 @@ void add_dominfo(struct pvm_kv *kv, const struct pvm_hv_dominfo *d)
 	pvm_kv_add(kv, "name", "%s", d->name);
 	pvm_kv_add(kv, "state", "%s", state_name(d));
 	pvm_kv_add(kv, "memory_mib", "%llu",
-		   (unsigned long long)(d->nr_pages * PVM_PAGE_SIZE >> 20));
+		   (unsigned long long)(d->mem_pages * PVM_PAGE_SIZE >> 20));
 	pvm_kv_add(kv, "vcpus", "%u", d->nr_vcpus);
 	pvm_kv_add(kv, "logdirty", "%s",
 		   d->flags & PVM_HV_DOMINF_LOGDIRTY ? "on" : "off");

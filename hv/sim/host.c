@@ -206,6 +206,7 @@ static void fill_info(const struct sim_domain *d, struct pvm_hv_dominfo *out)
 	out->domid = d->domid;
 	out->nr_vcpus = d->nr_vcpus;
 	out->nr_pages = d->nr_pages;
+	out->mem_pages = d->nr_pages;
 	snprintf(out->name, sizeof(out->name), "%s", d->name);
 	if (d->pause_count)
 		out->flags |= PVM_HV_DOMINF_PAUSED;

@@ -175,6 +175,7 @@ static void fill_dominfo(struct xen_host *x, const xc_domaininfo_t *xi,
 	if (xc_domain_nr_gpfns(x->xch, xi->domain, &gpfns) == 0)
 		n = gpfns;
 	out->nr_pages = n;
+	out->mem_pages = xi->tot_pages + xi->outstanding_pages;
 	pthread_mutex_lock(&x->lock);
 	struct xen_dom *d = xen_dom_get(x, xi->domain, false);
 

@@ -550,7 +550,7 @@ int __wrap_xc_domain_nr_gpfns(xc_interface *xch, uint32_t domid,
 		errno = ESRCH;
 		return -1;
 	}
-	*gpfns = d->nr_pages;
+	*gpfns = d->gpfns ? d->gpfns : d->nr_pages;
 	return 0;
 }
 

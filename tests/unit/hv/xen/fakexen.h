@@ -57,6 +57,9 @@ struct fx_dom {
 	unsigned int width; /* bytes */
 	unsigned int max_vcpus;
 	uint64_t nr_pages;
+	/* xc_domain_nr_gpfns when non-zero (an HVM domain's gfns reach its
+	 * special pages at 0xfeff*: 0xff000), else nr_pages */
+	uint64_t gpfns;
 	xen_pfn_t *p2m; /* pfn → mfn */
 	xen_pfn_t shinfo_mfn;
 	xen_domain_handle_t handle;

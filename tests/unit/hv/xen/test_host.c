@@ -82,7 +82,18 @@ static void test_list(void **state)
 	assert_int_equal(out[2].domid, 7);
 	assert_int_equal(out[0].nr_vcpus, 4);
 	assert_int_equal(out[0].nr_pages, 128);
+	assert_int_equal(out[0].mem_pages, 128);
 	assert_int_equal(out[2].nr_pages, 1000);
+	assert_int_equal(out[2].mem_pages, 1000);
+
+	/* An HVM guest of 128 pages whose gfns reach 0xfeff*: its memory is
+	 * what it holds (xl list's Mem), not its gfn space (pvmig list said
+	 * 4080 MiB for the nested hosts' 128 MiB HVM and PVH guests). */
+	fx_dom(1)->gpfns = 0xff000;
+	assert_int_equal(hv->ops->domain_list(hv, out, 8, &n), 0);
+	assert_int_equal(out[0].nr_pages, 0xff000);
+	assert_int_equal(out[0].mem_pages, 128);
+	fx_dom(1)->gpfns = 0;
 	assert_string_equal(out[1].name, "guest-three");
 	assert_string_equal(out[0].name, "");
 	assert_int_equal(out[1].flags, PVM_HV_DOMINF_PAUSED);
