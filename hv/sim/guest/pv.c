@@ -581,6 +581,20 @@ static void vif_talk(struct dev *d)
 			ungrant(n->txb_ref[i]);
 		for (uint32_t i = 0; i < VIF_NRX; i++)
 			ungrant(n->rxb_ref[i]);
+		/* A resume drops the rings, and with them every frame in
+		 * flight and every reply not yet read: lost now, and the
+		 * stall clock starts again. (It ran on from before the
+		 * suspend: after a pause over 1 s, the first frames sent on
+		 * the new rings were given up before their replies came,
+		 * which then counted as out of order.) */
+		if (n->next_seq != n->expect) {
+			uint64_t gone = n->next_seq - n->expect;
+
+			count(PVM_SIMGUEST_C_NET_LOST, (int64_t)gone);
+			n->seen = gone >= 64 ? 0 : n->seen << gone;
+			n->expect = n->next_seq;
+		}
+		n->last_rx = now_ns();
 	}
 	SHARED_RING_INIT((netif_tx_sring_t *)page_of(n->tx_pfn));
 	SHARED_RING_INIT((netif_rx_sring_t *)page_of(n->rx_pfn));
