@@ -94,6 +94,8 @@ expect_state() {
 }
 # domid_of HOST DOMAIN -> its domid there (status 1 when it has none)
 domid_of() { "$PVMIG" -H "$W/$1" status "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["domid"])' 2>/dev/null; }
+# jfield FILE KEY: KEY of the result in a --json answer saved in FILE ("?" if absent)
+jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
 # counters HOST DOMAIN -> "key=value ..." of the simulated guest's workload
 # counters (xenstore data/workload/*; "?" for one it cannot read)
 counters() {

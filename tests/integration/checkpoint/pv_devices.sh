@@ -129,8 +129,6 @@ wait_epoch() {
 	done
 	return 1
 }
-# field FILE KEY of a --json result
-jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
 # restored_ok WHAT OUTFILE: restore result says the 2 devices reconnected
 restored_ok() {
 	local d

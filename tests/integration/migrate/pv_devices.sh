@@ -38,9 +38,6 @@ check_clean() {
 	[ $e = 0 ] && ok "$1: no I/O error, $lost packets lost in this move ($3)" || bad "$1: I/O errors (lost $lost in this move): $3"
 }
 
-# field FILE KEY of a --json result
-jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"].get(sys.argv[2],"?"))' "$1" "$2" 2>/dev/null; }
-
 truncate -s 32M "$W/legacy.img" "$W/modern.img"
 
 # A modern guest that advertises suspend but does not answer (noack), with
